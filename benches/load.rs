@@ -1,0 +1,263 @@
+//! The load tool: starts `zombi` (or uses `--bootstrap`), then measures with librdkafka (rdkafka):
+//! produce throughput, consume throughput, and produce latency at a fixed rate, for 1 KiB records
+//! with acks=all, on 1 and 16 partitions; plus the broker's resident memory.
+//!
+//! `cargo bench --bench load -- [--records N] [--rate R] [--seconds S] [--bootstrap HOST:PORT]
+//!  [--durability fsync|periodic]`
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+const RECORD_BYTES: usize = 1024;
+
+struct Args {
+    records: u64,
+    rate: u64,
+    seconds: u64,
+    bootstrap: Option<String>,
+    durability: String,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args { records: 300_000, rate: 10_000, seconds: 10, bootstrap: None, durability: "fsync".into() };
+    let mut iter = std::env::args().skip(1);
+    while let Some(flag) = iter.next() {
+        let mut value = || iter.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--records" => args.records = value().parse().expect("--records N"),
+            "--rate" => args.rate = value().parse().expect("--rate R"),
+            "--seconds" => args.seconds = value().parse().expect("--seconds S"),
+            "--bootstrap" => args.bootstrap = Some(value()),
+            "--durability" => args.durability = value(),
+            "--bench" => {}
+            _ => {}
+        }
+    }
+    args
+}
+
+struct Broker {
+    child: Option<Child>,
+    bootstrap: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Broker {
+    fn start(args: &Args) -> Broker {
+        if let Some(bootstrap) = &args.bootstrap {
+            return Broker { child: None, bootstrap: bootstrap.clone(), _dir: None };
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zombi"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--durability", &args.durability])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start zombi");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("listening line");
+        let bootstrap =
+            line.split_whitespace().find_map(|p| p.strip_prefix("kafka=")).expect("kafka address").to_string();
+        Broker { child: Some(child), bootstrap, _dir: Some(dir) }
+    }
+
+    fn rss_kib(&self) -> Option<(u64, u64)> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field =
+            |name: &str| status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse::<u64>().ok();
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Counts deliveries and records their latency (enqueue to acknowledgement).
+struct Delivered {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    latencies: std::sync::Mutex<Histogram<u64>>,
+    start: Instant,
+}
+
+struct Context(Arc<Delivered>);
+
+impl ClientContext for Context {}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = Box<u64>;
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_at_micros: Box<u64>) {
+        match result {
+            Ok(_) => {
+                let now = self.0.start.elapsed().as_micros() as u64;
+                if let Ok(mut histogram) = self.0.latencies.lock() {
+                    let _ = histogram.record(now.saturating_sub(*sent_at_micros).max(1));
+                }
+                self.0.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.0.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn producer(bootstrap: &str) -> (ThreadedProducer<Context>, Arc<Delivered>) {
+    let delivered = Arc::new(Delivered {
+        ok: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        latencies: std::sync::Mutex::new(Histogram::new(3).expect("histogram")),
+        start: Instant::now(),
+    });
+    let producer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "200000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .create_with_context(Context(delivered.clone()))
+        .expect("producer");
+    (producer, delivered)
+}
+
+fn send(producer: &ThreadedProducer<Context>, topic: &str, partitions: i32, i: u64, payload: &[u8], start: Instant) {
+    let mut opaque = Box::new(start.elapsed().as_micros() as u64);
+    loop {
+        let record =
+            BaseRecord::with_opaque_to(topic, opaque).partition((i % partitions as u64) as i32).payload(payload);
+        match producer.send::<[u8], [u8]>(record) {
+            Ok(()) => return,
+            Err((_, record)) => {
+                opaque = record.delivery_opaque;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+    }
+}
+
+fn wait_for(delivered: &Delivered, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while delivered.ok.load(Ordering::Relaxed) + delivered.failed.load(Ordering::Relaxed) < count {
+        assert!(Instant::now() < deadline, "deliveries stalled");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn throughput(bootstrap: &str, topic: &str, partitions: i32, records: u64) {
+    let (producer, delivered) = producer(bootstrap);
+    let payload = vec![b'z'; RECORD_BYTES];
+    let start = Instant::now();
+    for i in 0..records {
+        send(&producer, topic, partitions, i, &payload, delivered.start);
+    }
+    wait_for(&delivered, records);
+    let seconds = start.elapsed().as_secs_f64();
+    let failed = delivered.failed.load(Ordering::Relaxed);
+    report("produce", partitions, records, seconds, failed);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "zombi-load")
+        .set("enable.auto.commit", "false")
+        .set("fetch.max.bytes", "52428800")
+        .set("max.partition.fetch.bytes", "10485760")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition_offset(topic, partition, Offset::Beginning).expect("assign");
+    }
+    consumer.assign(&list).expect("assign");
+    let start = Instant::now();
+    let mut count = 0u64;
+    let mut bytes = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while count < records - failed {
+        assert!(Instant::now() < deadline, "consume stalled at {count}");
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            count += 1;
+            bytes += message.payload_len() as u64;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    assert_eq!(bytes, count * RECORD_BYTES as u64);
+    report("consume", partitions, count, seconds, 0);
+}
+
+fn report(what: &str, partitions: i32, records: u64, seconds: f64, failed: u64) {
+    let mb = records as f64 * RECORD_BYTES as f64 / 1e6;
+    println!(
+        "{what:8} partitions={partitions:<3} records={records} {:.0} records/s {:.1} MB/s ({seconds:.2} s, {failed} failed)",
+        records as f64 / seconds,
+        mb / seconds
+    );
+}
+
+fn latency(bootstrap: &str, topic: &str, partitions: i32, rate: u64, seconds: u64) {
+    let (producer, delivered) = producer(bootstrap);
+    let payload = vec![b'l'; RECORD_BYTES];
+    let total = rate * seconds;
+    let start = Instant::now();
+    for i in 0..total {
+        // Open-loop schedule: record i is due at i / rate seconds.
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        send(&producer, topic, partitions, i, &payload, delivered.start);
+    }
+    wait_for(&delivered, total);
+    let histogram = delivered.latencies.lock().expect("histogram");
+    println!(
+        "latency  partitions={partitions:<3} rate={rate}/s for {seconds} s: p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms ({} failed)",
+        histogram.value_at_quantile(0.5) as f64 / 1000.0,
+        histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        histogram.value_at_quantile(0.999) as f64 / 1000.0,
+        histogram.max() as f64 / 1000.0,
+        delivered.failed.load(Ordering::Relaxed)
+    );
+}
+
+fn main() {
+    let args = parse_args();
+    let broker = Broker::start(&args);
+    println!("zombi load tool: {} bytes/record, acks=all, durability={}", RECORD_BYTES, args.durability);
+    for partitions in [1, 16] {
+        let topic = format!("load-{partitions}-{}", std::process::id());
+        create_topic(&broker.bootstrap, &topic, partitions);
+        throughput(&broker.bootstrap, &topic, partitions, args.records);
+        let latency_topic = format!("{topic}-latency");
+        create_topic(&broker.bootstrap, &latency_topic, partitions);
+        latency(&broker.bootstrap, &latency_topic, partitions, args.rate, args.seconds);
+        if let Some((rss, hwm)) = broker.rss_kib() {
+            println!("memory   broker RSS {} MiB, peak {} MiB", rss / 1024, hwm / 1024);
+        }
+    }
+}
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = runtime.block_on(admin.create_topics([&new_topic], &AdminOptions::new())).expect("create topic");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}

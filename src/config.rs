@@ -1,0 +1,312 @@
+//! Every setting and limit of the broker, with units in the names.
+//!
+//! Precedence: command-line flag, then `ZOMBI_*` environment variable (both through clap), then the
+//! optional TOML file given by `--config`, then the embedded default.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Parser;
+use serde::Deserialize;
+
+/// How the hot tier makes appends durable before they are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// fsync the RocksDB WAL once per group commit, before acknowledging: survives power loss.
+    Fsync,
+    /// Write the WAL to the OS on every group commit and fsync it every `fsync_interval_ms`:
+    /// survives `kill -9` of the broker; a power loss may lose the last interval.
+    Periodic,
+}
+
+/// Flags and file settings share one shape; every field is optional so that the layers can be merged.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "zombi", version, about = "Kafka-compatible broker with a RocksDB hot tier")]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Settings {
+    /// Optional TOML file with the same settings (kebab-case keys).
+    #[arg(long, env = "ZOMBI_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory for the RocksDB hot tier and broker metadata.
+    #[arg(long, env = "ZOMBI_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This broker's node id.
+    #[arg(long, env = "ZOMBI_NODE_ID")]
+    pub node_id: Option<i32>,
+    /// Cluster id reported to clients (default: generated once and kept in the data dir).
+    #[arg(long, env = "ZOMBI_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// Address the Kafka listener binds to.
+    #[arg(long, env = "ZOMBI_KAFKA_LISTEN")]
+    pub kafka_listen: Option<SocketAddr>,
+    /// host:port clients are told to connect to.
+    #[arg(long, env = "ZOMBI_KAFKA_ADVERTISED")]
+    pub kafka_advertised: Option<String>,
+    /// Address of the HTTP listener (health).
+    #[arg(long, env = "ZOMBI_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+    /// Create unknown topics on Metadata and Produce requests.
+    #[arg(long, env = "ZOMBI_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Partition count of auto-created topics and of CreateTopics with -1.
+    #[arg(long, env = "ZOMBI_NUM_PARTITIONS")]
+    pub num_partitions: Option<i32>,
+    /// `fsync` (per group commit) or `periodic`.
+    #[arg(long, env = "ZOMBI_DURABILITY", value_enum)]
+    pub durability: Option<Durability>,
+    /// Interval of the WAL fsync with `--durability periodic`.
+    #[arg(long, env = "ZOMBI_FSYNC_INTERVAL_MS")]
+    pub fsync_interval_ms: Option<u64>,
+    /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
+    #[arg(long = "socket-request-max-bytes", env = "ZOMBI_SOCKET_REQUEST_MAX_BYTES")]
+    #[serde(rename = "socket.request.max.bytes")]
+    pub socket_request_max_bytes: Option<usize>,
+    /// Default `max.message.bytes` of topics (largest record batch).
+    #[arg(long = "message-max-bytes", env = "ZOMBI_MESSAGE_MAX_BYTES")]
+    #[serde(rename = "message.max.bytes")]
+    pub message_max_bytes: Option<i32>,
+    /// Default `retention.ms` of topics (-1: forever).
+    #[arg(long = "log-retention-ms", env = "ZOMBI_LOG_RETENTION_MS")]
+    #[serde(rename = "log.retention.ms")]
+    pub log_retention_ms: Option<i64>,
+    /// Default `retention.bytes` of each partition (-1: unlimited).
+    #[arg(long = "log-retention-bytes", env = "ZOMBI_LOG_RETENTION_BYTES")]
+    #[serde(rename = "log.retention.bytes")]
+    pub log_retention_bytes: Option<i64>,
+    /// How often retention is enforced.
+    #[arg(long, env = "ZOMBI_RETENTION_CHECK_INTERVAL_MS")]
+    pub retention_check_interval_ms: Option<u64>,
+    /// Most client connections served at once.
+    #[arg(long, env = "ZOMBI_CONNECTIONS_MAX")]
+    pub connections_max: Option<usize>,
+    /// How long an empty group waits for more members before its first rebalance.
+    #[arg(long = "group-initial-rebalance-delay-ms", env = "ZOMBI_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    #[serde(rename = "group.initial.rebalance.delay.ms")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session timeout a group member may ask for.
+    #[arg(long = "group-min-session-timeout-ms", env = "ZOMBI_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    #[serde(rename = "group.min.session.timeout.ms")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Largest session timeout a group member may ask for.
+    #[arg(long = "group-max-session-timeout-ms", env = "ZOMBI_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    #[serde(rename = "group.max.session.timeout.ms")]
+    pub group_max_session_timeout_ms: Option<i32>,
+    /// How long committed offsets of an empty group are kept.
+    #[arg(long = "offsets-retention-minutes", env = "ZOMBI_OFFSETS_RETENTION_MINUTES")]
+    #[serde(rename = "offsets.retention.minutes")]
+    pub offsets_retention_minutes: Option<i64>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "ZOMBI_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The resolved configuration: every value present, every limit with its unit.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub node_id: i32,
+    pub cluster_id: Option<String>,
+    pub kafka_listen: SocketAddr,
+    pub kafka_advertised_host: String,
+    pub kafka_advertised_port: i32,
+    /// Whether the advertised address was given (else it follows the bound listener).
+    pub kafka_advertised_explicit: bool,
+    pub http_listen: SocketAddr,
+    pub auto_create_topics: bool,
+    pub num_partitions: i32,
+    pub durability: Durability,
+    pub fsync_interval_ms: u64,
+    pub socket_request_max_bytes: usize,
+    pub message_max_bytes: i32,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub retention_check_interval_ms: u64,
+    pub connections_max: usize,
+    pub log_format: String,
+    pub group_initial_rebalance_delay_ms: u64,
+    pub group_min_session_timeout_ms: i32,
+    pub group_max_session_timeout_ms: i32,
+    pub offsets_retention_ms: i64,
+    /// Members a group may have (Kafka's `group.max.size`).
+    pub group_members_max: usize,
+    /// How often group timers (sessions, rebalances, offset expiry) are checked.
+    pub group_timer_interval_ms: u64,
+    /// Requests read ahead on one connection while earlier ones are still being answered.
+    pub requests_in_flight_per_connection_max: usize,
+    /// Appends waiting for the group-commit writer.
+    pub append_queue_max: usize,
+    /// Bytes one group commit gathers before it writes.
+    pub group_commit_bytes_max: usize,
+    /// Longest time a Fetch may wait (caps the client's max_wait_ms).
+    pub fetch_wait_ms_max: u64,
+    /// RocksDB memtable size and count: bounds the hot tier's write memory.
+    pub memtable_bytes: usize,
+    pub memtables_max: i32,
+    /// RocksDB block cache for reads.
+    pub block_cache_bytes: usize,
+    /// Partitions a topic may have.
+    pub partitions_per_topic_max: i32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid setting {name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Config {
+    /// Reads flags and environment, then the TOML file they name, and resolves defaults.
+    pub fn from_args() -> Result<Self, ConfigError> {
+        let cli = Settings::parse();
+        let file = match &cli.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str::<Settings>(&text)
+                    .map_err(|source| ConfigError::Parse { path: path.clone(), source: Box::new(source) })?
+            }
+            None => Settings::default(),
+        };
+        Self::resolve(cli, file)
+    }
+
+    /// Merges two layers (the first wins) over the defaults and checks the result.
+    pub fn resolve(first: Settings, second: Settings) -> Result<Self, ConfigError> {
+        macro_rules! pick {
+            ($field:ident, $default:expr) => {
+                first.$field.or(second.$field).unwrap_or_else(|| $default)
+            };
+        }
+        let kafka_listen = pick!(kafka_listen, SocketAddr::from(([0, 0, 0, 0], 9092)));
+        let advertised = first.kafka_advertised.or(second.kafka_advertised);
+        let kafka_advertised_explicit = advertised.is_some();
+        let (kafka_advertised_host, kafka_advertised_port) = advertised_address(kafka_listen, advertised)?;
+        let config = Config {
+            data_dir: pick!(data_dir, PathBuf::from("./data")),
+            node_id: pick!(node_id, 0),
+            cluster_id: first.cluster_id.or(second.cluster_id),
+            kafka_listen,
+            kafka_advertised_host,
+            kafka_advertised_port,
+            kafka_advertised_explicit,
+            http_listen: pick!(http_listen, SocketAddr::from(([0, 0, 0, 0], 8080))),
+            auto_create_topics: pick!(auto_create_topics, true),
+            num_partitions: pick!(num_partitions, 1),
+            durability: pick!(durability, Durability::Fsync),
+            fsync_interval_ms: pick!(fsync_interval_ms, 50),
+            socket_request_max_bytes: pick!(socket_request_max_bytes, 100 * 1024 * 1024),
+            message_max_bytes: pick!(message_max_bytes, 1_048_588),
+            log_retention_ms: pick!(log_retention_ms, 7 * 24 * 3600 * 1000),
+            log_retention_bytes: pick!(log_retention_bytes, -1),
+            retention_check_interval_ms: pick!(retention_check_interval_ms, 30_000),
+            connections_max: pick!(connections_max, 4096),
+            log_format: pick!(log_format, "text".to_string()),
+            group_initial_rebalance_delay_ms: pick!(group_initial_rebalance_delay_ms, 3000),
+            group_min_session_timeout_ms: pick!(group_min_session_timeout_ms, 6000),
+            group_max_session_timeout_ms: pick!(group_max_session_timeout_ms, 1_800_000),
+            offsets_retention_ms: pick!(offsets_retention_minutes, 10_080).saturating_mul(60_000),
+            group_members_max: 1000,
+            group_timer_interval_ms: 100,
+            requests_in_flight_per_connection_max: 64,
+            append_queue_max: 4096,
+            group_commit_bytes_max: 16 * 1024 * 1024,
+            fetch_wait_ms_max: 30_000,
+            memtable_bytes: 64 * 1024 * 1024,
+            memtables_max: 3,
+            block_cache_bytes: 64 * 1024 * 1024,
+            partitions_per_topic_max: 10_000,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |name, reason: &str| Err(ConfigError::Invalid { name, reason: reason.to_string() });
+        if self.num_partitions < 1 || self.num_partitions > self.partitions_per_topic_max {
+            return invalid("num-partitions", "must be between 1 and 10000");
+        }
+        if self.node_id < 0 {
+            return invalid("node-id", "must not be negative");
+        }
+        if self.socket_request_max_bytes < 1024 || self.socket_request_max_bytes > i32::MAX as usize {
+            return invalid("socket.request.max.bytes", "must be between 1024 and 2147483647");
+        }
+        if self.message_max_bytes < 64 {
+            return invalid("message.max.bytes", "must be at least 64");
+        }
+        if self.connections_max == 0 {
+            return invalid("connections-max", "must be at least 1");
+        }
+        if self.log_format != "text" && self.log_format != "json" {
+            return invalid("log-format", "must be text or json");
+        }
+        if self.durability == Durability::Periodic && self.fsync_interval_ms == 0 {
+            return invalid("fsync-interval-ms", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The advertised address defaults to the listen address, with an unspecified IP made loopback.
+fn advertised_address(listen: SocketAddr, advertised: Option<String>) -> Result<(String, i32), ConfigError> {
+    let Some(text) = advertised else {
+        let ip = match listen.ip() {
+            ip if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ip => ip,
+        };
+        return Ok((ip.to_string(), i32::from(listen.port())));
+    };
+    let invalid = |reason: &str| ConfigError::Invalid { name: "kafka-advertised", reason: reason.to_string() };
+    let (host, port) = text.rsplit_once(':').ok_or_else(|| invalid("expected host:port"))?;
+    let port: u16 = port.parse().map_err(|_| invalid("port must be a number from 1 to 65535"))?;
+    if host.is_empty() || port == 0 {
+        return Err(invalid("expected host:port"));
+    }
+    if let Ok(ip) = host.parse::<IpAddr>()
+        && (ip.is_unspecified() || ip.is_ipv6())
+    {
+        return Err(invalid("must be an IPv4 literal or a host name clients can resolve"));
+    }
+    Ok((host.to_string(), i32::from(port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let cli = Settings { num_partitions: Some(4), ..Settings::default() };
+        let file = Settings { num_partitions: Some(2), node_id: Some(7), ..Settings::default() };
+        let config = Config::resolve(cli, file).expect("valid");
+        assert_eq!(config.num_partitions, 4);
+        assert_eq!(config.node_id, 7);
+        assert_eq!(config.kafka_advertised_host, "127.0.0.1");
+        assert_eq!(config.kafka_advertised_port, 9092);
+    }
+
+    #[test]
+    fn file_uses_kafka_names() {
+        let file: Settings = toml::from_str("\"socket.request.max.bytes\" = 2048\ndata-dir = \"/x\"").expect("parses");
+        assert_eq!(file.socket_request_max_bytes, Some(2048));
+        assert!(toml::from_str::<Settings>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn advertised_rejects_unspecified_and_bad_ports() {
+        let listen = SocketAddr::from(([0, 0, 0, 0], 9092));
+        assert!(advertised_address(listen, Some("0.0.0.0:9092".into())).is_err());
+        assert!(advertised_address(listen, Some("host:0".into())).is_err());
+        assert!(advertised_address(listen, Some("host".into())).is_err());
+        assert_eq!(
+            advertised_address(listen, Some("kafka.local:19092".into())).expect("ok"),
+            ("kafka.local".into(), 19092)
+        );
+    }
+}

@@ -1,0 +1,658 @@
+//! The group coordinator (Kafka's `GroupCoordinator` with `GroupMetadataManager` and
+//! `OffsetMetadataManager`): classic consumer groups and committed offsets, durable in the store.
+//!
+//! State lives behind one mutex that is never held across an `.await`. Every change that must be
+//! durable (a commit, a group reaching Stable or Empty) is written, with fsync, while the coordinator's
+//! write lock is held and before any answer that depends on it goes out. Time is tokio's clock, so
+//! tests can pause and advance it.
+
+pub mod group;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::log::LogError;
+use crate::log::store::{Store, StoreError, StoreWrite};
+use group::{ClassicGroup, GroupLimits, GroupState, JoinRequest, JoinResult, StoredMember, SyncResult};
+
+/// Kafka's `offset.metadata.max.bytes`.
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GroupRecord {
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: Vec<MemberRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct MemberRecord {
+    id: String,
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout_ms: i32,
+    rebalance_timeout_ms: i32,
+    metadata: Vec<u8>,
+    assignment: Vec<u8>,
+}
+
+/// One group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberDescription>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// One partition of an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Default)]
+struct State {
+    groups: HashMap<String, ClassicGroup>,
+    offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+}
+
+#[derive(Clone)]
+pub struct Coordinator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    state: Mutex<State>,
+    /// Serialises durable changes so that the store sees them in the order they were decided.
+    writes: tokio::sync::Mutex<()>,
+    limits: GroupLimits,
+    offsets_retention_ms: i64,
+    clock_start: Instant,
+}
+
+impl Coordinator {
+    /// Loads groups and offsets from the store.
+    pub async fn open(store: Store, limits: GroupLimits, offsets_retention_ms: i64) -> Result<Coordinator, LogError> {
+        let loading = store.clone();
+        let (groups, offsets) =
+            tokio::task::spawn_blocking(move || loading.scan_groups()).await.map_err(|_| LogError::Unavailable)??;
+        let coordinator = Coordinator {
+            inner: Arc::new(Inner {
+                store,
+                state: Mutex::new(State::default()),
+                writes: tokio::sync::Mutex::new(()),
+                limits,
+                offsets_retention_ms,
+                clock_start: Instant::now(),
+            }),
+        };
+        let now = coordinator.now_ms();
+        let mut state = State::default();
+        for (id, bytes) in groups {
+            let record: GroupRecord =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::corrupt(format!("group record: {e}")))?;
+            let members = record
+                .members
+                .into_iter()
+                .map(|m| StoredMember {
+                    id: m.id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    metadata: Bytes::from(m.metadata),
+                    assignment: Bytes::from(m.assignment),
+                })
+                .collect();
+            let group = ClassicGroup::restored(
+                &id,
+                record.generation,
+                record.protocol_type,
+                record.protocol,
+                record.leader,
+                members,
+                now,
+            );
+            state.groups.insert(id, group);
+        }
+        for (group, topic, partition, bytes) in offsets {
+            let offset: CommittedOffset =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::corrupt(format!("offset record: {e}")))?;
+            state.offsets.entry(group).or_default().insert((topic, partition), offset);
+        }
+        tracing::info!(groups = state.groups.len(), "group coordinator loaded");
+        if let Ok(mut current) = coordinator.inner.state.lock() {
+            *current = state;
+        }
+        Ok(coordinator)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.inner.clock_start.elapsed().as_millis() as u64
+    }
+
+    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, LogError> {
+        let mut state = self.inner.state.lock().map_err(|_| LogError::Unavailable)?;
+        Ok(f(&mut state))
+    }
+
+    async fn write(&self, write: StoreWrite) -> Result<(), LogError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || store.write(write, true)).await.map_err(|_| LogError::Unavailable)??;
+        Ok(())
+    }
+
+    fn group_record(&self, group: &ClassicGroup) -> Vec<u8> {
+        let record = GroupRecord {
+            generation: group.generation,
+            protocol_type: group.protocol_type.clone(),
+            protocol: group.protocol.clone(),
+            leader: group.leader.clone(),
+            members: group
+                .stored_members()
+                .into_iter()
+                .map(|m| MemberRecord {
+                    id: m.id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    metadata: m.metadata.to_vec(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&record).unwrap_or_default()
+    }
+
+    /// Writes the group's record (when `persist`) before its parked syncs are answered.
+    async fn persist_group(&self, group_id: &str) -> Result<(), LogError> {
+        let record = self.with_state(|state| state.groups.get(group_id).map(|g| self.group_record(g)))?;
+        if let Some(record) = record {
+            let mut write = StoreWrite::default();
+            self.inner.store.put_group(&mut write, group_id, &record);
+            self.write(write).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn join(&self, group_id: &str, request: JoinRequest) -> JoinResult {
+        if group_id.is_empty() {
+            return JoinResult::error(ResponseError::InvalidGroupId, &request.member_id);
+        }
+        let _writes = self.inner.writes.lock().await;
+        let (reply, answer) = oneshot::channel();
+        let now = self.now_ms();
+        let new_member_id = format!("{}-{}", request.client_id, uuid::Uuid::new_v4());
+        let effects = self.with_state(|state| {
+            let group = state.groups.entry(group_id.to_string()).or_insert_with(|| ClassicGroup::new(group_id));
+            group.join(request, new_member_id, &self.inner.limits, now, reply)
+        });
+        if let Ok(effects) = effects
+            && effects.persist
+            && let Err(error) = self.persist_group(group_id).await
+        {
+            tracing::error!(%error, group = group_id, "cannot store the group");
+        }
+        drop(_writes);
+        answer.await.unwrap_or_else(|_| JoinResult::error(ResponseError::CoordinatorNotAvailable, ""))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let writes = self.inner.writes.lock().await;
+        let (reply, answer) = oneshot::channel();
+        let now = self.now_ms();
+        let effects = self.with_state(|state| match state.groups.get_mut(group_id) {
+            Some(group) => Some(group.sync(
+                member_id,
+                instance_id,
+                generation,
+                protocol_type,
+                protocol_name,
+                assignments,
+                now,
+                reply,
+            )),
+            None => {
+                let _ = reply.send(SyncResult::error(ResponseError::UnknownMemberId));
+                None
+            }
+        });
+        if let Ok(Some(effects)) = effects
+            && effects.persist
+        {
+            // The assignment is durable before any member hears of it.
+            match self.persist_group(group_id).await {
+                Ok(()) => {
+                    let _ = self.with_state(|state| state.groups.get_mut(group_id).map(ClassicGroup::release_syncs));
+                }
+                Err(error) => tracing::error!(%error, group = group_id, "cannot store the group"),
+            }
+        }
+        drop(writes);
+        answer.await.unwrap_or_else(|_| SyncResult::error(ResponseError::CoordinatorNotAvailable))
+    }
+
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> i16 {
+        let now = self.now_ms();
+        self.with_state(|state| match state.groups.get_mut(group_id) {
+            Some(group) => group.heartbeat(member_id, instance_id, generation, now),
+            None => ResponseError::UnknownMemberId.code(),
+        })
+        .unwrap_or(ResponseError::CoordinatorNotAvailable.code())
+    }
+
+    /// LeaveGroup for each `(member id, instance id)`; one error code per member.
+    pub async fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<i16>, i16> {
+        let _writes = self.inner.writes.lock().await;
+        let now = self.now_ms();
+        let limits = self.inner.limits;
+        let result = self.with_state(|state| {
+            let group = state.groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId.code())?;
+            Ok(members.iter().map(|(id, instance)| group.leave(id, instance.as_deref(), &limits, now)).collect())
+        });
+        let codes = result.unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()))?;
+        self.persist_if_empty(group_id).await;
+        Ok(codes)
+    }
+
+    async fn persist_if_empty(&self, group_id: &str) {
+        let empty = self.with_state(|state| state.groups.get(group_id).is_some_and(|g| g.state == GroupState::Empty));
+        if empty.unwrap_or(false)
+            && let Err(error) = self.persist_group(group_id).await
+        {
+            tracing::error!(%error, group = group_id, "cannot store the group");
+        }
+    }
+
+    /// OffsetCommit: checks membership (or a standalone commit), then writes every offset at once.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<CommitRequest>,
+    ) -> Result<Vec<i16>, i16> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId.code());
+        }
+        let _writes = self.inner.writes.lock().await;
+        let now = self.now_ms();
+        let allowed = self.with_state(|state| {
+            let group = state.groups.entry(group_id.to_string()).or_insert_with(|| ClassicGroup::new(group_id));
+            if generation < 0 && member_id.is_empty() {
+                // A standalone consumer (assign + commit) may commit while the group has no members.
+                return if group.state == GroupState::Empty {
+                    Ok(())
+                } else {
+                    Err(ResponseError::UnknownMemberId.code())
+                };
+            }
+            match group.state {
+                GroupState::Dead => Err(ResponseError::CoordinatorNotAvailable.code()),
+                GroupState::Empty => Err(ResponseError::UnknownMemberId.code()),
+                _ => {
+                    let code = group.heartbeat(member_id, instance_id, generation, now);
+                    if code == ResponseError::RebalanceInProgress.code() || code == 0 {
+                        // Kafka allows commits from the current generation while PreparingRebalance.
+                        Ok(())
+                    } else {
+                        Err(code)
+                    }
+                }
+            }
+        });
+        allowed.unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()))?;
+        let timestamp = crate::log::now_ms();
+        let mut write = StoreWrite::default();
+        let mut codes = Vec::with_capacity(offsets.len());
+        let mut accepted = Vec::new();
+        for request in offsets {
+            let metadata = request.metadata.unwrap_or_default();
+            if metadata.len() > OFFSET_METADATA_BYTES_MAX {
+                codes.push(ResponseError::OffsetMetadataTooLarge.code());
+                continue;
+            }
+            let committed = CommittedOffset {
+                offset: request.offset,
+                leader_epoch: request.leader_epoch,
+                metadata,
+                commit_timestamp_ms: timestamp,
+            };
+            let bytes = serde_json::to_vec(&committed).unwrap_or_default();
+            self.inner.store.put_offset(&mut write, group_id, &request.topic, request.partition, &bytes);
+            accepted.push(((request.topic, request.partition), committed));
+            codes.push(0);
+        }
+        if let Err(error) = self.write(write).await {
+            tracing::error!(%error, group = group_id, "offset commit failed");
+            return Err(error.code());
+        }
+        let _ = self.with_state(|state| state.offsets.entry(group_id.to_string()).or_default().extend(accepted));
+        Ok(codes)
+    }
+
+    /// Committed offsets of a group: all of them, or those of the given partitions (None: none).
+    pub fn committed(
+        &self,
+        group_id: &str,
+        wanted: Option<&[(String, Vec<i32>)]>,
+    ) -> Vec<(String, i32, Option<CommittedOffset>)> {
+        self.with_state(|state| {
+            let offsets = state.offsets.get(group_id);
+            match wanted {
+                None => offsets
+                    .map(|o| o.iter().map(|((t, p), c)| (t.clone(), *p, Some(c.clone()))).collect())
+                    .unwrap_or_default(),
+                Some(wanted) => wanted
+                    .iter()
+                    .flat_map(|(topic, partitions)| {
+                        partitions.iter().map(move |p| {
+                            let found = offsets.and_then(|o| o.get(&(topic.clone(), *p))).cloned();
+                            (topic.clone(), *p, found)
+                        })
+                    })
+                    .collect(),
+            }
+        })
+        .unwrap_or_default()
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        self.with_state(|state| {
+            let group = state.groups.get(group_id)?;
+            let protocol = group.protocol.clone().unwrap_or_default();
+            let members = if group.state == GroupState::Stable || group.state == GroupState::CompletingRebalance {
+                group.members.values().collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            };
+            Some(GroupDescription {
+                state: group.state.name(),
+                protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                protocol: if group.state == GroupState::Stable { protocol.clone() } else { String::new() },
+                members: members
+                    .into_iter()
+                    .map(|m| MemberDescription {
+                        member_id: m.id.clone(),
+                        instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        metadata: m
+                            .protocols
+                            .iter()
+                            .find(|(n, _)| *n == protocol)
+                            .map(|(_, b)| b.clone())
+                            .unwrap_or_default(),
+                        assignment: m.assignment.clone(),
+                    })
+                    .collect(),
+            })
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Every group with its protocol type and state, including groups that only hold offsets.
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        self.with_state(|state| {
+            let mut out: Vec<(String, String, &'static str)> = state
+                .groups
+                .values()
+                .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name()))
+                .collect();
+            for id in state.offsets.keys() {
+                if !state.groups.contains_key(id) {
+                    out.push((id.clone(), String::new(), GroupState::Empty.name()));
+                }
+            }
+            out.sort();
+            out
+        })
+        .unwrap_or_default()
+    }
+
+    /// DeleteGroups of one group: only an empty group may go, with its offsets.
+    pub async fn delete_group(&self, group_id: &str) -> i16 {
+        let _writes = self.inner.writes.lock().await;
+        let check = self.with_state(|state| match state.groups.get(group_id) {
+            Some(group) if !group.is_empty() => Err(ResponseError::NonEmptyGroup.code()),
+            None if !state.offsets.contains_key(group_id) => Err(ResponseError::GroupIdNotFound.code()),
+            _ => Ok(()),
+        });
+        if let Err(code) = check.unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code())) {
+            return code;
+        }
+        let mut write = StoreWrite::default();
+        self.inner.store.delete_group(&mut write, group_id);
+        if let Err(error) = self.write(write).await {
+            return error.code();
+        }
+        let _ = self.with_state(|state| {
+            state.groups.remove(group_id);
+            state.offsets.remove(group_id);
+        });
+        0
+    }
+
+    /// OffsetDelete: removes the given partitions' offsets unless the group is consuming the topic.
+    pub async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<Vec<i16>, i16> {
+        let _writes = self.inner.writes.lock().await;
+        let subscribed = self.with_state(|state| {
+            if !state.groups.contains_key(group_id) && !state.offsets.contains_key(group_id) {
+                return Err(ResponseError::GroupIdNotFound.code());
+            }
+            let topics: Vec<String> = state
+                .groups
+                .get(group_id)
+                .filter(|g| g.state != GroupState::Empty && g.protocol_type.as_deref() == Some("consumer"))
+                .map(|g| g.member_metadata().iter().flat_map(subscription_topics).collect())
+                .unwrap_or_default();
+            Ok(topics)
+        });
+        let subscribed = subscribed.unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()))?;
+        let mut write = StoreWrite::default();
+        let mut codes = Vec::with_capacity(partitions.len());
+        for (topic, partition) in partitions {
+            if subscribed.contains(topic) {
+                codes.push(ResponseError::GroupSubscribedToTopic.code());
+                continue;
+            }
+            self.inner.store.delete_offset(&mut write, group_id, topic, *partition);
+            codes.push(0);
+        }
+        self.write(write).await.map_err(|e| e.code())?;
+        let _ = self.with_state(|state| {
+            if let Some(offsets) = state.offsets.get_mut(group_id) {
+                for ((topic, partition), code) in partitions.iter().zip(&codes) {
+                    if *code == 0 {
+                        offsets.remove(&(topic.clone(), *partition));
+                    }
+                }
+            }
+        });
+        Ok(codes)
+    }
+
+    /// A deleted topic takes every group's offsets for it along.
+    pub async fn topic_deleted(&self, topic: &str) {
+        let _writes = self.inner.writes.lock().await;
+        let doomed: Vec<(String, i32, String)> = self
+            .with_state(|state| {
+                state
+                    .offsets
+                    .iter()
+                    .flat_map(|(group, offsets)| {
+                        offsets
+                            .keys()
+                            .filter(|(t, _)| t == topic)
+                            .map(|(t, p)| (group.clone(), *p, t.clone()))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if doomed.is_empty() {
+            return;
+        }
+        let mut write = StoreWrite::default();
+        for (group, partition, topic) in &doomed {
+            self.inner.store.delete_offset(&mut write, group, topic, *partition);
+        }
+        if let Err(error) = self.write(write).await {
+            tracing::error!(%error, topic, "cannot drop the offsets of a deleted topic");
+            return;
+        }
+        let _ = self.with_state(|state| {
+            for (group, partition, topic) in doomed {
+                if let Some(offsets) = state.offsets.get_mut(&group) {
+                    offsets.remove(&(topic, partition));
+                }
+            }
+        });
+    }
+
+    /// Advances time: session expiry, join timeouts, and offset expiry of empty groups.
+    pub async fn tick(&self) {
+        let _writes = self.inner.writes.lock().await;
+        let now = self.now_ms();
+        let limits = self.inner.limits;
+        let emptied: Vec<String> = self
+            .with_state(|state| {
+                state.groups.values_mut().filter_map(|g| g.tick(&limits, now).then(|| g.id.clone())).collect()
+            })
+            .unwrap_or_default();
+        drop(_writes);
+        for group in emptied {
+            self.persist_if_empty(&group).await;
+        }
+        self.expire_offsets().await;
+    }
+
+    /// `offsets.retention.minutes`: offsets of groups without members expire after the retention.
+    async fn expire_offsets(&self) {
+        let retention = self.inner.offsets_retention_ms;
+        if retention < 0 {
+            return;
+        }
+        let _writes = self.inner.writes.lock().await;
+        let cutoff = crate::log::now_ms() - retention;
+        let expired: Vec<(String, String, i32)> = self
+            .with_state(|state| {
+                let mut out = Vec::new();
+                for (group, offsets) in &state.offsets {
+                    if state.groups.get(group).is_some_and(|g| !g.is_empty()) {
+                        continue;
+                    }
+                    for ((topic, partition), committed) in offsets {
+                        if committed.commit_timestamp_ms < cutoff {
+                            out.push((group.clone(), topic.clone(), *partition));
+                        }
+                    }
+                }
+                out
+            })
+            .unwrap_or_default();
+        if expired.is_empty() {
+            return;
+        }
+        let mut write = StoreWrite::default();
+        for (group, topic, partition) in &expired {
+            self.inner.store.delete_offset(&mut write, group, topic, *partition);
+        }
+        if self.write(write).await.is_ok() {
+            let _ = self.with_state(|state| {
+                for (group, topic, partition) in expired {
+                    if let Some(offsets) = state.offsets.get_mut(&group) {
+                        offsets.remove(&(topic, partition));
+                    }
+                }
+            });
+        }
+    }
+
+    /// Runs `tick` every `interval` until `stopped` changes.
+    pub async fn run_timers(self, interval: Duration, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.tick().await,
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+}
+
+/// Topics of a consumer protocol subscription (version, topics array of strings, ...).
+fn subscription_topics(metadata: &Bytes) -> Vec<String> {
+    let mut out = Vec::new();
+    let bytes = &metadata[..];
+    if bytes.len() < 6 {
+        return out;
+    }
+    let count = i32::from_be_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
+    let mut at = 6;
+    for _ in 0..count.max(0) {
+        if at + 2 > bytes.len() {
+            break;
+        }
+        let length = i16::from_be_bytes([bytes[at], bytes[at + 1]]).max(0) as usize;
+        at += 2;
+        if at + length > bytes.len() {
+            break;
+        }
+        out.push(String::from_utf8_lossy(&bytes[at..at + length]).into_owned());
+        at += length;
+    }
+    out
+}
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+//! Coordinator tests with tokio's paused clock: rebalances, fencing, session expiry and offsets,
+//! driven through the same calls the handlers make.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+
+use super::group::{GroupLimits, JoinRequest, JoinResult};
+use super::{CommitRequest, Coordinator};
+use crate::config::Durability;
+use crate::log::open_for_tests;
+
+const LIMITS: GroupLimits = GroupLimits {
+    session_timeout_ms_min: 1000,
+    session_timeout_ms_max: 60_000,
+    initial_rebalance_delay_ms: 0,
+    members_max: 10,
+};
+
+fn join_request(member_id: &str, instance_id: Option<&str>) -> JoinRequest {
+    JoinRequest {
+        member_id: member_id.to_string(),
+        instance_id: instance_id.map(str::to_string),
+        client_id: "test".into(),
+        client_host: "/127.0.0.1".into(),
+        session_timeout_ms: 10_000,
+        rebalance_timeout_ms: 5_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+        requires_known_member_id: true,
+        supports_skip_assignment: true,
+    }
+}
+
+async fn open() -> (tempfile::TempDir, crate::log::Log, Coordinator) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
+    let coordinator = Coordinator::open(log.store(), LIMITS, 60_000).await.expect("coordinator");
+    (dir, log, coordinator)
+}
+
+/// KIP-394 first join, then the real join; returns the result of the second.
+async fn join_new(coordinator: &Coordinator, group: &str) -> JoinResult {
+    let first = coordinator.join(group, join_request("", None)).await;
+    assert_eq!(first.error, ResponseError::MemberIdRequired.code());
+    coordinator.join(group, join_request(&first.member_id, None)).await
+}
+
+async fn sync(coordinator: &Coordinator, group: &str, join: &JoinResult, assignments: Vec<(String, Bytes)>) -> i16 {
+    coordinator
+        .sync(group, &join.member_id, None, join.generation, Some("consumer"), Some("range"), assignments)
+        .await
+        .error
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_member_joins_syncs_and_heartbeats() {
+    let (_dir, _log, coordinator) = open().await;
+    let join = join_new(&coordinator, "g").await;
+    assert_eq!(join.error, 0);
+    assert_eq!(join.generation, 1);
+    assert_eq!(join.leader, join.member_id);
+    assert_eq!(join.members.len(), 1, "the leader gets the member list");
+    let assignment = vec![(join.member_id.clone(), Bytes::from_static(b"assigned"))];
+    assert_eq!(sync(&coordinator, "g", &join, assignment).await, 0);
+    assert_eq!(coordinator.heartbeat("g", &join.member_id, None, 1), 0);
+    assert_eq!(coordinator.heartbeat("g", &join.member_id, None, 0), ResponseError::IllegalGeneration.code());
+    assert_eq!(coordinator.heartbeat("g", "stranger", None, 1), ResponseError::UnknownMemberId.code());
+    assert_eq!(coordinator.describe("g").expect("group").state, "Stable");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_member_triggers_a_rebalance_and_both_get_the_new_generation() {
+    let (_dir, _log, coordinator) = open().await;
+    let first = join_new(&coordinator, "g").await;
+    assert_eq!(sync(&coordinator, "g", &first, vec![]).await, 0);
+    let pending = coordinator.join("g", join_request("", None)).await;
+    let second_id = pending.member_id.clone();
+    let joining = {
+        let coordinator = coordinator.clone();
+        tokio::spawn(async move { coordinator.join("g", join_request(&second_id, None)).await })
+    };
+    tokio::task::yield_now().await;
+    assert_eq!(coordinator.heartbeat("g", &first.member_id, None, 1), ResponseError::RebalanceInProgress.code());
+    let rejoin = coordinator.join("g", join_request(&first.member_id, None)).await;
+    let second = joining.await.expect("join");
+    assert_eq!((rejoin.generation, second.generation), (2, 2));
+    assert_eq!(rejoin.leader, first.member_id, "the leader stays");
+    assert_eq!(rejoin.members.len(), 2);
+    assert!(second.members.is_empty(), "followers get no member list");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_member_is_expired_after_its_session_timeout() {
+    let (_dir, _log, coordinator) = open().await;
+    let join = join_new(&coordinator, "g").await;
+    assert_eq!(sync(&coordinator, "g", &join, vec![]).await, 0);
+    tokio::time::advance(Duration::from_millis(9_000)).await;
+    coordinator.tick().await;
+    assert_eq!(coordinator.describe("g").expect("group").state, "Stable", "not expired before the timeout");
+    tokio::time::advance(Duration::from_millis(1_500)).await;
+    coordinator.tick().await;
+    assert_eq!(coordinator.describe("g").expect("group").state, "Empty");
+    assert_eq!(coordinator.heartbeat("g", &join.member_id, None, 1), ResponseError::UnknownMemberId.code());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_member_rejoins_without_a_rebalance_and_fences_its_old_id() {
+    let (_dir, _log, coordinator) = open().await;
+    let first = coordinator.join("g", join_request("", Some("instance-1"))).await;
+    assert_eq!(first.error, 0, "static members join without KIP-394's round trip");
+    let assignment = vec![(first.member_id.clone(), Bytes::from_static(b"a"))];
+    assert_eq!(
+        coordinator
+            .sync("g", &first.member_id, Some("instance-1"), first.generation, None, None, assignment)
+            .await
+            .error,
+        0
+    );
+    let again = coordinator.join("g", join_request("", Some("instance-1"))).await;
+    assert_eq!(again.error, 0);
+    assert_eq!(again.generation, first.generation, "no new generation");
+    assert_ne!(again.member_id, first.member_id);
+    let fenced = coordinator.heartbeat("g", &first.member_id, Some("instance-1"), first.generation);
+    assert_eq!(fenced, ResponseError::FencedInstanceId.code());
+    let synced =
+        coordinator.sync("g", &again.member_id, Some("instance-1"), again.generation, None, None, vec![]).await;
+    assert_eq!(synced.assignment, Bytes::from_static(b"a"), "the assignment is kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn commits_are_checked_and_survive_a_reopen() {
+    let (dir, log, coordinator) = open().await;
+    let commit =
+        |offset| CommitRequest { topic: "t".into(), partition: 0, offset, leader_epoch: 0, metadata: Some("m".into()) };
+    // A standalone consumer commits with no generation.
+    assert_eq!(coordinator.commit("standalone", -1, "", None, vec![commit(5)]).await, Ok(vec![0]));
+    let join = join_new(&coordinator, "g").await;
+    assert_eq!(sync(&coordinator, "g", &join, vec![]).await, 0);
+    assert_eq!(coordinator.commit("g", 1, &join.member_id, None, vec![commit(7)]).await, Ok(vec![0]));
+    assert_eq!(
+        coordinator.commit("g", 0, &join.member_id, None, vec![commit(8)]).await,
+        Err(ResponseError::IllegalGeneration.code())
+    );
+    assert_eq!(
+        coordinator.commit("g", -1, "", None, vec![commit(9)]).await,
+        Err(ResponseError::UnknownMemberId.code())
+    );
+    let big = CommitRequest { metadata: Some("x".repeat(5000)), ..commit(1) };
+    assert_eq!(
+        coordinator.commit("g", 1, &join.member_id, None, vec![big]).await,
+        Ok(vec![ResponseError::OffsetMetadataTooLarge.code()])
+    );
+    drop(coordinator);
+    log.close().await;
+    drop(log);
+    let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
+    let coordinator = Coordinator::open(log.store(), LIMITS, 60_000).await.expect("coordinator");
+    let committed = coordinator.committed("g", None);
+    assert_eq!(committed.len(), 1);
+    let offset = committed[0].2.clone().expect("committed");
+    assert_eq!((offset.offset, offset.metadata.as_str()), (7, "m"));
+    assert_eq!(coordinator.committed("standalone", None)[0].2.as_ref().map(|c| c.offset), Some(5));
+    // The member is restored and may keep heartbeating in its generation.
+    assert_eq!(coordinator.heartbeat("g", &join.member_id, None, 1), 0);
+    assert_eq!(coordinator.describe("g").expect("group").state, "Stable");
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_empty_groups_can_be_deleted() {
+    let (_dir, _log, coordinator) = open().await;
+    let join = join_new(&coordinator, "g").await;
+    assert_eq!(sync(&coordinator, "g", &join, vec![]).await, 0);
+    assert_eq!(coordinator.delete_group("g").await, ResponseError::NonEmptyGroup.code());
+    assert_eq!(coordinator.leave("g", &[(join.member_id.clone(), None)]).await, Ok(vec![0]));
+    assert_eq!(coordinator.describe("g").expect("group").state, "Empty");
+    assert_eq!(coordinator.delete_group("g").await, 0);
+    assert_eq!(coordinator.delete_group("g").await, ResponseError::GroupIdNotFound.code());
+}

@@ -1,0 +1,89 @@
+//! Error kinds of the broker's core, each mapped to the Kafka error code a client expects, in one place.
+
+use kafka_protocol::ResponseError;
+
+use crate::log::batch::BatchError;
+use crate::log::store::StoreError;
+
+/// Why a log operation failed. Every variant maps to one Kafka error code in [`LogError::code`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The topic or partition does not exist (or is being deleted).
+    #[error("This server does not host this topic-partition.")]
+    UnknownTopicOrPartition,
+    /// A topic id that no topic has.
+    #[error("This server does not host this topic ID.")]
+    UnknownTopicId,
+    /// CreateTopics of a name in use.
+    #[error("Topic '{0}' already exists.")]
+    TopicAlreadyExists(String),
+    /// A topic name breaking Kafka's rules.
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// A partition count that is not allowed.
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// A replication factor other than 1 (this is a single-replica broker).
+    #[error("Replication factor: {0} larger than available brokers: 1.")]
+    InvalidReplicationFactor(i16),
+    /// A config name or value that is not accepted.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// A request that is well-formed but makes no sense.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A produced batch failed validation.
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    /// An idempotent batch whose sequence does not follow the producer's last one.
+    #[error("The broker received an out of order sequence number.")]
+    OutOfOrderSequence,
+    /// An idempotent batch from an older producer epoch.
+    #[error("Producer attempted to produce with an old epoch.")]
+    InvalidProducerEpoch,
+    /// A fetch or delete outside the log's offsets.
+    #[error("The requested offset is not within the range of offsets maintained by the server.")]
+    OffsetOutOfRange,
+    /// acks=all with `min.insync.replicas` above the single replica.
+    #[error("Messages are rejected since there are fewer in-sync replicas than required.")]
+    NotEnoughReplicas,
+    /// Transactions are not built: their APIs are not advertised.
+    #[error("Transactions are not supported by this broker.")]
+    TransactionsUnsupported,
+    /// The disk or RocksDB failed.
+    #[error(transparent)]
+    Storage(#[from] StoreError),
+    /// The log is shutting down or its writer stopped.
+    #[error("The broker is shutting down.")]
+    Unavailable,
+}
+
+impl LogError {
+    pub fn code(&self) -> i16 {
+        let error = match self {
+            LogError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            LogError::UnknownTopicId => ResponseError::UnknownTopicId,
+            LogError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            LogError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+            LogError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            LogError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            LogError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            LogError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            LogError::Batch(BatchError::Corrupt | BatchError::CrcMismatch) => ResponseError::CorruptMessage,
+            LogError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
+            LogError::Batch(BatchError::UnknownCompression(_)) => ResponseError::UnsupportedCompressionType,
+            LogError::Batch(BatchError::UnsupportedMagic(_) | BatchError::Invalid(_)) => ResponseError::InvalidRecord,
+            LogError::Batch(BatchError::Transactional) | LogError::TransactionsUnsupported => {
+                ResponseError::TransactionalIdAuthorizationFailed
+            }
+            LogError::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
+            LogError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+            LogError::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
+            LogError::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
+            LogError::Storage(_) => ResponseError::KafkaStorageError,
+            LogError::Unavailable => ResponseError::BrokerNotAvailable,
+        };
+        error.code()
+    }
+}

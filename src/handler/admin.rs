@@ -1,0 +1,222 @@
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords, InitProducerId.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, InitProducerIdRequest, InitProducerIdResponse,
+};
+
+use super::{Broker, str_bytes, topic_name};
+use crate::log::{LogError, topic_config};
+
+/// DescribeConfigs' config source for a value set on the topic, and for a default.
+pub(super) const SOURCE_TOPIC: i8 = 1;
+pub(super) const SOURCE_DEFAULT: i8 = 5;
+
+pub(super) async fn create_topics(
+    broker: &Arc<Broker>,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let mut response = CreateTopicsResponse::default();
+    let mut seen = std::collections::HashSet::new();
+    for wanted in request.topics {
+        let name = wanted.name.as_str().to_string();
+        let mut result = CreatableTopicResult::default();
+        result.name = wanted.name.clone();
+        result.num_partitions = -1;
+        result.replication_factor = -1;
+        if !seen.insert(name.clone()) {
+            result.error_code = ResponseError::InvalidRequest.code();
+            result.error_message =
+                Some(str_bytes(format!("Create topics request from client contains topic {name} more than once")));
+            response.topics.push(result);
+            continue;
+        }
+        let created = create_one(broker, &wanted, request.validate_only).await;
+        match created {
+            Ok(topic) => {
+                result.topic_id = if request.validate_only { Default::default() } else { topic.id };
+                result.num_partitions = topic.partitions.len() as i32;
+                result.replication_factor = 1;
+                if version >= 5 {
+                    result.configs = Some(
+                        topic_config::describe(&topic.config)
+                            .into_iter()
+                            .map(|(name, value, explicit)| {
+                                let mut config = CreatableTopicConfigs::default();
+                                config.name = str_bytes(name);
+                                config.value = Some(str_bytes(value));
+                                config.config_source = if explicit { SOURCE_TOPIC } else { SOURCE_DEFAULT };
+                                config
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            Err(error) => {
+                result.error_code = error.code();
+                result.error_message = Some(str_bytes(error.to_string()));
+            }
+        }
+        response.topics.push(result);
+    }
+    response
+}
+
+async fn create_one(
+    broker: &Broker,
+    wanted: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+    validate_only: bool,
+) -> Result<Arc<crate::log::Topic>, LogError> {
+    if !wanted.assignments.is_empty() {
+        if wanted.num_partitions != -1 || wanted.replication_factor != -1 {
+            return Err(LogError::InvalidRequest(
+                "Both numPartitions or replicationFactor and replicasAssignments were set.".into(),
+            ));
+        }
+        let node = broker.config.node_id;
+        if wanted.assignments.iter().any(|a| a.broker_ids.iter().any(|id| id.0 != node) || a.broker_ids.len() != 1) {
+            return Err(LogError::InvalidReplicationFactor(2));
+        }
+    }
+    let partitions = match (wanted.num_partitions, wanted.assignments.len()) {
+        (-1, 0) => broker.config.num_partitions,
+        (-1, assigned) => assigned as i32,
+        (count, _) => count,
+    };
+    if !matches!(wanted.replication_factor, -1 | 1) {
+        return Err(LogError::InvalidReplicationFactor(wanted.replication_factor));
+    }
+    let mut configs = BTreeMap::new();
+    for config in &wanted.configs {
+        let Some(value) = &config.value else {
+            return Err(LogError::InvalidConfig(format!(
+                "Null value not supported for topic config {}",
+                config.name.as_str()
+            )));
+        };
+        configs.insert(config.name.as_str().to_string(), value.as_str().to_string());
+    }
+    broker.log.create_topic(wanted.name.as_str(), partitions, configs, validate_only).await
+}
+
+pub(super) async fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let mut response = DeleteTopicsResponse::default();
+    // v0–5 name topics in topic_names; v6 in topics, by name or id.
+    let mut targets: Vec<(Option<String>, uuid::Uuid)> =
+        request.topic_names.iter().map(|n| (Some(n.as_str().to_string()), uuid::Uuid::nil())).collect();
+    targets.extend(request.topics.iter().map(|t| (t.name.as_ref().map(|n| n.as_str().to_string()), t.topic_id)));
+    for (name, id) in targets {
+        let mut result = DeletableTopicResult::default();
+        result.topic_id = id;
+        let topic = match &name {
+            Some(name) => broker.log.topic(name).ok_or(LogError::UnknownTopicOrPartition),
+            None => broker.log.topic_by_id(id).ok_or(LogError::UnknownTopicId),
+        };
+        let outcome = match topic {
+            Ok(topic) => {
+                result.name = Some(topic_name(&topic.name));
+                result.topic_id = topic.id;
+                let deleted = broker.log.delete_topic(&topic.name).await;
+                if deleted.is_ok() {
+                    broker.coordinator.topic_deleted(&topic.name).await;
+                }
+                deleted
+            }
+            Err(error) => {
+                result.name = name.as_deref().map(topic_name);
+                Err(error)
+            }
+        };
+        if let Err(error) = outcome {
+            result.error_code = error.code();
+            result.error_message = Some(str_bytes(error.to_string()));
+        }
+        response.responses.push(result);
+    }
+    response
+}
+
+pub(super) async fn create_partitions(
+    broker: &Arc<Broker>,
+    request: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut response = CreatePartitionsResponse::default();
+    for wanted in request.topics {
+        let mut result = CreatePartitionsTopicResult::default();
+        result.name = wanted.name.clone();
+        let outcome = if wanted.assignments.as_ref().is_some_and(|a| {
+            a.iter().any(|assignment| assignment.broker_ids.iter().any(|id| id.0 != broker.config.node_id))
+        }) {
+            Err(LogError::InvalidRequest("Replica assignments may only name this broker.".into()))
+        } else {
+            broker.log.create_partitions(wanted.name.as_str(), wanted.count, request.validate_only).await
+        };
+        if let Err(error) = outcome {
+            result.error_code = error.code();
+            result.error_message = Some(str_bytes(error.to_string()));
+        }
+        response.results.push(result);
+    }
+    response
+}
+
+pub(super) async fn delete_records(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut response = DeleteRecordsResponse::default();
+    for topic in request.topics {
+        let found = broker.log.topic(topic.name.as_str());
+        let mut topic_result = DeleteRecordsTopicResult::default();
+        topic_result.name = topic.name;
+        for wanted in topic.partitions {
+            let mut result = DeleteRecordsPartitionResult::default();
+            result.partition_index = wanted.partition_index;
+            let outcome = match found.as_ref().and_then(|t| t.partition(wanted.partition_index)) {
+                Some(partition) => broker.log.delete_records(partition, wanted.offset).await,
+                None => Err(LogError::UnknownTopicOrPartition),
+            };
+            match outcome {
+                Ok(low_watermark) => result.low_watermark = low_watermark,
+                Err(error) => {
+                    result.error_code = error.code();
+                    result.low_watermark = -1;
+                }
+            }
+            topic_result.partitions.push(result);
+        }
+        response.topics.push(topic_result);
+    }
+    response
+}
+
+pub(super) async fn init_producer_id(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    let mut response = InitProducerIdResponse::default();
+    response.producer_id = (-1).into();
+    response.producer_epoch = -1;
+    if request.transactional_id.is_some() {
+        response.error_code = LogError::TransactionsUnsupported.code();
+        return response;
+    }
+    // KIP-360: an idempotent producer may ask to bump its epoch to reset its sequences.
+    let existing = request.producer_id.0;
+    if existing >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
+        response.producer_id = existing.into();
+        response.producer_epoch = request.producer_epoch + 1;
+        return response;
+    }
+    match broker.log.init_producer_id().await {
+        Ok((id, epoch)) => {
+            response.producer_id = id.into();
+            response.producer_epoch = epoch;
+        }
+        Err(error) => response.error_code = error.code(),
+    }
+    response
+}

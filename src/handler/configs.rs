@@ -1,0 +1,222 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics; broker configs are
+//! described (they are set by flags, environment or the config file, and are read-only here).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, alter_configs_response,
+    incremental_alter_configs_response,
+};
+
+use super::admin::{SOURCE_DEFAULT, SOURCE_TOPIC};
+use super::{Broker, str_bytes};
+use crate::log::{LogError, topic_config};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_STATIC_BROKER: i8 = 4;
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+    let mut response = DescribeConfigsResponse::default();
+    for resource in request.resources {
+        let mut result = DescribeConfigsResult::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name.clone();
+        let entries = match resource.resource_type {
+            RESOURCE_TOPIC => match broker.log.topic(resource.resource_name.as_str()) {
+                Some(topic) => Ok(topic_config::describe(&topic.config)
+                    .into_iter()
+                    .map(|(name, value, explicit)| {
+                        (name.to_string(), value, if explicit { SOURCE_TOPIC } else { SOURCE_DEFAULT }, false)
+                    })
+                    .collect::<Vec<_>>()),
+                None => Err((ResponseError::UnknownTopicOrPartition.code(), "Topic not found".to_string())),
+            },
+            RESOURCE_BROKER if is_this_broker(broker, resource.resource_name.as_str()) => Ok(broker_configs(broker)),
+            RESOURCE_BROKER => Err((ResponseError::InvalidRequest.code(), "Unknown broker id".to_string())),
+            other => Err((ResponseError::InvalidRequest.code(), format!("Unsupported resource type {other}"))),
+        };
+        match entries {
+            Ok(entries) => {
+                let wanted = resource.configuration_keys.as_ref();
+                for (name, value, source, read_only) in entries {
+                    if wanted.is_some_and(|keys| !keys.iter().any(|k| k.as_str() == name)) {
+                        continue;
+                    }
+                    let mut entry = DescribeConfigsResourceResult::default();
+                    entry.name = str_bytes(name);
+                    entry.value = Some(str_bytes(value));
+                    entry.config_source = source;
+                    entry.read_only = read_only;
+                    result.configs.push(entry);
+                }
+            }
+            Err((code, message)) => {
+                result.error_code = code;
+                result.error_message = Some(str_bytes(message));
+            }
+        }
+        response.results.push(result);
+    }
+    response
+}
+
+fn is_this_broker(broker: &Broker, name: &str) -> bool {
+    name.is_empty() || name.parse::<i32>() == Ok(broker.config.node_id)
+}
+
+fn broker_configs(broker: &Broker) -> Vec<(String, String, i8, bool)> {
+    let config = &broker.config;
+    let advertised = format!("PLAINTEXT://{}:{}", config.kafka_advertised_host, config.kafka_advertised_port);
+    [
+        ("advertised.listeners", advertised),
+        ("auto.create.topics.enable", config.auto_create_topics.to_string()),
+        ("broker.id", config.node_id.to_string()),
+        ("log.retention.bytes", config.log_retention_bytes.to_string()),
+        ("log.retention.ms", config.log_retention_ms.to_string()),
+        ("message.max.bytes", config.message_max_bytes.to_string()),
+        ("node.id", config.node_id.to_string()),
+        ("num.partitions", config.num_partitions.to_string()),
+        ("socket.request.max.bytes", config.socket_request_max_bytes.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), value, SOURCE_STATIC_BROKER, true))
+    .collect()
+}
+
+/// Applies `change` to the topic's explicit configs; broker resources are read-only.
+async fn alter_resource(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), LogError>,
+) -> Result<(), LogError> {
+    match resource_type {
+        RESOURCE_TOPIC => {
+            let topic = broker.log.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
+            let mut configs = topic.config.overrides.clone();
+            change(&mut configs)?;
+            broker.log.set_topic_configs(name, configs, validate_only).await
+        }
+        RESOURCE_BROKER => Err(LogError::InvalidRequest(
+            "Broker configs are static: set them with zombi's flags, ZOMBI_* variables or --config".into(),
+        )),
+        other => Err(LogError::InvalidRequest(format!("Unsupported resource type {other}"))),
+    }
+}
+
+pub(super) async fn alter(broker: &Arc<Broker>, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut response = AlterConfigsResponse::default();
+    for resource in request.resources {
+        // AlterConfigs replaces the whole set of explicit configs.
+        let outcome = alter_resource(
+            broker,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+            request.validate_only,
+            |configs| {
+                configs.clear();
+                for config in &resource.configs {
+                    if let Some(value) = &config.value {
+                        configs.insert(config.name.as_str().to_string(), value.as_str().to_string());
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await;
+        let mut result = alter_configs_response::AlterConfigsResourceResponse::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name;
+        if let Err(error) = outcome {
+            result.error_code = error.code();
+            result.error_message = Some(str_bytes(error.to_string()));
+        }
+        response.responses.push(result);
+    }
+    response
+}
+
+pub(super) async fn incremental_alter(
+    broker: &Arc<Broker>,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut response = IncrementalAlterConfigsResponse::default();
+    for resource in request.resources {
+        let outcome = alter_resource(
+            broker,
+            resource.resource_type,
+            resource.resource_name.as_str(),
+            request.validate_only,
+            |configs| {
+                for config in &resource.configs {
+                    apply_operation(
+                        configs,
+                        config.name.as_str(),
+                        config.config_operation,
+                        config.value.as_ref().map(|v| v.as_str()),
+                    )?;
+                }
+                Ok(())
+            },
+        )
+        .await;
+        let mut result = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name;
+        if let Err(error) = outcome {
+            result.error_code = error.code();
+            result.error_message = Some(str_bytes(error.to_string()));
+        }
+        response.responses.push(result);
+    }
+    response
+}
+
+/// SET, DELETE, and for list configs APPEND and SUBTRACT, as Kafka defines them.
+fn apply_operation(
+    configs: &mut BTreeMap<String, String>,
+    name: &str,
+    operation: i8,
+    value: Option<&str>,
+) -> Result<(), LogError> {
+    let list_value = || value.ok_or_else(|| LogError::InvalidConfig(format!("{name}: a value is required")));
+    match operation {
+        OP_SET => {
+            let value = list_value()?;
+            configs.insert(name.to_string(), value.to_string());
+        }
+        OP_DELETE => {
+            configs.remove(name);
+        }
+        OP_APPEND | OP_SUBTRACT if name == "cleanup.policy" => {
+            let current = configs.get(name).cloned().unwrap_or_else(|| "delete".to_string());
+            let mut items: Vec<String> = current.split(',').map(str::to_string).collect();
+            for item in list_value()?.split(',') {
+                match operation {
+                    OP_APPEND if !items.iter().any(|i| i == item) => items.push(item.to_string()),
+                    OP_SUBTRACT => items.retain(|i| i != item),
+                    _ => {}
+                }
+            }
+            configs.insert(name.to_string(), items.join(","));
+        }
+        OP_APPEND | OP_SUBTRACT => {
+            return Err(LogError::InvalidConfig(format!(
+                "Config {name} is not a list: APPEND and SUBTRACT do not apply"
+            )));
+        }
+        other => return Err(LogError::InvalidRequest(format!("Unknown config operation {other}"))),
+    }
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! Consumer groups: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit,
+//! OffsetFetch, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete. This broker coordinates
+//! every group itself.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse,
+    SyncGroupRequest, SyncGroupResponse, delete_groups_response::DeletableGroupResult,
+};
+
+use super::{Broker, str_bytes, topic_name};
+use crate::coordinator::group::JoinRequest;
+use crate::coordinator::{CommitRequest, CommittedOffset};
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+fn text(value: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
+    value.as_ref().map(|s| s.as_str().to_string())
+}
+
+pub(super) fn find_coordinator(
+    broker: &Broker,
+    request: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let config = &broker.config;
+    let entry = |key: &str| {
+        let mut entry = CoordinatorEntry::default();
+        entry.key = str_bytes(key);
+        if request.key_type == KEY_TYPE_GROUP {
+            entry.node_id = config.node_id.into();
+            entry.host = str_bytes(config.kafka_advertised_host.clone());
+            entry.port = config.kafka_advertised_port;
+        } else {
+            // Transactions are not built, so there is no transaction coordinator.
+            entry.node_id = (-1).into();
+            entry.error_code = ResponseError::CoordinatorNotAvailable.code();
+            entry.error_message = Some(str_bytes("transactions are not supported"));
+        }
+        entry
+    };
+    let mut response = FindCoordinatorResponse::default();
+    if version >= 4 {
+        response.coordinators = request.coordinator_keys.iter().map(|k| entry(k.as_str())).collect();
+    } else {
+        let single = entry(request.key.as_str());
+        response.error_code = single.error_code;
+        response.error_message = single.error_message.filter(|_| version >= 1);
+        response.node_id = single.node_id;
+        response.host = single.host;
+        response.port = single.port;
+    }
+    response
+}
+
+pub(super) async fn join(
+    broker: &Arc<Broker>,
+    request: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+    client_host: &str,
+) -> JoinGroupResponse {
+    let join = JoinRequest {
+        member_id: request.member_id.as_str().to_string(),
+        instance_id: text(&request.group_instance_id),
+        client_id: client_id.to_string(),
+        client_host: client_host.to_string(),
+        session_timeout_ms: request.session_timeout_ms,
+        // v0 has no rebalance timeout: Kafka uses the session timeout.
+        rebalance_timeout_ms: if version == 0 { request.session_timeout_ms } else { request.rebalance_timeout_ms },
+        protocol_type: request.protocol_type.as_str().to_string(),
+        protocols: request.protocols.iter().map(|p| (p.name.as_str().to_string(), p.metadata.clone())).collect(),
+        requires_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
+    };
+    let result = broker.coordinator.join(request.group_id.as_str(), join).await;
+    let mut response = JoinGroupResponse::default();
+    response.error_code = result.error;
+    response.generation_id = result.generation;
+    response.protocol_type = result.protocol_type.map(str_bytes);
+    // Before v7 the protocol name is not nullable.
+    response.protocol_name = result.protocol_name.map(str_bytes).or_else(|| (version < 7).then(|| str_bytes("")));
+    response.leader = str_bytes(result.leader);
+    response.skip_assignment = result.skip_assignment;
+    response.member_id = str_bytes(result.member_id);
+    response.members = result
+        .members
+        .into_iter()
+        .map(|(id, instance_id, metadata)| {
+            let mut member = JoinGroupResponseMember::default();
+            member.member_id = str_bytes(id);
+            member.group_instance_id = instance_id.map(str_bytes);
+            member.metadata = metadata;
+            member
+        })
+        .collect();
+    response
+}
+
+pub(super) async fn sync(broker: &Arc<Broker>, request: SyncGroupRequest) -> SyncGroupResponse {
+    let assignments =
+        request.assignments.iter().map(|a| (a.member_id.as_str().to_string(), a.assignment.clone())).collect();
+    let result = broker
+        .coordinator
+        .sync(
+            request.group_id.as_str(),
+            request.member_id.as_str(),
+            request.group_instance_id.as_ref().map(|s| s.as_str()),
+            request.generation_id,
+            request.protocol_type.as_ref().map(|s| s.as_str()),
+            request.protocol_name.as_ref().map(|s| s.as_str()),
+            assignments,
+        )
+        .await;
+    let mut response = SyncGroupResponse::default();
+    response.error_code = result.error;
+    response.protocol_type = result.protocol_type.map(str_bytes);
+    response.protocol_name = result.protocol_name.map(str_bytes);
+    response.assignment = result.assignment;
+    response
+}
+
+pub(super) fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
+    let mut response = HeartbeatResponse::default();
+    response.error_code = broker.coordinator.heartbeat(
+        request.group_id.as_str(),
+        request.member_id.as_str(),
+        request.group_instance_id.as_ref().map(|s| s.as_str()),
+        request.generation_id,
+    );
+    response
+}
+
+pub(super) async fn leave(broker: &Arc<Broker>, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    // v0–2 name one member; v3+ a batch of members, static ones by instance id.
+    let members: Vec<(String, Option<String>)> = if version < 3 {
+        vec![(request.member_id.as_str().to_string(), None)]
+    } else {
+        request.members.iter().map(|m| (m.member_id.as_str().to_string(), text(&m.group_instance_id))).collect()
+    };
+    let mut response = LeaveGroupResponse::default();
+    match broker.coordinator.leave(request.group_id.as_str(), &members).await {
+        Ok(codes) if version < 3 => response.error_code = codes.first().copied().unwrap_or(0),
+        Ok(codes) => {
+            response.members = members
+                .into_iter()
+                .zip(codes)
+                .map(|((id, instance_id), code)| {
+                    let mut member = MemberResponse::default();
+                    member.member_id = str_bytes(id);
+                    member.group_instance_id = instance_id.map(str_bytes);
+                    member.error_code = code;
+                    member
+                })
+                .collect();
+        }
+        Err(code) => response.error_code = code,
+    }
+    response
+}
+
+pub(super) async fn offset_commit(broker: &Arc<Broker>, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let mut requests = Vec::new();
+    let mut layout = Vec::new();
+    for topic in &request.topics {
+        let found = broker.log.topic(topic.name.as_str());
+        let mut partitions = Vec::new();
+        for partition in &topic.partitions {
+            let known = found.as_ref().is_some_and(|t| t.partition(partition.partition_index).is_some());
+            if known {
+                requests.push(CommitRequest {
+                    topic: topic.name.as_str().to_string(),
+                    partition: partition.partition_index,
+                    offset: partition.committed_offset,
+                    leader_epoch: partition.committed_leader_epoch,
+                    metadata: text(&partition.committed_metadata),
+                });
+            }
+            partitions.push((partition.partition_index, known));
+        }
+        layout.push((topic.name.clone(), partitions));
+    }
+    let outcome = broker
+        .coordinator
+        .commit(
+            request.group_id.as_str(),
+            request.generation_id_or_member_epoch,
+            request.member_id.as_str(),
+            request.group_instance_id.as_ref().map(|s| s.as_str()),
+            requests,
+        )
+        .await;
+    let mut codes = match &outcome {
+        Ok(codes) => codes.clone().into_iter(),
+        Err(_) => Vec::new().into_iter(),
+    };
+    let mut response = OffsetCommitResponse::default();
+    for (name, partitions) in layout {
+        let mut topic = OffsetCommitResponseTopic::default();
+        topic.name = name;
+        for (index, known) in partitions {
+            let mut partition = OffsetCommitResponsePartition::default();
+            partition.partition_index = index;
+            partition.error_code = match (&outcome, known) {
+                (Err(code), _) => *code,
+                (Ok(_), false) => ResponseError::UnknownTopicOrPartition.code(),
+                (Ok(_), true) => codes.next().unwrap_or(0),
+            };
+            topic.partitions.push(partition);
+        }
+        response.topics.push(topic);
+    }
+    response
+}
+
+fn fetch_partition(index: i32, committed: Option<CommittedOffset>) -> (i32, i64, i32, String) {
+    match committed {
+        Some(c) => (index, c.offset, c.leader_epoch, c.metadata),
+        None => (index, -1, -1, String::new()),
+    }
+}
+
+pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let mut response = OffsetFetchResponse::default();
+    if version >= 8 {
+        for group in &request.groups {
+            let wanted: Option<Vec<(String, Vec<i32>)>> = group.topics.as_ref().map(|topics| {
+                topics.iter().map(|t| (t.name.as_str().to_string(), t.partition_indexes.clone())).collect()
+            });
+            let mut out = OffsetFetchResponseGroup::default();
+            out.group_id = group.group_id.clone();
+            let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
+            for (topic, partition, committed) in
+                broker.coordinator.committed(group.group_id.as_str(), wanted.as_deref())
+            {
+                if topics.last().is_none_or(|t| t.name.as_str() != topic) {
+                    let mut entry = OffsetFetchResponseTopics::default();
+                    entry.name = topic_name(&topic);
+                    topics.push(entry);
+                }
+                let (index, offset, epoch, metadata) = fetch_partition(partition, committed);
+                let mut p = OffsetFetchResponsePartitions::default();
+                p.partition_index = index;
+                p.committed_offset = offset;
+                p.committed_leader_epoch = epoch;
+                p.metadata = Some(str_bytes(metadata));
+                if let Some(last) = topics.last_mut() {
+                    last.partitions.push(p);
+                }
+            }
+            out.topics = topics;
+            response.groups.push(out);
+        }
+        return response;
+    }
+    let wanted: Option<Vec<(String, Vec<i32>)>> = request
+        .topics
+        .as_ref()
+        .map(|topics| topics.iter().map(|t| (t.name.as_str().to_string(), t.partition_indexes.clone())).collect());
+    let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
+    for (topic, partition, committed) in broker.coordinator.committed(request.group_id.as_str(), wanted.as_deref()) {
+        if topics.last().is_none_or(|t| t.name.as_str() != topic) {
+            let mut entry = OffsetFetchResponseTopic::default();
+            entry.name = topic_name(&topic);
+            topics.push(entry);
+        }
+        let (index, offset, epoch, metadata) = fetch_partition(partition, committed);
+        let mut p = OffsetFetchResponsePartition::default();
+        p.partition_index = index;
+        p.committed_offset = offset;
+        if version >= 5 {
+            p.committed_leader_epoch = epoch;
+        }
+        p.metadata = Some(str_bytes(metadata));
+        if let Some(last) = topics.last_mut() {
+            last.partitions.push(p);
+        }
+    }
+    response.topics = topics;
+    response
+}
+
+pub(super) fn describe_groups(broker: &Broker, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    let mut response = DescribeGroupsResponse::default();
+    for id in request.groups {
+        let mut group = DescribedGroup::default();
+        match broker.coordinator.describe(id.as_str()) {
+            Some(description) => {
+                group.group_state = str_bytes(description.state);
+                group.protocol_type = str_bytes(description.protocol_type);
+                group.protocol_data = str_bytes(description.protocol);
+                group.members = description
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut member = DescribedGroupMember::default();
+                        member.member_id = str_bytes(m.member_id);
+                        if version >= 4 {
+                            member.group_instance_id = m.instance_id.map(str_bytes);
+                        }
+                        member.client_id = str_bytes(m.client_id);
+                        member.client_host = str_bytes(m.client_host);
+                        member.member_metadata = m.metadata;
+                        member.member_assignment = m.assignment;
+                        member
+                    })
+                    .collect();
+            }
+            None => {
+                group.group_state = str_bytes("Dead");
+                if version >= 6 {
+                    group.error_code = ResponseError::GroupIdNotFound.code();
+                    group.error_message = Some(str_bytes(format!("Group {} not found.", id.as_str())));
+                }
+            }
+        }
+        group.group_id = id;
+        response.groups.push(group);
+    }
+    response
+}
+
+pub(super) fn list_groups(broker: &Broker, request: ListGroupsRequest) -> ListGroupsResponse {
+    let mut response = ListGroupsResponse::default();
+    let states: Vec<String> = request.states_filter.iter().map(|s| s.as_str().to_lowercase()).collect();
+    let types: Vec<String> = request.types_filter.iter().map(|s| s.as_str().to_lowercase()).collect();
+    for (id, protocol_type, state) in broker.coordinator.list() {
+        if !states.is_empty() && !states.contains(&state.to_lowercase()) {
+            continue;
+        }
+        if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+            continue;
+        }
+        let mut group = ListedGroup::default();
+        group.group_id = GroupId(str_bytes(id));
+        group.protocol_type = str_bytes(protocol_type);
+        group.group_state = str_bytes(state);
+        group.group_type = str_bytes("classic");
+        response.groups.push(group);
+    }
+    response
+}
+
+pub(super) async fn delete_groups(broker: &Arc<Broker>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut response = DeleteGroupsResponse::default();
+    for id in request.groups_names {
+        let mut result = DeletableGroupResult::default();
+        result.error_code = broker.coordinator.delete_group(id.as_str()).await;
+        result.group_id = id;
+        response.results.push(result);
+    }
+    response
+}
+
+pub(super) async fn offset_delete(broker: &Arc<Broker>, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let partitions: Vec<(String, i32)> = request
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str().to_string(), p.partition_index)))
+        .collect();
+    let mut response = OffsetDeleteResponse::default();
+    match broker.coordinator.delete_offsets(request.group_id.as_str(), &partitions).await {
+        Ok(codes) => {
+            let mut codes = codes.into_iter();
+            for topic in request.topics {
+                let mut out = OffsetDeleteResponseTopic::default();
+                let known = broker.log.topic(topic.name.as_str());
+                for partition in topic.partitions {
+                    let mut p = OffsetDeleteResponsePartition::default();
+                    p.partition_index = partition.partition_index;
+                    let code = codes.next().unwrap_or(0);
+                    p.error_code = if known.as_ref().is_some_and(|t| t.partition(partition.partition_index).is_some()) {
+                        code
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
+                    out.partitions.push(p);
+                }
+                out.name = topic.name;
+                response.topics.push(out);
+            }
+        }
+        Err(code) => response.error_code = code,
+    }
+    response
+}

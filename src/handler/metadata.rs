@@ -1,0 +1,120 @@
+//! ApiVersions, Metadata and DescribeCluster: what the cluster (this one node) and its topics are.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+};
+
+use super::{Broker, str_bytes, topic_name};
+use crate::log::{LogError, Topic};
+use crate::protocol::supported_versions;
+
+pub(super) fn api_versions() -> ApiVersionsResponse {
+    let mut response = ApiVersionsResponse::default();
+    response.api_keys = ApiKey::iter()
+        .filter_map(|key| {
+            supported_versions(key).map(|(min, max)| {
+                ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
+            })
+        })
+        .collect();
+    response.finalized_features_epoch = -1;
+    response
+}
+
+/// KIP-511: a version above ours gets UNSUPPORTED_VERSION with our list, encoded at v0.
+pub(super) fn api_versions_unsupported() -> ApiVersionsResponse {
+    let mut response = api_versions();
+    response.error_code = ResponseError::UnsupportedVersion.code();
+    response.finalized_features_epoch = 0;
+    response
+}
+
+pub(super) async fn metadata(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
+    let config = &broker.config;
+    let mut response = MetadataResponse::default();
+    let mut node = MetadataResponseBroker::default();
+    node.node_id = config.node_id.into();
+    node.host = str_bytes(config.kafka_advertised_host.clone());
+    node.port = config.kafka_advertised_port;
+    response.brokers.push(node);
+    response.cluster_id = Some(str_bytes(broker.log.cluster_id()));
+    response.controller_id = config.node_id.into();
+    // v0 asks for all topics with an empty list, later versions with a null one.
+    let all = match &request.topics {
+        None => true,
+        Some(topics) => topics.is_empty() && version == 0,
+    };
+    if all {
+        response.topics = broker.log.topics().iter().map(|topic| describe_topic(broker, topic)).collect();
+        return response;
+    }
+    // Before v4 the request had no flag and topics were always auto-created.
+    let allow_create = version < 4 || request.allow_auto_topic_creation;
+    for wanted in request.topics.unwrap_or_default() {
+        let found = match &wanted.name {
+            Some(name) => lookup(broker, name.as_str(), allow_create).await.map_err(|e| (e, Some(name.clone()))),
+            None => broker.log.topic_by_id(wanted.topic_id).ok_or((LogError::UnknownTopicId, None)),
+        };
+        let topic = match found {
+            Ok(topic) => describe_topic(broker, &topic),
+            Err((error, name)) => {
+                let mut topic = MetadataResponseTopic::default();
+                topic.error_code = error.code();
+                topic.name = name;
+                topic.topic_id = wanted.topic_id;
+                topic
+            }
+        };
+        response.topics.push(topic);
+    }
+    response
+}
+
+async fn lookup(broker: &Broker, name: &str, allow_create: bool) -> Result<Arc<Topic>, LogError> {
+    if broker.log.topic(name).is_none() && allow_create && broker.config.auto_create_topics {
+        crate::log::validate_topic_name(name)?;
+    }
+    broker.topic_or_create(name, allow_create).await
+}
+
+fn describe_topic(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
+    let node = broker.config.node_id;
+    let mut out = MetadataResponseTopic::default();
+    out.name = Some(topic_name(&topic.name));
+    out.topic_id = topic.id;
+    out.partitions = topic
+        .partitions
+        .iter()
+        .map(|partition| {
+            let mut p = MetadataResponsePartition::default();
+            p.partition_index = partition.index;
+            p.leader_id = node.into();
+            p.leader_epoch = 0;
+            p.replica_nodes = vec![node.into()];
+            p.isr_nodes = vec![node.into()];
+            p
+        })
+        .collect();
+    out
+}
+
+pub(super) fn describe_cluster(broker: &Broker, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+    let config = &broker.config;
+    let mut response = DescribeClusterResponse::default();
+    response.cluster_id = str_bytes(broker.log.cluster_id());
+    response.controller_id = config.node_id.into();
+    let mut node = DescribeClusterBroker::default();
+    node.broker_id = config.node_id.into();
+    node.host = str_bytes(config.kafka_advertised_host.clone());
+    node.port = config.kafka_advertised_port;
+    response.brokers.push(node);
+    response
+}

@@ -1,0 +1,138 @@
+//! Produce: validate each partition's batches, queue them for the group commit in request order,
+//! answer once every partition's append is durable (or at once, with no answer, for acks=0).
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use tokio::sync::oneshot;
+
+use super::{Broker, PendingResponse, Response, str_bytes};
+use crate::log::{AppendInfo, LogError, batch};
+use crate::protocol::legacy_produce::{self, LegacyProduce};
+
+enum Outcome {
+    Done(Result<AppendInfo, LogError>),
+    Waiting(oneshot::Receiver<Result<AppendInfo, LogError>>),
+}
+
+pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> PendingResponse {
+    let acks = request.acks;
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let topic = if version >= 13 {
+            broker.log.topic_by_id(topic_data.topic_id).ok_or(LogError::UnknownTopicId)
+        } else {
+            broker.topic_or_create(topic_data.name.as_str(), true).await
+        };
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let outcome = match &topic {
+                Err(error) => Outcome::Done(Err(same_error(error))),
+                Ok(topic) => submit(broker, topic, data.index, data.records, acks).await,
+            };
+            partitions.push((data.index, outcome));
+        }
+        topics.push((topic_data.name, topic_data.topic_id, partitions));
+    }
+    if acks == 0 {
+        // Kafka sends no response at all for acks=0; errors are only logged.
+        return Box::pin(async move {
+            for (_, _, partitions) in topics {
+                for (_, outcome) in partitions {
+                    if let Err(error) = finish(outcome).await {
+                        tracing::debug!(%error, "acks=0 produce failed");
+                    }
+                }
+            }
+            None
+        });
+    }
+    Box::pin(async move {
+        let mut response = ProduceResponse::default();
+        for (name, topic_id, partitions) in topics {
+            let mut topic_response = TopicProduceResponse::default();
+            topic_response.name = name;
+            topic_response.topic_id = topic_id;
+            for (index, outcome) in partitions {
+                topic_response.partition_responses.push(partition_response(index, finish(outcome).await));
+            }
+            response.responses.push(topic_response);
+        }
+        Some(Response::Kind(ResponseKind::Produce(response)))
+    })
+}
+
+async fn submit(
+    broker: &Broker,
+    topic: &crate::log::Topic,
+    index: i32,
+    records: Option<bytes::Bytes>,
+    acks: i16,
+) -> Outcome {
+    let Some(partition) = topic.partition(index) else {
+        return Outcome::Done(Err(LogError::UnknownTopicOrPartition));
+    };
+    if acks == -1 && topic.config.min_insync_replicas > 1 {
+        return Outcome::Done(Err(LogError::NotEnoughReplicas));
+    }
+    if !matches!(acks, -1..=1) {
+        return Outcome::Done(Err(LogError::InvalidRequest(format!("acks must be -1, 0 or 1, not {acks}"))));
+    }
+    let records = records.unwrap_or_default();
+    let batches = match batch::validate(&records, topic.config.max_message_bytes.max(0) as usize) {
+        Ok(batches) => batches,
+        Err(error) => return Outcome::Done(Err(error.into())),
+    };
+    match broker.log.submit_append(topic, partition, batches).await {
+        Ok(receiver) => Outcome::Waiting(receiver),
+        Err(error) => Outcome::Done(Err(error)),
+    }
+}
+
+async fn finish(outcome: Outcome) -> Result<AppendInfo, LogError> {
+    match outcome {
+        Outcome::Done(result) => result,
+        Outcome::Waiting(receiver) => receiver.await.unwrap_or(Err(LogError::Unavailable)),
+    }
+}
+
+fn partition_response(index: i32, result: Result<AppendInfo, LogError>) -> PartitionProduceResponse {
+    let mut response = PartitionProduceResponse::default();
+    response.index = index;
+    match result {
+        Ok(info) => {
+            response.base_offset = info.base_offset;
+            response.log_append_time_ms = info.log_append_time_ms;
+            response.log_start_offset = info.log_start;
+        }
+        Err(error) => {
+            response.error_code = error.code();
+            response.base_offset = -1;
+            response.log_append_time_ms = -1;
+            response.log_start_offset = -1;
+            response.error_message = Some(str_bytes(error.to_string()));
+        }
+    }
+    response
+}
+
+/// The topic lookup error, repeated for each of its partitions.
+fn same_error(error: &LogError) -> LogError {
+    match error {
+        LogError::UnknownTopicId => LogError::UnknownTopicId,
+        LogError::InvalidTopic(reason) => LogError::InvalidTopic(reason.clone()),
+        LogError::Unavailable => LogError::Unavailable,
+        _ => LogError::UnknownTopicOrPartition,
+    }
+}
+
+/// Produce v0–v2 is advertised for librdkafka's sake and refused, as Apache Kafka 4 does.
+pub(super) fn refuse_legacy(request: &LegacyProduce, version: i16) -> Option<Response> {
+    if request.acks == 0 {
+        return None;
+    }
+    let body = legacy_produce::encode_error(request, version, ResponseError::UnsupportedVersion.code());
+    Some(Response::RawV0(body))
+}

@@ -1,0 +1,23 @@
+//! Zombi: a Kafka wire-protocol compatible broker with a RocksDB hot tier.
+//!
+//! # Layout
+//! In data-path order:
+//! - [`server`]: the listeners, the connection limit and the shutdown drain.
+//! - [`connection`]: size-prefixed frames, the request size limit, in-order pipelined responses.
+//! - [`protocol`]: the wire format only (headers, versions, framing); no I/O, no state.
+//! - [`handler`]: one file per Kafka API family, each `decode → apply → encode`.
+//! - [`log`]: the partition log: validation, the group-commit writer, producer state, indexes, and
+//!   the RocksDB store (the only module that imports `rocksdb`).
+//! - [`coordinator`]: consumer groups (the classic protocol) and committed offsets.
+//! - [`http`]: health checks.
+//! - [`config`]: every setting and limit, with units; [`error`]: error kinds → Kafka error codes.
+
+pub mod config;
+pub mod connection;
+pub mod coordinator;
+pub mod error;
+pub mod handler;
+pub mod http;
+pub mod log;
+pub mod protocol;
+pub mod server;

@@ -1,0 +1,743 @@
+//! The partition log: topics and partitions, the group-commit writer, reads and retention.
+//!
+//! One writer thread owns offset assignment and producer state for every partition: appends from all
+//! connections queue to it, and it turns whatever has gathered into one atomic RocksDB write (group
+//! commit) before acknowledging any of them. Readers never wait for it: they read RocksDB through
+//! `spawn_blocking` up to the high watermark, which the writer publishes only after its write.
+
+pub mod batch;
+pub mod producer;
+pub mod store;
+pub mod topic_config;
+mod writer;
+
+#[cfg(test)]
+mod model_tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::config::{Config, Durability};
+pub use crate::error::LogError;
+use batch::ValidBatch;
+use store::{PartitionKey, Store, StoreOptions, StoreWrite};
+use topic_config::{BrokerDefaults, TopicConfig};
+use writer::Command;
+
+/// Longest topic name Kafka accepts.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// One partition as readers see it: offsets published by the writer.
+#[derive(Debug)]
+pub struct Partition {
+    pub key: PartitionKey,
+    pub index: i32,
+    high_watermark: AtomicI64,
+    log_start: AtomicI64,
+    deleted: AtomicBool,
+}
+
+impl Partition {
+    fn new(key: PartitionKey, log_start: i64, high_watermark: i64) -> Self {
+        Partition {
+            key,
+            index: key.partition as i32,
+            high_watermark: AtomicI64::new(high_watermark),
+            log_start: AtomicI64::new(log_start),
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    /// Offset after the last acknowledged record (single replica: log end).
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub fn log_start(&self) -> i64 {
+        self.log_start.load(Ordering::Acquire)
+    }
+
+    /// No transactions are written, so the last stable offset is the high watermark.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+    }
+}
+
+/// A topic as stored in the `meta` family.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TopicRecord {
+    name: String,
+    id: Uuid,
+    number: u32,
+    partitions: u32,
+    configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub number: u32,
+    pub partitions: Vec<Arc<Partition>>,
+    pub config: TopicConfig,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index).ok().and_then(|i| self.partitions.get(i))
+    }
+
+    fn record(&self) -> TopicRecord {
+        TopicRecord {
+            name: self.name.clone(),
+            id: self.id,
+            number: self.number,
+            partitions: self.partitions.len() as u32,
+            configs: self.config.overrides.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Catalog {
+    by_name: HashMap<String, Arc<Topic>>,
+    by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+/// What an acknowledged append returns to the producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    /// The time stamped on the batch for LogAppendTime topics, else -1.
+    pub log_append_time_ms: i64,
+    pub log_start: i64,
+}
+
+/// One partition read of a fetch.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub partition: Arc<Partition>,
+    pub offset: i64,
+    pub max_bytes: usize,
+    pub at_least_one: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start: i64,
+}
+
+/// Handle to the log; cheap to clone.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    catalog: RwLock<Catalog>,
+    /// Serialises topic creation, deletion and config changes (rare) with one another.
+    admin: Mutex<()>,
+    commands: mpsc::Sender<Command>,
+    /// Bumped after every group commit; long-polling fetches watch it.
+    appended: watch::Receiver<u64>,
+    defaults: BrokerDefaults,
+    cluster_id: String,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    stop_syncer: Arc<AtomicBool>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `config.data_dir` and recovers every partition's state.
+    pub async fn open(config: &Config) -> Result<Log, LogError> {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&config)).await.map_err(|_| LogError::Unavailable)?
+    }
+
+    fn open_blocking(config: &Config) -> Result<Log, LogError> {
+        let path = config.data_dir.join("hot");
+        std::fs::create_dir_all(&path)
+            .map_err(|e| store::StoreError::corrupt(format!("cannot create {}: {e}", path.display())))?;
+        let store = Store::open(
+            &path,
+            StoreOptions {
+                memtable_bytes: config.memtable_bytes,
+                memtables_max: config.memtables_max,
+                block_cache_bytes: config.block_cache_bytes,
+            },
+        )?;
+        let cluster_id = Self::cluster_id_from(&store, config.cluster_id.as_deref())?;
+        let defaults = BrokerDefaults {
+            retention_ms: config.log_retention_ms,
+            retention_bytes: config.log_retention_bytes,
+            max_message_bytes: config.message_max_bytes,
+        };
+        let mut catalog = Catalog::default();
+        for (_, value) in store.scan_meta("topic/")? {
+            let record: TopicRecord =
+                serde_json::from_slice(&value).map_err(|e| store::StoreError::corrupt(format!("topic record: {e}")))?;
+            let topic = Self::recover_topic(&store, record, &defaults, &[])?;
+            catalog.by_id.insert(topic.id, topic.clone());
+            catalog.by_name.insert(topic.name.clone(), topic);
+        }
+        let (appended_tx, appended) = watch::channel(0u64);
+        let (commands, receiver) = mpsc::channel(config.append_queue_max);
+        let sync_each_commit = config.durability == Durability::Fsync;
+        let mut threads =
+            vec![writer::spawn(store.clone(), receiver, appended_tx, sync_each_commit, config.group_commit_bytes_max)?];
+        let stop_syncer = Arc::new(AtomicBool::new(false));
+        if config.durability == Durability::Periodic {
+            let interval = Duration::from_millis(config.fsync_interval_ms);
+            threads.push(writer::spawn_wal_syncer(store.clone(), interval, stop_syncer.clone())?);
+        }
+        tracing::info!(topics = catalog.by_name.len(), %cluster_id, "log recovered");
+        Ok(Log {
+            inner: Arc::new(Inner {
+                store,
+                catalog: RwLock::new(catalog),
+                admin: Mutex::new(()),
+                commands,
+                appended,
+                defaults,
+                cluster_id,
+                threads: std::sync::Mutex::new(threads),
+                stop_syncer,
+            }),
+        })
+    }
+
+    /// Finishes queued work and stops the log's threads; the store closes when the last handle drops.
+    pub async fn close(&self) {
+        self.inner.stop_syncer.store(true, Ordering::Release);
+        let _ = self.inner.commands.send(Command::Stop).await;
+        let threads = match self.inner.threads.lock() {
+            Ok(mut threads) => std::mem::take(&mut *threads),
+            Err(_) => Vec::new(),
+        };
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+        })
+        .await;
+    }
+
+    fn cluster_id_from(store: &Store, configured: Option<&str>) -> Result<String, LogError> {
+        if let Some(stored) = store.get_meta("cluster-id")? {
+            let stored = String::from_utf8_lossy(&stored).into_owned();
+            if let Some(configured) = configured
+                && configured != stored
+            {
+                return Err(LogError::InvalidConfig(format!(
+                    "the data dir belongs to cluster {stored}, not {configured}"
+                )));
+            }
+            return Ok(stored);
+        }
+        let id = configured.map(str::to_string).unwrap_or_else(|| {
+            let bytes = Uuid::new_v4().into_bytes();
+            base64_url(&bytes)
+        });
+        let mut write = StoreWrite::default();
+        store.put_meta(&mut write, "cluster-id", id.as_bytes());
+        store.write(write, true)?;
+        Ok(id)
+    }
+
+    /// Builds a topic from its record, reading each partition's offsets from the store.
+    fn recover_topic(
+        store: &Store,
+        record: TopicRecord,
+        defaults: &BrokerDefaults,
+        existing: &[Arc<Partition>],
+    ) -> Result<Arc<Topic>, LogError> {
+        let mut partitions = existing.to_vec();
+        for index in existing.len() as u32..record.partitions {
+            let key = PartitionKey { topic_number: record.number, partition: index };
+            let (log_start, log_end) = writer::recover_offsets(store, key)?;
+            partitions.push(Arc::new(Partition::new(key, log_start, log_end)));
+        }
+        Ok(Arc::new(Topic {
+            name: record.name,
+            id: record.id,
+            number: record.number,
+            partitions,
+            config: TopicConfig::resolve(record.configs, defaults),
+        }))
+    }
+
+    /// The store, for the group coordinator's durable state.
+    pub fn store(&self) -> Store {
+        self.inner.store.clone()
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.inner.cluster_id
+    }
+
+    pub fn defaults(&self) -> &BrokerDefaults {
+        &self.inner.defaults
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.inner.catalog.read().ok()?.by_name.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.inner.catalog.read().ok()?.by_id.get(&id).cloned()
+    }
+
+    /// Every topic, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut topics: Vec<_> = match self.inner.catalog.read() {
+            Ok(catalog) => catalog.by_name.values().cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    /// Watches group commits: the value changes after every one.
+    pub fn appended(&self) -> watch::Receiver<u64> {
+        self.inner.appended.clone()
+    }
+
+    /// Creates a topic; with `validate_only`, only checks that it could be created.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, LogError> {
+        validate_topic_name(name)?;
+        if !(1..=10_000).contains(&partitions) {
+            return Err(LogError::InvalidPartitions(format!(
+                "Number of partitions must be between 1 and 10000, got {partitions}."
+            )));
+        }
+        for (key, value) in &configs {
+            topic_config::validate(key, value).map_err(LogError::InvalidConfig)?;
+        }
+        let _admin = self.inner.admin.lock().await;
+        if let Some(existing) = self.topic(name) {
+            return Err(LogError::TopicAlreadyExists(existing.name.clone()));
+        }
+        if let Some(clash) = self.topics().iter().find(|t| t.name.replace('.', "_") == name.replace('.', "_")) {
+            return Err(LogError::InvalidTopic(format!("Topic '{name}' collides with existing topic: {}", clash.name)));
+        }
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            number: 0,
+            partitions: partitions as u32,
+            configs,
+        };
+        if validate_only {
+            return Self::recover_topic(&self.inner.store, record, &self.inner.defaults, &[]);
+        }
+        let log = self.clone();
+        let topic = tokio::task::spawn_blocking(move || {
+            let store = &log.inner.store;
+            let number = match store.get_meta("next-topic-number")? {
+                Some(bytes) => decode_u32(&bytes)?,
+                None => 1,
+            };
+            let record = TopicRecord { number, ..record };
+            let mut write = StoreWrite::default();
+            store.put_meta(&mut write, "next-topic-number", &(number + 1).to_be_bytes());
+            store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
+            store.write(write, true)?;
+            Self::recover_topic(store, record, &log.inner.defaults, &[])
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)??;
+        self.publish(topic.clone());
+        tracing::info!(topic = name, partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and, through the writer (after every append queued before), its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+        let _admin = self.inner.admin.lock().await;
+        let topic = self.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
+        for partition in &topic.partitions {
+            partition.deleted.store(true, Ordering::Release);
+        }
+        if let Ok(mut catalog) = self.inner.catalog.write() {
+            catalog.by_name.remove(&topic.name);
+            catalog.by_id.remove(&topic.id);
+        }
+        let keys = topic.partitions.iter().map(|p| p.key).collect();
+        let (reply, done) = oneshot::channel();
+        self.send(Command::DeleteTopic { name: topic.name.clone(), keys, reply }).await?;
+        done.await.map_err(|_| LogError::Unavailable)??;
+        tracing::info!(topic = name, "topic deleted");
+        Ok(())
+    }
+
+    /// Raises a topic's partition count.
+    pub async fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), LogError> {
+        let _admin = self.inner.admin.lock().await;
+        let topic = self.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
+        let current = topic.partitions.len() as i32;
+        if count < current {
+            return Err(LogError::InvalidPartitions(format!(
+                "Topic currently has {current} partitions, which is higher than the requested {count}."
+            )));
+        }
+        if count == current {
+            return Err(LogError::InvalidPartitions(format!("Topic already has {current} partitions.")));
+        }
+        if count > 10_000 {
+            return Err(LogError::InvalidPartitions("Number of partitions must be at most 10000.".into()));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut record = topic.record();
+        record.partitions = count as u32;
+        self.replace_topic(record, &topic.partitions).await
+    }
+
+    /// Replaces a topic's explicit configs (already validated by the caller's merge).
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), LogError> {
+        for (key, value) in &configs {
+            topic_config::validate(key, value).map_err(LogError::InvalidConfig)?;
+        }
+        let _admin = self.inner.admin.lock().await;
+        let topic = self.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut record = topic.record();
+        record.configs = configs;
+        self.replace_topic(record, &topic.partitions).await
+    }
+
+    async fn replace_topic(&self, record: TopicRecord, existing: &[Arc<Partition>]) -> Result<(), LogError> {
+        let log = self.clone();
+        let existing = existing.to_vec();
+        let topic = tokio::task::spawn_blocking(move || {
+            let store = &log.inner.store;
+            let mut write = StoreWrite::default();
+            store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
+            store.write(write, true)?;
+            Self::recover_topic(store, record, &log.inner.defaults, &existing)
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)??;
+        self.publish(topic);
+        Ok(())
+    }
+
+    fn publish(&self, topic: Arc<Topic>) {
+        if let Ok(mut catalog) = self.inner.catalog.write() {
+            catalog.by_id.insert(topic.id, topic.clone());
+            catalog.by_name.insert(topic.name.clone(), topic);
+        }
+    }
+
+    async fn send(&self, command: Command) -> Result<(), LogError> {
+        self.inner.commands.send(command).await.map_err(|_| LogError::Unavailable)
+    }
+
+    /// Queues validated batches for the group-commit writer, in call order.
+    ///
+    /// Returns once the append is queued; the receiver resolves after the write (and fsync).
+    pub async fn submit_append(
+        &self,
+        topic: &Topic,
+        partition: &Arc<Partition>,
+        batches: Vec<ValidBatch>,
+    ) -> Result<oneshot::Receiver<Result<AppendInfo, LogError>>, LogError> {
+        let (reply, receiver) = oneshot::channel();
+        let timestamp_type = topic.config.timestamp_type;
+        self.send(Command::Append { partition: partition.clone(), timestamp_type, batches, reply }).await?;
+        Ok(receiver)
+    }
+
+    /// Allocates a new idempotent producer id (epoch 0), persisted so ids never repeat.
+    pub async fn init_producer_id(&self) -> Result<(i64, i16), LogError> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(Command::InitProducerId { reply }).await?;
+        receiver.await.map_err(|_| LogError::Unavailable)?
+    }
+
+    /// Moves a partition's log start to `offset` (DeleteRecords); -1 means the high watermark.
+    pub async fn delete_records(&self, partition: &Arc<Partition>, offset: i64) -> Result<i64, LogError> {
+        let high_watermark = partition.high_watermark();
+        let offset = if offset == -1 { high_watermark } else { offset };
+        if offset < 0 || offset > high_watermark {
+            return Err(LogError::OffsetOutOfRange);
+        }
+        self.truncate(partition, offset).await
+    }
+
+    async fn truncate(&self, partition: &Arc<Partition>, log_start: i64) -> Result<i64, LogError> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(Command::Truncate { partition: partition.clone(), log_start, reply }).await?;
+        receiver.await.map_err(|_| LogError::Unavailable)?
+    }
+
+    /// Reads several partitions on the blocking pool; each result stands alone.
+    ///
+    /// `total_bytes_max` bounds the sum; the first batch of the first partition with data is returned
+    /// even when larger than the limits, so consumers always make progress (KIP-74).
+    pub async fn read(&self, requests: Vec<ReadRequest>, total_bytes_max: usize) -> Vec<Result<ReadResult, LogError>> {
+        let store = self.inner.store.clone();
+        let count = requests.len();
+        tokio::task::spawn_blocking(move || {
+            let mut remaining = total_bytes_max;
+            let mut any = false;
+            requests
+                .into_iter()
+                .map(|mut request| {
+                    request.max_bytes = request.max_bytes.min(remaining);
+                    request.at_least_one = !any;
+                    let result = read_one(&store, &request);
+                    if let Ok(read) = &result {
+                        remaining = remaining.saturating_sub(read.records.len());
+                        any |= !read.records.is_empty();
+                    }
+                    result
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|_| (0..count).map(|_| Err(LogError::Unavailable)).collect())
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp_ms`, with that timestamp.
+    pub async fn offset_for_timestamp(
+        &self,
+        partition: &Arc<Partition>,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let store = self.inner.store.clone();
+        let key = partition.key;
+        let log_start = partition.log_start();
+        tokio::task::spawn_blocking(move || {
+            let Some((_, base_offset)) = store.time_lookup(key, timestamp_ms)? else {
+                return Ok(None);
+            };
+            first_record_at_or_after(&store, key, base_offset.max(log_start), timestamp_ms)
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)?
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp (ListOffsets -3).
+    pub async fn max_timestamp(&self, partition: &Arc<Partition>) -> Result<Option<(i64, i64)>, LogError> {
+        let store = self.inner.store.clone();
+        let key = partition.key;
+        let log_start = partition.log_start();
+        tokio::task::spawn_blocking(move || {
+            let Some((timestamp_ms, base_offset)) = store.last_time_entry(key)? else {
+                return Ok(None);
+            };
+            first_record_at_or_after(&store, key, base_offset.max(log_start), timestamp_ms)
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)?
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` to every partition once.
+    pub async fn enforce_retention(&self) -> Result<(), LogError> {
+        let now = now_ms();
+        for topic in self.topics() {
+            let (retention_ms, retention_bytes) = (topic.config.retention_ms, topic.config.retention_bytes);
+            if retention_ms < 0 && retention_bytes < 0 {
+                continue;
+            }
+            for partition in &topic.partitions {
+                let store = self.inner.store.clone();
+                let key = partition.key;
+                let high_watermark = partition.high_watermark();
+                let start = tokio::task::spawn_blocking(move || {
+                    retention_start(&store, key, high_watermark, now, retention_ms, retention_bytes)
+                })
+                .await
+                .map_err(|_| LogError::Unavailable)??;
+                if start > partition.log_start() {
+                    self.truncate(partition, start).await?;
+                    tracing::debug!(topic = %topic.name, partition = partition.index, log_start = start, "retention");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_one(store: &Store, request: &ReadRequest) -> Result<ReadResult, LogError> {
+    let partition = &request.partition;
+    // Offsets are read before the data: the data may run ahead of them, never behind.
+    let high_watermark = partition.high_watermark();
+    let log_start = partition.log_start();
+    if partition.deleted.load(Ordering::Acquire) {
+        return Err(LogError::UnknownTopicOrPartition);
+    }
+    if request.offset < log_start || request.offset > high_watermark {
+        return Err(LogError::OffsetOutOfRange);
+    }
+    let records = if request.offset == high_watermark || request.max_bytes == 0 && !request.at_least_one {
+        Bytes::new()
+    } else {
+        store.read(partition.key, request.offset, high_watermark, request.max_bytes, request.at_least_one)?
+    };
+    Ok(ReadResult { records, high_watermark, log_start })
+}
+
+/// Decodes the batch at `from` onwards to find the first record with a timestamp ≥ `timestamp_ms`.
+fn first_record_at_or_after(
+    store: &Store,
+    key: PartitionKey,
+    from: i64,
+    timestamp_ms: i64,
+) -> Result<Option<(i64, i64)>, LogError> {
+    let Some(mut bytes) = store.batch_containing(key, from)? else {
+        return Ok(None);
+    };
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
+        .map_err(|e| store::StoreError::corrupt(format!("stored batch does not decode: {e}")))?;
+    Ok(set
+        .records
+        .iter()
+        .find(|record| record.offset >= from && record.timestamp >= timestamp_ms)
+        .map(|record| (record.offset, record.timestamp)))
+}
+
+/// The log start offset that retention allows: whole batches only, never past the high watermark.
+fn retention_start(
+    store: &Store,
+    key: PartitionKey,
+    high_watermark: i64,
+    now_ms: i64,
+    retention_ms: i64,
+    retention_bytes: i64,
+) -> Result<i64, LogError> {
+    let mut start = 0;
+    if retention_ms >= 0 {
+        // Time index entries rise in both timestamp and offset, so every batch before the first
+        // entry at or after the cutoff has only older records.
+        start = match store.time_lookup(key, now_ms.saturating_sub(retention_ms))? {
+            Some((_, base_offset)) => base_offset,
+            None => high_watermark,
+        };
+    }
+    if retention_bytes >= 0 {
+        let mut sizes = Vec::new();
+        store.scan_headers(key, |header, size| {
+            sizes.push((header.base_offset, header.last_offset() + 1, size as i64));
+            true
+        })?;
+        let mut total: i64 = sizes.iter().map(|(_, _, size)| size).sum();
+        for (_, next, size) in sizes {
+            if total <= retention_bytes {
+                break;
+            }
+            total -= size;
+            start = start.max(next);
+        }
+    }
+    Ok(start.min(high_watermark))
+}
+
+/// Kafka's topic name rules: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
+    let invalid = |reason: String| Err(LogError::InvalidTopic(reason));
+    if name.is_empty() {
+        return invalid("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return invalid("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > TOPIC_NAME_BYTES_MAX {
+        return invalid(format!("Topic name is illegal, it can't be longer than {TOPIC_NAME_BYTES_MAX} characters"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return invalid(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+fn encode_record(record: &TopicRecord) -> Vec<u8> {
+    // Serialising a struct of strings and numbers cannot fail.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+fn decode_u32(bytes: &[u8]) -> Result<u32, LogError> {
+    let array: [u8; 4] = bytes.try_into().map_err(|_| store::StoreError::corrupt("counter has the wrong length"))?;
+    Ok(u32::from_be_bytes(array))
+}
+
+/// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 characters).
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    let mut bits = 0u32;
+    let mut count = 0;
+    for &byte in bytes {
+        bits = (bits << 8) | u32::from(byte);
+        count += 8;
+        while count >= 6 {
+            count -= 6;
+            out.push(ALPHABET[((bits >> count) & 63) as usize] as char);
+        }
+    }
+    if count > 0 {
+        out.push(ALPHABET[((bits << (6 - count)) & 63) as usize] as char);
+    }
+    out
+}
+
+/// Opens a log at `path` with test-sized defaults (used by tests and benchmarks).
+pub async fn open_for_tests(path: &Path, durability: Durability) -> Result<Log, LogError> {
+    let settings = crate::config::Settings {
+        data_dir: Some(path.to_path_buf()),
+        durability: Some(durability),
+        ..crate::config::Settings::default()
+    };
+    let config = Config::resolve(settings, crate::config::Settings::default())
+        .map_err(|e| LogError::InvalidConfig(e.to_string()))?;
+    Log::open(&config).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1-eu_2").is_ok());
+        for bad in ["", ".", "..", "a b", "ünï", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        assert_eq!(base64_url(&[0u8; 16]).len(), 22);
+    }
+}

@@ -1,0 +1,144 @@
+//! Idempotent producer state per partition (Kafka's `ProducerStateManager`): the epoch and the last
+//! five batches of each producer, so retries are answered with their original offsets.
+
+use std::collections::VecDeque;
+
+use bytes::{Buf, BufMut};
+
+/// Batches remembered per producer and partition, as in Kafka (and librdkafka's in-flight limit).
+pub const BATCHES_REMEMBERED: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSequence {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub base_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    pub batches: VecDeque<BatchSequence>,
+}
+
+/// What a new idempotent batch is, relative to what the producer wrote before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Next,
+    /// A retry of a batch already in the log at this base offset.
+    Duplicate(i64),
+    OutOfOrder,
+    FencedEpoch,
+}
+
+/// Checks a batch from `(epoch, first, last)` against the producer's entry, as Kafka does.
+pub fn check(entry: Option<&ProducerEntry>, epoch: i16, first_sequence: i32, last_sequence: i32) -> SequenceCheck {
+    let Some(entry) = entry else {
+        return if first_sequence == 0 { SequenceCheck::Next } else { SequenceCheck::OutOfOrder };
+    };
+    if epoch < entry.epoch {
+        return SequenceCheck::FencedEpoch;
+    }
+    if epoch > entry.epoch {
+        return if first_sequence == 0 { SequenceCheck::Next } else { SequenceCheck::OutOfOrder };
+    }
+    if let Some(seen) =
+        entry.batches.iter().find(|b| b.first_sequence == first_sequence && b.last_sequence == last_sequence)
+    {
+        return SequenceCheck::Duplicate(seen.base_offset);
+    }
+    let expected = match entry.batches.back() {
+        Some(last) if last.last_sequence == i32::MAX => 0,
+        Some(last) => last.last_sequence + 1,
+        None => 0,
+    };
+    if first_sequence == expected { SequenceCheck::Next } else { SequenceCheck::OutOfOrder }
+}
+
+impl ProducerEntry {
+    /// Records an appended batch, starting afresh when the epoch moved on.
+    pub fn record(entry: Option<ProducerEntry>, epoch: i16, batch: BatchSequence) -> ProducerEntry {
+        let mut entry = match entry {
+            Some(entry) if entry.epoch == epoch => entry,
+            _ => ProducerEntry { epoch, batches: VecDeque::with_capacity(BATCHES_REMEMBERED) },
+        };
+        if entry.batches.len() == BATCHES_REMEMBERED {
+            entry.batches.pop_front();
+        }
+        entry.batches.push_back(batch);
+        entry
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(3 + self.batches.len() * 16);
+        out.put_i16(self.epoch);
+        out.put_u8(self.batches.len() as u8);
+        for batch in &self.batches {
+            out.put_i32(batch.first_sequence);
+            out.put_i32(batch.last_sequence);
+            out.put_i64(batch.base_offset);
+        }
+        out
+    }
+
+    pub fn decode(mut bytes: &[u8]) -> Option<ProducerEntry> {
+        if bytes.len() < 3 {
+            return None;
+        }
+        let epoch = bytes.get_i16();
+        let count = usize::from(bytes.get_u8());
+        if count > BATCHES_REMEMBERED || bytes.len() != count * 16 {
+            return None;
+        }
+        let batches = (0..count)
+            .map(|_| BatchSequence {
+                first_sequence: bytes.get_i32(),
+                last_sequence: bytes.get_i32(),
+                base_offset: bytes.get_i64(),
+            })
+            .collect();
+        Some(ProducerEntry { epoch, batches })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry_after(batches: &[(i32, i32, i64)]) -> ProducerEntry {
+        let mut entry = None;
+        for &(first_sequence, last_sequence, base_offset) in batches {
+            entry = Some(ProducerEntry::record(entry, 0, BatchSequence { first_sequence, last_sequence, base_offset }));
+        }
+        entry.expect("at least one batch")
+    }
+
+    #[test]
+    fn sequences_must_follow_on() {
+        assert_eq!(check(None, 0, 0, 4), SequenceCheck::Next);
+        assert_eq!(check(None, 0, 5, 9), SequenceCheck::OutOfOrder);
+        let entry = entry_after(&[(0, 4, 100), (5, 9, 105)]);
+        assert_eq!(check(Some(&entry), 0, 10, 12), SequenceCheck::Next);
+        assert_eq!(check(Some(&entry), 0, 11, 12), SequenceCheck::OutOfOrder);
+        assert_eq!(check(Some(&entry), 0, 0, 4), SequenceCheck::Duplicate(100));
+        assert_eq!(check(Some(&entry), 1, 0, 0), SequenceCheck::Next);
+        assert_eq!(check(Some(&entry), 1, 10, 10), SequenceCheck::OutOfOrder);
+    }
+
+    #[test]
+    fn older_epochs_are_fenced_and_only_five_batches_are_kept() {
+        let entry = entry_after(&[(0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 3), (4, 4, 4), (5, 5, 5)]);
+        assert_eq!(entry.batches.len(), BATCHES_REMEMBERED);
+        assert_eq!(check(Some(&entry), 0, 0, 0), SequenceCheck::OutOfOrder);
+        assert_eq!(check(Some(&entry), 0, 1, 1), SequenceCheck::Duplicate(1));
+        assert_eq!(check(Some(&entry), -1, 6, 6), SequenceCheck::FencedEpoch);
+        assert_eq!(ProducerEntry::decode(&entry.encode()), Some(entry));
+    }
+
+    #[test]
+    fn sequences_wrap_at_int_max() {
+        let entry = entry_after(&[(i32::MAX - 1, i32::MAX, 7)]);
+        assert_eq!(check(Some(&entry), 0, 0, 3), SequenceCheck::Next);
+    }
+}

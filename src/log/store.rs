@@ -1,0 +1,478 @@
+//! The RocksDB hot tier: the only module that imports `rocksdb`.
+//!
+//! Column families, all keys big-endian so that byte order is numeric order:
+//! - `batches`:   `[topic number u32][partition u32][base offset u64]` → the record batch bytes
+//! - `timeindex`: `[topic number u32][partition u32][max timestamp, sign-flipped u64][base offset u64]` → empty;
+//!   an entry is written only when a batch raises the partition's running max timestamp, so entries
+//!   are monotonic in both timestamp and offset
+//! - `producers`: `[topic number u32][partition u32][producer id u64]` → [`ProducerEntry`] bytes
+//! - `meta`:      UTF-8 keys (`topic/<name>`, `log-start/<number>/<partition>`, counters) → JSON or integers
+//! - `groups`:    `g` + group id → the group's record; `o` + group, topic (each u16-length-prefixed),
+//!   partition u32 → a committed offset
+//!
+//! Every call here blocks: callers run it on a dedicated thread or `spawn_blocking`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode,
+    Options, ReadOptions, WriteBatch, WriteOptions,
+};
+
+use super::batch::{BatchHeader, HEADER_BYTES};
+
+const CF_BATCHES: &str = "batches";
+const CF_TIMEINDEX: &str = "timeindex";
+const CF_PRODUCERS: &str = "producers";
+const CF_META: &str = "meta";
+const CF_GROUPS: &str = "groups";
+
+#[derive(Debug, thiserror::Error)]
+#[error("storage error: {0}")]
+pub struct StoreError(String);
+
+impl From<rocksdb::Error> for StoreError {
+    fn from(error: rocksdb::Error) -> Self {
+        StoreError(error.into_string())
+    }
+}
+
+impl StoreError {
+    pub fn corrupt(what: impl Into<String>) -> Self {
+        StoreError(what.into())
+    }
+}
+
+/// Identifies one partition's key range: a topic's number (never reused) and the partition index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionKey {
+    pub topic_number: u32,
+    pub partition: u32,
+}
+
+impl PartitionKey {
+    fn prefix(&self) -> [u8; 8] {
+        let mut key = [0u8; 8];
+        key[..4].copy_from_slice(&self.topic_number.to_be_bytes());
+        key[4..].copy_from_slice(&self.partition.to_be_bytes());
+        key
+    }
+
+    fn with_u64(&self, value: u64) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&self.prefix());
+        key[8..].copy_from_slice(&value.to_be_bytes());
+        key
+    }
+
+    fn batch_key(&self, offset: i64) -> [u8; 16] {
+        self.with_u64(offset.max(0) as u64)
+    }
+
+    fn time_key(&self, timestamp_ms: i64, offset: i64) -> [u8; 24] {
+        let mut key = [0u8; 24];
+        key[..16].copy_from_slice(&self.with_u64(flip_sign(timestamp_ms)));
+        key[16..].copy_from_slice(&(offset.max(0) as u64).to_be_bytes());
+        key
+    }
+
+    /// The first key after every key of this partition.
+    fn end(&self) -> Vec<u8> {
+        let mut key = self.prefix().to_vec();
+        key.extend_from_slice(&[0xff; 17]);
+        key
+    }
+}
+
+fn group_key(group: &str) -> Vec<u8> {
+    let mut key = vec![b'g'];
+    key.extend_from_slice(group.as_bytes());
+    key
+}
+
+fn push_prefixed(key: &mut Vec<u8>, text: &str) {
+    key.extend_from_slice(&(text.len().min(u16::MAX as usize) as u16).to_be_bytes());
+    key.extend_from_slice(text.as_bytes());
+}
+
+fn offset_prefix(group: &str) -> Vec<u8> {
+    let mut key = vec![b'o'];
+    push_prefixed(&mut key, group);
+    key
+}
+
+fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    let mut key = offset_prefix(group);
+    push_prefixed(&mut key, topic);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+fn utf8(bytes: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::corrupt("key is not UTF-8"))
+}
+
+fn split_prefixed(bytes: &[u8]) -> Result<(String, &[u8]), StoreError> {
+    if bytes.len() < 2 {
+        return Err(StoreError::corrupt("truncated key"));
+    }
+    let length = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+    let rest = &bytes[2..];
+    if rest.len() < length {
+        return Err(StoreError::corrupt("truncated key"));
+    }
+    Ok((utf8(&rest[..length])?, &rest[length..]))
+}
+
+fn flip_sign(value: i64) -> u64 {
+    (value as u64) ^ (1 << 63)
+}
+
+fn unflip_sign(value: u64) -> i64 {
+    (value ^ (1 << 63)) as i64
+}
+
+fn read_u64(bytes: &[u8]) -> u64 {
+    let mut array = [0u8; 8];
+    array.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(array)
+}
+
+/// Sizes that bound the store's memory.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub memtable_bytes: usize,
+    pub memtables_max: i32,
+    pub block_cache_bytes: usize,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+/// Mutations gathered for one atomic RocksDB write (one group commit).
+#[derive(Default)]
+pub struct StoreWrite {
+    batch: WriteBatch,
+}
+
+impl Store {
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let cache = Cache::new_lru_cache(options.block_cache_bytes);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_block_size(64 * 1024);
+        let family = |name: &str, memtable_bytes: usize| {
+            let mut cf = Options::default();
+            cf.set_block_based_table_factory(&table);
+            // Batches arrive compressed by producers or are cheap to send uncompressed; RocksDB
+            // compression would spend CPU on the hot path for little gain.
+            cf.set_compression_type(DBCompressionType::None);
+            cf.set_write_buffer_size(memtable_bytes);
+            cf.set_max_write_buffer_number(options.memtables_max);
+            cf.set_target_file_size_base(64 * 1024 * 1024);
+            ColumnFamilyDescriptor::new(name, cf)
+        };
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        db_options.set_max_background_jobs(2);
+        db_options.set_bytes_per_sync(1 << 20);
+        db_options.set_max_total_wal_size(256 * 1024 * 1024);
+        db_options.set_keep_log_file_num(4);
+        let families = vec![
+            family(CF_BATCHES, options.memtable_bytes),
+            family(CF_TIMEINDEX, 4 << 20),
+            family(CF_PRODUCERS, 4 << 20),
+            family(CF_META, 4 << 20),
+            family(CF_GROUPS, 8 << 20),
+        ];
+        let db = DB::open_cf_descriptors(&db_options, path, families)?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    fn cf(&self, name: &str) -> &ColumnFamily {
+        // The families are created at open, so their absence is a programming error.
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    pub fn write(&self, write: StoreWrite, sync: bool) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        self.db.write_opt(write.batch, &options)?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable against power loss.
+    pub fn sync_wal(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    pub fn put_batch(&self, write: &mut StoreWrite, key: PartitionKey, base_offset: i64, bytes: &[u8]) {
+        write.batch.put_cf(self.cf(CF_BATCHES), key.batch_key(base_offset), bytes);
+    }
+
+    pub fn put_time_index(&self, write: &mut StoreWrite, key: PartitionKey, timestamp_ms: i64, base_offset: i64) {
+        write.batch.put_cf(self.cf(CF_TIMEINDEX), key.time_key(timestamp_ms, base_offset), []);
+    }
+
+    pub fn put_producer(&self, write: &mut StoreWrite, key: PartitionKey, producer_id: i64, entry: &[u8]) {
+        write.batch.put_cf(self.cf(CF_PRODUCERS), key.with_u64(producer_id as u64), entry);
+    }
+
+    pub fn put_meta(&self, write: &mut StoreWrite, name: &str, value: &[u8]) {
+        write.batch.put_cf(self.cf(CF_META), name.as_bytes(), value);
+    }
+
+    pub fn delete_meta(&self, write: &mut StoreWrite, name: &str) {
+        write.batch.delete_cf(self.cf(CF_META), name.as_bytes());
+    }
+
+    /// Deletes every batch whose base offset is below `offset`, and their time index entries.
+    pub fn delete_batches_below(
+        &self,
+        write: &mut StoreWrite,
+        key: PartitionKey,
+        offset: i64,
+        time_index_end: Option<(i64, i64)>,
+    ) {
+        write.batch.delete_range_cf(self.cf(CF_BATCHES), key.batch_key(0), key.batch_key(offset));
+        let start = key.with_u64(0).to_vec();
+        match time_index_end {
+            Some((timestamp_ms, base_offset)) => write.batch.delete_range_cf(
+                self.cf(CF_TIMEINDEX),
+                start,
+                key.time_key(timestamp_ms, base_offset).to_vec(),
+            ),
+            None => write.batch.delete_range_cf(self.cf(CF_TIMEINDEX), start, key.end()),
+        }
+    }
+
+    /// Removes everything a partition stored.
+    pub fn delete_partition(&self, write: &mut StoreWrite, key: PartitionKey) {
+        let start = key.with_u64(0).to_vec();
+        for name in [CF_BATCHES, CF_TIMEINDEX, CF_PRODUCERS] {
+            write.batch.delete_range_cf(self.cf(name), start.clone(), key.end());
+        }
+    }
+
+    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_META), name.as_bytes())?)
+    }
+
+    /// Every meta entry whose key starts with `prefix`.
+    pub fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(prefix.as_bytes(), Direction::Forward));
+        for item in iter {
+            let (key, value) = item?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let key = String::from_utf8(key.to_vec()).map_err(|_| StoreError::corrupt("meta key is not UTF-8"))?;
+            out.push((key, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every producer entry of every partition.
+    pub fn scan_producers(&self) -> Result<Vec<(PartitionKey, i64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_PRODUCERS), IteratorMode::Start) {
+            let (key, value) = item?;
+            if key.len() != 16 {
+                return Err(StoreError::corrupt("producer key has the wrong length"));
+            }
+            let partition_key = PartitionKey {
+                topic_number: u32::from_be_bytes([key[0], key[1], key[2], key[3]]),
+                partition: u32::from_be_bytes([key[4], key[5], key[6], key[7]]),
+            };
+            out.push((partition_key, read_u64(&key[8..]) as i64, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn put_group(&self, write: &mut StoreWrite, group: &str, record: &[u8]) {
+        write.batch.put_cf(self.cf(CF_GROUPS), group_key(group), record);
+    }
+
+    /// Deletes a group's record and every offset it committed.
+    pub fn delete_group(&self, write: &mut StoreWrite, group: &str) {
+        write.batch.delete_cf(self.cf(CF_GROUPS), group_key(group));
+        let prefix = offset_prefix(group);
+        let mut end = prefix.clone();
+        end.push(0xff);
+        end.push(0xff);
+        write.batch.delete_range_cf(self.cf(CF_GROUPS), prefix, end);
+    }
+
+    pub fn put_offset(&self, write: &mut StoreWrite, group: &str, topic: &str, partition: i32, record: &[u8]) {
+        write.batch.put_cf(self.cf(CF_GROUPS), offset_key(group, topic, partition), record);
+    }
+
+    pub fn delete_offset(&self, write: &mut StoreWrite, group: &str, topic: &str, partition: i32) {
+        write.batch.delete_cf(self.cf(CF_GROUPS), offset_key(group, topic, partition));
+    }
+
+    /// Every group record and every committed offset, for the coordinator's recovery.
+    #[allow(clippy::type_complexity)]
+    pub fn scan_groups(&self) -> Result<(Vec<(String, Vec<u8>)>, Vec<(String, String, i32, Vec<u8>)>), StoreError> {
+        let (mut groups, mut offsets) = (Vec::new(), Vec::new());
+        for item in self.db.iterator_cf(self.cf(CF_GROUPS), IteratorMode::Start) {
+            let (key, value) = item?;
+            match key.first() {
+                Some(b'g') => groups.push((utf8(&key[1..])?, value.to_vec())),
+                Some(b'o') => {
+                    let (group, rest) = split_prefixed(&key[1..])?;
+                    let (topic, rest) = split_prefixed(rest)?;
+                    let partition: [u8; 4] = rest.try_into().map_err(|_| StoreError::corrupt("offset key"))?;
+                    offsets.push((group, topic, i32::from_be_bytes(partition), value.to_vec()));
+                }
+                _ => return Err(StoreError::corrupt("unknown key in the groups family")),
+            }
+        }
+        Ok((groups, offsets))
+    }
+
+    /// Header of the partition's last batch.
+    pub fn last_batch(&self, key: PartitionKey) -> Result<Option<BatchHeader>, StoreError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_BATCHES));
+        iter.seek_for_prev(key.batch_key(i64::MAX));
+        match (iter.key(), iter.value()) {
+            (Some(k), Some(v)) if k.starts_with(&key.prefix()) => Ok(Some(
+                BatchHeader::parse(v)
+                    .map_err(|_| StoreError::corrupt(format!("stored batch of {key:?} has a corrupt header")))?,
+            )),
+            _ => {
+                iter.status()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The last time index entry: the partition's max timestamp and the batch that holds it.
+    pub fn last_time_entry(&self, key: PartitionKey) -> Result<Option<(i64, i64)>, StoreError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_TIMEINDEX));
+        iter.seek_for_prev(key.end());
+        self.time_entry_at(&iter, key)
+    }
+
+    /// The first time index entry with a timestamp at or after `timestamp_ms`.
+    pub fn time_lookup(&self, key: PartitionKey, timestamp_ms: i64) -> Result<Option<(i64, i64)>, StoreError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_TIMEINDEX));
+        iter.seek(key.time_key(timestamp_ms, 0));
+        self.time_entry_at(&iter, key)
+    }
+
+    /// The first time index entry whose batch starts at or after `offset`.
+    pub fn time_entry_from_offset(&self, key: PartitionKey, offset: i64) -> Result<Option<(i64, i64)>, StoreError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_TIMEINDEX));
+        iter.seek(key.with_u64(0));
+        while let Some((timestamp_ms, base_offset)) = self.time_entry_at(&iter, key)? {
+            if base_offset >= offset {
+                return Ok(Some((timestamp_ms, base_offset)));
+            }
+            iter.next();
+        }
+        Ok(None)
+    }
+
+    fn time_entry_at(
+        &self,
+        iter: &rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
+        key: PartitionKey,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        match iter.key() {
+            Some(k) if k.len() == 24 && k.starts_with(&key.prefix()) => {
+                Ok(Some((unflip_sign(read_u64(&k[8..16])), read_u64(&k[16..24]) as i64)))
+            }
+            _ => {
+                iter.status()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The batch that contains `offset`, if any.
+    pub fn batch_containing(&self, key: PartitionKey, offset: i64) -> Result<Option<Bytes>, StoreError> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_BATCHES));
+        iter.seek_for_prev(key.batch_key(offset));
+        if let (Some(k), Some(v)) = (iter.key(), iter.value())
+            && k.starts_with(&key.prefix())
+            && let Ok(header) = BatchHeader::parse(v)
+            && header.last_offset() >= offset
+        {
+            return Ok(Some(Bytes::copy_from_slice(v)));
+        }
+        iter.status()?;
+        Ok(None)
+    }
+
+    /// Reads whole batches from the one containing `offset` up to (not including) `end_offset`.
+    ///
+    /// Stops before a batch that would take the total past `max_bytes`, except that the first batch is
+    /// always returned whole when `at_least_one` is set (Kafka's KIP-74 rule), so consumers progress.
+    pub fn read(
+        &self,
+        key: PartitionKey,
+        offset: i64,
+        end_offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<Bytes, StoreError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(key.batch_key(end_offset).to_vec());
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_BATCHES), options);
+        iter.seek_for_prev(key.batch_key(offset));
+        if !iter.valid() || !iter.key().is_some_and(|k| k.starts_with(&key.prefix())) {
+            iter.seek(key.batch_key(offset));
+        }
+        let mut out = BytesMut::new();
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if !k.starts_with(&key.prefix()) {
+                break;
+            }
+            if v.len() < HEADER_BYTES {
+                return Err(StoreError::corrupt(format!("stored batch of {key:?} is truncated")));
+            }
+            let base_offset = read_u64(&k[8..]) as i64;
+            let last_offset = base_offset + i64::from(i32::from_be_bytes([v[23], v[24], v[25], v[26]]));
+            if last_offset >= offset {
+                let first = out.is_empty();
+                if out.len() + v.len() > max_bytes && !(first && at_least_one) {
+                    break;
+                }
+                out.extend_from_slice(v);
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out.freeze())
+    }
+
+    /// Walks batches from the partition's start, handing each header to `visit` until it returns false.
+    pub fn scan_headers(
+        &self,
+        key: PartitionKey,
+        mut visit: impl FnMut(&BatchHeader, usize) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(key.end());
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_BATCHES), options);
+        iter.seek(key.batch_key(0));
+        while let Some(v) = iter.value() {
+            let header = BatchHeader::parse(v)
+                .map_err(|_| StoreError::corrupt(format!("stored batch of {key:?} is corrupt")))?;
+            if !visit(&header, v.len()) {
+                break;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! The listeners: Kafka on TCP with a connection limit, HTTP beside it, and a graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::connection;
+use crate::coordinator::Coordinator;
+use crate::coordinator::group::GroupLimits;
+use crate::handler::Broker;
+use crate::http;
+use crate::log::{Log, LogError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+    #[error("cannot open the log: {0}")]
+    Log(#[from] LogError),
+}
+
+/// How long connections get to finish their in-flight requests at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens the log, serves Kafka and HTTP until `shutdown` resolves, then drains connections.
+pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    let log = Log::open(&config).await?;
+    let kafka = TcpListener::bind(config.kafka_listen)
+        .await
+        .map_err(|source| ServerError::Bind { address: config.kafka_listen, source })?;
+    let kafka_address =
+        kafka.local_addr().map_err(|source| ServerError::Bind { address: config.kafka_listen, source })?;
+    if !config.kafka_advertised_explicit {
+        config.kafka_advertised_port = i32::from(kafka_address.port());
+    }
+    let http = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|source| ServerError::Bind { address: config.http_listen, source })?;
+    let http_address = http.local_addr().map_err(|source| ServerError::Bind { address: config.http_listen, source })?;
+    let limits = GroupLimits {
+        session_timeout_ms_min: config.group_min_session_timeout_ms,
+        session_timeout_ms_max: config.group_max_session_timeout_ms,
+        initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
+        members_max: config.group_members_max,
+    };
+    let coordinator = Coordinator::open(log.store(), limits, config.offsets_retention_ms).await?;
+    let config = Arc::new(config);
+    let broker = Arc::new(Broker { log: log.clone(), coordinator: coordinator.clone(), config: config.clone() });
+    let (stop, stopped) = watch::channel(false);
+
+    let mut background = JoinSet::new();
+    background.spawn(http::serve(http, stopped.clone()));
+    background.spawn(retention_loop(log.clone(), config.retention_check_interval_ms, stopped.clone()));
+    background.spawn(coordinator.run_timers(Duration::from_millis(config.group_timer_interval_ms), stopped.clone()));
+    tracing::info!(kafka = %kafka_address, http = %http_address, "zombi is serving");
+    println!("zombi listening kafka={kafka_address} http={http_address}");
+
+    let connections = accept_loop(kafka, broker, stopped, shutdown).await;
+    let _ = stop.send(true);
+    drain(connections).await;
+    background.shutdown().await;
+    log.close().await;
+    tracing::info!("zombi stopped");
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    stopped: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()>,
+) -> JoinSet<()> {
+    let permits = Arc::new(Semaphore::new(broker.config.connections_max));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        // Backpressure: a permit is taken before accepting, so at most connections_max are served.
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
+            _ = &mut shutdown => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        while connections.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, peer)) => {
+                let span = tracing::info_span!("connection", %peer);
+                let broker = broker.clone();
+                let stopped = stopped.clone();
+                connections.spawn(
+                    async move {
+                        connection::serve(stream, broker, stopped).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            Err(error) => {
+                // Out of file descriptors and similar: wait a moment rather than spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    connections
+}
+
+async fn drain(mut connections: JoinSet<()>) {
+    let all_done = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, all_done).await.is_err() {
+        tracing::warn!("connections still open after the drain timeout");
+    }
+}
+
+async fn retention_loop(log: Log, interval_ms: u64, mut stopped: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        if let Err(error) = log.enforce_retention().await {
+            tracing::warn!(%error, "retention pass failed");
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Bad input gets Apache Kafka's error codes or a closed connection, never a crash, and a refused
+//! request stores nothing.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, CreateTopicsRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, TopicName,
+    create_topics_request::{CreatableTopic, CreatableTopicConfig},
+    list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic},
+    metadata_request::MetadataRequestTopic,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+use crate::common::{TestBroker, unique_topic};
+use crate::raw::Raw;
+
+const CORRUPT_MESSAGE: i16 = 2;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const MESSAGE_TOO_LARGE: i16 = 10;
+const INVALID_TOPIC: i16 = 17;
+const UNSUPPORTED_VERSION: i16 = 35;
+const INVALID_PARTITIONS: i16 = 37;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_CONFIG: i16 = 40;
+const OUT_OF_ORDER_SEQUENCE: i16 = 45;
+
+pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Bytes {
+    let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: if sequence < 0 { -1 } else { sequence + i as i32 },
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
+    out.freeze()
+}
+
+pub fn produce_request(topic: &str, partition: i32, records: Bytes) -> ProduceRequest {
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(records);
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = TopicName(StrBytes::from_string(topic.to_string()));
+    topic_data.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.acks = -1;
+    request.timeout_ms = 30_000;
+    request.topic_data = vec![topic_data];
+    request
+}
+
+/// (error code, base offset) of the single partition of a produce.
+pub fn produce(raw: &mut Raw, topic: &str, records: Bytes) -> (i16, i64) {
+    let response = raw.call(9, &produce_request(topic, 0, records));
+    let partition = &response.responses[0].partition_responses[0];
+    (partition.error_code, partition.base_offset)
+}
+
+fn latest_offset(raw: &mut Raw, topic: &str) -> i64 {
+    let mut partition = ListOffsetsPartition::default();
+    partition.partition_index = 0;
+    partition.timestamp = -1;
+    let mut wanted = ListOffsetsTopic::default();
+    wanted.name = TopicName(StrBytes::from_string(topic.to_string()));
+    wanted.partitions = vec![partition];
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = (-1).into();
+    request.topics = vec![wanted];
+    let response = raw.call(7, &request);
+    let partition = &response.topics[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    partition.offset
+}
+
+fn api_versions_works(address: &str) {
+    let mut raw = Raw::connect(address);
+    let response = raw.call(3, &ApiVersionsRequest::default());
+    assert_eq!(response.error_code, 0);
+}
+
+#[test]
+fn malformed_frames_close_only_their_connection() {
+    let broker = TestBroker::start(&["--socket-request-max-bytes", "1048576"]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("length beyond socket.request.max.bytes", (64 * 1024 * 1024i32).to_be_bytes().to_vec()),
+        ("negative length", (-5i32).to_be_bytes().to_vec()),
+        ("frame shorter than a header", [3i32.to_be_bytes().to_vec(), vec![0, 18, 0]].concat()),
+        ("unknown api key", [8i32.to_be_bytes().to_vec(), vec![3, 231, 0, 0, 0, 0, 0, 1]].concat()),
+        (
+            "unsupported metadata version",
+            [10i32.to_be_bytes().to_vec(), vec![0, 3, 0, 99, 0, 0, 0, 1, 255, 255]].concat(),
+        ),
+        ("garbage body", [14i32.to_be_bytes().to_vec(), vec![0, 0, 0, 9, 0, 0, 0, 1, 255, 255, 1, 2, 3, 4]].concat()),
+    ];
+    for (what, bytes) in cases {
+        let mut raw = Raw::connect(&broker.bootstrap);
+        raw.send_bytes(&bytes);
+        assert!(raw.is_closed(), "{what}: the connection is closed");
+        api_versions_works(&broker.bootstrap);
+    }
+}
+
+#[test]
+fn api_versions_above_ours_get_unsupported_version_and_the_list() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    // A v0-encoded ApiVersions request claiming version 99.
+    raw.send_bytes(&[0, 0, 0, 10, 0, 18, 0, 99, 0, 0, 0, 7, 255, 255]);
+    let mut frame = raw.read_frame().expect("an answer");
+    use kafka_protocol::protocol::Decodable;
+    let header = kafka_protocol::messages::ResponseHeader::decode(&mut frame, 0).expect("header");
+    assert_eq!(header.correlation_id, 7);
+    let response = kafka_protocol::messages::ApiVersionsResponse::decode(&mut frame, 0).expect("v0 body");
+    assert_eq!(response.error_code, UNSUPPORTED_VERSION);
+    let produce = response.api_keys.iter().find(|k| k.api_key == 0).expect("produce listed");
+    assert_eq!(produce.min_version, 0, "Produce is advertised from v0 for librdkafka");
+    assert!(response.api_keys.iter().all(|k| k.api_key != 68), "ConsumerGroupHeartbeat is not advertised");
+}
+
+#[test]
+fn produce_v0_to_v2_is_refused_with_unsupported_version() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let topic = unique_topic("legacy");
+    // Produce v2 = v3 without the transactional id: encode v3, drop the null string's two bytes.
+    let v3 = raw.frame(3, &produce_request(&topic, 0, batch(&[b"x"], None)));
+    let header_bytes = 4 + 2 + 2 + 4 + 2 + "raw-test".len();
+    let mut v2 = BytesMut::new();
+    v2.extend_from_slice(&((v3.len() - 4 - 2) as i32).to_be_bytes());
+    v2.extend_from_slice(&v3[4..header_bytes]);
+    v2[7] = 2; // api version low byte
+    v2.extend_from_slice(&v3[header_bytes + 2..]);
+    raw.send_bytes(&v2);
+    let frame = raw.read_frame().expect("an answer");
+    // v0 header (correlation id), then [topics: name, [partition, error_code, base_offset, log_append_time]], throttle.
+    let body = &frame[4..];
+    let name_len = i16::from_be_bytes([body[4], body[5]]) as usize;
+    let partition_at = 6 + name_len + 4;
+    let error = i16::from_be_bytes([body[partition_at + 4], body[partition_at + 5]]);
+    assert_eq!(error, UNSUPPORTED_VERSION);
+    api_versions_works(&broker.bootstrap);
+}
+
+#[test]
+fn corrupt_and_oversized_batches_are_refused_and_nothing_is_stored() {
+    let broker = TestBroker::start(&["--message-max-bytes", "2000"]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let topic = unique_topic("corrupt");
+    let good = batch(&[b"one", b"two"], None);
+    assert_eq!(produce(&mut raw, &topic, good.clone()), (0, 0));
+
+    let mut flipped = BytesMut::from(&good[..]);
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x55;
+    assert_eq!(produce(&mut raw, &topic, flipped.freeze()).0, CORRUPT_MESSAGE);
+    assert_eq!(produce(&mut raw, &topic, good.slice(..good.len() - 3)).0, CORRUPT_MESSAGE);
+    let big = vec![7u8; 4000];
+    assert_eq!(produce(&mut raw, &topic, batch(&[&big], None)).0, MESSAGE_TOO_LARGE);
+    assert_eq!(latest_offset(&mut raw, &topic), 2, "refused batches left nothing behind");
+    assert_eq!(produce(&mut raw, &topic, good).0, 0);
+    assert_eq!(latest_offset(&mut raw, &topic), 4);
+}
+
+#[test]
+fn unknown_topics_without_auto_create() {
+    let broker = TestBroker::start(&["--auto-create-topics", "false"]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    assert_eq!(produce(&mut raw, "nobody-made-me", batch(&[b"x"], None)).0, UNKNOWN_TOPIC_OR_PARTITION);
+    let mut wanted = MetadataRequestTopic::default();
+    wanted.name = Some(TopicName(StrBytes::from_static_str("nobody-made-me")));
+    let mut request = MetadataRequest::default();
+    request.topics = Some(vec![wanted]);
+    request.allow_auto_topic_creation = true;
+    let response = raw.call(12, &request);
+    assert_eq!(response.topics[0].error_code, UNKNOWN_TOPIC_OR_PARTITION);
+}
+
+#[test]
+fn idempotent_sequences_are_checked_and_duplicates_get_their_first_offset() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let topic = unique_topic("sequences");
+    let request = kafka_protocol::messages::InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    let init = raw.call(4, &request);
+    assert_eq!(init.error_code, 0);
+    let producer = (init.producer_id.0, init.producer_epoch, 0);
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"a", b"b"], Some(producer))), (0, 0));
+    let next = (producer.0, producer.1, 2);
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"c"], Some(next))), (0, 2));
+    // A retry of the first batch is answered with its original offset and not stored again.
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"a", b"b"], Some(producer))), (0, 0));
+    let gap = (producer.0, producer.1, 7);
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"x"], Some(gap))).0, OUT_OF_ORDER_SEQUENCE);
+    assert_eq!(latest_offset(&mut raw, &topic), 3);
+}
+
+#[test]
+fn create_topics_checks_names_counts_factors_and_configs() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let topic = |name: &str, partitions: i32, factor: i16, configs: &[(&str, &str)]| {
+        let mut t = CreatableTopic::default();
+        t.name = TopicName(StrBytes::from_string(name.to_string()));
+        t.num_partitions = partitions;
+        t.replication_factor = factor;
+        t.configs = configs
+            .iter()
+            .map(|(k, v)| {
+                let mut c = CreatableTopicConfig::default();
+                c.name = StrBytes::from_string(k.to_string());
+                c.value = Some(StrBytes::from_string(v.to_string()));
+                c
+            })
+            .collect();
+        t
+    };
+    let mut request = CreateTopicsRequest::default();
+    request.timeout_ms = 30_000;
+    request.topics = vec![
+        topic("bad name!", 1, 1, &[]),
+        topic("zero-partitions", 0, 1, &[]),
+        topic("three-replicas", 1, 3, &[]),
+        topic("bad-config", 1, 1, &[("retention.ms", "soon")]),
+        topic("unknown-config", 1, 1, &[("no.such.thing", "1")]),
+        topic("fine", 3, 1, &[("retention.ms", "1000")]),
+    ];
+    let response = raw.call(7, &request);
+    let codes: Vec<i16> = response.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(
+        codes,
+        vec![INVALID_TOPIC, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_CONFIG, INVALID_CONFIG, 0]
+    );
+    assert_eq!(response.topics[5].num_partitions, 3);
+    // Creating it again is TOPIC_ALREADY_EXISTS.
+    request.topics = vec![topic("fine", 3, 1, &[])];
+    assert_eq!(raw.call(7, &request).topics[0].error_code, 36);
+}
+
+/// Regression (found by kcat): ListOffsets below v4 has no leader epoch, and setting one made the
+/// response unencodable, so the broker closed the connection.
+#[test]
+fn list_offsets_answers_at_every_advertised_version() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let topic = unique_topic("list-offsets");
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"a", b"b", b"c"], None)), (0, 0));
+    for version in 1..=10 {
+        let mut partition = ListOffsetsPartition::default();
+        partition.partition_index = 0;
+        partition.timestamp = -1;
+        let mut wanted = ListOffsetsTopic::default();
+        wanted.name = TopicName(StrBytes::from_string(topic.clone()));
+        wanted.partitions = vec![partition];
+        let mut request = ListOffsetsRequest::default();
+        request.replica_id = (-1).into();
+        request.topics = vec![wanted];
+        let response = raw.call(version, &request);
+        let answer = &response.topics[0].partitions[0];
+        assert_eq!((answer.error_code, answer.offset), (0, 3), "ListOffsets v{version}");
+    }
+}
+
+/// Regression (found by confluent-kafka): librdkafka's Metadata v13 request for all topics carries
+/// three bytes after the body; Apache Kafka ignores them, and so must we.
+#[test]
+fn metadata_with_trailing_bytes_is_answered() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let frame = [
+        0x00, 0x03, 0x00, 0x0d, 0x00, 0x00, 0x00, 0x06, 0x00, 0x07, b'r', b'd', b'k', b'a', b'f', b'k', b'a', 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+    ];
+    let mut bytes = (frame.len() as i32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&frame);
+    raw.send_bytes(&bytes);
+    let mut response = raw.read_frame().expect("an answer, not a closed connection");
+    use kafka_protocol::protocol::Decodable;
+    let header = kafka_protocol::messages::ResponseHeader::decode(&mut response, 1).expect("header");
+    assert_eq!(header.correlation_id, 6);
+    let metadata = kafka_protocol::messages::MetadataResponse::decode(&mut response, 13).expect("body");
+    assert_eq!(metadata.brokers.len(), 1);
+}

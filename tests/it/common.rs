@@ -1,0 +1,191 @@
+//! Starts the real `zombi` binary on free ports with its own data dir, and builds rdkafka clients.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound for anything a test waits on; reaching it is a failure, not a pass.
+pub const WAIT_MAX: Duration = Duration::from_secs(60);
+
+pub struct TestBroker {
+    child: Option<Child>,
+    pub bootstrap: String,
+    pub http: String,
+    pub data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    args: Vec<String>,
+}
+
+impl TestBroker {
+    /// Starts a broker with a fresh data dir and the given extra flags.
+    pub fn start(args: &[&str]) -> TestBroker {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().to_path_buf();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut broker = TestBroker {
+            child: None,
+            bootstrap: String::new(),
+            http: String::new(),
+            data_dir,
+            _temp: Some(temp),
+            args,
+        };
+        broker.spawn("127.0.0.1:0");
+        broker
+    }
+
+    fn spawn(&mut self, kafka_listen: &str) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_zombi"))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--kafka-listen", kafka_listen, "--http-listen", "127.0.0.1:0"])
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("ZOMBI_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start zombi");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("zombi listening") {
+                    let _ = sender.send(line);
+                }
+            }
+        });
+        let line = receiver.recv_timeout(STARTUP_TIMEOUT).expect("zombi did not start");
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|part| part.strip_prefix(name))
+                .expect("listening line names its addresses")
+                .to_string()
+        };
+        self.bootstrap = field("kafka=");
+        self.http = field("http=");
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, then start again on the same port and data dir.
+    pub fn kill_and_restart(&mut self) {
+        self.kill9();
+        let address = self.bootstrap.clone();
+        self.spawn(&address);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + WAIT_MAX;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        false
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+
+    pub fn producer(&self, extra: &[(&str, &str)]) -> FutureProducer {
+        let mut config = self.client_config();
+        config.set("message.timeout.ms", "30000").set("linger.ms", "5");
+        for (key, value) in extra {
+            config.set(*key, *value);
+        }
+        config.create().expect("producer")
+    }
+
+    pub fn consumer(&self) -> BaseConsumer {
+        self.client_config()
+            .set("group.id", "zombi-tests")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .expect("consumer")
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A consumed record, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub timestamp: rdkafka::Timestamp,
+}
+
+impl Received {
+    pub fn from_message(message: &BorrowedMessage<'_>) -> Received {
+        let headers = message
+            .headers()
+            .map(|headers| headers.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default();
+        Received {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp: message.timestamp(),
+        }
+    }
+}
+
+/// Reads `count` records from the given partitions, from their beginning, with a bounded wait.
+pub fn consume(broker: &TestBroker, topic: &str, partitions: &[i32], count: usize) -> Vec<Received> {
+    let consumer = broker.consumer();
+    let mut list = TopicPartitionList::new();
+    for &partition in partitions {
+        list.add_partition_offset(topic, partition, Offset::Beginning).expect("assign");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut out = Vec::with_capacity(count);
+    let deadline = Instant::now() + WAIT_MAX;
+    while out.len() < count {
+        assert!(Instant::now() < deadline, "consumed only {} of {count} records of {topic}", out.len());
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => out.push(Received::from_message(&message)),
+            Some(Err(error)) => panic!("consume error: {error}"),
+            None => {}
+        }
+    }
+    out
+}
+
+pub fn unique_topic(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,9 @@
+//! Black-box tests: the real `zombi` binary, driven over TCP by the rdkafka crate and raw frames.
+
+mod admin;
+mod bad_input;
+mod common;
+mod durability;
+mod groups;
+mod produce_consume;
+mod raw;
