@@ -25,7 +25,8 @@ fn make_batch() -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // kafka-protocol starts a new batch whenever offset - sequence changes.
+            sequence: i as i32,
             timestamp: 1_700_000_000_000 + i as i64,
             key: None,
             value: Some(Bytes::from(vec![b'b'; RECORD_BYTES])),

@@ -15,7 +15,6 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CONFLUENT_KAFKA_VERSION=2.16.1
 
 if [ -z "${ZOMBI_BIN:-}" ]; then
     echo "compat: set ZOMBI_BIN to the zombi binary, e.g. ZOMBI_BIN=target/release/zombi $0" >&2
@@ -30,26 +29,7 @@ VENV=$CACHE/venv
 START_TIMEOUT=${ZOMBI_COMPAT_START_TIMEOUT:-30}
 
 # ---------------------------------------------------------------- tools
-apt_install() {
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y "$@" || { apt-get update && apt-get install -y "$@"; }
-}
-if ! command -v kcat >/dev/null 2>&1; then
-    echo "compat: installing kcat" >&2
-    apt_install kcat
-fi
-if ! command -v python3 >/dev/null 2>&1; then
-    echo "compat: installing python3" >&2
-    apt_install python3 python3-venv
-fi
-if ! "$VENV/bin/python" -c "import sys, confluent_kafka
-sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA_VERSION')" >/dev/null 2>&1; then
-    echo "compat: installing confluent-kafka==$CONFLUENT_KAFKA_VERSION into $VENV" >&2
-    mkdir -p "$CACHE"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check \
-        "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
-fi
+"$HERE/setup.sh"
 
 # ---------------------------------------------------------------- broker
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/zombi-compat.XXXXXX")

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh kcat
+compat/setup.sh
+export ZOMBI_PYTHON="${ZOMBI_CACHE:-$HOME/.cache/zombi}/venv/bin/python"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zombi-target}"
 export CARGO_TERM_COLOR=never
 

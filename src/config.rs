@@ -141,11 +141,15 @@ pub struct Config {
     pub group_commit_bytes_max: usize,
     /// Longest time a Fetch may wait (caps the client's max_wait_ms).
     pub fetch_wait_ms_max: u64,
+    /// Largest fetch response (Kafka's `fetch.max.bytes`, 55 MiB), whatever the client asks for.
+    pub fetch_bytes_max: usize,
     /// RocksDB memtable size and count: bounds the hot tier's write memory.
     pub memtable_bytes: usize,
     pub memtables_max: i32,
     /// RocksDB block cache for reads.
     pub block_cache_bytes: usize,
+    /// Pace of RocksDB's own writes (memtable flushes, compactions).
+    pub background_write_bytes_per_second: i64,
     /// Partitions a topic may have.
     pub partitions_per_topic_max: i32,
 }
@@ -217,9 +221,11 @@ impl Config {
             append_queue_max: 4096,
             group_commit_bytes_max: 16 * 1024 * 1024,
             fetch_wait_ms_max: 30_000,
-            memtable_bytes: 64 * 1024 * 1024,
+            fetch_bytes_max: 55 * 1024 * 1024,
+            memtable_bytes: 32 * 1024 * 1024,
             memtables_max: 3,
-            block_cache_bytes: 64 * 1024 * 1024,
+            block_cache_bytes: 32 * 1024 * 1024,
+            background_write_bytes_per_second: 256 * 1024 * 1024,
             partitions_per_topic_max: 10_000,
         };
         config.validate()?;

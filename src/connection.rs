@@ -49,6 +49,11 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
         let frame = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
+            Err(FrameError::Io(error)) => {
+                // Peers resetting or dropping connections is ordinary.
+                tracing::debug!(%error, "connection ended");
+                break;
+            }
             Err(error) => {
                 tracing::warn!(%error, "closing connection");
                 break;

@@ -55,7 +55,8 @@ pub(super) async fn fetch(broker: &Arc<Broker>, request: FetchRequest, version: 
     let wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0).min(broker.config.fetch_wait_ms_max);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     let min_bytes = request.min_bytes.max(0) as usize;
-    let total_bytes_max = request.max_bytes.max(0) as usize;
+    // Kafka caps a fetch response with fetch.max.bytes whatever the client asks for.
+    let total_bytes_max = (request.max_bytes.max(0) as usize).min(broker.config.fetch_bytes_max);
     let mut appended = broker.log.appended();
     let results = loop {
         appended.borrow_and_update();

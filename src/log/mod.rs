@@ -178,6 +178,7 @@ impl Log {
                 memtable_bytes: config.memtable_bytes,
                 memtables_max: config.memtables_max,
                 block_cache_bytes: config.block_cache_bytes,
+                background_bytes_per_second: config.background_write_bytes_per_second,
             },
         )?;
         let cluster_id = Self::cluster_id_from(&store, config.cluster_id.as_deref())?;

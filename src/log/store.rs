@@ -146,6 +146,8 @@ pub struct StoreOptions {
     pub memtable_bytes: usize,
     pub memtables_max: i32,
     pub block_cache_bytes: usize,
+    /// Write rate of flushes and compactions.
+    pub background_bytes_per_second: i64,
 }
 
 #[derive(Clone)]
@@ -181,6 +183,9 @@ impl Store {
         db_options.create_missing_column_families(true);
         db_options.set_max_background_jobs(2);
         db_options.set_bytes_per_sync(1 << 20);
+        // Memtable flushes and compactions compete with the WAL fsync that every acknowledgement
+        // waits for; pacing their writes keeps that fsync's tail latency down.
+        db_options.set_ratelimiter(options.background_bytes_per_second, 10_000, 10);
         db_options.set_max_total_wal_size(256 * 1024 * 1024);
         db_options.set_keep_log_file_num(4);
         let families = vec![

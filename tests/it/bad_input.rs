@@ -300,3 +300,17 @@ fn metadata_with_trailing_bytes_is_answered() {
     let metadata = kafka_protocol::messages::MetadataResponse::decode(&mut response, 13).expect("body");
     assert_eq!(metadata.brokers.len(), 1);
 }
+
+#[test]
+fn health_endpoints_answer_once_serving() {
+    use std::io::{Read, Write};
+    let broker = TestBroker::start(&[]);
+    for path in ["/health/live", "/health/ready"] {
+        let mut stream = std::net::TcpStream::connect(&broker.http).expect("connect");
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: zombi\r\nConnection: close\r\n\r\n").expect("write");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("read");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+    }
+}

@@ -237,3 +237,121 @@ async fn commits_survive_kill_9_and_lag_is_right() {
     }
     assert_eq!(seen.lock().expect("lock").first(), Some(&30), "consumption resumes at the committed offset");
 }
+
+/// The Python interpreter with confluent-kafka that scripts/test.sh installs.
+fn python() -> String {
+    std::env::var("ZOMBI_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/zombi/venv/bin/python")
+    })
+}
+
+/// A confluent-kafka member running compat/group_member.py, reporting what it reads.
+struct PythonMember {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl PythonMember {
+    fn start(broker: &TestBroker, topic: &str, group: &str) -> PythonMember {
+        use std::io::BufRead;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/group_member.py");
+        let mut child = std::process::Command::new(python())
+            .args([script, &broker.bootstrap, topic, group])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python with confluent-kafka (scripts/test.sh installs it)");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        PythonMember { child, lines }
+    }
+
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + WAIT_MAX;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+/// Polls both members until `until` distinct records were read, committing each.
+fn collect(
+    consumed: &mut HashMap<(i32, i64), &'static str>,
+    rust: &BaseConsumer<Counting>,
+    python: &PythonMember,
+    until: usize,
+) {
+    let deadline = Instant::now() + WAIT_MAX;
+    while consumed.len() < until {
+        assert!(Instant::now() < deadline, "consumed {} of {until}", consumed.len());
+        if let Some(Ok(message)) = rust.poll(Duration::from_millis(20)) {
+            rust.commit_message(&message, CommitMode::Sync).expect("commit");
+            consumed.insert((message.partition(), message.offset()), "rust");
+        }
+        while let Ok(line) = python.lines.try_recv() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if let ["record", partition, offset] = parts[..] {
+                let key = (partition.parse().expect("partition"), offset.parse().expect("offset"));
+                consumed.insert(key, "python");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rdkafka_and_confluent_kafka_share_a_group_across_a_restart() {
+    let mut broker = TestBroker::start(&["--group-initial-rebalance-delay-ms", "0"]);
+    let topic = unique_topic("mixed");
+    let group = unique_topic("group");
+    create_topic(&broker, &topic, 4).await;
+    let python = PythonMember::start(&broker, &topic, &group);
+    let (rust, _) = group_consumer(&broker, &group, &[]);
+    rust.subscribe(&[&topic]).expect("subscribe");
+    // Wait until each side owns two partitions.
+    let mut python_owned: HashSet<i32> = HashSet::new();
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let _ = rust.poll(Duration::from_millis(50));
+        while let Ok(line) = python.lines.try_recv() {
+            if let Some(list) = line.strip_prefix("assigned ") {
+                python_owned = list.split(',').filter_map(|p| p.parse().ok()).collect();
+            }
+        }
+        let rust_owned = assigned(&rust);
+        if rust_owned.len() == 2 && python_owned.len() == 2 && rust_owned.is_disjoint(&python_owned) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no balanced assignment: rust {rust_owned:?}, python {python_owned:?}");
+    }
+    produce(&broker, &topic, 4, 200).await;
+    let mut consumed: HashMap<(i32, i64), &'static str> = HashMap::new();
+    collect(&mut consumed, &rust, &python, 200);
+    let by_python = consumed.values().filter(|who| **who == "python").count();
+    assert!(by_python > 0 && by_python < 200, "both members consumed ({by_python} by python)");
+    for ((partition, _), who) in &consumed {
+        let owner = if python_owned.contains(partition) { "python" } else { "rust" };
+        assert_eq!(*who, owner, "partition {partition} was read by a member that does not own it");
+    }
+    // A broker crash: both clients reconnect, keep their group, and continue from their commits.
+    broker.kill_and_restart();
+    produce(&broker, &topic, 4, 200).await;
+    collect(&mut consumed, &rust, &python, 400);
+    for partition in 0..4 {
+        let (_, high) = rust.fetch_watermarks(&topic, partition, Duration::from_secs(30)).expect("watermarks");
+        assert_eq!(high, 100);
+        assert!((0..100).all(|offset| consumed.contains_key(&(partition, offset))), "partition {partition} has a gap");
+    }
+    python.stop();
+}

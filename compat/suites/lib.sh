@@ -1,0 +1,110 @@
+# Shared helpers for compat/suites/run_*.sh (sourced, not executed).
+#
+# Provides:
+#   CACHE               ${ZOMBI_CACHE:-$HOME/.cache/zombi}
+#   SUITES_DIR          $CACHE/suites (sources and builds of the client suites)
+#   RESULTS_DIR         compat/results (JSON results)
+#   require_zombi_bin   checks $ZOMBI_BIN
+#   apt_install PKG...  installs Debian packages that are missing
+#   zombi_start [ARGS]  starts $ZOMBI_BIN on 127.0.0.1 with free ports (Kafka port
+#                       $ZOMBI_KAFKA_PORT if set) and a fresh data dir;
+#                       sets ZOMBI_PID, ZOMBI_BOOTSTRAP (host:port), ZOMBI_PORT, ZOMBI_LOG
+#   port_free PORT      true if nothing listens on 127.0.0.1:PORT
+#   zombi_stop          SIGTERM, then SIGKILL after 10 s
+#   zombi_alive         true while the broker runs
+#   zombi_restart [ARGS] stop, then start again with a fresh data dir
+
+SUITES_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+COMPAT_DIR=$(cd "$SUITES_HERE/.." && pwd)
+CACHE=${ZOMBI_CACHE:-$HOME/.cache/zombi}
+SUITES_DIR=$CACHE/suites
+RESULTS_DIR=${ZOMBI_RESULTS_DIR:-$COMPAT_DIR/results}
+ZOMBI_START_TIMEOUT=${ZOMBI_START_TIMEOUT:-30}
+mkdir -p "$SUITES_DIR" "$RESULTS_DIR"
+
+ZOMBI_PID=
+ZOMBI_WORK=
+ZOMBI_BOOTSTRAP=
+ZOMBI_PORT=
+ZOMBI_LOG=
+
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+require_zombi_bin() {
+    if [ -z "${ZOMBI_BIN:-}" ]; then
+        echo "set ZOMBI_BIN to the zombi binary, e.g. ZOMBI_BIN=\$CARGO_TARGET_DIR/release/zombi $0" >&2
+        exit 2
+    fi
+    if [ ! -x "$ZOMBI_BIN" ]; then
+        echo "ZOMBI_BIN=$ZOMBI_BIN is not an executable file" >&2
+        exit 2
+    fi
+}
+
+apt_install() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 900 apt-get install -y -qq "${missing[@]}" >/dev/null ||
+        { timeout 300 apt-get update -qq && timeout 900 apt-get install -y -qq "${missing[@]}" >/dev/null; }
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+zombi_alive() { [ -n "$ZOMBI_PID" ] && kill -0 "$ZOMBI_PID" 2>/dev/null; }
+
+# zombi_start [extra zombi flags...]
+zombi_start() {
+    ZOMBI_WORK=$(mktemp -d "${TMPDIR:-/tmp}/zombi-suite.XXXXXX")
+    ZOMBI_LOG=${ZOMBI_LOG_FILE:-$ZOMBI_WORK/zombi.log}
+    mkdir -p "$ZOMBI_WORK/data"
+    "$ZOMBI_BIN" --data-dir "$ZOMBI_WORK/data" \
+        --kafka-listen "127.0.0.1:${ZOMBI_KAFKA_PORT:-0}" --http-listen 127.0.0.1:0 "$@" \
+        >"$ZOMBI_WORK/stdout" 2>>"$ZOMBI_LOG" &
+    ZOMBI_PID=$!
+    local line="" i
+    for i in $(seq 1 $((ZOMBI_START_TIMEOUT * 10))); do   # bounded: poll every 0.1 s
+        line=$(grep -m1 '^zombi listening kafka=' "$ZOMBI_WORK/stdout" 2>/dev/null || true)
+        [ -n "$line" ] && break
+        zombi_alive || break
+        sleep 0.1
+    done
+    if [ -z "$line" ]; then
+        log "zombi did not start within ${ZOMBI_START_TIMEOUT}s"
+        tail -n 30 "$ZOMBI_LOG" >&2 || true
+        zombi_stop
+        return 1
+    fi
+    ZOMBI_BOOTSTRAP=$(sed -E 's/^zombi listening kafka=([^ ]+).*/\1/' <<<"$line")
+    ZOMBI_PORT=${ZOMBI_BOOTSTRAP##*:}
+    log "zombi $ZOMBI_PID listening on $ZOMBI_BOOTSTRAP (log $ZOMBI_LOG)"
+}
+
+zombi_stop() {
+    if zombi_alive; then
+        kill -TERM "$ZOMBI_PID" 2>/dev/null || true
+        local i
+        for i in $(seq 1 100); do
+            kill -0 "$ZOMBI_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$ZOMBI_PID" 2>/dev/null; then
+            log "zombi did not stop on SIGTERM within 10 s; killing it"
+            kill -KILL "$ZOMBI_PID" 2>/dev/null || true
+        fi
+        wait "$ZOMBI_PID" 2>/dev/null || true
+    fi
+    ZOMBI_PID=
+    if [ -n "$ZOMBI_WORK" ] && [ -z "${ZOMBI_KEEP_DATA:-}" ]; then
+        rm -rf "$ZOMBI_WORK/data"
+    fi
+}
+
+zombi_restart() {
+    zombi_stop
+    zombi_start "$@"
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# kafka-python 3.0.12's own integration tests (test/integration of its source distribution)
+# against zombi.
+#
+#   ZOMBI_BIN=/path/to/zombi compat/suites/run_kafka_python.sh [PYTEST_ARGS...]
+#
+# Prepares (once, cached under ${ZOMBI_CACHE:-$HOME/.cache/zombi}):
+#   - suites/kafka_python-3.0.12: the sdist from PyPI (pip download --no-binary :all:), unpacked.
+#     The sdist lacks test/__init__.py and test/service.py; the first is created empty, the second
+#     is compat/suites/kafka_python/service.py (ExternalService only: KAFKA_URI mode never spawns
+#     a JVM broker). KAFKA_ROOT points at an empty dir because the fixture insists it exists.
+#   - kafka-python-venv: kafka-python with pytest, pytest-timeout, pytest-mock and the codec
+#     libraries (lz4, python-snappy, zstandard, crc32c).
+# Then starts zombi with the broker settings of kafka-python's own test broker
+# (servers/resources/default/kafka.properties: num.partitions=4,
+# group.min.session.timeout.ms=1000, group.initial.rebalance.delay.ms=0), runs
+# `pytest test/integration` with KAFKA_VERSION=4.0.0 KAFKA_URI=PLAINTEXT://zombi (each test
+# limited by pytest-timeout, the whole run by `timeout`), and writes
+# compat/results/kafka_python.json from pytest's JUnit XML. Extra arguments go to pytest
+# (e.g. a test id); SMOKE=1 does not write the JSON.
+#
+# Env: ZOMBI_BIN (required), ZOMBI_CACHE, KAFKA_PYTHON_TEST_TIMEOUT (s per test, default 120),
+#      KAFKA_PYTHON_RUN_TIMEOUT (s for the whole run, default 2400).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SUITE=kafka_python
+VERSION=3.0.12
+TEST_TIMEOUT=${KAFKA_PYTHON_TEST_TIMEOUT:-120}
+RUN_TIMEOUT=${KAFKA_PYTHON_RUN_TIMEOUT:-2400}
+SRC=$SUITES_DIR/kafka_python-$VERSION
+VENV=$CACHE/kafka-python-venv
+LOGDIR=$SUITES_DIR/logs/$SUITE
+# Test-only packages, pinned.
+PIP_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 pytest-mock==3.17.0 lz4==4.4.5 python-snappy==0.7.3
+          zstandard==0.25.0 crc32c==2.9.post0)
+require_zombi_bin
+
+# ---------------------------------------------------------------- prepare (idempotent)
+command -v python3 >/dev/null || apt_install python3 python3-venv
+if [ ! -f "$SRC/.zombi-prepared" ]; then
+    log "downloading kafka-python $VERSION sdist from PyPI"
+    dl=$(mktemp -d)
+    timeout 600 python3 -m pip download -q --disable-pip-version-check --no-binary :all: --no-deps \
+        -d "$dl" "kafka-python==$VERSION"
+    rm -rf "$SRC"
+    tar -xzf "$dl/kafka_python-$VERSION.tar.gz" -C "$SUITES_DIR"
+    rm -rf "$dl"
+    touch "$SRC/test/__init__.py"
+    touch "$SRC/.zombi-prepared"
+fi
+cp "$SUITES_HERE/kafka_python/service.py" "$SRC/test/service.py"
+mkdir -p "$SUITES_DIR/kafka-root"
+if ! "$VENV/bin/python" -c "import kafka, pytest, pytest_timeout, sys
+sys.exit(kafka.__version__ != '$VERSION')" >/dev/null 2>&1; then
+    log "installing kafka-python $VERSION and pytest into $VENV"
+    python3 -m venv "$VENV"
+    timeout 900 "$VENV/bin/pip" install -q --disable-pip-version-check "$SRC" "${PIP_PINS[@]}"
+fi
+
+# ---------------------------------------------------------------- run
+rm -rf "$LOGDIR"
+mkdir -p "$LOGDIR"
+JSONL=$LOGDIR/results.jsonl
+: >"$JSONL"
+trap 'zombi_stop' EXIT
+ZOMBI_ARGS=(--num-partitions 4 --group-min-session-timeout-ms 1000 --group-initial-rebalance-delay-ms 0)
+zombi_start "${ZOMBI_ARGS[@]}"
+START=$(date +%s.%N)
+if [ $# -eq 0 ]; then
+    set -- test/integration
+fi
+set +e
+(cd "$SRC" && KAFKA_VERSION=4.0.0 KAFKA_URI=PLAINTEXT://$ZOMBI_BOOTSTRAP KAFKA_ROOT=$SUITES_DIR/kafka-root \
+    timeout -k 30 "$RUN_TIMEOUT" "$VENV/bin/python" -m pytest -p no:cacheprovider -q -rA \
+    --timeout="$TEST_TIMEOUT" --timeout-method=thread -o log_level=INFO \
+    --junitxml="$LOGDIR/junit.xml" "$@") >"$LOGDIR/pytest.log" 2>&1
+rc=$?
+set -e
+END=$(date +%s.%N)
+tail -n 5 "$LOGDIR/pytest.log" >&2
+if [ ! -s "$LOGDIR/junit.xml" ]; then
+    echo "pytest wrote no JUnit XML (exit $rc); see $LOGDIR/pytest.log" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+python3 "$SUITES_HERE/results.py" junit "$JSONL" "$SUITE" "$LOGDIR/junit.xml" "$LOGDIR"
+zombi_alive || echo "zombi died during the run; see $ZOMBI_LOG" >&2
+zombi_stop
+SECS=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$START" "$END")
+if [ -z "${SMOKE:-}" ]; then
+    python3 "$SUITES_HERE/results.py" finish "$JSONL" "$RESULTS_DIR/$SUITE.json" "$SUITE" "$VERSION" "$SECS" \
+        "zombi_args=${ZOMBI_ARGS[*]}" "per_test_timeout_s=$TEST_TIMEOUT" "kafka_version=4.0.0" "logs=$LOGDIR"
+fi
+python3 - "$JSONL" "$rc" <<'EOF'
+import json, sys
+c = {"pass": 0, "fail": 0, "skip": 0}
+for line in open(sys.argv[1]):
+    if line.strip():
+        c[json.loads(line)["status"]] += 1
+print("%d passed, %d failed, %d skipped" % (c["pass"], c["fail"], c["skip"]))
+# pytest exit 0 (all passed) or 1 (failures) are expected; anything else is an error.
+sys.exit(1 if c["fail"] or int(sys.argv[2]) not in (0, 1) else 0)
+EOF
