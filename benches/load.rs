@@ -119,7 +119,7 @@ impl ProducerContext for Context {
     }
 }
 
-fn producer(bootstrap: &str) -> (ThreadedProducer<Context>, Arc<Delivered>) {
+fn producer(bootstrap: &str, linger_ms: &str) -> (ThreadedProducer<Context>, Arc<Delivered>) {
     let delivered = Arc::new(Delivered {
         ok: AtomicU64::new(0),
         failed: AtomicU64::new(0),
@@ -129,7 +129,7 @@ fn producer(bootstrap: &str) -> (ThreadedProducer<Context>, Arc<Delivered>) {
     let producer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
-        .set("linger.ms", "5")
+        .set("linger.ms", linger_ms)
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "200000")
         .set("queue.buffering.max.kbytes", "1048576")
@@ -162,7 +162,7 @@ fn wait_for(delivered: &Delivered, count: u64) {
 }
 
 fn throughput(bootstrap: &str, topic: &str, partitions: i32, records: u64) {
-    let (producer, delivered) = producer(bootstrap);
+    let (producer, delivered) = producer(bootstrap, "5");
     let payload = vec![b'z'; RECORD_BYTES];
     let start = Instant::now();
     for i in 0..records {
@@ -212,7 +212,8 @@ fn report(what: &str, partitions: i32, records: u64, seconds: f64, failed: u64) 
 }
 
 fn latency(bootstrap: &str, topic: &str, partitions: i32, rate: u64, seconds: u64) {
-    let (producer, delivered) = producer(bootstrap);
+    // A latency-minded producer: linger 1 ms (the throughput runs use librdkafka's default 5 ms).
+    let (producer, delivered) = producer(bootstrap, "1");
     let payload = vec![b'l'; RECORD_BYTES];
     let total = rate * seconds;
     let start = Instant::now();
@@ -240,16 +241,22 @@ fn main() {
     let args = parse_args();
     let broker = Broker::start(&args);
     println!("zombi load tool: {} bytes/record, acks=all, durability={}", RECORD_BYTES, args.durability);
+    // The fixed-rate runs come first, so the memory figure is that of this load on a fresh broker.
     for partitions in [1, 16] {
-        let topic = format!("load-{partitions}-{}", std::process::id());
+        let topic = format!("latency-{partitions}-{}", std::process::id());
+        create_topic(&broker.bootstrap, &topic, partitions);
+        latency(&broker.bootstrap, &topic, partitions, args.rate, args.seconds);
+    }
+    if let Some((rss, hwm)) = broker.rss_kib() {
+        println!("memory   after the fixed-rate runs: broker RSS {} MiB, peak {} MiB", rss / 1024, hwm / 1024);
+    }
+    for partitions in [1, 16] {
+        let topic = format!("throughput-{partitions}-{}", std::process::id());
         create_topic(&broker.bootstrap, &topic, partitions);
         throughput(&broker.bootstrap, &topic, partitions, args.records);
-        let latency_topic = format!("{topic}-latency");
-        create_topic(&broker.bootstrap, &latency_topic, partitions);
-        latency(&broker.bootstrap, &latency_topic, partitions, args.rate, args.seconds);
-        if let Some((rss, hwm)) = broker.rss_kib() {
-            println!("memory   broker RSS {} MiB, peak {} MiB", rss / 1024, hwm / 1024);
-        }
+    }
+    if let Some((rss, hwm)) = broker.rss_kib() {
+        println!("memory   after the throughput runs: broker RSS {} MiB, peak {} MiB", rss / 1024, hwm / 1024);
     }
 }
 

@@ -13,6 +13,8 @@
 #   zombi_stop          SIGTERM, then SIGKILL after 10 s
 #   zombi_alive         true while the broker runs
 #   zombi_restart [ARGS] stop, then start again with a fresh data dir
+# With ZOMBI_LOG_DIR set, the broker logs go to $ZOMBI_LOG_DIR/zombi-N.log (N counts starts) and
+# the temporary dir is removed on stop.
 
 SUITES_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 COMPAT_DIR=$(cd "$SUITES_HERE/.." && pwd)
@@ -27,6 +29,7 @@ ZOMBI_WORK=
 ZOMBI_BOOTSTRAP=
 ZOMBI_PORT=
 ZOMBI_LOG=
+ZOMBI_STARTS=0
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
@@ -60,7 +63,13 @@ zombi_alive() { [ -n "$ZOMBI_PID" ] && kill -0 "$ZOMBI_PID" 2>/dev/null; }
 # zombi_start [extra zombi flags...]
 zombi_start() {
     ZOMBI_WORK=$(mktemp -d "${TMPDIR:-/tmp}/zombi-suite.XXXXXX")
-    ZOMBI_LOG=${ZOMBI_LOG_FILE:-$ZOMBI_WORK/zombi.log}
+    ZOMBI_STARTS=$((ZOMBI_STARTS + 1))
+    if [ -n "${ZOMBI_LOG_DIR:-}" ]; then
+        mkdir -p "$ZOMBI_LOG_DIR"
+        ZOMBI_LOG=$ZOMBI_LOG_DIR/zombi-$ZOMBI_STARTS.log
+    else
+        ZOMBI_LOG=$ZOMBI_WORK/zombi.log
+    fi
     mkdir -p "$ZOMBI_WORK/data"
     "$ZOMBI_BIN" --data-dir "$ZOMBI_WORK/data" \
         --kafka-listen "127.0.0.1:${ZOMBI_KAFKA_PORT:-0}" --http-listen 127.0.0.1:0 "$@" \
@@ -100,8 +109,13 @@ zombi_stop() {
     fi
     ZOMBI_PID=
     if [ -n "$ZOMBI_WORK" ] && [ -z "${ZOMBI_KEEP_DATA:-}" ]; then
-        rm -rf "$ZOMBI_WORK/data"
+        if [ -n "${ZOMBI_LOG_DIR:-}" ]; then
+            rm -rf "$ZOMBI_WORK"
+        else
+            rm -rf "$ZOMBI_WORK/data"     # keep the log beside it
+        fi
     fi
+    ZOMBI_WORK=
 }
 
 zombi_restart() {

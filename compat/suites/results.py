@@ -5,6 +5,17 @@
       Appends one test outcome to JSONL. STATUS is pass, fail, skip or timeout (a timeout is
       recorded as fail with reason "timeout"). The short reason is extracted from LOGFILE with
       the suite's parser (rdkafka, librdkafka, generic).
+  results.py lrk-list TEST_C [SCENARIO]
+      Prints the test numbers of librdkafka's tests/test.c (tests[] table, manual 8xxx tests
+      excluded) that have a sub-test in SCENARIO (default: "default"), one per line, with the
+      count of sub-tests that need a broker: "NNNN COUNT".
+  results.py lrk-add JSONL SUITE TEST_C NUM SCENARIO LOCAL LOGFILE RC SECONDS [QUICK]
+      Records every sub-test of test number NUM (e.g. 0045_subscribe_update_mock) from one
+      `test-runner` run: its summary table gives PASSED/FAILED/SKIPPED and the failure string;
+      sub-tests filtered out silently get skip with the reason (local, scenario); RC 124/137
+      (killed by `timeout`) marks unfinished sub-tests as failed with "timeout". With QUICK=1
+      (default) a "passed" sub-test that ran for under 2 ms is recorded as skip: quick mode
+      silently skips every SUB_TEST() that is not SUB_TEST_QUICK().
   results.py junit JSONL SUITE JUNIT_XML LOGDIR
       Converts a pytest JUnit XML file into JSONL records (kafka-python).
   results.py finish JSONL OUT_JSON SUITE VERSION SECONDS [KEY=VALUE...]
@@ -75,6 +86,140 @@ def reason_librdkafka(log):
 def reason_generic(log):
     lines = [l for l in log.splitlines() if l.strip()]
     return _clip(lines[-1]) if lines else ""
+
+
+def parse_testc(path):
+    """[(name, flags_expr, scenario)] of librdkafka's tests[] table."""
+    text = _read(path)
+    start = text.index("struct test tests[] = {")
+    end = text.index("{NULL}", start)
+    block = text[start:end]
+    out = []
+    for chunk in block.split("_TEST(")[1:]:
+        m = re.match(r"\s*(\w+)\s*,\s*([^,)]*)", chunk)
+        if not m:
+            continue
+        name, flags = m.group(1), " ".join(m.group(2).split())
+        sc = re.search(r'\.scenario\s*=\s*"([^"]*)"', chunk)
+        out.append((name, flags, sc.group(1) if sc else "default"))
+    return out
+
+
+def _in_scenario(entry_scenario, scenario):
+    return scenario in entry_scenario.split(",")
+
+
+def cmd_lrk_list(args):
+    testc = args[0]
+    scenario = args[1] if len(args) > 1 else "default"
+    counts = {}
+    for name, flags, sc in parse_testc(testc):
+        num = name.split("_", 1)[0]
+        if num.startswith("8") or "TEST_F_MANUAL" in flags or not _in_scenario(sc, scenario):
+            continue
+        counts.setdefault(num, 0)
+        if "TEST_F_LOCAL" not in flags:
+            counts[num] += 1
+    for num in sorted(counts):
+        print(num, counts[num])
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ROW = re.compile(r"^\|\s*(\S+)\s*\|\s*(PASSED|FAILED|SKIPPED|RUNNING|DNS)\s*\|\s*([0-9.]+)s\s*\|\s*(.*)$")
+
+
+def _first_failure_line(log, name):
+    """Where and why the test failed: the first '### Test "NAME..." failed at ...' block of the
+    log, else the first failure-looking line that the test printed."""
+    lines = [ANSI.sub("", l) for l in log.splitlines()]
+    for i, line in enumerate(lines):
+        m = re.match(r'^### Test "(%s[^"]*)" failed at (\S+?):? at .*###' % re.escape(name), line)
+        if m:
+            why = ""
+            for nxt in lines[i + 1: i + 4]:
+                if nxt.strip() and not nxt.startswith("["):
+                    why = nxt.strip()
+                    break
+            return "%s failed at %s %s" % (m.group(1), m.group(2), why)
+    pat = re.compile(r"^\[%s\b" % re.escape(name))
+    for line in lines:
+        if re.search(r"Assertion|FAIL|failed|timed out|Timed out", line) and pat.search(line) \
+                and "PASSED" not in line and "TEST FAILURE" not in line:
+            return line.strip()
+    return ""
+
+
+def cmd_lrk_add(args):
+    jsonl, suite, testc, num, scenario, local, logfile, rc, seconds = args[:9]
+    quick = (args[9] if len(args) > 9 else "1") == "1"
+    rc = int(rc)
+    local = local == "1"
+    log = _read(logfile)
+    rows = {}
+    for line in log.splitlines():
+        m = ROW.match(ANSI.sub("", line).strip())
+        if m:
+            rows[m.group(1)] = (m.group(2), float(m.group(3)), m.group(4).strip())
+    run_ms = {m.group(1): float(m.group(2)) for m in
+              re.finditer(r"\] (\S+): duration ([0-9.]+)ms", ANSI.sub("", log))}
+    passed_lines = set(re.findall(r"Test (\S+) PASSED", ANSI.sub("", log)))
+    timed_out = rc in (124, 137)
+    crashed = not rows and not timed_out and rc != -1   # -1: not run (local-only number)
+    entries = [e for e in parse_testc(testc) if e[0].split("_", 1)[0] == num
+               and "TEST_F_MANUAL" not in e[1]]
+    with open(jsonl, "a") as out:
+        for name, flags, sc in entries:
+            if not _in_scenario(sc, scenario):
+                continue
+            is_local = "TEST_F_LOCAL" in flags
+            dur = 0.0
+            if name in rows:
+                state, dur, failstr = rows[name]
+                if state == "PASSED":
+                    status, reason = "pass", ""
+                    ms = run_ms.get(name)
+                    if quick and ms is not None and ms < 2.0:
+                        status = "skip"
+                        reason = ("quick mode (-Q): the test ran none of its sub-tests (%.3f ms); "
+                                  "run with LIBRDKAFKA_QUICK=0" % ms)
+                elif state == "FAILED":
+                    status = "fail"
+                    reason = failstr or _first_failure_line(log, name)
+                elif state == "SKIPPED":
+                    status, reason = "skip", failstr or "skipped"
+                    if "negative test flags" in reason and is_local:
+                        reason = "local test (mock cluster or unit test, no broker): run with LIBRDKAFKA_LOCAL=1"
+                    elif "negative test flags" in reason and "SOCKEM" in flags:
+                        reason = "needs socket emulation (sockem), excluded by -E"
+                    elif "negative test flags" in reason and "KNOWN_ISSUE" in flags:
+                        reason = "marked a known issue in librdkafka; the test-runner excludes those by default"
+                else:
+                    status = "fail"
+                    reason = "still %s when the runner ended" % state.lower()
+            elif timed_out:
+                if name in passed_lines:
+                    status, reason = "pass", ""
+                else:
+                    status = "fail"
+                    detail = _first_failure_line(log, name)
+                    reason = "timeout: test-runner killed after %s s" % int(float(seconds))
+                    if detail:
+                        reason += "; " + detail
+            elif crashed:
+                status = "fail"
+                reason = "test-runner exited with status %d and no summary" % rc
+                detail = _first_failure_line(log, name)
+                if detail:
+                    reason += "; " + detail
+            elif is_local and not local:
+                status, reason = "skip", "local test (mock cluster or unit test, no broker): run with LIBRDKAFKA_LOCAL=1"
+            elif "SOCKEM" in flags:
+                status, reason = "skip", "needs socket emulation (sockem), excluded by -E"
+            else:
+                status, reason = "skip", "filtered out by the test-runner (not run)"
+            rec = {"suite": suite, "test": name, "status": status, "reason": _clip(reason),
+                   "duration_s": round(dur, 2), "log": logfile, "scenario": scenario}
+            out.write(json.dumps(rec) + "\n")
 
 
 PARSERS = {"rdkafka": reason_rdkafka, "librdkafka": reason_librdkafka, "generic": reason_generic}
@@ -162,7 +307,8 @@ def main():
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"add": cmd_add, "junit": cmd_junit, "finish": cmd_finish}[cmd](args)
+    {"add": cmd_add, "junit": cmd_junit, "finish": cmd_finish, "lrk-list": cmd_lrk_list,
+     "lrk-add": cmd_lrk_add}[cmd](args)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ TEST_TIMEOUT=${KAFKA_PYTHON_TEST_TIMEOUT:-120}
 RUN_TIMEOUT=${KAFKA_PYTHON_RUN_TIMEOUT:-2400}
 SRC=$SUITES_DIR/kafka_python-$VERSION
 VENV=$CACHE/kafka-python-venv
-LOGDIR=$SUITES_DIR/logs/$SUITE
+LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
 # Test-only packages, pinned.
 PIP_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 pytest-mock==3.17.0 lz4==4.4.5 python-snappy==0.7.3
           zstandard==0.25.0 crc32c==2.9.post0)
@@ -64,6 +64,7 @@ mkdir -p "$LOGDIR"
 JSONL=$LOGDIR/results.jsonl
 : >"$JSONL"
 trap 'zombi_stop' EXIT
+export ZOMBI_LOG_DIR=$LOGDIR
 ZOMBI_ARGS=(--num-partitions 4 --group-min-session-timeout-ms 1000 --group-initial-rebalance-delay-ms 0)
 zombi_start "${ZOMBI_ARGS[@]}"
 START=$(date +%s.%N)

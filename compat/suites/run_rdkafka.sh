@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The rdkafka crate's (rust-rdkafka 0.39.0) own integration tests against zombi.
 #
-#   ZOMBI_BIN=/path/to/zombi compat/suites/run_rdkafka.sh [TEST_FILTER...]
+#   ZOMBI_BIN=/path/to/zombi compat/suites/run_rdkafka.sh [BINARY::TEST...]
 #
 # Prepares (once, cached under ${ZOMBI_CACHE:-$HOME/.cache/zombi}/suites):
 #   - the crate source from the cargo registry (fetched with `cargo fetch` if missing),
@@ -11,8 +11,8 @@
 # --group-initial-rebalance-delay-ms 0; on 127.0.0.1:9092 if that port is free, since two tests
 # hard-code bootstrap.servers=localhost), runs every test of tests/*.rs one at a time
 # (`--exact NAME --test-threads=1`, KAFKA_HOST=zombi, each under `timeout`), restarts zombi if it
-# died, and writes compat/results/rdkafka.json. TEST_FILTER (optional) runs only tests whose
-# "binary::test" name contains one of the given substrings; SMOKE=1 does not write the JSON.
+# died, and writes compat/results/rdkafka.json. Arguments (optional) run only the tests with
+# these exact names (e.g. test_admin::test_groups); SMOKE=1 does not write the JSON.
 #
 # Env: ZOMBI_BIN (required), ZOMBI_CACHE, RDKAFKA_TEST_TIMEOUT (s per test, default 180).
 set -euo pipefail
@@ -23,7 +23,7 @@ VERSION=0.39.0
 TEST_TIMEOUT=${RDKAFKA_TEST_TIMEOUT:-180}
 SRC=$SUITES_DIR/rdkafka-$VERSION
 TARGET=$SUITES_DIR/rdkafka-target
-LOGDIR=$SUITES_DIR/logs/$SUITE
+LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
 require_zombi_bin
 
 # ---------------------------------------------------------------- prepare (idempotent)
@@ -74,6 +74,7 @@ mkdir -p "$LOGDIR"
 JSONL=$LOGDIR/results.jsonl
 : >"$JSONL"
 trap 'zombi_stop' EXIT
+export ZOMBI_LOG_DIR=$LOGDIR
 ZOMBI_ARGS=(--num-partitions 3 --group-initial-rebalance-delay-ms 0)
 # Two tests (test_high_producers::test_future_producer_send{,_fail}) ignore KAFKA_HOST and use
 # bootstrap.servers=localhost, i.e. port 9092: listen there when it is free.
@@ -83,11 +84,11 @@ fi
 zombi_start "${ZOMBI_ARGS[@]}"
 START=$(date +%s.%N)
 
-wanted() {
+wanted() {     # wanted NAME [SELECTED...]: no selection, or NAME is one of them (exact)
     [ $# -le 1 ] && return 0
     local name=$1 f
     shift
-    for f in "$@"; do [[ $name == *"$f"* ]] && return 0; done
+    for f in "$@"; do [ "$name" = "$f" ] && return 0; done
     return 1
 }
 

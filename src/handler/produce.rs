@@ -14,12 +14,17 @@ use crate::protocol::legacy_produce::{self, LegacyProduce};
 
 enum Outcome {
     Done(Result<AppendInfo, LogError>),
+    /// Valid, about to be queued with the request's other partitions.
+    Queued,
     Waiting(oneshot::Receiver<Result<AppendInfo, LogError>>),
 }
 
 pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> PendingResponse {
     let acks = request.acks;
+    // First resolve and validate every partition; then queue all valid ones as one unit, so a
+    // request's partitions share one group commit (and one fsync).
     let mut topics = Vec::with_capacity(request.topic_data.len());
+    let mut ready = Vec::new();
     for topic_data in request.topic_data {
         let topic = if version >= 13 {
             broker.log.topic_by_id(topic_data.topic_id).ok_or(LogError::UnknownTopicId)
@@ -30,11 +35,30 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
         for data in topic_data.partition_data {
             let outcome = match &topic {
                 Err(error) => Outcome::Done(Err(same_error(error))),
-                Ok(topic) => submit(broker, topic, data.index, data.records, acks).await,
+                Ok(topic) => match validate(topic, data.index, data.records, acks) {
+                    Ok((partition, batches)) => {
+                        ready.push((topic.config.timestamp_type, partition, batches));
+                        Outcome::Queued
+                    }
+                    Err(error) => Outcome::Done(Err(error)),
+                },
             };
             partitions.push((data.index, outcome));
         }
         topics.push((topic_data.name, topic_data.topic_id, partitions));
+    }
+    let receivers = if ready.is_empty() { Ok(Vec::new()) } else { broker.log.submit_appends(ready).await };
+    // If queueing failed, every queued partition fails the same way.
+    let mut receivers = receivers.unwrap_or_default().into_iter();
+    for (_, _, partitions) in &mut topics {
+        for (_, outcome) in partitions.iter_mut() {
+            if matches!(outcome, Outcome::Queued) {
+                *outcome = match receivers.next() {
+                    Some(receiver) => Outcome::Waiting(receiver),
+                    None => Outcome::Done(Err(LogError::Unavailable)),
+                };
+            }
+        }
     }
     if acks == 0 {
         // Kafka sends no response at all for acks=0; errors are only logged.
@@ -64,36 +88,29 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
     })
 }
 
-async fn submit(
-    broker: &Broker,
+/// Checks one partition's records against the topic's rules.
+fn validate(
     topic: &crate::log::Topic,
     index: i32,
     records: Option<bytes::Bytes>,
     acks: i16,
-) -> Outcome {
-    let Some(partition) = topic.partition(index) else {
-        return Outcome::Done(Err(LogError::UnknownTopicOrPartition));
-    };
-    if acks == -1 && topic.config.min_insync_replicas > 1 {
-        return Outcome::Done(Err(LogError::NotEnoughReplicas));
-    }
+) -> Result<(Arc<crate::log::Partition>, Vec<batch::ValidBatch>), LogError> {
+    let partition = topic.partition(index).ok_or(LogError::UnknownTopicOrPartition)?;
     if !matches!(acks, -1..=1) {
-        return Outcome::Done(Err(LogError::InvalidRequest(format!("acks must be -1, 0 or 1, not {acks}"))));
+        return Err(LogError::InvalidRequest(format!("acks must be -1, 0 or 1, not {acks}")));
+    }
+    if acks == -1 && topic.config.min_insync_replicas > 1 {
+        return Err(LogError::NotEnoughReplicas);
     }
     let records = records.unwrap_or_default();
-    let batches = match batch::validate(&records, topic.config.max_message_bytes.max(0) as usize) {
-        Ok(batches) => batches,
-        Err(error) => return Outcome::Done(Err(error.into())),
-    };
-    match broker.log.submit_append(topic, partition, batches).await {
-        Ok(receiver) => Outcome::Waiting(receiver),
-        Err(error) => Outcome::Done(Err(error)),
-    }
+    let batches = batch::validate(&records, topic.config.max_message_bytes.max(0) as usize)?;
+    Ok((partition.clone(), batches))
 }
 
 async fn finish(outcome: Outcome) -> Result<AppendInfo, LogError> {
     match outcome {
         Outcome::Done(result) => result,
+        Outcome::Queued => Err(LogError::Unavailable),
         Outcome::Waiting(receiver) => receiver.await.unwrap_or(Err(LogError::Unavailable)),
     }
 }

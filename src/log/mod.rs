@@ -29,7 +29,7 @@ use crate::config::{Config, Durability};
 pub use crate::error::LogError;
 use batch::ValidBatch;
 use store::{PartitionKey, Store, StoreOptions, StoreWrite};
-use topic_config::{BrokerDefaults, TopicConfig};
+use topic_config::{BrokerDefaults, TimestampType, TopicConfig};
 use writer::Command;
 
 /// Longest topic name Kafka accepts.
@@ -115,6 +115,9 @@ struct Catalog {
     by_name: HashMap<String, Arc<Topic>>,
     by_id: HashMap<Uuid, Arc<Topic>>,
 }
+
+/// Resolves when an append is durable (or failed).
+pub type AppendReceiver = oneshot::Receiver<Result<AppendInfo, LogError>>;
 
 /// What an acknowledged append returns to the producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -471,10 +474,26 @@ impl Log {
         partition: &Arc<Partition>,
         batches: Vec<ValidBatch>,
     ) -> Result<oneshot::Receiver<Result<AppendInfo, LogError>>, LogError> {
-        let (reply, receiver) = oneshot::channel();
-        let timestamp_type = topic.config.timestamp_type;
-        self.send(Command::Append { partition: partition.clone(), timestamp_type, batches, reply }).await?;
-        Ok(receiver)
+        let appends = vec![(topic.config.timestamp_type, partition.clone(), batches)];
+        let mut receivers = self.submit_appends(appends).await?;
+        receivers.pop().ok_or(LogError::Unavailable)
+    }
+
+    /// Queues the batches of several partitions (one produce request) as one unit, so that they
+    /// are always written by the same group commit; one receiver per partition, in order.
+    pub async fn submit_appends(
+        &self,
+        appends: Vec<(TimestampType, Arc<Partition>, Vec<ValidBatch>)>,
+    ) -> Result<Vec<AppendReceiver>, LogError> {
+        let mut receivers = Vec::with_capacity(appends.len());
+        let mut command = Vec::with_capacity(appends.len());
+        for (timestamp_type, partition, batches) in appends {
+            let (reply, receiver) = oneshot::channel();
+            command.push(writer::Append { partition, timestamp_type, batches, reply });
+            receivers.push(receiver);
+        }
+        self.send(Command::Append(command)).await?;
+        Ok(receivers)
     }
 
     /// Allocates a new idempotent producer id (epoch 0), persisted so ids never repeat.

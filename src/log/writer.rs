@@ -20,13 +20,17 @@ use super::store::{PartitionKey, Store, StoreError, StoreWrite};
 use super::topic_config::TimestampType;
 use super::{AppendInfo, LogError, Partition, now_ms};
 
+/// One partition's batches from a produce request.
+pub(super) struct Append {
+    pub partition: Arc<Partition>,
+    pub timestamp_type: TimestampType,
+    pub batches: Vec<ValidBatch>,
+    pub reply: oneshot::Sender<Result<AppendInfo, LogError>>,
+}
+
 pub(super) enum Command {
-    Append {
-        partition: Arc<Partition>,
-        timestamp_type: TimestampType,
-        batches: Vec<ValidBatch>,
-        reply: oneshot::Sender<Result<AppendInfo, LogError>>,
-    },
+    /// Every partition of one produce request, so that they share a group commit.
+    Append(Vec<Append>),
     Truncate {
         partition: Arc<Partition>,
         log_start: i64,
@@ -140,9 +144,11 @@ impl Writer {
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
-                Command::Append { partition, timestamp_type, batches, reply } => {
-                    group_bytes += batches.iter().map(|b| b.bytes.len()).sum::<usize>();
-                    group.push((partition, timestamp_type, batches, reply));
+                Command::Append(appends) => {
+                    for append in appends {
+                        group_bytes += append.batches.iter().map(|b| b.bytes.len()).sum::<usize>();
+                        group.push(append);
+                    }
                 }
                 Command::Stop => {
                     self.commit_appends(group);
@@ -175,7 +181,7 @@ impl Writer {
         Ok(state)
     }
 
-    fn commit_appends(&mut self, group: Vec<(Arc<Partition>, TimestampType, Vec<ValidBatch>, AppendReply)>) {
+    fn commit_appends(&mut self, group: Vec<Append>) {
         if group.is_empty() {
             return;
         }
@@ -183,7 +189,7 @@ impl Writer {
         let mut staged: HashMap<PartitionKey, (Arc<Partition>, PartitionState)> = HashMap::new();
         let mut pending = Vec::with_capacity(group.len());
         let now = now_ms();
-        for (partition, timestamp_type, batches, reply) in group {
+        for Append { partition, timestamp_type, batches, reply } in group {
             let key = partition.key;
             if partition.deleted.load(Ordering::Acquire) {
                 pending.push(Pending { reply, result: Err(LogError::UnknownTopicOrPartition) });
@@ -313,7 +319,7 @@ impl Writer {
 
     fn run_other(&mut self, command: Command) {
         match command {
-            Command::Append { .. } | Command::Stop => unreachable!("handled by run"),
+            Command::Append(_) | Command::Stop => unreachable!("handled by run"),
             Command::Truncate { partition, log_start, reply } => {
                 let _ = reply.send(self.truncate(&partition, log_start));
             }
@@ -380,5 +386,3 @@ impl Writer {
         Ok((next, 0))
     }
 }
-
-type AppendReply = oneshot::Sender<Result<AppendInfo, LogError>>;

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# librdkafka 2.12.1's own test suite (tests/ of the rdkafka-sys 4.10.0+2.12.1 crate) against zombi.
+#
+#   ZOMBI_BIN=/path/to/zombi compat/suites/run_librdkafka.sh [NNNN...]
+#
+# Prepares (once, cached under ${ZOMBI_CACHE:-$HOME/.cache/zombi}/suites):
+#   - librdkafka-2.12.1: the librdkafka source shipped in the rdkafka-sys crate (fetched with
+#     `cargo fetch` if it is not in the cargo registry), configured with zlib, zstd, lz4, OpenSSL
+#     and no GSSAPI/curl, built with `make libs` and `make -C tests build` (test-runner; ~10 min).
+# Then, for every test number NNNN of tests/test.c (or the given ones), one at a time:
+#   TESTS=NNNN TEST_KAFKA_VERSION=3.9.0 ./test-runner -p1 -Q -E -L
+# (quick mode unless LIBRDKAFKA_QUICK=0, no socket emulation, no local/mock tests unless
+# LIBRDKAFKA_LOCAL=1) under
+# `timeout` (LIBRDKAFKA_TEST_TIMEOUT s per broker sub-test, default 120), with tests/test.conf
+# holding bootstrap.servers=zombi. Zombi runs with --num-partitions 4
+# --group-initial-rebalance-delay-ms 0 (the suite's default scenario) and is restarted if it died.
+# The tests of the "noautocreate" scenario then run against a second zombi started with
+# --auto-create-topics false. Writes compat/results/librdkafka.json (one entry per sub-test,
+# e.g. 0045_subscribe_update_mock); SMOKE=1 does not write the JSON.
+#
+# Quick mode silently skips every sub-test not marked quick; a test that thereby ran nothing
+# (under 2 ms) is recorded as skip, not pass.
+#
+# Env: ZOMBI_BIN (required), ZOMBI_CACHE, LIBRDKAFKA_TEST_TIMEOUT, LIBRDKAFKA_LOCAL=1,
+#      LIBRDKAFKA_QUICK=0.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SUITE=librdkafka
+VERSION=2.12.1
+CRATE=rdkafka-sys-4.10.0+$VERSION
+TEST_TIMEOUT=${LIBRDKAFKA_TEST_TIMEOUT:-120}
+LOCAL=${LIBRDKAFKA_LOCAL:-0}
+QUICK=${LIBRDKAFKA_QUICK:-1}
+SRC=$SUITES_DIR/librdkafka-$VERSION
+LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
+require_zombi_bin
+
+# ---------------------------------------------------------------- prepare (idempotent)
+apt_install build-essential pkg-config zlib1g-dev libssl-dev libzstd-dev liblz4-dev python3
+registry_src() {
+    ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$CRATE" 2>/dev/null | head -n 1
+}
+if [ ! -x "$SRC/tests/test-runner" ] || [ ! -f "$SRC/.zombi-built" ]; then
+    crate=$(registry_src || true)
+    if [ -z "$crate" ]; then
+        log "fetching $CRATE from crates.io"
+        tmp=$(mktemp -d)
+        mkdir -p "$tmp/src"
+        printf '[package]\nname = "fetch-rdkafka-sys"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nrdkafka-sys = "=%s"\n' \
+            "${CRATE#rdkafka-sys-}" >"$tmp/Cargo.toml"
+        touch "$tmp/src/lib.rs"
+        (cd "$tmp" && timeout 900 cargo fetch -q)
+        rm -rf "$tmp"
+        crate=$(registry_src)
+    fi
+    log "building librdkafka $VERSION and its test-runner in $SRC (about 10 min on 2 cores)"
+    rm -rf "$SRC"
+    cp -r "$crate/librdkafka" "$SRC"
+    BUILD_LOG=$SUITES_DIR/librdkafka-build.log
+    if ! (cd "$SRC" &&
+        ./configure --no-download --disable-gssapi --disable-curl --enable-zstd --enable-ssl \
+            --enable-lz4-ext &&
+        timeout 3600 make -j"$(nproc)" libs &&
+        timeout 3600 make -j"$(nproc)" -C tests build) >"$BUILD_LOG" 2>&1; then
+        tail -n 40 "$BUILD_LOG" >&2
+        echo "librdkafka build failed; see $BUILD_LOG" >&2
+        exit 1
+    fi
+    touch "$SRC/.zombi-built"
+fi
+TESTC=$SRC/tests/test.c
+
+# ---------------------------------------------------------------- run
+rm -rf "$LOGDIR"
+mkdir -p "$LOGDIR"
+JSONL=$LOGDIR/results.jsonl
+: >"$JSONL"
+trap 'zombi_stop' EXIT
+export ZOMBI_LOG_DIR=$LOGDIR
+RUNNER_ARGS=(-p1 -E)
+[ "$QUICK" = 0 ] || RUNNER_ARGS+=(-Q)
+[ "$LOCAL" = 1 ] || RUNNER_ARGS+=(-L)
+START=$(date +%s.%N)
+
+# run_scenario SCENARIO ZOMBI_ARGS...: every selected test number of SCENARIO, one at a time
+run_scenario() {
+    local scenario=$1 num count logf rc t0 secs limit
+    shift
+    local zargs=("$@")
+    zombi_start "${zargs[@]}"
+    while read -r num count; do
+        if [ ${#SELECTED[@]} -gt 0 ] && ! printf '%s\n' "${SELECTED[@]}" | grep -qx "$num"; then
+            continue
+        fi
+        logf=$LOGDIR/$num-$scenario.log
+        if [ "$count" -eq 0 ] && [ "$LOCAL" != 1 ]; then
+            : >"$logf"
+            python3 "$SUITES_HERE/results.py" lrk-add "$JSONL" "$SUITE" "$TESTC" "$num" "$scenario" \
+                "$LOCAL" "$logf" -1 0 "$QUICK"
+            continue
+        fi
+        zombi_alive || { log "zombi is not running; restarting it"; zombi_restart "${zargs[@]}"; }
+        printf 'bootstrap.servers=%s\n' "$ZOMBI_BOOTSTRAP" >"$SRC/tests/test.conf"
+        limit=$((TEST_TIMEOUT * (count > 0 ? count : 1)))
+        t0=$(date +%s.%N)
+        set +e
+        (cd "$SRC/tests" && TESTS=$num TEST_KAFKA_VERSION=3.9.0 TEST_SCENARIO=$scenario \
+            LD_LIBRARY_PATH=../src:../src-cpp \
+            timeout -k 10 "$limit" ./test-runner "${RUNNER_ARGS[@]}" -s "$scenario") >"$logf" 2>&1
+        rc=$?
+        set -e
+        secs=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t0" "$(date +%s.%N)")
+        if ! zombi_alive; then
+            echo "zombi died during this test" >>"$logf"
+            [ $rc -ne 0 ] || rc=1
+        fi
+        python3 "$SUITES_HERE/results.py" lrk-add "$JSONL" "$SUITE" "$TESTC" "$num" "$scenario" \
+            "$LOCAL" "$logf" "$rc" "$secs" "$QUICK"
+        log "$num ($scenario): exit $rc in ${secs%.*} s: $(python3 - "$JSONL" "$num" "$scenario" <<'EOF'
+import json, sys
+c = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["test"].startswith(sys.argv[2] + "_") and r.get("scenario") == sys.argv[3]:
+        c[r["status"]] = c.get(r["status"], 0) + 1
+print(" ".join("%s=%d" % kv for kv in sorted(c.items())))
+EOF
+)"
+    done < <(python3 "$SUITES_HERE/results.py" lrk-list "$TESTC" "$scenario")
+    zombi_stop
+}
+
+SELECTED=("$@")
+run_scenario default --num-partitions 4 --group-initial-rebalance-delay-ms 0
+run_scenario noautocreate --num-partitions 4 --group-initial-rebalance-delay-ms 0 --auto-create-topics false
+rm -f "$SRC/tests/test.conf"
+END=$(date +%s.%N)
+SECS=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$START" "$END")
+if [ -z "${SMOKE:-}" ]; then
+    python3 "$SUITES_HERE/results.py" finish "$JSONL" "$RESULTS_DIR/$SUITE.json" "$SUITE" "$VERSION" "$SECS" \
+        "zombi_args=--num-partitions 4 --group-initial-rebalance-delay-ms 0 (noautocreate: --auto-create-topics false)" \
+        "runner_args=${RUNNER_ARGS[*]}" "TEST_KAFKA_VERSION=3.9.0" "per_test_timeout_s=$TEST_TIMEOUT" "logs=$LOGDIR"
+fi
+python3 - "$JSONL" <<'EOF'
+import json, sys
+c = {"pass": 0, "fail": 0, "skip": 0}
+for line in open(sys.argv[1]):
+    if line.strip():
+        c[json.loads(line)["status"]] += 1
+print("%d passed, %d failed, %d skipped" % (c["pass"], c["fail"], c["skip"]))
+sys.exit(1 if c["fail"] else 0)
+EOF
