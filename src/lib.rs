@@ -11,7 +11,9 @@
 //! - [`coordinator`]: consumer groups (the classic protocol) and committed offsets.
 //! - [`http`]: health checks.
 //! - [`config`]: every setting and limit, with units; [`error`]: error kinds → Kafka error codes.
+//! - [`alloc`]: the global allocator, which keeps hostile array lengths from aborting the broker.
 
+pub mod alloc;
 pub mod config;
 pub mod connection;
 pub mod coordinator;
@@ -21,3 +23,6 @@ pub mod http;
 pub mod log;
 pub mod protocol;
 pub mod server;
+
+#[global_allocator]
+static ALLOCATOR: alloc::LazyHugeAllocator = alloc::LazyHugeAllocator;

@@ -16,6 +16,9 @@
       (killed by `timeout`) marks unfinished sub-tests as failed with "timeout". With QUICK=1
       (default) a "passed" sub-test that ran for under 2 ms is recorded as skip: quick mode
       silently skips every SUB_TEST() that is not SUB_TEST_QUICK().
+  results.py lrk-quick-skipped JSONL TEST_C SCENARIO
+      Prints "NNNN COUNT" for the test numbers whose latest record in SCENARIO is a quick-mode
+      skip (to run them again without -Q).
   results.py junit JSONL SUITE JUNIT_XML LOGDIR
       Converts a pytest JUnit XML file into JSONL records (kafka-python).
   results.py finish JSONL OUT_JSON SUITE VERSION SECONDS [KEY=VALUE...]
@@ -149,6 +152,28 @@ def _first_failure_line(log, name):
     return ""
 
 
+def cmd_lrk_quick_skipped(args):
+    """Test numbers (with their broker sub-test count) having a sub-test that quick mode
+    reduced to nothing, per the latest records of JSONL in SCENARIO."""
+    jsonl, testc, scenario = args
+    last = {}
+    with open(jsonl) as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                if r.get("scenario") == scenario:
+                    last[r["test"]] = r
+    nums = sorted({n.split("_", 1)[0] for n, r in last.items()
+                   if r["status"] == "skip" and "quick mode" in r["reason"].lower()})
+    counts = {}
+    for name, flags, sc in parse_testc(testc):
+        num = name.split("_", 1)[0]
+        if num in nums and _in_scenario(sc, scenario) and "TEST_F_LOCAL" not in flags:
+            counts[num] = counts.get(num, 0) + 1
+    for num in nums:
+        print(num, counts.get(num, 0))
+
+
 def cmd_lrk_add(args):
     jsonl, suite, testc, num, scenario, local, logfile, rc, seconds = args[:9]
     quick = (args[9] if len(args) > 9 else "1") == "1"
@@ -196,25 +221,26 @@ def cmd_lrk_add(args):
                 else:
                     status = "fail"
                     reason = "still %s when the runner ended" % state.lower()
+            elif is_local and not local:
+                status, reason = "skip", "local test (mock cluster or unit test, no broker): run with LIBRDKAFKA_LOCAL=1"
+            elif "SOCKEM" in flags:
+                status, reason = "skip", "needs socket emulation (sockem), excluded by -E"
+            elif "KNOWN_ISSUE" in flags and "KNOWN_ISSUE_" not in flags:
+                status, reason = "skip", "marked a known issue in librdkafka; the test-runner excludes those by default"
             elif timed_out:
                 if name in passed_lines:
                     status, reason = "pass", ""
                 else:
                     status = "fail"
                     detail = _first_failure_line(log, name)
-                    reason = "timeout: test-runner killed after %s s" % int(float(seconds))
-                    if detail:
-                        reason += "; " + detail
+                    reason = detail or ("timeout: no result after %d s, test-runner killed (exit %d)"
+                                        % (int(float(seconds)), rc))
             elif crashed:
                 status = "fail"
                 reason = "test-runner exited with status %d and no summary" % rc
                 detail = _first_failure_line(log, name)
                 if detail:
                     reason += "; " + detail
-            elif is_local and not local:
-                status, reason = "skip", "local test (mock cluster or unit test, no broker): run with LIBRDKAFKA_LOCAL=1"
-            elif "SOCKEM" in flags:
-                status, reason = "skip", "needs socket emulation (sockem), excluded by -E"
             else:
                 status, reason = "skip", "filtered out by the test-runner (not run)"
             rec = {"suite": suite, "test": name, "status": status, "reason": _clip(reason),
@@ -308,7 +334,7 @@ def main():
         sys.exit(2)
     cmd, args = sys.argv[1], sys.argv[2:]
     {"add": cmd_add, "junit": cmd_junit, "finish": cmd_finish, "lrk-list": cmd_lrk_list,
-     "lrk-add": cmd_lrk_add}[cmd](args)
+     "lrk-add": cmd_lrk_add, "lrk-quick-skipped": cmd_lrk_quick_skipped}[cmd](args)
 
 
 if __name__ == "__main__":

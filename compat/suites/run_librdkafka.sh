@@ -19,10 +19,11 @@
 # e.g. 0045_subscribe_update_mock); SMOKE=1 does not write the JSON.
 #
 # Quick mode silently skips every sub-test not marked quick; a test that thereby ran nothing
-# (under 2 ms) is recorded as skip, not pass.
+# (under 2 ms) is recorded as skip, not pass, and is then run once more without -Q (full mode),
+# whose outcome replaces the skip (LIBRDKAFKA_FULL_RETRY=0 turns this off).
 #
 # Env: ZOMBI_BIN (required), ZOMBI_CACHE, LIBRDKAFKA_TEST_TIMEOUT, LIBRDKAFKA_LOCAL=1,
-#      LIBRDKAFKA_QUICK=0.
+#      LIBRDKAFKA_QUICK=0 (everything in full mode), LIBRDKAFKA_FULL_RETRY=0.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -32,6 +33,7 @@ CRATE=rdkafka-sys-4.10.0+$VERSION
 TEST_TIMEOUT=${LIBRDKAFKA_TEST_TIMEOUT:-120}
 LOCAL=${LIBRDKAFKA_LOCAL:-0}
 QUICK=${LIBRDKAFKA_QUICK:-1}
+FULL_RETRY=${LIBRDKAFKA_FULL_RETRY:-1}
 SRC=$SUITES_DIR/librdkafka-$VERSION
 LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
 require_zombi_bin
@@ -78,26 +80,29 @@ JSONL=$LOGDIR/results.jsonl
 : >"$JSONL"
 trap 'zombi_stop' EXIT
 export ZOMBI_LOG_DIR=$LOGDIR
-RUNNER_ARGS=(-p1 -E)
-[ "$QUICK" = 0 ] || RUNNER_ARGS+=(-Q)
-[ "$LOCAL" = 1 ] || RUNNER_ARGS+=(-L)
 START=$(date +%s.%N)
 
-# run_scenario SCENARIO ZOMBI_ARGS...: every selected test number of SCENARIO, one at a time
-run_scenario() {
-    local scenario=$1 num count logf rc t0 secs limit
-    shift
-    local zargs=("$@")
+# run_pass SCENARIO QUICK LIST_CMD ZOMBI_ARGS...: runs, one at a time, every selected test number
+# that LIST_CMD prints ("NNNN BROKER_SUBTEST_COUNT" lines) against a fresh zombi.
+run_pass() {
+    local scenario=$1 quick=$2 list_cmd=$3 num count logf rc t0 secs limit suffix="" line
+    shift 3
+    local zargs=("$@") rargs=(-p1 -E)
+    [ "$quick" = 0 ] && suffix=-full || rargs+=(-Q)
+    [ "$LOCAL" = 1 ] || rargs+=(-L)
+    mapfile -t NUMS < <(eval "$list_cmd")
+    [ ${#NUMS[@]} -gt 0 ] || return 0
     zombi_start "${zargs[@]}"
-    while read -r num count; do
+    for line in "${NUMS[@]}"; do
+        read -r num count <<<"$line"
         if [ ${#SELECTED[@]} -gt 0 ] && ! printf '%s\n' "${SELECTED[@]}" | grep -qx "$num"; then
             continue
         fi
-        logf=$LOGDIR/$num-$scenario.log
+        logf=$LOGDIR/$num-$scenario$suffix.log
         if [ "$count" -eq 0 ] && [ "$LOCAL" != 1 ]; then
             : >"$logf"
             python3 "$SUITES_HERE/results.py" lrk-add "$JSONL" "$SUITE" "$TESTC" "$num" "$scenario" \
-                "$LOCAL" "$logf" -1 0 "$QUICK"
+                "$LOCAL" "$logf" -1 0 "$quick"
             continue
         fi
         zombi_alive || { log "zombi is not running; restarting it"; zombi_restart "${zargs[@]}"; }
@@ -107,7 +112,7 @@ run_scenario() {
         set +e
         (cd "$SRC/tests" && TESTS=$num TEST_KAFKA_VERSION=3.9.0 TEST_SCENARIO=$scenario \
             LD_LIBRARY_PATH=../src:../src-cpp \
-            timeout -k 10 "$limit" ./test-runner "${RUNNER_ARGS[@]}" -s "$scenario") >"$logf" 2>&1
+            timeout -k 10 "$limit" ./test-runner "${rargs[@]}" -s "$scenario") >"$logf" 2>&1
         rc=$?
         set -e
         secs=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t0" "$(date +%s.%N)")
@@ -116,38 +121,54 @@ run_scenario() {
             [ $rc -ne 0 ] || rc=1
         fi
         python3 "$SUITES_HERE/results.py" lrk-add "$JSONL" "$SUITE" "$TESTC" "$num" "$scenario" \
-            "$LOCAL" "$logf" "$rc" "$secs" "$QUICK"
-        log "$num ($scenario): exit $rc in ${secs%.*} s: $(python3 - "$JSONL" "$num" "$scenario" <<'EOF'
+            "$LOCAL" "$logf" "$rc" "$secs" "$quick"
+        log "$num ($scenario${suffix:+, full mode}): exit $rc in ${secs%.*} s: $(python3 - "$JSONL" "$num" "$scenario" <<'EOF'
 import json, sys
 c = {}
 for line in open(sys.argv[1]):
     r = json.loads(line)
     if r["test"].startswith(sys.argv[2] + "_") and r.get("scenario") == sys.argv[3]:
-        c[r["status"]] = c.get(r["status"], 0) + 1
-print(" ".join("%s=%d" % kv for kv in sorted(c.items())))
+        c[r["test"]] = r["status"]
+n = {}
+for st in c.values():
+    n[st] = n.get(st, 0) + 1
+print(" ".join("%s=%d" % kv for kv in sorted(n.items())))
 EOF
 )"
-    done < <(python3 "$SUITES_HERE/results.py" lrk-list "$TESTC" "$scenario")
+    done
     zombi_stop
 }
 
 SELECTED=("$@")
-run_scenario default --num-partitions 4 --group-initial-rebalance-delay-ms 0
-run_scenario noautocreate --num-partitions 4 --group-initial-rebalance-delay-ms 0 --auto-create-topics false
+Z_DEFAULT=(--num-partitions 4 --group-initial-rebalance-delay-ms 0)
+Z_NOAUTO=(--num-partitions 4 --group-initial-rebalance-delay-ms 0 --auto-create-topics false)
+R="$SUITES_HERE/results.py"
+run_pass default "$QUICK" "python3 '$R' lrk-list '$TESTC' default" "${Z_DEFAULT[@]}"
+run_pass noautocreate "$QUICK" "python3 '$R' lrk-list '$TESTC' noautocreate" "${Z_NOAUTO[@]}"
+if [ "$QUICK" = 1 ] && [ "$FULL_RETRY" = 1 ]; then
+    # Tests that quick mode reduced to nothing: run them again without -Q.
+    run_pass default 0 "python3 '$R' lrk-quick-skipped '$JSONL' '$TESTC' default" "${Z_DEFAULT[@]}"
+    run_pass noautocreate 0 "python3 '$R' lrk-quick-skipped '$JSONL' '$TESTC' noautocreate" "${Z_NOAUTO[@]}"
+fi
 rm -f "$SRC/tests/test.conf"
 END=$(date +%s.%N)
 SECS=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$START" "$END")
+RUNNER_ARGS="-p1 -E$([ "$QUICK" = 1 ] && echo " -Q")$([ "$LOCAL" = 1 ] || echo " -L")"
 if [ -z "${SMOKE:-}" ]; then
     python3 "$SUITES_HERE/results.py" finish "$JSONL" "$RESULTS_DIR/$SUITE.json" "$SUITE" "$VERSION" "$SECS" \
         "zombi_args=--num-partitions 4 --group-initial-rebalance-delay-ms 0 (noautocreate: --auto-create-topics false)" \
-        "runner_args=${RUNNER_ARGS[*]}" "TEST_KAFKA_VERSION=3.9.0" "per_test_timeout_s=$TEST_TIMEOUT" "logs=$LOGDIR"
+        "runner_args=$RUNNER_ARGS" "full_mode_retry_of_quick_skips=$FULL_RETRY" "TEST_KAFKA_VERSION=3.9.0" "per_test_timeout_s=$TEST_TIMEOUT" "logs=$LOGDIR"
 fi
 python3 - "$JSONL" <<'EOF'
 import json, sys
-c = {"pass": 0, "fail": 0, "skip": 0}
+last = {}
 for line in open(sys.argv[1]):
     if line.strip():
-        c[json.loads(line)["status"]] += 1
+        r = json.loads(line)
+        last[r["test"]] = r["status"]      # a full-mode retry replaces the quick-mode record
+c = {"pass": 0, "fail": 0, "skip": 0}
+for st in last.values():
+    c[st] += 1
 print("%d passed, %d failed, %d skipped" % (c["pass"], c["fail"], c["skip"]))
 sys.exit(1 if c["fail"] else 0)
 EOF

@@ -293,3 +293,34 @@ pub(crate) mod tests {
         assert_eq!(again[0].header.max_timestamp, 1_800_000_000_000);
     }
 }
+
+#[cfg(test)]
+mod random_input {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// The same property as fuzz/batch_validate: anything accepted parses back to its header.
+        #[test]
+        fn arbitrary_records_are_refused_or_parse_back(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(batches) = validate(&Bytes::from(bytes), 1 << 20) {
+                for valid in batches {
+                    prop_assert_eq!(BatchHeader::parse(&valid.bytes).expect("parses"), valid.header);
+                }
+            }
+        }
+
+        /// A valid batch with one byte flipped anywhere after the CRC is refused.
+        #[test]
+        fn any_flipped_byte_after_the_crc_is_caught(position in 21usize..100, bit in 0u8..8) {
+            let bytes = tests::batch(3, b"payload-bytes", None);
+            let mut corrupt = BytesMut::from(&bytes[..]);
+            let position = position.min(corrupt.len() - 1);
+            corrupt[position] ^= 1 << bit;
+            prop_assert!(validate(&corrupt.freeze(), 1 << 20).is_err());
+        }
+    }
+}

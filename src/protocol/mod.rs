@@ -183,3 +183,37 @@ fn response_size(response: &ResponseKind, version: i16) -> anyhow::Result<usize>
     }
     sizes!(Produce, Fetch, ListOffsets, Metadata, ApiVersions, CreateTopics, DeleteTopics)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// The same property as fuzz/request_decode, on every test run: no input panics.
+        #[test]
+        fn arbitrary_frames_decode_or_fail_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(Bytes::from(bytes));
+        }
+
+        /// Valid headers of every advertised API and version with random bodies.
+        #[test]
+        fn random_bodies_of_real_apis_never_panic(
+            key in 0i16..70,
+            version in 0i16..20,
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            let mut frame = BytesMut::new();
+            frame.put_i16(key);
+            frame.put_i16(version);
+            frame.put_i32(1);
+            frame.put_i16(-1);
+            frame.put_u8(0);
+            frame.put_slice(&body);
+            let _ = decode(frame.freeze());
+        }
+    }
+}

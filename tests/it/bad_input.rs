@@ -109,6 +109,12 @@ fn malformed_frames_close_only_their_connection() {
             [10i32.to_be_bytes().to_vec(), vec![0, 3, 0, 99, 0, 0, 0, 1, 255, 255]].concat(),
         ),
         ("garbage body", [14i32.to_be_bytes().to_vec(), vec![0, 0, 0, 9, 0, 0, 0, 1, 255, 255, 1, 2, 3, 4]].concat()),
+        // Metadata v0 claiming i32::MAX topics in a 14-byte frame: kafka-protocol would ask for
+        // ~150 GiB up front, which used to abort the whole broker.
+        (
+            "array length far beyond the frame",
+            [14i32.to_be_bytes().to_vec(), vec![0, 3, 0, 0, 0, 0, 0, 1, 255, 255, 0x7f, 0xff, 0xff, 0xff]].concat(),
+        ),
     ];
     for (what, bytes) in cases {
         let mut raw = Raw::connect(&broker.bootstrap);
