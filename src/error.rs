@@ -36,6 +36,9 @@ pub enum LogError {
     /// A produced batch failed validation.
     #[error(transparent)]
     Batch(#[from] BatchError),
+    /// Some records of a batch break the topic's rules (INVALID_RECORD with per-record errors).
+    #[error("{message}")]
+    InvalidRecords { message: String, record_errors: Vec<(i32, String)> },
     /// An idempotent batch whose sequence does not follow the producer's last one.
     #[error("The broker received an out of order sequence number.")]
     OutOfOrderSequence,
@@ -73,7 +76,8 @@ impl LogError {
             LogError::Batch(BatchError::Corrupt | BatchError::CrcMismatch) => ResponseError::CorruptMessage,
             LogError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
             LogError::Batch(BatchError::UnknownCompression(_)) => ResponseError::UnsupportedCompressionType,
-            LogError::Batch(BatchError::UnsupportedMagic(_) | BatchError::Invalid(_)) => ResponseError::InvalidRecord,
+            LogError::Batch(BatchError::UnsupportedMagic(_) | BatchError::Invalid(_))
+            | LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,
             LogError::Batch(BatchError::Transactional) | LogError::TransactionsUnsupported => {
                 ResponseError::TransactionalIdAuthorizationFailed
             }

@@ -276,8 +276,15 @@ def cmd_junit(args):
         for tc in tree.iter("testcase"):
             cls = tc.get("classname", "")
             name = tc.get("name", "")
-            module = cls.split(".")[-1] if cls else ""
-            test = "%s::%s" % (module, name) if module else name
+            # pytest node id: test/integration/test_x.py[::Class]::name
+            parts = cls.split(".") if cls else []
+            mod = max([i for i, p in enumerate(parts) if p.startswith("test")] or [-1])
+            while mod >= 0 and parts[mod][:1].isupper():
+                mod -= 1
+            if mod >= 0:
+                test = "::".join(["/".join(parts[: mod + 1]) + ".py"] + parts[mod + 1:] + [name])
+            else:
+                test = name
             status, reason, text = "pass", "", ""
             for ch in tc:
                 if ch.tag in ("failure", "error"):

@@ -5,8 +5,9 @@
 #
 # Prepares (once, cached under ${ZOMBI_CACHE:-$HOME/.cache/zombi}/suites):
 #   - librdkafka-2.12.1: the librdkafka source shipped in the rdkafka-sys crate (fetched with
-#     `cargo fetch` if it is not in the cargo registry), configured with zlib, zstd, lz4, OpenSSL
-#     and no GSSAPI/curl, built with `make libs` and `make -C tests build` (test-runner; ~10 min).
+#     `cargo fetch` if it is not in the cargo registry), configured with zlib, zstd, lz4, OpenSSL,
+#     rapidjson (stats tests) and no GSSAPI/curl, built with `make libs` and
+#     `make -C tests build` (test-runner; ~10 min).
 # Then, for every test number NNNN of tests/test.c (or the given ones), one at a time:
 #   TESTS=NNNN TEST_KAFKA_VERSION=3.9.0 ./test-runner -p1 -Q -E -L
 # (quick mode unless LIBRDKAFKA_QUICK=0, no socket emulation, no local/mock tests unless
@@ -39,7 +40,7 @@ LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
 require_zombi_bin
 
 # ---------------------------------------------------------------- prepare (idempotent)
-apt_install build-essential pkg-config zlib1g-dev libssl-dev libzstd-dev liblz4-dev python3
+apt_install build-essential pkg-config zlib1g-dev libssl-dev libzstd-dev liblz4-dev rapidjson-dev python3
 registry_src() {
     ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$CRATE" 2>/dev/null | head -n 1
 }
@@ -90,14 +91,15 @@ run_pass() {
     local zargs=("$@") rargs=(-p1 -E)
     [ "$quick" = 0 ] && suffix=-full || rargs+=(-Q)
     [ "$LOCAL" = 1 ] || rargs+=(-L)
-    mapfile -t NUMS < <(eval "$list_cmd")
+    mapfile -t NUMS < <(eval "$list_cmd" | while read -r num count; do
+        if [ ${#SELECTED[@]} -eq 0 ] || printf '%s\n' "${SELECTED[@]}" | grep -qx "$num"; then
+            echo "$num $count"
+        fi
+    done)
     [ ${#NUMS[@]} -gt 0 ] || return 0
     zombi_start "${zargs[@]}"
     for line in "${NUMS[@]}"; do
         read -r num count <<<"$line"
-        if [ ${#SELECTED[@]} -gt 0 ] && ! printf '%s\n' "${SELECTED[@]}" | grep -qx "$num"; then
-            continue
-        fi
         logf=$LOGDIR/$num-$scenario$suffix.log
         if [ "$count" -eq 0 ] && [ "$LOCAL" != 1 ]; then
             : >"$logf"

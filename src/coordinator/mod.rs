@@ -338,6 +338,12 @@ impl Coordinator {
             match group.state {
                 GroupState::Dead => Err(ResponseError::CoordinatorNotAvailable.code()),
                 GroupState::Empty => Err(ResponseError::UnknownMemberId.code()),
+                // A member of the new generation that has no assignment yet must not commit.
+                GroupState::CompletingRebalance
+                    if group.members.contains_key(member_id) && generation == group.generation =>
+                {
+                    Err(ResponseError::RebalanceInProgress.code())
+                }
                 _ => {
                     let code = group.heartbeat(member_id, instance_id, generation, now);
                     if code == ResponseError::RebalanceInProgress.code() || code == 0 {

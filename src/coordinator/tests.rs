@@ -178,3 +178,15 @@ async fn only_empty_groups_can_be_deleted() {
     assert_eq!(coordinator.delete_group("g").await, 0);
     assert_eq!(coordinator.delete_group("g").await, ResponseError::GroupIdNotFound.code());
 }
+
+#[tokio::test(start_paused = true)]
+async fn commits_between_join_and_sync_get_rebalance_in_progress() {
+    let (_dir, _log, coordinator) = open().await;
+    let join = join_new(&coordinator, "g").await;
+    // Joined generation 1, not yet synced: Kafka answers REBALANCE_IN_PROGRESS.
+    let commit = CommitRequest { topic: "t".into(), partition: 0, offset: 1, leader_epoch: -1, metadata: None };
+    let refused = coordinator.commit("g", join.generation, &join.member_id, None, vec![commit.clone()]).await;
+    assert_eq!(refused, Err(ResponseError::RebalanceInProgress.code()));
+    assert_eq!(sync(&coordinator, "g", &join, vec![]).await, 0);
+    assert_eq!(coordinator.commit("g", join.generation, &join.member_id, None, vec![commit]).await, Ok(vec![0]));
+}

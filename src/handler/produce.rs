@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use tokio::sync::oneshot;
 
@@ -104,7 +106,31 @@ fn validate(
     }
     let records = records.unwrap_or_default();
     let batches = batch::validate(&records, topic.config.max_message_bytes.max(0) as usize)?;
+    if topic.config.compacted {
+        check_keys(topic, index, &batches)?;
+    }
     Ok((partition.clone(), batches))
+}
+
+/// Kafka refuses records without a key on compacted topics, naming each one.
+fn check_keys(topic: &crate::log::Topic, index: i32, batches: &[batch::ValidBatch]) -> Result<(), LogError> {
+    let mut record_errors = Vec::new();
+    for valid in batches {
+        for position in batch::records_without_key(valid)? {
+            let message =
+                format!("Compacted topic cannot accept message without key in topic partition {}-{index}.", topic.name);
+            record_errors.push((position, message));
+        }
+    }
+    if record_errors.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = record_errors.iter().take(3).map(|(_, m)| m.as_str()).collect();
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: {shown:?}",
+        record_errors.len()
+    );
+    Err(LogError::InvalidRecords { message, record_errors })
 }
 
 async fn finish(outcome: Outcome) -> Result<AppendInfo, LogError> {
@@ -130,6 +156,16 @@ fn partition_response(index: i32, result: Result<AppendInfo, LogError>) -> Parti
             response.log_append_time_ms = -1;
             response.log_start_offset = -1;
             response.error_message = Some(str_bytes(error.to_string()));
+            if let LogError::InvalidRecords { record_errors, .. } = error {
+                response.record_errors = record_errors
+                    .into_iter()
+                    .map(|(batch_index, message)| {
+                        BatchIndexAndErrorMessage::default()
+                            .with_batch_index(batch_index)
+                            .with_batch_index_error_message(Some(str_bytes(message)))
+                    })
+                    .collect();
+            }
         }
     }
     response

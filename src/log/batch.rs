@@ -210,6 +210,16 @@ impl ValidBatch {
     }
 }
 
+/// Indexes (within the batch) of the records without a key: a compacted topic refuses them.
+///
+/// This decodes, and for compressed batches decompresses, the records: only compacted topics pay
+/// for it, as in Kafka.
+pub fn records_without_key(batch: &ValidBatch) -> Result<Vec<i32>, BatchError> {
+    let mut bytes = Bytes::copy_from_slice(&batch.bytes);
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|_| BatchError::Corrupt)?;
+    Ok(set.records.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i as i32).collect())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -25,6 +25,8 @@ pub struct TopicConfig {
     pub max_message_bytes: i32,
     pub timestamp_type: TimestampType,
     pub min_insync_replicas: i32,
+    /// `cleanup.policy` includes `compact`: every record needs a key.
+    pub compacted: bool,
     /// The values the topic set explicitly, by Kafka name.
     pub overrides: BTreeMap<String, String>,
 }
@@ -32,22 +34,85 @@ pub struct TopicConfig {
 enum Kind {
     Long { min: i64 },
     Int { min: i64 },
+    Ratio,
+    Bool,
+    Text,
     OneOf(&'static [&'static str]),
 }
 
-/// The configs a topic accepts. `segment.*` are accepted for tool compatibility but have no effect:
-/// the hot tier has no segments. `cleanup.policy=compact` is stored but key compaction is not built:
-/// such a topic keeps every record (retention applies only with `delete` in the policy).
+/// Every topic config Apache Kafka 4 accepts, so that tools and client test suites can set them.
+/// Enforced here: `retention.ms`, `retention.bytes`, `max.message.bytes`, `message.timestamp.type`,
+/// `min.insync.replicas` (acks=all above 1 gets NOT_ENOUGH_REPLICAS) and, for `cleanup.policy`
+/// with `compact`, Kafka's rule that records need keys. Stored and described but without effect:
+/// the segment, index, flush and replication settings (the hot tier has no segments and one
+/// replica), `compression.type` other than `producer` (batches are stored as produced), and key
+/// compaction itself (a compacted topic keeps every record).
 const KNOWN: &[(&str, Kind)] = &[
     ("cleanup.policy", Kind::OneOf(&["delete", "compact", "compact,delete", "delete,compact"])),
-    ("compression.type", Kind::OneOf(&["producer"])),
+    ("compression.gzip.level", Kind::Int { min: -1 }),
+    ("compression.lz4.level", Kind::Int { min: 1 }),
+    ("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"])),
+    ("compression.zstd.level", Kind::Int { min: -131_072 }),
+    ("delete.retention.ms", Kind::Long { min: 0 }),
+    ("file.delete.delay.ms", Kind::Long { min: 0 }),
+    ("flush.messages", Kind::Long { min: 1 }),
+    ("flush.ms", Kind::Long { min: 0 }),
+    ("follower.replication.throttled.replicas", Kind::Text),
+    ("index.interval.bytes", Kind::Int { min: 0 }),
+    ("leader.replication.throttled.replicas", Kind::Text),
+    ("local.retention.bytes", Kind::Long { min: -2 }),
+    ("local.retention.ms", Kind::Long { min: -2 }),
+    ("max.compaction.lag.ms", Kind::Long { min: 1 }),
     ("max.message.bytes", Kind::Int { min: 0 }),
+    ("message.downconversion.enable", Kind::Bool),
+    ("message.format.version", Kind::Text),
+    ("message.timestamp.after.max.ms", Kind::Long { min: 0 }),
+    ("message.timestamp.before.max.ms", Kind::Long { min: 0 }),
+    ("message.timestamp.difference.max.ms", Kind::Long { min: 0 }),
     ("message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"])),
+    ("min.cleanable.dirty.ratio", Kind::Ratio),
+    ("min.compaction.lag.ms", Kind::Long { min: 0 }),
     ("min.insync.replicas", Kind::Int { min: 1 }),
+    ("preallocate", Kind::Bool),
+    ("remote.log.copy.disable", Kind::Bool),
+    ("remote.log.delete.on.disable", Kind::Bool),
+    ("remote.storage.enable", Kind::Bool),
     ("retention.bytes", Kind::Long { min: -1 }),
     ("retention.ms", Kind::Long { min: -1 }),
     ("segment.bytes", Kind::Int { min: 14 }),
+    ("segment.index.bytes", Kind::Int { min: 4 }),
+    ("segment.jitter.ms", Kind::Long { min: 0 }),
     ("segment.ms", Kind::Long { min: 1 }),
+    ("unclean.leader.election.enable", Kind::Bool),
+];
+
+/// Apache Kafka's defaults of the configs that are described but not enforced.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("compression.gzip.level", "-1"),
+    ("compression.lz4.level", "9"),
+    ("compression.zstd.level", "3"),
+    ("delete.retention.ms", "86400000"),
+    ("file.delete.delay.ms", "60000"),
+    ("flush.messages", "9223372036854775807"),
+    ("flush.ms", "9223372036854775807"),
+    ("index.interval.bytes", "4096"),
+    ("local.retention.bytes", "-2"),
+    ("local.retention.ms", "-2"),
+    ("max.compaction.lag.ms", "9223372036854775807"),
+    ("message.downconversion.enable", "true"),
+    ("message.format.version", "3.0-IV1"),
+    ("message.timestamp.after.max.ms", "3600000"),
+    ("message.timestamp.before.max.ms", "9223372036854775807"),
+    ("message.timestamp.difference.max.ms", "9223372036854775807"),
+    ("min.cleanable.dirty.ratio", "0.5"),
+    ("min.compaction.lag.ms", "0"),
+    ("preallocate", "false"),
+    ("remote.log.copy.disable", "false"),
+    ("remote.log.delete.on.disable", "false"),
+    ("remote.storage.enable", "false"),
+    ("segment.index.bytes", "10485760"),
+    ("segment.jitter.ms", "0"),
+    ("unclean.leader.election.enable", "false"),
 ];
 
 /// Checks one topic config; the message is what the client sees with INVALID_CONFIG.
@@ -62,6 +127,13 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     match kind {
         Kind::Long { min } => number_at_least(*min, i64::MAX),
         Kind::Int { min } => number_at_least(*min, i64::from(i32::MAX)),
+        Kind::Ratio => match value.trim().parse::<f64>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
+            _ => Err(format!("Invalid value {value} for configuration {name}: must be between 0 and 1")),
+        },
+        Kind::Bool if value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false") => Ok(()),
+        Kind::Bool => Err(format!("Invalid value {value} for configuration {name}: must be true or false")),
+        Kind::Text => Ok(()),
         Kind::OneOf(allowed) if allowed.contains(&value) => Ok(()),
         Kind::OneOf(allowed) => {
             Err(format!("Invalid value {value} for configuration {name}: must be one of {allowed:?}"))
@@ -86,7 +158,9 @@ pub fn describe(config: &TopicConfig) -> Vec<(&'static str, String, bool)> {
                 ("min.insync.replicas", None) => "1".to_string(),
                 ("segment.bytes", None) => "1073741824".to_string(),
                 ("segment.ms", None) => "604800000".to_string(),
-                _ => String::new(),
+                (name, None) => {
+                    DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()).unwrap_or_default()
+                }
             };
             (*name, value, explicit.is_some())
         })
@@ -109,6 +183,7 @@ impl TopicConfig {
                 _ => TimestampType::CreateTime,
             },
             min_insync_replicas: long("min.insync.replicas", 1) as i32,
+            compacted: overrides.get("cleanup.policy").is_some_and(|policy| policy.contains("compact")),
             overrides,
         }
     }

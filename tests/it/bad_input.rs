@@ -40,7 +40,9 @@ pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Bytes {
             producer_epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if sequence < 0 { -1 } else { sequence + i as i32 },
+            // kafka-protocol starts a new batch whenever offset - sequence changes, so the
+            // sequence follows the offset even without a producer id: one batch, always.
+            sequence: if sequence < 0 { i as i32 } else { sequence + i as i32 },
             timestamp: 1_700_000_000_000,
             key: None,
             value: Some(Bytes::copy_from_slice(value)),
@@ -319,4 +321,58 @@ fn health_endpoints_answer_once_serving() {
         stream.read_to_string(&mut answer).expect("read");
         assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
     }
+}
+
+fn create_topic_raw(raw: &mut Raw, name: &str, configs: &[(&str, &str)]) -> i16 {
+    let mut topic = CreatableTopic::default();
+    topic.name = TopicName(StrBytes::from_string(name.to_string()));
+    topic.num_partitions = 1;
+    topic.replication_factor = 1;
+    topic.configs = configs
+        .iter()
+        .map(|(k, v)| {
+            let mut c = CreatableTopicConfig::default();
+            c.name = StrBytes::from_string(k.to_string());
+            c.value = Some(StrBytes::from_string(v.to_string()));
+            c
+        })
+        .collect();
+    let mut request = CreateTopicsRequest::default();
+    request.timeout_ms = 30_000;
+    request.topics = vec![topic];
+    raw.call(7, &request).topics[0].error_code
+}
+
+/// Regression (librdkafka 0011_produce_batch): a compacted topic refuses records without a key
+/// with INVALID_RECORD and names each refused record, as Kafka's LogValidator does.
+#[test]
+fn compacted_topics_refuse_records_without_keys() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let topic = unique_topic("compacted");
+    assert_eq!(create_topic_raw(&mut raw, &topic, &[("cleanup.policy", "compact")]), 0);
+    let response = raw.call(9, &produce_request(&topic, 0, batch(&[b"no-key", b"no-key-either"], None)));
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 87, "INVALID_RECORD");
+    let indexes: Vec<i32> = partition.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, vec![0, 1]);
+    assert_eq!(latest_offset(&mut raw, &topic), 0, "nothing was stored");
+}
+
+/// Regression (librdkafka 0081_admin, 0092_mixed_msgver): every topic config Kafka accepts is
+/// accepted, including those this broker only stores.
+#[test]
+fn kafka_topic_configs_are_accepted() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let configs = [
+        ("compression.type", "lz4"),
+        ("delete.retention.ms", "1000"),
+        ("min.cleanable.dirty.ratio", "0.1"),
+        ("message.format.version", "0.10.0"),
+        ("unclean.leader.election.enable", "false"),
+        ("segment.index.bytes", "1048576"),
+    ];
+    assert_eq!(create_topic_raw(&mut raw, &unique_topic("configs"), &configs), 0);
+    assert_eq!(create_topic_raw(&mut raw, &unique_topic("bad-ratio"), &[("min.cleanable.dirty.ratio", "2")]), 40);
 }
