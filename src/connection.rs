@@ -96,8 +96,20 @@ async fn read_frame(reader: &mut BufReader<OwnedReadHalf>, max_bytes: usize) -> 
 
 async fn write_responses(write_half: OwnedWriteHalf, mut queue: mpsc::Receiver<Outgoing>) {
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
-    while let Some(item) = queue.recv().await {
-        let Some(response) = item.pending.await else { continue };
+    while let Some(mut item) = queue.recv().await {
+        // Responses already buffered go out before waiting on one that is not ready: otherwise a
+        // pipelining producer waits for later group commits to see earlier acknowledgements.
+        let response = tokio::select! {
+            biased;
+            response = &mut item.pending => response,
+            () = std::future::ready(()) => {
+                if writer.flush().await.is_err() {
+                    return;
+                }
+                (&mut item.pending).await
+            }
+        };
+        let Some(response) = response else { continue };
         let frame = match response {
             Response::Kind(kind) => protocol::encode(item.api_key, item.version, item.correlation_id, &kind),
             Response::RawV0(body) => Ok(protocol::frame_v0(item.correlation_id, &body)),

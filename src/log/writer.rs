@@ -208,7 +208,9 @@ impl Writer {
             let result = self.apply(&mut write, key, state, timestamp_type, batches, now);
             pending.push(Pending { reply, result });
         }
+        let started = std::time::Instant::now();
         let written = self.store.write(write, self.sync_each_commit);
+        tracing::trace!(appends = pending.len(), write_us = started.elapsed().as_micros() as u64, "group commit");
         if let Err(error) = written {
             tracing::error!(%error, "group commit failed");
             for item in pending {
