@@ -60,6 +60,7 @@ impl Broker {
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--durability", &args.durability])
+            .args(["--group-initial-rebalance-delay-ms", "0"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start zombi");
@@ -257,6 +258,103 @@ fn main() {
     }
     if let Some((rss, hwm)) = broker.rss_kib() {
         println!("memory   after the throughput runs: broker RSS {} MiB, peak {} MiB", rss / 1024, hwm / 1024);
+    }
+    groups(&broker.bootstrap, args.records);
+}
+
+/// One consumer of the group benchmark, polled on its own thread until told to stop.
+struct Member {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    assigned: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn start_member(bootstrap: &str, topic: &str, group: &str, consumed: Arc<AtomicU64>) -> Member {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let assigned = Arc::new(AtomicU64::new(0));
+    let (stop_flag, assigned_count) = (stop.clone(), assigned.clone());
+    let thread = std::thread::spawn(move || {
+        while !stop_flag.load(Ordering::Relaxed) {
+            if let Some(Ok(_)) = consumer.poll(Duration::from_millis(10)) {
+                consumed.fetch_add(1, Ordering::Relaxed);
+            }
+            let count = consumer.assignment().map(|list| list.count()).unwrap_or(0);
+            assigned_count.store(count as u64, Ordering::Relaxed);
+        }
+        // Dropping the consumer closes it: it leaves the group.
+    });
+    Member { stop, assigned, thread }
+}
+
+/// Waits until the members together own every partition, each at least one.
+fn wait_balanced(members: &[Member], partitions: u64) -> Duration {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(120);
+    loop {
+        let counts: Vec<u64> = members.iter().map(|m| m.assigned.load(Ordering::Relaxed)).collect();
+        if counts.iter().sum::<u64>() == partitions && counts.iter().all(|c| *c > 0) {
+            return start.elapsed();
+        }
+        assert!(Instant::now() < deadline, "the group did not rebalance: {counts:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A group of consumers draining a topic, then the time a rebalance takes when one member leaves
+/// and when one joins (measured until the remaining members own every partition again).
+fn groups(bootstrap: &str, records: u64) {
+    const PARTITIONS: u64 = 8;
+    const MEMBERS: usize = 4;
+    let topic = format!("groups-{}", std::process::id());
+    create_topic(bootstrap, &topic, PARTITIONS as i32);
+    let (producer, delivered) = producer(bootstrap, "5");
+    let payload = vec![b'g'; RECORD_BYTES];
+    for i in 0..records {
+        send(&producer, &topic, PARTITIONS as i32, i, &payload, delivered.start);
+    }
+    wait_for(&delivered, records);
+    let consumed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let group = format!("group-{}", std::process::id());
+    let mut members: Vec<Member> =
+        (0..MEMBERS).map(|_| start_member(bootstrap, &topic, &group, consumed.clone())).collect();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while consumed.load(Ordering::Relaxed) < records {
+        assert!(Instant::now() < deadline, "the group stalled at {}", consumed.load(Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "group    {MEMBERS} consumers, {PARTITIONS} partitions: drained {records} records in {seconds:.2} s \
+         (including the first rebalance): {:.0} records/s, {:.1} MB/s",
+        records as f64 / seconds,
+        records as f64 * RECORD_BYTES as f64 / 1e6 / seconds
+    );
+    wait_balanced(&members, PARTITIONS);
+    let leaving = members.pop().expect("a member");
+    leaving.stop.store(true, Ordering::Relaxed);
+    leaving.thread.join().expect("member thread");
+    let after_leave = wait_balanced(&members, PARTITIONS);
+    members.push(start_member(bootstrap, &topic, &group, consumed.clone()));
+    let after_join = wait_balanced(&members, PARTITIONS);
+    println!(
+        "rebalance one member leaves: {:.0} ms until the others own every partition; one joins: {:.0} ms",
+        after_leave.as_secs_f64() * 1000.0,
+        after_join.as_secs_f64() * 1000.0
+    );
+    for member in members {
+        member.stop.store(true, Ordering::Relaxed);
+        let _ = member.thread.join();
     }
 }
 

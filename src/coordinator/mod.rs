@@ -73,6 +73,16 @@ pub struct MemberDescription {
     pub assignment: Bytes,
 }
 
+/// How far a group is behind on one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    pub log_end: i64,
+    pub lag: i64,
+}
+
 /// One partition of an OffsetCommit.
 #[derive(Debug, Clone)]
 pub struct CommitRequest {
@@ -409,6 +419,26 @@ impl Coordinator {
             }
         })
         .unwrap_or_default()
+    }
+
+    /// Consumer lag per topic and partition: the log end minus the committed offset (a partition
+    /// whose topic no longer exists is left out). For the HTTP and metrics views.
+    pub fn lag(&self, group_id: &str, log: &crate::log::Log) -> Vec<PartitionLag> {
+        self.committed(group_id, None)
+            .into_iter()
+            .filter_map(|(topic, partition, committed)| {
+                let committed = committed?;
+                let found = log.topic(&topic)?;
+                let log_end = found.partition(partition)?.high_watermark();
+                Some(PartitionLag {
+                    topic,
+                    partition,
+                    committed: committed.offset,
+                    log_end,
+                    lag: (log_end - committed.offset).max(0),
+                })
+            })
+            .collect()
     }
 
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {

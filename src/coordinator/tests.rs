@@ -190,3 +190,43 @@ async fn commits_between_join_and_sync_get_rebalance_in_progress() {
     assert_eq!(sync(&coordinator, "g", &join, vec![]).await, 0);
     assert_eq!(coordinator.commit("g", join.generation, &join.member_id, None, vec![commit]).await, Ok(vec![0]));
 }
+
+#[tokio::test(start_paused = true)]
+async fn lag_is_the_log_end_minus_the_commit_and_deleted_topics_drop_their_offsets() {
+    let (_dir, log, coordinator) = open().await;
+    let topic = log.create_topic("t", 2, Default::default(), false).await.expect("topic");
+    let bytes = crate::log::batch::tests::batch(10, b"v", None);
+    let batches = crate::log::batch::validate(&bytes, 1 << 20).expect("valid");
+    let receiver = log.submit_append(&topic, &topic.partitions[0], batches).await.expect("queued");
+    receiver.await.expect("reply").expect("appended");
+    let commit =
+        |partition, offset| CommitRequest { topic: "t".into(), partition, offset, leader_epoch: -1, metadata: None };
+    assert_eq!(coordinator.commit("g", -1, "", None, vec![commit(0, 4), commit(1, 0)]).await, Ok(vec![0, 0]));
+    let lag = coordinator.lag("g", &log);
+    let summary: Vec<(i32, i64, i64, i64)> = lag.iter().map(|l| (l.partition, l.committed, l.log_end, l.lag)).collect();
+    assert_eq!(summary, vec![(0, 4, 10, 6), (1, 0, 0, 0)]);
+    log.delete_topic("t").await.expect("deleted");
+    coordinator.topic_deleted("t").await;
+    assert!(coordinator.committed("g", None).is_empty(), "a deleted topic's offsets are gone");
+}
+
+#[tokio::test(start_paused = true)]
+async fn offsets_of_empty_groups_expire_after_the_retention() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
+    // A retention of 0 ms: anything committed before now is expired at the next tick.
+    let coordinator = Coordinator::open(log.store(), LIMITS, 0).await.expect("coordinator");
+    let commit = CommitRequest { topic: "t".into(), partition: 0, offset: 3, leader_epoch: -1, metadata: None };
+    assert_eq!(coordinator.commit("empty", -1, "", None, vec![commit.clone()]).await, Ok(vec![0]));
+    let join = join_new(&coordinator, "busy").await;
+    assert_eq!(sync(&coordinator, "busy", &join, vec![]).await, 0);
+    assert_eq!(coordinator.commit("busy", join.generation, &join.member_id, None, vec![commit]).await, Ok(vec![0]));
+    // Commit timestamps are wall-clock milliseconds; wait for the clock to pass them.
+    let committed_at = crate::log::now_ms();
+    while crate::log::now_ms() <= committed_at {
+        std::thread::yield_now();
+    }
+    coordinator.tick().await;
+    assert!(coordinator.committed("empty", None).is_empty(), "the empty group's offsets expired");
+    assert_eq!(coordinator.committed("busy", None).len(), 1, "a group with members keeps its offsets");
+}
