@@ -1,5 +1,5 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics; broker configs are
-//! described (they are set by flags, environment or the config file, and are read-only here).
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, this broker (dynamic
+//! configs, over the static ones from flags, environment and file) and groups.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +18,10 @@ use crate::log::{LogError, topic_config};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
 const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_GROUP: i8 = 8;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -42,6 +45,12 @@ pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, _versio
                 None => Err((ResponseError::UnknownTopicOrPartition.code(), "Topic not found".to_string())),
             },
             RESOURCE_BROKER if is_this_broker(broker, resource.resource_name.as_str()) => Ok(broker_configs(broker)),
+            RESOURCE_GROUP => Ok(broker
+                .log
+                .dynamic_configs(&format!("group/{}", resource.resource_name.as_str()))
+                .into_iter()
+                .map(|(name, value)| (name, value, SOURCE_GROUP, false))
+                .collect()),
             RESOURCE_BROKER => Err((ResponseError::InvalidRequest.code(), "Unknown broker id".to_string())),
             other => Err((ResponseError::InvalidRequest.code(), format!("Unsupported resource type {other}"))),
         };
@@ -77,7 +86,7 @@ fn is_this_broker(broker: &Broker, name: &str) -> bool {
 fn broker_configs(broker: &Broker) -> Vec<(String, String, i8, bool)> {
     let config = &broker.config;
     let advertised = format!("PLAINTEXT://{}:{}", config.kafka_advertised_host, config.kafka_advertised_port);
-    [
+    let entries = [
         ("advertised.listeners", advertised),
         ("auto.create.topics.enable", config.auto_create_topics.to_string()),
         ("broker.id", config.node_id.to_string()),
@@ -90,10 +99,15 @@ fn broker_configs(broker: &Broker) -> Vec<(String, String, i8, bool)> {
     ]
     .into_iter()
     .map(|(name, value)| (name.to_string(), value, SOURCE_STATIC_BROKER, true))
-    .collect()
+    .collect::<Vec<_>>();
+    // Dynamic values (AlterConfigs) replace the static ones and are listed after them.
+    let dynamic = broker.log.dynamic_configs("broker");
+    let mut entries: Vec<_> = entries.into_iter().filter(|(name, ..)| !dynamic.contains_key(name)).collect();
+    entries.extend(dynamic.into_iter().map(|(name, value)| (name, value, SOURCE_DYNAMIC_BROKER, false)));
+    entries
 }
 
-/// Applies `change` to the topic's explicit configs; broker resources are read-only.
+/// Applies `change` to the explicit configs of a topic, of this broker, or of a group.
 async fn alter_resource(
     broker: &Broker,
     resource_type: i8,
@@ -108,9 +122,24 @@ async fn alter_resource(
             change(&mut configs)?;
             broker.log.set_topic_configs(name, configs, validate_only).await
         }
-        RESOURCE_BROKER => Err(LogError::InvalidRequest(
-            "Broker configs are static: set them with zombi's flags, ZOMBI_* variables or --config".into(),
-        )),
+        RESOURCE_BROKER if is_this_broker(broker, name) => {
+            let mut configs = broker.log.dynamic_configs("broker");
+            change(&mut configs)?;
+            for (key, value) in &configs {
+                topic_config::validate_broker(key, value).map_err(LogError::InvalidConfig)?;
+            }
+            if validate_only { Ok(()) } else { broker.log.set_dynamic_configs("broker", configs).await }
+        }
+        RESOURCE_BROKER => Err(LogError::InvalidRequest(format!("Unknown broker id {name}"))),
+        RESOURCE_GROUP => {
+            let scope = format!("group/{name}");
+            let mut configs = broker.log.dynamic_configs(&scope);
+            change(&mut configs)?;
+            for (key, value) in &configs {
+                topic_config::validate_group(key, value).map_err(LogError::InvalidConfig)?;
+            }
+            if validate_only { Ok(()) } else { broker.log.set_dynamic_configs(&scope, configs).await }
+        }
         other => Err(LogError::InvalidRequest(format!("Unsupported resource type {other}"))),
     }
 }
@@ -199,7 +228,7 @@ fn apply_operation(
         OP_DELETE => {
             configs.remove(name);
         }
-        OP_APPEND | OP_SUBTRACT if name == "cleanup.policy" => {
+        OP_APPEND | OP_SUBTRACT if name == "cleanup.policy" || name == "log.cleanup.policy" => {
             let current = configs.get(name).cloned().unwrap_or_else(|| "delete".to_string());
             let mut items: Vec<String> = current.split(',').map(str::to_string).collect();
             for item in list_value()?.split(',') {

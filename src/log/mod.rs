@@ -158,7 +158,11 @@ struct Inner {
     commands: mpsc::Sender<Command>,
     /// Bumped after every group commit; long-polling fetches watch it.
     appended: watch::Receiver<u64>,
-    defaults: BrokerDefaults,
+    /// Defaults from flags and file; `defaults` adds the dynamic broker configs.
+    static_defaults: BrokerDefaults,
+    defaults: RwLock<BrokerDefaults>,
+    /// Dynamic configs by scope (`broker`, `group/<id>`), as AlterConfigs left them.
+    dynamic: RwLock<HashMap<String, BTreeMap<String, String>>>,
     cluster_id: String,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     stop_syncer: Arc<AtomicBool>,
@@ -190,6 +194,14 @@ impl Log {
             retention_bytes: config.log_retention_bytes,
             max_message_bytes: config.message_max_bytes,
         };
+        let mut dynamic = HashMap::new();
+        for (key, value) in store.scan_meta("dynamic/")? {
+            let configs: BTreeMap<String, String> = serde_json::from_slice(&value)
+                .map_err(|e| store::StoreError::corrupt(format!("dynamic configs: {e}")))?;
+            dynamic.insert(key.trim_start_matches("dynamic/").to_string(), configs);
+        }
+        let static_defaults = defaults.clone();
+        let defaults = static_defaults.with_dynamic(dynamic.get("broker").unwrap_or(&BTreeMap::new()));
         let mut catalog = Catalog::default();
         for (_, value) in store.scan_meta("topic/")? {
             let record: TopicRecord =
@@ -216,7 +228,9 @@ impl Log {
                 admin: Mutex::new(()),
                 commands,
                 appended,
-                defaults,
+                static_defaults,
+                defaults: RwLock::new(defaults),
+                dynamic: RwLock::new(dynamic),
                 cluster_id,
                 threads: std::sync::Mutex::new(threads),
                 stop_syncer,
@@ -293,8 +307,55 @@ impl Log {
         &self.inner.cluster_id
     }
 
-    pub fn defaults(&self) -> &BrokerDefaults {
-        &self.inner.defaults
+    pub fn defaults(&self) -> BrokerDefaults {
+        self.inner.defaults.read().map(|d| d.clone()).unwrap_or_else(|_| self.inner.static_defaults.clone())
+    }
+
+    /// The dynamic configs of a scope (`broker`, or `group/<id>`).
+    pub fn dynamic_configs(&self, scope: &str) -> BTreeMap<String, String> {
+        self.inner.dynamic.read().ok().and_then(|d| d.get(scope).cloned()).unwrap_or_default()
+    }
+
+    /// Replaces the dynamic configs of a scope (already validated); broker configs that are topic
+    /// defaults take effect on every topic that does not set them itself.
+    pub async fn set_dynamic_configs(&self, scope: &str, configs: BTreeMap<String, String>) -> Result<(), LogError> {
+        let _admin = self.inner.admin.lock().await;
+        let log = self.clone();
+        let key = format!("dynamic/{scope}");
+        let value = serde_json::to_vec(&configs).unwrap_or_default();
+        tokio::task::spawn_blocking(move || {
+            let mut write = StoreWrite::default();
+            log.inner.store.put_meta(&mut write, &key, &value);
+            log.inner.store.write(write, true)
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)??;
+        if scope == "broker" {
+            let defaults = self.inner.static_defaults.with_dynamic(&configs);
+            if let Ok(mut current) = self.inner.defaults.write() {
+                *current = defaults.clone();
+            }
+            for topic in self.topics() {
+                let record = topic.record();
+                let config = TopicConfig::resolve(record.configs, &defaults);
+                self.publish(Arc::new(Topic { config, partitions: topic.partitions.clone(), ..Self::shell(&topic) }));
+            }
+        }
+        if let Ok(mut dynamic) = self.inner.dynamic.write() {
+            dynamic.insert(scope.to_string(), configs);
+        }
+        Ok(())
+    }
+
+    /// A copy of a topic's identity, to rebuild it with new configs.
+    fn shell(topic: &Topic) -> Topic {
+        Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            number: topic.number,
+            partitions: Vec::new(),
+            config: topic.config.clone(),
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -352,7 +413,7 @@ impl Log {
             configs,
         };
         if validate_only {
-            return Self::recover_topic(&self.inner.store, record, &self.inner.defaults, &[]);
+            return Self::recover_topic(&self.inner.store, record, &self.defaults(), &[]);
         }
         let log = self.clone();
         let topic = tokio::task::spawn_blocking(move || {
@@ -366,7 +427,7 @@ impl Log {
             store.put_meta(&mut write, "next-topic-number", &(number + 1).to_be_bytes());
             store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
             store.write(write, true)?;
-            Self::recover_topic(store, record, &log.inner.defaults, &[])
+            Self::recover_topic(store, record, &log.defaults(), &[])
         })
         .await
         .map_err(|_| LogError::Unavailable)??;
@@ -446,7 +507,7 @@ impl Log {
             let mut write = StoreWrite::default();
             store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
             store.write(write, true)?;
-            Self::recover_topic(store, record, &log.inner.defaults, &existing)
+            Self::recover_topic(store, record, &log.defaults(), &existing)
         })
         .await
         .map_err(|_| LogError::Unavailable)??;

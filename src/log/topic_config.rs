@@ -117,8 +117,12 @@ const DEFAULTS: &[(&str, &str)] = &[
 
 /// Checks one topic config; the message is what the client sees with INVALID_CONFIG.
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
-    let Some((_, kind)) = KNOWN.iter().find(|(known, _)| *known == name) else {
-        return Err(format!("Unknown topic config name: {name}"));
+    validate_in(KNOWN, "topic", name, value)
+}
+
+fn validate_in(known: &[(&str, Kind)], scope: &str, name: &str, value: &str) -> Result<(), String> {
+    let Some((_, kind)) = known.iter().find(|(known, _)| *known == name) else {
+        return Err(format!("Unknown {scope} config name: {name}"));
     };
     let number_at_least = |min: i64, max: i64| match value.trim().parse::<i64>() {
         Ok(number) if number >= min && number <= max => Ok(()),
@@ -139,6 +143,58 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
             Err(format!("Invalid value {value} for configuration {name}: must be one of {allowed:?}"))
         }
     }
+}
+
+/// Broker configs that Apache Kafka lets AlterConfigs change at run time. Enforced here:
+/// `log.retention.ms`, `log.retention.bytes` and `message.max.bytes`, the defaults of topics that
+/// set nothing; the rest are stored and described (thread pools and the like do not exist here).
+const BROKER_DYNAMIC: &[(&str, Kind)] = &[
+    ("background.threads", Kind::Int { min: 1 }),
+    ("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"])),
+    ("log.cleaner.threads", Kind::Int { min: 0 }),
+    ("log.cleanup.policy", Kind::OneOf(&["delete", "compact", "compact,delete", "delete,compact"])),
+    ("log.flush.interval.messages", Kind::Long { min: 1 }),
+    ("log.flush.interval.ms", Kind::Long { min: 0 }),
+    ("log.message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"])),
+    ("log.retention.bytes", Kind::Long { min: -1 }),
+    ("log.retention.ms", Kind::Long { min: -1 }),
+    ("log.roll.ms", Kind::Long { min: 1 }),
+    ("log.segment.bytes", Kind::Int { min: 14 }),
+    ("max.connections", Kind::Int { min: 0 }),
+    ("max.connections.per.ip", Kind::Int { min: 0 }),
+    ("message.max.bytes", Kind::Int { min: 0 }),
+    ("min.insync.replicas", Kind::Int { min: 1 }),
+    ("num.io.threads", Kind::Int { min: 1 }),
+    ("num.network.threads", Kind::Int { min: 1 }),
+    ("num.recovery.threads.per.data.dir", Kind::Int { min: 1 }),
+    ("num.replica.fetchers", Kind::Int { min: 1 }),
+    ("sasl.kerberos.min.time.before.relogin", Kind::Long { min: 0 }),
+    ("sasl.kerberos.ticket.renew.jitter", Kind::Ratio),
+    ("sasl.kerberos.ticket.renew.window.factor", Kind::Ratio),
+    ("unclean.leader.election.enable", Kind::Bool),
+];
+
+/// Group configs (KIP-848's per-group settings): stored and described; the classic protocol takes
+/// its timeouts from each member's JoinGroup.
+const GROUP: &[(&str, Kind)] = &[
+    ("consumer.heartbeat.interval.ms", Kind::Int { min: 1 }),
+    ("consumer.session.timeout.ms", Kind::Int { min: 1 }),
+    ("share.heartbeat.interval.ms", Kind::Int { min: 1 }),
+    ("share.record.lock.duration.ms", Kind::Int { min: 1 }),
+    ("share.session.timeout.ms", Kind::Int { min: 1 }),
+    ("streams.heartbeat.interval.ms", Kind::Int { min: 1 }),
+    ("streams.num.standby.replicas", Kind::Int { min: 0 }),
+    ("streams.session.timeout.ms", Kind::Int { min: 1 }),
+];
+
+/// Checks a dynamic broker config.
+pub fn validate_broker(name: &str, value: &str) -> Result<(), String> {
+    validate_in(BROKER_DYNAMIC, "broker", name, value)
+}
+
+/// Checks a group config.
+pub fn validate_group(name: &str, value: &str) -> Result<(), String> {
+    validate_in(GROUP, "group", name, value)
 }
 
 /// Every known topic config name with its effective value and whether the topic set it.
@@ -165,6 +221,18 @@ pub fn describe(config: &TopicConfig) -> Vec<(&'static str, String, bool)> {
             (*name, value, explicit.is_some())
         })
         .collect()
+}
+
+impl BrokerDefaults {
+    /// The defaults with the dynamic broker configs that change them applied.
+    pub fn with_dynamic(&self, dynamic: &BTreeMap<String, String>) -> BrokerDefaults {
+        let long = |name: &str, current: i64| dynamic.get(name).and_then(|v| v.trim().parse().ok()).unwrap_or(current);
+        BrokerDefaults {
+            retention_ms: long("log.retention.ms", self.retention_ms),
+            retention_bytes: long("log.retention.bytes", self.retention_bytes),
+            max_message_bytes: long("message.max.bytes", i64::from(self.max_message_bytes)) as i32,
+        }
+    }
 }
 
 impl TopicConfig {

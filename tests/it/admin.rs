@@ -162,3 +162,30 @@ async fn max_message_bytes_refuses_large_batches() {
         producer.send(small, Timeout::After(Duration::from_secs(30))).await.map_err(|(e, _)| e).expect("sent");
     assert_eq!(delivered.offset, 0, "the refused batch took no offset");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_broker_configs_change_topic_defaults_and_survive_restarts() {
+    let mut broker = TestBroker::start(&[]);
+    let topic = unique_topic("broker-defaults");
+    produce(&broker, &topic, 1, None).await;
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let retention_of = |described: &Vec<Result<rdkafka::admin::ConfigResource, rdkafka::error::RDKafkaErrorCode>>| {
+        described[0].as_ref().expect("configs").get("retention.ms").and_then(|e| e.value.clone())
+    };
+    {
+        let admin = admin(&broker);
+        let alter = AlterConfig::new(ResourceSpecifier::Broker(0)).set("log.retention.ms", "123456789");
+        admin.alter_configs([&alter], &options).await.expect("alter broker");
+        let described = admin.describe_configs([&ResourceSpecifier::Broker(0)], &options).await.expect("describe");
+        let entry = described[0].as_ref().expect("broker configs").get("log.retention.ms").expect("listed");
+        assert_eq!(entry.value.as_deref(), Some("123456789"));
+        assert!(!entry.is_read_only, "dynamic broker configs are not read-only");
+        assert_eq!(entry.source, rdkafka::admin::ConfigSource::DynamicBroker);
+        let described = admin.describe_configs([&ResourceSpecifier::Topic(&topic)], &options).await.expect("describe");
+        assert_eq!(retention_of(&described).as_deref(), Some("123456789"), "topics inherit the new default");
+    }
+    broker.kill_and_restart();
+    let admin = admin(&broker);
+    let described = admin.describe_configs([&ResourceSpecifier::Topic(&topic)], &options).await.expect("describe");
+    assert_eq!(retention_of(&described).as_deref(), Some("123456789"), "dynamic configs are durable");
+}
