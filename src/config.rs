@@ -133,6 +133,9 @@ pub struct Config {
     pub group_members_max: usize,
     /// How often group timers (sessions, rebalances, offset expiry) are checked.
     pub group_timer_interval_ms: u64,
+    /// Bytes of requests read but not yet answered, over all connections (Kafka's
+    /// `queued.max.request.bytes`): bounds the memory a burst of large produce requests can take.
+    pub queued_request_bytes_max: usize,
     /// Requests read ahead on one connection while earlier ones are still being answered.
     pub requests_in_flight_per_connection_max: usize,
     /// Appends waiting for the group-commit writer.
@@ -218,6 +221,7 @@ impl Config {
             group_members_max: 1000,
             group_timer_interval_ms: 100,
             requests_in_flight_per_connection_max: 64,
+            queued_request_bytes_max: 96 * 1024 * 1024,
             append_queue_max: 4096,
             group_commit_bytes_max: 16 * 1024 * 1024,
             fetch_wait_ms_max: 30_000,

@@ -12,7 +12,7 @@ use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::Instrument;
 
 use crate::handler::{Broker, PendingResponse, Response};
@@ -24,6 +24,8 @@ enum FrameError {
     TooLarge(i64),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("the broker is shutting down")]
+    Closed,
 }
 
 struct Outgoing {
@@ -31,6 +33,8 @@ struct Outgoing {
     version: i16,
     correlation_id: i32,
     pending: PendingResponse,
+    /// The request's share of the broker-wide request budget, released once answered.
+    _budget: OwnedSemaphorePermit,
 }
 
 pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -41,13 +45,14 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
     let writer = tokio::spawn(write_responses(write_half, queue).in_current_span());
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let max_bytes = broker.config.socket_request_max_bytes;
+    let budget_kib_max = (broker.config.queued_request_bytes_max / 1024).max(1);
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, max_bytes) => frame,
+            frame = read_frame(&mut reader, max_bytes, &broker.request_budget, budget_kib_max) => frame,
             _ = shutdown.changed() => break,
         };
-        let frame = match frame {
-            Ok(Some(frame)) => frame,
+        let (frame, budget) = match frame {
+            Ok(Some(read)) => read,
             Ok(None) => break,
             Err(FrameError::Io(error)) => {
                 // Peers resetting or dropping connections is ordinary.
@@ -72,7 +77,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
         let (api_key, version, correlation_id) = (request.api_key, request.version, request.correlation_id);
         let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
         let pending = broker.handle(request, &client_host).instrument(span).await;
-        if outgoing.send(Outgoing { api_key, version, correlation_id, pending }).await.is_err() {
+        if outgoing.send(Outgoing { api_key, version, correlation_id, pending, _budget: budget }).await.is_err() {
             break;
         }
     }
@@ -80,7 +85,13 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
     let _ = writer.await;
 }
 
-async fn read_frame(reader: &mut BufReader<OwnedReadHalf>, max_bytes: usize) -> Result<Option<Bytes>, FrameError> {
+/// Reads one frame, first taking its size (in KiB) from the broker-wide request budget.
+async fn read_frame(
+    reader: &mut BufReader<OwnedReadHalf>,
+    max_bytes: usize,
+    budget: &Arc<Semaphore>,
+    budget_kib_max: usize,
+) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, FrameError> {
     let size = match reader.read_i32().await {
         Ok(size) => size,
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -89,9 +100,12 @@ async fn read_frame(reader: &mut BufReader<OwnedReadHalf>, max_bytes: usize) -> 
     if size < 0 || size as usize > max_bytes {
         return Err(FrameError::TooLarge(i64::from(size)));
     }
+    // A frame larger than the whole budget takes all of it, so it waits for the others.
+    let kib = (size as usize).div_ceil(1024).clamp(1, budget_kib_max) as u32;
+    let permit = budget.clone().acquire_many_owned(kib).await.map_err(|_| FrameError::Closed)?;
     let mut frame = BytesMut::zeroed(size as usize);
     reader.read_exact(&mut frame).await?;
-    Ok(Some(frame.freeze()))
+    Ok(Some((frame.freeze(), permit)))
 }
 
 async fn write_responses(write_half: OwnedWriteHalf, mut queue: mpsc::Receiver<Outgoing>) {

@@ -52,7 +52,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     };
     let coordinator = Coordinator::open(log.store(), limits, config.offsets_retention_ms).await?;
     let config = Arc::new(config);
-    let broker = Arc::new(Broker { log: log.clone(), coordinator: coordinator.clone(), config: config.clone() });
+    let broker = Arc::new(Broker::new(log.clone(), coordinator.clone(), config.clone()));
     let (stop, stopped) = watch::channel(false);
 
     let mut background = JoinSet::new();

@@ -36,6 +36,15 @@ pub struct Broker {
     pub log: Log,
     pub coordinator: Coordinator,
     pub config: Arc<Config>,
+    /// KiB of requests read and not yet answered (see `queued_request_bytes_max`).
+    pub request_budget: Arc<tokio::sync::Semaphore>,
+}
+
+impl Broker {
+    pub fn new(log: Log, coordinator: Coordinator, config: Arc<Config>) -> Broker {
+        let budget_kib = (config.queued_request_bytes_max / 1024).max(1);
+        Broker { log, coordinator, config, request_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)) }
+    }
 }
 
 impl Broker {
