@@ -27,6 +27,9 @@ pub enum LogError {
     /// A replication factor other than 1 (this is a single-replica broker).
     #[error("Replication factor: {0} larger than available brokers: 1.")]
     InvalidReplicationFactor(i16),
+    /// Replica assignments that do not fit the request.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
     /// A config name or value that is not accepted.
     #[error("{0}")]
     InvalidConfig(String),
@@ -72,6 +75,7 @@ impl LogError {
             LogError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
             LogError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
             LogError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            LogError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             LogError::InvalidRequest(_) => ResponseError::InvalidRequest,
             LogError::Batch(BatchError::Corrupt | BatchError::CrcMismatch) => ResponseError::CorruptMessage,
             LogError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,

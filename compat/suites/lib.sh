@@ -13,6 +13,7 @@
 #   zombi_stop          SIGTERM, then SIGKILL after 10 s
 #   zombi_alive         true while the broker runs
 #   zombi_restart [ARGS] stop, then start again with a fresh data dir
+#   zombi_identity      "sha256=<12 hex> mtime=<UTC>" of $ZOMBI_BIN, for the result files
 # With ZOMBI_LOG_DIR set, the broker logs go to $ZOMBI_LOG_DIR/zombi-N.log (N counts starts) and
 # the temporary dir is removed on stop.
 
@@ -116,6 +117,13 @@ zombi_stop() {
         fi
     fi
     ZOMBI_WORK=
+}
+
+zombi_identity() {
+    local sum mtime
+    sum=$(sha256sum "$ZOMBI_BIN" | cut -c1-12)
+    mtime=$(date -u -r "$ZOMBI_BIN" +%Y-%m-%dT%H:%M:%SZ)
+    echo "sha256=$sum mtime=$mtime"
 }
 
 zombi_restart() {

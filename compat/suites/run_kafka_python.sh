@@ -35,6 +35,7 @@ LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
 PIP_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 pytest-mock==3.17.0 lz4==4.4.5 python-snappy==0.7.3
           zstandard==0.25.0 crc32c==2.9.post0)
 require_zombi_bin
+ZOMBI_ID=$(zombi_identity)
 
 # ---------------------------------------------------------------- prepare (idempotent)
 command -v python3 >/dev/null || apt_install python3 python3-venv
@@ -91,6 +92,7 @@ zombi_stop
 SECS=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$START" "$END")
 if [ -z "${SMOKE:-}" ]; then
     python3 "$SUITES_HERE/results.py" finish "$JSONL" "$RESULTS_DIR/$SUITE.json" "$SUITE" "$VERSION" "$SECS" \
+        "zombi_bin=$ZOMBI_BIN $ZOMBI_ID" \
         "zombi_args=${ZOMBI_ARGS[*]}" "per_test_timeout_s=$TEST_TIMEOUT" "kafka_version=4.0.0" "logs=$LOGDIR"
 fi
 python3 - "$JSONL" "$rc" <<'EOF'

@@ -25,6 +25,7 @@ SRC=$SUITES_DIR/rdkafka-$VERSION
 TARGET=$SUITES_DIR/rdkafka-target
 LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
 require_zombi_bin
+ZOMBI_ID=$(zombi_identity)
 
 # ---------------------------------------------------------------- prepare (idempotent)
 apt_install build-essential pkg-config zlib1g-dev python3
@@ -137,7 +138,9 @@ END=$(date +%s.%N)
 SECS=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$START" "$END")
 if [ -z "${SMOKE:-}" ]; then
     python3 "$SUITES_HERE/results.py" finish "$JSONL" "$RESULTS_DIR/$SUITE.json" "$SUITE" "$VERSION" "$SECS" \
-        "zombi_args=${ZOMBI_ARGS[*]}" "per_test_timeout_s=$TEST_TIMEOUT" "logs=$LOGDIR"
+        "zombi_bin=$ZOMBI_BIN $ZOMBI_ID" \
+        "zombi_args=${ZOMBI_ARGS[*]}" "kafka_listen=127.0.0.1:${ZOMBI_KAFKA_PORT:-random}" \
+        "per_test_timeout_s=$TEST_TIMEOUT" "logs=$LOGDIR"
 fi
 python3 - "$JSONL" <<'EOF'
 import json, sys

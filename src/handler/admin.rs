@@ -158,7 +158,8 @@ pub(super) async fn create_partitions(
         }) {
             Err(LogError::InvalidRequest("Replica assignments may only name this broker.".into()))
         } else {
-            broker.log.create_partitions(wanted.name.as_str(), wanted.count, request.validate_only).await
+            let assignments = wanted.assignments.as_ref().map(Vec::len);
+            broker.log.create_partitions(wanted.name.as_str(), wanted.count, assignments, request.validate_only).await
         };
         if let Err(error) = outcome {
             result.error_code = error.code();

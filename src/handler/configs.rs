@@ -28,7 +28,7 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, _version: i16) -> DescribeConfigsResponse {
+pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
     for resource in request.resources {
         let mut result = DescribeConfigsResult::default();
@@ -66,6 +66,9 @@ pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, _versio
                     entry.value = Some(str_bytes(value));
                     entry.config_source = source;
                     entry.read_only = read_only;
+                    if version >= 3 {
+                        entry.config_type = topic_config::config_type(entry.name.as_str());
+                    }
                     result.configs.push(entry);
                 }
             }
@@ -96,6 +99,24 @@ fn broker_configs(broker: &Broker) -> Vec<(String, String, i8, bool)> {
         ("node.id", config.node_id.to_string()),
         ("num.partitions", config.num_partitions.to_string()),
         ("socket.request.max.bytes", config.socket_request_max_bytes.to_string()),
+        ("group.initial.rebalance.delay.ms", config.group_initial_rebalance_delay_ms.to_string()),
+        ("group.min.session.timeout.ms", config.group_min_session_timeout_ms.to_string()),
+        ("group.max.session.timeout.ms", config.group_max_session_timeout_ms.to_string()),
+        ("offsets.retention.minutes", (config.offsets_retention_ms / 60_000).to_string()),
+        ("default.replication.factor", "1".to_string()),
+        ("min.insync.replicas", "1".to_string()),
+        // Kafka's defaults of settings that mean nothing here, listed because tools read them.
+        ("background.threads", "10".to_string()),
+        ("compression.type", "producer".to_string()),
+        ("log.cleanup.policy", "delete".to_string()),
+        ("log.flush.interval.messages", i64::MAX.to_string()),
+        ("log.flush.interval.ms", "null".to_string()),
+        ("log.message.timestamp.type", "CreateTime".to_string()),
+        ("log.roll.ms", "null".to_string()),
+        ("log.segment.bytes", "1073741824".to_string()),
+        ("num.io.threads", "8".to_string()),
+        ("num.network.threads", "3".to_string()),
+        ("unclean.leader.election.enable", "false".to_string()),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_string(), value, SOURCE_STATIC_BROKER, true))

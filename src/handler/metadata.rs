@@ -59,11 +59,21 @@ pub(super) async fn metadata(broker: &Arc<Broker>, request: MetadataRequest, ver
     // Before v4 the request had no flag and topics were always auto-created.
     let allow_create = version < 4 || request.allow_auto_topic_creation;
     for wanted in request.topics.unwrap_or_default() {
+        let existed = wanted.name.as_ref().is_some_and(|name| broker.log.topic(name.as_str()).is_some());
         let found = match &wanted.name {
             Some(name) => lookup(broker, name.as_str(), allow_create).await.map_err(|e| (e, Some(name.clone()))),
             None => broker.log.topic_by_id(wanted.topic_id).ok_or((LogError::UnknownTopicId, None)),
         };
         let topic = match found {
+            // Kafka answers the request that auto-creates a topic with LEADER_NOT_AVAILABLE; clients
+            // ask again, and some (and their tests) rely on that first answer.
+            Ok(topic) if !existed && wanted.name.is_some() => {
+                let mut out = MetadataResponseTopic::default();
+                out.error_code = ResponseError::LeaderNotAvailable.code();
+                out.name = Some(topic_name(&topic.name));
+                out.topic_id = topic.id;
+                out
+            }
             Ok(topic) => describe_topic(broker, &topic),
             Err((error, name)) => {
                 let mut topic = MetadataResponseTopic::default();

@@ -31,7 +31,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
         let topic = if version >= 13 {
             broker.log.topic_by_id(topic_data.topic_id).ok_or(LogError::UnknownTopicId)
         } else {
-            broker.topic_or_create(topic_data.name.as_str(), true).await
+            // As in Kafka, only Metadata creates topics; a produce to an unknown one is refused.
+            broker.log.topic(topic_data.name.as_str()).ok_or(LogError::UnknownTopicOrPartition)
         };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {

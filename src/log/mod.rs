@@ -456,7 +456,13 @@ impl Log {
     }
 
     /// Raises a topic's partition count.
-    pub async fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), LogError> {
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<usize>,
+        validate_only: bool,
+    ) -> Result<(), LogError> {
         let _admin = self.inner.admin.lock().await;
         let topic = self.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
         let current = topic.partitions.len() as i32;
@@ -470,6 +476,14 @@ impl Log {
         }
         if count > 10_000 {
             return Err(LogError::InvalidPartitions("Number of partitions must be at most 10000.".into()));
+        }
+        if let Some(given) = assignments
+            && given != (count - current) as usize
+        {
+            return Err(LogError::InvalidReplicaAssignment(format!(
+                "Increasing the number of partitions by {} but {given} assignments provided.",
+                count - current
+            )));
         }
         if validate_only {
             return Ok(());

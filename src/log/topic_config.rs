@@ -187,6 +187,26 @@ const GROUP: &[(&str, Kind)] = &[
     ("streams.session.timeout.ms", Kind::Int { min: 1 }),
 ];
 
+/// DescribeConfigs' config type (BOOLEAN 1, STRING 2, INT 3, LONG 5, DOUBLE 6, LIST 7) of a topic,
+/// broker or group config name.
+pub fn config_type(name: &str) -> i8 {
+    if name.ends_with("cleanup.policy") || name.ends_with(".replicas") || name == "advertised.listeners" {
+        return 7;
+    }
+    let kind = [KNOWN, BROKER_DYNAMIC, GROUP].iter().find_map(|known| known.iter().find(|(n, _)| *n == name));
+    match kind.map(|(_, kind)| kind) {
+        Some(Kind::Long { .. }) => 5,
+        Some(Kind::Int { .. }) => 3,
+        Some(Kind::Ratio) => 6,
+        Some(Kind::Bool) => 1,
+        Some(Kind::Text | Kind::OneOf(_)) => 2,
+        None if name.ends_with(".ms") || name.ends_with(".bytes") => 5,
+        None if name.ends_with(".id") || name.ends_with(".partitions") => 3,
+        None if name.ends_with(".enable") => 1,
+        None => 2,
+    }
+}
+
 /// Checks a dynamic broker config.
 pub fn validate_broker(name: &str, value: &str) -> Result<(), String> {
     validate_in(BROKER_DYNAMIC, "broker", name, value)

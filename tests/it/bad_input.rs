@@ -172,6 +172,7 @@ fn corrupt_and_oversized_batches_are_refused_and_nothing_is_stored() {
     let broker = TestBroker::start(&["--message-max-bytes", "2000"]);
     let mut raw = Raw::connect(&broker.bootstrap);
     let topic = unique_topic("corrupt");
+    assert_eq!(create_topic_raw(&mut raw, &topic, &[]), 0);
     let good = batch(&[b"one", b"two"], None);
     assert_eq!(produce(&mut raw, &topic, good.clone()), (0, 0));
 
@@ -185,6 +186,25 @@ fn corrupt_and_oversized_batches_are_refused_and_nothing_is_stored() {
     assert_eq!(latest_offset(&mut raw, &topic), 2, "refused batches left nothing behind");
     assert_eq!(produce(&mut raw, &topic, good).0, 0);
     assert_eq!(latest_offset(&mut raw, &topic), 4);
+}
+
+/// Kafka creates topics on Metadata only: the request that creates one gets LEADER_NOT_AVAILABLE,
+/// the next one the topic, and a produce to an unknown topic is refused.
+#[test]
+fn metadata_auto_creates_and_produce_does_not() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let topic = unique_topic("auto");
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"x"], None)).0, UNKNOWN_TOPIC_OR_PARTITION);
+    let mut wanted = MetadataRequestTopic::default();
+    wanted.name = Some(TopicName(StrBytes::from_string(topic.clone())));
+    let mut request = MetadataRequest::default();
+    request.topics = Some(vec![wanted]);
+    request.allow_auto_topic_creation = true;
+    assert_eq!(raw.call(12, &request).topics[0].error_code, 5, "LEADER_NOT_AVAILABLE while it is created");
+    let answer = raw.call(12, &request);
+    assert_eq!((answer.topics[0].error_code, answer.topics[0].partitions.len()), (0, 1));
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"x"], None)), (0, 0));
 }
 
 #[test]
@@ -206,6 +226,7 @@ fn idempotent_sequences_are_checked_and_duplicates_get_their_first_offset() {
     let broker = TestBroker::start(&[]);
     let mut raw = Raw::connect(&broker.bootstrap);
     let topic = unique_topic("sequences");
+    assert_eq!(create_topic_raw(&mut raw, &topic, &[]), 0);
     let request = kafka_protocol::messages::InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(60_000);
@@ -271,6 +292,7 @@ fn list_offsets_answers_at_every_advertised_version() {
     let broker = TestBroker::start(&[]);
     let mut raw = Raw::connect(&broker.bootstrap);
     let topic = unique_topic("list-offsets");
+    assert_eq!(create_topic_raw(&mut raw, &topic, &[]), 0);
     assert_eq!(produce(&mut raw, &topic, batch(&[b"a", b"b", b"c"], None)), (0, 0));
     for version in 1..=10 {
         let mut partition = ListOffsetsPartition::default();
