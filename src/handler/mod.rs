@@ -2,6 +2,7 @@
 //! handler applies it to the log, and returns the response for the connection to encode.
 
 mod admin;
+mod cluster;
 mod configs;
 mod fetch;
 mod groups;
@@ -92,6 +93,22 @@ impl Broker {
             }
             RequestKind::ListGroups(body) => ResponseKind::ListGroups(groups::list_groups(self, body)),
             RequestKind::DeleteGroups(body) => ResponseKind::DeleteGroups(groups::delete_groups(self, body).await),
+            RequestKind::DescribeTopicPartitions(body) => {
+                ResponseKind::DescribeTopicPartitions(metadata::describe_topic_partitions(self, body))
+            }
+            RequestKind::ElectLeaders(body) => ResponseKind::ElectLeaders(cluster::elect_leaders(self, body)),
+            RequestKind::ListPartitionReassignments(body) => {
+                ResponseKind::ListPartitionReassignments(cluster::list_partition_reassignments(body))
+            }
+            RequestKind::AlterPartitionReassignments(body) => {
+                ResponseKind::AlterPartitionReassignments(cluster::alter_partition_reassignments(self, body))
+            }
+            RequestKind::DescribeLogDirs(body) => {
+                ResponseKind::DescribeLogDirs(cluster::describe_log_dirs(self, body, version))
+            }
+            RequestKind::AlterReplicaLogDirs(body) => {
+                ResponseKind::AlterReplicaLogDirs(cluster::alter_replica_log_dirs(self, body))
+            }
             RequestKind::OffsetDelete(body) => ResponseKind::OffsetDelete(groups::offset_delete(self, body).await),
             RequestKind::CreatePartitions(body) => {
                 ResponseKind::CreatePartitions(admin::create_partitions(self, body).await)

@@ -74,7 +74,13 @@ pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
         | ApiKey::DescribeGroups
         | ApiKey::ListGroups
         | ApiKey::DeleteGroups
-        | ApiKey::OffsetDelete => Some(range),
+        | ApiKey::OffsetDelete
+        | ApiKey::ElectLeaders
+        | ApiKey::ListPartitionReassignments
+        | ApiKey::AlterPartitionReassignments
+        | ApiKey::DescribeLogDirs
+        | ApiKey::AlterReplicaLogDirs
+        | ApiKey::DescribeTopicPartitions => Some(range),
         _ => None,
     }
 }

@@ -1,0 +1,168 @@
+//! Replica and log-dir administration of a one-broker, one-replica cluster: ElectLeaders,
+//! List/AlterPartitionReassignments, DescribeLogDirs and AlterReplicaLogDirs. Each answers what
+//! Apache Kafka answers for a cluster where every partition has exactly this broker as replica.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::alter_partition_reassignments_response::{
+    ReassignablePartitionResponse, ReassignableTopicResponse,
+};
+use kafka_protocol::messages::alter_replica_log_dirs_response::{
+    AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
+};
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterReplicaLogDirsRequest,
+    AlterReplicaLogDirsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, ElectLeadersRequest,
+    ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+};
+
+use super::{Broker, str_bytes, topic_name};
+
+fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
+    broker.log.topic(topic).is_some_and(|t| t.partition(partition).is_some())
+}
+
+/// The one leader is always the preferred one: every election is ELECTION_NOT_NEEDED.
+pub(super) fn elect_leaders(broker: &Broker, request: ElectLeadersRequest) -> ElectLeadersResponse {
+    let wanted: Vec<(String, Vec<i32>)> = match request.topic_partitions {
+        Some(topics) => topics.into_iter().map(|t| (t.topic.as_str().to_string(), t.partitions)).collect(),
+        None => broker
+            .log
+            .topics()
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.index).collect()))
+            .collect(),
+    };
+    let mut response = ElectLeadersResponse::default();
+    for (topic, partitions) in wanted {
+        let mut result = ReplicaElectionResult::default();
+        result.topic = topic_name(&topic);
+        for partition in partitions {
+            let mut outcome = PartitionResult::default();
+            outcome.partition_id = partition;
+            outcome.error_code = if partition_exists(broker, &topic, partition) {
+                ResponseError::ElectionNotNeeded.code()
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
+            };
+            result.partition_result.push(outcome);
+        }
+        response.replica_election_results.push(result);
+    }
+    response
+}
+
+/// Nothing is ever being reassigned.
+pub(super) fn list_partition_reassignments(
+    _request: ListPartitionReassignmentsRequest,
+) -> ListPartitionReassignmentsResponse {
+    ListPartitionReassignmentsResponse::default()
+}
+
+/// The only valid assignment is this broker alone, which is already in place.
+pub(super) fn alter_partition_reassignments(
+    broker: &Broker,
+    request: AlterPartitionReassignmentsRequest,
+) -> AlterPartitionReassignmentsResponse {
+    let node = broker.config.node_id;
+    let mut response = AlterPartitionReassignmentsResponse::default();
+    for topic in request.topics {
+        let mut result = ReassignableTopicResponse::default();
+        for partition in topic.partitions {
+            let mut outcome = ReassignablePartitionResponse::default();
+            outcome.partition_index = partition.partition_index;
+            let (code, message) = match &partition.replicas {
+                _ if !partition_exists(broker, topic.name.as_str(), partition.partition_index) => {
+                    (ResponseError::UnknownTopicOrPartition.code(), None)
+                }
+                None => (ResponseError::NoReassignmentInProgress.code(), Some("No reassignment is in progress.")),
+                Some(replicas) if replicas.len() == 1 && replicas[0].0 == node => (0, None),
+                Some(_) => (ResponseError::InvalidReplicaAssignment.code(), Some("This cluster has one broker.")),
+            };
+            outcome.error_code = code;
+            outcome.error_message = message.map(str_bytes);
+            result.partitions.push(outcome);
+        }
+        result.name = topic.name;
+        response.responses.push(result);
+    }
+    response
+}
+
+/// One log dir, the data dir, holding every partition.
+pub(super) fn describe_log_dirs(
+    broker: &Arc<Broker>,
+    request: DescribeLogDirsRequest,
+    version: i16,
+) -> DescribeLogDirsResponse {
+    let wanted: Vec<(String, Vec<i32>)> = match request.topics {
+        Some(topics) => topics.into_iter().map(|t| (t.topic.as_str().to_string(), t.partitions)).collect(),
+        None => broker
+            .log
+            .topics()
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.index).collect()))
+            .collect(),
+    };
+    let mut result = DescribeLogDirsResult::default();
+    result.log_dir = str_bytes(log_dir(broker));
+    for (topic, partitions) in wanted {
+        let mut entry = DescribeLogDirsTopic::default();
+        entry.name = topic_name(&topic);
+        for partition in partitions.into_iter().filter(|p| partition_exists(broker, &topic, *p)) {
+            let mut p = DescribeLogDirsPartition::default();
+            p.partition_index = partition;
+            entry.partitions.push(p);
+        }
+        if !entry.partitions.is_empty() {
+            result.topics.push(entry);
+        }
+    }
+    if version >= 4 {
+        result.total_bytes = -1;
+        result.usable_bytes = -1;
+    }
+    let mut response = DescribeLogDirsResponse::default();
+    response.results.push(result);
+    response
+}
+
+fn log_dir(broker: &Broker) -> String {
+    let path = broker.config.data_dir.join("hot");
+    std::fs::canonicalize(&path).unwrap_or(path).display().to_string()
+}
+
+/// Moving a replica to the log dir it is in is a no-op; there is no other.
+pub(super) fn alter_replica_log_dirs(
+    broker: &Arc<Broker>,
+    request: AlterReplicaLogDirsRequest,
+) -> AlterReplicaLogDirsResponse {
+    let ours = log_dir(broker);
+    let mut response = AlterReplicaLogDirsResponse::default();
+    for dir in request.dirs {
+        let known = dir.path.as_str() == ours;
+        for topic in dir.topics {
+            let mut result = AlterReplicaLogDirTopicResult::default();
+            for partition in topic.partitions {
+                let mut outcome = AlterReplicaLogDirPartitionResult::default();
+                outcome.partition_index = partition;
+                outcome.error_code = match () {
+                    _ if !partition_exists(broker, topic.name.as_str(), partition) => {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    }
+                    _ if !known => ResponseError::LogDirNotFound.code(),
+                    _ => 0,
+                };
+                result.partitions.push(outcome);
+            }
+            result.topic_name = topic.name;
+            response.results.push(result);
+        }
+    }
+    response
+}
