@@ -398,3 +398,60 @@ fn kafka_topic_configs_are_accepted() {
     assert_eq!(create_topic_raw(&mut raw, &unique_topic("configs"), &configs), 0);
     assert_eq!(create_topic_raw(&mut raw, &unique_topic("bad-ratio"), &[("min.cleanable.dirty.ratio", "2")]), 40);
 }
+
+/// Regression (kafka-python's admin suite): the replica and log-dir APIs of a one-broker cluster
+/// answer as Kafka does instead of closing the connection.
+#[test]
+fn one_broker_cluster_admin_apis_answer() {
+    use kafka_protocol::messages::{
+        DescribeLogDirsRequest, DescribeTopicPartitionsRequest, ElectLeadersRequest, describe_topic_partitions_request,
+        elect_leaders_request,
+    };
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let topic = unique_topic("cluster");
+    let mut create = CreatableTopic::default();
+    create.name = TopicName(StrBytes::from_string(topic.clone()));
+    create.num_partitions = 3;
+    create.replication_factor = 1;
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![create];
+    assert_eq!(raw.call(7, &request).topics[0].error_code, 0);
+
+    let mut wanted = elect_leaders_request::TopicPartitions::default();
+    wanted.topic = TopicName(StrBytes::from_string(topic.clone()));
+    wanted.partitions = vec![0, 1, 7];
+    let mut elect = ElectLeadersRequest::default();
+    elect.topic_partitions = Some(vec![wanted]);
+    let codes: Vec<i16> =
+        raw.call(2, &elect).replica_election_results[0].partition_result.iter().map(|p| p.error_code).collect();
+    assert_eq!(codes, vec![84, 84, UNKNOWN_TOPIC_OR_PARTITION], "ELECTION_NOT_NEEDED for real partitions");
+
+    let mut all_dirs = DescribeLogDirsRequest::default();
+    all_dirs.topics = None; // null: every topic
+    let dirs = raw.call(4, &all_dirs);
+    assert_eq!(dirs.results.len(), 1);
+    let listed = dirs.results[0].topics.iter().find(|t| t.name.as_str() == topic).expect("topic listed");
+    assert_eq!(listed.partitions.len(), 3);
+
+    // Paged two partitions at a time: the cursor picks up where the first page stopped.
+    let mut page = DescribeTopicPartitionsRequest::default();
+    page.topics = vec![
+        describe_topic_partitions_request::TopicRequest::default()
+            .with_name(TopicName(StrBytes::from_string(topic.clone()))),
+    ];
+    page.response_partition_limit = 2;
+    let first = raw.call(0, &page);
+    assert_eq!(first.topics[0].partitions.len(), 2);
+    let cursor = first.next_cursor.expect("a cursor for the rest");
+    assert_eq!(cursor.partition_index, 2);
+    page.cursor = Some(
+        describe_topic_partitions_request::Cursor::default()
+            .with_topic_name(cursor.topic_name)
+            .with_partition_index(cursor.partition_index),
+    );
+    let second = raw.call(0, &page);
+    let indexes: Vec<i32> = second.topics[0].partitions.iter().map(|p| p.partition_index).collect();
+    assert_eq!(indexes, vec![2]);
+    assert!(second.next_cursor.is_none());
+}
