@@ -17,3 +17,13 @@ echo "== cargo test"
 cargo test --release --lib --bins --tests
 echo "== compat (kcat, confluent-kafka)"
 ZOMBI_BIN="$CARGO_TARGET_DIR/release/zombi" compat/run.sh
+echo "== client suites, smoke list (compat/suites/smoke.txt)"
+# kafka-python's suite is a pip install away and always runs. librdkafka's and the rdkafka crate's
+# each compile librdkafka (~10 min apiece on 2 cores): they run here once built, which
+# `compat/suites/run_smoke.sh` (or ZOMBI_SMOKE_BUILD=1 here) does on a new machine.
+suites_dir="${ZOMBI_CACHE:-$HOME/.cache/zombi}/suites"
+smoke=(kafka_python)
+if [ "${ZOMBI_SMOKE_BUILD:-0}" = 1 ] || [ -f "$suites_dir/librdkafka-2.12.1/.zombi-built" ]; then smoke+=(librdkafka); fi
+if [ "${ZOMBI_SMOKE_BUILD:-0}" = 1 ] || [ -f "$suites_dir/rdkafka-0.39.0/.zombi-prepared" ]; then smoke+=(rdkafka); fi
+[ "${#smoke[@]}" -eq 3 ] || echo "smoke: librdkafka/rdkafka suites not built here; running ${smoke[*]}"
+ZOMBI_BIN="$CARGO_TARGET_DIR/release/zombi" compat/suites/run_smoke.sh "${smoke[@]}"
