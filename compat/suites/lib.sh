@@ -14,6 +14,9 @@
 #   zombi_alive         true while the broker runs
 #   zombi_restart [ARGS] stop, then start again with a fresh data dir
 #   zombi_identity      "sha256=<12 hex> mtime=<UTC>" of $ZOMBI_BIN, for the result files
+#   suite_lock SUITE    holds $SUITES_DIR/.SUITE.lock for the rest of the script: two runs of
+#                       one suite share its build, logs and (librdkafka) tests/test.conf, so the
+#                       second waits (at most $ZOMBI_SUITE_LOCK_WAIT s, default 3600) or fails
 # With ZOMBI_LOG_DIR set, the broker logs go to $ZOMBI_LOG_DIR/zombi-N.log (N counts starts) and
 # the temporary dir is removed on stop.
 
@@ -117,6 +120,17 @@ zombi_stop() {
         fi
     fi
     ZOMBI_WORK=
+}
+
+suite_lock() {
+    exec 9>"$SUITES_DIR/.$1.lock"
+    if ! flock -n 9; then
+        log "another run of the $1 suite holds $SUITES_DIR/.$1.lock; waiting"
+        if ! flock -w "${ZOMBI_SUITE_LOCK_WAIT:-3600}" 9; then
+            echo "gave up waiting for $SUITES_DIR/.$1.lock" >&2
+            exit 1
+        fi
+    fi
 }
 
 zombi_identity() {

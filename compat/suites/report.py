@@ -12,6 +12,9 @@ suite matches and whose regex matches the test name, and, if given, whose status
                tools, hard-coded addresses, timing assumptions, local-only tests, quick mode)
   unclassified no rule matched: triage it and add a rule
 
+compat/suites/notes.md, if present, is copied in after the broker-bug table (findings that the
+result files cannot show, e.g. sub-tests hidden behind a test's first failure).
+
 Exit status: 0, or 1 if a results file is missing or unreadable.
 """
 import argparse
@@ -151,6 +154,12 @@ def main():
     if unclassified:
         w("Unclassified (add a rule to compat/suites/triage.json): " +
           ", ".join("%s `%s`" % (s, n) for s, n in unclassified))
+        w("")
+
+    notes = os.path.join(HERE, "notes.md")
+    if os.path.exists(notes):
+        with open(notes) as f:
+            w(f.read().rstrip("\n"))
         w("")
 
     for suite, title, script in SUITES:

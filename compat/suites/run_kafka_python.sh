@@ -35,6 +35,7 @@ LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
 PIP_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 pytest-mock==3.17.0 lz4==4.4.5 python-snappy==0.7.3
           zstandard==0.25.0 crc32c==2.9.post0)
 require_zombi_bin
+suite_lock "$SUITE"
 ZOMBI_ID=$(zombi_identity)
 
 # ---------------------------------------------------------------- prepare (idempotent)

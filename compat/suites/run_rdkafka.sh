@@ -25,6 +25,7 @@ SRC=$SUITES_DIR/rdkafka-$VERSION
 TARGET=$SUITES_DIR/rdkafka-target
 LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
 require_zombi_bin
+suite_lock "$SUITE"
 ZOMBI_ID=$(zombi_identity)
 
 # ---------------------------------------------------------------- prepare (idempotent)
