@@ -23,21 +23,23 @@ use kafka_protocol::messages::{
 
 use super::{Broker, str_bytes, topic_name};
 
+/// The partitions a request names, or (when it names none, with null) every partition.
+fn requested_or_all(broker: &Broker, named: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<i32>)> {
+    named.unwrap_or_else(|| {
+        broker.log.topics().iter().map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.index).collect())).collect()
+    })
+}
+
 fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
     broker.log.topic(topic).is_some_and(|t| t.partition(partition).is_some())
 }
 
 /// The one leader is always the preferred one: every election is ELECTION_NOT_NEEDED.
 pub(super) fn elect_leaders(broker: &Broker, request: ElectLeadersRequest) -> ElectLeadersResponse {
-    let wanted: Vec<(String, Vec<i32>)> = match request.topic_partitions {
-        Some(topics) => topics.into_iter().map(|t| (t.topic.as_str().to_string(), t.partitions)).collect(),
-        None => broker
-            .log
-            .topics()
-            .iter()
-            .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.index).collect()))
-            .collect(),
-    };
+    let named = request
+        .topic_partitions
+        .map(|topics| topics.into_iter().map(|t| (t.topic.as_str().to_string(), t.partitions)).collect());
+    let wanted = requested_or_all(broker, named);
     let mut response = ElectLeadersResponse::default();
     for (topic, partitions) in wanted {
         let mut result = ReplicaElectionResult::default();
@@ -100,15 +102,9 @@ pub(super) fn describe_log_dirs(
     request: DescribeLogDirsRequest,
     version: i16,
 ) -> DescribeLogDirsResponse {
-    let wanted: Vec<(String, Vec<i32>)> = match request.topics {
-        Some(topics) => topics.into_iter().map(|t| (t.topic.as_str().to_string(), t.partitions)).collect(),
-        None => broker
-            .log
-            .topics()
-            .iter()
-            .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.index).collect()))
-            .collect(),
-    };
+    let named =
+        request.topics.map(|topics| topics.into_iter().map(|t| (t.topic.as_str().to_string(), t.partitions)).collect());
+    let wanted = requested_or_all(broker, named);
     let mut result = DescribeLogDirsResult::default();
     result.log_dir = str_bytes(log_dir(broker));
     for (topic, partitions) in wanted {
