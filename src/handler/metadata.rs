@@ -20,6 +20,13 @@ use super::{Broker, str_bytes, topic_name};
 use crate::log::{LogError, Topic};
 use crate::protocol::supported_versions;
 
+/// With no authorizer every client may do everything a resource supports, which Kafka reports as
+/// these bit sets (AclOperation codes): a topic's READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS, and the cluster's CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
+/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
+const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
 pub(super) fn api_versions() -> ApiVersionsResponse {
     let mut response = ApiVersionsResponse::default();
     response.api_keys = ApiKey::iter()
@@ -44,6 +51,10 @@ pub(super) fn api_versions_unsupported() -> ApiVersionsResponse {
 pub(super) async fn metadata(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
     let config = &broker.config;
     let mut response = MetadataResponse::default();
+    if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+    }
+    let topic_operations = version >= 8 && request.include_topic_authorized_operations;
     let mut node = MetadataResponseBroker::default();
     node.node_id = config.node_id.into();
     node.host = str_bytes(config.kafka_advertised_host.clone());
@@ -58,6 +69,9 @@ pub(super) async fn metadata(broker: &Arc<Broker>, request: MetadataRequest, ver
     };
     if all {
         response.topics = broker.log.topics().iter().map(|topic| describe_topic(broker, topic)).collect();
+        if topic_operations {
+            response.topics.iter_mut().for_each(|t| t.topic_authorized_operations = TOPIC_OPERATIONS);
+        }
         return response;
     }
     // Before v4 the request had no flag and topics were always auto-created.
@@ -78,7 +92,13 @@ pub(super) async fn metadata(broker: &Arc<Broker>, request: MetadataRequest, ver
                 out.topic_id = topic.id;
                 out
             }
-            Ok(topic) => describe_topic(broker, &topic),
+            Ok(topic) => {
+                let mut described = describe_topic(broker, &topic);
+                if topic_operations {
+                    described.topic_authorized_operations = TOPIC_OPERATIONS;
+                }
+                described
+            }
             Err((error, name)) => {
                 let mut topic = MetadataResponseTopic::default();
                 topic.error_code = error.code();
@@ -120,9 +140,12 @@ fn describe_topic(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
     out
 }
 
-pub(super) fn describe_cluster(broker: &Broker, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub(super) fn describe_cluster(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
     let config = &broker.config;
     let mut response = DescribeClusterResponse::default();
+    if request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+    }
     response.cluster_id = str_bytes(broker.log.cluster_id());
     response.controller_id = config.node_id.into();
     let mut node = DescribeClusterBroker::default();

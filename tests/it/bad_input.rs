@@ -455,3 +455,25 @@ fn one_broker_cluster_admin_apis_answer() {
     assert_eq!(indexes, vec![2]);
     assert!(second.next_cursor.is_none());
 }
+
+/// Regression (librdkafka 0081_admin): asked for authorized operations, a broker without an
+/// authorizer reports every operation the resource supports, as Kafka does.
+#[test]
+fn authorized_operations_are_reported_when_asked() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let topic = unique_topic("operations");
+    assert_eq!(create_topic_raw(&mut raw, &topic, &[]), 0);
+    let mut wanted = MetadataRequestTopic::default();
+    wanted.name = Some(TopicName(StrBytes::from_string(topic)));
+    let mut request = MetadataRequest::default();
+    request.topics = Some(vec![wanted]);
+    request.include_topic_authorized_operations = true;
+    let operations = raw.call(12, &request).topics[0].topic_authorized_operations;
+    assert_eq!(operations.count_ones(), 8, "READ through ALTER_CONFIGS: {operations:#b}");
+    request.include_topic_authorized_operations = false;
+    assert_eq!(raw.call(12, &request).topics[0].topic_authorized_operations, i32::MIN, "not asked, not given");
+    let mut cluster = kafka_protocol::messages::DescribeClusterRequest::default();
+    cluster.include_cluster_authorized_operations = true;
+    assert_eq!(raw.call(1, &cluster).cluster_authorized_operations.count_ones(), 7);
+}
