@@ -247,22 +247,7 @@ fn idempotent_sequences_are_checked_and_duplicates_get_their_first_offset() {
 fn create_topics_checks_names_counts_factors_and_configs() {
     let broker = TestBroker::start(&[]);
     let mut raw = Raw::connect(&broker.bootstrap);
-    let topic = |name: &str, partitions: i32, factor: i16, configs: &[(&str, &str)]| {
-        let mut t = CreatableTopic::default();
-        t.name = TopicName(StrBytes::from_string(name.to_string()));
-        t.num_partitions = partitions;
-        t.replication_factor = factor;
-        t.configs = configs
-            .iter()
-            .map(|(k, v)| {
-                let mut c = CreatableTopicConfig::default();
-                c.name = StrBytes::from_string(k.to_string());
-                c.value = Some(StrBytes::from_string(v.to_string()));
-                c
-            })
-            .collect();
-        t
-    };
+    let topic = creatable;
     let mut request = CreateTopicsRequest::default();
     request.timeout_ms = 30_000;
     request.topics = vec![
@@ -345,11 +330,12 @@ fn health_endpoints_answer_once_serving() {
     }
 }
 
-fn create_topic_raw(raw: &mut Raw, name: &str, configs: &[(&str, &str)]) -> i16 {
+/// One topic of a CreateTopics request.
+fn creatable(name: &str, partitions: i32, factor: i16, configs: &[(&str, &str)]) -> CreatableTopic {
     let mut topic = CreatableTopic::default();
     topic.name = TopicName(StrBytes::from_string(name.to_string()));
-    topic.num_partitions = 1;
-    topic.replication_factor = 1;
+    topic.num_partitions = partitions;
+    topic.replication_factor = factor;
     topic.configs = configs
         .iter()
         .map(|(k, v)| {
@@ -359,10 +345,19 @@ fn create_topic_raw(raw: &mut Raw, name: &str, configs: &[(&str, &str)]) -> i16 
             c
         })
         .collect();
+    topic
+}
+
+/// Creates one topic with `partitions` partitions; returns the error code.
+fn create_topic_partitions(raw: &mut Raw, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
     let mut request = CreateTopicsRequest::default();
     request.timeout_ms = 30_000;
-    request.topics = vec![topic];
+    request.topics = vec![creatable(name, partitions, 1, configs)];
     raw.call(7, &request).topics[0].error_code
+}
+
+fn create_topic_raw(raw: &mut Raw, name: &str, configs: &[(&str, &str)]) -> i16 {
+    create_topic_partitions(raw, name, 1, configs)
 }
 
 /// Regression (librdkafka 0011_produce_batch): a compacted topic refuses records without a key
@@ -410,13 +405,7 @@ fn one_broker_cluster_admin_apis_answer() {
     let broker = TestBroker::start(&[]);
     let mut raw = Raw::connect(&broker.bootstrap);
     let topic = unique_topic("cluster");
-    let mut create = CreatableTopic::default();
-    create.name = TopicName(StrBytes::from_string(topic.clone()));
-    create.num_partitions = 3;
-    create.replication_factor = 1;
-    let mut request = CreateTopicsRequest::default();
-    request.topics = vec![create];
-    assert_eq!(raw.call(7, &request).topics[0].error_code, 0);
+    assert_eq!(create_topic_partitions(&mut raw, &topic, 3, &[]), 0);
 
     let mut wanted = elect_leaders_request::TopicPartitions::default();
     wanted.topic = TopicName(StrBytes::from_string(topic.clone()));
