@@ -23,6 +23,7 @@ pub mod http;
 pub mod log;
 pub mod protocol;
 pub mod server;
+pub mod tier;
 
 #[global_allocator]
 static ALLOCATOR: alloc::LazyHugeAllocator = alloc::LazyHugeAllocator;

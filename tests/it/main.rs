@@ -7,3 +7,4 @@ mod durability;
 mod groups;
 mod produce_consume;
 mod raw;
+mod tiering;
