@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the external peers the compat scripts and the integration tests use: kcat (Debian),
-# confluent-kafka and moto's S3 server (PyPI, in a venv under ${ZOMBI_CACHE:-~/.cache/zombi}/venv).
-# Idempotent.
+# confluent-kafka, moto's S3 server and the Iceberg readers (pyiceberg, DuckDB with its iceberg and
+# avro extensions as PyPI wheels, so nothing is downloaded at run time), all from PyPI in a venv
+# under ${ZOMBI_CACHE:-~/.cache/zombi}/venv. Idempotent.
 set -euo pipefail
 CONFLUENT_KAFKA_VERSION=2.16.1
 MOTO_VERSION=5.2.5
+PYICEBERG_VERSION=0.12.0
+DUCKDB_VERSION=1.5.5
 CACHE=${ZOMBI_CACHE:-$HOME/.cache/zombi}
 VENV=$CACHE/venv
 
@@ -33,4 +36,13 @@ if ! "$VENV/bin/python" -c "import sys, moto
 sys.exit(moto.__version__ != '$MOTO_VERSION')" >/dev/null 2>&1 || [ ! -x "$VENV/bin/moto_server" ]; then
     echo "compat: installing moto[server]==$MOTO_VERSION (the S3 server of the tiering tests) into $VENV" >&2
     "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+
+if ! "$VENV/bin/python" -c "import sys, pyiceberg, pyarrow, sqlalchemy, duckdb, duckdb_extensions
+import duckdb_extension_iceberg, duckdb_extension_avro
+sys.exit(pyiceberg.__version__ != '$PYICEBERG_VERSION' or duckdb.__version__ != '$DUCKDB_VERSION')" >/dev/null 2>&1; then
+    echo "compat: installing pyiceberg==$PYICEBERG_VERSION and duckdb==$DUCKDB_VERSION (the Iceberg readers) into $VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check "pyiceberg[sql-sqlite,pyarrow]==$PYICEBERG_VERSION" \
+        "duckdb==$DUCKDB_VERSION" "duckdb-extensions==$DUCKDB_VERSION" \
+        "duckdb-extension-iceberg==$DUCKDB_VERSION" "duckdb-extension-avro==$DUCKDB_VERSION"
 fi

@@ -138,6 +138,27 @@ pub struct Settings {
     /// Memory for segments read back from the object store.
     #[arg(long = "remote-fetch-cache-bytes", env = "ZOMBI_REMOTE_FETCH_CACHE_BYTES")]
     pub remote_fetch_cache_bytes: Option<usize>,
+    /// Iceberg catalog: `sqlite://PATH` (default `sqlite://<data-dir>/iceberg/catalog.db`).
+    /// Postgres and REST catalogs are not built yet.
+    #[arg(long, env = "ZOMBI_ICEBERG_CATALOG")]
+    pub iceberg_catalog: Option<String>,
+    /// Where tables' data and metadata files go: `file://DIR` (default
+    /// `file://<data-dir>/iceberg/warehouse`). S3 warehouses are not built yet.
+    #[arg(long, env = "ZOMBI_ICEBERG_WAREHOUSE")]
+    pub iceberg_warehouse: Option<String>,
+    /// Namespace of the topics' tables.
+    #[arg(long, env = "ZOMBI_ICEBERG_NAMESPACE")]
+    pub iceberg_namespace: Option<String>,
+    /// How often each table gets a commit of what was produced since the last one (freshness).
+    #[arg(long, env = "ZOMBI_ICEBERG_COMMIT_INTERVAL_MS")]
+    pub iceberg_commit_interval_ms: Option<u64>,
+    /// Size at which a data file is closed and the next begun; also the most record bytes one
+    /// commit of a table takes in (a backlog is committed in several).
+    #[arg(long, env = "ZOMBI_ICEBERG_TARGET_FILE_BYTES")]
+    pub iceberg_target_file_bytes: Option<usize>,
+    /// Default of the topic config `zombi.iceberg.enable`: keep an Iceberg table of every topic.
+    #[arg(long, env = "ZOMBI_ICEBERG_ENABLE")]
+    pub iceberg_enable: Option<bool>,
 }
 
 /// The resolved configuration: every value present, every limit with its unit.
@@ -204,6 +225,7 @@ pub struct Config {
     pub remote_fetch_cache_bytes: usize,
     /// Segments uploaded (or read back) at once.
     pub remote_requests_max: usize,
+    pub iceberg: crate::iceberg::IcebergSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,7 +275,18 @@ impl Config {
             endpoint: first.s3_endpoint.or(second.s3_endpoint),
             region: first.s3_region.or(second.s3_region),
         };
+        let iceberg = crate::iceberg::IcebergSettings::resolve(
+            &data_dir,
+            first.iceberg_catalog.or(second.iceberg_catalog),
+            first.iceberg_warehouse.or(second.iceberg_warehouse),
+            pick!(iceberg_namespace, "zombi".to_string()),
+            pick!(iceberg_commit_interval_ms, 60_000),
+            pick!(iceberg_target_file_bytes, 128 * 1024 * 1024),
+            pick!(iceberg_enable, true),
+        )
+        .map_err(|(name, reason)| ConfigError::Invalid { name, reason })?;
         let config = Config {
+            iceberg,
             object_store,
             s3,
             log_segment_bytes: pick!(log_segment_bytes, 64 * 1024 * 1024),
@@ -387,6 +420,24 @@ mod tests {
         let file: Settings = toml::from_str("\"socket.request.max.bytes\" = 2048\ndata-dir = \"/x\"").expect("parses");
         assert_eq!(file.socket_request_max_bytes, Some(2048));
         assert!(toml::from_str::<Settings>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn iceberg_defaults_live_in_the_data_dir_and_other_catalogs_are_refused() {
+        let cli = Settings { data_dir: Some(PathBuf::from("/d")), ..Settings::default() };
+        let config = Config::resolve(cli, Settings::default()).expect("valid");
+        assert_eq!(
+            config.iceberg.catalog,
+            crate::iceberg::CatalogLocation::Sqlite(PathBuf::from("/d/iceberg/catalog.db"))
+        );
+        assert_eq!(config.iceberg.warehouse, "file:///d/iceberg/warehouse");
+        assert_eq!((config.iceberg.namespace.as_str(), config.iceberg.commit_interval_ms), ("zombi", 60_000));
+        for catalog in ["postgres://x/y", "https://rest", "mysql://x"] {
+            let cli = Settings { iceberg_catalog: Some(catalog.into()), ..Settings::default() };
+            assert!(Config::resolve(cli, Settings::default()).is_err(), "{catalog}");
+        }
+        let cli = Settings { iceberg_warehouse: Some("s3://bucket/w".into()), ..Settings::default() };
+        assert!(Config::resolve(cli, Settings::default()).is_err());
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! - [`log`]: the partition log: validation, the group-commit writer, producer state, indexes, and
 //!   the RocksDB store (the only module that imports `rocksdb`).
 //! - [`coordinator`]: consumer groups (the classic protocol) and committed offsets.
+//! - [`tier`]: tiering to object storage and reads back from it.
+//! - [`iceberg`]: the Iceberg sink: every topic as an Iceberg table (the only module that imports
+//!   `iceberg`).
 //! - [`http`]: health checks.
 //! - [`config`]: every setting and limit, with units; [`error`]: error kinds → Kafka error codes.
 //! - [`alloc`]: the global allocator, which keeps hostile array lengths from aborting the broker.
@@ -20,6 +23,7 @@ pub mod coordinator;
 pub mod error;
 pub mod handler;
 pub mod http;
+pub mod iceberg;
 pub mod log;
 pub mod protocol;
 pub mod server;

@@ -59,6 +59,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     background.spawn(http::serve(http, log.clone(), stopped.clone()));
     background.spawn(retention_loop(log.clone(), config.retention_check_interval_ms, stopped.clone()));
     background.spawn(crate::tier::flusher::run(log.clone(), stopped.clone()));
+    // The Iceberg sink has its own thread; it is awaited at shutdown so that the log outlives it.
+    let sink = crate::iceberg::IcebergSink::new(config.iceberg.clone());
+    let sink_task = tokio::spawn(crate::iceberg::run(sink, log.clone(), stopped.clone()));
     background.spawn(coordinator.run_timers(Duration::from_millis(config.group_timer_interval_ms), stopped.clone()));
     tracing::info!(kafka = %kafka_address, http = %http_address, "zombi is serving");
     println!("zombi listening kafka={kafka_address} http={http_address}");
@@ -67,6 +70,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let _ = stop.send(true);
     drain(connections).await;
     background.shutdown().await;
+    if tokio::time::timeout(DRAIN_TIMEOUT, sink_task).await.is_err() {
+        tracing::warn!("the iceberg sink was still committing at the drain timeout");
+    }
     log.close().await;
     tracing::info!("zombi stopped");
     Ok(())

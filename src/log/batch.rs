@@ -265,6 +265,28 @@ pub(crate) mod tests {
         out.freeze()
     }
 
+    /// A valid uncompressed batch at `base_offset` around already encoded `records`.
+    pub(crate) fn batch_with_records(base_offset: i64, count: i32, records: &[u8]) -> Bytes {
+        let mut out = BytesMut::new();
+        out.put_i64(base_offset);
+        out.put_i32((HEADER_BYTES - LOG_OVERHEAD_BYTES + records.len()) as i32);
+        out.put_i32(0);
+        out.put_i8(2);
+        out.put_u32(0);
+        out.put_i16(0);
+        out.put_i32(count - 1);
+        out.put_i64(1_700_000_000_000);
+        out.put_i64(1_700_000_000_000);
+        out.put_i64(-1);
+        out.put_i16(-1);
+        out.put_i32(-1);
+        out.put_i32(count);
+        out.put_slice(records);
+        let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
+        out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+        out.freeze()
+    }
+
     fn put_varint(buf: &mut BytesMut, value: i64) {
         let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
         while zigzag >= 0x80 {

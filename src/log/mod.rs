@@ -285,6 +285,7 @@ impl Log {
             local_retention_ms: config.log_local_retention_ms,
             local_retention_bytes: config.log_local_retention_bytes,
             remote_storage_enable: config.remote_storage_enable,
+            iceberg_enable: config.iceberg.enable,
         };
         let mut dynamic = HashMap::new();
         for (key, value) in store.scan_meta("dynamic/")? {

@@ -22,6 +22,8 @@ pub struct BrokerDefaults {
     pub local_retention_ms: i64,
     pub local_retention_bytes: i64,
     pub remote_storage_enable: bool,
+    /// `--iceberg-enable`: whether topics that set nothing get an Iceberg table.
+    pub iceberg_enable: bool,
 }
 
 impl BrokerDefaults {
@@ -36,6 +38,7 @@ impl BrokerDefaults {
             local_retention_ms: 600_000,
             local_retention_bytes: -2,
             remote_storage_enable: true,
+            iceberg_enable: true,
         }
     }
 }
@@ -59,6 +62,8 @@ pub struct TopicConfig {
     pub local_retention_bytes: i64,
     /// `remote.storage.enable` and not `remote.log.copy.disable`.
     pub remote_copy: bool,
+    /// `zombi.iceberg.enable`: the Iceberg sink keeps a table of this topic.
+    pub iceberg_enable: bool,
     /// The values the topic set explicitly, by Kafka name.
     pub overrides: BTreeMap<String, String>,
 }
@@ -80,6 +85,9 @@ enum Kind {
 /// need keys. Stored and described but without effect: the index, flush and replication settings
 /// (one replica), `compression.type` other than `producer` (batches are stored as produced), and key
 /// compaction itself (a compacted topic keeps every record).
+///
+/// Zombi's own topic configs start with `zombi.`: `zombi.iceberg.enable` turns the topic's Iceberg
+/// table on or off (default: `--iceberg-enable`).
 const KNOWN: &[(&str, Kind)] = &[
     ("cleanup.policy", Kind::OneOf(&["delete", "compact", "compact,delete", "delete,compact"])),
     ("compression.gzip.level", Kind::Int { min: -1 }),
@@ -117,7 +125,11 @@ const KNOWN: &[(&str, Kind)] = &[
     ("segment.jitter.ms", Kind::Long { min: 0 }),
     ("segment.ms", Kind::Long { min: 1 }),
     ("unclean.leader.election.enable", Kind::Bool),
+    (ICEBERG_ENABLE, Kind::Bool),
 ];
+
+/// The topic config that turns a topic's Iceberg table on or off.
+pub const ICEBERG_ENABLE: &str = "zombi.iceberg.enable";
 
 /// Apache Kafka's defaults of the configs that are described but not enforced.
 const DEFAULTS: &[(&str, &str)] = &[
@@ -267,6 +279,7 @@ pub fn describe(config: &TopicConfig) -> Vec<(&'static str, String, bool)> {
                 ("local.retention.ms", None) => config.local_retention_ms.to_string(),
                 ("local.retention.bytes", None) => config.local_retention_bytes.to_string(),
                 ("remote.storage.enable", None) => config.remote_copy.to_string(),
+                (ICEBERG_ENABLE, None) => config.iceberg_enable.to_string(),
                 (name, None) => {
                     DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()).unwrap_or_default()
                 }
@@ -289,6 +302,7 @@ impl BrokerDefaults {
             local_retention_ms: long("log.local.retention.ms", self.local_retention_ms),
             local_retention_bytes: long("log.local.retention.bytes", self.local_retention_bytes),
             remote_storage_enable: self.remote_storage_enable,
+            iceberg_enable: self.iceberg_enable,
         }
     }
 }
@@ -333,6 +347,7 @@ impl TopicConfig {
             ),
             remote_copy: flag("remote.storage.enable", defaults.remote_storage_enable)
                 && !flag("remote.log.copy.disable", false),
+            iceberg_enable: flag(ICEBERG_ENABLE, defaults.iceberg_enable),
             overrides,
         }
     }
@@ -350,6 +365,8 @@ mod tests {
         assert!(validate("max.message.bytes", "4294967296").is_err());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
         assert!(validate("no.such.config", "1").is_err());
+        assert!(validate(ICEBERG_ENABLE, "false").is_ok());
+        assert!(validate(ICEBERG_ENABLE, "maybe").is_err());
     }
 
     #[test]
@@ -358,5 +375,16 @@ mod tests {
         let overrides = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
         let config = TopicConfig::resolve(overrides, &defaults);
         assert_eq!((config.retention_ms, config.retention_bytes), (-1, -1));
+    }
+
+    #[test]
+    fn iceberg_switch_overrides_the_broker_default() {
+        let defaults = BrokerDefaults::basic(1000, 10, 100);
+        assert!(TopicConfig::resolve(BTreeMap::new(), &defaults).iceberg_enable);
+        let off = BTreeMap::from([(ICEBERG_ENABLE.to_string(), "false".to_string())]);
+        assert!(!TopicConfig::resolve(off, &defaults).iceberg_enable);
+        let defaults = BrokerDefaults { iceberg_enable: false, ..defaults };
+        let on = BTreeMap::from([(ICEBERG_ENABLE.to_string(), "true".to_string())]);
+        assert!(TopicConfig::resolve(on, &defaults).iceberg_enable);
     }
 }

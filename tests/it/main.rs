@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod durability;
 mod groups;
+mod iceberg;
 mod produce_consume;
 mod raw;
 mod tiering;

@@ -1,0 +1,338 @@
+//! The sink loop: one commit per table per interval, exactly once.
+//!
+//! Each round of a topic:
+//! 1. Load the table (create it on first sight) and read the next offset of every partition from
+//!    the current snapshot's summary (`zombi.next-offset.<p>`); the table is the only state.
+//! 2. Read the log from there (whole batches, from the hot tier or the object store), decode the
+//!    records and stream them into Parquet files, at most `commit_bytes_max` record bytes a round.
+//! 3. Reload the table: if its offsets moved (a commit that reported an error but happened, or
+//!    another writer), the files are abandoned and the next round starts from the table again.
+//! 4. Commit one fast-append snapshot with the files and the new offsets. iceberg-rust's commit
+//!    retry is off for these tables (it would re-apply the append on a base we did not check).
+//!
+//! A crash before step 4 leaves unreferenced files and nothing else; after it, the snapshot holds
+//! both rows and offsets. Hence no row twice and none missing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::iceberg::io::LocalFsStorageFactory;
+use ::iceberg::table::Table;
+use ::iceberg::transaction::{ApplyTransactionAction, Transaction};
+use ::iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::records::{self, DecodeError};
+use super::table::{self, CommitWriter};
+use super::{CATALOG_NAME, IcebergSink, NEXT_OFFSET_PROPERTY_PREFIX, TOPIC_ID_PROPERTY};
+use crate::log::{Log, LogError, ReadRequest, Topic, now_ms};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("iceberg: {0}")]
+    Iceberg(#[from] ::iceberg::Error),
+    #[error("reading the log: {0}")]
+    Log(#[from] LogError),
+    #[error("decoding records: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("table {table} holds topic id {found}, not {expected}: a deleted topic's table; drop it to reuse the name")]
+    OtherTopic { table: String, found: String, expected: Uuid },
+    #[error("the table's offsets moved during the round (another writer?); starting over")]
+    Moved,
+    #[error("cannot start the sink's runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Runs the sink on its own thread until `stopped` turns true; resolves when the thread is done.
+pub async fn run(sink: Arc<IcebergSink>, log: Log, stopped: watch::Receiver<bool>) {
+    let (done, finished) = oneshot::channel();
+    let spawned = std::thread::Builder::new().name("iceberg-sink".into()).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        match runtime {
+            Ok(runtime) => runtime.block_on(sink_loop(sink, log, stopped).instrument(tracing::info_span!("iceberg"))),
+            Err(error) => tracing::error!(error = %SinkError::Runtime(error), "iceberg sink not started"),
+        }
+        let _ = done.send(());
+    });
+    match spawned {
+        Ok(_) => {
+            let _ = finished.await;
+        }
+        Err(error) => tracing::error!(%error, "cannot start the iceberg sink thread"),
+    }
+}
+
+/// Per topic: when it may be tried again after failures.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receiver<bool>) {
+    let settings = sink.settings.clone();
+    let mut catalog: Option<Arc<SqlCatalog>> = None;
+    let mut catalog_backoff = Backoff::default();
+    let mut backoffs: HashMap<String, Backoff> = HashMap::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(settings.commit_interval_ms));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        if catalog.is_none() && ready(&catalog_backoff) {
+            match open_catalog(&sink).await {
+                Ok(opened) => {
+                    sink.set_catalog_error(None);
+                    catalog_backoff = Backoff::default();
+                    catalog = Some(opened);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot open the iceberg catalog; retrying");
+                    sink.set_catalog_error(Some(error.to_string()));
+                    fail(&mut catalog_backoff, settings.retry_backoff_ms_max);
+                }
+            }
+        }
+        let Some(catalog) = catalog.clone() else { continue };
+        for topic in log.topics() {
+            if *stopped.borrow() {
+                return;
+            }
+            if !topic.config.iceberg_enable {
+                continue;
+            }
+            let backoff = backoffs.entry(topic.name.clone()).or_default();
+            if !ready(backoff) {
+                continue;
+            }
+            let span = tracing::info_span!("table", topic = %topic.name);
+            match sync_topic(&sink, &catalog, &log, &topic).instrument(span).await {
+                Ok(()) => *backoff = Backoff::default(),
+                Err(error) => {
+                    tracing::warn!(topic = %topic.name, %error, "iceberg commit failed; retrying");
+                    let message = error.to_string();
+                    sink.update(&topic.name, |state| {
+                        state.errors += 1;
+                        state.last_error = Some(message);
+                    });
+                    fail(backoff, settings.retry_backoff_ms_max);
+                }
+            }
+        }
+        backoffs.retain(|name, _| log.topic(name).is_some());
+    }
+}
+
+fn ready(backoff: &Backoff) -> bool {
+    backoff.retry_at.is_none_or(|at| Instant::now() >= at)
+}
+
+/// Doubles the wait from one second up to the maximum.
+fn fail(backoff: &mut Backoff, wait_ms_max: u64) {
+    backoff.failures = backoff.failures.saturating_add(1);
+    let wait_ms = 1000u64.saturating_mul(1 << backoff.failures.min(20).saturating_sub(1)).min(wait_ms_max);
+    backoff.retry_at = Some(Instant::now() + Duration::from_millis(wait_ms));
+}
+
+async fn open_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, SinkError> {
+    let settings = &sink.settings;
+    let super::CatalogLocation::Sqlite(path) = &settings.catalog;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ::iceberg::Error::new(::iceberg::ErrorKind::Unexpected, e.to_string()))?;
+    }
+    let catalog = SqlCatalogBuilder::default()
+        .uri(settings.catalog.uri())
+        .warehouse_location(settings.warehouse.clone())
+        .sql_bind_style(SqlBindStyle::QMark)
+        .with_storage_factory(Arc::new(LocalFsStorageFactory))
+        .load(CATALOG_NAME, HashMap::new())
+        .await?;
+    let namespace = NamespaceIdent::new(settings.namespace.clone());
+    if !catalog.namespace_exists(&namespace).await? {
+        catalog.create_namespace(&namespace, HashMap::new()).await?;
+    }
+    tracing::info!(catalog = %settings.catalog, warehouse = %settings.warehouse, "iceberg catalog opened");
+    Ok(Arc::new(catalog))
+}
+
+/// Rounds until the table has caught up with the log (each round is one commit).
+async fn sync_topic(sink: &IcebergSink, catalog: &SqlCatalog, log: &Log, topic: &Topic) -> Result<(), SinkError> {
+    loop {
+        let table = load_or_create(sink, catalog, topic).await?;
+        let committed = committed_offsets(&table, topic)?;
+        sink.update(&topic.name, |state| state.committed = committed.clone());
+        if !commit_round(sink, catalog, log, topic, table, committed).await? {
+            return Ok(());
+        }
+    }
+}
+
+async fn load_or_create(sink: &IcebergSink, catalog: &SqlCatalog, topic: &Topic) -> Result<Table, SinkError> {
+    let ident = TableIdent::new(NamespaceIdent::new(sink.settings.namespace.clone()), topic.name.clone());
+    if catalog.table_exists(&ident).await? {
+        return Ok(catalog.load_table(&ident).await?);
+    }
+    let creation = TableCreation::builder()
+        .name(topic.name.clone())
+        .schema(table::schema()?)
+        .partition_spec(table::partition_spec()?)
+        .properties(table::properties())
+        .build();
+    let created = catalog.create_table(ident.namespace(), creation).await?;
+    tracing::info!(table = %ident, "iceberg table created");
+    Ok(created)
+}
+
+/// The next offset per partition recorded by the current snapshot (none: the table is empty).
+fn committed_offsets(table: &Table, topic: &Topic) -> Result<BTreeMap<i32, i64>, SinkError> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(BTreeMap::new());
+    };
+    let properties = &snapshot.summary().additional_properties;
+    if let Some(found) = properties.get(TOPIC_ID_PROPERTY)
+        && found != &topic.id.to_string()
+    {
+        return Err(SinkError::OtherTopic {
+            table: table.identifier().to_string(),
+            found: found.clone(),
+            expected: topic.id,
+        });
+    }
+    Ok(properties
+        .iter()
+        .filter_map(|(name, value)| {
+            let partition = name.strip_prefix(NEXT_OFFSET_PROPERTY_PREFIX)?.parse().ok()?;
+            Some((partition, value.parse().ok()?))
+        })
+        .collect())
+}
+
+/// What one round took in, beside the files.
+#[derive(Default)]
+struct Intake {
+    records: u64,
+    skipped_below_log_start: u64,
+    control_records: u64,
+    header_keys_replaced: u64,
+    timestamps_out_of_range: u64,
+}
+
+/// One commit; returns whether more is waiting (the round stopped at its byte budget).
+async fn commit_round(
+    sink: &IcebergSink,
+    catalog: &SqlCatalog,
+    log: &Log,
+    topic: &Topic,
+    table: Table,
+    committed: BTreeMap<i32, i64>,
+) -> Result<bool, SinkError> {
+    let settings = &sink.settings;
+    let mut next = committed.clone();
+    let mut intake = Intake::default();
+    let mut writer: Option<CommitWriter> = None;
+    let mut budget = settings.commit_bytes_max;
+    let mut more = false;
+    for partition in &topic.partitions {
+        let mut offset = committed.get(&partition.index).copied().unwrap_or(0);
+        let log_start = partition.log_start();
+        if offset < log_start {
+            intake.skipped_below_log_start += u64::try_from(log_start - offset).unwrap_or(0);
+            offset = log_start;
+        }
+        let end = partition.high_watermark();
+        while offset < end {
+            if budget == 0 {
+                more = true;
+                break;
+            }
+            let request = ReadRequest {
+                partition: partition.clone(),
+                offset,
+                max_bytes: settings.read_bytes_max.min(budget),
+                at_least_one: true,
+            };
+            let read = log.read(vec![request], settings.read_bytes_max).await.pop().ok_or(LogError::Unavailable)?;
+            let read = match read {
+                Ok(read) => read,
+                // Retention moved the start while we read: skip to it (counted next round).
+                Err(LogError::OffsetOutOfRange) if partition.log_start() > offset => break,
+                Err(error) => return Err(error.into()),
+            };
+            let decoded = records::decode(&read.records, partition.index, offset)?;
+            tracing::debug!(
+                partition = partition.index,
+                offset,
+                end,
+                bytes = read.records.len(),
+                next = decoded.next_offset,
+                "read"
+            );
+            if decoded.next_offset <= offset {
+                // Nothing readable (a gap in the log): leave it for the next round.
+                break;
+            }
+            budget = budget.saturating_sub(read.records.len());
+            intake.records += decoded.rows.len() as u64;
+            intake.control_records += decoded.control_records;
+            intake.header_keys_replaced += decoded.unrepresentable.header_keys_replaced;
+            intake.timestamps_out_of_range += decoded.unrepresentable.timestamps_out_of_range;
+            if !decoded.rows.is_empty() {
+                let writer = match &mut writer {
+                    Some(writer) => writer,
+                    None => writer.insert(CommitWriter::new(
+                        &table,
+                        settings.target_file_bytes,
+                        settings.row_group_rows_max,
+                    )?),
+                };
+                writer.write(&decoded.rows).await?;
+            }
+            offset = decoded.next_offset;
+        }
+        if offset > committed.get(&partition.index).copied().unwrap_or(0) {
+            next.insert(partition.index, offset);
+        }
+    }
+    if next == committed {
+        return Ok(false);
+    }
+    let files = match writer {
+        Some(writer) => writer.close().await?,
+        None => Vec::new(),
+    };
+    // The table must still be where this round started (see the module comment).
+    let current = catalog.load_table(table.identifier()).await?;
+    if committed_offsets(&current, topic)? != committed {
+        return Err(SinkError::Moved);
+    }
+    let mut properties: HashMap<String, String> =
+        next.iter().map(|(p, o)| (format!("{NEXT_OFFSET_PROPERTY_PREFIX}{p}"), o.to_string())).collect();
+    properties.insert(TOPIC_ID_PROPERTY.to_string(), topic.id.to_string());
+    let file_count = files.len() as u64;
+    let file_bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
+    let transaction = Transaction::new(&current);
+    let action = transaction.fast_append().add_data_files(files).set_snapshot_properties(properties);
+    action.apply(transaction)?.commit(catalog).await?;
+    tracing::debug!(records = intake.records, files = file_count, bytes = file_bytes, "iceberg commit");
+    sink.update(&topic.name, |state| {
+        state.committed = next;
+        state.last_commit_ms = Some(now_ms());
+        state.commits += 1;
+        state.records_written += intake.records;
+        state.data_files += file_count;
+        state.data_file_bytes += file_bytes;
+        state.skipped_below_log_start += intake.skipped_below_log_start;
+        state.control_records += intake.control_records;
+        state.header_keys_replaced += intake.header_keys_replaced;
+        state.timestamps_out_of_range += intake.timestamps_out_of_range;
+        state.last_error = None;
+    });
+    Ok(more)
+}
