@@ -152,8 +152,8 @@ pub struct Settings {
     /// How often each table gets a commit of what was produced since the last one (freshness).
     #[arg(long, env = "ZOMBI_ICEBERG_COMMIT_INTERVAL_MS")]
     pub iceberg_commit_interval_ms: Option<u64>,
-    /// Size at which a data file is closed and the next begun; also the most record bytes one
-    /// commit of a table takes in (a backlog is committed in several).
+    /// Size at which a data file is closed and the next begun; one commit of a table takes in at
+    /// most four times this in record bytes (a backlog is committed in several).
     #[arg(long, env = "ZOMBI_ICEBERG_TARGET_FILE_BYTES")]
     pub iceberg_target_file_bytes: Option<usize>,
     /// Default of the topic config `zombi.iceberg.enable`: keep an Iceberg table of every topic.

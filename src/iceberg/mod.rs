@@ -85,8 +85,10 @@ pub struct IcebergSettings {
     pub commit_interval_ms: u64,
     /// Data files are closed near this size.
     pub target_file_bytes: usize,
-    /// Record bytes one commit of one table takes in at most: bounds the sink's memory together
-    /// with `read_bytes_max` and the Parquet row group.
+    /// Decoded record bytes (keys, values, headers) one commit of one table takes in at most:
+    /// four times the target file size, since Parquet with zstd is usually several times smaller
+    /// than the records, so that a backlog is committed in files near the target size. Memory
+    /// does not grow with it (rows stream into the writers; see `row_group_rows_max`).
     pub commit_bytes_max: usize,
     /// Bytes of record batches read from the log at once.
     pub read_bytes_max: usize,
@@ -137,7 +139,7 @@ impl IcebergSettings {
             namespace,
             commit_interval_ms,
             target_file_bytes,
-            commit_bytes_max: target_file_bytes,
+            commit_bytes_max: target_file_bytes.saturating_mul(4),
             read_bytes_max: 4 * 1024 * 1024,
             row_group_rows_max: 64 * 1024,
             retry_backoff_ms_max: 300_000,
@@ -187,6 +189,19 @@ impl IcebergSink {
         if let Ok(mut tables) = self.tables.lock() {
             change(tables.entry(topic.to_string()).or_default());
         }
+    }
+
+    /// Whether the table of `topic` is known to hold everything the log has: then the round can
+    /// be skipped without asking the catalog (idle topics cost nothing).
+    fn caught_up(&self, topic: &crate::log::Topic) -> bool {
+        let Ok(tables) = self.tables.lock() else { return false };
+        let Some(state) = tables.get(&topic.name) else { return false };
+        state.last_error.is_none()
+            && !state.committed.is_empty()
+            && topic.partitions.iter().all(|p| {
+                let committed = state.committed.get(&p.index).copied();
+                committed == Some(p.high_watermark()) || (committed.is_none() && p.high_watermark() == 0)
+            })
     }
 
     fn set_catalog_error(&self, error: Option<String>) {

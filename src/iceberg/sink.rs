@@ -108,7 +108,7 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
                 continue;
             }
             let backoff = backoffs.entry(topic.name.clone()).or_default();
-            if !ready(backoff) {
+            if !ready(backoff) || sink.caught_up(&topic) {
                 continue;
             }
             let span = tracing::info_span!("table", topic = %topic.name);
@@ -234,10 +234,15 @@ async fn commit_round(
     committed: BTreeMap<i32, i64>,
 ) -> Result<bool, SinkError> {
     let settings = &sink.settings;
+    let started = Instant::now();
     let mut next = committed.clone();
     let mut intake = Intake::default();
     let mut writer: Option<CommitWriter> = None;
+    // Counted in decoded record bytes: Parquet output is smaller, so a round takes in several
+    // times the target file size (see `commit_bytes_max`); memory does not grow with it, since
+    // rows stream into the writers.
     let mut budget = settings.commit_bytes_max;
+    let mut read_bytes = 0usize;
     let mut more = false;
     for partition in &topic.partitions {
         let mut offset = committed.get(&partition.index).copied().unwrap_or(0);
@@ -255,7 +260,7 @@ async fn commit_round(
             let request = ReadRequest {
                 partition: partition.clone(),
                 offset,
-                max_bytes: settings.read_bytes_max.min(budget),
+                max_bytes: settings.read_bytes_max,
                 at_least_one: true,
             };
             let read = log.read(vec![request], settings.read_bytes_max).await.pop().ok_or(LogError::Unavailable)?;
@@ -266,19 +271,12 @@ async fn commit_round(
                 Err(error) => return Err(error.into()),
             };
             let decoded = records::decode(&read.records, partition.index, offset)?;
-            tracing::debug!(
-                partition = partition.index,
-                offset,
-                end,
-                bytes = read.records.len(),
-                next = decoded.next_offset,
-                "read"
-            );
             if decoded.next_offset <= offset {
                 // Nothing readable (a gap in the log): leave it for the next round.
                 break;
             }
-            budget = budget.saturating_sub(read.records.len());
+            read_bytes += read.records.len();
+            budget = budget.saturating_sub(decoded.rows.iter().map(records::Row::size_bytes).sum());
             intake.records += decoded.rows.len() as u64;
             intake.control_records += decoded.control_records;
             intake.header_keys_replaced += decoded.unrepresentable.header_keys_replaced;
@@ -315,12 +313,22 @@ async fn commit_round(
     let mut properties: HashMap<String, String> =
         next.iter().map(|(p, o)| (format!("{NEXT_OFFSET_PROPERTY_PREFIX}{p}"), o.to_string())).collect();
     properties.insert(TOPIC_ID_PROPERTY.to_string(), topic.id.to_string());
+    let written = started.elapsed();
     let file_count = files.len() as u64;
     let file_bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
     let transaction = Transaction::new(&current);
     let action = transaction.fast_append().add_data_files(files).set_snapshot_properties(properties);
     action.apply(transaction)?.commit(catalog).await?;
-    tracing::debug!(records = intake.records, files = file_count, bytes = file_bytes, "iceberg commit");
+    tracing::debug!(
+        records = intake.records,
+        read_bytes,
+        record_bytes = settings.commit_bytes_max - budget,
+        files = file_count,
+        file_bytes,
+        write_ms = written.as_millis() as u64,
+        commit_ms = (started.elapsed() - written).as_millis() as u64,
+        "iceberg commit"
+    );
     sink.update(&topic.name, |state| {
         state.committed = next;
         state.last_commit_ms = Some(now_ms());
@@ -335,4 +343,24 @@ async fn commit_round(
         state.last_error = None;
     });
     Ok(more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_second_up_to_the_maximum() {
+        let mut backoff = Backoff::default();
+        assert!(ready(&backoff));
+        let waits: Vec<u64> = (0..12)
+            .map(|_| {
+                let before = Instant::now();
+                fail(&mut backoff, 300_000);
+                backoff.retry_at.map_or(0, |at| at.duration_since(before).as_millis() as u64) / 1000
+            })
+            .collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert!(!ready(&backoff));
+    }
 }
