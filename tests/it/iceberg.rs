@@ -259,3 +259,55 @@ async fn kill_9_between_and_during_commits_keeps_the_table_exact() {
     assert_exact(&seen, &expected);
     assert_eq!(next_offsets(&seen), BTreeMap::from([(0, 225), (1, 225)]));
 }
+
+/// `zombi.iceberg.enable=false` keeps a topic out of the catalog, and turning it on later (by
+/// AlterConfigs) gives it a table with everything produced so far. Topics are committed in name
+/// order each interval, so once the later-named enabled topic has a second commit the sink has
+/// looked at the disabled one with its records present.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topic_config_switches_a_table_off_and_on() {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+
+    let broker = TestBroker::start(&broker_args("1"));
+    let admin: AdminClient<DefaultClientContext> = broker.client_config().create().expect("admin");
+    let (off, on) = (unique_topic("ice-a-off"), unique_topic("ice-b-on"));
+    let disabled = NewTopic::new(&off, 1, TopicReplication::Fixed(1)).set("zombi.iceberg.enable", "false");
+    let enabled = NewTopic::new(&on, 1, TopicReplication::Fixed(1));
+    for created in admin.create_topics([&disabled, &enabled], &AdminOptions::new()).await.expect("create") {
+        created.expect("topic created");
+    }
+    let expected_off = produce(&broker, &off, 1, 0..10, "none").await;
+    produce(&broker, &on, 1, 0..10, "none").await;
+    wait_for_rows(&broker, &on, 10);
+    produce(&broker, &on, 1, 10..20, "none").await;
+    wait_for_rows(&broker, &on, 20);
+    assert!(read_table(&broker, &off).is_none(), "a disabled topic has no table");
+
+    let switch_on = AlterConfig::new(ResourceSpecifier::Topic(&off)).set("zombi.iceberg.enable", "true");
+    for altered in admin.alter_configs([&switch_on], &AdminOptions::new()).await.expect("alter") {
+        altered.expect("config altered");
+    }
+    let seen = wait_for_rows(&broker, &off, 10);
+    assert_exact(&seen, &expected_off);
+}
+
+/// A catalog that cannot be opened (its directory cannot be created) costs produce and fetch
+/// nothing, and the broker still stops cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_catalog_never_blocks_produce_or_fetch() {
+    let mut broker = TestBroker::start(&[
+        "--iceberg-catalog",
+        "sqlite:///proc/zombi-no-such-dir/catalog.db",
+        "--iceberg-commit-interval-ms",
+        "50",
+    ]);
+    let topic = unique_topic("ice-broken");
+    let produced = produce(&broker, &topic, 1, 0..50, "zstd").await;
+    let consumed = crate::common::consume(&broker, &topic, &[0], produced.len());
+    assert_eq!(consumed.len(), produced.len());
+    for (got, want) in consumed.iter().zip(&produced) {
+        assert_eq!((got.offset, got.key.as_deref().map(hex)), (want.offset, want.key.clone()));
+    }
+    assert!(broker.terminate(), "the broker stops cleanly while the sink keeps failing");
+}
