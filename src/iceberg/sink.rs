@@ -41,6 +41,8 @@ pub enum SinkError {
     Decode(#[from] DecodeError),
     #[error("table {table} holds topic id {found}, not {expected}: a deleted topic's table; drop it to reuse the name")]
     OtherTopic { table: String, found: String, expected: Uuid },
+    #[error("table {table} has snapshots but none that records zombi.next-offset.*; not writing it twice")]
+    NoOffsets { table: String },
     #[error("the table's offsets moved during the round (another writer?); starting over")]
     Moved,
     #[error("cannot start the sink's runtime: {0}")]
@@ -190,28 +192,38 @@ async fn load_or_create(sink: &IcebergSink, catalog: &SqlCatalog, topic: &Topic)
     Ok(created)
 }
 
-/// The next offset per partition recorded by the current snapshot (none: the table is empty).
+/// The next offset per partition recorded by the newest snapshot of the table's history that
+/// the sink wrote (none: the table is empty). Snapshots written by other engines (a file rewrite
+/// by Spark, say) carry no offsets and are passed over; if none in the history has them although
+/// the table has snapshots, the table is refused rather than filled again from offset 0.
 fn committed_offsets(table: &Table, topic: &Topic) -> Result<BTreeMap<i32, i64>, SinkError> {
-    let Some(snapshot) = table.metadata().current_snapshot() else {
-        return Ok(BTreeMap::new());
-    };
-    let properties = &snapshot.summary().additional_properties;
-    if let Some(found) = properties.get(TOPIC_ID_PROPERTY)
-        && found != &topic.id.to_string()
-    {
-        return Err(SinkError::OtherTopic {
-            table: table.identifier().to_string(),
-            found: found.clone(),
-            expected: topic.id,
-        });
+    let metadata = table.metadata();
+    let mut snapshot = metadata.current_snapshot().cloned();
+    let has_history = snapshot.is_some();
+    while let Some(current) = snapshot {
+        let properties = &current.summary().additional_properties;
+        if let Some(found) = properties.get(TOPIC_ID_PROPERTY) {
+            if found != &topic.id.to_string() {
+                return Err(SinkError::OtherTopic {
+                    table: table.identifier().to_string(),
+                    found: found.clone(),
+                    expected: topic.id,
+                });
+            }
+            return Ok(properties
+                .iter()
+                .filter_map(|(name, value)| {
+                    let partition = name.strip_prefix(NEXT_OFFSET_PROPERTY_PREFIX)?.parse().ok()?;
+                    Some((partition, value.parse().ok()?))
+                })
+                .collect());
+        }
+        snapshot = current.parent_snapshot_id().and_then(|id| metadata.snapshot_by_id(id)).cloned();
     }
-    Ok(properties
-        .iter()
-        .filter_map(|(name, value)| {
-            let partition = name.strip_prefix(NEXT_OFFSET_PROPERTY_PREFIX)?.parse().ok()?;
-            Some((partition, value.parse().ok()?))
-        })
-        .collect())
+    if has_history {
+        return Err(SinkError::NoOffsets { table: table.identifier().to_string() });
+    }
+    Ok(BTreeMap::new())
 }
 
 /// What one round took in, beside the files.
