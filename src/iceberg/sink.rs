@@ -359,7 +359,58 @@ async fn commit_round(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::log::topic_config::{BrokerDefaults, TopicConfig};
+
+    fn topic(name: &str) -> Topic {
+        Topic {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            number: 1,
+            partitions: Vec::new(),
+            config: TopicConfig::resolve(BTreeMap::new(), &BrokerDefaults::basic(-1, -1, 1 << 20)),
+        }
+    }
+
+    /// An empty fast-append snapshot with the given summary properties.
+    async fn commit(catalog: &SqlCatalog, table: &Table, properties: &[(&str, String)]) -> Table {
+        let properties = properties.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let transaction = Transaction::new(table);
+        let action = transaction.fast_append().set_snapshot_properties(properties);
+        action.apply(transaction).unwrap().commit(catalog).await.unwrap()
+    }
+
+    /// The offsets come from the newest snapshot the sink wrote, past snapshots of other engines;
+    /// a table of another topic, or with history but none of ours, is refused.
+    #[tokio::test]
+    async fn offsets_come_from_the_newest_own_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings =
+            super::super::IcebergSettings::resolve(dir.path(), None, None, "zombi".into(), 1000, 1 << 20, true)
+                .unwrap();
+        let sink = IcebergSink::new(settings);
+        let catalog = open_catalog(&sink).await.unwrap();
+        let ours = topic("orders.v1-eu");
+        let table = load_or_create(&sink, &catalog, &ours).await.unwrap();
+        assert_eq!(committed_offsets(&table, &ours).unwrap(), BTreeMap::new());
+
+        let id = ours.id.to_string();
+        let next = |p: i32| format!("{NEXT_OFFSET_PROPERTY_PREFIX}{p}");
+        let table =
+            commit(&catalog, &table, &[(&next(0), "5".into()), (&next(1), "7".into()), (TOPIC_ID_PROPERTY, id)]).await;
+        let table = commit(&catalog, &table, &[("written-by", "spark".into())]).await;
+        assert_eq!(committed_offsets(&table, &ours).unwrap(), BTreeMap::from([(0, 5), (1, 7)]));
+
+        let other = Topic { id: Uuid::new_v4(), ..topic("orders.v1-eu") };
+        assert!(matches!(committed_offsets(&table, &other), Err(SinkError::OtherTopic { .. })));
+
+        let foreign = topic("foreign");
+        let table = load_or_create(&sink, &catalog, &foreign).await.unwrap();
+        let table = commit(&catalog, &table, &[("written-by", "spark".into())]).await;
+        assert!(matches!(committed_offsets(&table, &foreign), Err(SinkError::NoOffsets { .. })));
+    }
 
     #[test]
     fn backoff_doubles_from_a_second_up_to_the_maximum() {
