@@ -114,7 +114,7 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
                 continue;
             }
             let span = tracing::info_span!("table", topic = %topic.name);
-            match sync_topic(&sink, &catalog, &log, &topic).instrument(span).await {
+            match sync_topic(&sink, &catalog, &log, &topic, &stopped).instrument(span).await {
                 Ok(()) => *backoff = Backoff::default(),
                 Err(error) => {
                     tracing::warn!(topic = %topic.name, %error, "iceberg commit failed; retrying");
@@ -164,16 +164,24 @@ async fn open_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, SinkError> 
     Ok(Arc::new(catalog))
 }
 
-/// Rounds until the table has caught up with the log (each round is one commit).
-async fn sync_topic(sink: &IcebergSink, catalog: &SqlCatalog, log: &Log, topic: &Topic) -> Result<(), SinkError> {
-    loop {
+/// Rounds until the table has caught up with the log (each round is one commit), or until the
+/// broker stops: a backlog is left between rounds, never in the middle of one.
+async fn sync_topic(
+    sink: &IcebergSink,
+    catalog: &SqlCatalog,
+    log: &Log,
+    topic: &Topic,
+    stopped: &watch::Receiver<bool>,
+) -> Result<(), SinkError> {
+    while !*stopped.borrow() {
         let table = load_or_create(sink, catalog, topic).await?;
         let committed = committed_offsets(&table, topic)?;
         sink.update(&topic.name, |state| state.committed = committed.clone());
         if !commit_round(sink, catalog, log, topic, table, committed).await? {
-            return Ok(());
+            break;
         }
     }
+    Ok(())
 }
 
 async fn load_or_create(sink: &IcebergSink, catalog: &SqlCatalog, topic: &Topic) -> Result<Table, SinkError> {
