@@ -101,7 +101,7 @@ impl Partition {
 
     /// The offset after the last one safely in the object store.
     pub fn remote_end(&self) -> i64 {
-        self.remote_segments().last().map_or(0, |s| s.next_offset)
+        self.remote.read().ok().and_then(|r| r.values().next_back().map(|s| s.next_offset)).unwrap_or(0)
     }
 
     /// The segments in the object store, in offset order.

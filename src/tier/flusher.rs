@@ -64,7 +64,26 @@ struct Cursor {
     /// `appended_bytes` at the point where the unuploaded tail was empty; `None` until measured.
     mark: Option<u64>,
     reconciled: bool,
+    /// Failures in a row, and when to try again: backoff doubles from one pass interval to a minute.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
+
+impl Cursor {
+    fn failed(&mut self, interval: Duration) {
+        self.failures = self.failures.saturating_add(1);
+        let backoff = interval.saturating_mul(1 << self.failures.min(16)).min(RETRY_BACKOFF_MAX);
+        self.retry_at = Some(Instant::now() + backoff);
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+    }
+}
+
+/// Longest wait before a partition whose object store work failed is tried again.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 enum Step {
     Uploaded,
@@ -205,7 +224,13 @@ async fn flush_partition(
     partition: &Arc<Partition>,
     mut cursor: Cursor,
 ) -> Cursor {
-    let fail = |what: &str, error: LogError| {
+    if cursor.retry_at.is_some_and(|at| Instant::now() < at) {
+        return cursor;
+    }
+    let interval = Duration::from_millis(tier.settings.task_interval_ms.max(1));
+    let mut failed = false;
+    let mut fail = |what: &str, error: LogError| {
+        failed = true;
         partition.tier_stats.upload_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(topic = %topic.name, partition = partition.index, %error, "tiering: {what}");
     };
@@ -214,6 +239,7 @@ async fn flush_partition(
             Ok(()) => cursor.reconciled = true,
             Err(error) => {
                 fail("cannot reconcile the object store", error);
+                cursor.failed(interval);
                 return cursor;
             }
         }
@@ -235,6 +261,11 @@ async fn flush_partition(
     }
     if let Err(error) = trim_local(log, topic, partition).await {
         fail("cannot trim the hot tier", error);
+    }
+    if failed {
+        cursor.failed(interval);
+    } else {
+        cursor.succeeded();
     }
     cursor
 }
