@@ -7,6 +7,7 @@
 //! updated on every change. Later stages (tiering, the Iceberg sink) plug in through
 //! [`Metrics::partition_gauges`] and [`Metrics::register_collector`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,10 +15,11 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::coordinator::Coordinator;
@@ -89,7 +91,7 @@ impl TopicMetrics {
 struct ApiMetrics {
     name: String,
     requests: Counter,
-    total_time: Histogram,
+    total_time: LatencyHistogram,
 }
 
 /// Every metric of one broker.
@@ -153,9 +155,7 @@ impl Metrics {
             messages_out.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
-        let total_time = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_25, 2.0, 18))
-        });
+        let total_time = Family::<RequestLabels, LatencyHistogram>::default();
         registry.register(
             "kafka_network_requestmetrics_requests",
             "Kafka requests answered, per API",
@@ -229,7 +229,7 @@ impl Metrics {
     pub fn request_done(&self, api_key: ApiKey, elapsed: Duration, response: Option<&ResponseKind>) {
         let Some(Some(api)) = self.apis.get(api_key as usize) else { return };
         api.requests.inc();
-        api.total_time.observe(elapsed.as_secs_f64());
+        api.total_time.observe(elapsed);
         if let Some(response) = response {
             response_error_codes(response, |code| {
                 if let Some(error) = ResponseError::try_from_code(code) {
@@ -275,6 +275,69 @@ impl Metrics {
         let mut out = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &registry)?;
         Ok(out)
+    }
+}
+
+/// Upper bounds of the latency buckets: 0.25 ms doubling up to 32.8 s (a Fetch long poll waits
+/// up to 30 s).
+const LATENCY_BUCKETS_SECONDS: [f64; 18] = {
+    let mut bounds = [0.000_25; 18];
+    let mut i = 1;
+    while i < bounds.len() {
+        bounds[i] = bounds[i - 1] * 2.0;
+        i += 1;
+    }
+    bounds
+};
+
+/// A latency histogram of atomics: observing is two relaxed adds, with no lock, so every
+/// connection can record into the same API's histogram without contending on a mutex (the
+/// crate's `Histogram` takes one per observation).
+#[derive(Debug, Clone, Default)]
+pub struct LatencyHistogram {
+    inner: Arc<LatencyCounts>,
+}
+
+#[derive(Debug, Default)]
+struct LatencyCounts {
+    /// Observations per bucket (not cumulative); the last one is +Inf.
+    buckets: [AtomicU64; LATENCY_BUCKETS_SECONDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket =
+            LATENCY_BUCKETS_SECONDS.iter().position(|&bound| seconds <= bound).unwrap_or(LATENCY_BUCKETS_SECONDS.len());
+        self.inner.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.inner.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let counts = &self.inner;
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_SECONDS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(&counts.buckets)
+            .map(|(bound, count)| (bound, count.load(Ordering::Relaxed)))
+            .collect();
+        // Read apart from the buckets, so a scrape may see an observation in one and not yet the
+        // other; each is exact on the next scrape.
+        let sum = counts.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let count = buckets.iter().map(|(_, count)| count).sum();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 
@@ -552,6 +615,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("kafka_network_requestmetrics_total_time_seconds_count{request=\"Produce\"} 1"));
+        let bucket = |le: &str| {
+            format!("kafka_network_requestmetrics_total_time_seconds_bucket{{le=\"{le}\",request=\"Produce\"}}")
+        };
+        assert!(text.contains(&format!("{} 0\n", bucket("0.002"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", bucket("0.004"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", bucket("+Inf"))), "{text}");
+        assert!(
+            text.contains("kafka_network_requestmetrics_total_time_seconds_sum{request=\"Produce\"} 0.003\n"),
+            "{text}"
+        );
         assert!(text.contains("kafka_server_brokertopicmetrics_bytes_in_total{topic=\"t\"} 100"));
         assert!(text.contains("kafka_server_brokertopicmetrics_messages_in_total{topic=\"t\"} 4"));
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
