@@ -287,9 +287,12 @@ pub(super) async fn read(
             .await
             .map_err(|_| ApiError::Unavailable)?
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        // Past the last batch read, whether or not it held records at or after `next`.
-        next = last_offset_after(&read.records).unwrap_or(next).max(next);
         records.extend(decoded);
+        // Past the last batch read, whether or not it held records at or after `next`.
+        match last_offset_after(&read.records) {
+            Some(after) if after > next => next = after,
+            _ => break,
+        }
     }
     records.truncate(limit);
     let next_offset = records.last().map_or(next, |r| r.offset + 1);
