@@ -493,8 +493,56 @@ impl Collector for BrokerCollector {
             &committed,
         )?;
         encode_metric(&mut encoder, "kafka_consumergroup_members", "Members of each consumer group", &members)?;
-        Ok(())
+        encode_rocksdb(&mut encoder, &self.log.store().properties())
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FamilyLabels {
+    column_family: String,
+}
+
+/// The hot tier's RocksDB figures (see `Store::properties`) as `zombi_rocksdb_*` gauges.
+fn encode_rocksdb(
+    encoder: &mut DescriptorEncoder,
+    properties: &[(&'static str, &'static str, u64)],
+) -> Result<(), std::fmt::Error> {
+    const PER_FAMILY: [(&str, &str, &str); 4] = [
+        (
+            "rocksdb.cur-size-all-mem-tables",
+            "zombi_rocksdb_memtable_bytes",
+            "Bytes in memtables (active and unflushed)",
+        ),
+        ("rocksdb.live-sst-files-size", "zombi_rocksdb_live_sst_bytes", "Bytes of SST files of the current version"),
+        ("rocksdb.total-sst-files-size", "zombi_rocksdb_total_sst_bytes", "Bytes of all SST files, obsolete included"),
+        (
+            "rocksdb.estimate-pending-compaction-bytes",
+            "zombi_rocksdb_pending_compaction_bytes",
+            "Bytes compaction estimates it must rewrite; writes slow down and stop as this grows",
+        ),
+    ];
+    for (property, name, help) in PER_FAMILY {
+        let family = Family::<FamilyLabels, Gauge>::default();
+        for (column_family, _, value) in properties.iter().filter(|(f, p, _)| *p == property && !f.is_empty()) {
+            family.get_or_create(&FamilyLabels { column_family: column_family.to_string() }).set(*value as i64);
+        }
+        encode_metric(encoder, name, help, &family)?;
+    }
+    const DATABASE: [(&str, &str, &str); 3] = [
+        ("rocksdb.block-cache-usage", "zombi_rocksdb_block_cache_usage_bytes", "Bytes held by the block cache"),
+        ("rocksdb.is-write-stopped", "zombi_rocksdb_write_stopped", "1 while RocksDB stops writes (a write stall)"),
+        (
+            "rocksdb.actual-delayed-write-rate",
+            "zombi_rocksdb_delayed_write_rate_bytes_per_second",
+            "Write rate RocksDB throttles to while it delays writes; 0 when not delaying",
+        ),
+    ];
+    for (property, name, help) in DATABASE {
+        if let Some((_, _, value)) = properties.iter().find(|(f, p, _)| *p == property && f.is_empty()) {
+            encode_metric(encoder, name, help, &ConstGauge::new(*value as i64))?;
+        }
+    }
+    Ok(())
 }
 
 fn encode_metric(

@@ -412,6 +412,14 @@ async fn metrics_and_admin_views_show_the_traffic() {
     );
     assert_eq!(value("kafka_consumergroup_members{consumergroup=\"members\",state=\"Stable\"}"), 1.0);
     assert!(value("kafka_server_replicamanager_partition_count") >= 2.0);
+    assert!(value("zombi_rocksdb_memtable_bytes{column_family=\"batches\"}") > 0.0);
+    assert!(value("zombi_rocksdb_memtable_bytes{column_family=\"groups\"}") > 0.0);
+    assert!(value("zombi_rocksdb_live_sst_bytes{column_family=\"batches\"}") >= 0.0);
+    assert!(value("zombi_rocksdb_total_sst_bytes{column_family=\"meta\"}") >= 0.0);
+    assert!(value("zombi_rocksdb_pending_compaction_bytes{column_family=\"batches\"}") >= 0.0);
+    assert!(value("zombi_rocksdb_block_cache_usage_bytes") >= 0.0);
+    assert_eq!(value("zombi_rocksdb_write_stopped"), 0.0);
+    assert_eq!(value("zombi_rocksdb_delayed_write_rate_bytes_per_second"), 0.0);
     assert!(value("process_resident_memory_bytes") > 1_000_000.0);
     assert!(value("process_cpu_seconds_total") > 0.0);
     assert!(value("process_open_fds") > 0.0);
