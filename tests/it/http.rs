@@ -119,6 +119,18 @@ async fn records_written_over_http_reach_kafka_consumers_byte_for_byte() {
     assert_eq!(received[&(0, 0)].key.as_deref(), Some(&b"raw-key"[..]));
     let hello = received.values().find(|r| r.value.as_deref() == Some(b"hello")).expect("keyed record");
     assert_eq!(hello.partition, http_partition);
+
+    // Unkeyed records without a partition: round-robin over requests, one partition per request.
+    let mut partitions = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let unkeyed = json!([{"value": "a"}, {"value": "b"}]);
+        let answer = post_json(&broker.http, &format!("/events/{topic}"), &unkeyed).json();
+        let offsets = answer["offsets"].as_array().expect("offsets").clone();
+        assert_eq!(offsets[0]["partition"], offsets[1]["partition"], "{answer}");
+        assert_eq!(offsets[1]["offset"].as_i64(), offsets[0]["offset"].as_i64().map(|o| o + 1));
+        partitions.insert(offsets[0]["partition"].as_i64().expect("partition"));
+    }
+    assert_eq!(partitions.len(), 3, "{partitions:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
