@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs the external clients the compat scripts and the cross-client tests use: kcat (Debian)
-# and confluent-kafka (PyPI, in a venv under ${ZOMBI_CACHE:-~/.cache/zombi}/venv). Idempotent.
+# Installs the external peers the compat scripts and the integration tests use: kcat (Debian),
+# confluent-kafka and moto's S3 server (PyPI, in a venv under ${ZOMBI_CACHE:-~/.cache/zombi}/venv).
+# Idempotent.
 set -euo pipefail
 CONFLUENT_KAFKA_VERSION=2.16.1
+MOTO_VERSION=5.2.5
 CACHE=${ZOMBI_CACHE:-$HOME/.cache/zombi}
 VENV=$CACHE/venv
 
@@ -27,3 +29,8 @@ sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA_VERSION')" >/dev/null 
         "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
 fi
 
+if ! "$VENV/bin/python" -c "import sys, moto
+sys.exit(moto.__version__ != '$MOTO_VERSION')" >/dev/null 2>&1 || [ ! -x "$VENV/bin/moto_server" ]; then
+    echo "compat: installing moto[server]==$MOTO_VERSION (the S3 server of the tiering tests) into $VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi

@@ -103,6 +103,44 @@ pub struct Settings {
     /// Log format: `text` or `json`.
     #[arg(long, env = "ZOMBI_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Where the log's segments go: `file://DIR` (default `file://<data-dir>/objects`) or
+    /// `s3://BUCKET/PREFIX` (credentials from the standard AWS environment and profile chain).
+    #[arg(long, env = "ZOMBI_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Endpoint of an S3-compatible server (path-style addressing), e.g. `http://127.0.0.1:9000`.
+    #[arg(long, env = "ZOMBI_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// AWS region of the bucket (default: from the AWS environment or profile).
+    #[arg(long, env = "ZOMBI_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Default `segment.bytes`: upload a partition's tail once it holds this many bytes.
+    #[arg(long = "log-segment-bytes", env = "ZOMBI_LOG_SEGMENT_BYTES")]
+    #[serde(rename = "log.segment.bytes")]
+    pub log_segment_bytes: Option<i64>,
+    /// Default `segment.ms`: upload a partition's tail once its oldest record waited this long.
+    #[arg(long = "log-roll-ms", env = "ZOMBI_LOG_ROLL_MS")]
+    #[serde(rename = "log.roll.ms")]
+    pub log_roll_ms: Option<i64>,
+    /// Default `local.retention.ms`: how long uploaded records stay in the hot tier too (-2: as
+    /// `retention.ms`).
+    #[arg(long = "log-local-retention-ms", env = "ZOMBI_LOG_LOCAL_RETENTION_MS")]
+    #[serde(rename = "log.local.retention.ms")]
+    pub log_local_retention_ms: Option<i64>,
+    /// Default `local.retention.bytes` per partition (-2: as `retention.bytes`).
+    #[arg(long = "log-local-retention-bytes", env = "ZOMBI_LOG_LOCAL_RETENTION_BYTES")]
+    #[serde(rename = "log.local.retention.bytes")]
+    pub log_local_retention_bytes: Option<i64>,
+    /// Default `remote.storage.enable` of topics: upload their logs to the object store.
+    #[arg(long = "remote-storage-enable", env = "ZOMBI_REMOTE_STORAGE_ENABLE")]
+    #[serde(rename = "remote.storage.enable")]
+    pub remote_storage_enable: Option<bool>,
+    /// How often the flusher looks for work (uploads, local trims, remote deletes).
+    #[arg(long = "remote-log-manager-task-interval-ms", env = "ZOMBI_REMOTE_LOG_MANAGER_TASK_INTERVAL_MS")]
+    #[serde(rename = "remote.log.manager.task.interval.ms")]
+    pub remote_log_manager_task_interval_ms: Option<u64>,
+    /// Memory for segments read back from the object store.
+    #[arg(long = "remote-fetch-cache-bytes", env = "ZOMBI_REMOTE_FETCH_CACHE_BYTES")]
+    pub remote_fetch_cache_bytes: Option<usize>,
 }
 
 /// The resolved configuration: every value present, every limit with its unit.
@@ -164,6 +202,17 @@ pub struct Config {
     pub background_write_bytes_per_second: i64,
     /// Partitions a topic may have.
     pub partitions_per_topic_max: i32,
+    pub object_store: crate::tier::object_store::Location,
+    pub s3: crate::tier::object_store::S3Options,
+    pub log_segment_bytes: i64,
+    pub log_roll_ms: i64,
+    pub log_local_retention_ms: i64,
+    pub log_local_retention_bytes: i64,
+    pub remote_storage_enable: bool,
+    pub remote_task_interval_ms: u64,
+    pub remote_fetch_cache_bytes: usize,
+    /// Segments uploaded (or read back) at once.
+    pub remote_requests_max: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,8 +252,28 @@ impl Config {
         let advertised = first.kafka_advertised.or(second.kafka_advertised);
         let kafka_advertised_explicit = advertised.is_some();
         let (kafka_advertised_host, kafka_advertised_port) = advertised_address(kafka_listen, advertised)?;
+        let data_dir = pick!(data_dir, PathBuf::from("./data"));
+        let object_store = match first.object_store.or(second.object_store) {
+            Some(text) => crate::tier::object_store::Location::parse(&text)
+                .map_err(|e| ConfigError::Invalid { name: "object-store", reason: e.to_string() })?,
+            None => crate::tier::object_store::Location::Directory(data_dir.join("objects")),
+        };
+        let s3 = crate::tier::object_store::S3Options {
+            endpoint: first.s3_endpoint.or(second.s3_endpoint),
+            region: first.s3_region.or(second.s3_region),
+        };
         let config = Config {
-            data_dir: pick!(data_dir, PathBuf::from("./data")),
+            object_store,
+            s3,
+            log_segment_bytes: pick!(log_segment_bytes, 64 * 1024 * 1024),
+            log_roll_ms: pick!(log_roll_ms, 600_000),
+            log_local_retention_ms: pick!(log_local_retention_ms, 600_000),
+            log_local_retention_bytes: pick!(log_local_retention_bytes, -2),
+            remote_storage_enable: pick!(remote_storage_enable, true),
+            remote_task_interval_ms: pick!(remote_log_manager_task_interval_ms, 1000),
+            remote_fetch_cache_bytes: pick!(remote_fetch_cache_bytes, 256 * 1024 * 1024),
+            remote_requests_max: 4,
+            data_dir,
             node_id: pick!(node_id, 0),
             cluster_id: first.cluster_id.or(second.cluster_id),
             kafka_listen,
@@ -270,6 +339,18 @@ impl Config {
         }
         if self.log_format != "text" && self.log_format != "json" {
             return invalid("log-format", "must be text or json");
+        }
+        if self.log_segment_bytes < 14 || self.log_segment_bytes > i64::from(i32::MAX) {
+            return invalid("log.segment.bytes", "must be between 14 and 2147483647");
+        }
+        if self.log_roll_ms < 1 {
+            return invalid("log.roll.ms", "must be at least 1");
+        }
+        if self.log_local_retention_ms < -2 || self.log_local_retention_bytes < -2 {
+            return invalid("log.local.retention.*", "must be -2 (as retention), -1 (unlimited) or more");
+        }
+        if self.remote_task_interval_ms == 0 {
+            return invalid("remote.log.manager.task.interval.ms", "must be at least 1");
         }
         if self.durability == Durability::Periodic && self.fsync_interval_ms == 0 {
             return invalid("fsync-interval-ms", "must be at least 1");

@@ -60,6 +60,9 @@ pub enum LogError {
     /// The disk or RocksDB failed.
     #[error(transparent)]
     Storage(#[from] StoreError),
+    /// The object store failed to give back a segment (retriable: the client fetches again).
+    #[error("remote storage: {0}")]
+    Remote(String),
     /// The log is shutting down or its writer stopped.
     #[error("The broker is shutting down.")]
     Unavailable,
@@ -89,7 +92,7 @@ impl LogError {
             LogError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
             LogError::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
             LogError::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
-            LogError::Storage(_) => ResponseError::KafkaStorageError,
+            LogError::Storage(_) | LogError::Remote(_) => ResponseError::KafkaStorageError,
             LogError::Unavailable => ResponseError::BrokerNotAvailable,
         };
         error.code()

@@ -26,6 +26,7 @@ pub mod log;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod tier;
 
 #[global_allocator]
 static ALLOCATOR: alloc::LazyHugeAllocator = alloc::LazyHugeAllocator;

@@ -1,4 +1,5 @@
-//! Admin views as JSON: topics with their partitions' offsets, groups with members and lag.
+//! Admin views as JSON: topics with their partitions' offsets, groups with members and lag, and
+//! tiering state.
 //! The web console draws these.
 
 use std::sync::Arc;
@@ -76,4 +77,10 @@ pub(super) async fn groups(State(broker): State<Arc<Broker>>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "groups": groups }))
+}
+
+/// Every partition's tiering state: log start, hot-tier start, remote end, uploads; object store
+/// request counts.
+pub(super) async fn tiering(State(broker): State<Arc<Broker>>) -> Json<crate::tier::TierStatus> {
+    Json(crate::tier::status(&broker.log))
 }

@@ -56,6 +56,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/consumers/{group_id}/offsets", get(groups::fetch_offsets).post(groups::commit_offsets))
         .route("/admin/topics", get(admin::topics))
         .route("/admin/groups", get(admin::groups))
+        .route("/admin/tiering", get(admin::tiering))
         .route_layer(middleware::from_fn_with_state(broker.clone(), observe))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))

@@ -89,6 +89,11 @@ impl BatchHeader {
         LOG_OVERHEAD_BYTES + self.batch_length as usize
     }
 
+    /// Whether the CRC32C in this header matches the bytes of `batch` (the whole batch).
+    pub fn crc_matches(&self, batch: &[u8]) -> bool {
+        batch.len() > ATTRIBUTES_AT && crc32c::crc32c(&batch[ATTRIBUTES_AT..]) == self.crc
+    }
+
     pub fn last_offset(&self) -> i64 {
         self.base_offset + i64::from(self.last_offset_delta)
     }

@@ -16,7 +16,7 @@ mod model_tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +32,9 @@ use store::{PartitionKey, Store, StoreOptions, StoreWrite};
 use topic_config::{BrokerDefaults, TimestampType, TopicConfig};
 use writer::Command;
 
+use crate::tier::Tier;
+use crate::tier::segment::SegmentInfo;
+
 /// Longest topic name Kafka accepts.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
@@ -39,25 +42,103 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// One partition as readers see it: offsets published by the writer.
+/// One partition as readers see it: offsets published by the writer and the tiering flusher.
+///
+/// Offsets order as `log_start ≤ local_start ≤ high_watermark`: below `local_start` the records
+/// are read from the object store (the remote index), from it on from the hot tier.
 #[derive(Debug)]
 pub struct Partition {
     pub key: PartitionKey,
+    pub topic_id: Uuid,
     pub index: i32,
     high_watermark: AtomicI64,
     log_start: AtomicI64,
+    local_start: AtomicI64,
     deleted: AtomicBool,
+    /// Segments in the object store by base offset; written only by the flusher.
+    remote: RwLock<BTreeMap<i64, SegmentInfo>>,
+    /// Bytes appended since the broker started (the flusher's cheap measure of pending data).
+    appended_bytes: AtomicU64,
+    pub tier_stats: TierStats,
+}
+
+/// What the flusher did for one partition since the broker started.
+#[derive(Debug, Default)]
+pub struct TierStats {
+    pub uploaded_bytes: AtomicU64,
+    pub uploaded_segments: AtomicU64,
+    pub upload_errors: AtomicU64,
+}
+
+/// A partition's offsets as recovered from the store.
+struct Recovered {
+    log_start: i64,
+    local_start: i64,
+    log_end: i64,
+    remote: BTreeMap<i64, SegmentInfo>,
 }
 
 impl Partition {
-    fn new(key: PartitionKey, log_start: i64, high_watermark: i64) -> Self {
+    fn new(key: PartitionKey, topic_id: Uuid, recovered: Recovered) -> Self {
         Partition {
             key,
+            topic_id,
             index: key.partition as i32,
-            high_watermark: AtomicI64::new(high_watermark),
-            log_start: AtomicI64::new(log_start),
+            high_watermark: AtomicI64::new(recovered.log_end),
+            log_start: AtomicI64::new(recovered.log_start),
+            local_start: AtomicI64::new(recovered.local_start),
             deleted: AtomicBool::new(false),
+            remote: RwLock::new(recovered.remote),
+            appended_bytes: AtomicU64::new(0),
+            tier_stats: TierStats::default(),
         }
+    }
+
+    /// The first offset the hot tier holds; older ones are only in the object store.
+    pub fn local_start(&self) -> i64 {
+        self.local_start.load(Ordering::Acquire)
+    }
+
+    /// The offset after the last one safely in the object store.
+    pub fn remote_end(&self) -> i64 {
+        self.remote_segments().last().map_or(0, |s| s.next_offset)
+    }
+
+    /// The segments in the object store, in offset order.
+    pub fn remote_segments(&self) -> Vec<SegmentInfo> {
+        self.remote.read().map(|r| r.values().copied().collect()).unwrap_or_default()
+    }
+
+    /// The segment holding `offset`, if it is in the object store.
+    pub fn remote_segment(&self, offset: i64) -> Option<SegmentInfo> {
+        let remote = self.remote.read().ok()?;
+        remote.range(..=offset).next_back().map(|(_, s)| *s).filter(|s| s.next_offset > offset)
+    }
+
+    /// Publishes an uploaded segment (after its index entry is durable).
+    pub(crate) fn add_remote(&self, segment: SegmentInfo) {
+        if let Ok(mut remote) = self.remote.write() {
+            remote.insert(segment.base_offset, segment);
+        }
+    }
+
+    pub(crate) fn remove_remote(&self, base_offset: i64) {
+        if let Ok(mut remote) = self.remote.write() {
+            remote.remove(&base_offset);
+        }
+    }
+
+    /// Publishes a new local start after the hot tier dropped what lies below it.
+    pub(crate) fn set_local_start(&self, offset: i64) {
+        self.local_start.fetch_max(offset, Ordering::AcqRel);
+    }
+
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
     }
 
     /// Offset after the last acknowledged record (single replica: log end).
@@ -168,16 +249,22 @@ struct Inner {
     cluster_id: String,
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     stop_syncer: Arc<AtomicBool>,
+    tier: Arc<Tier>,
 }
 
 impl Log {
     /// Opens (or creates) the log in `config.data_dir` and recovers every partition's state.
     pub async fn open(config: &Config) -> Result<Log, LogError> {
+        let tier = Arc::new(Tier::open(config).await.map_err(|e| LogError::Remote(e.to_string()))?);
         let config = config.clone();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&config)).await.map_err(|_| LogError::Unavailable)?
+        let log = tokio::task::spawn_blocking(move || Self::open_blocking(&config, tier))
+            .await
+            .map_err(|_| LogError::Unavailable)??;
+        crate::tier::recovery::recover_if_fresh(&log).await?;
+        Ok(log)
     }
 
-    fn open_blocking(config: &Config) -> Result<Log, LogError> {
+    fn open_blocking(config: &Config, tier: Arc<Tier>) -> Result<Log, LogError> {
         let path = config.data_dir.join("hot");
         std::fs::create_dir_all(&path)
             .map_err(|e| store::StoreError::corrupt(format!("cannot create {}: {e}", path.display())))?;
@@ -195,6 +282,11 @@ impl Log {
             retention_ms: config.log_retention_ms,
             retention_bytes: config.log_retention_bytes,
             max_message_bytes: config.message_max_bytes,
+            segment_bytes: config.log_segment_bytes,
+            segment_ms: config.log_roll_ms,
+            local_retention_ms: config.log_local_retention_ms,
+            local_retention_bytes: config.log_local_retention_bytes,
+            remote_storage_enable: config.remote_storage_enable,
         };
         let mut dynamic = HashMap::new();
         for (key, value) in store.scan_meta("dynamic/")? {
@@ -236,6 +328,7 @@ impl Log {
                 cluster_id,
                 threads: std::sync::Mutex::new(threads),
                 stop_syncer,
+                tier,
             }),
         })
     }
@@ -288,8 +381,7 @@ impl Log {
         let mut partitions = existing.to_vec();
         for index in existing.len() as u32..record.partitions {
             let key = PartitionKey { topic_number: record.number, partition: index };
-            let (log_start, log_end) = writer::recover_offsets(store, key)?;
-            partitions.push(Arc::new(Partition::new(key, log_start, log_end)));
+            partitions.push(Arc::new(Partition::new(key, record.id, recover_partition(store, key)?)));
         }
         Ok(Arc::new(Topic {
             name: record.name,
@@ -299,6 +391,11 @@ impl Log {
             config: TopicConfig::resolve(record.configs, defaults),
             metrics: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The object store and the remote read cache.
+    pub fn tier(&self) -> &Arc<Tier> {
+        &self.inner.tier
     }
 
     /// The store, for the group coordinator's durable state.
@@ -440,6 +537,51 @@ impl Log {
         Ok(topic)
     }
 
+    /// Recreates a topic from the object store: its identity and configs, and per partition the
+    /// segments found there, which become its remote index. The topic starts where they start
+    /// and continues where they end.
+    pub async fn restore_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        configs: BTreeMap<String, String>,
+        segments: Vec<Vec<SegmentInfo>>,
+    ) -> Result<Arc<Topic>, LogError> {
+        validate_topic_name(name)?;
+        let _admin = self.inner.admin.lock().await;
+        if self.topic(name).is_some() || self.topic_by_id(id).is_some() {
+            return Err(LogError::TopicAlreadyExists(name.to_string()));
+        }
+        let log = self.clone();
+        let name = name.to_string();
+        let topic = tokio::task::spawn_blocking(move || {
+            let store = &log.inner.store;
+            let number = match store.get_meta("next-topic-number")? {
+                Some(bytes) => decode_u32(&bytes)?,
+                None => 1,
+            };
+            let record = TopicRecord { name, id, number, partitions: segments.len() as u32, configs };
+            let mut write = StoreWrite::default();
+            store.put_meta(&mut write, "next-topic-number", &(number + 1).to_be_bytes());
+            store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
+            for (index, partition_segments) in segments.iter().enumerate() {
+                let key = PartitionKey { topic_number: number, partition: index as u32 };
+                if let Some(first) = partition_segments.first() {
+                    store.put_meta(&mut write, &writer::log_start_key(key), &first.base_offset.to_be_bytes());
+                }
+                for segment in partition_segments {
+                    store.put_remote(&mut write, key, segment.base_offset, &segment.encode_value());
+                }
+            }
+            store.write(write, true)?;
+            Self::recover_topic(store, record, &log.defaults(), &[])
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)??;
+        self.publish(topic.clone());
+        Ok(topic)
+    }
+
     /// Deletes a topic and, through the writer (after every append queued before), its data.
     pub async fn delete_topic(&self, name: &str) -> Result<(), LogError> {
         let _admin = self.inner.admin.lock().await;
@@ -453,7 +595,7 @@ impl Log {
         }
         let keys = topic.partitions.iter().map(|p| p.key).collect();
         let (reply, done) = oneshot::channel();
-        self.send(Command::DeleteTopic { name: topic.name.clone(), keys, reply }).await?;
+        self.send(Command::DeleteTopic { name: topic.name.clone(), id: topic.id, keys, reply }).await?;
         done.await.map_err(|_| LogError::Unavailable)??;
         tracing::info!(topic = name, "topic deleted");
         Ok(())
@@ -598,14 +740,15 @@ impl Log {
         receiver.await.map_err(|_| LogError::Unavailable)?
     }
 
-    /// Reads several partitions on the blocking pool; each result stands alone.
+    /// Reads several partitions; each result stands alone. The hot tier is read on the blocking
+    /// pool in one go, then the partitions whose offsets only the object store holds.
     ///
     /// `total_bytes_max` bounds the sum; the first batch of the first partition with data is returned
     /// even when larger than the limits, so consumers always make progress (KIP-74).
     pub async fn read(&self, requests: Vec<ReadRequest>, total_bytes_max: usize) -> Vec<Result<ReadResult, LogError>> {
         let store = self.inner.store.clone();
         let count = requests.len();
-        tokio::task::spawn_blocking(move || {
+        let local = tokio::task::spawn_blocking(move || {
             let mut remaining = total_bytes_max;
             let mut any = false;
             requests
@@ -613,17 +756,56 @@ impl Log {
                 .map(|mut request| {
                     request.max_bytes = request.max_bytes.min(remaining);
                     request.at_least_one = !any;
-                    let result = read_one(&store, &request);
-                    if let Ok(read) = &result {
+                    let result = read_local(&store, &request);
+                    if let Ok(Some(read)) = &result {
                         remaining = remaining.saturating_sub(read.records.len());
                         any |= !read.records.is_empty();
                     }
-                    result
+                    (request, result)
                 })
-                .collect()
+                .collect::<Vec<_>>()
         })
-        .await
-        .unwrap_or_else(|_| (0..count).map(|_| Err(LogError::Unavailable)).collect())
+        .await;
+        let Ok(local) = local else {
+            return (0..count).map(|_| Err(LogError::Unavailable)).collect();
+        };
+        let mut remaining = total_bytes_max
+            .saturating_sub(local.iter().filter_map(|(_, r)| r.as_ref().ok()?.as_ref()).map(|r| r.records.len()).sum());
+        let mut any = local.iter().any(|(_, r)| matches!(r, Ok(Some(read)) if !read.records.is_empty()));
+        let mut results = Vec::with_capacity(count);
+        for (request, result) in local {
+            let result = match result {
+                Ok(Some(read)) => Ok(read),
+                Err(error) => Err(error),
+                Ok(None) => {
+                    let max_bytes = request.max_bytes.min(remaining);
+                    let read = self.read_remote(&request.partition, request.offset, max_bytes, !any).await;
+                    if let Ok(read) = &read {
+                        remaining = remaining.saturating_sub(read.records.len());
+                        any |= !read.records.is_empty();
+                    }
+                    read
+                }
+            };
+            results.push(result);
+        }
+        results
+    }
+
+    async fn read_remote(
+        &self,
+        partition: &Arc<Partition>,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<ReadResult, LogError> {
+        let (high_watermark, log_start) = (partition.high_watermark(), partition.log_start());
+        match self.inner.tier.read(partition.topic_id, partition, offset, max_bytes, at_least_one).await? {
+            Some(records) => Ok(ReadResult { records, high_watermark, log_start }),
+            // Retention moved the log start past the offset while it was being read.
+            None if offset < partition.log_start() => Err(LogError::OffsetOutOfRange),
+            None => Err(LogError::Remote(format!("no segment holds offset {offset}"))),
+        }
     }
 
     /// The first offset whose record timestamp is at or after `timestamp_ms`, with that timestamp.
@@ -632,9 +814,27 @@ impl Log {
         partition: &Arc<Partition>,
         timestamp_ms: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
+        let log_start = partition.log_start();
+        // Segments hold the oldest offsets: the first whose max timestamp reaches the target holds
+        // the answer, unless all its records that do are below the log start.
+        for info in partition.remote_segments() {
+            if info.next_offset <= log_start || info.max_timestamp < timestamp_ms {
+                continue;
+            }
+            let segment = self.inner.tier.segment(partition.topic_id, partition.index, info).await?;
+            let from = log_start.max(info.base_offset);
+            let found = tokio::task::spawn_blocking(move || match segment.batch_reaching(from, timestamp_ms) {
+                Some(batch) => first_record_in(batch, from, timestamp_ms),
+                None => Ok(None),
+            })
+            .await
+            .map_err(|_| LogError::Unavailable)??;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
         let store = self.inner.store.clone();
         let key = partition.key;
-        let log_start = partition.log_start();
         tokio::task::spawn_blocking(move || {
             let Some((_, base_offset)) = store.time_lookup(key, timestamp_ms)? else {
                 return Ok(None);
@@ -650,14 +850,31 @@ impl Log {
         let store = self.inner.store.clone();
         let key = partition.key;
         let log_start = partition.log_start();
-        tokio::task::spawn_blocking(move || {
+        let local = tokio::task::spawn_blocking(move || {
             let Some((timestamp_ms, base_offset)) = store.last_time_entry(key)? else {
                 return Ok(None);
             };
             first_record_at_or_after(&store, key, base_offset.max(log_start), timestamp_ms)
         })
         .await
-        .map_err(|_| LogError::Unavailable)?
+        .map_err(|_| LogError::Unavailable)??;
+        // The hot tier's time index only has entries that raised the running maximum, so a local
+        // answer is the maximum unless an older segment holds a larger timestamp.
+        let remote = partition.remote_segments().into_iter().filter(|s| s.next_offset > log_start).fold(
+            None::<SegmentInfo>,
+            |best, s| match best {
+                Some(best) if best.max_timestamp >= s.max_timestamp => Some(best),
+                _ => Some(s),
+            },
+        );
+        match (local, remote) {
+            (Some(local), Some(remote)) if local.1 >= remote.max_timestamp => Ok(Some(local)),
+            (local, None) => Ok(local),
+            (_, Some(remote)) => {
+                let found = self.offset_for_timestamp(partition, remote.max_timestamp).await?;
+                Ok(found.filter(|(_, timestamp)| *timestamp == remote.max_timestamp))
+            }
+        }
     }
 
     /// Applies `retention.ms` and `retention.bytes` to every partition once.
@@ -672,8 +889,11 @@ impl Log {
                 let store = self.inner.store.clone();
                 let key = partition.key;
                 let high_watermark = partition.high_watermark();
+                let log_start = partition.log_start();
+                let mut remote = partition.remote_segments();
+                remote.retain(|s| s.next_offset > log_start);
                 let start = tokio::task::spawn_blocking(move || {
-                    retention_start(&store, key, high_watermark, now, retention_ms, retention_bytes)
+                    retention_start(&store, key, high_watermark, now, retention_ms, retention_bytes, &remote)
                 })
                 .await
                 .map_err(|_| LogError::Unavailable)??;
@@ -687,7 +907,22 @@ impl Log {
     }
 }
 
-fn read_one(store: &Store, request: &ReadRequest) -> Result<ReadResult, LogError> {
+/// A partition's offsets and remote index, from the store.
+fn recover_partition(store: &Store, key: PartitionKey) -> Result<Recovered, LogError> {
+    let mut remote = BTreeMap::new();
+    for (base_offset, value) in store.scan_remote(key)? {
+        let segment = SegmentInfo::decode_value(base_offset, &value)
+            .ok_or_else(|| store::StoreError::corrupt(format!("remote index entry of {key:?} is corrupt")))?;
+        remote.insert(base_offset, segment);
+    }
+    let remote_end = remote.values().next_back().map_or(0, |s: &SegmentInfo| s.next_offset);
+    let (log_start, log_end) = writer::recover_offsets(store, key, remote_end)?;
+    let local_start = store.first_batch(key)?.map_or(log_end, |header| header.base_offset).max(log_start);
+    Ok(Recovered { log_start, local_start, log_end, remote })
+}
+
+/// Reads one partition from the hot tier; `None` when the offset is only in the object store.
+fn read_local(store: &Store, request: &ReadRequest) -> Result<Option<ReadResult>, LogError> {
     let partition = &request.partition;
     // Offsets are read before the data: the data may run ahead of them, never behind.
     let high_watermark = partition.high_watermark();
@@ -698,12 +933,23 @@ fn read_one(store: &Store, request: &ReadRequest) -> Result<ReadResult, LogError
     if request.offset < log_start || request.offset > high_watermark {
         return Err(LogError::OffsetOutOfRange);
     }
-    let records = if request.offset == high_watermark || request.max_bytes == 0 && !request.at_least_one {
-        Bytes::new()
-    } else {
-        store.read(partition.key, request.offset, high_watermark, request.max_bytes, request.at_least_one)?
+    if request.offset == high_watermark || request.max_bytes == 0 && !request.at_least_one {
+        return Ok(Some(ReadResult { records: Bytes::new(), high_watermark, log_start }));
+    }
+    if request.offset < partition.local_start() {
+        return Ok(None);
+    }
+    let records = store.read(partition.key, request.offset, high_watermark, request.max_bytes, request.at_least_one)?;
+    // The flusher may have dropped the batch holding the offset after local_start was read: then
+    // what is read starts later (or is nothing), and the object store has the offset.
+    let trimmed = match batch::BatchHeader::parse(&records) {
+        Ok(first) => first.base_offset > request.offset,
+        Err(_) => request.at_least_one,
     };
-    Ok(ReadResult { records, high_watermark, log_start })
+    if trimmed && request.offset < partition.local_start() {
+        return Ok(None);
+    }
+    Ok(Some(ReadResult { records, high_watermark, log_start }))
 }
 
 /// Decodes the batch at `from` onwards to find the first record with a timestamp ≥ `timestamp_ms`.
@@ -713,9 +959,14 @@ fn first_record_at_or_after(
     from: i64,
     timestamp_ms: i64,
 ) -> Result<Option<(i64, i64)>, LogError> {
-    let Some(mut bytes) = store.batch_containing(key, from)? else {
-        return Ok(None);
-    };
+    match store.batch_containing(key, from)? {
+        Some(bytes) => first_record_in(bytes, from, timestamp_ms),
+        None => Ok(None),
+    }
+}
+
+/// Decodes one batch to find its first record at or after `from` with a timestamp ≥ `timestamp_ms`.
+fn first_record_in(mut bytes: Bytes, from: i64, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
     let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
         .map_err(|e| store::StoreError::corrupt(format!("stored batch does not decode: {e}")))?;
     Ok(set
@@ -726,6 +977,7 @@ fn first_record_at_or_after(
 }
 
 /// The log start offset that retention allows: whole batches only, never past the high watermark.
+#[allow(clippy::too_many_arguments)]
 fn retention_start(
     store: &Store,
     key: PartitionKey,
@@ -733,24 +985,38 @@ fn retention_start(
     now_ms: i64,
     retention_ms: i64,
     retention_bytes: i64,
+    remote: &[SegmentInfo],
 ) -> Result<i64, LogError> {
+    let remote_end = remote.last().map_or(0, |s| s.next_offset);
     let mut start = 0;
     if retention_ms >= 0 {
-        // Time index entries rise in both timestamp and offset, so every batch before the first
-        // entry at or after the cutoff has only older records.
-        start = match store.time_lookup(key, now_ms.saturating_sub(retention_ms))? {
-            Some((_, base_offset)) => base_offset,
-            None => high_watermark,
+        let cutoff = now_ms.saturating_sub(retention_ms);
+        // The log is the segments, then the hot tier after them; retention stops at the first
+        // segment that holds a record newer than the cutoff.
+        let kept = remote.iter().find(|s| s.max_timestamp >= cutoff);
+        start = match kept {
+            Some(segment) => segment.base_offset,
+            None => {
+                // Time index entries rise in both timestamp and offset, so every batch before the
+                // first entry at or after the cutoff has only older records.
+                let local = match store.time_lookup(key, cutoff)? {
+                    Some((_, base_offset)) => base_offset,
+                    None => high_watermark,
+                };
+                local.max(remote_end)
+            }
         };
     }
     if retention_bytes >= 0 {
-        let mut sizes = Vec::new();
+        let mut sizes: Vec<(i64, i64)> = remote.iter().map(|s| (s.next_offset, s.size_bytes as i64)).collect();
         store.scan_headers(key, |header, size| {
-            sizes.push((header.base_offset, header.last_offset() + 1, size as i64));
+            if header.base_offset >= remote_end {
+                sizes.push((header.last_offset() + 1, size as i64));
+            }
             true
         })?;
-        let mut total: i64 = sizes.iter().map(|(_, _, size)| size).sum();
-        for (_, next, size) in sizes {
+        let mut total: i64 = sizes.iter().map(|(_, size)| size).sum();
+        for (next, size) in sizes {
             if total <= retention_bytes {
                 break;
             }

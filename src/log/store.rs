@@ -7,6 +7,8 @@
 //!   are monotonic in both timestamp and offset
 //! - `producers`: `[topic number u32][partition u32][producer id u64]` → [`ProducerEntry`] bytes
 //! - `meta`:      UTF-8 keys (`topic/<name>`, `log-start/<number>/<partition>`, counters) → JSON or integers
+//! - `remote`:    `[topic number u32][partition u32][base offset u64]` → a segment in the object store
+//!   (next offset, max timestamp, size; see `tier::segment`)
 //! - `groups`:    `g` + group id → the group's record; `o` + group, topic (each u16-length-prefixed),
 //!   partition u32 → a committed offset
 //!
@@ -28,6 +30,7 @@ const CF_TIMEINDEX: &str = "timeindex";
 const CF_PRODUCERS: &str = "producers";
 const CF_META: &str = "meta";
 const CF_GROUPS: &str = "groups";
+const CF_REMOTE: &str = "remote";
 
 #[derive(Debug, thiserror::Error)]
 #[error("storage error: {0}")]
@@ -194,6 +197,7 @@ impl Store {
             family(CF_PRODUCERS, 4 << 20),
             family(CF_META, 4 << 20),
             family(CF_GROUPS, 8 << 20),
+            family(CF_REMOTE, 4 << 20),
         ];
         let db = DB::open_cf_descriptors(&db_options, path, families)?;
         Ok(Store { db: Arc::new(db) })
@@ -289,8 +293,62 @@ impl Store {
     /// Removes everything a partition stored.
     pub fn delete_partition(&self, write: &mut StoreWrite, key: PartitionKey) {
         let start = key.with_u64(0).to_vec();
-        for name in [CF_BATCHES, CF_TIMEINDEX, CF_PRODUCERS] {
+        for name in [CF_BATCHES, CF_TIMEINDEX, CF_PRODUCERS, CF_REMOTE] {
             write.batch.delete_range_cf(self.cf(name), start.clone(), key.end());
+        }
+    }
+
+    /// Records a segment that is safely in the object store.
+    pub fn put_remote(&self, write: &mut StoreWrite, key: PartitionKey, base_offset: i64, value: &[u8]) {
+        write.batch.put_cf(self.cf(CF_REMOTE), key.batch_key(base_offset), value);
+    }
+
+    pub fn delete_remote(&self, write: &mut StoreWrite, key: PartitionKey, base_offset: i64) {
+        write.batch.delete_cf(self.cf(CF_REMOTE), key.batch_key(base_offset));
+    }
+
+    /// The partition's remote index: `(base offset, value)` in offset order.
+    pub fn scan_remote(&self, key: PartitionKey) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(key.end());
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_REMOTE), options);
+        iter.seek(key.batch_key(0));
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if k.len() != 16 {
+                return Err(StoreError::corrupt("remote index key has the wrong length"));
+            }
+            out.push((read_u64(&k[8..]) as i64, v.to_vec()));
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    /// Deletes the local batches wholly below `offset` (already in the object store) and their
+    /// time index entries, leaving the log start where it is.
+    pub fn trim_local_below(&self, key: PartitionKey, offset: i64, sync: bool) -> Result<(), StoreError> {
+        let time_index_end = self.time_entry_from_offset(key, offset)?;
+        let mut write = StoreWrite::default();
+        self.delete_batches_below(&mut write, key, offset, time_index_end);
+        self.write(write, sync)
+    }
+
+    /// Header of the partition's first local batch.
+    pub fn first_batch(&self, key: PartitionKey) -> Result<Option<BatchHeader>, StoreError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(key.end());
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_BATCHES), options);
+        iter.seek(key.batch_key(0));
+        match iter.value() {
+            Some(v) => Ok(Some(
+                BatchHeader::parse(v)
+                    .map_err(|_| StoreError::corrupt(format!("stored batch of {key:?} has a corrupt header")))?,
+            )),
+            None => {
+                iter.status()?;
+                Ok(None)
+            }
         }
     }
 

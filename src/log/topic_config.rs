@@ -15,6 +15,29 @@ pub struct BrokerDefaults {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub max_message_bytes: i32,
+    /// Tiering: how large and how old the unuploaded tail may grow before it is uploaded.
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    /// Tiering: what the hot tier keeps after upload (-2: as much as `retention.*`).
+    pub local_retention_ms: i64,
+    pub local_retention_bytes: i64,
+    pub remote_storage_enable: bool,
+}
+
+impl BrokerDefaults {
+    /// Defaults with tiering settings for tests: nothing is uploaded early.
+    pub fn basic(retention_ms: i64, retention_bytes: i64, max_message_bytes: i32) -> Self {
+        BrokerDefaults {
+            retention_ms,
+            retention_bytes,
+            max_message_bytes,
+            segment_bytes: 64 << 20,
+            segment_ms: 600_000,
+            local_retention_ms: 600_000,
+            local_retention_bytes: -2,
+            remote_storage_enable: true,
+        }
+    }
 }
 
 /// A topic's effective configuration.
@@ -27,6 +50,15 @@ pub struct TopicConfig {
     pub min_insync_replicas: i32,
     /// `cleanup.policy` includes `compact`: every record needs a key.
     pub compacted: bool,
+    /// Tiering (`segment.bytes`, `segment.ms`): the unuploaded tail is uploaded as one segment
+    /// when it reaches this size or its oldest record has waited this long.
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
+    /// Tiering (`local.retention.*`, resolved: never above `retention.*`; -1 is unlimited).
+    pub local_retention_ms: i64,
+    pub local_retention_bytes: i64,
+    /// `remote.storage.enable` and not `remote.log.copy.disable`.
+    pub remote_copy: bool,
     /// The values the topic set explicitly, by Kafka name.
     pub overrides: BTreeMap<String, String>,
 }
@@ -42,10 +74,11 @@ enum Kind {
 
 /// Every topic config Apache Kafka 4 accepts, so that tools and client test suites can set them.
 /// Enforced here: `retention.ms`, `retention.bytes`, `max.message.bytes`, `message.timestamp.type`,
-/// `min.insync.replicas` (acks=all above 1 gets NOT_ENOUGH_REPLICAS) and, for `cleanup.policy`
-/// with `compact`, Kafka's rule that records need keys. Stored and described but without effect:
-/// the segment, index, flush and replication settings (the hot tier has no segments and one
-/// replica), `compression.type` other than `producer` (batches are stored as produced), and key
+/// `min.insync.replicas` (acks=all above 1 gets NOT_ENOUGH_REPLICAS), the tiering settings
+/// (`segment.bytes`, `segment.ms`, `local.retention.*`, `remote.storage.enable`,
+/// `remote.log.copy.disable`) and, for `cleanup.policy` with `compact`, Kafka's rule that records
+/// need keys. Stored and described but without effect: the index, flush and replication settings
+/// (one replica), `compression.type` other than `producer` (batches are stored as produced), and key
 /// compaction itself (a compacted topic keeps every record).
 const KNOWN: &[(&str, Kind)] = &[
     ("cleanup.policy", Kind::OneOf(&["delete", "compact", "compact,delete", "delete,compact"])),
@@ -96,8 +129,6 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("flush.messages", "9223372036854775807"),
     ("flush.ms", "9223372036854775807"),
     ("index.interval.bytes", "4096"),
-    ("local.retention.bytes", "-2"),
-    ("local.retention.ms", "-2"),
     ("max.compaction.lag.ms", "9223372036854775807"),
     ("message.downconversion.enable", "true"),
     ("message.format.version", "3.0-IV1"),
@@ -109,7 +140,6 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("preallocate", "false"),
     ("remote.log.copy.disable", "false"),
     ("remote.log.delete.on.disable", "false"),
-    ("remote.storage.enable", "false"),
     ("segment.index.bytes", "10485760"),
     ("segment.jitter.ms", "0"),
     ("unclean.leader.election.enable", "false"),
@@ -232,8 +262,11 @@ pub fn describe(config: &TopicConfig) -> Vec<(&'static str, String, bool)> {
                 ("cleanup.policy", None) => "delete".to_string(),
                 ("compression.type", None) => "producer".to_string(),
                 ("min.insync.replicas", None) => "1".to_string(),
-                ("segment.bytes", None) => "1073741824".to_string(),
-                ("segment.ms", None) => "604800000".to_string(),
+                ("segment.bytes", None) => config.segment_bytes.to_string(),
+                ("segment.ms", None) => config.segment_ms.to_string(),
+                ("local.retention.ms", None) => config.local_retention_ms.to_string(),
+                ("local.retention.bytes", None) => config.local_retention_bytes.to_string(),
+                ("remote.storage.enable", None) => config.remote_copy.to_string(),
                 (name, None) => {
                     DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()).unwrap_or_default()
                 }
@@ -251,7 +284,22 @@ impl BrokerDefaults {
             retention_ms: long("log.retention.ms", self.retention_ms),
             retention_bytes: long("log.retention.bytes", self.retention_bytes),
             max_message_bytes: long("message.max.bytes", i64::from(self.max_message_bytes)) as i32,
+            segment_bytes: long("log.segment.bytes", self.segment_bytes),
+            segment_ms: long("log.roll.ms", self.segment_ms),
+            local_retention_ms: long("log.local.retention.ms", self.local_retention_ms),
+            local_retention_bytes: long("log.local.retention.bytes", self.local_retention_bytes),
+            remote_storage_enable: self.remote_storage_enable,
         }
+    }
+}
+
+/// `local.retention.*` of -2 means "as `retention.*`"; a local limit never exceeds the total one.
+fn local_limit(local: i64, total: i64) -> i64 {
+    match (local, total) {
+        (-2, total) => total,
+        (local, -1) => local,
+        (-1, total) => total,
+        (local, total) => local.min(total),
     }
 }
 
@@ -260,6 +308,7 @@ impl TopicConfig {
     pub fn resolve(overrides: BTreeMap<String, String>, defaults: &BrokerDefaults) -> Self {
         let long =
             |name: &str, default: i64| overrides.get(name).and_then(|v| v.trim().parse().ok()).unwrap_or(default);
+        let flag = |name: &str, default: bool| overrides.get(name).map_or(default, |v| v.trim() == "true");
         let deletes = overrides.get("cleanup.policy").is_none_or(|policy| policy.contains("delete"));
         let retention = |value: i64| if deletes { value } else { -1 };
         TopicConfig {
@@ -272,6 +321,18 @@ impl TopicConfig {
             },
             min_insync_replicas: long("min.insync.replicas", 1) as i32,
             compacted: overrides.get("cleanup.policy").is_some_and(|policy| policy.contains("compact")),
+            segment_bytes: long("segment.bytes", defaults.segment_bytes),
+            segment_ms: long("segment.ms", defaults.segment_ms),
+            local_retention_ms: local_limit(
+                long("local.retention.ms", defaults.local_retention_ms),
+                retention(long("retention.ms", defaults.retention_ms)),
+            ),
+            local_retention_bytes: local_limit(
+                long("local.retention.bytes", defaults.local_retention_bytes),
+                retention(long("retention.bytes", defaults.retention_bytes)),
+            ),
+            remote_copy: flag("remote.storage.enable", defaults.remote_storage_enable)
+                && !flag("remote.log.copy.disable", false),
             overrides,
         }
     }
@@ -293,7 +354,7 @@ mod tests {
 
     #[test]
     fn compact_only_topics_keep_everything() {
-        let defaults = BrokerDefaults { retention_ms: 1000, retention_bytes: 10, max_message_bytes: 100 };
+        let defaults = BrokerDefaults::basic(1000, 10, 100);
         let overrides = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
         let config = TopicConfig::resolve(overrides, &defaults);
         assert_eq!((config.retention_ms, config.retention_bytes), (-1, -1));

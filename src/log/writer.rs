@@ -38,6 +38,7 @@ pub(super) enum Command {
     },
     DeleteTopic {
         name: String,
+        id: uuid::Uuid,
         keys: Vec<PartitionKey>,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
@@ -56,10 +57,13 @@ struct PartitionState {
     /// Running max timestamp: the time index gets an entry only when a batch raises it.
     max_timestamp: i64,
     producers: HashMap<i64, ProducerEntry>,
+    /// Bytes staged by the group commit in progress.
+    staged_bytes: u64,
 }
 
-/// Reads a partition's log start and log end from the store.
-pub(super) fn recover_offsets(store: &Store, key: PartitionKey) -> Result<(i64, i64), StoreError> {
+/// Reads a partition's log start and log end from the store; `remote_end` is where the segments
+/// in the object store end (the hot tier may hold nothing after them).
+pub(super) fn recover_offsets(store: &Store, key: PartitionKey, remote_end: i64) -> Result<(i64, i64), StoreError> {
     let log_start = match store.get_meta(&log_start_key(key))? {
         Some(bytes) => i64::from_be_bytes(
             bytes.as_slice().try_into().map_err(|_| StoreError::corrupt("log start has the wrong length"))?,
@@ -67,10 +71,10 @@ pub(super) fn recover_offsets(store: &Store, key: PartitionKey) -> Result<(i64, 
         None => 0,
     };
     let log_end = store.last_batch(key)?.map_or(0, |header| header.last_offset() + 1);
-    Ok((log_start, log_end.max(log_start)))
+    Ok((log_start, log_end.max(remote_end).max(log_start)))
 }
 
-fn log_start_key(key: PartitionKey) -> String {
+pub(super) fn log_start_key(key: PartitionKey) -> String {
     format!("log-start/{}/{}", key.topic_number, key.partition)
 }
 
@@ -169,14 +173,18 @@ impl Writer {
         false
     }
 
-    fn state(&mut self, key: PartitionKey) -> Result<PartitionState, LogError> {
+    /// The partition's state, recovered on first use from what the log published at open.
+    fn state(&mut self, partition: &Partition) -> Result<PartitionState, LogError> {
+        let key = partition.key;
         if let Some(state) = self.partitions.get(&key) {
             return Ok(state.clone());
         }
-        let (log_start, next_offset) = recover_offsets(&self.store, key)?;
-        let max_timestamp = self.store.last_time_entry(key)?.map_or(i64::MIN, |(timestamp, _)| timestamp);
+        let (log_start, next_offset) = (partition.log_start(), partition.high_watermark());
+        let local_max = self.store.last_time_entry(key)?.map_or(i64::MIN, |(timestamp, _)| timestamp);
+        let remote_max = partition.remote_segments().iter().map(|s| s.max_timestamp).max().unwrap_or(i64::MIN);
+        let max_timestamp = local_max.max(remote_max);
         let producers = self.producers.remove(&key).unwrap_or_default();
-        let state = PartitionState { next_offset, log_start, max_timestamp, producers };
+        let state = PartitionState { next_offset, log_start, max_timestamp, producers, staged_bytes: 0 };
         self.partitions.insert(key, state.clone());
         Ok(state)
     }
@@ -197,7 +205,7 @@ impl Writer {
             }
             let state = match staged.entry(key) {
                 Entry::Occupied(entry) => &mut entry.into_mut().1,
-                Entry::Vacant(entry) => match self.state(key) {
+                Entry::Vacant(entry) => match self.state(&partition) {
                     Ok(state) => &mut entry.insert((partition.clone(), state)).1,
                     Err(error) => {
                         pending.push(Pending { reply, result: Err(error) });
@@ -218,8 +226,9 @@ impl Writer {
             }
             return;
         }
-        for (key, (partition, state)) in staged {
+        for (key, (partition, mut state)) in staged {
             partition.high_watermark.store(state.next_offset, Ordering::Release);
+            partition.appended_bytes.fetch_add(std::mem::take(&mut state.staged_bytes), Ordering::Relaxed);
             self.partitions.insert(key, state);
         }
         self.appended.send_modify(|generation| *generation = generation.wrapping_add(1));
@@ -298,6 +307,7 @@ impl Writer {
         }
         let header = batch.header;
         self.store.put_batch(write, key, base_offset, &batch.bytes);
+        state.staged_bytes += batch.bytes.len() as u64;
         if header.max_timestamp > state.max_timestamp {
             state.max_timestamp = header.max_timestamp;
             self.store.put_time_index(write, key, header.max_timestamp, base_offset);
@@ -325,8 +335,8 @@ impl Writer {
             Command::Truncate { partition, log_start, reply } => {
                 let _ = reply.send(self.truncate(&partition, log_start));
             }
-            Command::DeleteTopic { name, keys, reply } => {
-                let _ = reply.send(self.delete_topic(&name, &keys));
+            Command::DeleteTopic { name, id, keys, reply } => {
+                let _ = reply.send(self.delete_topic(&name, id, &keys));
             }
             Command::InitProducerId { reply } => {
                 let _ = reply.send(self.init_producer_id());
@@ -336,7 +346,7 @@ impl Writer {
 
     fn truncate(&mut self, partition: &Partition, log_start: i64) -> Result<i64, LogError> {
         let key = partition.key;
-        let mut state = self.state(key)?;
+        let mut state = self.state(partition)?;
         if log_start <= state.log_start {
             return Ok(state.log_start);
         }
@@ -362,7 +372,7 @@ impl Writer {
         Ok(log_start)
     }
 
-    fn delete_topic(&mut self, name: &str, keys: &[PartitionKey]) -> Result<(), LogError> {
+    fn delete_topic(&mut self, name: &str, id: uuid::Uuid, keys: &[PartitionKey]) -> Result<(), LogError> {
         let mut write = StoreWrite::default();
         for &key in keys {
             self.store.delete_partition(&mut write, key);
@@ -371,6 +381,8 @@ impl Writer {
             self.producers.remove(&key);
         }
         self.store.delete_meta(&mut write, &format!("topic/{name}"));
+        // The flusher deletes the topic's objects and then this marker (after a crash, later).
+        self.store.put_meta(&mut write, &format!("{}{id}", crate::tier::flusher::REMOTE_GC_PREFIX), b"");
         self.store.write(write, true)?;
         Ok(())
     }

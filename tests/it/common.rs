@@ -23,11 +23,17 @@ pub struct TestBroker {
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl TestBroker {
     /// Starts a broker with a fresh data dir and the given extra flags.
     pub fn start(args: &[&str]) -> TestBroker {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts a broker with a fresh data dir, extra flags and extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> TestBroker {
         let temp = tempfile::tempdir().expect("temp dir");
         let data_dir = temp.path().to_path_buf();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -38,6 +44,7 @@ impl TestBroker {
             data_dir,
             _temp: Some(temp),
             args,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         broker.spawn("127.0.0.1:0");
         broker
@@ -50,6 +57,7 @@ impl TestBroker {
             .args(["--kafka-listen", kafka_listen, "--http-listen", "127.0.0.1:0"])
             .args(&self.args)
             .env("RUST_LOG", std::env::var("ZOMBI_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

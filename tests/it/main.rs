@@ -10,3 +10,4 @@ mod http;
 mod http_client;
 mod produce_consume;
 mod raw;
+mod tiering;

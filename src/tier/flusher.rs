@@ -1,0 +1,426 @@
+//! The flusher: moves every partition's log to the object store and keeps the hot tier short.
+//!
+//! Each pass, per partition (a few at once):
+//! 1. On the first pass, reconcile the partition's objects with its remote index: an object that
+//!    continues the index exactly and checks out (an upload whose index write a crash lost) is
+//!    adopted; any other object the index does not know is an orphan and is deleted.
+//! 2. Upload the unuploaded tail as one segment once it holds `segment.bytes` or its oldest part
+//!    has waited `segment.ms`; the object is created only if absent, the index entry is written
+//!    (fsynced) after the object exists, and only then is the segment published to readers.
+//! 3. Delete segments wholly below the log start (retention, DeleteRecords): object, then entry.
+//! 4. Drop from the hot tier the uploaded segments that `local.retention.*` no longer asks it
+//!    to keep.
+//!
+//! Topics' descriptions go to `meta/topics/…` whenever they change, and deleted topics' objects
+//! are removed through a marker written with the deletion, so a crash cannot forget them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use super::Tier;
+use super::object_store::Put;
+use super::segment::{self, Segment, SegmentInfo};
+use crate::log::store::{PartitionKey, StoreWrite};
+use crate::log::{Log, LogError, Partition, Topic, now_ms};
+
+/// Meta keys `remote-gc/<topic id>` mark deleted topics whose objects are still to be deleted.
+pub const REMOTE_GC_PREFIX: &str = "remote-gc/";
+
+/// A topic as described in the object store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: u32,
+    pub configs: std::collections::BTreeMap<String, String>,
+}
+
+impl TopicMeta {
+    pub fn of(topic: &Topic) -> Self {
+        TopicMeta {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic.partitions.len() as u32,
+            configs: topic.config.overrides.clone(),
+        }
+    }
+}
+
+/// Uploads per partition per pass, so that one partition's backlog does not hold up the others.
+const UPLOADS_PER_PASS_MAX: usize = 8;
+
+/// What the flusher remembers of a partition between passes.
+#[derive(Debug, Default, Clone)]
+struct Cursor {
+    /// When the flusher first saw unuploaded records (since the last upload).
+    pending_since: Option<Instant>,
+    /// `appended_bytes` at the point where the unuploaded tail was empty; `None` until measured.
+    mark: Option<u64>,
+    reconciled: bool,
+}
+
+enum Step {
+    Uploaded,
+    NotReady,
+}
+
+pub struct Flusher {
+    log: Log,
+    tier: Arc<Tier>,
+    cursors: HashMap<PartitionKey, Cursor>,
+    /// The description last written per topic, with its version.
+    described: HashMap<Uuid, (u64, TopicMeta)>,
+}
+
+/// Runs passes every `remote.log.manager.task.interval.ms` until `stopped` turns true.
+pub async fn run(log: Log, mut stopped: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(log.tier().settings.task_interval_ms.max(1));
+    let mut flusher = Flusher::new(log);
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        flusher.pass().await;
+    }
+}
+
+impl Flusher {
+    pub fn new(log: Log) -> Self {
+        let tier = log.tier().clone();
+        Flusher { log, tier, cursors: HashMap::new(), described: HashMap::new() }
+    }
+
+    /// One pass over every topic; errors are logged and counted, and retried next pass.
+    pub async fn pass(&mut self) {
+        if let Err(error) = self.collect_deleted_topics().await {
+            tracing::warn!(%error, "cannot delete the objects of deleted topics yet");
+        }
+        let topics = self.log.topics();
+        for topic in &topics {
+            if let Err(error) = self.describe_topic(topic).await {
+                tracing::warn!(topic = %topic.name, %error, "cannot write the topic's description");
+            }
+        }
+        let permits = Arc::new(Semaphore::new(self.tier.settings.requests_max.max(1)));
+        let mut tasks = JoinSet::new();
+        for topic in topics {
+            for partition in &topic.partitions {
+                let cursor = self.cursors.remove(&partition.key).unwrap_or_default();
+                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let (log, tier, topic, partition) =
+                    (self.log.clone(), self.tier.clone(), topic.clone(), partition.clone());
+                tasks.spawn(async move {
+                    let cursor = flush_partition(&log, &tier, &topic, &partition, cursor).await;
+                    drop(permit);
+                    (partition.key, cursor)
+                });
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((key, cursor)) = done {
+                self.cursors.insert(key, cursor);
+            }
+        }
+    }
+
+    async fn collect_deleted_topics(&mut self) -> Result<(), LogError> {
+        let store = self.log.store();
+        let markers = tokio::task::spawn_blocking(move || store.scan_meta(REMOTE_GC_PREFIX))
+            .await
+            .map_err(|_| LogError::Unavailable)??;
+        for (marker, _) in markers {
+            let Ok(id) = Uuid::parse_str(marker.trim_start_matches(REMOTE_GC_PREFIX)) else { continue };
+            for prefix in [segment::topic_data_prefix(id), format!("{}{id}/", segment::TOPIC_META_PREFIX)] {
+                for object in self.tier.store().list(&prefix).await.map_err(remote)? {
+                    self.tier.store().delete(&object.key).await.map_err(remote)?;
+                    self.tier.forget(&object.key);
+                }
+            }
+            let store = self.log.store();
+            tokio::task::spawn_blocking(move || {
+                let mut write = StoreWrite::default();
+                store.delete_meta(&mut write, &marker);
+                store.write(write, true)
+            })
+            .await
+            .map_err(|_| LogError::Unavailable)??;
+            self.described.remove(&id);
+            tracing::info!(topic_id = %id, "deleted topic's objects removed");
+        }
+        Ok(())
+    }
+
+    /// Writes the topic's description when it changed: a new version, then the old one goes.
+    async fn describe_topic(&mut self, topic: &Topic) -> Result<(), LogError> {
+        let meta = TopicMeta::of(topic);
+        let version = match self.described.get(&topic.id) {
+            Some((_, described)) if *described == meta => return Ok(()),
+            Some((version, _)) => *version,
+            None => {
+                // First look since start: find what the store has.
+                let prefix = format!("{}{}/", segment::TOPIC_META_PREFIX, topic.id);
+                let listed = self.tier.store().list(&prefix).await.map_err(remote)?;
+                let latest = listed.iter().filter_map(|o| segment::parse_topic_meta_key(&o.key)).map(|(_, v)| v).max();
+                if let Some(latest) = latest {
+                    let key = segment::topic_meta_key(topic.id, latest);
+                    let stored = self.tier.store().get(&key).await.map_err(remote)?;
+                    let stored: Option<TopicMeta> = stored.and_then(|b| serde_json::from_slice(&b).ok());
+                    if stored.as_ref() == Some(&meta) {
+                        self.described.insert(topic.id, (latest, meta));
+                        return Ok(());
+                    }
+                }
+                latest.unwrap_or(0)
+            }
+        };
+        let next = version + 1;
+        let body = Bytes::from(serde_json::to_vec(&meta).unwrap_or_default());
+        self.tier.store().put_if_absent(&segment::topic_meta_key(topic.id, next), body).await.map_err(remote)?;
+        for old in 1..=version {
+            self.tier.store().delete(&segment::topic_meta_key(topic.id, old)).await.map_err(remote)?;
+        }
+        self.described.insert(topic.id, (next, meta));
+        Ok(())
+    }
+}
+
+fn remote(error: super::object_store::ObjectStoreError) -> LogError {
+    LogError::Remote(error.to_string())
+}
+
+async fn flush_partition(
+    log: &Log,
+    tier: &Arc<Tier>,
+    topic: &Topic,
+    partition: &Arc<Partition>,
+    mut cursor: Cursor,
+) -> Cursor {
+    let fail = |what: &str, error: LogError| {
+        partition.tier_stats.upload_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(topic = %topic.name, partition = partition.index, %error, "tiering: {what}");
+    };
+    if !cursor.reconciled {
+        match reconcile(log, tier, partition).await {
+            Ok(()) => cursor.reconciled = true,
+            Err(error) => {
+                fail("cannot reconcile the object store", error);
+                return cursor;
+            }
+        }
+    }
+    if topic.config.remote_copy {
+        for _ in 0..UPLOADS_PER_PASS_MAX {
+            match upload_next(log, tier, topic, partition, &mut cursor).await {
+                Ok(Step::Uploaded) => continue,
+                Ok(Step::NotReady) => break,
+                Err(error) => {
+                    fail("upload failed", error);
+                    break;
+                }
+            }
+        }
+    }
+    if let Err(error) = delete_expired(log, tier, partition).await {
+        fail("cannot delete expired segments", error);
+    }
+    if let Err(error) = trim_local(log, topic, partition).await {
+        fail("cannot trim the hot tier", error);
+    }
+    cursor
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, LogError> + Send + 'static,
+) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| LogError::Unavailable)?
+}
+
+/// Writes a segment's index entry durably, then publishes it.
+async fn record_segment(log: &Log, partition: &Arc<Partition>, info: SegmentInfo) -> Result<(), LogError> {
+    let store = log.store();
+    let key = partition.key;
+    blocking(move || {
+        let mut write = StoreWrite::default();
+        store.put_remote(&mut write, key, info.base_offset, &info.encode_value());
+        Ok(store.write(write, true)?)
+    })
+    .await?;
+    partition.add_remote(info);
+    Ok(())
+}
+
+/// Uploads the next segment of the partition's tail if it is due.
+async fn upload_next(
+    log: &Log,
+    tier: &Arc<Tier>,
+    topic: &Topic,
+    partition: &Arc<Partition>,
+    cursor: &mut Cursor,
+) -> Result<Step, LogError> {
+    let from = partition.remote_end().max(partition.log_start());
+    let high_watermark = partition.high_watermark();
+    if from >= high_watermark || partition.is_deleted() {
+        cursor.pending_since = None;
+        return Ok(Step::NotReady);
+    }
+    let pending_since = *cursor.pending_since.get_or_insert_with(Instant::now);
+    let segment_bytes = topic.config.segment_bytes.max(1) as u64;
+    let appended = partition.appended_bytes();
+    let due_by_size = cursor.mark.is_none_or(|mark| appended.saturating_sub(mark) >= segment_bytes);
+    let due_by_age = pending_since.elapsed() >= Duration::from_millis(topic.config.segment_ms.max(0) as u64);
+    if !due_by_size && !due_by_age {
+        return Ok(Step::NotReady);
+    }
+    // Upload only what is durable, whatever the durability setting: a power loss must not leave
+    // the object store holding records the hot tier forgot and then reassigns.
+    let store = log.store();
+    let key = partition.key;
+    let bytes = blocking(move || {
+        store.sync_wal()?;
+        Ok(store.read(key, from, high_watermark, segment_bytes as usize, true)?)
+    })
+    .await?;
+    if bytes.is_empty() {
+        return Ok(Step::NotReady);
+    }
+    let parsed = blocking(move || Segment::scan(bytes).map_err(|e| LogError::Remote(format!("hot tier: {e}")))).await?;
+    let info = parsed.info().ok_or_else(|| LogError::Remote("empty segment".into()))?;
+    let reached_end = info.next_offset >= high_watermark;
+    if reached_end && info.size_bytes < segment_bytes && !due_by_age {
+        // Smaller than a segment: measure it so the next passes wait for the rest cheaply.
+        cursor.mark = Some(appended.saturating_sub(info.size_bytes));
+        return Ok(Step::NotReady);
+    }
+    let object = segment::segment_key(partition.topic_id, partition.index, &info);
+    match tier.store().put_if_absent(&object, parsed.bytes.clone()).await.map_err(remote)? {
+        Put::Created => {}
+        Put::AlreadyExists => {
+            // An earlier attempt may have stored it before a failure: the same bytes are ours.
+            let existing = tier.store().get(&object).await.map_err(remote)?;
+            if existing.as_ref() != Some(&parsed.bytes) {
+                return Err(LogError::Remote(format!(
+                    "{object} exists with other contents: is another broker writing here?"
+                )));
+            }
+        }
+    }
+    if partition.is_deleted() {
+        tier.store().delete(&object).await.map_err(remote)?;
+        return Ok(Step::NotReady);
+    }
+    record_segment(log, partition, info).await?;
+    let stats = &partition.tier_stats;
+    stats.uploaded_bytes.fetch_add(info.size_bytes, std::sync::atomic::Ordering::Relaxed);
+    stats.uploaded_segments.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cursor.mark = cursor.mark.map(|mark| mark + info.size_bytes);
+    cursor.pending_since = (!reached_end).then(Instant::now);
+    tracing::debug!(topic = %topic.name, partition = partition.index, base = info.base_offset, next = info.next_offset, bytes = info.size_bytes, "segment uploaded");
+    Ok(Step::Uploaded)
+}
+
+/// Makes the object store and the remote index agree, once per partition after start.
+async fn reconcile(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> Result<(), LogError> {
+    let prefix = segment::partition_prefix(partition.topic_id, partition.index);
+    let listed = tier.store().list(&prefix).await.map_err(remote)?;
+    let known: HashSet<String> = partition
+        .remote_segments()
+        .iter()
+        .map(|s| segment::segment_key(partition.topic_id, partition.index, s))
+        .collect();
+    let mut end = partition.remote_end().max(partition.log_start());
+    let mut found: Vec<(String, Option<SegmentInfo>)> = listed
+        .into_iter()
+        .filter(|o| !known.contains(&o.key))
+        .map(|o| {
+            let info = segment::parse_segment_key(&o.key, o.size).map(|(_, _, info)| info);
+            (o.key, info)
+        })
+        .collect();
+    found.sort_by_key(|(_, info)| info.map(|i| i.base_offset));
+    for (object, info) in found {
+        let Some(info) = info else {
+            // Not a segment name: not ours to judge, so left alone.
+            tracing::warn!(%object, "unexpected object beside the segments");
+            continue;
+        };
+        let continues =
+            info.base_offset <= end && info.next_offset > end && info.next_offset <= partition.high_watermark();
+        if continues && partition.remote_end() <= info.base_offset {
+            let bytes = tier.store().get(&object).await.map_err(remote)?;
+            let checked = match bytes {
+                Some(bytes) => blocking(move || Ok(Segment::parse(bytes, &info).is_ok())).await?,
+                None => false,
+            };
+            if checked {
+                record_segment(log, partition, info).await?;
+                end = info.next_offset;
+                tracing::info!(%object, "adopted a segment uploaded before a restart");
+                continue;
+            }
+        }
+        tier.store().delete(&object).await.map_err(remote)?;
+        tracing::info!(%object, "deleted an orphaned object");
+    }
+    Ok(())
+}
+
+/// Deletes the segments retention or DeleteRecords put wholly below the log start.
+async fn delete_expired(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> Result<(), LogError> {
+    let log_start = partition.log_start();
+    for info in partition.remote_segments().into_iter().filter(|s| s.next_offset <= log_start) {
+        let object = segment::segment_key(partition.topic_id, partition.index, &info);
+        tier.store().delete(&object).await.map_err(remote)?;
+        let store = log.store();
+        let key = partition.key;
+        blocking(move || {
+            let mut write = StoreWrite::default();
+            store.delete_remote(&mut write, key, info.base_offset);
+            Ok(store.write(write, false)?)
+        })
+        .await?;
+        partition.remove_remote(info.base_offset);
+        tier.forget(&object);
+        tracing::debug!(%object, "expired segment deleted");
+    }
+    Ok(())
+}
+
+/// Drops uploaded segments from the hot tier once `local.retention.*` lets it.
+async fn trim_local(log: &Log, topic: &Topic, partition: &Arc<Partition>) -> Result<(), LogError> {
+    let local_start = partition.local_start();
+    let (retention_ms, retention_bytes) = (topic.config.local_retention_ms, topic.config.local_retention_bytes);
+    let cutoff = now_ms().saturating_sub(retention_ms.max(0));
+    let uploaded: Vec<SegmentInfo> =
+        partition.remote_segments().into_iter().filter(|s| s.next_offset > local_start).collect();
+    let mut local_bytes: i64 = uploaded.iter().map(|s| s.size_bytes as i64).sum();
+    let mut trim_to = local_start;
+    for segment in &uploaded {
+        let expired = retention_ms >= 0 && segment.max_timestamp < cutoff;
+        let too_big = retention_bytes >= 0 && local_bytes > retention_bytes;
+        if !expired && !too_big {
+            break;
+        }
+        trim_to = segment.next_offset;
+        local_bytes -= segment.size_bytes as i64;
+    }
+    if trim_to <= local_start {
+        return Ok(());
+    }
+    // Readers move to the object store first, then the hot tier drops the batches.
+    partition.set_local_start(trim_to);
+    let store = log.store();
+    let key = partition.key;
+    blocking(move || Ok(store.trim_local_below(key, trim_to, false)?)).await?;
+    tracing::debug!(topic = %topic.name, partition = partition.index, local_start = trim_to, "hot tier trimmed");
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Rebuilding a broker from the object store alone.
+//!
+//! When a broker opens a data directory that has never been recovered and holds no topics, it
+//! lists the object store: every topic described under `meta/topics/` comes back with its id,
+//! partitions and configs, and each partition's segments become its remote index. The partition
+//! starts at its first segment and continues after its last one. What had not been uploaded when
+//! the old broker's disk was lost is gone: at most `segment.bytes`, or `segment.ms` of records,
+//! per partition (see docs/tiering.md).
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::flusher::TopicMeta;
+use super::segment::{self, SegmentInfo};
+use crate::log::store::StoreWrite;
+use crate::log::{Log, LogError};
+
+const RECOVERED_KEY: &str = "tier/recovered";
+
+fn remote(error: super::object_store::ObjectStoreError) -> LogError {
+    LogError::Remote(error.to_string())
+}
+
+/// Recovers topics from the object store into a fresh data directory, once.
+pub async fn recover_if_fresh(log: &Log) -> Result<(), LogError> {
+    let store = log.store();
+    let done = tokio::task::spawn_blocking(move || store.get_meta(RECOVERED_KEY))
+        .await
+        .map_err(|_| LogError::Unavailable)??;
+    if done.is_some() {
+        return Ok(());
+    }
+    if log.topics().is_empty() {
+        recover(log).await?;
+    }
+    let store = log.store();
+    tokio::task::spawn_blocking(move || {
+        let mut write = StoreWrite::default();
+        store.put_meta(&mut write, RECOVERED_KEY, b"1");
+        store.write(write, true)
+    })
+    .await
+    .map_err(|_| LogError::Unavailable)??;
+    Ok(())
+}
+
+async fn recover(log: &Log) -> Result<(), LogError> {
+    let objects = log.tier().store();
+    let mut latest: BTreeMap<Uuid, u64> = BTreeMap::new();
+    for object in objects.list(segment::TOPIC_META_PREFIX).await.map_err(remote)? {
+        if let Some((id, version)) = segment::parse_topic_meta_key(&object.key) {
+            let entry = latest.entry(id).or_insert(version);
+            *entry = (*entry).max(version);
+        }
+    }
+    for (id, version) in latest {
+        let key = segment::topic_meta_key(id, version);
+        let Some(body) = objects.get(&key).await.map_err(remote)? else { continue };
+        let meta: TopicMeta = match serde_json::from_slice(&body) {
+            Ok(meta) => meta,
+            Err(error) => {
+                tracing::warn!(%key, %error, "skipping an unreadable topic description");
+                continue;
+            }
+        };
+        let mut partitions = Vec::with_capacity(meta.partitions as usize);
+        let mut records = 0;
+        for index in 0..meta.partitions as i32 {
+            let prefix = segment::partition_prefix(id, index);
+            let mut found: Vec<SegmentInfo> = objects
+                .list(&prefix)
+                .await
+                .map_err(remote)?
+                .iter()
+                .filter_map(|o| segment::parse_segment_key(&o.key, o.size))
+                .map(|(_, _, info)| info)
+                .collect();
+            found.sort_by_key(|info| info.base_offset);
+            // Keep a contiguous run: an overlapping object is an orphan of an interrupted upload,
+            // which the flusher's reconciliation deletes.
+            let mut chain: Vec<SegmentInfo> = Vec::with_capacity(found.len());
+            for info in found {
+                match chain.last() {
+                    Some(last) if info.base_offset != last.next_offset => {
+                        tracing::warn!(?info, "skipping a segment that does not continue the partition");
+                    }
+                    _ => chain.push(info),
+                }
+            }
+            records += chain.last().map_or(0, |s| s.next_offset) - chain.first().map_or(0, |s| s.base_offset);
+            partitions.push(chain);
+        }
+        match log.restore_topic(&meta.name, id, meta.configs, partitions).await {
+            Ok(topic) => {
+                tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), records, "topic recovered from the object store")
+            }
+            Err(error) => tracing::warn!(topic = %meta.name, %error, "cannot recover topic"),
+        }
+    }
+    Ok(())
+}
