@@ -4,7 +4,7 @@
 //! (one per Kafka API at startup, one per topic cached on the topic itself), so recording takes no
 //! shared lock: an atomic add, or one API's own histogram mutex. Gauges that mirror state the broker
 //! already keeps (offsets, lag, process) are read at scrape time by collectors instead of being
-//! updated on every change. Later stages (tiering, the Iceberg sink) plug in through
+//! updated on every change. Later stages (the Iceberg sink) plug in through
 //! [`Metrics::partition_gauges`] and [`Metrics::register_collector`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -252,7 +252,7 @@ impl Metrics {
     }
 
     /// Registers a gauge family with `topic` and `partition` labels, for a later stage to set
-    /// (for example `zombi_tiering_remote_log_end_offset`); returns the handle to update.
+    /// (for example `zombi_iceberg_committed_offset`); returns the handle to update.
     pub fn partition_gauges(&self, name: &str, help: &str) -> Family<PartitionLabels, Gauge> {
         let family = Family::<PartitionLabels, Gauge>::default();
         if let Ok(mut registry) = self.registry.lock() {
@@ -493,8 +493,81 @@ impl Collector for BrokerCollector {
             &committed,
         )?;
         encode_metric(&mut encoder, "kafka_consumergroup_members", "Members of each consumer group", &members)?;
+        encode_tiering(&mut encoder, &crate::tier::status(&self.log))?;
         encode_rocksdb(&mut encoder, &self.log.store().properties())
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+/// Reads one figure of a partition's tiering state.
+type TierField<T> = fn(&crate::tier::PartitionTierStatus) -> T;
+
+/// The flusher's state per partition and the object store's request counts, named after Kafka's
+/// tiered storage metrics where it has one (`RemoteCopyBytesPerSec`, `RemoteLogSizeBytes`, …).
+fn encode_tiering(encoder: &mut DescriptorEncoder, status: &crate::tier::TierStatus) -> Result<(), std::fmt::Error> {
+    let gauges: [(&str, &str, TierField<i64>); 4] = [
+        ("zombi_tiering_local_start_offset", "First offset the hot tier (RocksDB) still holds", |p| {
+            p.local_start_offset
+        }),
+        ("zombi_tiering_remote_end_offset", "Offset after the last one uploaded to the object store", |p| {
+            p.remote_end_offset
+        }),
+        (
+            "kafka_server_brokertopicmetrics_remote_log_size_bytes",
+            "Bytes of the partition's segments in the object store",
+            |p| i64::try_from(p.remote_bytes).unwrap_or(i64::MAX),
+        ),
+        (
+            "kafka_server_brokertopicmetrics_remote_log_metadata_count",
+            "Segments of the partition in the object store",
+            |p| i64::try_from(p.remote_segments).unwrap_or(i64::MAX),
+        ),
+    ];
+    let partitions: Vec<(PartitionLabels, &crate::tier::PartitionTierStatus)> = status
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| (PartitionLabels { topic: t.topic.clone(), partition: p.partition }, p))
+        })
+        .collect();
+    for (name, help, value) in gauges {
+        let family = Family::<PartitionLabels, Gauge>::default();
+        for (labels, partition) in &partitions {
+            family.get_or_create(labels).set(value(partition));
+        }
+        encode_metric(encoder, name, help, &family)?;
+    }
+    let counters: [(&str, &str, TierField<u64>); 3] = [
+        ("kafka_server_brokertopicmetrics_remote_copy_bytes", "Bytes of segments uploaded", |p| p.uploaded_bytes),
+        ("zombi_tiering_uploaded_segments", "Segments uploaded", |p| p.uploaded_segments),
+        ("kafka_server_brokertopicmetrics_remote_copy_errors", "Segment uploads that failed (and are retried)", |p| {
+            p.upload_errors
+        }),
+    ];
+    for (name, help, value) in counters {
+        let family = Family::<PartitionLabels, Counter>::default();
+        for (labels, partition) in &partitions {
+            family.get_or_create(labels).inc_by(value(partition));
+        }
+        encode_metric(encoder, name, help, &family)?;
+    }
+    let requests = Family::<OperationLabels, Counter>::default();
+    for (operation, count) in
+        [("put", status.puts), ("get", status.gets), ("list", status.lists), ("delete", status.deletes)]
+    {
+        requests.get_or_create(&OperationLabels { operation: operation.into() }).inc_by(count);
+    }
+    encode_metric(encoder, "zombi_object_store_requests", "Object store requests, per operation", &requests)?;
+    encode_metric(
+        encoder,
+        "zombi_object_store_request_errors",
+        "Object store requests that failed",
+        &ConstCounter::new(status.request_errors),
+    )
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -681,9 +754,9 @@ mod tests {
     #[test]
     fn partition_gauges_plug_in_later() {
         let metrics = Metrics::new();
-        let gauges = metrics.partition_gauges("zombi_tiering_remote_log_end_offset", "test hook");
+        let gauges = metrics.partition_gauges("zombi_iceberg_committed_offset", "test hook");
         gauges.get_or_create(&PartitionLabels { topic: "t".into(), partition: 2 }).set(7);
         let text = metrics.encode().expect("encodes");
-        assert!(text.contains("zombi_tiering_remote_log_end_offset{topic=\"t\",partition=\"2\"} 7"), "{text}");
+        assert!(text.contains("zombi_iceberg_committed_offset{topic=\"t\",partition=\"2\"} 7"), "{text}");
     }
 }

@@ -521,3 +521,68 @@ fn assert_deploy_files_use_only_exported_metrics(scrape: &str) {
     let dashboard: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() > 10));
 }
+
+/// Records written over HTTP, uploaded by the flusher and trimmed from the hot tier, read back over
+/// HTTP from the object store; the tiering series follow the flusher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiered_records_read_over_http_and_tiering_metrics_follow_the_flusher() {
+    let broker = TestBroker::start(&[
+        "--remote-log-manager-task-interval-ms",
+        "50",
+        "--log-segment-bytes",
+        "65536",
+        "--log-roll-ms",
+        "300",
+        "--log-local-retention-ms",
+        "0",
+    ]);
+    let topic = unique_topic("http-tiered");
+    create_topic(&broker, &topic, 1, &[]).await;
+    for chunk in 0..3 {
+        let records: Vec<Value> = (0..100)
+            .map(|i| json!({"partition": 0, "key": format!("k{}", chunk * 100 + i), "value": "v".repeat(1000)}))
+            .collect();
+        let response = post_json(&broker.http, &format!("/events/{topic}"), &json!(records));
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let view = get(&broker.http, "/admin/tiering").json();
+        let partition = view["topics"]
+            .as_array()
+            .and_then(|topics| topics.iter().find(|t| t["topic"] == topic.as_str()))
+            .map(|t| t["partitions"][0].clone())
+            .expect("the topic is in the tiering view");
+        if partition["remote_end_offset"] == 300 && partition["local_start_offset"] == 300 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never uploaded and trimmed: {partition}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let read = get(&broker.http, &format!("/events/{topic}?offset=0&limit=1000"));
+    assert_eq!(read.status, 200, "{}", read.text());
+    let keys: Vec<String> = read.json()["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["key"].as_str().expect("key").to_string())
+        .collect();
+    assert_eq!(keys, (0..300).map(|i| format!("k{i}")).collect::<Vec<_>>());
+
+    let text = get(&broker.http, "/metrics").text();
+    let t = topic.as_str();
+    let value = |name: &str| {
+        series(&text, &format!("{name}{{topic=\"{t}\",partition=\"0\"}}"))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert_eq!(value("zombi_tiering_remote_end_offset"), 300.0);
+    assert_eq!(value("zombi_tiering_local_start_offset"), 300.0);
+    assert!(value("kafka_server_brokertopicmetrics_remote_copy_bytes_total") > 300_000.0);
+    assert!(value("kafka_server_brokertopicmetrics_remote_log_size_bytes") > 300_000.0);
+    assert!(value("kafka_server_brokertopicmetrics_remote_log_metadata_count") >= 1.0);
+    assert!(value("zombi_tiering_uploaded_segments_total") >= 1.0);
+    assert_eq!(value("kafka_server_brokertopicmetrics_remote_copy_errors_total"), 0.0);
+    assert!(series(&text, "zombi_object_store_requests_total{operation=\"put\"}").is_some_and(|v| v >= 1.0));
+    assert!(series(&text, "zombi_object_store_requests_total{operation=\"get\"}").is_some_and(|v| v >= 1.0));
+    assert_eq!(series(&text, "zombi_object_store_request_errors_total"), Some(0.0));
+}
