@@ -1,6 +1,7 @@
 //! The web console in headless Chromium (Debian's `chromium`): the page is loaded from a running
-//! broker with real records and a lagging group, its script runs, and the DOM it leaves behind shows
-//! the topic's partitions with their offsets and the group's lag.
+//! broker with real records (uploaded to the object store) and a lagging group, its script runs, and
+//! the DOM it leaves behind shows the topic's partitions with their offsets and tiering state, and the
+//! group's lag.
 
 use std::process::Command;
 
@@ -33,11 +34,17 @@ fn row<'a>(dom: &'a str, opening: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_topics_offsets_and_group_lag() {
-    let broker = TestBroker::start(&[]);
+    // Tiering uploads what is older than 300 ms, so the page has a remote end to show.
+    let broker = TestBroker::start(&["--remote-log-manager-task-interval-ms", "50", "--log-roll-ms", "300"]);
     let topic = unique_topic("console");
     crate::http::create_topic(&broker, &topic, 2, &[]).await;
     let records: Vec<_> = (0..3).map(|i| json!({"partition": 0, "value": format!("order-{i}")})).collect();
     assert_eq!(post_json(&broker.http, &format!("/events/{topic}"), &json!(records)).status, 200);
+    let deadline = std::time::Instant::now() + crate::common::WAIT_MAX;
+    while !get(&broker.http, "/admin/tiering").text().contains("\"remote_end_offset\":3") {
+        assert!(std::time::Instant::now() < deadline, "the records were never uploaded");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let commit = json!({"offsets": [{"topic": topic, "partition": 0, "offset": 1}]});
     assert_eq!(post_json(&broker.http, "/consumers/console-readers/offsets", &commit).status, 200);
 
@@ -46,6 +53,8 @@ async fn the_console_shows_topics_offsets_and_group_lag() {
     let partition = row(&dom, &format!("<tr data-topic=\"{topic}\" data-partition=\"0\""));
     assert!(partition.contains("data-field=\"log-start\">0</td>"), "{partition}");
     assert!(partition.contains("data-field=\"log-end\">3</td>"), "{partition}");
+    assert!(partition.contains("data-field=\"remote-end\">3</td>"), "{partition}");
+    assert!(partition.contains("data-field=\"remote-segments\">1</td>"), "{partition}");
     let empty = row(&dom, &format!("<tr data-topic=\"{topic}\" data-partition=\"1\""));
     assert!(empty.contains("data-field=\"log-end\">0</td>"), "{empty}");
     let group = row(&dom, "<tr class=\"topic\" data-group=\"console-readers\"");
