@@ -21,7 +21,9 @@ use serde_json::{Map, Value, json};
 use super::records::{self, HttpRecord, StoredRecord};
 use super::{ApiError, media_type};
 use crate::handler::Broker;
-use crate::log::{AppendInfo, LogError, ReadRequest, Topic, batch, now_ms};
+use crate::log::batch::ValidBatch;
+use crate::log::topic_config::TimestampType;
+use crate::log::{AppendInfo, LogError, Partition, ReadRequest, Topic, batch, now_ms};
 
 /// Unkeyed records without a partition go round-robin; a request's records stay together.
 static NEXT_PARTITION: AtomicUsize = AtomicUsize::new(0);
@@ -81,23 +83,38 @@ pub(super) async fn produce(
     let body = body?;
     let found = broker.log.topic(&topic).ok_or_else(|| ApiError::UnknownTopic(topic.clone()))?;
     let now = now_ms();
-    let (records, single) = if kind == "application/octet-stream" {
-        let key = payload(query.key.map(Value::String), query.key_base64, "key")?;
-        (vec![(query.partition, HttpRecord { key, value: Some(body), headers: Vec::new(), timestamp_ms: now })], true)
-    } else {
-        parse_json_records(&body, query.partition, now)?
-    };
-    let routed = route(&found, records)?;
-    let offsets = append(&broker, &found, &routed).await?;
-    let mut entries = routed
-        .iter()
-        .zip(&offsets)
-        .map(|(r, (offset, timestamp))| json!({ "partition": r.partition, "offset": offset, "timestamp": timestamp }));
+    let raw = kind == "application/octet-stream";
+    let working = found.clone();
+    // Parsing, base64, encoding and the CRC scale with the body (up to --http-request-max-bytes).
+    let (prepared, single) = off_runtime(move || {
+        let (records, single) = if raw {
+            let key = payload(query.key.map(Value::String), query.key_base64, "key")?;
+            (
+                vec![(query.partition, HttpRecord { key, value: Some(body), headers: Vec::new(), timestamp_ms: now })],
+                true,
+            )
+        } else {
+            parse_json_records(&body, query.partition, now)?
+        };
+        Ok((prepare(&working, route(&working, records)?)?, single))
+    })
+    .await?;
+    let written = append(&broker, &found, prepared).await?;
+    let mut entries = written.iter().map(
+        |(partition, offset, timestamp)| json!({ "partition": partition, "offset": offset, "timestamp": timestamp }),
+    );
     if single && let Some(Value::Object(mut one)) = entries.next() {
         one.insert("topic".into(), json!(topic));
         return Ok(Json(Value::Object(one)));
     }
     Ok(Json(json!({ "topic": topic, "offsets": entries.collect::<Vec<_>>() })))
+}
+
+/// Runs CPU-bound request work on the blocking pool.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| ApiError::Unavailable)?
 }
 
 /// A JSON body is one record object, or an array of them (returns whether it was a single one).
@@ -179,44 +196,60 @@ fn route(topic: &Topic, records: Vec<(Option<i32>, HttpRecord)>) -> Result<Vec<R
         .collect()
 }
 
-/// Appends the records (one batch per partition, all in one group commit) and returns each
-/// record's offset and timestamp, in the order given.
-async fn append(broker: &Broker, topic: &Topic, routed: &[Routed]) -> Result<Vec<(i64, i64)>, ApiError> {
+/// A request's records, routed, encoded and validated: everything done before the log sees them.
+struct Prepared {
+    /// Each record's partition and timestamp, in the order given.
+    records: Vec<(i32, i64)>,
+    /// Per partition, ascending: its index, batch bytes and record count.
+    partitions: Vec<(i32, usize, u64)>,
+    appends: Vec<(TimestampType, Arc<Partition>, Vec<ValidBatch>)>,
+}
+
+/// Builds one batch per partition and validates it as a Kafka produce would be.
+fn prepare(topic: &Topic, routed: Vec<Routed>) -> Result<Prepared, ApiError> {
+    let records = routed.iter().map(|r| (r.partition, r.record.timestamp_ms)).collect();
     let mut by_partition: BTreeMap<i32, Vec<HttpRecord>> = BTreeMap::new();
     for r in routed {
-        by_partition.entry(r.partition).or_default().push(r.record.clone());
+        by_partition.entry(r.partition).or_default().push(r.record);
     }
     let limit_bytes = topic.config.max_message_bytes.max(0) as usize;
+    let mut partitions = Vec::with_capacity(by_partition.len());
     let mut appends = Vec::with_capacity(by_partition.len());
-    let mut sizes = Vec::with_capacity(by_partition.len());
-    for (index, partition_records) in &by_partition {
+    for (index, partition_records) in by_partition {
         let partition = topic
-            .partition(*index)
-            .ok_or_else(|| ApiError::UnknownPartition { topic: topic.name.clone(), partition: *index })?;
-        let encoded = records::encode_batch(partition_records);
+            .partition(index)
+            .ok_or_else(|| ApiError::UnknownPartition { topic: topic.name.clone(), partition: index })?;
+        let encoded = records::encode_batch(&partition_records);
         let batches =
             batch::validate(&encoded, limit_bytes).map_err(|e| ApiError::from_log(LogError::Batch(e), &topic.name))?;
-        sizes.push((encoded.len(), partition_records.len() as u64));
+        partitions.push((index, encoded.len(), partition_records.len() as u64));
         appends.push((topic.config.timestamp_type, partition.clone(), batches));
     }
+    Ok(Prepared { records, partitions, appends })
+}
+
+/// Queues every partition's batch as one writer command (one group commit) and returns each
+/// record's partition, offset and timestamp, in the order given.
+async fn append(broker: &Broker, topic: &Topic, prepared: Prepared) -> Result<Vec<(i32, i64, i64)>, ApiError> {
+    let Prepared { records, partitions, appends } = prepared;
     let receivers = broker.log.submit_appends(appends).await.map_err(|e| ApiError::from_log(e, &topic.name))?;
     let mut infos: BTreeMap<i32, AppendInfo> = BTreeMap::new();
-    for ((index, receiver), (bytes, count)) in by_partition.keys().zip(receivers).zip(sizes) {
+    for ((index, bytes, count), receiver) in partitions.into_iter().zip(receivers) {
         let info =
             receiver.await.unwrap_or(Err(LogError::Unavailable)).map_err(|e| ApiError::from_log(e, &topic.name))?;
         broker.topic_metrics(topic).appended(bytes, count);
-        infos.insert(*index, info);
+        infos.insert(index, info);
     }
     let mut next_in_partition: BTreeMap<i32, i64> = BTreeMap::new();
-    routed
-        .iter()
-        .map(|r| {
-            let info = infos.get(&r.partition).ok_or(ApiError::Unavailable)?;
-            let position = next_in_partition.entry(r.partition).or_insert(0);
+    records
+        .into_iter()
+        .map(|(partition, timestamp_ms)| {
+            let info = infos.get(&partition).ok_or(ApiError::Unavailable)?;
+            let position = next_in_partition.entry(partition).or_insert(0);
             let offset = info.base_offset + *position;
             *position += 1;
-            let timestamp = if info.log_append_time_ms >= 0 { info.log_append_time_ms } else { r.record.timestamp_ms };
-            Ok((offset, timestamp))
+            let timestamp = if info.log_append_time_ms >= 0 { info.log_append_time_ms } else { timestamp_ms };
+            Ok((partition, offset, timestamp))
         })
         .collect()
 }
@@ -399,42 +432,21 @@ pub(super) async fn produce_v3(
     }
     let found = broker.log.topic(&topic).ok_or_else(|| ApiError::UnknownTopic(topic.clone()))?;
     let now = now_ms();
-    let mut records = Vec::new();
-    let mut sizes = Vec::new();
-    for (index, item) in serde_json::Deserializer::from_slice(&body).into_iter::<V3Record>().enumerate() {
-        let item = item.map_err(|e| ApiError::BadRequest(format!("record {index}: {e}")))?;
-        let at = |e: ApiError| ApiError::BadRequest(format!("record {index}: {e}"));
-        if item.timestamp.is_some() {
-            return Err(at(ApiError::BadRequest("timestamp is not supported; the broker stamps the time".into())));
-        }
-        let key = v3_data(item.key).map_err(at)?;
-        let value = v3_data(item.value).map_err(at)?;
-        let mut record_headers = Vec::with_capacity(item.headers.len());
-        for header in item.headers {
-            record_headers.push((header.name, payload(None, header.value, "header value").map_err(at)?));
-        }
-        sizes.push((key.as_ref().map(|(kind, b)| (*kind, b.len())), value.as_ref().map(|(kind, b)| (*kind, b.len()))));
-        let record = HttpRecord {
-            key: key.map(|(_, b)| b),
-            value: value.map(|(_, b)| b),
-            headers: record_headers,
-            timestamp_ms: now,
-        };
-        records.push((item.partition_id, record));
-    }
-    if records.is_empty() {
-        return Err(ApiError::BadRequest("the body holds no record".into()));
-    }
-    let routed = route(&found, records)?;
-    let offsets = append(&broker, &found, &routed).await?;
+    let working = found.clone();
+    let (prepared, sizes) = off_runtime(move || {
+        let (records, sizes) = parse_v3_records(&body, now)?;
+        Ok((prepare(&working, route(&working, records)?)?, sizes))
+    })
+    .await?;
+    let written = append(&broker, &found, prepared).await?;
     let mut text = String::new();
-    for ((r, (offset, timestamp)), (key, value)) in routed.iter().zip(&offsets).zip(sizes) {
+    for ((partition, offset, timestamp), (key, value)) in written.iter().zip(sizes) {
         let data = |d: Option<(&str, usize)>| d.map(|(kind, size)| json!({ "type": kind, "size": size }));
         let result = json!({
             "error_code": 200,
             "cluster_id": cluster_id,
             "topic_name": topic,
-            "partition_id": r.partition,
+            "partition_id": partition,
             "offset": offset,
             "timestamp": rfc3339_ms(*timestamp),
             "key": data(key),
@@ -449,6 +461,36 @@ pub(super) async fn produce_v3(
 }
 
 use axum::response::IntoResponse as _;
+
+/// Each record's type and size of key and value, for REST Proxy's answer.
+type V3Sizes = Vec<(Option<(&'static str, usize)>, Option<(&'static str, usize)>)>;
+
+/// One or more concatenated REST Proxy records.
+#[allow(clippy::type_complexity)]
+fn parse_v3_records(body: &[u8], now: i64) -> Result<(Vec<(Option<i32>, HttpRecord)>, V3Sizes), ApiError> {
+    let mut records = Vec::new();
+    let mut sizes = Vec::new();
+    for (index, item) in serde_json::Deserializer::from_slice(body).into_iter::<V3Record>().enumerate() {
+        let item = item.map_err(|e| ApiError::BadRequest(format!("record {index}: {e}")))?;
+        let at = |e: ApiError| ApiError::BadRequest(format!("record {index}: {e}"));
+        if item.timestamp.is_some() {
+            return Err(at(ApiError::BadRequest("timestamp is not supported; the broker stamps the time".into())));
+        }
+        let key = v3_data(item.key).map_err(at)?;
+        let value = v3_data(item.value).map_err(at)?;
+        let mut headers = Vec::with_capacity(item.headers.len());
+        for header in item.headers {
+            headers.push((header.name, payload(None, header.value, "header value").map_err(at)?));
+        }
+        sizes.push((key.as_ref().map(|(kind, b)| (*kind, b.len())), value.as_ref().map(|(kind, b)| (*kind, b.len()))));
+        let record = HttpRecord { key: key.map(|(_, b)| b), value: value.map(|(_, b)| b), headers, timestamp_ms: now };
+        records.push((item.partition_id, record));
+    }
+    if records.is_empty() {
+        return Err(ApiError::BadRequest("the body holds no record".into()));
+    }
+    Ok((records, sizes))
+}
 
 /// REST Proxy's `{"type": "BINARY"|"JSON"|"STRING", "data": ...}`; a missing type means JSON.
 fn v3_data(data: Option<V3Data>) -> Result<Option<(&'static str, Bytes)>, ApiError> {
