@@ -44,9 +44,12 @@ pub struct Settings {
     /// host:port clients are told to connect to.
     #[arg(long, env = "ZOMBI_KAFKA_ADVERTISED")]
     pub kafka_advertised: Option<String>,
-    /// Address of the HTTP listener (health).
+    /// Address of the HTTP listener (health, metrics, events API, admin views, web console).
     #[arg(long, env = "ZOMBI_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// Largest HTTP request body accepted (the events API's produce routes).
+    #[arg(long, env = "ZOMBI_HTTP_REQUEST_MAX_BYTES")]
+    pub http_request_max_bytes: Option<usize>,
     /// Create unknown topics on Metadata and Produce requests.
     #[arg(long, env = "ZOMBI_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -152,6 +155,12 @@ pub struct Config {
     /// Whether the advertised address was given (else it follows the bound listener).
     pub kafka_advertised_explicit: bool,
     pub http_listen: SocketAddr,
+    /// Largest HTTP request body (413 above it).
+    pub http_request_bytes_max: usize,
+    /// Most records one `GET /events/{topic}` returns.
+    pub http_read_records_max: usize,
+    /// Most batch bytes one `GET /events/{topic}` reads from the log.
+    pub http_read_bytes_max: usize,
     pub auto_create_topics: bool,
     pub num_partitions: i32,
     pub durability: Durability,
@@ -272,6 +281,9 @@ impl Config {
             kafka_advertised_port,
             kafka_advertised_explicit,
             http_listen: pick!(http_listen, SocketAddr::from(([0, 0, 0, 0], 8080))),
+            http_request_bytes_max: pick!(http_request_max_bytes, 8 * 1024 * 1024),
+            http_read_records_max: 1000,
+            http_read_bytes_max: 4 * 1024 * 1024,
             auto_create_topics: pick!(auto_create_topics, true),
             num_partitions: pick!(num_partitions, 1),
             durability: pick!(durability, Durability::Fsync),
@@ -318,6 +330,9 @@ impl Config {
         }
         if self.message_max_bytes < 64 {
             return invalid("message.max.bytes", "must be at least 64");
+        }
+        if self.http_request_bytes_max < 1024 {
+            return invalid("http-request-max-bytes", "must be at least 1024");
         }
         if self.connections_max == 0 {
             return invalid("connections-max", "must be at least 1");

@@ -9,7 +9,9 @@
 //! - [`log`]: the partition log: validation, the group-commit writer, producer state, indexes, and
 //!   the RocksDB store (the only module that imports `rocksdb`).
 //! - [`coordinator`]: consumer groups (the classic protocol) and committed offsets.
-//! - [`http`]: health checks.
+//! - [`http`]: health, the events API (produce and read over HTTP), group offsets and lag, admin
+//!   views, `/metrics` and the web console.
+//! - [`metrics`]: Prometheus metrics and the hooks later stages register theirs with.
 //! - [`config`]: every setting and limit, with units; [`error`]: error kinds → Kafka error codes.
 //! - [`alloc`]: the global allocator, which keeps hostile array lengths from aborting the broker.
 
@@ -21,6 +23,7 @@ pub mod error;
 pub mod handler;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod tier;

@@ -17,6 +17,7 @@ use crate::coordinator::group::GroupLimits;
 use crate::handler::Broker;
 use crate::http;
 use crate::log::{Log, LogError};
+use crate::metrics::BrokerCollector;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -53,10 +54,11 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let coordinator = Coordinator::open(log.store(), limits, config.offsets_retention_ms).await?;
     let config = Arc::new(config);
     let broker = Arc::new(Broker::new(log.clone(), coordinator.clone(), config.clone()));
+    broker.metrics.register_collector(Box::new(BrokerCollector { log: log.clone(), coordinator: coordinator.clone() }));
     let (stop, stopped) = watch::channel(false);
 
     let mut background = JoinSet::new();
-    background.spawn(http::serve(http, log.clone(), stopped.clone()));
+    background.spawn(http::serve(http, broker.clone(), stopped.clone()));
     background.spawn(retention_loop(log.clone(), config.retention_check_interval_ms, stopped.clone()));
     background.spawn(crate::tier::flusher::run(log.clone(), stopped.clone()));
     background.spawn(coordinator.run_timers(Duration::from_millis(config.group_timer_interval_ms), stopped.clone()));

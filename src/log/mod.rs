@@ -173,6 +173,8 @@ pub struct Topic {
     pub number: u32,
     pub partitions: Vec<Arc<Partition>>,
     pub config: TopicConfig,
+    /// This topic's traffic counters, resolved on first use (see `Broker::topic_metrics`).
+    pub metrics: std::sync::OnceLock<crate::metrics::TopicMetrics>,
 }
 
 impl Topic {
@@ -387,6 +389,7 @@ impl Log {
             number: record.number,
             partitions,
             config: TopicConfig::resolve(record.configs, defaults),
+            metrics: std::sync::OnceLock::new(),
         }))
     }
 
@@ -452,6 +455,7 @@ impl Log {
             number: topic.number,
             partitions: Vec::new(),
             config: topic.config.clone(),
+            metrics: std::sync::OnceLock::new(),
         }
     }
 

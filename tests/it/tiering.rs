@@ -435,7 +435,7 @@ async fn directory_kill_9_during_uploads_leaves_no_gap_and_no_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_object_store_is_refused_at_start_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_zombi"))
+    let output = Command::new(crate::common::zombi_bin())
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--object-store", "ftp://nowhere", "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
