@@ -48,7 +48,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(CONSOLE_HTML) }))
         .route("/health/live", get(|| async { "ok\n" }))
-        .route("/health/ready", get(|| async { "ready\n" }))
+        .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/events/{topic}", post(events::produce).get(events::read))
         .route("/v3/clusters/{cluster_id}/topics/{topic}/records", post(events::produce_v3))
@@ -61,6 +61,23 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(broker)
+}
+
+/// How long readiness waits for the object store.
+const READY_OBJECT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Ready: the log recovered and the Kafka listener is bound (both before this listener starts),
+/// and the object store answers a GET of a key that need not exist.
+async fn ready(State(broker): State<Arc<Broker>>) -> Response {
+    let store = broker.log.tier().store();
+    let probe = tokio::time::timeout(READY_OBJECT_STORE_TIMEOUT, store.get("meta/ready-probe")).await;
+    let problem = match probe {
+        Ok(Ok(_)) => return "ready\n".into_response(),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {} s", READY_OBJECT_STORE_TIMEOUT.as_secs()),
+    };
+    let body = json!({ "error": format!("object store {} unreachable: {problem}", store.describe()) });
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
 /// One span and one `zombi_http_requests_total` count per request, labelled by route template.

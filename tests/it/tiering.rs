@@ -453,8 +453,12 @@ async fn produce_and_fetch_carry_on_while_the_object_store_is_down() {
     let topic = unique_topic("s3-down");
     produce(&broker, &topic, 0, 100, |_| now_ms()).await;
     wait_for(&broker, &topic, 0, "uploaded while the store is up", |p| offset(p, "remote_end_offset") == 100);
+    assert_eq!(http(&broker.http, "GET", "/health/ready").0, 200);
     let Backend::S3(server) = backend else { unreachable!("an S3 backend") };
     drop(server);
+    let (status, body) = http(&broker.http, "GET", "/health/ready");
+    assert_eq!(status, 503, "not ready without the object store: {body}");
+    assert!(body.contains("object store"), "{body}");
     // Acknowledged and readable from the hot tier, while every upload fails and is counted.
     produce(&broker, &topic, 100, 400, |_| now_ms()).await;
     wait_for(&broker, &topic, 0, "upload errors counted", |p| p["upload_errors"].as_u64().is_some_and(|n| n > 0));
