@@ -707,9 +707,9 @@ impl Coordinator {
         let mut fired_ms = None;
         loop {
             // After a firing every deadline lies in the future; should one not, waiting a
-            // millisecond keeps a stuck deadline from spinning this task.
+            // millisecond from now keeps a stuck deadline from spinning this task.
             let next = self.schedule_next_deadline().map(|next| match fired_ms {
-                Some(fired) if next <= fired => fired + 1,
+                Some(fired) if next <= fired => self.now_ms().max(next) + 1,
                 _ => next,
             });
             let deadline = async {
