@@ -178,8 +178,9 @@ pub struct Config {
     pub offsets_retention_ms: i64,
     /// Members a group may have (Kafka's `group.max.size`).
     pub group_members_max: usize,
-    /// How often group timers (sessions, rebalances, offset expiry) are checked.
-    pub group_timer_interval_ms: u64,
+    /// How often committed offsets are checked for expiry (Kafka's
+    /// `offsets.retention.check.interval.ms`); group sessions and rebalances have exact timers.
+    pub offsets_retention_check_interval_ms: u64,
     /// Bytes of requests read but not yet answered, over all connections (Kafka's
     /// `queued.max.request.bytes`): bounds the memory a burst of large produce requests can take.
     pub queued_request_bytes_max: usize,
@@ -300,7 +301,7 @@ impl Config {
             group_max_session_timeout_ms: pick!(group_max_session_timeout_ms, 1_800_000),
             offsets_retention_ms: pick!(offsets_retention_minutes, 10_080).saturating_mul(60_000),
             group_members_max: 1000,
-            group_timer_interval_ms: 100,
+            offsets_retention_check_interval_ms: 600_000,
             requests_in_flight_per_connection_max: 64,
             queued_request_bytes_max: 96 * 1024 * 1024,
             append_queue_max: 4096,

@@ -61,7 +61,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     background.spawn(http::serve(http, broker.clone(), stopped.clone()));
     background.spawn(retention_loop(log.clone(), config.retention_check_interval_ms, stopped.clone()));
     background.spawn(crate::tier::flusher::run(log.clone(), stopped.clone()));
-    background.spawn(coordinator.run_timers(Duration::from_millis(config.group_timer_interval_ms), stopped.clone()));
+    background.spawn(
+        coordinator.run_timers(Duration::from_millis(config.offsets_retention_check_interval_ms), stopped.clone()),
+    );
     tracing::info!(kafka = %kafka_address, http = %http_address, "zombi is serving");
     println!("zombi listening kafka={kafka_address} http={http_address}");
 
