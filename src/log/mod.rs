@@ -519,13 +519,9 @@ impl Log {
         let log = self.clone();
         let topic = tokio::task::spawn_blocking(move || {
             let store = &log.inner.store;
-            let number = match store.get_meta("next-topic-number")? {
-                Some(bytes) => decode_u32(&bytes)?,
-                None => 1,
-            };
-            let record = TopicRecord { number, ..record };
             let mut write = StoreWrite::default();
-            store.put_meta(&mut write, "next-topic-number", &(number + 1).to_be_bytes());
+            let number = allocate_topic_number(store, &mut write)?;
+            let record = TopicRecord { number, ..record };
             store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
             store.write(write, true)?;
             Self::recover_topic(store, record, &log.defaults(), &[])
@@ -556,13 +552,9 @@ impl Log {
         let name = name.to_string();
         let topic = tokio::task::spawn_blocking(move || {
             let store = &log.inner.store;
-            let number = match store.get_meta("next-topic-number")? {
-                Some(bytes) => decode_u32(&bytes)?,
-                None => 1,
-            };
-            let record = TopicRecord { name, id, number, partitions: segments.len() as u32, configs };
             let mut write = StoreWrite::default();
-            store.put_meta(&mut write, "next-topic-number", &(number + 1).to_be_bytes());
+            let number = allocate_topic_number(store, &mut write)?;
+            let record = TopicRecord { name, id, number, partitions: segments.len() as u32, configs };
             store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
             for (index, partition_segments) in segments.iter().enumerate() {
                 let key = PartitionKey { topic_number: number, partition: index as u32 };
@@ -1045,6 +1037,16 @@ pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
         ));
     }
     Ok(())
+}
+
+/// The next topic number (never reused), counted up in `write`; callers hold the admin lock.
+fn allocate_topic_number(store: &Store, write: &mut StoreWrite) -> Result<u32, LogError> {
+    let number = match store.get_meta("next-topic-number")? {
+        Some(bytes) => decode_u32(&bytes)?,
+        None => 1,
+    };
+    store.put_meta(write, "next-topic-number", &(number + 1).to_be_bytes());
+    Ok(number)
 }
 
 fn encode_record(record: &TopicRecord) -> Vec<u8> {
