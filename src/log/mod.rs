@@ -109,6 +109,25 @@ impl Partition {
         self.remote.read().map(|r| r.values().copied().collect()).unwrap_or_default()
     }
 
+    /// The segments holding offsets at or after `offset`, in offset order.
+    pub fn remote_segments_from(&self, offset: i64) -> Vec<SegmentInfo> {
+        let Ok(remote) = self.remote.read() else { return Vec::new() };
+        let start = remote.range(..=offset).next_back().map_or(i64::MIN, |(base, _)| *base);
+        remote.range(start..).map(|(_, s)| *s).filter(|s| s.next_offset > offset).collect()
+    }
+
+    /// The segments wholly below `offset`.
+    pub fn remote_segments_below(&self, offset: i64) -> Vec<SegmentInfo> {
+        let Ok(remote) = self.remote.read() else { return Vec::new() };
+        remote.range(..offset).map(|(_, s)| *s).filter(|s| s.next_offset <= offset).collect()
+    }
+
+    /// How many segments the object store holds for the partition, and their bytes.
+    pub fn remote_summary(&self) -> (usize, u64) {
+        let Ok(remote) = self.remote.read() else { return (0, 0) };
+        (remote.len(), remote.values().map(|s| s.size_bytes).sum())
+    }
+
     /// The segment holding `offset`, if it is in the object store.
     pub fn remote_segment(&self, offset: i64) -> Option<SegmentInfo> {
         let remote = self.remote.read().ok()?;
@@ -809,8 +828,8 @@ impl Log {
         let log_start = partition.log_start();
         // Segments hold the oldest offsets: the first whose max timestamp reaches the target holds
         // the answer, unless all its records that do are below the log start.
-        for info in partition.remote_segments() {
-            if info.next_offset <= log_start || info.max_timestamp < timestamp_ms {
+        for info in partition.remote_segments_from(log_start) {
+            if info.max_timestamp < timestamp_ms {
                 continue;
             }
             let segment = self.inner.tier.segment(partition.topic_id, partition.index, info).await?;
@@ -852,13 +871,11 @@ impl Log {
         .map_err(|_| LogError::Unavailable)??;
         // The hot tier's time index only has entries that raised the running maximum, so a local
         // answer is the maximum unless an older segment holds a larger timestamp.
-        let remote = partition.remote_segments().into_iter().filter(|s| s.next_offset > log_start).fold(
-            None::<SegmentInfo>,
-            |best, s| match best {
+        let remote =
+            partition.remote_segments_from(log_start).into_iter().fold(None::<SegmentInfo>, |best, s| match best {
                 Some(best) if best.max_timestamp >= s.max_timestamp => Some(best),
                 _ => Some(s),
-            },
-        );
+            });
         match (local, remote) {
             (Some(local), Some(remote)) if local.1 >= remote.max_timestamp => Ok(Some(local)),
             (local, None) => Ok(local),
@@ -882,8 +899,7 @@ impl Log {
                 let key = partition.key;
                 let high_watermark = partition.high_watermark();
                 let log_start = partition.log_start();
-                let mut remote = partition.remote_segments();
-                remote.retain(|s| s.next_offset > log_start);
+                let remote = partition.remote_segments_from(log_start);
                 let start = tokio::task::spawn_blocking(move || {
                     retention_start(&store, key, high_watermark, now, retention_ms, retention_bytes, &remote)
                 })

@@ -408,7 +408,7 @@ async fn reconcile(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> R
 /// Deletes the segments retention or DeleteRecords put wholly below the log start.
 async fn delete_expired(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> Result<(), LogError> {
     let log_start = partition.log_start();
-    for info in partition.remote_segments().into_iter().filter(|s| s.next_offset <= log_start) {
+    for info in partition.remote_segments_below(log_start) {
         let object = segment::segment_key(partition.topic_id, partition.index, &info);
         tier.store().delete(&object).await.map_err(remote)?;
         let store = log.store();
@@ -431,8 +431,7 @@ async fn trim_local(log: &Log, topic: &Topic, partition: &Arc<Partition>) -> Res
     let local_start = partition.local_start();
     let (retention_ms, retention_bytes) = (topic.config.local_retention_ms, topic.config.local_retention_bytes);
     let cutoff = now_ms().saturating_sub(retention_ms.max(0));
-    let uploaded: Vec<SegmentInfo> =
-        partition.remote_segments().into_iter().filter(|s| s.next_offset > local_start).collect();
+    let uploaded: Vec<SegmentInfo> = partition.remote_segments_from(local_start);
     let mut local_bytes: i64 = uploaded.iter().map(|s| s.size_bytes as i64).sum();
     let mut trim_to = local_start;
     for segment in &uploaded {
