@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+mod support;
+
+use bytes::Bytes;
 use zombi::config::Durability;
 use zombi::log::{Log, ReadRequest, batch, open_for_tests};
 
@@ -15,28 +15,7 @@ const RECORDS_PER_BATCH: usize = 16;
 const RECORD_BYTES: usize = 1024;
 
 fn make_batch() -> Bytes {
-    let records: Vec<Record> = (0..RECORDS_PER_BATCH)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol starts a new batch whenever offset - sequence changes.
-            sequence: i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(vec![b'b'; RECORD_BYTES])),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
-    out.freeze()
+    support::make_batch(RECORDS_PER_BATCH, RECORD_BYTES, 1_700_000_000_000)
 }
 
 fn bench_validate(bytes: &Bytes) {

@@ -10,13 +10,13 @@
 //! `ZOMBI_BENCH_PUT_SECS` (default 120, 0 skips part 3), and `ZOMBI_BENCH_S3_ENDPOINT` with
 //! `ZOMBI_BENCH_S3_BUCKET` (an existing bucket) to run against S3 instead of a directory.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use bytes::Bytes;
 use zombi::config::{Config, Settings};
 use zombi::log::{Log, ReadRequest, batch};
 use zombi::tier::flusher::Flusher;
@@ -25,27 +25,7 @@ const RECORD_BYTES: usize = 1024;
 const SCALE: i64 = 10;
 
 fn make_batch(records: usize, timestamp: i64) -> Bytes {
-    let records: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp,
-            key: None,
-            value: Some(Bytes::from(vec![b'z'; RECORD_BYTES])),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
-    out.freeze()
+    support::make_batch(records, RECORD_BYTES, timestamp)
 }
 
 fn env_number(name: &str, default: u64) -> u64 {

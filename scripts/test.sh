@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then runs every check: formatting, clippy, unit, property and
-# integration tests (real zombi binary, rdkafka over TCP), and the kcat / confluent-kafka scripts.
+# integration tests (real zombi binary, rdkafka over TCP; the web console in headless chromium), and
+# the kcat / confluent-kafka scripts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh kcat
+scripts/deps.sh kcat chromium
 compat/setup.sh
 export ZOMBI_PYTHON="${ZOMBI_CACHE:-$HOME/.cache/zombi}/venv/bin/python"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zombi-target}"
@@ -14,9 +15,15 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --release --all-targets -- -D warnings
 echo "== cargo test"
+cargo test --release --lib --bins --tests --no-run
+# Every checkout sharing this target dir writes the same release/zombi: test a private copy.
+bin_dir=$(mktemp -d)
+trap 'rm -rf "$bin_dir"' EXIT
+cp "$CARGO_TARGET_DIR/release/zombi" "$bin_dir/zombi"
+export ZOMBI_BIN="$bin_dir/zombi"
 cargo test --release --lib --bins --tests
 echo "== compat (kcat, confluent-kafka)"
-ZOMBI_BIN="$CARGO_TARGET_DIR/release/zombi" compat/run.sh
+compat/run.sh
 echo "== client suites, smoke list (compat/suites/smoke.txt)"
 # kafka-python's suite is a pip install away and always runs. librdkafka's and the rdkafka crate's
 # each compile librdkafka (~10 min apiece on 2 cores): they run here once built, which
@@ -26,4 +33,4 @@ smoke=(kafka_python)
 if [ "${ZOMBI_SMOKE_BUILD:-0}" = 1 ] || [ -f "$suites_dir/librdkafka-2.12.1/.zombi-built" ]; then smoke+=(librdkafka); fi
 if [ "${ZOMBI_SMOKE_BUILD:-0}" = 1 ] || [ -f "$suites_dir/rdkafka-0.39.0/.zombi-prepared" ]; then smoke+=(rdkafka); fi
 [ "${#smoke[@]}" -eq 3 ] || echo "smoke: librdkafka/rdkafka suites not built here; running ${smoke[*]}"
-ZOMBI_BIN="$CARGO_TARGET_DIR/release/zombi" compat/suites/run_smoke.sh "${smoke[@]}"
+compat/suites/run_smoke.sh "${smoke[@]}"

@@ -44,9 +44,12 @@ pub struct Settings {
     /// host:port clients are told to connect to.
     #[arg(long, env = "ZOMBI_KAFKA_ADVERTISED")]
     pub kafka_advertised: Option<String>,
-    /// Address of the HTTP listener (health).
+    /// Address of the HTTP listener (health, metrics, events API, admin views, web console).
     #[arg(long, env = "ZOMBI_HTTP_LISTEN")]
     pub http_listen: Option<SocketAddr>,
+    /// Largest HTTP request body accepted (the events API's produce routes).
+    #[arg(long, env = "ZOMBI_HTTP_REQUEST_MAX_BYTES")]
+    pub http_request_max_bytes: Option<usize>,
     /// Create unknown topics on Metadata and Produce requests.
     #[arg(long, env = "ZOMBI_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -173,6 +176,12 @@ pub struct Config {
     /// Whether the advertised address was given (else it follows the bound listener).
     pub kafka_advertised_explicit: bool,
     pub http_listen: SocketAddr,
+    /// Largest HTTP request body (413 above it).
+    pub http_request_bytes_max: usize,
+    /// Most records one `GET /events/{topic}` returns.
+    pub http_read_records_max: usize,
+    /// Most batch bytes one `GET /events/{topic}` reads from the log.
+    pub http_read_bytes_max: usize,
     pub auto_create_topics: bool,
     pub num_partitions: i32,
     pub durability: Durability,
@@ -190,8 +199,9 @@ pub struct Config {
     pub offsets_retention_ms: i64,
     /// Members a group may have (Kafka's `group.max.size`).
     pub group_members_max: usize,
-    /// How often group timers (sessions, rebalances, offset expiry) are checked.
-    pub group_timer_interval_ms: u64,
+    /// How often committed offsets are checked for expiry (Kafka's
+    /// `offsets.retention.check.interval.ms`); group sessions and rebalances have exact timers.
+    pub offsets_retention_check_interval_ms: u64,
     /// Bytes of requests read but not yet answered, over all connections (Kafka's
     /// `queued.max.request.bytes`): bounds the memory a burst of large produce requests can take.
     pub queued_request_bytes_max: usize,
@@ -305,6 +315,9 @@ impl Config {
             kafka_advertised_port,
             kafka_advertised_explicit,
             http_listen: pick!(http_listen, SocketAddr::from(([0, 0, 0, 0], 8080))),
+            http_request_bytes_max: pick!(http_request_max_bytes, 8 * 1024 * 1024),
+            http_read_records_max: 1000,
+            http_read_bytes_max: 4 * 1024 * 1024,
             auto_create_topics: pick!(auto_create_topics, true),
             num_partitions: pick!(num_partitions, 1),
             durability: pick!(durability, Durability::Fsync),
@@ -321,7 +334,7 @@ impl Config {
             group_max_session_timeout_ms: pick!(group_max_session_timeout_ms, 1_800_000),
             offsets_retention_ms: pick!(offsets_retention_minutes, 10_080).saturating_mul(60_000),
             group_members_max: 1000,
-            group_timer_interval_ms: 100,
+            offsets_retention_check_interval_ms: 600_000,
             requests_in_flight_per_connection_max: 64,
             queued_request_bytes_max: 96 * 1024 * 1024,
             append_queue_max: 4096,
@@ -351,6 +364,9 @@ impl Config {
         }
         if self.message_max_bytes < 64 {
             return invalid("message.max.bytes", "must be at least 64");
+        }
+        if self.http_request_bytes_max < 1024 {
+            return invalid("http-request-max-bytes", "must be at least 1024");
         }
         if self.connections_max == 0 {
             return invalid("connections-max", "must be at least 1");

@@ -6,6 +6,7 @@
 //! their order, as the Kafka protocol requires.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -16,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::Instrument;
 
 use crate::handler::{Broker, PendingResponse, Response};
+use crate::metrics::Metrics;
 use crate::protocol;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,16 +35,19 @@ struct Outgoing {
     version: i16,
     correlation_id: i32,
     pending: PendingResponse,
+    /// When the request's frame had been read, for `kafka_network_requestmetrics_total_time`.
+    started: Instant,
     /// The request's share of the broker-wide request budget, released once answered.
     _budget: OwnedSemaphorePermit,
 }
 
 pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let _open = broker.metrics.connection_opened();
     let _ = stream.set_nodelay(true);
     let client_host = stream.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let (read_half, write_half) = stream.into_split();
     let (outgoing, queue) = mpsc::channel(broker.config.requests_in_flight_per_connection_max);
-    let writer = tokio::spawn(write_responses(write_half, queue).in_current_span());
+    let writer = tokio::spawn(write_responses(write_half, queue, broker.metrics.clone()).in_current_span());
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let max_bytes = broker.config.socket_request_max_bytes;
     let budget_kib_max = (broker.config.queued_request_bytes_max / 1024).max(1);
@@ -64,6 +69,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
                 break;
             }
         };
+        let started = Instant::now();
         let request = match protocol::decode(frame.clone()) {
             Ok(request) => request,
             Err(error) => {
@@ -77,7 +83,11 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
         let (api_key, version, correlation_id) = (request.api_key, request.version, request.correlation_id);
         let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
         let pending = broker.handle(request, &client_host).instrument(span).await;
-        if outgoing.send(Outgoing { api_key, version, correlation_id, pending, _budget: budget }).await.is_err() {
+        if outgoing
+            .send(Outgoing { api_key, version, correlation_id, pending, started, _budget: budget })
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -108,7 +118,7 @@ async fn read_frame(
     Ok(Some((frame.freeze(), permit)))
 }
 
-async fn write_responses(write_half: OwnedWriteHalf, mut queue: mpsc::Receiver<Outgoing>) {
+async fn write_responses(write_half: OwnedWriteHalf, mut queue: mpsc::Receiver<Outgoing>, metrics: Arc<Metrics>) {
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
     while let Some(mut item) = queue.recv().await {
         // Responses already buffered go out before waiting on one that is not ready: otherwise a
@@ -123,6 +133,11 @@ async fn write_responses(write_half: OwnedWriteHalf, mut queue: mpsc::Receiver<O
                 (&mut item.pending).await
             }
         };
+        let kind = match &response {
+            Some(Response::Kind(kind)) => Some(kind),
+            _ => None,
+        };
+        metrics.request_done(item.api_key, item.started.elapsed(), kind);
         let Some(response) = response else { continue };
         let frame = match response {
             Response::Kind(kind) => protocol::encode(item.api_key, item.version, item.correlation_id, &kind),

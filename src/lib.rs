@@ -12,7 +12,9 @@
 //! - [`tier`]: tiering to object storage and reads back from it.
 //! - [`iceberg`]: the Iceberg sink: every topic as an Iceberg table (the only module that imports
 //!   `iceberg`).
-//! - [`http`]: health checks.
+//! - [`http`]: health, the events API (produce and read over HTTP), group offsets and lag, admin
+//!   views, `/metrics` and the web console.
+//! - [`metrics`]: Prometheus metrics and the hooks later stages register theirs with.
 //! - [`config`]: every setting and limit, with units; [`error`]: error kinds → Kafka error codes.
 //! - [`alloc`]: the global allocator, which keeps hostile array lengths from aborting the broker.
 
@@ -25,6 +27,7 @@ pub mod handler;
 pub mod http;
 pub mod iceberg;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod tier;

@@ -17,6 +17,19 @@
 #   suite_lock SUITE    holds $SUITES_DIR/.SUITE.lock for the rest of the script: two runs of
 #                       one suite share its build, logs and (librdkafka) tests/test.conf, so the
 #                       second waits (at most $ZOMBI_SUITE_LOCK_WAIT s, default 3600) or fails
+#   cargo_crate_src NAME VERSION  prints the crate's source dir in the cargo registry, after
+#                       `cargo fetch`ing it from crates.io if it is not there
+# The skeleton every run_<suite>.sh follows:
+#   suite_begin SUITE VERSION   sets SUITE, VERSION, LOGDIR ($SUITES_DIR/logs/SUITE, -smoke with
+#                       SMOKE=1) and ZOMBI_ID; checks $ZOMBI_BIN and takes the suite's lock
+#   (prepare the suite)
+#   suite_run_begin     empties LOGDIR, creates JSONL (LOGDIR/results.jsonl), sends the broker
+#                       logs to LOGDIR and stops the broker on exit
+#   (zombi_start, run the tests, record them in JSONL with results.py)
+#   suite_finish SECONDS [KEY=VALUE...]  writes compat/results/SUITE.json (not with SMOKE=1)
+#   suite_summary [RUNNER_RC]  prints "N passed, M failed, K skipped", the script's last line;
+#                       fails on a failed test or a runner exit code other than 0 and 1
+#   seconds_since T0    seconds since T0, a `date +%s.%N` value
 # With ZOMBI_LOG_DIR set, the broker logs go to $ZOMBI_LOG_DIR/zombi-N.log (N counts starts) and
 # the temporary dir is removed on stop.
 
@@ -143,4 +156,63 @@ zombi_identity() {
 zombi_restart() {
     zombi_stop
     zombi_start "$@"
+}
+
+# cargo_crate_src NAME VERSION
+cargo_crate_src() {
+    local name=$1 version=$2 dir tmp
+    dir=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$name-$version" 2>/dev/null | head -n 1)
+    if [ -z "$dir" ]; then
+        log "fetching $name $version from crates.io"
+        tmp=$(mktemp -d)
+        mkdir -p "$tmp/src"
+        printf '[package]\nname = "fetch-%s"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\n%s = "=%s"\n' \
+            "$name" "$name" "$version" >"$tmp/Cargo.toml"
+        touch "$tmp/src/lib.rs"
+        (cd "$tmp" && timeout 900 cargo fetch -q) || { rm -rf "$tmp"; return 1; }
+        rm -rf "$tmp"
+        dir=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$name-$version" 2>/dev/null | head -n 1)
+    fi
+    if [ -z "$dir" ]; then
+        echo "crate $name $version is not in the cargo registry even after cargo fetch" >&2
+        return 1
+    fi
+    echo "$dir"
+}
+
+# suite_begin SUITE VERSION
+suite_begin() {
+    SUITE=$1
+    VERSION=$2
+    LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
+    require_zombi_bin
+    suite_lock "$SUITE"
+    ZOMBI_ID=$(zombi_identity)
+}
+
+suite_run_begin() {
+    rm -rf "$LOGDIR"
+    mkdir -p "$LOGDIR"
+    JSONL=$LOGDIR/results.jsonl
+    : >"$JSONL"
+    trap 'zombi_stop' EXIT
+    export ZOMBI_LOG_DIR=$LOGDIR
+}
+
+seconds_since() {
+    python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$1" "$(date +%s.%N)"
+}
+
+# suite_finish SECONDS [KEY=VALUE...]: the binary's identity is always part of the metadata.
+suite_finish() {
+    local secs=$1
+    shift
+    [ -z "${SMOKE:-}" ] || return 0
+    python3 "$SUITES_HERE/results.py" finish "$JSONL" "$RESULTS_DIR/$SUITE.json" "$SUITE" "$VERSION" "$secs" \
+        "zombi_bin=$ZOMBI_BIN $ZOMBI_ID" "$@"
+}
+
+# suite_summary [RUNNER_RC]
+suite_summary() {
+    python3 "$SUITES_HERE/results.py" summary "$JSONL" "$@"
 }

@@ -21,6 +21,10 @@
       skip (to run them again without -Q).
   results.py junit JSONL SUITE JUNIT_XML LOGDIR
       Converts a pytest JUnit XML file into JSONL records (kafka-python).
+  results.py summary JSONL [RUNNER_RC]
+      Prints "N passed, M failed, K skipped" over the latest record of each test (a full-mode
+      retry replaces librdkafka's quick-mode record) and exits 1 if a test failed or RUNNER_RC,
+      when given, is neither 0 nor 1 (pytest's "all passed" and "some failed").
   results.py finish JSONL OUT_JSON SUITE VERSION SECONDS [KEY=VALUE...]
       Writes compat/results/<suite>.json:
         {"suite", "version", "duration_s", "generated", "totals": {pass, fail, skip},
@@ -335,13 +339,30 @@ def cmd_finish(args):
           % (suite, totals["pass"], totals["fail"], totals["skip"], float(seconds), out_json))
 
 
+def cmd_summary(args):
+    jsonl = args[0]
+    last = {}
+    with open(jsonl) as f:
+        for line in f:
+            if line.strip():
+                rec = json.loads(line)
+                last[rec["test"]] = rec["status"]
+    counts = {"pass": 0, "fail": 0, "skip": 0}
+    for status in last.values():
+        counts[status] += 1
+    print("%d passed, %d failed, %d skipped" % (counts["pass"], counts["fail"], counts["skip"]))
+    runner_failed = len(args) > 1 and int(args[1]) not in (0, 1)
+    sys.exit(1 if counts["fail"] or runner_failed else 0)
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"add": cmd_add, "junit": cmd_junit, "finish": cmd_finish, "lrk-list": cmd_lrk_list,
-     "lrk-add": cmd_lrk_add, "lrk-quick-skipped": cmd_lrk_quick_skipped}[cmd](args)
+    {"add": cmd_add, "junit": cmd_junit, "finish": cmd_finish, "summary": cmd_summary,
+     "lrk-list": cmd_lrk_list, "lrk-add": cmd_lrk_add,
+     "lrk-quick-skipped": cmd_lrk_quick_skipped}[cmd](args)
 
 
 if __name__ == "__main__":

@@ -24,19 +24,14 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SUITE=kafka_python
-VERSION=3.0.12
+suite_begin kafka_python 3.0.12
 TEST_TIMEOUT=${KAFKA_PYTHON_TEST_TIMEOUT:-120}
 RUN_TIMEOUT=${KAFKA_PYTHON_RUN_TIMEOUT:-2400}
 SRC=$SUITES_DIR/kafka_python-$VERSION
 VENV=$CACHE/kafka-python-venv
-LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
 # Test-only packages, pinned.
 PIP_PINS=(pytest==9.2.0 pytest-timeout==2.4.0 pytest-mock==3.17.0 lz4==4.4.5 python-snappy==0.7.3
           zstandard==0.25.0 crc32c==2.9.post0)
-require_zombi_bin
-suite_lock "$SUITE"
-ZOMBI_ID=$(zombi_identity)
 
 # ---------------------------------------------------------------- prepare (idempotent)
 command -v python3 >/dev/null || apt_install python3 python3-venv
@@ -61,12 +56,7 @@ sys.exit(kafka.__version__ != '$VERSION')" >/dev/null 2>&1; then
 fi
 
 # ---------------------------------------------------------------- run
-rm -rf "$LOGDIR"
-mkdir -p "$LOGDIR"
-JSONL=$LOGDIR/results.jsonl
-: >"$JSONL"
-trap 'zombi_stop' EXIT
-export ZOMBI_LOG_DIR=$LOGDIR
+suite_run_begin
 ZOMBI_ARGS=(--num-partitions 4 --group-min-session-timeout-ms 1000 --group-initial-rebalance-delay-ms 0)
 zombi_start "${ZOMBI_ARGS[@]}"
 START=$(date +%s.%N)
@@ -80,7 +70,7 @@ set +e
     --junitxml="$LOGDIR/junit.xml" "$@") >"$LOGDIR/pytest.log" 2>&1
 rc=$?
 set -e
-END=$(date +%s.%N)
+SECS=$(seconds_since "$START")
 tail -n 5 "$LOGDIR/pytest.log" >&2
 if [ ! -s "$LOGDIR/junit.xml" ]; then
     echo "pytest wrote no JUnit XML (exit $rc); see $LOGDIR/pytest.log" >&2
@@ -90,19 +80,8 @@ fi
 python3 "$SUITES_HERE/results.py" junit "$JSONL" "$SUITE" "$LOGDIR/junit.xml" "$LOGDIR"
 zombi_alive || echo "zombi died during the run; see $ZOMBI_LOG" >&2
 zombi_stop
-SECS=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$START" "$END")
-if [ -z "${SMOKE:-}" ]; then
-    python3 "$SUITES_HERE/results.py" finish "$JSONL" "$RESULTS_DIR/$SUITE.json" "$SUITE" "$VERSION" "$SECS" \
-        "zombi_bin=$ZOMBI_BIN $ZOMBI_ID" \
-        "zombi_args=${ZOMBI_ARGS[*]}" "per_test_timeout_s=$TEST_TIMEOUT" "kafka_version=4.0.0" "logs=$LOGDIR"
-fi
-python3 - "$JSONL" "$rc" <<'EOF'
-import json, sys
-c = {"pass": 0, "fail": 0, "skip": 0}
-for line in open(sys.argv[1]):
-    if line.strip():
-        c[json.loads(line)["status"]] += 1
-print("%d passed, %d failed, %d skipped" % (c["pass"], c["fail"], c["skip"]))
-# pytest exit 0 (all passed) or 1 (failures) are expected; anything else is an error.
-sys.exit(1 if c["fail"] or int(sys.argv[2]) not in (0, 1) else 0)
-EOF
+suite_finish "$SECS" "zombi_args=${ZOMBI_ARGS[*]}" "per_test_timeout_s=$TEST_TIMEOUT" "kafka_version=4.0.0" \
+    "logs=$LOGDIR"
+# pytest exits 0 (all passed) or 1 (some failed); anything else is an error of the run.
+suite_summary "$rc"
+

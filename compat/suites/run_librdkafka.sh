@@ -11,10 +11,11 @@
 # Then, for every test number NNNN of tests/test.c (or the given ones), one at a time:
 #   TESTS=NNNN TEST_KAFKA_VERSION=3.9.0 ./test-runner -p1 -Q -E -L
 # (quick mode unless LIBRDKAFKA_QUICK=0, no socket emulation, no local/mock tests unless
-# LIBRDKAFKA_LOCAL=1) under
-# `timeout` (LIBRDKAFKA_TEST_TIMEOUT s per broker sub-test, default 120), with tests/test.conf
-# holding bootstrap.servers=zombi. Zombi runs with --num-partitions 4
-# --group-initial-rebalance-delay-ms 0 (the suite's default scenario) and is restarted if it died.
+# LIBRDKAFKA_LOCAL=1) under `timeout` (LIBRDKAFKA_TEST_TIMEOUT s per broker sub-test, default
+# 120), with tests/test.conf holding bootstrap.servers=zombi and KAFKA_PATH=compat/suites/librdkafka
+# (its bin/kafka-topics.sh stands in for Kafka's tool, on confluent-kafka from compat/setup.sh;
+# BROKERS=zombi). Zombi runs with --num-partitions 4 --group-initial-rebalance-delay-ms 3000 (the
+# suite's default scenario) and is restarted if it died.
 # The tests of the "noautocreate" scenario then run against a second zombi started with
 # --auto-create-topics false. Writes compat/results/librdkafka.json (one entry per sub-test,
 # e.g. 0045_subscribe_update_mock); SMOKE=1 does not write the JSON.
@@ -23,46 +24,31 @@
 # (under 2 ms) is recorded as skip, not pass, and is then run once more without -Q (full mode),
 # whose outcome replaces the skip (LIBRDKAFKA_FULL_RETRY=0 turns this off).
 #
-# Env: ZOMBI_BIN (required), ZOMBI_CACHE, LIBRDKAFKA_TEST_TIMEOUT, LIBRDKAFKA_LOCAL=1,
+# Env: ZOMBI_BIN (required), ZOMBI_CACHE, LIBRDKAFKA_TEST_TIMEOUT, LIBRDKAFKA_FULL_TEST_TIMEOUT
+#      (s per broker sub-test in full mode, default 300), LIBRDKAFKA_LOCAL=1,
 #      LIBRDKAFKA_QUICK=0 (everything in full mode), LIBRDKAFKA_FULL_RETRY=0,
-#      LIBRDKAFKA_GROUP_DELAY_MS (zombi's --group-initial-rebalance-delay-ms, default 0).
+#      LIBRDKAFKA_GROUP_DELAY_MS (zombi's --group-initial-rebalance-delay-ms, default 3000).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SUITE=librdkafka
-VERSION=2.12.1
-CRATE=rdkafka-sys-4.10.0+$VERSION
+suite_begin librdkafka 2.12.1
 TEST_TIMEOUT=${LIBRDKAFKA_TEST_TIMEOUT:-120}
+# Full mode runs every sub-test: 0113 (cooperative rebalances) and 0150 take about 3 min.
+FULL_TEST_TIMEOUT=${LIBRDKAFKA_FULL_TEST_TIMEOUT:-300}
 LOCAL=${LIBRDKAFKA_LOCAL:-0}
 QUICK=${LIBRDKAFKA_QUICK:-1}
 FULL_RETRY=${LIBRDKAFKA_FULL_RETRY:-1}
-# 0 by default (groups form at once); Kafka's default (3000) lets 0089, 0102 and 0118 pass
-# reliably, whose consumers must all join the group's first generation.
-GROUP_DELAY_MS=${LIBRDKAFKA_GROUP_DELAY_MS:-0}
+# Kafka's default (3000), which the suite is written against: 0089, 0102 and 0118 need all their
+# consumers in the group's first generation, which a delay of 0 makes a race.
+GROUP_DELAY_MS=${LIBRDKAFKA_GROUP_DELAY_MS:-3000}
 SRC=$SUITES_DIR/librdkafka-$VERSION
-LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
-require_zombi_bin
-suite_lock "$SUITE"
-ZOMBI_ID=$(zombi_identity)
 
 # ---------------------------------------------------------------- prepare (idempotent)
 apt_install build-essential pkg-config zlib1g-dev libssl-dev libzstd-dev liblz4-dev rapidjson-dev python3
-registry_src() {
-    ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$CRATE" 2>/dev/null | head -n 1
-}
+# librdkafka/bin/kafka-topics.sh, Kafka's tool as some tests call it, runs on confluent-kafka.
+bash "$COMPAT_DIR/setup.sh"
 if [ ! -x "$SRC/tests/test-runner" ] || [ ! -f "$SRC/.zombi-built" ]; then
-    crate=$(registry_src || true)
-    if [ -z "$crate" ]; then
-        log "fetching $CRATE from crates.io"
-        tmp=$(mktemp -d)
-        mkdir -p "$tmp/src"
-        printf '[package]\nname = "fetch-rdkafka-sys"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nrdkafka-sys = "=%s"\n' \
-            "${CRATE#rdkafka-sys-}" >"$tmp/Cargo.toml"
-        touch "$tmp/src/lib.rs"
-        (cd "$tmp" && timeout 900 cargo fetch -q)
-        rm -rf "$tmp"
-        crate=$(registry_src)
-    fi
+    crate=$(cargo_crate_src rdkafka-sys "4.10.0+$VERSION")
     log "building librdkafka $VERSION and its test-runner in $SRC (about 10 min on 2 cores)"
     rm -rf "$SRC"
     cp -r "$crate/librdkafka" "$SRC"
@@ -81,12 +67,7 @@ fi
 TESTC=$SRC/tests/test.c
 
 # ---------------------------------------------------------------- run
-rm -rf "$LOGDIR"
-mkdir -p "$LOGDIR"
-JSONL=$LOGDIR/results.jsonl
-: >"$JSONL"
-trap 'zombi_stop' EXIT
-export ZOMBI_LOG_DIR=$LOGDIR
+suite_run_begin
 START=$(date +%s.%N)
 
 # run_pass SCENARIO QUICK LIST_CMD ZOMBI_ARGS...: runs, one at a time, every selected test number
@@ -115,15 +96,15 @@ run_pass() {
         fi
         zombi_alive || { log "zombi is not running; restarting it"; zombi_restart "${zargs[@]}"; }
         printf 'bootstrap.servers=%s\n' "$ZOMBI_BOOTSTRAP" >"$SRC/tests/test.conf"
-        limit=$((TEST_TIMEOUT * (count > 0 ? count : 1)))
+        limit=$(( (quick == 0 ? FULL_TEST_TIMEOUT : TEST_TIMEOUT) * (count > 0 ? count : 1) ))
         t0=$(date +%s.%N)
         set +e
         (cd "$SRC/tests" && TESTS=$num TEST_KAFKA_VERSION=3.9.0 TEST_SCENARIO=$scenario \
-            LD_LIBRARY_PATH=../src:../src-cpp \
+            KAFKA_PATH=$SUITES_HERE/librdkafka BROKERS=$ZOMBI_BOOTSTRAP LD_LIBRARY_PATH=../src:../src-cpp \
             timeout -k 10 "$limit" ./test-runner "${rargs[@]}" -s "$scenario") >"$logf" 2>&1
         rc=$?
         set -e
-        secs=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t0" "$(date +%s.%N)")
+        secs=$(seconds_since "$t0")
         if ! zombi_alive; then
             echo "zombi died during this test" >>"$logf"
             [ $rc -ne 0 ] || rc=1
@@ -159,25 +140,9 @@ if [ "$QUICK" = 1 ] && [ "$FULL_RETRY" = 1 ]; then
     run_pass noautocreate 0 "python3 '$R' lrk-quick-skipped '$JSONL' '$TESTC' noautocreate" "${Z_NOAUTO[@]}"
 fi
 rm -f "$SRC/tests/test.conf"
-END=$(date +%s.%N)
-SECS=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$START" "$END")
+SECS=$(seconds_since "$START")
 RUNNER_ARGS="-p1 -E$([ "$QUICK" = 1 ] && echo " -Q")$([ "$LOCAL" = 1 ] || echo " -L")"
-if [ -z "${SMOKE:-}" ]; then
-    python3 "$SUITES_HERE/results.py" finish "$JSONL" "$RESULTS_DIR/$SUITE.json" "$SUITE" "$VERSION" "$SECS" \
-        "zombi_bin=$ZOMBI_BIN $ZOMBI_ID" \
-        "zombi_args=${Z_DEFAULT[*]} (noautocreate: --auto-create-topics false)" \
-        "runner_args=$RUNNER_ARGS" "full_mode_retry_of_quick_skips=$FULL_RETRY" "TEST_KAFKA_VERSION=3.9.0" "per_test_timeout_s=$TEST_TIMEOUT" "logs=$LOGDIR"
-fi
-python3 - "$JSONL" <<'EOF'
-import json, sys
-last = {}
-for line in open(sys.argv[1]):
-    if line.strip():
-        r = json.loads(line)
-        last[r["test"]] = r["status"]      # a full-mode retry replaces the quick-mode record
-c = {"pass": 0, "fail": 0, "skip": 0}
-for st in last.values():
-    c[st] += 1
-print("%d passed, %d failed, %d skipped" % (c["pass"], c["fail"], c["skip"]))
-sys.exit(1 if c["fail"] else 0)
-EOF
+suite_finish "$SECS" "zombi_args=${Z_DEFAULT[*]} (noautocreate: --auto-create-topics false)" \
+    "runner_args=$RUNNER_ARGS" "full_mode_retry_of_quick_skips=$FULL_RETRY" "TEST_KAFKA_VERSION=3.9.0" \
+    "per_test_timeout_s=$TEST_TIMEOUT (full mode: $FULL_TEST_TIMEOUT)" "logs=$LOGDIR"
+suite_summary

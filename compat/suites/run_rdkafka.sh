@@ -18,34 +18,15 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SUITE=rdkafka
-VERSION=0.39.0
+suite_begin rdkafka 0.39.0
 TEST_TIMEOUT=${RDKAFKA_TEST_TIMEOUT:-180}
 SRC=$SUITES_DIR/rdkafka-$VERSION
 TARGET=$SUITES_DIR/rdkafka-target
-LOGDIR=$SUITES_DIR/logs/$SUITE${SMOKE:+-smoke}
-require_zombi_bin
-suite_lock "$SUITE"
-ZOMBI_ID=$(zombi_identity)
 
 # ---------------------------------------------------------------- prepare (idempotent)
 apt_install build-essential pkg-config zlib1g-dev python3
-registry_src() {
-    ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/rdkafka-$VERSION 2>/dev/null | head -n 1
-}
 if [ ! -f "$SRC/.zombi-prepared" ]; then
-    crate=$(registry_src || true)
-    if [ -z "$crate" ]; then
-        log "fetching rdkafka $VERSION from crates.io"
-        tmp=$(mktemp -d)
-        mkdir -p "$tmp/src"
-        printf '[package]\nname = "fetch-rdkafka"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\nrdkafka = "=%s"\n' \
-            "$VERSION" >"$tmp/Cargo.toml"
-        touch "$tmp/src/lib.rs"
-        (cd "$tmp" && timeout 900 cargo fetch -q)
-        rm -rf "$tmp"
-        crate=$(registry_src)
-    fi
+    crate=$(cargo_crate_src rdkafka "$VERSION")
     rm -rf "$SRC"
     cp -r "$crate" "$SRC"
     touch "$SRC/.zombi-prepared"
@@ -71,12 +52,7 @@ for line in open(sys.argv[1]):
 ' "$SUITES_DIR/rdkafka-build.json" | sort)
 
 # ---------------------------------------------------------------- run
-rm -rf "$LOGDIR"
-mkdir -p "$LOGDIR"
-JSONL=$LOGDIR/results.jsonl
-: >"$JSONL"
-trap 'zombi_stop' EXIT
-export ZOMBI_LOG_DIR=$LOGDIR
+suite_run_begin
 ZOMBI_ARGS=(--num-partitions 3 --group-initial-rebalance-delay-ms 0)
 # Two tests (test_high_producers::test_future_producer_send{,_fail}) ignore KAFKA_HOST and use
 # bootstrap.servers=localhost, i.e. port 9092: listen there when it is free.
@@ -116,7 +92,7 @@ for entry in "${BINARIES[@]}"; do
             timeout -k 10 "$TEST_TIMEOUT" "$bin_path" --exact "$t" --test-threads=1) >"$logf" 2>&1
         rc=$?
         set -e
-        secs=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$t0" "$(date +%s.%N)")
+        secs=$(seconds_since "$t0")
         if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
             status=timeout
         elif [ $rc -eq 0 ] && grep -q "test result: ok. 1 passed" "$logf"; then
@@ -135,20 +111,7 @@ for entry in "${BINARIES[@]}"; do
     done
 done
 zombi_stop
-END=$(date +%s.%N)
-SECS=$(python3 -c "import sys; print(float(sys.argv[2]) - float(sys.argv[1]))" "$START" "$END")
-if [ -z "${SMOKE:-}" ]; then
-    python3 "$SUITES_HERE/results.py" finish "$JSONL" "$RESULTS_DIR/$SUITE.json" "$SUITE" "$VERSION" "$SECS" \
-        "zombi_bin=$ZOMBI_BIN $ZOMBI_ID" \
-        "zombi_args=${ZOMBI_ARGS[*]}" "kafka_listen=127.0.0.1:${ZOMBI_KAFKA_PORT:-random}" \
-        "per_test_timeout_s=$TEST_TIMEOUT" "logs=$LOGDIR"
-fi
-python3 - "$JSONL" <<'EOF'
-import json, sys
-c = {"pass": 0, "fail": 0, "skip": 0}
-for line in open(sys.argv[1]):
-    if line.strip():
-        c[json.loads(line)["status"]] += 1
-print("%d passed, %d failed, %d skipped" % (c["pass"], c["fail"], c["skip"]))
-sys.exit(1 if c["fail"] else 0)
-EOF
+SECS=$(seconds_since "$START")
+suite_finish "$SECS" "zombi_args=${ZOMBI_ARGS[*]}" "kafka_listen=127.0.0.1:${ZOMBI_KAFKA_PORT:-random}" \
+    "per_test_timeout_s=$TEST_TIMEOUT" "logs=$LOGDIR"
+suite_summary

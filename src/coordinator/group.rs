@@ -436,13 +436,17 @@ impl ClassicGroup {
         let delayed = self.initial_delay_until.is_some_and(|until| now_ms < until);
         let timed_out = self.join_deadline_ms.is_some_and(|deadline| now_ms >= deadline);
         if (all_joined && !delayed) || timed_out {
-            self.complete_join();
+            self.complete_join(now_ms);
         }
     }
 
-    fn complete_join(&mut self) {
+    fn complete_join(&mut self, now_ms: u64) {
         // Members that did not rejoin in time leave the group.
         self.members.retain(|_, m| m.awaiting_join.is_some());
+        // As in Kafka, every member's session starts over when the join phase completes.
+        for member in self.members.values_mut() {
+            member.last_heartbeat_ms = now_ms;
+        }
         self.pending.clear();
         self.join_deadline_ms = None;
         self.initial_delay_until = None;
@@ -669,7 +673,7 @@ impl ClassicGroup {
             GroupState::Empty | GroupState::Dead => {}
         }
         if self.members.is_empty() && self.state == GroupState::PreparingRebalance {
-            self.complete_join();
+            self.complete_join(now_ms);
         }
     }
 
@@ -697,6 +701,28 @@ impl ClassicGroup {
         }
         self.maybe_complete_join(now_ms);
         was != (self.state, self.generation) && matches!(self.state, GroupState::Empty)
+    }
+
+    /// The earliest time at which `tick` would change this group: a member's session ending, a
+    /// MEMBER_ID_REQUIRED id expiring, the join phase's deadline, or the end of the initial
+    /// rebalance delay once every member has joined. Members waiting for a join or sync answer
+    /// have no session deadline (their request is parked, as in Kafka).
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| m.awaiting_join.is_none() && m.awaiting_sync.is_none())
+            .map(|m| m.last_heartbeat_ms + m.session_timeout_ms.max(0) as u64);
+        let pending = self.pending.values().copied();
+        let mut join = [None, None];
+        if self.state == GroupState::PreparingRebalance {
+            join[0] = self.join_deadline_ms;
+            let all_joined = self.members.values().all(|m| m.awaiting_join.is_some()) && self.pending.is_empty();
+            if all_joined {
+                join[1] = self.initial_delay_until;
+            }
+        }
+        sessions.chain(pending).chain(join.into_iter().flatten()).min()
     }
 
     /// Every member's metadata for the chosen protocol (the consumer protocol's subscriptions).

@@ -5,6 +5,10 @@
 //! durable (a commit, a group reaching Stable or Empty) is written, with fsync, while the coordinator's
 //! write lock is held and before any answer that depends on it goes out. Time is tokio's clock, so
 //! tests can pause and advance it.
+//!
+//! Member sessions and rebalance deadlines fire at their exact millisecond, as Kafka's per-member
+//! timers do: one timer task (`run_timers`) sleeps until the earliest deadline of any group, and a
+//! change that brings some deadline earlier than the one it sleeps towards wakes it up.
 
 pub mod group;
 
@@ -15,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::log::LogError;
@@ -97,6 +101,8 @@ pub struct CommitRequest {
 struct State {
     groups: HashMap<String, ClassicGroup>,
     offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    /// The deadline the timer task sleeps towards (None: it sleeps until woken).
+    timer_deadline_ms: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -112,6 +118,8 @@ struct Inner {
     limits: GroupLimits,
     offsets_retention_ms: i64,
     clock_start: Instant,
+    /// Wakes the timer task when a deadline earlier than `State::timer_deadline_ms` appears.
+    deadlines_changed: Notify,
 }
 
 impl Coordinator {
@@ -128,6 +136,7 @@ impl Coordinator {
                 limits,
                 offsets_retention_ms,
                 clock_start: Instant::now(),
+                deadlines_changed: Notify::new(),
             }),
         };
         let now = coordinator.now_ms();
@@ -181,6 +190,24 @@ impl Coordinator {
         Ok(f(&mut state))
     }
 
+    /// `with_state` for a change to one group that may bring one of its deadlines earlier (a
+    /// new member, a rebalance starting, parked requests answered): wakes the timer task if the
+    /// group's next deadline comes before the one the task sleeps towards. Heartbeats only move
+    /// deadlines later and need not call this; the task finds out when it wakes.
+    fn with_group_state<T>(&self, group_id: &str, f: impl FnOnce(&mut State) -> T) -> Result<T, LogError> {
+        self.with_state(|state| {
+            let out = f(state);
+            let next = state.groups.get(group_id).and_then(ClassicGroup::next_deadline_ms);
+            if let Some(next) = next
+                && state.timer_deadline_ms.is_none_or(|scheduled| next < scheduled)
+            {
+                state.timer_deadline_ms = Some(next);
+                self.inner.deadlines_changed.notify_one();
+            }
+            out
+        })
+    }
+
     async fn write(&self, write: StoreWrite) -> Result<(), LogError> {
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || store.write(write, true)).await.map_err(|_| LogError::Unavailable)??;
@@ -230,7 +257,7 @@ impl Coordinator {
         let (reply, answer) = oneshot::channel();
         let now = self.now_ms();
         let new_member_id = format!("{}-{}", request.client_id, uuid::Uuid::new_v4());
-        let effects = self.with_state(|state| {
+        let effects = self.with_group_state(group_id, |state| {
             let group = state.groups.entry(group_id.to_string()).or_insert_with(|| ClassicGroup::new(group_id));
             group.join(request, new_member_id, &self.inner.limits, now, reply)
         });
@@ -258,7 +285,7 @@ impl Coordinator {
         let writes = self.inner.writes.lock().await;
         let (reply, answer) = oneshot::channel();
         let now = self.now_ms();
-        let effects = self.with_state(|state| match state.groups.get_mut(group_id) {
+        let effects = self.with_group_state(group_id, |state| match state.groups.get_mut(group_id) {
             Some(group) => Some(group.sync(
                 member_id,
                 instance_id,
@@ -280,7 +307,9 @@ impl Coordinator {
             // The assignment is durable before any member hears of it.
             match self.persist_group(group_id).await {
                 Ok(()) => {
-                    let _ = self.with_state(|state| state.groups.get_mut(group_id).map(ClassicGroup::release_syncs));
+                    let _ = self.with_group_state(group_id, |state| {
+                        state.groups.get_mut(group_id).map(ClassicGroup::release_syncs)
+                    });
                 }
                 Err(error) => tracing::error!(%error, group = group_id, "cannot store the group"),
             }
@@ -303,7 +332,7 @@ impl Coordinator {
         let _writes = self.inner.writes.lock().await;
         let now = self.now_ms();
         let limits = self.inner.limits;
-        let result = self.with_state(|state| {
+        let result = self.with_group_state(group_id, |state| {
             let group = state.groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId.code())?;
             Ok(members.iter().map(|(id, instance)| group.leave(id, instance.as_deref(), &limits, now)).collect())
         });
@@ -597,6 +626,12 @@ impl Coordinator {
 
     /// Advances time: session expiry, join timeouts, and offset expiry of empty groups.
     pub async fn tick(&self) {
+        self.expire_members().await;
+        self.expire_offsets().await;
+    }
+
+    /// Session expiry and join timeouts of every group whose deadline has passed.
+    async fn expire_members(&self) {
         let _writes = self.inner.writes.lock().await;
         let now = self.now_ms();
         let limits = self.inner.limits;
@@ -609,7 +644,17 @@ impl Coordinator {
         for group in emptied {
             self.persist_if_empty(&group).await;
         }
-        self.expire_offsets().await;
+    }
+
+    /// The earliest deadline of any group, which the timer task then sleeps towards.
+    fn schedule_next_deadline(&self) -> Option<u64> {
+        self.with_state(|state| {
+            let next = state.groups.values().filter_map(ClassicGroup::next_deadline_ms).min();
+            state.timer_deadline_ms = next;
+            next
+        })
+        .ok()
+        .flatten()
     }
 
     /// `offsets.retention.minutes`: offsets of groups without members expire after the retention.
@@ -654,13 +699,32 @@ impl Coordinator {
         }
     }
 
-    /// Runs `tick` every `interval` until `stopped` changes.
-    pub async fn run_timers(self, interval: Duration, mut stopped: tokio::sync::watch::Receiver<bool>) {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// The coordinator's timers, until `stopped` changes: group deadlines (sessions, join phases)
+    /// at their exact millisecond, and offset expiry every `offsets_check_interval`.
+    pub async fn run_timers(self, offsets_check_interval: Duration, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        let mut offsets_checks = tokio::time::interval(offsets_check_interval);
+        offsets_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut fired_ms = None;
         loop {
+            // After a firing every deadline lies in the future; should one not, waiting a
+            // millisecond from now keeps a stuck deadline from spinning this task.
+            let next = self.schedule_next_deadline().map(|next| match fired_ms {
+                Some(fired) if next <= fired => self.now_ms().max(next) + 1,
+                _ => next,
+            });
+            let deadline = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(self.inner.clock_start + Duration::from_millis(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = ticks.tick() => self.tick().await,
+                _ = deadline => {
+                    fired_ms = next;
+                    self.expire_members().await;
+                }
+                _ = self.inner.deadlines_changed.notified() => {}
+                _ = offsets_checks.tick() => self.expire_offsets().await,
                 _ = stopped.changed() => return,
             }
         }

@@ -230,3 +230,66 @@ async fn offsets_of_empty_groups_expire_after_the_retention() {
     assert!(coordinator.committed("empty", None).is_empty(), "the empty group's offsets expired");
     assert_eq!(coordinator.committed("busy", None).len(), 1, "a group with members keeps its offsets");
 }
+
+/// Runs the coordinator's timer task, as the server does, until the returned sender is dropped.
+fn run_timers(coordinator: &Coordinator) -> tokio::sync::watch::Sender<bool> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(coordinator.clone().run_timers(Duration::from_secs(3600), stopped));
+    stop
+}
+
+/// Sessions end at their exact millisecond (Kafka's per-member timers), not at the next tick of
+/// some periodic check: with the paused clock the timer task runs at the deadline it sleeps
+/// towards, so the member is there 1 ms before its deadline and gone 1 ms after. A heartbeat
+/// moves the deadline later without waking the task early; it then sleeps on to the new one.
+#[tokio::test(start_paused = true)]
+async fn a_silent_member_expires_at_its_exact_deadline() {
+    let (_dir, _log, coordinator) = open().await;
+    let start = tokio::time::Instant::now();
+    let _timers = run_timers(&coordinator);
+    // Off any round number, so that a periodic check would miss the deadline.
+    tokio::time::sleep_until(start + Duration::from_millis(37)).await;
+    let join = join_new(&coordinator, "g").await;
+    assert_eq!(sync(&coordinator, "g", &join, vec![]).await, 0);
+    // The session (10 s) ends at 10_037 ms; a heartbeat at 5_013 ms moves it to 15_013 ms.
+    tokio::time::sleep_until(start + Duration::from_millis(5_013)).await;
+    assert_eq!(coordinator.heartbeat("g", &join.member_id, None, join.generation), 0);
+    tokio::time::sleep_until(start + Duration::from_millis(10_038)).await;
+    assert_eq!(coordinator.describe("g").expect("group").state, "Stable", "the heartbeat extended the session");
+    tokio::time::sleep_until(start + Duration::from_millis(15_012)).await;
+    assert_eq!(coordinator.describe("g").expect("group").state, "Stable", "not expired before the deadline");
+    tokio::time::sleep_until(start + Duration::from_millis(15_014)).await;
+    assert_eq!(coordinator.describe("g").expect("group").state, "Empty", "expired at 15_013 ms");
+    assert_eq!(
+        coordinator.heartbeat("g", &join.member_id, None, join.generation),
+        ResponseError::UnknownMemberId.code()
+    );
+}
+
+/// A join phase ends at its rebalance deadline to the millisecond: the member that does not
+/// rejoin is removed then and the one that did gets the next generation at that instant.
+#[tokio::test(start_paused = true)]
+async fn a_join_phase_ends_at_its_exact_rebalance_deadline() {
+    let (_dir, _log, coordinator) = open().await;
+    let start = tokio::time::Instant::now();
+    let _timers = run_timers(&coordinator);
+    let first = join_new(&coordinator, "g").await;
+    assert_eq!(sync(&coordinator, "g", &first, vec![]).await, 0);
+    tokio::time::sleep_until(start + Duration::from_millis(1_021)).await;
+    // A second member starts a rebalance with a 5 s rebalance timeout: it ends at 6_021 ms.
+    let pending = coordinator.join("g", join_request("", None)).await;
+    let second_id = pending.member_id.clone();
+    let joining = {
+        let coordinator = coordinator.clone();
+        tokio::spawn(async move { coordinator.join("g", join_request(&second_id, None)).await })
+    };
+    let second = joining.await.expect("join");
+    let ended = tokio::time::Instant::now() - start;
+    assert_eq!(ended, Duration::from_millis(6_021), "the join phase ended at its deadline");
+    assert_eq!((second.error, second.generation), (0, 2));
+    assert_eq!(second.leader, second.member_id, "the silent first member was removed");
+    assert_eq!(
+        coordinator.heartbeat("g", &first.member_id, None, first.generation),
+        ResponseError::UnknownMemberId.code()
+    );
+}

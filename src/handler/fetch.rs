@@ -22,6 +22,7 @@ const READ_COMMITTED: i8 = 1;
 struct Wanted {
     topic_index: usize,
     partition_index: i32,
+    metrics: Option<crate::metrics::TopicMetrics>,
     target: Result<(Arc<Partition>, i64, usize), LogError>,
 }
 
@@ -49,7 +50,8 @@ pub(super) async fn fetch(broker: &Arc<Broker>, request: FetchRequest, version: 
                 Err(LogError::UnknownTopicId) => Err(LogError::UnknownTopicId),
                 Err(_) => Err(LogError::UnknownTopicOrPartition),
             };
-            wanted.push(Wanted { topic_index, partition_index: partition.partition, target });
+            let metrics = resolved.as_ref().ok().map(|found| broker.topic_metrics(found).clone());
+            wanted.push(Wanted { topic_index, partition_index: partition.partition, metrics, target });
         }
     }
     let wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0).min(broker.config.fetch_wait_ms_max);
@@ -96,6 +98,10 @@ pub(super) async fn fetch(broker: &Arc<Broker>, request: FetchRequest, version: 
             Ok(_) => results.next().unwrap_or(Err(LogError::Unavailable)),
             Err(error) => Err(error),
         };
+        if let (Ok(read), Some(metrics)) = (&result, &w.metrics) {
+            let (bytes, records) = crate::metrics::batch_totals(&read.records);
+            metrics.fetched(bytes, records);
+        }
         let data = partition_data(w.partition_index, result, request.isolation_level);
         topics[w.topic_index].partitions.push(data);
     }

@@ -39,12 +39,24 @@ pub struct Broker {
     pub config: Arc<Config>,
     /// KiB of requests read and not yet answered (see `queued_request_bytes_max`).
     pub request_budget: Arc<tokio::sync::Semaphore>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Broker {
     pub fn new(log: Log, coordinator: Coordinator, config: Arc<Config>) -> Broker {
         let budget_kib = (config.queued_request_bytes_max / 1024).max(1);
-        Broker { log, coordinator, config, request_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)) }
+        Broker {
+            log,
+            coordinator,
+            config,
+            request_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+        }
+    }
+
+    /// A topic's traffic counters, resolved once per topic so that recording takes no lock.
+    pub fn topic_metrics<'t>(&self, topic: &'t Topic) -> &'t crate::metrics::TopicMetrics {
+        topic.metrics.get_or_init(|| self.metrics.topic(&topic.name))
     }
 }
 

@@ -36,17 +36,19 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
         };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {
+            let mut counted = None;
             let outcome = match &topic {
                 Err(error) => Outcome::Done(Err(same_error(error))),
                 Ok(topic) => match validate(topic, data.index, data.records, acks) {
                     Ok((partition, batches)) => {
+                        counted = Some(Counted::of(broker.topic_metrics(topic), &batches));
                         ready.push((topic.config.timestamp_type, partition, batches));
                         Outcome::Queued
                     }
                     Err(error) => Outcome::Done(Err(error)),
                 },
             };
-            partitions.push((data.index, outcome));
+            partitions.push((data.index, outcome, counted));
         }
         topics.push((topic_data.name, topic_data.topic_id, partitions));
     }
@@ -54,7 +56,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
     // If queueing failed, every queued partition fails the same way.
     let mut receivers = receivers.unwrap_or_default().into_iter();
     for (_, _, partitions) in &mut topics {
-        for (_, outcome) in partitions.iter_mut() {
+        for (_, outcome, _) in partitions.iter_mut() {
             if matches!(outcome, Outcome::Queued) {
                 *outcome = match receivers.next() {
                     Some(receiver) => Outcome::Waiting(receiver),
@@ -67,8 +69,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
         // Kafka sends no response at all for acks=0; errors are only logged.
         return Box::pin(async move {
             for (_, _, partitions) in topics {
-                for (_, outcome) in partitions {
-                    if let Err(error) = finish(outcome).await {
+                for (_, outcome, counted) in partitions {
+                    if let Err(error) = finish(outcome, counted).await {
                         tracing::debug!(%error, "acks=0 produce failed");
                     }
                 }
@@ -82,8 +84,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
             let mut topic_response = TopicProduceResponse::default();
             topic_response.name = name;
             topic_response.topic_id = topic_id;
-            for (index, outcome) in partitions {
-                topic_response.partition_responses.push(partition_response(index, finish(outcome).await));
+            for (index, outcome, counted) in partitions {
+                topic_response.partition_responses.push(partition_response(index, finish(outcome, counted).await));
             }
             response.responses.push(topic_response);
         }
@@ -134,12 +136,31 @@ fn check_keys(topic: &crate::log::Topic, index: i32, batches: &[batch::ValidBatc
     Err(LogError::InvalidRecords { message, record_errors })
 }
 
-async fn finish(outcome: Outcome) -> Result<AppendInfo, LogError> {
-    match outcome {
+/// What a partition's append adds to its topic's `BytesIn` and `MessagesIn` once it is durable.
+struct Counted {
+    metrics: crate::metrics::TopicMetrics,
+    bytes: usize,
+    records: u64,
+}
+
+impl Counted {
+    fn of(metrics: &crate::metrics::TopicMetrics, batches: &[batch::ValidBatch]) -> Counted {
+        let bytes = batches.iter().map(|b| b.bytes.len()).sum();
+        let records = batches.iter().map(|b| u64::try_from(b.header.record_count).unwrap_or(0)).sum();
+        Counted { metrics: metrics.clone(), bytes, records }
+    }
+}
+
+async fn finish(outcome: Outcome, counted: Option<Counted>) -> Result<AppendInfo, LogError> {
+    let result = match outcome {
         Outcome::Done(result) => result,
         Outcome::Queued => Err(LogError::Unavailable),
         Outcome::Waiting(receiver) => receiver.await.unwrap_or(Err(LogError::Unavailable)),
+    };
+    if let (Ok(_), Some(counted)) = (&result, counted) {
+        counted.metrics.appended(counted.bytes, counted.records);
     }
+    result
 }
 
 fn partition_response(index: i32, result: Result<AppendInfo, LogError>) -> PartitionProduceResponse {

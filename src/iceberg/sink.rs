@@ -379,6 +379,7 @@ mod tests {
             number: 1,
             partitions: Vec::new(),
             config: TopicConfig::resolve(BTreeMap::new(), &BrokerDefaults::basic(-1, -1, 1 << 20)),
+            metrics: std::sync::OnceLock::new(),
         }
     }
 

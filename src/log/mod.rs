@@ -101,12 +101,31 @@ impl Partition {
 
     /// The offset after the last one safely in the object store.
     pub fn remote_end(&self) -> i64 {
-        self.remote_segments().last().map_or(0, |s| s.next_offset)
+        self.remote.read().ok().and_then(|r| r.values().next_back().map(|s| s.next_offset)).unwrap_or(0)
     }
 
     /// The segments in the object store, in offset order.
     pub fn remote_segments(&self) -> Vec<SegmentInfo> {
         self.remote.read().map(|r| r.values().copied().collect()).unwrap_or_default()
+    }
+
+    /// The segments holding offsets at or after `offset`, in offset order.
+    pub fn remote_segments_from(&self, offset: i64) -> Vec<SegmentInfo> {
+        let Ok(remote) = self.remote.read() else { return Vec::new() };
+        let start = remote.range(..=offset).next_back().map_or(i64::MIN, |(base, _)| *base);
+        remote.range(start..).map(|(_, s)| *s).filter(|s| s.next_offset > offset).collect()
+    }
+
+    /// The segments wholly below `offset`.
+    pub fn remote_segments_below(&self, offset: i64) -> Vec<SegmentInfo> {
+        let Ok(remote) = self.remote.read() else { return Vec::new() };
+        remote.range(..offset).map(|(_, s)| *s).filter(|s| s.next_offset <= offset).collect()
+    }
+
+    /// How many segments the object store holds for the partition, and their bytes.
+    pub fn remote_summary(&self) -> (usize, u64) {
+        let Ok(remote) = self.remote.read() else { return (0, 0) };
+        (remote.len(), remote.values().map(|s| s.size_bytes).sum())
     }
 
     /// The segment holding `offset`, if it is in the object store.
@@ -173,6 +192,8 @@ pub struct Topic {
     pub number: u32,
     pub partitions: Vec<Arc<Partition>>,
     pub config: TopicConfig,
+    /// This topic's traffic counters, resolved on first use (see `Broker::topic_metrics`).
+    pub metrics: std::sync::OnceLock<crate::metrics::TopicMetrics>,
 }
 
 impl Topic {
@@ -388,6 +409,7 @@ impl Log {
             number: record.number,
             partitions,
             config: TopicConfig::resolve(record.configs, defaults),
+            metrics: std::sync::OnceLock::new(),
         }))
     }
 
@@ -453,6 +475,7 @@ impl Log {
             number: topic.number,
             partitions: Vec::new(),
             config: topic.config.clone(),
+            metrics: std::sync::OnceLock::new(),
         }
     }
 
@@ -516,13 +539,9 @@ impl Log {
         let log = self.clone();
         let topic = tokio::task::spawn_blocking(move || {
             let store = &log.inner.store;
-            let number = match store.get_meta("next-topic-number")? {
-                Some(bytes) => decode_u32(&bytes)?,
-                None => 1,
-            };
-            let record = TopicRecord { number, ..record };
             let mut write = StoreWrite::default();
-            store.put_meta(&mut write, "next-topic-number", &(number + 1).to_be_bytes());
+            let number = allocate_topic_number(store, &mut write)?;
+            let record = TopicRecord { number, ..record };
             store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
             store.write(write, true)?;
             Self::recover_topic(store, record, &log.defaults(), &[])
@@ -553,13 +572,9 @@ impl Log {
         let name = name.to_string();
         let topic = tokio::task::spawn_blocking(move || {
             let store = &log.inner.store;
-            let number = match store.get_meta("next-topic-number")? {
-                Some(bytes) => decode_u32(&bytes)?,
-                None => 1,
-            };
-            let record = TopicRecord { name, id, number, partitions: segments.len() as u32, configs };
             let mut write = StoreWrite::default();
-            store.put_meta(&mut write, "next-topic-number", &(number + 1).to_be_bytes());
+            let number = allocate_topic_number(store, &mut write)?;
+            let record = TopicRecord { name, id, number, partitions: segments.len() as u32, configs };
             store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
             for (index, partition_segments) in segments.iter().enumerate() {
                 let key = PartitionKey { topic_number: number, partition: index as u32 };
@@ -814,8 +829,8 @@ impl Log {
         let log_start = partition.log_start();
         // Segments hold the oldest offsets: the first whose max timestamp reaches the target holds
         // the answer, unless all its records that do are below the log start.
-        for info in partition.remote_segments() {
-            if info.next_offset <= log_start || info.max_timestamp < timestamp_ms {
+        for info in partition.remote_segments_from(log_start) {
+            if info.max_timestamp < timestamp_ms {
                 continue;
             }
             let segment = self.inner.tier.segment(partition.topic_id, partition.index, info).await?;
@@ -857,13 +872,11 @@ impl Log {
         .map_err(|_| LogError::Unavailable)??;
         // The hot tier's time index only has entries that raised the running maximum, so a local
         // answer is the maximum unless an older segment holds a larger timestamp.
-        let remote = partition.remote_segments().into_iter().filter(|s| s.next_offset > log_start).fold(
-            None::<SegmentInfo>,
-            |best, s| match best {
+        let remote =
+            partition.remote_segments_from(log_start).into_iter().fold(None::<SegmentInfo>, |best, s| match best {
                 Some(best) if best.max_timestamp >= s.max_timestamp => Some(best),
                 _ => Some(s),
-            },
-        );
+            });
         match (local, remote) {
             (Some(local), Some(remote)) if local.1 >= remote.max_timestamp => Ok(Some(local)),
             (local, None) => Ok(local),
@@ -887,8 +900,7 @@ impl Log {
                 let key = partition.key;
                 let high_watermark = partition.high_watermark();
                 let log_start = partition.log_start();
-                let mut remote = partition.remote_segments();
-                remote.retain(|s| s.next_offset > log_start);
+                let remote = partition.remote_segments_from(log_start);
                 let start = tokio::task::spawn_blocking(move || {
                     retention_start(&store, key, high_watermark, now, retention_ms, retention_bytes, &remote)
                 })
@@ -1042,6 +1054,16 @@ pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
         ));
     }
     Ok(())
+}
+
+/// The next topic number (never reused), counted up in `write`; callers hold the admin lock.
+fn allocate_topic_number(store: &Store, write: &mut StoreWrite) -> Result<u32, LogError> {
+    let number = match store.get_meta("next-topic-number")? {
+        Some(bytes) => decode_u32(&bytes)?,
+        None => 1,
+    };
+    store.put_meta(write, "next-topic-number", &(number + 1).to_be_bytes());
+    Ok(number)
 }
 
 fn encode_record(record: &TopicRecord) -> Vec<u8> {

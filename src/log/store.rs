@@ -203,6 +203,35 @@ impl Store {
         Ok(Store { db: Arc::new(db) })
     }
 
+    /// RocksDB's own figures for the metrics: per column family `(family, property, value)` for
+    /// memtable and SST sizes and pending compaction bytes, then database-wide ones under the family
+    /// name `""` (block cache usage, whether writes are stopped, the delayed write rate).
+    /// Properties RocksDB does not report are left out.
+    pub fn properties(&self) -> Vec<(&'static str, &'static str, u64)> {
+        const PER_FAMILY: [&str; 4] = [
+            "rocksdb.cur-size-all-mem-tables",
+            "rocksdb.live-sst-files-size",
+            "rocksdb.total-sst-files-size",
+            "rocksdb.estimate-pending-compaction-bytes",
+        ];
+        const DATABASE: [&str; 3] =
+            ["rocksdb.block-cache-usage", "rocksdb.is-write-stopped", "rocksdb.actual-delayed-write-rate"];
+        let mut out = Vec::new();
+        for family in [CF_BATCHES, CF_TIMEINDEX, CF_PRODUCERS, CF_META, CF_GROUPS] {
+            for property in PER_FAMILY {
+                if let Ok(Some(value)) = self.db.property_int_value_cf(self.cf(family), property) {
+                    out.push((family, property, value));
+                }
+            }
+        }
+        for property in DATABASE {
+            if let Ok(Some(value)) = self.db.property_int_value(property) {
+                out.push(("", property, value));
+            }
+        }
+        out
+    }
+
     fn cf(&self, name: &str) -> &ColumnFamily {
         // The families are created at open, so their absence is a programming error.
         self.db.cf_handle(name).expect("column family created at open")

@@ -64,7 +64,26 @@ struct Cursor {
     /// `appended_bytes` at the point where the unuploaded tail was empty; `None` until measured.
     mark: Option<u64>,
     reconciled: bool,
+    /// Failures in a row, and when to try again: backoff doubles from one pass interval to a minute.
+    failures: u32,
+    retry_at: Option<Instant>,
 }
+
+impl Cursor {
+    fn failed(&mut self, interval: Duration) {
+        self.failures = self.failures.saturating_add(1);
+        let backoff = interval.saturating_mul(1 << self.failures.min(16)).min(RETRY_BACKOFF_MAX);
+        self.retry_at = Some(Instant::now() + backoff);
+    }
+
+    fn succeeded(&mut self) {
+        self.failures = 0;
+        self.retry_at = None;
+    }
+}
+
+/// Longest wait before a partition whose object store work failed is tried again.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 enum Step {
     Uploaded,
@@ -205,7 +224,13 @@ async fn flush_partition(
     partition: &Arc<Partition>,
     mut cursor: Cursor,
 ) -> Cursor {
-    let fail = |what: &str, error: LogError| {
+    if cursor.retry_at.is_some_and(|at| Instant::now() < at) {
+        return cursor;
+    }
+    let interval = Duration::from_millis(tier.settings.task_interval_ms.max(1));
+    let mut failed = false;
+    let mut fail = |what: &str, error: LogError| {
+        failed = true;
         partition.tier_stats.upload_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(topic = %topic.name, partition = partition.index, %error, "tiering: {what}");
     };
@@ -214,6 +239,7 @@ async fn flush_partition(
             Ok(()) => cursor.reconciled = true,
             Err(error) => {
                 fail("cannot reconcile the object store", error);
+                cursor.failed(interval);
                 return cursor;
             }
         }
@@ -235,6 +261,11 @@ async fn flush_partition(
     }
     if let Err(error) = trim_local(log, topic, partition).await {
         fail("cannot trim the hot tier", error);
+    }
+    if failed {
+        cursor.failed(interval);
+    } else {
+        cursor.succeeded();
     }
     cursor
 }
@@ -377,7 +408,7 @@ async fn reconcile(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> R
 /// Deletes the segments retention or DeleteRecords put wholly below the log start.
 async fn delete_expired(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> Result<(), LogError> {
     let log_start = partition.log_start();
-    for info in partition.remote_segments().into_iter().filter(|s| s.next_offset <= log_start) {
+    for info in partition.remote_segments_below(log_start) {
         let object = segment::segment_key(partition.topic_id, partition.index, &info);
         tier.store().delete(&object).await.map_err(remote)?;
         let store = log.store();
@@ -400,8 +431,7 @@ async fn trim_local(log: &Log, topic: &Topic, partition: &Arc<Partition>) -> Res
     let local_start = partition.local_start();
     let (retention_ms, retention_bytes) = (topic.config.local_retention_ms, topic.config.local_retention_bytes);
     let cutoff = now_ms().saturating_sub(retention_ms.max(0));
-    let uploaded: Vec<SegmentInfo> =
-        partition.remote_segments().into_iter().filter(|s| s.next_offset > local_start).collect();
+    let uploaded: Vec<SegmentInfo> = partition.remote_segments_from(local_start);
     let mut local_bytes: i64 = uploaded.iter().map(|s| s.size_bytes as i64).sum();
     let mut trim_to = local_start;
     for segment in &uploaded {

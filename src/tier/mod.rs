@@ -178,15 +178,15 @@ pub fn status(log: &crate::log::Log) -> TierStatus {
                 .partitions
                 .iter()
                 .map(|p| {
-                    let segments = p.remote_segments();
+                    let (remote_segments, remote_bytes) = p.remote_summary();
                     PartitionTierStatus {
                         partition: p.index,
                         log_start_offset: p.log_start(),
                         local_start_offset: p.local_start(),
                         remote_end_offset: p.remote_end(),
                         high_watermark: p.high_watermark(),
-                        remote_segments: segments.len(),
-                        remote_bytes: segments.iter().map(|s| s.size_bytes).sum(),
+                        remote_segments,
+                        remote_bytes,
                         uploaded_bytes: p.tier_stats.uploaded_bytes.load(Relaxed),
                         uploaded_segments: p.tier_stats.uploaded_segments.load(Relaxed),
                         upload_errors: p.tier_stats.upload_errors.load(Relaxed),

@@ -16,6 +16,13 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Upper bound for anything a test waits on; reaching it is a failure, not a pass.
 pub const WAIT_MAX: Duration = Duration::from_secs(60);
 
+/// The broker binary: `ZOMBI_BIN` when set, else the one cargo built. Clones that share one
+/// `CARGO_TARGET_DIR` overwrite each other's `target/release/zombi`; a copy named by `ZOMBI_BIN`
+/// keeps a test run on the binary of its own tree.
+pub fn zombi_bin() -> PathBuf {
+    std::env::var_os("ZOMBI_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_zombi")), PathBuf::from)
+}
+
 pub struct TestBroker {
     child: Option<Child>,
     pub bootstrap: String,
@@ -51,7 +58,7 @@ impl TestBroker {
     }
 
     fn spawn(&mut self, kafka_listen: &str) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zombi"))
+        let mut child = Command::new(zombi_bin())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--kafka-listen", kafka_listen, "--http-listen", "127.0.0.1:0"])

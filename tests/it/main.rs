@@ -3,8 +3,11 @@
 mod admin;
 mod bad_input;
 mod common;
+mod console;
 mod durability;
 mod groups;
+mod http;
+mod http_client;
 mod iceberg;
 mod produce_consume;
 mod raw;

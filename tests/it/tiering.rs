@@ -435,7 +435,7 @@ async fn directory_kill_9_during_uploads_leaves_no_gap_and_no_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_object_store_is_refused_at_start_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_zombi"))
+    let output = Command::new(crate::common::zombi_bin())
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--object-store", "ftp://nowhere", "--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
@@ -444,4 +444,41 @@ async fn a_bad_object_store_is_refused_at_start_with_a_clear_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("object-store") && stderr.contains("s3://"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_and_fetch_carry_on_while_the_object_store_is_down() {
+    let backend = Backend::s3();
+    let broker = backend.start_broker(&[]);
+    let topic = unique_topic("s3-down");
+    produce(&broker, &topic, 0, 100, |_| now_ms()).await;
+    wait_for(&broker, &topic, 0, "uploaded while the store is up", |p| offset(p, "remote_end_offset") == 100);
+    assert_eq!(http(&broker.http, "GET", "/health/ready").0, 200);
+    let Backend::S3(server) = backend else { unreachable!("an S3 backend") };
+    drop(server);
+    let (status, body) = http(&broker.http, "GET", "/health/ready");
+    assert_eq!(status, 503, "not ready without the object store: {body}");
+    assert!(body.contains("object store"), "{body}");
+    // Acknowledged and readable from the hot tier, while every upload fails and is counted.
+    produce(&broker, &topic, 100, 400, |_| now_ms()).await;
+    wait_for(&broker, &topic, 0, "upload errors counted", |p| p["upload_errors"].as_u64().is_some_and(|n| n > 0));
+    let view = tiering(&broker, &topic, 0);
+    assert_eq!(offset(&view, "remote_end_offset"), 100);
+    assert_eq!(offset(&view, "high_watermark"), 500);
+    // Offsets below 100 are only in the (unreachable) object store; the hot tier serves the rest.
+    let consumer = broker.consumer();
+    let mut assignment = TopicPartitionList::new();
+    assignment.add_partition_offset(&topic, 0, Offset::Offset(100)).expect("add");
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + WAIT_MAX;
+    while records.len() < 400 {
+        assert!(Instant::now() < deadline, "read {} of 400 records from the hot tier", records.len());
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => records.push(Received::from_message(&message)),
+            Some(Err(error)) => panic!("{error}"),
+            None => {}
+        }
+    }
+    check_records(&records, 100);
 }

@@ -1,0 +1,32 @@
+//! What the benchmarks share: record batches built with kafka-protocol's encoder.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+/// One uncompressed magic v2 batch of `records` records of `record_bytes` bytes each, stamped
+/// `timestamp + i`.
+pub fn make_batch(records: usize, record_bytes: usize, timestamp: i64) -> Bytes {
+    let records: Vec<Record> = (0..records)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // kafka-protocol starts a new batch whenever offset - sequence changes.
+            sequence: i as i32,
+            timestamp: timestamp + i as i64,
+            key: None,
+            value: Some(Bytes::from(vec![b'b'; record_bytes])),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
+    out.freeze()
+}

@@ -1,0 +1,86 @@
+//! Admin views as JSON: topics with their partitions' offsets, groups with members and lag, and
+//! tiering state.
+//! The web console draws these.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::groups::lag_json;
+use crate::handler::Broker;
+
+pub(super) async fn topics(State(broker): State<Arc<Broker>>) -> Json<Value> {
+    let topics: Vec<Value> = broker
+        .log
+        .topics()
+        .iter()
+        .map(|topic| {
+            let partitions: Vec<Value> = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let (log_start, log_end) = (p.log_start(), p.high_watermark());
+                    json!({
+                        "partition": p.index,
+                        "log_start_offset": log_start,
+                        "log_end_offset": log_end,
+                        "records": log_end - log_start,
+                    })
+                })
+                .collect();
+            json!({
+                "name": topic.name,
+                "id": topic.id.to_string(),
+                "configs": topic.config.overrides,
+                "partitions": partitions,
+            })
+        })
+        .collect();
+    Json(json!({ "cluster_id": broker.log.cluster_id(), "topics": topics }))
+}
+
+pub(super) async fn groups(State(broker): State<Arc<Broker>>) -> Json<Value> {
+    let groups: Vec<Value> = broker
+        .coordinator
+        .list()
+        .into_iter()
+        .map(|(group_id, protocol_type, state)| {
+            let description = broker.coordinator.describe(&group_id);
+            let members: Vec<Value> = description
+                .as_ref()
+                .map(|d| {
+                    d.members
+                        .iter()
+                        .map(|m| {
+                            json!({
+                                "member_id": m.member_id,
+                                "group_instance_id": m.instance_id,
+                                "client_id": m.client_id,
+                                "client_host": m.client_host,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let lag = broker.coordinator.lag(&group_id, &broker.log);
+            json!({
+                "group_id": group_id,
+                "state": state,
+                "protocol_type": protocol_type,
+                "protocol": description.map(|d| d.protocol).unwrap_or_default(),
+                "members": members,
+                "total_lag": lag.iter().map(|p| p.lag).sum::<i64>(),
+                "partitions": lag.iter().map(lag_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({ "groups": groups }))
+}
+
+/// Every partition's tiering state: log start, hot-tier start, remote end, uploads; object store
+/// request counts.
+pub(super) async fn tiering(State(broker): State<Arc<Broker>>) -> Json<crate::tier::TierStatus> {
+    Json(crate::tier::status(&broker.log))
+}

@@ -1,0 +1,231 @@
+//! The HTTP listener: health, Prometheus metrics, the events API (produce and read records), group
+//! offsets and lag, admin views and the web console. Routes and bodies are documented in docs/http.md.
+//!
+//! Writes go through the same path as Kafka produce: records become a magic v2 batch, the batch is
+//! validated by `log::batch::validate` with the topic's limits and queued to the group-commit
+//! writer with `Log::submit_appends`, so an HTTP write is durable, ordered and visible to Kafka
+//! consumers exactly like a Kafka one.
+
+mod admin;
+mod events;
+mod groups;
+pub mod records;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::handler::Broker;
+use crate::log::LogError;
+use crate::log::batch::BatchError;
+
+/// The web console: one self-contained page (no external scripts, styles or fonts).
+const CONSOLE_HTML: &str = include_str!("console.html");
+
+/// Serves until `stopped` turns true. The broker only starts this after the log has recovered and
+/// the Kafka listener is bound, so readiness is true for as long as it answers.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
+    let shutdown = async move {
+        let _ = stopped.changed().await;
+    };
+    if let Err(error) = axum::serve(listener, router(broker)).with_graceful_shutdown(shutdown).await {
+        tracing::error!(%error, "HTTP listener failed");
+    }
+}
+
+pub fn router(broker: Arc<Broker>) -> Router {
+    let body_limit = broker.config.http_request_bytes_max;
+    Router::new()
+        .route("/", get(|| async { Html(CONSOLE_HTML) }))
+        .route("/health/live", get(|| async { "ok\n" }))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/events/{topic}", post(events::produce).get(events::read))
+        .route("/v3/clusters/{cluster_id}/topics/{topic}/records", post(events::produce_v3))
+        .route("/consumers/lag", get(groups::lag))
+        .route("/consumers/{group_id}/offsets", get(groups::fetch_offsets).post(groups::commit_offsets))
+        .route("/admin/topics", get(admin::topics))
+        .route("/admin/groups", get(admin::groups))
+        .route("/admin/tiering", get(admin::tiering))
+        .route_layer(middleware::from_fn_with_state(broker.clone(), observe))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(broker)
+}
+
+/// How long readiness waits for the object store.
+const READY_OBJECT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Ready: the log recovered and the Kafka listener is bound (both before this listener starts),
+/// and the object store answers a GET of a key that need not exist.
+async fn ready(State(broker): State<Arc<Broker>>) -> Response {
+    let store = broker.log.tier().store();
+    let probe = tokio::time::timeout(READY_OBJECT_STORE_TIMEOUT, store.get("meta/ready-probe")).await;
+    let problem = match probe {
+        Ok(Ok(_)) => return "ready\n".into_response(),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no answer within {} s", READY_OBJECT_STORE_TIMEOUT.as_secs()),
+    };
+    let body = json!({ "error": format!("object store {} unreachable: {problem}", store.describe()) });
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
+/// One span and one `zombi_http_requests_total` count per request, labelled by route template.
+async fn observe(State(broker): State<Arc<Broker>>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str).to_string();
+    let span = tracing::debug_span!("http", method = %request.method(), route = %route);
+    let response = next.run(request).instrument(span).await;
+    broker.metrics.http_request(&route, response.status().as_u16());
+    response
+}
+
+async fn metrics(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
+    let metrics = broker.metrics.clone();
+    let text = tokio::task::spawn_blocking(move || metrics.encode())
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+        .map_err(|_| ApiError::Internal("metrics did not encode".into()))?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
+/// Why an HTTP request failed; each kind has one status code and a JSON body
+/// `{"error_code": <status>, "error": "<kind>", "message": "..."}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("topic {0} does not exist")]
+    UnknownTopic(String),
+    #[error("topic {topic} has no partition {partition}")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("offset {offset} is outside the partition's offsets [{log_start}, {high_watermark}]")]
+    OffsetOutOfRange { offset: i64, log_start: i64, high_watermark: i64 },
+    #[error("the broker is shutting down")]
+    Unavailable,
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) | ApiError::UnknownTopic(_) | ApiError::UnknownPartition { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::OffsetOutOfRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::UnknownTopic(_) => "unknown_topic",
+            ApiError::UnknownPartition { .. } => "unknown_partition",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::OffsetOutOfRange { .. } => "offset_out_of_range",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// A log failure on behalf of `topic`.
+    fn from_log(error: LogError, topic: &str) -> ApiError {
+        match error {
+            LogError::UnknownTopicOrPartition | LogError::UnknownTopicId => ApiError::UnknownTopic(topic.to_string()),
+            LogError::Batch(BatchError::TooLarge { size_bytes, limit_bytes }) => ApiError::PayloadTooLarge(format!(
+                "the records make a batch of {size_bytes} bytes, over the topic's max.message.bytes {limit_bytes}"
+            )),
+            LogError::Unavailable => ApiError::Unavailable,
+            LogError::Storage(error) => ApiError::Internal(error.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "HTTP request failed");
+        }
+        let mut body = json!({ "error_code": status.as_u16(), "error": self.kind(), "message": self.to_string() });
+        if let ApiError::OffsetOutOfRange { log_start, high_watermark, .. } = self {
+            body["log_start"] = json!(log_start);
+            body["high_watermark"] = json!(high_watermark);
+        }
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge("the request body is over the limit (--http-request-max-bytes)".into())
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge("the request body is over the limit (--http-request-max-bytes)".into())
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
+            }
+            _ => ApiError::BadRequest(rejection.body_text()),
+        }
+    }
+}
+
+/// The request's media type, lower-cased and without parameters (`; charset=...`).
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}

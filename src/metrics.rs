@@ -1,0 +1,762 @@
+//! Prometheus metrics, named as Kafka's JMX exporter names them (see docs/metrics.md).
+//!
+//! Counters and histograms are updated on the request path through handles resolved ahead of time
+//! (one per Kafka API at startup, one per topic cached on the topic itself), so recording takes no
+//! shared lock: an atomic add, or one API's own histogram mutex. Gauges that mirror state the broker
+//! already keeps (offsets, lag, process) are read at scrape time by collectors instead of being
+//! updated on every change. Later stages (the Iceberg sink) plug in through
+//! [`Metrics::partition_gauges`] and [`Metrics::register_collector`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::coordinator::Coordinator;
+use crate::log::Log;
+
+/// The content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus reads).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    request: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    request: String,
+    error: String,
+}
+
+/// Labels of a per-partition series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupPartitionLabels {
+    consumergroup: String,
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    consumergroup: String,
+    state: String,
+}
+
+/// One topic's traffic counters (Kafka's `BrokerTopicMetrics`), cached on the topic.
+#[derive(Clone, Debug)]
+pub struct TopicMetrics {
+    bytes_in: Counter,
+    messages_in: Counter,
+    bytes_out: Counter,
+    messages_out: Counter,
+}
+
+impl TopicMetrics {
+    /// Record batches appended to the log (after they are durable).
+    pub fn appended(&self, bytes: usize, records: u64) {
+        self.bytes_in.inc_by(bytes as u64);
+        self.messages_in.inc_by(records);
+    }
+
+    /// Record batches handed to a consumer (Kafka fetch or the HTTP read).
+    pub fn fetched(&self, bytes: usize, records: u64) {
+        self.bytes_out.inc_by(bytes as u64);
+        self.messages_out.inc_by(records);
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ApiMetrics {
+    name: String,
+    requests: Counter,
+    total_time: LatencyHistogram,
+}
+
+/// Every metric of one broker.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    bytes_in: Family<TopicLabels, Counter>,
+    messages_in: Family<TopicLabels, Counter>,
+    bytes_out: Family<TopicLabels, Counter>,
+    messages_out: Family<TopicLabels, Counter>,
+    /// Indexed by API key; built once, read without locks.
+    apis: Vec<Option<ApiMetrics>>,
+    errors: Family<ErrorLabels, Counter>,
+    connections: Gauge,
+    connections_created: Counter,
+    http_requests: Family<HttpLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    status: u16,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let bytes_in = Family::<TopicLabels, Counter>::default();
+        let messages_in = Family::<TopicLabels, Counter>::default();
+        let bytes_out = Family::<TopicLabels, Counter>::default();
+        let messages_out = Family::<TopicLabels, Counter>::default();
+        registry.register(
+            "kafka_server_brokertopicmetrics_bytes_in",
+            "Bytes of record batches appended, per topic",
+            bytes_in.clone(),
+        );
+        registry.register(
+            "kafka_server_brokertopicmetrics_messages_in",
+            "Records appended, per topic",
+            messages_in.clone(),
+        );
+        registry.register(
+            "kafka_server_brokertopicmetrics_bytes_out",
+            "Bytes of record batches sent to consumers, per topic",
+            bytes_out.clone(),
+        );
+        registry.register(
+            "kafka_server_brokertopicmetrics_messages_out",
+            "Records in batches sent to consumers, per topic (whole batches are counted)",
+            messages_out.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        let total_time = Family::<RequestLabels, LatencyHistogram>::default();
+        registry.register(
+            "kafka_network_requestmetrics_requests",
+            "Kafka requests answered, per API",
+            requests.clone(),
+        );
+        registry.register_with_unit(
+            "kafka_network_requestmetrics_total_time",
+            "Time from a request's arrival to its response being written, per API",
+            Unit::Seconds,
+            total_time.clone(),
+        );
+        let apis = (0..=i16::from(u8::MAX))
+            .map(|key| {
+                let api = ApiKey::try_from(key).ok()?;
+                crate::protocol::supported_versions(api)?;
+                let labels = RequestLabels { request: format!("{api:?}") };
+                Some(ApiMetrics {
+                    name: labels.request.clone(),
+                    requests: requests.get_or_create_owned(&labels),
+                    total_time: total_time.get_or_create_owned(&labels),
+                })
+            })
+            .collect();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "kafka_network_requestmetrics_errors",
+            "Error codes in Kafka responses (top-level and per partition), per API and error",
+            errors.clone(),
+        );
+        let connections = Gauge::default();
+        let connections_created = Counter::default();
+        registry.register(
+            "kafka_server_socketservermetrics_connection_count",
+            "Open Kafka client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "kafka_server_socketservermetrics_connection_creation",
+            "Kafka client connections accepted",
+            connections_created.clone(),
+        );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register("zombi_http_requests", "HTTP requests answered, per route and status", http_requests.clone());
+        registry.register_collector(Box::new(ProcessCollector));
+        Metrics {
+            registry: Mutex::new(registry),
+            bytes_in,
+            messages_in,
+            bytes_out,
+            messages_out,
+            apis,
+            errors,
+            connections,
+            connections_created,
+            http_requests,
+        }
+    }
+
+    /// The counters of one topic; callers cache the result (see `Topic::metrics`).
+    pub fn topic(&self, name: &str) -> TopicMetrics {
+        let labels = TopicLabels { topic: name.to_string() };
+        TopicMetrics {
+            bytes_in: self.bytes_in.get_or_create_owned(&labels),
+            messages_in: self.messages_in.get_or_create_owned(&labels),
+            bytes_out: self.bytes_out.get_or_create_owned(&labels),
+            messages_out: self.messages_out.get_or_create_owned(&labels),
+        }
+    }
+
+    /// One Kafka request answered after `elapsed`, with the error codes its response carries.
+    pub fn request_done(&self, api_key: ApiKey, elapsed: Duration, response: Option<&ResponseKind>) {
+        let Some(Some(api)) = self.apis.get(api_key as usize) else { return };
+        api.requests.inc();
+        api.total_time.observe(elapsed);
+        if let Some(response) = response {
+            response_error_codes(response, |code| {
+                if let Some(error) = ResponseError::try_from_code(code) {
+                    let labels = ErrorLabels { request: api.name.clone(), error: kafka_error_name(&error) };
+                    self.errors.get_or_create(&labels).inc();
+                }
+            });
+        }
+    }
+
+    /// A Kafka connection opened; the guard counts it closed when dropped.
+    pub fn connection_opened(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.inc();
+        self.connections_created.inc();
+        ConnectionGuard { metrics: self.clone() }
+    }
+
+    pub fn http_request(&self, route: &str, status: u16) {
+        self.http_requests.get_or_create(&HttpLabels { route: route.to_string(), status }).inc();
+    }
+
+    /// Registers a gauge family with `topic` and `partition` labels, for a later stage to set
+    /// (for example `zombi_iceberg_committed_offset`); returns the handle to update.
+    pub fn partition_gauges(&self, name: &str, help: &str) -> Family<PartitionLabels, Gauge> {
+        let family = Family::<PartitionLabels, Gauge>::default();
+        if let Ok(mut registry) = self.registry.lock() {
+            registry.register(name, help, family.clone());
+        }
+        family
+    }
+
+    /// Registers a collector that is asked for its series on every scrape.
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        if let Ok(mut registry) = self.registry.lock() {
+            registry.register_collector(collector);
+        }
+    }
+
+    /// Everything, in the OpenMetrics text format. Collectors read the log and the coordinator
+    /// and `/proc`, so call this off the async runtime.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let registry = self.registry.lock().map_err(|_| std::fmt::Error)?;
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &registry)?;
+        Ok(out)
+    }
+}
+
+/// Upper bounds of the latency buckets: 0.25 ms doubling up to 32.8 s (a Fetch long poll waits
+/// up to 30 s).
+const LATENCY_BUCKETS_SECONDS: [f64; 18] = {
+    let mut bounds = [0.000_25; 18];
+    let mut i = 1;
+    while i < bounds.len() {
+        bounds[i] = bounds[i - 1] * 2.0;
+        i += 1;
+    }
+    bounds
+};
+
+/// A latency histogram of atomics: observing is two relaxed adds, with no lock, so every
+/// connection can record into the same API's histogram without contending on a mutex (the
+/// crate's `Histogram` takes one per observation).
+#[derive(Debug, Clone, Default)]
+pub struct LatencyHistogram {
+    inner: Arc<LatencyCounts>,
+}
+
+#[derive(Debug, Default)]
+struct LatencyCounts {
+    /// Observations per bucket (not cumulative); the last one is +Inf.
+    buckets: [AtomicU64; LATENCY_BUCKETS_SECONDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket =
+            LATENCY_BUCKETS_SECONDS.iter().position(|&bound| seconds <= bound).unwrap_or(LATENCY_BUCKETS_SECONDS.len());
+        self.inner.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.inner.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let counts = &self.inner;
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_SECONDS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .zip(&counts.buckets)
+            .map(|(bound, count)| (bound, count.load(Ordering::Relaxed)))
+            .collect();
+        // Read apart from the buckets, so a scrape may see an observation in one and not yet the
+        // other; each is exact on the next scrape.
+        let sum = counts.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let count = buckets.iter().map(|(_, count)| count).sum();
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+/// Keeps a connection counted as open.
+pub struct ConnectionGuard {
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.connections.dec();
+    }
+}
+
+/// `UnknownTopicOrPartition` → `UNKNOWN_TOPIC_OR_PARTITION`, Kafka's own spelling.
+fn kafka_error_name(error: &ResponseError) -> String {
+    let camel = match error {
+        ResponseError::Unknown(code) => return format!("UNKNOWN_{code}"),
+        known => known.to_string(),
+    };
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// Calls `f` with every non-zero error code of a response: the top-level one and those of each
+/// topic, partition or group, for the APIs clients use most. Others count requests only.
+fn response_error_codes(response: &ResponseKind, mut f: impl FnMut(i16)) {
+    let mut code = |c: i16| {
+        if c != 0 {
+            f(c)
+        }
+    };
+    match response {
+        ResponseKind::Produce(r) => {
+            r.responses.iter().flat_map(|t| &t.partition_responses).for_each(|p| code(p.error_code));
+        }
+        ResponseKind::Fetch(r) => {
+            code(r.error_code);
+            r.responses.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
+        }
+        ResponseKind::ListOffsets(r) => {
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
+        }
+        ResponseKind::Metadata(r) => r.topics.iter().for_each(|t| code(t.error_code)),
+        ResponseKind::OffsetCommit(r) => {
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
+        }
+        ResponseKind::OffsetFetch(r) => {
+            code(r.error_code);
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
+            for group in &r.groups {
+                code(group.error_code);
+                group.topics.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
+            }
+        }
+        ResponseKind::FindCoordinator(r) => {
+            code(r.error_code);
+            r.coordinators.iter().for_each(|c| code(c.error_code));
+        }
+        ResponseKind::JoinGroup(r) => code(r.error_code),
+        ResponseKind::SyncGroup(r) => code(r.error_code),
+        ResponseKind::Heartbeat(r) => code(r.error_code),
+        ResponseKind::LeaveGroup(r) => {
+            code(r.error_code);
+            r.members.iter().for_each(|m| code(m.error_code));
+        }
+        ResponseKind::DescribeGroups(r) => r.groups.iter().for_each(|g| code(g.error_code)),
+        ResponseKind::ListGroups(r) => code(r.error_code),
+        ResponseKind::DeleteGroups(r) => r.results.iter().for_each(|g| code(g.error_code)),
+        ResponseKind::CreateTopics(r) => r.topics.iter().for_each(|t| code(t.error_code)),
+        ResponseKind::DeleteTopics(r) => r.responses.iter().for_each(|t| code(t.error_code)),
+        ResponseKind::CreatePartitions(r) => r.results.iter().for_each(|t| code(t.error_code)),
+        ResponseKind::DeleteRecords(r) => {
+            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
+        }
+        ResponseKind::InitProducerId(r) => code(r.error_code),
+        ResponseKind::ApiVersions(r) => code(r.error_code),
+        ResponseKind::DescribeCluster(r) => code(r.error_code),
+        _ => {}
+    }
+}
+
+/// Partition offsets and consumer group lag, read from the log and the coordinator at scrape time.
+pub struct BrokerCollector {
+    pub log: Log,
+    pub coordinator: Coordinator,
+}
+
+impl std::fmt::Debug for BrokerCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for BrokerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let log_start = Family::<PartitionLabels, Gauge>::default();
+        let log_end = Family::<PartitionLabels, Gauge>::default();
+        let mut partitions = 0i64;
+        for topic in self.log.topics() {
+            for partition in &topic.partitions {
+                let labels = PartitionLabels { topic: topic.name.clone(), partition: partition.index };
+                log_start.get_or_create(&labels).set(partition.log_start());
+                log_end.get_or_create(&labels).set(partition.high_watermark());
+                partitions += 1;
+            }
+        }
+        encode_metric(&mut encoder, "kafka_log_log_log_start_offset", "First offset of each partition", &log_start)?;
+        encode_metric(
+            &mut encoder,
+            "kafka_log_log_log_end_offset",
+            "Offset after the last record of each partition (the high watermark)",
+            &log_end,
+        )?;
+        encode_metric(
+            &mut encoder,
+            "kafka_server_replicamanager_partition_count",
+            "Partitions hosted by this broker",
+            &ConstGauge::new(partitions),
+        )?;
+        let lag = Family::<GroupPartitionLabels, Gauge>::default();
+        let committed = Family::<GroupPartitionLabels, Gauge>::default();
+        let members = Family::<GroupLabels, Gauge>::default();
+        for (group, _, state) in self.coordinator.list() {
+            let count = self.coordinator.describe(&group).map_or(0, |d| d.members.len() as i64);
+            members.get_or_create(&GroupLabels { consumergroup: group.clone(), state: state.to_string() }).set(count);
+            for entry in self.coordinator.lag(&group, &self.log) {
+                let labels = GroupPartitionLabels {
+                    consumergroup: group.clone(),
+                    topic: entry.topic,
+                    partition: entry.partition,
+                };
+                lag.get_or_create(&labels).set(entry.lag);
+                committed.get_or_create(&labels).set(entry.committed);
+            }
+        }
+        encode_metric(
+            &mut encoder,
+            "kafka_consumergroup_lag",
+            "Log end offset minus the group's committed offset, per partition",
+            &lag,
+        )?;
+        encode_metric(
+            &mut encoder,
+            "kafka_consumergroup_current_offset",
+            "The group's committed offset, per partition",
+            &committed,
+        )?;
+        encode_metric(&mut encoder, "kafka_consumergroup_members", "Members of each consumer group", &members)?;
+        encode_tiering(&mut encoder, &crate::tier::status(&self.log))?;
+        encode_rocksdb(&mut encoder, &self.log.store().properties())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: String,
+}
+
+/// Reads one figure of a partition's tiering state.
+type TierField<T> = fn(&crate::tier::PartitionTierStatus) -> T;
+
+/// The flusher's state per partition and the object store's request counts, named after Kafka's
+/// tiered storage metrics where it has one (`RemoteCopyBytesPerSec`, `RemoteLogSizeBytes`, …).
+fn encode_tiering(encoder: &mut DescriptorEncoder, status: &crate::tier::TierStatus) -> Result<(), std::fmt::Error> {
+    let gauges: [(&str, &str, TierField<i64>); 4] = [
+        ("zombi_tiering_local_start_offset", "First offset the hot tier (RocksDB) still holds", |p| {
+            p.local_start_offset
+        }),
+        ("zombi_tiering_remote_end_offset", "Offset after the last one uploaded to the object store", |p| {
+            p.remote_end_offset
+        }),
+        (
+            "kafka_server_brokertopicmetrics_remote_log_size_bytes",
+            "Bytes of the partition's segments in the object store",
+            |p| i64::try_from(p.remote_bytes).unwrap_or(i64::MAX),
+        ),
+        (
+            "kafka_server_brokertopicmetrics_remote_log_metadata_count",
+            "Segments of the partition in the object store",
+            |p| i64::try_from(p.remote_segments).unwrap_or(i64::MAX),
+        ),
+    ];
+    let partitions: Vec<(PartitionLabels, &crate::tier::PartitionTierStatus)> = status
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| (PartitionLabels { topic: t.topic.clone(), partition: p.partition }, p))
+        })
+        .collect();
+    for (name, help, value) in gauges {
+        let family = Family::<PartitionLabels, Gauge>::default();
+        for (labels, partition) in &partitions {
+            family.get_or_create(labels).set(value(partition));
+        }
+        encode_metric(encoder, name, help, &family)?;
+    }
+    let counters: [(&str, &str, TierField<u64>); 3] = [
+        ("kafka_server_brokertopicmetrics_remote_copy_bytes", "Bytes of segments uploaded", |p| p.uploaded_bytes),
+        ("zombi_tiering_uploaded_segments", "Segments uploaded", |p| p.uploaded_segments),
+        ("kafka_server_brokertopicmetrics_remote_copy_errors", "Segment uploads that failed (and are retried)", |p| {
+            p.upload_errors
+        }),
+    ];
+    for (name, help, value) in counters {
+        let family = Family::<PartitionLabels, Counter>::default();
+        for (labels, partition) in &partitions {
+            family.get_or_create(labels).inc_by(value(partition));
+        }
+        encode_metric(encoder, name, help, &family)?;
+    }
+    let requests = Family::<OperationLabels, Counter>::default();
+    for (operation, count) in
+        [("put", status.puts), ("get", status.gets), ("list", status.lists), ("delete", status.deletes)]
+    {
+        requests.get_or_create(&OperationLabels { operation: operation.into() }).inc_by(count);
+    }
+    encode_metric(encoder, "zombi_object_store_requests", "Object store requests, per operation", &requests)?;
+    encode_metric(
+        encoder,
+        "zombi_object_store_request_errors",
+        "Object store requests that failed",
+        &ConstCounter::new(status.request_errors),
+    )
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FamilyLabels {
+    column_family: String,
+}
+
+/// The hot tier's RocksDB figures (see `Store::properties`) as `zombi_rocksdb_*` gauges.
+fn encode_rocksdb(
+    encoder: &mut DescriptorEncoder,
+    properties: &[(&'static str, &'static str, u64)],
+) -> Result<(), std::fmt::Error> {
+    const PER_FAMILY: [(&str, &str, &str); 4] = [
+        (
+            "rocksdb.cur-size-all-mem-tables",
+            "zombi_rocksdb_memtable_bytes",
+            "Bytes in memtables (active and unflushed)",
+        ),
+        ("rocksdb.live-sst-files-size", "zombi_rocksdb_live_sst_bytes", "Bytes of SST files of the current version"),
+        ("rocksdb.total-sst-files-size", "zombi_rocksdb_total_sst_bytes", "Bytes of all SST files, obsolete included"),
+        (
+            "rocksdb.estimate-pending-compaction-bytes",
+            "zombi_rocksdb_pending_compaction_bytes",
+            "Bytes compaction estimates it must rewrite; writes slow down and stop as this grows",
+        ),
+    ];
+    for (property, name, help) in PER_FAMILY {
+        let family = Family::<FamilyLabels, Gauge>::default();
+        for (column_family, _, value) in properties.iter().filter(|(f, p, _)| *p == property && !f.is_empty()) {
+            family.get_or_create(&FamilyLabels { column_family: column_family.to_string() }).set(*value as i64);
+        }
+        encode_metric(encoder, name, help, &family)?;
+    }
+    const DATABASE: [(&str, &str, &str); 3] = [
+        ("rocksdb.block-cache-usage", "zombi_rocksdb_block_cache_usage_bytes", "Bytes held by the block cache"),
+        ("rocksdb.is-write-stopped", "zombi_rocksdb_write_stopped", "1 while RocksDB stops writes (a write stall)"),
+        (
+            "rocksdb.actual-delayed-write-rate",
+            "zombi_rocksdb_delayed_write_rate_bytes_per_second",
+            "Write rate RocksDB throttles to while it delays writes; 0 when not delaying",
+        ),
+    ];
+    for (property, name, help) in DATABASE {
+        if let Some((_, _, value)) = properties.iter().find(|(f, p, _)| *p == property && f.is_empty()) {
+            encode_metric(encoder, name, help, &ConstGauge::new(*value as i64))?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_metric(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// The process's CPU time, memory and file descriptors from `/proc/self` (Linux only; elsewhere
+/// nothing is reported).
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = ProcessStats::read() else { return Ok(()) };
+        let cpu = ConstCounter::new(stats.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu",
+            "User and system CPU time spent",
+            Some(&Unit::Seconds),
+            cpu.metric_type(),
+        )?)?;
+        let rss = ConstGauge::new(stats.resident_bytes);
+        rss.encode(encoder.encode_descriptor(
+            "process_resident_memory",
+            "Resident memory size",
+            Some(&Unit::Bytes),
+            rss.metric_type(),
+        )?)?;
+        let fds = ConstGauge::new(stats.open_fds);
+        fds.encode(encoder.encode_descriptor("process_open_fds", "Open file descriptors", None, fds.metric_type())?)?;
+        let start = ConstGauge::new(stats.start_time_seconds);
+        start.encode(encoder.encode_descriptor(
+            "process_start_time",
+            "Start time of the process since the Unix epoch",
+            Some(&Unit::Seconds),
+            start.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+struct ProcessStats {
+    cpu_seconds: f64,
+    resident_bytes: i64,
+    open_fds: i64,
+    start_time_seconds: f64,
+}
+
+impl ProcessStats {
+    fn read() -> Option<ProcessStats> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        // SAFETY: sysconf only reads a system constant.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        // SAFETY: as above.
+        let page_bytes = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1);
+        // `fields[0]` is field 3 (state) of proc(5): utime is 14, stime 15, starttime 22, rss 24.
+        let number = |field: usize| fields.get(field - 3).and_then(|v| v.parse::<f64>().ok());
+        let cpu_seconds = (number(14)? + number(15)?) / ticks;
+        let resident_bytes = number(24)? as i64 * page_bytes;
+        let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).unwrap_or(0);
+        let boot_seconds = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines().find_map(|line| line.strip_prefix("btime ").and_then(|v| v.trim().parse::<f64>().ok()))
+        });
+        let start_time_seconds = boot_seconds.map_or(0.0, |boot| boot + number(22).unwrap_or(0.0) / ticks);
+        Some(ProcessStats { cpu_seconds, resident_bytes, open_fds, start_time_seconds })
+    }
+}
+
+/// Sums the bytes and records of the record batches in `records` (headers only; nothing decoded).
+pub fn batch_totals(records: &[u8]) -> (usize, u64) {
+    let mut rest = records;
+    let mut count = 0u64;
+    while rest.len() >= crate::log::batch::HEADER_BYTES {
+        let Ok(header) = crate::log::batch::BatchHeader::parse(rest) else { break };
+        count += u64::try_from(header.record_count).unwrap_or(0);
+        let size = header.size_bytes();
+        if size > rest.len() || size == 0 {
+            break;
+        }
+        rest = &rest[size..];
+    }
+    (records.len(), count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_are_kafkas() {
+        assert_eq!(kafka_error_name(&ResponseError::UnknownTopicOrPartition), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(kafka_error_name(&ResponseError::Unknown(999)), "UNKNOWN_999");
+    }
+
+    #[test]
+    fn requests_and_errors_are_counted_per_api() {
+        let metrics = Metrics::new();
+        let mut produce = kafka_protocol::messages::ProduceResponse::default();
+        let mut topic = kafka_protocol::messages::produce_response::TopicProduceResponse::default();
+        let mut partition = kafka_protocol::messages::produce_response::PartitionProduceResponse::default();
+        partition.error_code = ResponseError::CorruptMessage.code();
+        topic.partition_responses.push(partition);
+        produce.responses.push(topic);
+        let response = ResponseKind::Produce(produce);
+        metrics.request_done(ApiKey::Produce, Duration::from_millis(3), Some(&response));
+        metrics.topic("t").appended(100, 4);
+        let text = metrics.encode().expect("encodes");
+        assert!(text.contains("kafka_network_requestmetrics_requests_total{request=\"Produce\"} 1"), "{text}");
+        assert!(
+            text.contains("kafka_network_requestmetrics_errors_total{request=\"Produce\",error=\"CORRUPT_MESSAGE\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("kafka_network_requestmetrics_total_time_seconds_count{request=\"Produce\"} 1"));
+        let bucket = |le: &str| {
+            format!("kafka_network_requestmetrics_total_time_seconds_bucket{{le=\"{le}\",request=\"Produce\"}}")
+        };
+        assert!(text.contains(&format!("{} 0\n", bucket("0.002"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", bucket("0.004"))), "{text}");
+        assert!(text.contains(&format!("{} 1\n", bucket("+Inf"))), "{text}");
+        assert!(
+            text.contains("kafka_network_requestmetrics_total_time_seconds_sum{request=\"Produce\"} 0.003\n"),
+            "{text}"
+        );
+        assert!(text.contains("kafka_server_brokertopicmetrics_bytes_in_total{topic=\"t\"} 100"));
+        assert!(text.contains("kafka_server_brokertopicmetrics_messages_in_total{topic=\"t\"} 4"));
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+    }
+
+    #[test]
+    fn partition_gauges_plug_in_later() {
+        let metrics = Metrics::new();
+        let gauges = metrics.partition_gauges("zombi_iceberg_committed_offset", "test hook");
+        gauges.get_or_create(&PartitionLabels { topic: "t".into(), partition: 2 }).set(7);
+        let text = metrics.encode().expect("encodes");
+        assert!(text.contains("zombi_iceberg_committed_offset{topic=\"t\",partition=\"2\"} 7"), "{text}");
+    }
+}
