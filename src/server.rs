@@ -53,7 +53,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     };
     let coordinator = Coordinator::open(log.store(), limits, config.offsets_retention_ms).await?;
     let config = Arc::new(config);
-    let broker = Arc::new(Broker::new(log.clone(), coordinator.clone(), config.clone()));
+    let sink = crate::iceberg::IcebergSink::new(config.iceberg.clone());
+    let broker = Arc::new(Broker::new(log.clone(), coordinator.clone(), config.clone(), sink.clone()));
     broker.metrics.register_collector(Box::new(BrokerCollector { log: log.clone(), coordinator: coordinator.clone() }));
     let (stop, stopped) = watch::channel(false);
 
@@ -62,7 +63,6 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     background.spawn(retention_loop(log.clone(), config.retention_check_interval_ms, stopped.clone()));
     background.spawn(crate::tier::flusher::run(log.clone(), stopped.clone()));
     // The Iceberg sink has its own thread; it is awaited at shutdown so that the log outlives it.
-    let sink = crate::iceberg::IcebergSink::new(config.iceberg.clone());
     let sink_task = tokio::spawn(crate::iceberg::run(sink, log.clone(), stopped.clone()));
     background.spawn(
         coordinator.run_timers(Duration::from_millis(config.offsets_retention_check_interval_ms), stopped.clone()),

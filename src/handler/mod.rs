@@ -40,12 +40,20 @@ pub struct Broker {
     /// KiB of requests read and not yet answered (see `queued_request_bytes_max`).
     pub request_budget: Arc<tokio::sync::Semaphore>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The Iceberg sink's shared state, for the admin view.
+    pub iceberg: Arc<crate::iceberg::IcebergSink>,
 }
 
 impl Broker {
-    pub fn new(log: Log, coordinator: Coordinator, config: Arc<Config>) -> Broker {
+    pub fn new(
+        log: Log,
+        coordinator: Coordinator,
+        config: Arc<Config>,
+        iceberg: Arc<crate::iceberg::IcebergSink>,
+    ) -> Broker {
         let budget_kib = (config.queued_request_bytes_max / 1024).max(1);
         Broker {
+            iceberg,
             log,
             coordinator,
             config,

@@ -84,3 +84,8 @@ pub(super) async fn groups(State(broker): State<Arc<Broker>>) -> Json<Value> {
 pub(super) async fn tiering(State(broker): State<Arc<Broker>>) -> Json<crate::tier::TierStatus> {
     Json(crate::tier::status(&broker.log))
 }
+
+/// Every topic's table: committed offsets, records behind, commits, files, errors.
+pub(super) async fn iceberg(State(broker): State<Arc<Broker>>) -> Json<crate::iceberg::IcebergStatus> {
+    Json(crate::iceberg::status(&broker.iceberg, &broker.log))
+}

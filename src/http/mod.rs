@@ -57,6 +57,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/admin/topics", get(admin::topics))
         .route("/admin/groups", get(admin::groups))
         .route("/admin/tiering", get(admin::tiering))
+        .route("/admin/iceberg", get(admin::iceberg))
         .route_layer(middleware::from_fn_with_state(broker.clone(), observe))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))

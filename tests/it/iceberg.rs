@@ -221,6 +221,21 @@ async fn every_record_reaches_the_table_exactly_as_produced() {
     let seen = wait_for_rows(&broker, &topic, expected.len());
     assert_exact(&seen, &expected);
 
+    // The admin view agrees with the readers.
+    let view = crate::http_client::get(&broker.http, "/admin/iceberg");
+    assert_eq!(view.status, 200);
+    let view: Value = serde_json::from_slice(&view.body).expect("JSON");
+    let table = view["topics"].as_array().and_then(|t| t.iter().find(|t| t["topic"] == topic.as_str())).expect("topic");
+    assert_eq!(table["records_behind"], 0, "{table}");
+    assert!(table["commits"].as_u64().is_some_and(|c| c >= 2), "{table}");
+    let committed: Vec<i64> = table["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .filter_map(|p| p["committed_offset"].as_i64())
+        .collect();
+    assert_eq!(committed, [100, 100, 100]);
+
     let summary = &seen["pyiceberg"]["summary"];
     assert_eq!(summary["operation"], "append");
     assert_eq!(summary["total-records"], "300", "Iceberg's standard summary fields are kept");
@@ -308,6 +323,17 @@ async fn a_broken_catalog_never_blocks_produce_or_fetch() {
     assert_eq!(consumed.len(), produced.len());
     for (got, want) in consumed.iter().zip(&produced) {
         assert_eq!((got.offset, got.key.as_deref().map(hex)), (want.offset, want.key.clone()));
+    }
+    // The admin view says why there are no tables (once the sink has tried the catalog).
+    let deadline = std::time::Instant::now() + crate::common::WAIT_MAX;
+    loop {
+        let view = crate::http_client::get(&broker.http, "/admin/iceberg");
+        let view: Value = serde_json::from_slice(&view.body).expect("JSON");
+        if view["catalog_error"].is_string() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no catalog error in {view}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(broker.terminate(), "the broker stops cleanly while the sink keeps failing");
 }
