@@ -9,6 +9,8 @@
 //! default 512), `ZOMBI_BENCH_ICEBERG_SECS` (default 30, 0 skips part 2),
 //! `ZOMBI_BENCH_ICEBERG_INTERVAL_MS` (commit interval of part 2, default 60000 as shipped).
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,10 +68,6 @@ fn make_batch(seed: u64, timestamp: i64) -> (Bytes, usize) {
     let options = RecordEncodeOptions { version: 2, compression: Compression::Lz4 };
     RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
     (out.freeze(), record_bytes)
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// User plus system CPU seconds of this process.
@@ -197,10 +195,10 @@ async fn freshness(seconds: u64, interval_ms: u64) {
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        throughput(env_number("ZOMBI_BENCH_ICEBERG_MB", 512)).await;
-        let seconds = env_number("ZOMBI_BENCH_ICEBERG_SECS", 30);
+        throughput(support::env_number("ZOMBI_BENCH_ICEBERG_MB", 512)).await;
+        let seconds = support::env_number("ZOMBI_BENCH_ICEBERG_SECS", 30);
         if seconds > 0 {
-            freshness(seconds, env_number("ZOMBI_BENCH_ICEBERG_INTERVAL_MS", 60_000)).await;
+            freshness(seconds, support::env_number("ZOMBI_BENCH_ICEBERG_INTERVAL_MS", 60_000)).await;
         }
     });
 }

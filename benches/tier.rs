@@ -28,10 +28,6 @@ fn make_batch(records: usize, timestamp: i64) -> Bytes {
     support::make_batch(records, RECORD_BYTES, timestamp)
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 async fn open(dir: &std::path::Path) -> Log {
     let mut settings = Settings { data_dir: Some(dir.to_path_buf()), ..Settings::default() };
     if let (Ok(endpoint), Ok(bucket)) =
@@ -141,8 +137,8 @@ async fn puts_per_hour(partitions: usize, seconds: u64) {
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        flusher_and_catch_up(env_number("ZOMBI_BENCH_TIER_MB", 1024)).await;
-        let seconds = env_number("ZOMBI_BENCH_PUT_SECS", 120);
+        flusher_and_catch_up(support::env_number("ZOMBI_BENCH_TIER_MB", 1024)).await;
+        let seconds = support::env_number("ZOMBI_BENCH_PUT_SECS", 120);
         if seconds > 0 {
             for partitions in [1, 16, 100] {
                 puts_per_hour(partitions, seconds).await;

@@ -1,4 +1,6 @@
 //! What the benchmarks share: record batches built with kafka-protocol's encoder.
+// Each bench uses only some of these helpers.
+#![allow(dead_code)]
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
@@ -29,4 +31,9 @@ pub fn make_batch(records: usize, record_bytes: usize, timestamp: i64) -> Bytes 
     let options = RecordEncodeOptions { version: 2, compression: Compression::None };
     RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
     out.freeze()
+}
+
+/// A number from the environment, or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
