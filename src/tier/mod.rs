@@ -2,6 +2,8 @@
 //! tier no longer holds come back from there.
 //!
 //! - [`object_store`]: the small store trait, a local directory and S3.
+//! - [`s3`]: the S3 client both S3 users build from the flags, and S3 by bucket and key for the
+//!   Iceberg warehouse (multipart uploads, ranged reads).
 //! - [`segment`]: the object layout (self-describing) and the segment format.
 //! - [`flusher`]: uploads sealed ranges, trims the hot tier, deletes expired segments.
 //! - [`recovery`]: rebuilds topics from the object store into an empty data directory.
@@ -14,6 +16,7 @@ pub mod flusher;
 mod flusher_tests;
 pub mod object_store;
 pub mod recovery;
+pub mod s3;
 pub mod segment;
 
 use std::collections::HashMap;

@@ -304,35 +304,8 @@ pub struct S3Store {
 
 impl S3Store {
     pub async fn open(bucket: &str, prefix: &str, options: &S3Options) -> Result<Self, ObjectStoreError> {
-        use aws_config::retry::RetryConfig;
-        use aws_smithy_http_client::tls;
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
-        match (&options.region, &options.endpoint) {
-            (Some(region), _) => loader = loader.region(aws_config::Region::new(region.clone())),
-            // S3-compatible servers rarely care; signing still needs a region.
-            (None, Some(_)) => {
-                loader = loader
-                    .region(aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1"))
-            }
-            (None, None) => {}
-        }
-        let shared = loader.load().await;
-        if shared.region().is_none() {
-            return Err(ObjectStoreError::Config(
-                "no AWS region: set --s3-region, AWS_REGION or a profile region".into(),
-            ));
-        }
-        let mut config = aws_sdk_s3::config::Builder::from(&shared).retry_config(
-            RetryConfig::standard().with_max_attempts(5).with_max_backoff(std::time::Duration::from_secs(5)),
-        );
-        if let Some(endpoint) = &options.endpoint {
-            config = config.endpoint_url(endpoint).force_path_style(true);
-        }
         Ok(S3Store {
-            client: aws_sdk_s3::Client::from_conf(config.build()),
+            client: super::s3::client(options).await?,
             bucket: bucket.to_string(),
             prefix: if prefix.is_empty() { String::new() } else { format!("{prefix}/") },
         })
