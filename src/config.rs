@@ -141,14 +141,20 @@ pub struct Settings {
     /// Memory for segments read back from the object store.
     #[arg(long = "remote-fetch-cache-bytes", env = "ZOMBI_REMOTE_FETCH_CACHE_BYTES")]
     pub remote_fetch_cache_bytes: Option<usize>,
-    /// Iceberg catalog: `sqlite://PATH` (default `sqlite://<data-dir>/iceberg/catalog.db`).
-    /// Postgres and REST catalogs are not built yet.
+    /// Iceberg catalog: `sqlite://PATH` (default `sqlite://<data-dir>/iceberg/catalog.db`) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`). REST catalogs are not
+    /// built yet.
     #[arg(long, env = "ZOMBI_ICEBERG_CATALOG")]
     pub iceberg_catalog: Option<String>,
-    /// Where tables' data and metadata files go: `file://DIR` (default
-    /// `file://<data-dir>/iceberg/warehouse`). S3 warehouses are not built yet.
+    /// Where tables' data and metadata files go: `file:///DIR` or `s3://BUCKET/PATH` (default
+    /// `s3://BUCKET/PREFIX/iceberg/warehouse` when `--object-store` is S3, else
+    /// `file://<data-dir>/iceberg/warehouse`). S3 uses `--s3-endpoint` and `--s3-region`.
     #[arg(long, env = "ZOMBI_ICEBERG_WAREHOUSE")]
     pub iceberg_warehouse: Option<String>,
+    /// Partition spec of newly created tables: `day` (default, day(timestamp)), `hour`, `month`,
+    /// `partition` (identity on the Kafka partition) or `none`. Existing tables keep theirs.
+    #[arg(long, env = "ZOMBI_ICEBERG_PARTITION_BY")]
+    pub iceberg_partition_by: Option<String>,
     /// Namespace of the topics' tables.
     #[arg(long, env = "ZOMBI_ICEBERG_NAMESPACE")]
     pub iceberg_namespace: Option<String>,
@@ -285,16 +291,18 @@ impl Config {
             endpoint: first.s3_endpoint.or(second.s3_endpoint),
             region: first.s3_region.or(second.s3_region),
         };
-        let iceberg = crate::iceberg::IcebergSettings::resolve(
-            &data_dir,
-            first.iceberg_catalog.or(second.iceberg_catalog),
-            first.iceberg_warehouse.or(second.iceberg_warehouse),
-            pick!(iceberg_namespace, "zombi".to_string()),
-            pick!(iceberg_commit_interval_ms, 60_000),
-            pick!(iceberg_target_file_bytes, 128 * 1024 * 1024),
-            pick!(iceberg_enable, true),
-        )
-        .map_err(|(name, reason)| ConfigError::Invalid { name, reason })?;
+        let iceberg_defaults = crate::iceberg::IcebergFlags::default();
+        let iceberg_flags = crate::iceberg::IcebergFlags {
+            catalog: first.iceberg_catalog.or(second.iceberg_catalog),
+            warehouse: first.iceberg_warehouse.or(second.iceberg_warehouse),
+            namespace: pick!(iceberg_namespace, iceberg_defaults.namespace),
+            commit_interval_ms: pick!(iceberg_commit_interval_ms, iceberg_defaults.commit_interval_ms),
+            target_file_bytes: pick!(iceberg_target_file_bytes, iceberg_defaults.target_file_bytes),
+            enable: pick!(iceberg_enable, iceberg_defaults.enable),
+            partition_by: first.iceberg_partition_by.or(second.iceberg_partition_by),
+        };
+        let iceberg = crate::iceberg::IcebergSettings::resolve(&data_dir, iceberg_flags, &object_store, &s3)
+            .map_err(|(name, reason)| ConfigError::Invalid { name, reason })?;
         let config = Config {
             iceberg,
             object_store,
@@ -439,21 +447,88 @@ mod tests {
     }
 
     #[test]
-    fn iceberg_defaults_live_in_the_data_dir_and_other_catalogs_are_refused() {
+    fn iceberg_defaults_live_in_the_data_dir_and_rest_catalogs_are_refused() {
+        use crate::iceberg::{CatalogLocation, PartitionBy};
         let cli = Settings { data_dir: Some(PathBuf::from("/d")), ..Settings::default() };
         let config = Config::resolve(cli, Settings::default()).expect("valid");
-        assert_eq!(
-            config.iceberg.catalog,
-            crate::iceberg::CatalogLocation::Sqlite(PathBuf::from("/d/iceberg/catalog.db"))
-        );
+        assert_eq!(config.iceberg.catalog, CatalogLocation::Sqlite(PathBuf::from("/d/iceberg/catalog.db")));
         assert_eq!(config.iceberg.warehouse, "file:///d/iceberg/warehouse");
         assert_eq!((config.iceberg.namespace.as_str(), config.iceberg.commit_interval_ms), ("zombi", 60_000));
-        for catalog in ["postgres://x/y", "https://rest", "mysql://x"] {
+        assert_eq!(config.iceberg.partition_by, PartitionBy::Day);
+        for catalog in ["https://rest", "mysql://x", "postgres://", "postgres:///db"] {
             let cli = Settings { iceberg_catalog: Some(catalog.into()), ..Settings::default() };
             assert!(Config::resolve(cli, Settings::default()).is_err(), "{catalog}");
         }
-        let cli = Settings { iceberg_warehouse: Some("s3://bucket/w".into()), ..Settings::default() };
-        assert!(Config::resolve(cli, Settings::default()).is_err());
+        for warehouse in ["s3://", "http://x/w", "/relative/without/scheme", "file://relative"] {
+            let cli = Settings { iceberg_warehouse: Some(warehouse.into()), ..Settings::default() };
+            assert!(Config::resolve(cli, Settings::default()).is_err(), "{warehouse}");
+        }
+    }
+
+    #[test]
+    fn postgres_catalogs_never_show_their_password() {
+        use crate::iceberg::CatalogLocation;
+        for url in ["postgres://zombi:s3cr3t@postgres:5432/zombi", "postgresql://zombi:s3cr3t@db/zombi?sslmode=disable"]
+        {
+            let cli = Settings { iceberg_catalog: Some(url.into()), ..Settings::default() };
+            let config = Config::resolve(cli, Settings::default()).expect("valid");
+            assert_eq!(config.iceberg.catalog, CatalogLocation::Postgres(url.into()));
+            assert_eq!(config.iceberg.catalog.uri(), url, "sqlx gets the URL as given");
+            let shown = [config.iceberg.catalog.to_string(), format!("{:?}", config.iceberg), format!("{config:?}")];
+            for text in shown {
+                assert!(!text.contains("s3cr3t"), "{text}");
+                assert!(text.contains("zombi:***@"), "{text}");
+            }
+        }
+        let location = CatalogLocation::parse("postgres://u@h/db?password=p%40ss&application_name=z").unwrap();
+        assert_eq!(location.to_string(), "postgres://u@h/db?password=***&application_name=z");
+        assert_eq!(CatalogLocation::parse("postgres://h:5432/db").unwrap().to_string(), "postgres://h:5432/db");
+        let refused = CatalogLocation::parse("mysql://u:hidden@h/db").unwrap_err();
+        assert!(!refused.contains("hidden"), "{refused}");
+    }
+
+    #[test]
+    fn the_warehouse_follows_an_s3_object_store() {
+        let s3 = |object_store: &str, warehouse: Option<&str>| {
+            let cli = Settings {
+                object_store: Some(object_store.into()),
+                iceberg_warehouse: warehouse.map(str::to_string),
+                s3_endpoint: Some("http://127.0.0.1:9000".into()),
+                ..Settings::default()
+            };
+            Config::resolve(cli, Settings::default()).expect("valid").iceberg
+        };
+        assert_eq!(s3("s3://logs/prod/", None).warehouse, "s3://logs/prod/iceberg/warehouse");
+        assert_eq!(s3("s3://logs", None).warehouse, "s3://logs/iceberg/warehouse");
+        assert_eq!(s3("s3://logs", None).s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3("s3://logs", Some("s3://lake/tables/")).warehouse, "s3://lake/tables");
+        assert_eq!(s3("s3://logs", Some("file:///w")).warehouse, "file:///w");
+        let local = s3("file:///objects", None).warehouse;
+        assert!(local.starts_with("file:///") && local.ends_with("/data/iceberg/warehouse"), "{local}");
+    }
+
+    #[test]
+    fn partition_specs_parse_by_name() {
+        use crate::iceberg::PartitionBy;
+        let by = |text: &str| {
+            let cli = Settings { iceberg_partition_by: Some(text.into()), ..Settings::default() };
+            Config::resolve(cli, Settings::default()).map(|c| c.iceberg.partition_by)
+        };
+        let named = [
+            ("day", PartitionBy::Day),
+            ("hour", PartitionBy::Hour),
+            ("month", PartitionBy::Month),
+            ("partition", PartitionBy::Partition),
+            ("none", PartitionBy::None),
+        ];
+        for (text, expected) in named {
+            assert_eq!(by(text).expect(text), expected);
+        }
+        for bad in ["", "Day", "week", "day(timestamp)"] {
+            assert!(by(bad).is_err(), "{bad:?}");
+        }
+        let file: Settings = toml::from_str("iceberg-partition-by = \"hour\"").expect("parses");
+        assert_eq!(file.iceberg_partition_by.as_deref(), Some("hour"));
     }
 
     #[test]

@@ -7,14 +7,19 @@
 //!   says it stopped, write Parquet, and commit one fast-append snapshot that records the next
 //!   offset of every partition. That summary is the sink's only state, so a crash at any point
 //!   resumes exactly where the last commit ended.
+//! - [`storage`]: the warehouse's file I/O, a local directory or S3 (multipart uploads through
+//!   the broker's own S3 client).
+//!
+//! Catalogs: SQLite (the default) or PostgreSQL, both through iceberg-catalog-sql.
 //!
 //! The sink runs on its own thread with its own single-threaded runtime: the SQL catalog, the
-//! local-file I/O of iceberg-rust (synchronous `std::fs` inside async functions) and Parquet
-//! encoding never take a worker of the runtime that serves produce and fetch, and a slow or down
+//! local-file I/O of iceberg-rust (synchronous `std::fs` inside async functions), S3 requests
+//! and Parquet encoding never take a worker of the runtime that serves produce and fetch, and a slow or down
 //! catalog only delays the tables. This is the only module that imports `iceberg`.
 
 pub mod records;
 mod sink;
+pub mod storage;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +29,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use crate::log::Log;
+use crate::tier::object_store::{Location, S3Options};
+use crate::tier::s3::S3Path;
 
 pub use sink::{SinkError, run};
 
@@ -35,10 +42,14 @@ pub const NEXT_OFFSET_PROPERTY_PREFIX: &str = "zombi.next-offset.";
 /// Snapshot summary property: the Kafka topic id the table's rows came from.
 pub const TOPIC_ID_PROPERTY: &str = "zombi.topic-id";
 
-/// Where the catalog lives. Only SQLite is built; the others are refused by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the catalog lives: a SQLite file, or a PostgreSQL database (the same tables as
+/// pyiceberg's SqlCatalog and Iceberg's JDBC catalog). REST catalogs are refused by name.
+#[derive(Clone, PartialEq, Eq)]
 pub enum CatalogLocation {
     Sqlite(PathBuf),
+    /// `postgres://user:password@host:port/database?options` as given (sqlx's URL); shown with
+    /// the password replaced (see `Display`).
+    Postgres(String),
 }
 
 impl CatalogLocation {
@@ -49,27 +60,132 @@ impl CatalogLocation {
             }
             return Ok(CatalogLocation::Sqlite(absolute(Path::new(path))));
         }
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Err("Postgres catalogs are not built yet; use sqlite://PATH".to_string());
+        if let Some(rest) = text.strip_prefix("postgres://").or_else(|| text.strip_prefix("postgresql://")) {
+            let host = rest.split(['/', '?']).next().unwrap_or("");
+            let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
+            if host.is_empty() {
+                return Err(format!("{}: expected postgres://USER:PASSWORD@HOST:PORT/DATABASE", redact(text)));
+            }
+            return Ok(CatalogLocation::Postgres(text.to_string()));
         }
         if text.starts_with("http://") || text.starts_with("https://") {
-            return Err("Iceberg REST catalogs are not built yet; use sqlite://PATH".to_string());
+            return Err("Iceberg REST catalogs are not built yet; use sqlite://PATH or postgres://...".to_string());
         }
-        Err(format!("unknown catalog {text:?}: expected sqlite://PATH"))
+        Err(format!(
+            "unknown catalog {}: expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+            redact(text)
+        ))
     }
 
-    /// The sqlx connection string; the file is created if missing.
+    /// The sqlx connection string (SQLite: the file is created if missing). Holds the password.
     pub fn uri(&self) -> String {
         match self {
             CatalogLocation::Sqlite(path) => format!("sqlite://{}?mode=rwc", path.display()),
+            CatalogLocation::Postgres(url) => url.clone(),
         }
     }
+}
+
+/// A database URL with its password (in the user info or a `password=` query parameter)
+/// replaced by `***`, for logs, errors and the admin view.
+fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{user_info}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    if scheme.is_empty() { format!("{authority}{tail}") } else { format!("{scheme}://{authority}{tail}") }
 }
 
 impl std::fmt::Display for CatalogLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CatalogLocation::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            CatalogLocation::Postgres(url) => f.write_str(&redact(url)),
+        }
+    }
+}
+
+/// As `Display`: the password never reaches a log through `{:?}` of the settings either.
+impl std::fmt::Debug for CatalogLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CatalogLocation({self})")
+    }
+}
+
+/// The partition spec of newly created tables (`--iceberg-partition-by`). A table keeps the spec
+/// it was created with: changing the flag does not change existing tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PartitionBy {
+    /// `day(timestamp)`, field `timestamp_day`.
+    #[default]
+    Day,
+    /// `hour(timestamp)`, field `timestamp_hour`: for topics that fill files within an hour.
+    Hour,
+    /// `month(timestamp)`, field `timestamp_month`: for quiet topics.
+    Month,
+    /// `identity(partition)`, field `partition`: one Iceberg partition per Kafka partition.
+    Partition,
+    /// Unpartitioned: one file per commit whatever the timestamps.
+    None,
+}
+
+impl std::str::FromStr for PartitionBy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "day" => Ok(PartitionBy::Day),
+            "hour" => Ok(PartitionBy::Hour),
+            "month" => Ok(PartitionBy::Month),
+            "partition" => Ok(PartitionBy::Partition),
+            "none" => Ok(PartitionBy::None),
+            other => Err(format!("{other:?}: expected day, hour, month, partition or none")),
+        }
+    }
+}
+
+/// The Iceberg flags as given (`config.rs` merges the layers); [`IcebergSettings::resolve`]
+/// checks them and fills in the defaults.
+#[derive(Debug, Clone)]
+pub struct IcebergFlags {
+    pub catalog: Option<String>,
+    pub warehouse: Option<String>,
+    pub namespace: String,
+    pub commit_interval_ms: u64,
+    pub target_file_bytes: usize,
+    pub enable: bool,
+    pub partition_by: Option<String>,
+}
+
+impl Default for IcebergFlags {
+    fn default() -> Self {
+        IcebergFlags {
+            catalog: None,
+            warehouse: None,
+            namespace: "zombi".to_string(),
+            commit_interval_ms: 60_000,
+            target_file_bytes: 128 * 1024 * 1024,
+            enable: true,
+            partition_by: None,
         }
     }
 }
@@ -78,9 +194,13 @@ impl std::fmt::Display for CatalogLocation {
 #[derive(Debug, Clone)]
 pub struct IcebergSettings {
     pub catalog: CatalogLocation,
-    /// `file://` URL of the warehouse directory.
+    /// `file:///DIR` or `s3://BUCKET/PATH` URL of the warehouse (no trailing slash).
     pub warehouse: String,
+    /// Endpoint and region for an S3 warehouse: the object store's flags.
+    pub s3: S3Options,
     pub namespace: String,
+    /// The partition spec of tables the sink creates.
+    pub partition_by: PartitionBy,
     /// How often each table gets a commit (when something was produced).
     pub commit_interval_ms: u64,
     /// Data files are closed near this size.
@@ -101,29 +221,42 @@ pub struct IcebergSettings {
 }
 
 impl IcebergSettings {
-    /// Defaults under `data_dir`; errors name the flag.
+    /// Defaults under `data_dir`, or under the object store's S3 prefix for the warehouse when
+    /// the log goes to S3; errors name the flag.
     pub fn resolve(
         data_dir: &Path,
-        catalog: Option<String>,
-        warehouse: Option<String>,
-        namespace: String,
-        commit_interval_ms: u64,
-        target_file_bytes: usize,
-        enable: bool,
+        flags: IcebergFlags,
+        object_store: &Location,
+        s3: &S3Options,
     ) -> Result<Self, (&'static str, String)> {
         let data_dir = absolute(data_dir);
-        let catalog = match catalog {
+        let catalog = match flags.catalog {
             Some(text) => CatalogLocation::parse(&text).map_err(|e| ("iceberg-catalog", e))?,
             None => CatalogLocation::Sqlite(data_dir.join("iceberg").join("catalog.db")),
         };
-        let warehouse = match warehouse {
-            Some(text) if text.starts_with("file:///") => text.trim_end_matches('/').to_string(),
-            Some(text) if text.starts_with("s3://") || text.starts_with("s3a://") => {
-                return Err(("iceberg-warehouse", "S3 warehouses are not built yet; use file:///DIR".to_string()));
+        let warehouse = match (flags.warehouse, object_store) {
+            (Some(text), _) if text.starts_with("file:///") => text.trim_end_matches('/').to_string(),
+            (Some(text), _) if text.starts_with("s3://") => match S3Path::parse(&text) {
+                Some(_) => text.trim_end_matches('/').to_string(),
+                None => return Err(("iceberg-warehouse", format!("{text:?}: expected s3://BUCKET/PATH"))),
+            },
+            (Some(text), _) => {
+                return Err((
+                    "iceberg-warehouse",
+                    format!("{text:?}: expected file:///ABSOLUTE/DIR or s3://BUCKET/PATH"),
+                ));
             }
-            Some(text) => return Err(("iceberg-warehouse", format!("{text:?}: expected file:///ABSOLUTE/DIR"))),
-            None => format!("file://{}", data_dir.join("iceberg").join("warehouse").display()),
+            (None, Location::S3 { bucket, prefix }) if prefix.is_empty() => format!("s3://{bucket}/iceberg/warehouse"),
+            (None, Location::S3 { bucket, prefix }) => format!("s3://{bucket}/{prefix}/iceberg/warehouse"),
+            (None, Location::Directory(_)) => {
+                format!("file://{}", data_dir.join("iceberg").join("warehouse").display())
+            }
         };
+        let partition_by = match flags.partition_by {
+            Some(text) => text.parse().map_err(|e| ("iceberg-partition-by", e))?,
+            None => PartitionBy::default(),
+        };
+        let IcebergFlags { namespace, commit_interval_ms, target_file_bytes, enable, .. } = flags;
         if namespace.is_empty() || namespace.contains('.') {
             return Err(("iceberg-namespace", "must be a non-empty name without '.'".to_string()));
         }
@@ -136,7 +269,9 @@ impl IcebergSettings {
         Ok(IcebergSettings {
             catalog,
             warehouse,
+            s3: s3.clone(),
             namespace,
+            partition_by,
             commit_interval_ms,
             target_file_bytes,
             commit_bytes_max: target_file_bytes.saturating_mul(4),
@@ -145,6 +280,11 @@ impl IcebergSettings {
             retry_backoff_ms_max: 300_000,
             enable,
         })
+    }
+
+    /// The defaults under `data_dir` with a local warehouse (tests and benchmarks).
+    pub fn local(data_dir: &Path, flags: IcebergFlags) -> Result<Self, (&'static str, String)> {
+        Self::resolve(data_dir, flags, &Location::Directory(data_dir.join("objects")), &S3Options::default())
     }
 }
 

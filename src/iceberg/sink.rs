@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ::iceberg::io::LocalFsStorageFactory;
 use ::iceberg::table::Table;
 use ::iceberg::transaction::{ApplyTransactionAction, Transaction};
 use ::iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
@@ -27,14 +26,21 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::records::{self, DecodeError};
+use super::storage::WarehouseStorageFactory;
 use super::table::{self, CommitWriter};
 use super::{CATALOG_NAME, IcebergSink, NEXT_OFFSET_PROPERTY_PREFIX, TOPIC_ID_PROPERTY};
 use crate::log::{Log, LogError, ReadRequest, Topic, now_ms};
+use crate::tier::object_store::ObjectStoreError;
+use crate::tier::s3::{S3Files, S3Path};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("iceberg: {0}")]
     Iceberg(#[from] ::iceberg::Error),
+    #[error("cannot open the catalog: {0}")]
+    Catalog(String),
+    #[error("cannot reach the S3 warehouse: {0}")]
+    Storage(#[from] ObjectStoreError),
     #[error("reading the log: {0}")]
     Log(#[from] LogError),
     #[error("decoding records: {0}")]
@@ -144,24 +150,46 @@ fn fail(backoff: &mut Backoff, wait_ms_max: u64) {
 
 async fn open_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, SinkError> {
     let settings = &sink.settings;
-    let super::CatalogLocation::Sqlite(path) = &settings.catalog;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ::iceberg::Error::new(::iceberg::ErrorKind::Unexpected, e.to_string()))?;
-    }
+    let bind_style = match &settings.catalog {
+        super::CatalogLocation::Sqlite(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| ::iceberg::Error::new(::iceberg::ErrorKind::Unexpected, e.to_string()))?;
+            }
+            SqlBindStyle::QMark
+        }
+        super::CatalogLocation::Postgres(_) => SqlBindStyle::DollarNumeric,
+    };
+    // The S3 client is made here, on the sink's runtime: its connections and requests stay on
+    // the sink's thread.
+    let s3 = match S3Path::parse(&settings.warehouse) {
+        Some(_) => Some(S3Files::connect(&settings.s3).await?),
+        None => None,
+    };
     let catalog = SqlCatalogBuilder::default()
         .uri(settings.catalog.uri())
         .warehouse_location(settings.warehouse.clone())
-        .sql_bind_style(SqlBindStyle::QMark)
-        .with_storage_factory(Arc::new(LocalFsStorageFactory))
+        .sql_bind_style(bind_style)
+        .with_storage_factory(Arc::new(WarehouseStorageFactory::new(s3)))
         .load(CATALOG_NAME, HashMap::new())
-        .await?;
+        .await
+        .map_err(|e| SinkError::Catalog(redact_catalog_error(&settings.catalog, e)))?;
     let namespace = NamespaceIdent::new(settings.namespace.clone());
     if !catalog.namespace_exists(&namespace).await? {
         catalog.create_namespace(&namespace, HashMap::new()).await?;
     }
     tracing::info!(catalog = %settings.catalog, warehouse = %settings.warehouse, "iceberg catalog opened");
     Ok(Arc::new(catalog))
+}
+
+/// sqlx's connection errors may quote the URL; the password must not reach the log or the
+/// admin view through them.
+fn redact_catalog_error(catalog: &super::CatalogLocation, error: ::iceberg::Error) -> String {
+    let text = error.to_string();
+    match catalog {
+        super::CatalogLocation::Postgres(url) => text.replace(url.as_str(), &catalog.to_string()),
+        super::CatalogLocation::Sqlite(_) => text,
+    }
 }
 
 /// Rounds until the table has caught up with the log (each round is one commit), or until the
@@ -192,7 +220,7 @@ async fn load_or_create(sink: &IcebergSink, catalog: &SqlCatalog, topic: &Topic)
     let creation = TableCreation::builder()
         .name(topic.name.clone())
         .schema(table::schema()?)
-        .partition_spec(table::partition_spec()?)
+        .partition_spec(table::partition_spec(sink.settings.partition_by)?)
         .properties(table::properties())
         .build();
     let created = catalog.create_table(ident.namespace(), creation).await?;
@@ -396,9 +424,12 @@ mod tests {
     #[tokio::test]
     async fn offsets_come_from_the_newest_own_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let settings =
-            super::super::IcebergSettings::resolve(dir.path(), None, None, "zombi".into(), 1000, 1 << 20, true)
-                .unwrap();
+        let flags = super::super::IcebergFlags {
+            commit_interval_ms: 1000,
+            target_file_bytes: 1 << 20,
+            ..super::super::IcebergFlags::default()
+        };
+        let settings = super::super::IcebergSettings::local(dir.path(), flags).unwrap();
         let sink = IcebergSink::new(settings);
         let catalog = open_catalog(&sink).await.unwrap();
         let ours = topic("orders.v1-eu");

@@ -15,6 +15,7 @@ use ::iceberg::writer::file_writer::location_generator::{DefaultFileNameGenerato
 use ::iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use ::iceberg::writer::partitioning::PartitioningWriter;
 use ::iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use ::iceberg::writer::partitioning::unpartitioned_writer::UnpartitionedWriter;
 use arrow_array::builder::{
     Int32Builder, Int64Builder, LargeBinaryBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
@@ -23,6 +24,7 @@ use arrow_schema::{ArrowError, DataType, Fields, SchemaRef};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::PartitionBy;
 use super::records::Row;
 
 /// Field ids are fixed: readers and later schema changes rely on them.
@@ -57,9 +59,17 @@ pub fn schema() -> Result<Schema, ::iceberg::Error> {
         .build()
 }
 
-/// `day(timestamp)`: readers prune by time, and a day of a busy topic fills whole files.
-pub fn partition_spec() -> Result<UnboundPartitionSpec, ::iceberg::Error> {
-    Ok(UnboundPartitionSpec::builder().add_partition_field(FIELD_TIMESTAMP, "timestamp_day", Transform::Day)?.build())
+/// The spec of a new table. The default, `day(timestamp)`: readers prune by time, and a day of a
+/// busy topic fills whole files.
+pub fn partition_spec(by: PartitionBy) -> Result<UnboundPartitionSpec, ::iceberg::Error> {
+    let field = match by {
+        PartitionBy::Day => (FIELD_TIMESTAMP, "timestamp_day", Transform::Day),
+        PartitionBy::Hour => (FIELD_TIMESTAMP, "timestamp_hour", Transform::Hour),
+        PartitionBy::Month => (FIELD_TIMESTAMP, "timestamp_month", Transform::Month),
+        PartitionBy::Partition => (FIELD_PARTITION, "partition", Transform::Identity),
+        PartitionBy::None => return Ok(UnboundPartitionSpec::builder().build()),
+    };
+    Ok(UnboundPartitionSpec::builder().add_partition_field(field.0, field.1, field.2)?.build())
 }
 
 /// Rows as an Arrow batch of the table's Arrow schema (field ids in the field metadata).
@@ -124,12 +134,17 @@ pub fn to_arrow(rows: &[Row], schema: &SchemaRef) -> Result<RecordBatch, ArrowEr
 
 type Builder = DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
 
-/// The data files of one commit: rows are split by partition (day) and each day's rows roll over
-/// into a new file at the target size.
+/// The data files of one commit: rows are split by partition (a day, by default) and each
+/// partition's rows roll over into a new file at the target size.
 pub struct CommitWriter {
     arrow_schema: SchemaRef,
-    splitter: RecordBatchPartitionSplitter,
-    writer: FanoutWriter<Builder>,
+    writer: Writer,
+}
+
+/// iceberg-rust's splitter refuses an unpartitioned spec, so those tables write directly.
+enum Writer {
+    Partitioned { splitter: RecordBatchPartitionSplitter, writer: FanoutWriter<Builder> },
+    Unpartitioned(UnpartitionedWriter<Builder>),
 }
 
 impl CommitWriter {
@@ -151,11 +166,15 @@ impl CommitWriter {
             DefaultLocationGenerator::new(metadata)?,
             names,
         );
-        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
-            schema,
-            metadata.default_partition_spec().clone(),
-        )?;
-        Ok(CommitWriter { arrow_schema, splitter, writer: FanoutWriter::new(DataFileWriterBuilder::new(rolling)) })
+        let spec = metadata.default_partition_spec().clone();
+        let builder = DataFileWriterBuilder::new(rolling);
+        let writer = if spec.is_unpartitioned() {
+            Writer::Unpartitioned(UnpartitionedWriter::new(builder))
+        } else {
+            let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
+            Writer::Partitioned { splitter, writer: FanoutWriter::new(builder) }
+        };
+        Ok(CommitWriter { arrow_schema, writer })
     }
 
     pub async fn write(&mut self, rows: &[Row]) -> Result<(), ::iceberg::Error> {
@@ -164,14 +183,22 @@ impl CommitWriter {
         }
         let batch = to_arrow(rows, &self.arrow_schema)
             .map_err(|e| ::iceberg::Error::new(::iceberg::ErrorKind::DataInvalid, e.to_string()))?;
-        for (key, part) in self.splitter.split(&batch)? {
-            self.writer.write(key, part).await?;
+        match &mut self.writer {
+            Writer::Partitioned { splitter, writer } => {
+                for (key, part) in splitter.split(&batch)? {
+                    writer.write(key, part).await?;
+                }
+            }
+            Writer::Unpartitioned(writer) => writer.write(batch).await?,
         }
         Ok(())
     }
 
     pub async fn close(self) -> Result<Vec<DataFile>, ::iceberg::Error> {
-        self.writer.close().await
+        match self.writer {
+            Writer::Partitioned { writer, .. } => writer.close().await,
+            Writer::Unpartitioned(writer) => writer.close().await,
+        }
     }
 }
 
