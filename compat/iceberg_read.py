@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
 """Reads a topic's Iceberg table with two independent readers and prints what they saw as JSON.
 
-Usage: iceberg_read.py CATALOG_DB NAMESPACE TABLE
+Usage: iceberg_read.py CATALOG NAMESPACE TABLE [S3_ENDPOINT]
 
-- pyiceberg: SqlCatalog("zombi") on the broker's SQLite catalog file, a full table scan, the
-  current snapshot's summary, and each data file's Parquet metadata (codec, field ids, bounds).
+CATALOG is the broker's SQLite catalog file, or an SQLAlchemy URL (`postgresql+psycopg2://...`
+for a Postgres catalog). With S3_ENDPOINT (an S3-compatible server such as moto, path-style, any
+credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else "test") the warehouse is read from S3.
+
+- pyiceberg: SqlCatalog("zombi") on the broker's catalog, a full table scan, the current
+  snapshot's summary, and each data file's Parquet metadata (codec, field ids, bounds), read
+  through the table's own FileIO (local files or S3).
 - DuckDB: iceberg_scan() on the table's current metadata file (extensions from the PyPI wheels,
-  so nothing is downloaded).
+  so nothing is downloaded; httpfs with an S3 secret for an S3 warehouse).
 
 Binary values are hex strings, null stays null; timestamps are microseconds since the epoch.
 Prints {"pyiceberg": {...}, "duckdb": {...}} on one line; exits 3 if the table does not exist yet.
 """
 
 import json
+import os
 import sys
+from urllib.parse import urlparse
 
 
 def hexed(value):
@@ -31,13 +38,28 @@ def row(partition, offset, timestamp_us, key, value, headers):
     }
 
 
-def read_pyiceberg(catalog_db, namespace, table_name):
+def s3_credentials():
+    return (os.environ.get("AWS_ACCESS_KEY_ID", "test"), os.environ.get("AWS_SECRET_ACCESS_KEY", "test"))
+
+
+def read_pyiceberg(catalog_arg, namespace, table_name, s3_endpoint):
     import pyarrow as pa
     import pyarrow.parquet as pq
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.exceptions import NoSuchTableError
 
-    catalog = SqlCatalog("zombi", uri=f"sqlite:///{catalog_db}")
+    uri = catalog_arg if "://" in catalog_arg else f"sqlite:///{catalog_arg}"
+    properties = {}
+    if s3_endpoint:
+        key_id, secret = s3_credentials()
+        properties = {
+            "s3.endpoint": s3_endpoint,
+            "s3.access-key-id": key_id,
+            "s3.secret-access-key": secret,
+            "s3.region": "us-east-1",
+            "s3.force-virtual-addressing": "false",
+        }
+    catalog = SqlCatalog("zombi", uri=uri, **properties)
     try:
         table = catalog.load_table((namespace, table_name))
     except NoSuchTableError:
@@ -51,8 +73,7 @@ def read_pyiceberg(catalog_db, namespace, table_name):
     ]
     files = []
     for f in table.inspect.files().to_pylist():
-        path = f["file_path"].removeprefix("file://")
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(table.io.new_input(f["file_path"]).open())
         schema = parquet.schema_arrow
         files.append({
             "path": f["file_path"],
@@ -77,15 +98,24 @@ def read_pyiceberg(catalog_db, namespace, table_name):
     }
 
 
-def read_duckdb(metadata_location):
+def read_duckdb(metadata_location, s3_endpoint):
     import duckdb
     from duckdb_extensions import import_extension
 
     con = duckdb.connect()
-    import_extension("avro", con=con)
-    import_extension("iceberg", con=con)
-    con.execute("LOAD avro")
-    con.execute("LOAD iceberg")
+    extensions = ["avro", "iceberg"] + (["httpfs"] if s3_endpoint else [])
+    for name in extensions:
+        import_extension(name, con=con)
+        con.execute(f"LOAD {name}")
+    if s3_endpoint:
+        endpoint = urlparse(s3_endpoint)
+        key_id, secret = s3_credentials()
+        quoted = lambda text: "'" + text.replace("'", "''") + "'"  # noqa: E731 (DDL takes no parameters)
+        con.execute(
+            f"CREATE SECRET warehouse (TYPE s3, KEY_ID {quoted(key_id)}, SECRET {quoted(secret)}, "
+            f"REGION 'us-east-1', ENDPOINT {quoted(endpoint.netloc)}, URL_STYLE 'path', "
+            f"USE_SSL {'true' if endpoint.scheme == 'https' else 'false'})"
+        )
     path = metadata_location.removeprefix("file://")
     result = con.execute(
         'SELECT "partition", "offset", epoch_us("timestamp"), "key", "value", "headers" '
@@ -96,9 +126,10 @@ def read_duckdb(metadata_location):
 
 
 def main():
-    catalog_db, namespace, table_name = sys.argv[1:4]
-    seen = read_pyiceberg(catalog_db, namespace, table_name)
-    print(json.dumps({"pyiceberg": seen, "duckdb": read_duckdb(seen["metadata_location"])}))
+    catalog_arg, namespace, table_name = sys.argv[1:4]
+    s3_endpoint = sys.argv[4] if len(sys.argv) > 4 else None
+    seen = read_pyiceberg(catalog_arg, namespace, table_name, s3_endpoint)
+    print(json.dumps({"pyiceberg": seen, "duckdb": read_duckdb(seen["metadata_location"], s3_endpoint)}))
 
 
 if __name__ == "__main__":

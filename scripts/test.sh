@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then runs every check: formatting, clippy, unit, property and
-# integration tests (real zombi binary, rdkafka over TCP; the web console in headless chromium), and
-# the kcat / confluent-kafka scripts.
+# integration tests (real zombi binary, rdkafka over TCP; the web console in headless chromium; the
+# Iceberg sink on private PostgreSQL clusters and a moto S3 server), and the kcat / confluent-kafka
+# scripts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh kcat chromium
+scripts/deps.sh kcat chromium postgresql
 compat/setup.sh
 export ZOMBI_PYTHON="${ZOMBI_CACHE:-$HOME/.cache/zombi}/venv/bin/python"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zombi-target}"

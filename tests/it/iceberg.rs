@@ -16,13 +16,13 @@ use crate::common::{TestBroker, WAIT_MAX, unique_topic};
 
 /// What a reader should see of one record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Expected {
-    partition: i64,
-    offset: i64,
-    timestamp_us: i64,
-    key: Option<String>,
-    value: Option<String>,
-    headers: Vec<(String, Option<String>)>,
+pub(crate) struct Expected {
+    pub(crate) partition: i64,
+    pub(crate) offset: i64,
+    pub(crate) timestamp_us: i64,
+    pub(crate) key: Option<String>,
+    pub(crate) value: Option<String>,
+    pub(crate) headers: Vec<(String, Option<String>)>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -66,7 +66,7 @@ fn record(i: usize) -> Produced {
 }
 
 /// Produces records `from..to` round-robin over `partitions` and returns what the table must hold.
-async fn produce(
+pub(crate) async fn produce(
     broker: &TestBroker,
     topic: &str,
     partitions: usize,
@@ -119,14 +119,34 @@ fn python() -> String {
     })
 }
 
+/// Where compat/iceberg_read.py finds a broker's tables.
+pub(crate) struct Reader {
+    /// The SQLite catalog file, or an SQLAlchemy URL.
+    pub(crate) catalog: String,
+    /// An S3-compatible endpoint, for an S3 warehouse.
+    pub(crate) s3_endpoint: Option<String>,
+}
+
+impl Reader {
+    /// The broker's default catalog: SQLite in its data dir, tables on local disk.
+    pub(crate) fn sqlite(broker: &TestBroker) -> Reader {
+        Reader { catalog: broker.data_dir.join("iceberg/catalog.db").display().to_string(), s3_endpoint: None }
+    }
+}
+
 /// Both readers' view of the table, or `None` while the table does not exist.
 fn read_table(broker: &TestBroker, topic: &str) -> Option<Value> {
+    read_table_from(&Reader::sqlite(broker), topic)
+}
+
+/// Both readers' view of the table through `reader`, or `None` while the table does not exist.
+pub(crate) fn read_table_from(reader: &Reader, topic: &str) -> Option<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/iceberg_read.py");
-    let catalog = broker.data_dir.join("iceberg/catalog.db");
     let output = Command::new(python())
         .arg(script)
-        .arg(&catalog)
+        .arg(&reader.catalog)
         .args(["zombi", topic])
+        .args(&reader.s3_endpoint)
         .output()
         .expect("python with pyiceberg and duckdb (compat/setup.sh installs them)");
     if output.status.code() == Some(3) {
@@ -137,7 +157,7 @@ fn read_table(broker: &TestBroker, topic: &str) -> Option<Value> {
 }
 
 /// Rows of one reader, in (partition, offset) order.
-fn rows(seen: &Value, reader: &str) -> Vec<Expected> {
+pub(crate) fn rows(seen: &Value, reader: &str) -> Vec<Expected> {
     let text = |v: &Value| v.as_str().map(str::to_string);
     let mut rows: Vec<Expected> = seen[reader]["rows"]
         .as_array()
@@ -163,9 +183,14 @@ fn rows(seen: &Value, reader: &str) -> Vec<Expected> {
 
 /// Polls both readers until pyiceberg sees `count` rows; the deadline is a failure.
 fn wait_for_rows(broker: &TestBroker, topic: &str, count: usize) -> Value {
+    wait_for_rows_from(&Reader::sqlite(broker), topic, count)
+}
+
+/// As [`wait_for_rows`], through `reader`.
+pub(crate) fn wait_for_rows_from(reader: &Reader, topic: &str, count: usize) -> Value {
     let deadline = Instant::now() + WAIT_MAX;
     loop {
-        if let Some(seen) = read_table(broker, topic) {
+        if let Some(seen) = read_table_from(reader, topic) {
             let rows = seen["pyiceberg"]["rows"].as_array().map_or(0, Vec::len);
             assert!(rows <= count, "the table holds {rows} rows, more than the {count} produced");
             if rows == count {
@@ -178,7 +203,7 @@ fn wait_for_rows(broker: &TestBroker, topic: &str, count: usize) -> Value {
 }
 
 /// Both readers see exactly `expected`: no row missing, none twice, every field byte-exact.
-fn assert_exact(seen: &Value, expected: &[Expected]) {
+pub(crate) fn assert_exact(seen: &Value, expected: &[Expected]) {
     let mut expected = expected.to_vec();
     expected.sort();
     for reader in ["pyiceberg", "duckdb"] {
@@ -194,7 +219,7 @@ fn assert_exact(seen: &Value, expected: &[Expected]) {
 }
 
 /// The next offset per partition that the current snapshot records.
-fn next_offsets(seen: &Value) -> BTreeMap<i64, i64> {
+pub(crate) fn next_offsets(seen: &Value) -> BTreeMap<i64, i64> {
     seen["pyiceberg"]["summary"]
         .as_object()
         .expect("summary")
@@ -205,7 +230,7 @@ fn next_offsets(seen: &Value) -> BTreeMap<i64, i64> {
 
 /// Commits every 200 ms; retention off, since the records' timestamps are from 2023 (retention
 /// would delete them before the sink gets to them, which the sink counts as skipped).
-fn broker_args(partitions: &'static str) -> [&'static str; 5] {
+pub(crate) fn broker_args(partitions: &'static str) -> [&'static str; 5] {
     ["--num-partitions", partitions, "--iceberg-commit-interval-ms", "200", "--log-retention-ms=-1"]
 }
 

@@ -9,6 +9,8 @@ mod groups;
 mod http;
 mod http_client;
 mod iceberg;
+mod iceberg_catalogs;
+mod postgres;
 mod produce_consume;
 mod raw;
 mod tiering;

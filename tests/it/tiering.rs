@@ -18,14 +18,14 @@ use zombi::tier::segment;
 
 use crate::common::{Received, TestBroker, WAIT_MAX, consume, unique_topic};
 
-/// moto's S3 server on a free loopback port, stopped on drop.
-struct S3Server {
+/// moto's S3 server on a free loopback port with the bucket `zombi-tiering`, stopped on drop.
+pub(crate) struct S3Server {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl S3Server {
-    fn start() -> S3Server {
+    pub(crate) fn start() -> S3Server {
         let moto = std::env::var("ZOMBI_MOTO_SERVER").map(PathBuf::from).unwrap_or_else(|_| {
             let cache = std::env::var("ZOMBI_CACHE")
                 .map(PathBuf::from)
@@ -60,7 +60,7 @@ impl Drop for S3Server {
 }
 
 /// A minimal HTTP/1.1 exchange: status and body.
-fn http(address: &str, method: &str, path: &str) -> (u16, String) {
+pub(crate) fn http(address: &str, method: &str, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(address).expect("connect");
     write!(stream, "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         .expect("send");
