@@ -51,6 +51,25 @@ async fn a_postgres_catalog_holds_exact_tables() {
     assert!(view["catalog_error"].is_null(), "{view}");
 }
 
+/// `?sslmode=require` reaches a Postgres that admits TCP clients only over TLS (rustls in the
+/// broker; the server's certificate is self-signed, which `require` does not verify).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_catalog_over_tls() {
+    let postgres = Postgres::start_with(true);
+    let url = format!("{}?sslmode=require", postgres.url());
+    let mut args: Vec<&str> = broker_args("2").to_vec();
+    args.extend(["--iceberg-catalog", &url]);
+    let broker = TestBroker::start(&args);
+    let reader = Reader { catalog: format!("{}?sslmode=require", postgres.sqlalchemy_url()), s3_endpoint: None };
+    let topic = unique_topic("ice-pg-tls");
+    let expected = produce(&broker, &topic, 2, 0..60, "zstd").await;
+    let seen = wait_for_rows_from(&reader, &topic, expected.len());
+    assert_exact(&seen, &expected);
+    let encrypted = postgres
+        .query("SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE ssl AND usename = 'zombi'");
+    assert!(encrypted.parse::<i64>().is_ok_and(|n| n >= 1), "{encrypted}");
+}
+
 /// Creates `topic` with its table switched off.
 async fn create_without_table(broker: &TestBroker, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = broker.client_config().create().expect("admin");

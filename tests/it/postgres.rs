@@ -59,6 +59,12 @@ fn cluster_user() -> Option<String> {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with(false)
+    }
+
+    /// With `tls`, the server has a self-signed certificate (openssl) and `pg_hba.conf` admits
+    /// TCP clients only over TLS (`hostssl`), so a client that connects at all used TLS.
+    pub fn start_with(tls: bool) -> Postgres {
         let bin = bin_dir();
         let run_as = cluster_user();
         let dir = tempfile::Builder::new().prefix("zombi-pg").tempdir().expect("temp dir");
@@ -85,10 +91,14 @@ impl Postgres {
                 "UTF8".as_ref(),
             ],
         );
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=40",
             postgres._dir.path().display()
         );
+        if tls {
+            postgres.require_tls();
+            options.push_str(" -c ssl=on");
+        }
         let log = postgres._dir.path().join("server.log");
         postgres.run(
             "pg_ctl",
@@ -112,6 +122,28 @@ impl Postgres {
             .expect("createdb");
         assert!(created.status.success(), "createdb: {}", String::from_utf8_lossy(&created.stderr));
         postgres
+    }
+
+    /// A self-signed certificate in the data directory (postgres reads `server.crt` and
+    /// `server.key` there by default) and TLS-only TCP access.
+    fn require_tls(&self) {
+        let made = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .arg("-keyout")
+            .arg(self.data.join("server.key"))
+            .arg("-out")
+            .arg(self.data.join("server.crt"))
+            .output()
+            .expect("openssl (Debian's openssl package)");
+        assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+        let hba = "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n";
+        std::fs::write(self.data.join("pg_hba.conf"), hba).expect("pg_hba.conf");
+        if let Some(user) = &self.run_as {
+            let owned = Command::new("chown").args(["-R", user]).arg(&self.data).status().expect("chown");
+            assert!(owned.success(), "cannot hand {} to {user}", self.data.display());
+        }
+        let private = Command::new("chmod").arg("600").arg(self.data.join("server.key")).status().expect("chmod");
+        assert!(private.success());
     }
 
     /// Runs one of the cluster's programs (as the cluster's user) and insists on success.
