@@ -483,6 +483,8 @@ mod tests {
         let location = CatalogLocation::parse("postgres://u@h/db?password=p%40ss&application_name=z").unwrap();
         assert_eq!(location.to_string(), "postgres://u@h/db?password=***&application_name=z");
         assert_eq!(CatalogLocation::parse("postgres://h:5432/db").unwrap().to_string(), "postgres://h:5432/db");
+        let odd = CatalogLocation::parse("postgres://u:pa/ss@w@ord@h:5432/db").unwrap().to_string();
+        assert_eq!(odd, "postgres://u:***@h:5432/db");
         let refused = CatalogLocation::parse("mysql://u:hidden@h/db").unwrap_err();
         assert!(!refused.contains("hidden"), "{refused}");
     }

@@ -90,14 +90,21 @@ impl CatalogLocation {
 /// replaced by `***`, for logs, errors and the admin view.
 fn redact(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
+    // The user info ends at the last '@' before the query, even if an unencoded '/' or '@' in the
+    // password would make a URL parser stop earlier.
+    let query_start = rest.find('?').unwrap_or(rest.len());
+    let (user_info, after) = match rest[..query_start].rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let host_end = after.find(['/', '?']).unwrap_or(after.len());
+    let (host, tail) = after.split_at(host_end);
+    let authority = match user_info {
+        Some(user_info) => match user_info.split_once(':') {
             Some((user, _password)) => format!("{user}:***@{host}"),
             None => format!("{user_info}@{host}"),
         },
-        None => authority.to_string(),
+        None => host.to_string(),
     };
     let tail = match tail.split_once('?') {
         Some((path, query)) => {

@@ -8,8 +8,9 @@
 //! Data files are written through [`S3FileWrite`]: bytes gather into a part of
 //! [`PART_BYTES`]; a file that stays below one part is sent with one PUT at close, a larger one
 //! as a multipart upload, each part sent as soon as it is full, so a 128 MiB Parquet file costs
-//! one part of buffer (plus the chunk the Parquet writer hands over, at most one row group, which
-//! it holds in memory anyway), not 128 MiB. Parts are sent one after the other from the sink's own thread: the sink
+//! at most one part of buffer beside the chunk the Parquet writer hands over (at most one row
+//! group, which it holds in memory anyway, and whose whole parts are sent as slices of it, not
+//! copied), not 128 MiB. Parts are sent one after the other from the sink's own thread: the sink
 //! already runs tables one at a time, and S3 bandwidth per connection is well above what one
 //! core encodes into Parquet (docs/iceberg.md, "Measured").
 
@@ -257,25 +258,45 @@ impl S3FileWrite {
         }
     }
 
-    /// Sends the first `bytes` of the buffer as the next part.
-    async fn send_part(&mut self, bytes: usize) -> std::result::Result<(), ObjectStoreError> {
+    /// Sends `body` as the next part.
+    async fn send_part(&mut self, body: Bytes) -> std::result::Result<(), ObjectStoreError> {
         let upload_id = match &self.upload_id {
             Some(id) => id.clone(),
             None => self.upload_id.insert(self.files.start_upload(&self.path).await?).clone(),
         };
         let number = i32::try_from(self.parts.len() + 1).unwrap_or(i32::MAX);
-        let body = self.buffer.split_to(bytes.min(self.buffer.len())).freeze();
         let etag = self.files.upload_part(&self.path, &upload_id, number, body).await?;
         self.parts.push((number, etag));
         Ok(())
     }
 
+    /// Sends every whole part in the buffer and `bytes`, keeping the rest (less than a part).
+    /// Whole parts of `bytes` go out as slices of it, not copies: the Parquet writer hands over
+    /// a row group at a time, which may span several parts.
+    async fn send_whole_parts(&mut self, mut bytes: Bytes) -> std::result::Result<(), ObjectStoreError> {
+        while !bytes.is_empty() {
+            if self.buffer.is_empty() && bytes.len() >= self.part_bytes {
+                let part = bytes.split_to(self.part_bytes);
+                self.send_part(part).await?;
+                continue;
+            }
+            let take = (self.part_bytes - self.buffer.len()).min(bytes.len());
+            self.buffer.extend_from_slice(&bytes.split_to(take));
+            if self.buffer.len() >= self.part_bytes {
+                let part = self.buffer.split().freeze();
+                self.send_part(part).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn finish(&mut self) -> std::result::Result<(), ObjectStoreError> {
+        let rest = self.buffer.split().freeze();
         let Some(upload_id) = self.upload_id.clone() else {
-            return self.files.put(&self.path, std::mem::take(&mut self.buffer).freeze()).await;
+            return self.files.put(&self.path, rest).await;
         };
-        if !self.buffer.is_empty() {
-            self.send_part(self.buffer.len()).await?;
+        if !rest.is_empty() {
+            self.send_part(rest).await?;
         }
         self.files.complete_upload(&self.path, &upload_id, &self.parts).await?;
         self.upload_id = None;
@@ -299,14 +320,9 @@ impl FileWrite for S3FileWrite {
         if self.closed {
             return Err(Error::new(ErrorKind::DataInvalid, format!("{}: written after close", self.path)));
         }
-        self.buffer.extend_from_slice(&bs);
-        // Whole parts go out as soon as they are full (the Parquet writer hands over a row group
-        // at a time, which may span several).
-        while self.buffer.len() >= self.part_bytes {
-            if let Err(error) = self.send_part(self.part_bytes).await {
-                self.abort().await;
-                return Err(io_error(error));
-            }
+        if let Err(error) = self.send_whole_parts(bs).await {
+            self.abort().await;
+            return Err(io_error(error));
         }
         Ok(())
     }
