@@ -170,6 +170,19 @@ impl CommitWriter {
         Ok(())
     }
 
+    /// The Arrow schema rows are written in (the table's, with field ids).
+    pub fn arrow_schema(&self) -> SchemaRef {
+        self.arrow_schema.clone()
+    }
+
+    /// Writes a batch already in [`Self::arrow_schema`] (rows read back from a data file).
+    pub async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), ::iceberg::Error> {
+        for (key, part) in self.splitter.split(&batch)? {
+            self.writer.write(key, part).await?;
+        }
+        Ok(())
+    }
+
     pub async fn close(self) -> Result<Vec<DataFile>, ::iceberg::Error> {
         self.writer.close().await
     }
