@@ -230,7 +230,9 @@ async fn compaction(commits: u64) {
     let state = table(&sink, &log, "quiet");
     let hours = commits as f64 / 60.0;
     println!(
-        "compaction {commits} commits ({hours:.1} h at one a minute) in {:.0} s: {} files written by commits          ({:.0}/h, {:.0} KB each), {} live at the end ({:.1}/h); {} compactions rewrote {} files into {},          {:.2} bytes rewritten per byte committed; {} snapshots expired, {} files deleted",
+        "compaction {commits} commits ({hours:.1} h at one a minute) in {:.0} s: {} files written by commits \
+         ({:.0}/h, {:.0} KB each), {} live at the end ({:.1}/h); {} compactions rewrote {} files into {}, \
+         {:.2} bytes rewritten per byte committed; {} snapshots expired, {} files deleted",
         started.elapsed().as_secs_f64(),
         state.data_files,
         state.data_files as f64 / hours,
