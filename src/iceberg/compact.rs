@@ -31,7 +31,8 @@
 //! files whose snapshots expired, manifests, old metadata files beyond the metadata log) are
 //! deleted at once. Files in the table's `data/` and `metadata/` that no snapshot ever referenced
 //! (a crash before a commit, a writer that gave up) are deleted once older than
-//! `orphan_min_age_ms`, since a writer may still be about to commit them.
+//! `orphan_min_age_ms`, since a writer may still be about to commit them; that sweep lists the
+//! table's directories, so it runs on a table's first pass and then every quarter of that age.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
@@ -211,14 +212,17 @@ pub struct Maintainer<'a> {
 }
 
 impl Maintainer<'_> {
-    /// One pass over a table: compaction, expiry, unreferenced files.
-    pub async fn run(&self, table: Table, now_ms: i64) -> Result<Outcome, MaintenanceError> {
-        let mut outcome = Outcome::default();
+    /// One pass over a table: compaction, expiry, and the deletion of files this pass made
+    /// unreferenced; with `sweep`, also of files no snapshot ever referenced (a listing of the
+    /// table's directories, which on an object store costs requests: the caller spaces sweeps).
+    /// A pass that changes nothing reads only the current snapshot's manifests.
+    pub async fn run(&self, table: Table, now_ms: i64, sweep: bool) -> Result<Outcome, MaintenanceError> {
         if table.metadata().format_version() != FormatVersion::V2 {
             return Err(MaintenanceError::Format(table.metadata().format_version()));
         }
-        let before = referenced(&table).await?;
+        let original = table.clone();
         let mut table = table;
+        let mut outcome = Outcome::default();
         if let Some(rewritten) = self.compact(&table, now_ms).await? {
             outcome = rewritten;
             table = self.catalog.load_table(table.identifier()).await?;
@@ -237,10 +241,18 @@ impl Maintainer<'_> {
             table = self.catalog.load_table(table.identifier()).await?;
             outcome.snapshots_expired = expiring as u64;
         }
+        let changed = outcome.rewrites > 0 || expiring > 0;
+        if !changed && !sweep {
+            return Ok(outcome);
+        }
         let after = referenced(&table).await?;
+        let before = if changed { referenced(&original).await? } else { HashSet::new() };
         for gone in before.difference(&after) {
             table.file_io().delete(gone).await?;
             outcome.files_deleted += 1;
+        }
+        if !sweep {
+            return Ok(outcome);
         }
         let orphan_cutoff = now_ms.saturating_sub(i64::try_from(self.settings.orphan_min_age_ms).unwrap_or(i64::MAX));
         if let Some(listed) = list_files(table.metadata().location())? {

@@ -83,6 +83,7 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
     let mut catalog_backoff = Backoff::default();
     let mut backoffs: HashMap<String, Backoff> = HashMap::new();
     let mut maintenance_due: HashMap<String, Instant> = HashMap::new();
+    let mut last_sweep: HashMap<String, Instant> = HashMap::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(settings.commit_interval_ms));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -141,12 +142,17 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
                 && !*stopped.borrow()
             {
                 let span = tracing::info_span!("maintenance", topic = %topic.name);
-                maintain_topic(&sink, &catalog, &committer, &topic).instrument(span).await;
+                let sweep_every = Duration::from_millis(settings.maintenance.orphan_min_age_ms / 4);
+                let sweep = last_sweep.get(&topic.name).is_none_or(|at| at.elapsed() >= sweep_every);
+                if maintain_topic(&sink, &catalog, &committer, &topic, sweep).instrument(span).await && sweep {
+                    last_sweep.insert(topic.name.clone(), Instant::now());
+                }
                 let next = Instant::now() + Duration::from_millis(settings.maintenance.interval_ms);
                 maintenance_due.insert(topic.name.clone(), next);
             }
         }
         maintenance_due.retain(|name, _| log.topic(name).is_some());
+        last_sweep.retain(|name, _| log.topic(name).is_some());
         backoffs.retain(|name, _| log.topic(name).is_some());
     }
 }
@@ -185,8 +191,14 @@ async fn open_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, SinkError> 
 }
 
 /// One maintenance pass over a topic's table (see `compact`); failures are counted and logged,
-/// and the next pass is at the next interval.
-async fn maintain_topic(sink: &IcebergSink, catalog: &SqlCatalog, committer: &Committer, topic: &Topic) {
+/// and the next pass is at the next interval. Returns whether the pass ran through on a table.
+async fn maintain_topic(
+    sink: &IcebergSink,
+    catalog: &SqlCatalog,
+    committer: &Committer,
+    topic: &Topic,
+    sweep: bool,
+) -> bool {
     let settings = &sink.settings;
     let ident = TableIdent::new(NamespaceIdent::new(settings.namespace.clone()), topic.name.clone());
     let maintainer = Maintainer {
@@ -202,7 +214,7 @@ async fn maintain_topic(sink: &IcebergSink, catalog: &SqlCatalog, committer: &Co
             return Ok(None);
         }
         let table = catalog.load_table(&ident).await?;
-        let outcome = maintainer.run(table, now_ms()).await?;
+        let outcome = maintainer.run(table, now_ms(), sweep).await?;
         let table = catalog.load_table(&ident).await?;
         let live = table
             .metadata()
@@ -212,7 +224,7 @@ async fn maintain_topic(sink: &IcebergSink, catalog: &SqlCatalog, committer: &Co
     }
     .await;
     match result {
-        Ok(None) => {}
+        Ok(None) => false,
         Ok(Some((outcome, live))) => {
             if outcome != Default::default() {
                 tracing::info!(
@@ -237,6 +249,7 @@ async fn maintain_topic(sink: &IcebergSink, catalog: &SqlCatalog, committer: &Co
                 state.live_data_files = live;
                 state.last_maintenance_error = None;
             });
+            true
         }
         Err(error) => {
             tracing::warn!(topic = %topic.name, %error, "iceberg maintenance failed; trying again next interval");
@@ -245,6 +258,7 @@ async fn maintain_topic(sink: &IcebergSink, catalog: &SqlCatalog, committer: &Co
                 state.maintenance_errors += 1;
                 state.last_maintenance_error = Some(message);
             });
+            false
         }
     }
 }
