@@ -5,9 +5,16 @@
 //! 2. freshness at 10 MB/s: appends every 10 ms for `ZOMBI_BENCH_ICEBERG_SECS`; for each append,
 //!    the time until a commit holds it (the sink's committed offset passes it); data files made.
 //!
+//! 3. compaction at low traffic: `ZOMBI_BENCH_ICEBERG_COMMITS` commits of ~440 KB of records each
+//!    (a minute of a quiet topic at the default interval, replayed back to back) with maintenance
+//!    after every commit at the default settings; the data files the commits wrote (files per
+//!    hour without compaction) against the live files at the end (with it), and how many times
+//!    compaction rewrote each byte.
+//!
 //! `cargo bench --bench iceberg`. Environment: `ZOMBI_BENCH_ICEBERG_MB` (backlog of record bytes,
 //! default 512), `ZOMBI_BENCH_ICEBERG_SECS` (default 30, 0 skips part 2),
-//! `ZOMBI_BENCH_ICEBERG_INTERVAL_MS` (commit interval of part 2, default 60000 as shipped).
+//! `ZOMBI_BENCH_ICEBERG_INTERVAL_MS` (commit interval of part 2, default 60000 as shipped),
+//! `ZOMBI_BENCH_ICEBERG_COMMITS` (default 240, four hours' worth; 0 skips part 3).
 
 mod support;
 
@@ -80,9 +87,14 @@ fn cpu_seconds() -> f64 {
 }
 
 async fn open(dir: &std::path::Path, interval_ms: u64) -> (Log, Arc<IcebergSink>) {
+    open_with(dir, interval_ms, 0).await
+}
+
+async fn open_with(dir: &std::path::Path, interval_ms: u64, maintenance_ms: u64) -> (Log, Arc<IcebergSink>) {
     let settings = Settings {
         data_dir: Some(dir.to_path_buf()),
         iceberg_commit_interval_ms: Some(interval_ms),
+        iceberg_compaction_interval_ms: Some(maintenance_ms),
         log_retention_ms: Some(-1),
         ..Settings::default()
     };
@@ -192,6 +204,53 @@ async fn freshness(seconds: u64, interval_ms: u64) {
     log.close().await;
 }
 
+/// `commits` small commits with maintenance after each: files per hour with and without it.
+async fn compaction(commits: u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (log, sink) = open_with(dir.path(), 20, 20).await;
+    log.create_topic("quiet", PARTITIONS as i32, Default::default(), false).await.expect("topic");
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(zombi::iceberg::run(sink.clone(), log.clone(), stopped));
+    let started = Instant::now();
+    for n in 0..commits {
+        for partition in 0..PARTITIONS {
+            let (bytes, _) = make_batch(n * PARTITIONS as u64 + partition as u64, zombi::log::now_ms());
+            append(&log, "quiet", partition, &bytes).await;
+        }
+        while table(&sink, &log, "quiet").commits <= n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // One more maintenance pass after the last commit.
+    let compactions = table(&sink, &log, "quiet").compactions;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while table(&sink, &log, "quiet").compactions == compactions && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let state = table(&sink, &log, "quiet");
+    let hours = commits as f64 / 60.0;
+    println!(
+        "compaction {commits} commits ({hours:.1} h at one a minute) in {:.0} s: {} files written by commits \
+         ({:.0}/h, {:.0} KB each), {} live at the end ({:.1}/h); {} compactions rewrote {} files into {}, \
+         {:.2} bytes rewritten per byte committed; {} snapshots expired, {} files deleted",
+        started.elapsed().as_secs_f64(),
+        state.data_files,
+        state.data_files as f64 / hours,
+        state.data_file_bytes as f64 / state.data_files.max(1) as f64 / 1e3,
+        state.live_data_files.unwrap_or(0),
+        state.live_data_files.unwrap_or(0) as f64 / hours,
+        state.compactions,
+        state.compaction_files_rewritten,
+        state.compaction_files_written,
+        state.compaction_bytes_rewritten as f64 / state.data_file_bytes.max(1) as f64,
+        state.snapshots_expired,
+        state.unreferenced_files_deleted,
+    );
+    let _ = stop.send(true);
+    let _ = task.await;
+    log.close().await;
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
@@ -199,6 +258,10 @@ fn main() {
         let seconds = support::env_number("ZOMBI_BENCH_ICEBERG_SECS", 30);
         if seconds > 0 {
             freshness(seconds, support::env_number("ZOMBI_BENCH_ICEBERG_INTERVAL_MS", 60_000)).await;
+        }
+        let commits = support::env_number("ZOMBI_BENCH_ICEBERG_COMMITS", 240);
+        if commits > 0 {
+            compaction(commits).await;
         }
     });
 }

@@ -168,6 +168,19 @@ pub struct Settings {
     /// Default of the topic config `zombi.iceberg.enable`: keep an Iceberg table of every topic.
     #[arg(long, env = "ZOMBI_ICEBERG_ENABLE")]
     pub iceberg_enable: Option<bool>,
+    /// How often each table is compacted, its old snapshots expired and unreferenced files
+    /// removed (0: never).
+    #[arg(long, env = "ZOMBI_ICEBERG_COMPACTION_INTERVAL_MS")]
+    pub iceberg_compaction_interval_ms: Option<u64>,
+    /// Small files of one size tier in one table partition that are rewritten together.
+    #[arg(long, env = "ZOMBI_ICEBERG_COMPACTION_MIN_FILES")]
+    pub iceberg_compaction_min_files: Option<usize>,
+    /// Snapshots older than this are expired (the current one never is).
+    #[arg(long, env = "ZOMBI_ICEBERG_SNAPSHOT_MAX_AGE_MS")]
+    pub iceberg_snapshot_max_age_ms: Option<u64>,
+    /// Files in a table's directories that no snapshot references are deleted once this old.
+    #[arg(long, env = "ZOMBI_ICEBERG_ORPHAN_MIN_AGE_MS")]
+    pub iceberg_orphan_min_age_ms: Option<u64>,
 }
 
 /// The resolved configuration: every value present, every limit with its unit.
@@ -302,6 +315,15 @@ impl Config {
             partition_by: first.iceberg_partition_by.or(second.iceberg_partition_by),
         };
         let iceberg = crate::iceberg::IcebergSettings::resolve(&data_dir, iceberg_flags, &object_store, &s3)
+            .and_then(|settings| {
+                let defaults = crate::iceberg::MaintenanceSettings::default();
+                settings.with_maintenance(crate::iceberg::MaintenanceSettings {
+                    interval_ms: pick!(iceberg_compaction_interval_ms, defaults.interval_ms),
+                    min_files: pick!(iceberg_compaction_min_files, defaults.min_files),
+                    snapshot_max_age_ms: pick!(iceberg_snapshot_max_age_ms, defaults.snapshot_max_age_ms),
+                    orphan_min_age_ms: pick!(iceberg_orphan_min_age_ms, defaults.orphan_min_age_ms),
+                })
+            })
             .map_err(|(name, reason)| ConfigError::Invalid { name, reason })?;
         let config = Config {
             iceberg,

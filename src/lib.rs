@@ -23,6 +23,7 @@ pub mod config;
 pub mod connection;
 pub mod coordinator;
 pub mod error;
+pub mod failpoint;
 pub mod handler;
 pub mod http;
 pub mod iceberg;

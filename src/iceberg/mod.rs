@@ -17,6 +17,7 @@
 //! and Parquet encoding never take a worker of the runtime that serves produce and fetch, and a slow or down
 //! catalog only delays the tables. This is the only module that imports `iceberg`.
 
+mod compact;
 pub mod records;
 mod sink;
 pub mod storage;
@@ -32,6 +33,7 @@ use crate::log::Log;
 use crate::tier::object_store::{Location, S3Options};
 use crate::tier::s3::S3Path;
 
+pub use compact::MaintenanceSettings;
 pub use sink::{SinkError, run};
 
 /// The catalog name in the SQL catalog's tables (pyiceberg: `SqlCatalog("zombi", uri=...)`).
@@ -75,6 +77,14 @@ impl CatalogLocation {
             "unknown catalog {}: expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
             redact(text)
         ))
+    }
+
+    /// Whether SQL statements take `$1`-style placeholders (Postgres) rather than `?`.
+    pub fn dollar_placeholders(&self) -> bool {
+        match self {
+            CatalogLocation::Sqlite(_) => false,
+            CatalogLocation::Postgres(_) => true,
+        }
     }
 
     /// The sqlx connection string (SQLite: the file is created if missing). Holds the password.
@@ -225,6 +235,8 @@ pub struct IcebergSettings {
     pub retry_backoff_ms_max: u64,
     /// Default of `zombi.iceberg.enable`.
     pub enable: bool,
+    /// Compaction, snapshot expiry and removal of unreferenced files.
+    pub maintenance: MaintenanceSettings,
 }
 
 impl IcebergSettings {
@@ -286,12 +298,23 @@ impl IcebergSettings {
             row_group_rows_max: 64 * 1024,
             retry_backoff_ms_max: 300_000,
             enable,
+            maintenance: MaintenanceSettings::default(),
         })
     }
 
     /// The defaults under `data_dir` with a local warehouse (tests and benchmarks).
     pub fn local(data_dir: &Path, flags: IcebergFlags) -> Result<Self, (&'static str, String)> {
         Self::resolve(data_dir, flags, &Location::Directory(data_dir.join("objects")), &S3Options::default())
+    }
+}
+
+impl IcebergSettings {
+    /// These settings with `maintenance`, checked; errors name the flag.
+    pub fn with_maintenance(self, maintenance: MaintenanceSettings) -> Result<Self, (&'static str, String)> {
+        if maintenance.min_files < 2 {
+            return Err(("iceberg-compaction-min-files", "must be at least 2".to_string()));
+        }
+        Ok(IcebergSettings { maintenance, ..self })
     }
 }
 
@@ -325,6 +348,20 @@ struct TableState {
     control_records: u64,
     header_keys_replaced: u64,
     timestamps_out_of_range: u64,
+    /// Replace snapshots committed by compaction.
+    compactions: u64,
+    compaction_files_rewritten: u64,
+    compaction_files_written: u64,
+    compaction_bytes_rewritten: u64,
+    snapshots_expired: u64,
+    /// Files deleted because no snapshot references them any more.
+    unreferenced_files_deleted: u64,
+    /// Files deleted that no snapshot ever referenced (older than the orphan age).
+    orphan_files_deleted: u64,
+    maintenance_errors: u64,
+    last_maintenance_error: Option<String>,
+    /// Live data files in the table's current snapshot (as of the last maintenance pass).
+    live_data_files: Option<u64>,
 }
 
 impl IcebergSink {
@@ -387,6 +424,20 @@ pub struct TopicIcebergStatus {
     pub control_records: u64,
     pub header_keys_replaced: u64,
     pub timestamps_out_of_range: u64,
+    /// Replace snapshots committed by compaction, and what they rewrote.
+    pub compactions: u64,
+    pub compaction_files_rewritten: u64,
+    pub compaction_files_written: u64,
+    pub compaction_bytes_rewritten: u64,
+    pub snapshots_expired: u64,
+    /// Files deleted because no snapshot references them any more.
+    pub unreferenced_files_deleted: u64,
+    /// Files no snapshot ever referenced, deleted once older than the orphan age.
+    pub orphan_files_deleted: u64,
+    pub maintenance_errors: u64,
+    pub last_maintenance_error: Option<String>,
+    /// Live data files in the table's current snapshot, as of the last maintenance pass.
+    pub live_data_files: Option<u64>,
     pub partitions: Vec<PartitionIcebergStatus>,
 }
 
@@ -430,6 +481,16 @@ pub fn status(sink: &IcebergSink, log: &Log) -> IcebergStatus {
                 control_records: state.control_records,
                 header_keys_replaced: state.header_keys_replaced,
                 timestamps_out_of_range: state.timestamps_out_of_range,
+                compactions: state.compactions,
+                compaction_files_rewritten: state.compaction_files_rewritten,
+                compaction_files_written: state.compaction_files_written,
+                compaction_bytes_rewritten: state.compaction_bytes_rewritten,
+                snapshots_expired: state.snapshots_expired,
+                unreferenced_files_deleted: state.unreferenced_files_deleted,
+                orphan_files_deleted: state.orphan_files_deleted,
+                maintenance_errors: state.maintenance_errors,
+                last_maintenance_error: state.last_maintenance_error,
+                live_data_files: state.live_data_files,
                 partitions,
             }
         })

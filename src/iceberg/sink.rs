@@ -25,6 +25,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::compact::{Committer, Maintainer, MaintenanceError};
 use super::records::{self, DecodeError};
 use super::storage::WarehouseStorageFactory;
 use super::table::{self, CommitWriter};
@@ -84,8 +85,11 @@ struct Backoff {
 async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receiver<bool>) {
     let settings = sink.settings.clone();
     let mut catalog: Option<Arc<SqlCatalog>> = None;
+    let mut committer: Option<Arc<Committer>> = None;
     let mut catalog_backoff = Backoff::default();
     let mut backoffs: HashMap<String, Backoff> = HashMap::new();
+    let mut maintenance_due: HashMap<String, Instant> = HashMap::new();
+    let mut last_sweep: HashMap<String, Instant> = HashMap::new();
     let mut ticks = tokio::time::interval(Duration::from_millis(settings.commit_interval_ms));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -94,20 +98,28 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
             _ = stopped.changed() => return,
         }
         if catalog.is_none() && ready(&catalog_backoff) {
-            match open_catalog(&sink).await {
-                Ok(opened) => {
+            let opened = match open_catalog(&sink).await {
+                Ok(opened) => Committer::connect(&settings.catalog)
+                    .await
+                    .map(|c| (opened, Arc::new(c)))
+                    .map_err(|e| e.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match opened {
+                Ok((opened, connected)) => {
                     sink.set_catalog_error(None);
                     catalog_backoff = Backoff::default();
                     catalog = Some(opened);
+                    committer = Some(connected);
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot open the iceberg catalog; retrying");
-                    sink.set_catalog_error(Some(error.to_string()));
+                    sink.set_catalog_error(Some(error));
                     fail(&mut catalog_backoff, settings.retry_backoff_ms_max);
                 }
             }
         }
-        let Some(catalog) = catalog.clone() else { continue };
+        let (Some(catalog), Some(committer)) = (catalog.clone(), committer.clone()) else { continue };
         for topic in log.topics() {
             if *stopped.borrow() {
                 return;
@@ -116,23 +128,37 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
                 continue;
             }
             let backoff = backoffs.entry(topic.name.clone()).or_default();
-            if !ready(backoff) || sink.caught_up(&topic) {
-                continue;
-            }
-            let span = tracing::info_span!("table", topic = %topic.name);
-            match sync_topic(&sink, &catalog, &log, &topic, &stopped).instrument(span).await {
-                Ok(()) => *backoff = Backoff::default(),
-                Err(error) => {
-                    tracing::warn!(topic = %topic.name, %error, "iceberg commit failed; retrying");
-                    let message = error.to_string();
-                    sink.update(&topic.name, |state| {
-                        state.errors += 1;
-                        state.last_error = Some(message);
-                    });
-                    fail(backoff, settings.retry_backoff_ms_max);
+            if ready(backoff) && !sink.caught_up(&topic) {
+                let span = tracing::info_span!("table", topic = %topic.name);
+                match sync_topic(&sink, &catalog, &log, &topic, &stopped).instrument(span).await {
+                    Ok(()) => *backoff = Backoff::default(),
+                    Err(error) => {
+                        tracing::warn!(topic = %topic.name, %error, "iceberg commit failed; retrying");
+                        let message = error.to_string();
+                        sink.update(&topic.name, |state| {
+                            state.errors += 1;
+                            state.last_error = Some(message);
+                        });
+                        fail(backoff, settings.retry_backoff_ms_max);
+                    }
                 }
             }
+            if settings.maintenance.interval_ms > 0
+                && maintenance_due.get(&topic.name).is_none_or(|due| Instant::now() >= *due)
+                && !*stopped.borrow()
+            {
+                let span = tracing::info_span!("maintenance", topic = %topic.name);
+                let sweep_every = Duration::from_millis(settings.maintenance.orphan_min_age_ms / 4);
+                let sweep = last_sweep.get(&topic.name).is_none_or(|at| at.elapsed() >= sweep_every);
+                if maintain_topic(&sink, &catalog, &committer, &topic, sweep).instrument(span).await && sweep {
+                    last_sweep.insert(topic.name.clone(), Instant::now());
+                }
+                let next = Instant::now() + Duration::from_millis(settings.maintenance.interval_ms);
+                maintenance_due.insert(topic.name.clone(), next);
+            }
         }
+        maintenance_due.retain(|name, _| log.topic(name).is_some());
+        last_sweep.retain(|name, _| log.topic(name).is_some());
         backoffs.retain(|name, _| log.topic(name).is_some());
     }
 }
@@ -189,6 +215,79 @@ fn redact_catalog_error(catalog: &super::CatalogLocation, error: ::iceberg::Erro
     match catalog {
         super::CatalogLocation::Postgres(url) => text.replace(url.as_str(), &catalog.to_string()),
         super::CatalogLocation::Sqlite(_) => text,
+    }
+}
+
+/// One maintenance pass over a topic's table (see `compact`); failures are counted and logged,
+/// and the next pass is at the next interval. Returns whether the pass ran through on a table.
+async fn maintain_topic(
+    sink: &IcebergSink,
+    catalog: &SqlCatalog,
+    committer: &Committer,
+    topic: &Topic,
+    sweep: bool,
+) -> bool {
+    let settings = &sink.settings;
+    let ident = TableIdent::new(NamespaceIdent::new(settings.namespace.clone()), topic.name.clone());
+    let maintainer = Maintainer {
+        catalog,
+        committer,
+        settings: &settings.maintenance,
+        target_file_bytes: settings.target_file_bytes as u64,
+        row_group_rows_max: settings.row_group_rows_max,
+        rewrite_bytes_max: settings.commit_bytes_max as u64,
+    };
+    let result: Result<_, MaintenanceError> = async {
+        if !catalog.table_exists(&ident).await? {
+            return Ok(None);
+        }
+        let table = catalog.load_table(&ident).await?;
+        let outcome = maintainer.run(table, now_ms(), sweep).await?;
+        let table = catalog.load_table(&ident).await?;
+        let live = table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get("total-data-files")?.parse::<u64>().ok());
+        Ok(Some((outcome, live)))
+    }
+    .await;
+    match result {
+        Ok(None) => false,
+        Ok(Some((outcome, live))) => {
+            if outcome != Default::default() {
+                tracing::info!(
+                    rewritten = outcome.files_rewritten,
+                    written = outcome.files_written,
+                    bytes = outcome.bytes_rewritten,
+                    manifests = outcome.manifests_folded,
+                    expired = outcome.snapshots_expired,
+                    deleted = outcome.files_deleted,
+                    orphans = outcome.orphans_deleted,
+                    "iceberg table maintained"
+                );
+            }
+            sink.update(&topic.name, |state| {
+                state.compactions += outcome.rewrites;
+                state.compaction_files_rewritten += outcome.files_rewritten;
+                state.compaction_files_written += outcome.files_written;
+                state.compaction_bytes_rewritten += outcome.bytes_rewritten;
+                state.snapshots_expired += outcome.snapshots_expired;
+                state.unreferenced_files_deleted += outcome.files_deleted;
+                state.orphan_files_deleted += outcome.orphans_deleted;
+                state.live_data_files = live;
+                state.last_maintenance_error = None;
+            });
+            true
+        }
+        Err(error) => {
+            tracing::warn!(topic = %topic.name, %error, "iceberg maintenance failed; trying again next interval");
+            let message = error.to_string();
+            sink.update(&topic.name, |state| {
+                state.maintenance_errors += 1;
+                state.last_maintenance_error = Some(message);
+            });
+            false
+        }
     }
 }
 

@@ -184,6 +184,16 @@ impl CommitWriter {
         }
         let batch = to_arrow(rows, &self.arrow_schema)
             .map_err(|e| ::iceberg::Error::new(::iceberg::ErrorKind::DataInvalid, e.to_string()))?;
+        self.write_batch(batch).await
+    }
+
+    /// The Arrow schema rows are written in (the table's, with field ids).
+    pub fn arrow_schema(&self) -> SchemaRef {
+        self.arrow_schema.clone()
+    }
+
+    /// Writes a batch already in [`Self::arrow_schema`] (rows read back from a data file).
+    pub async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), ::iceberg::Error> {
         match &mut self.writer {
             Writer::Partitioned { splitter, writer } => {
                 for (key, part) in splitter.split(&batch)? {

@@ -97,6 +97,31 @@ impl TestBroker {
         self.spawn(&address);
     }
 
+    /// Waits (up to `WAIT_MAX`) for the broker to exit by itself, and returns how it exited.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("a running broker");
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                panic!("the broker did not exit within {WAIT_MAX:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts again (after an exit) on the same port and data dir, with other flags and environment.
+    pub fn restart_with(&mut self, args: &[&str], env: &[(&str, &str)]) {
+        self.kill9();
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let address = self.bootstrap.clone();
+        self.spawn(&address);
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -70,7 +70,7 @@ pub(crate) async fn produce(
     broker: &TestBroker,
     topic: &str,
     partitions: usize,
-    range: std::ops::Range<usize>,
+    range: impl IntoIterator<Item = usize>,
     codec: &str,
 ) -> Vec<Expected> {
     let producer = broker.producer(&[("acks", "all"), ("compression.type", codec), ("linger.ms", "5")]);
@@ -361,4 +361,164 @@ async fn a_broken_catalog_never_blocks_produce_or_fetch() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(broker.terminate(), "the broker stops cleanly while the sink keeps failing");
+}
+
+/// The live data files per table partition (day), as pyiceberg lists them.
+fn files_per_day(seen: &Value) -> BTreeMap<String, usize> {
+    let mut days = BTreeMap::new();
+    for file in seen["pyiceberg"]["files"].as_array().expect("files") {
+        *days.entry(file["partition"].to_string()).or_default() += 1;
+    }
+    days
+}
+
+/// Every Parquet file under the table's `data/` directory.
+fn parquet_on_disk(broker: &TestBroker, topic: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![broker.data_dir.join("iceberg/warehouse/zombi").join(topic).join("data")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("table data dir").map(|e| e.expect("dir entry")) {
+            if entry.file_type().expect("file type").is_dir() {
+                pending.push(entry.path());
+            } else if entry.path().extension().is_some_and(|e| e == "parquet") {
+                found.push(format!("file://{}", entry.path().display()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+fn live_paths(seen: &Value) -> Vec<String> {
+    let mut paths: Vec<String> = seen["pyiceberg"]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["path"].as_str().expect("path").to_string())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Polls until the table holds `count` rows in one file per day and a single snapshot (every
+/// small file compacted, every older snapshot expired); the deadline is a failure.
+fn wait_for_compacted(broker: &TestBroker, topic: &str, count: usize) -> Value {
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        if let Some(seen) = read_table(broker, topic) {
+            let rows = seen["pyiceberg"]["rows"].as_array().map_or(0, Vec::len);
+            if rows == count && files_per_day(&seen).values().all(|&n| n == 1) && seen["pyiceberg"]["snapshots"] == 1 {
+                return seen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not compacted: {rows} of {count} rows, files per day {:?}, {} snapshots",
+                files_per_day(&seen),
+                seen["pyiceberg"]["snapshots"]
+            );
+        }
+        assert!(Instant::now() < deadline, "the table of {topic} does not exist");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Records of every round spread over the same days (indexes `round, round + rounds, …` are
+/// four hours apart each), so each commit adds a small file to every day's partition.
+fn spread(round: usize, rounds: usize, count: usize) -> impl Iterator<Item = usize> {
+    (round..count).step_by(rounds)
+}
+
+/// Two partitions, commits every 200 ms, maintenance every `interval_ms`.
+fn compaction_args(interval_ms: &'static str, extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = broker_args("2").to_vec();
+    args.extend(["--iceberg-compaction-interval-ms", interval_ms, "--iceberg-compaction-min-files", "2"]);
+    args.extend(extra);
+    args
+}
+
+/// Small files from several commits are rewritten (one file per past day), old snapshots are
+/// expired and their files deleted, an old stray file is removed and a fresh one kept; both
+/// readers see exactly the produced rows throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_leaves_one_file_per_day_with_the_exact_rows() {
+    let mut broker = TestBroker::start(&compaction_args("300", &["--iceberg-snapshot-max-age-ms", "0"]));
+    let topic = unique_topic("ice-compact");
+    let mut expected = Vec::new();
+    for (round, codec) in ["zstd", "lz4", "gzip", "none"].into_iter().enumerate() {
+        expected.extend(produce(&broker, &topic, 2, spread(round, 4, 160), codec).await);
+        let seen = wait_for_rows(&broker, &topic, expected.len());
+        assert_exact(&seen, &expected);
+    }
+    let seen = wait_for_compacted(&broker, &topic, expected.len());
+    assert_exact(&seen, &expected);
+    assert_eq!(seen["pyiceberg"]["summary"]["operation"], "replace");
+    assert_eq!(seen["pyiceberg"]["summary"]["total-records"], "160");
+    assert_eq!(next_offsets(&seen), BTreeMap::from([(0, 80), (1, 80)]), "offsets carried through compaction");
+    assert_eq!(parquet_on_disk(&broker, &topic), live_paths(&seen), "rewritten files are deleted");
+
+    let view = crate::http_client::get(&broker.http, "/admin/iceberg");
+    let view: Value = serde_json::from_slice(&view.body).expect("JSON");
+    let table = view["topics"].as_array().and_then(|t| t.iter().find(|t| t["topic"] == topic.as_str())).expect("topic");
+    assert!(table["compactions"].as_u64().is_some_and(|n| n >= 1), "{table}");
+    let rewritten = table["compaction_files_rewritten"].as_u64().expect("rewritten");
+    assert!(rewritten > table["compaction_files_written"].as_u64().expect("written"), "{table}");
+    assert_eq!(table["live_data_files"].as_u64(), Some(files_per_day(&seen).len() as u64), "{table}");
+
+    // A stray file older than the orphan age (a day by default) goes; a fresh one stays, since
+    // a writer may be about to commit it. Directories are listed on a table's first pass after a
+    // start (then every quarter of the orphan age).
+    let data = broker.data_dir.join("iceberg/warehouse/zombi").join(&topic).join("data");
+    let old = data.join("stray-old.parquet");
+    let fresh = data.join("stray-fresh.parquet");
+    std::fs::write(&old, b"not committed").expect("write");
+    std::fs::write(&fresh, b"not committed").expect("write");
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    std::fs::File::options().write(true).open(&old).expect("open").set_modified(two_days_ago).expect("mtime");
+    broker.kill_and_restart();
+    let deadline = Instant::now() + WAIT_MAX;
+    while old.exists() {
+        assert!(Instant::now() < deadline, "the old stray file was not removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(fresh.exists(), "a fresh unreferenced file is kept");
+    assert_exact(&read_table(&broker, &topic).expect("table"), &expected);
+}
+
+/// The broker aborts at a crash point inside compaction (before the catalog swap: new files and
+/// metadata written but not committed; after it: committed but nothing cleaned up). After a
+/// restart the table is exact, compaction completes, and the crashed attempt's files are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_inside_compaction_leaves_the_table_exact() {
+    use std::os::unix::process::ExitStatusExt;
+    for point in ["iceberg-commit-before-swap", "iceberg-compaction-after-swap"] {
+        // Compaction waits ten minutes after a table's first pass: two commits make two small
+        // files in every day's partition.
+        let mut broker = TestBroker::start(&compaction_args("600000", &[]));
+        let topic = unique_topic("ice-compact-crash");
+        let mut expected = produce(&broker, &topic, 2, spread(0, 2, 80), "zstd").await;
+        wait_for_rows(&broker, &topic, expected.len());
+        expected.extend(produce(&broker, &topic, 2, spread(1, 2, 80), "snappy").await);
+        let seen = wait_for_rows(&broker, &topic, expected.len());
+        assert!(
+            files_per_day(&seen).values().filter(|&&n| n == 2).count() >= 10,
+            "{point}: {:?}",
+            files_per_day(&seen)
+        );
+        // Restarted with the crash point, the first pass compacts and aborts.
+        broker.restart_with(&compaction_args("300", &[]), &[("ZOMBI_FAILPOINT", point)]);
+        let status = broker.wait_exit();
+        assert_eq!(status.signal(), Some(6), "{point}: the broker aborted at the crash point ({status})");
+
+        let restart =
+            compaction_args("300", &["--iceberg-snapshot-max-age-ms", "0", "--iceberg-orphan-min-age-ms", "1000"]);
+        broker.restart_with(&restart, &[]);
+        let seen = wait_for_compacted(&broker, &topic, expected.len());
+        assert_exact(&seen, &expected);
+        assert_eq!(next_offsets(&seen), BTreeMap::from([(0, 40), (1, 40)]), "{point}");
+        let deadline = Instant::now() + WAIT_MAX;
+        while parquet_on_disk(&broker, &topic) != live_paths(&seen) {
+            assert!(Instant::now() < deadline, "{point}: files of the crashed attempt were not removed");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
