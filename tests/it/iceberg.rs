@@ -364,7 +364,7 @@ async fn a_broken_catalog_never_blocks_produce_or_fetch() {
 }
 
 /// The live data files per table partition (day), as pyiceberg lists them.
-fn files_per_day(seen: &Value) -> BTreeMap<String, usize> {
+pub(crate) fn files_per_day(seen: &Value) -> BTreeMap<String, usize> {
     let mut days = BTreeMap::new();
     for file in seen["pyiceberg"]["files"].as_array().expect("files") {
         *days.entry(file["partition"].to_string()).or_default() += 1;
@@ -389,7 +389,7 @@ fn parquet_on_disk(broker: &TestBroker, topic: &str) -> Vec<String> {
     found
 }
 
-fn live_paths(seen: &Value) -> Vec<String> {
+pub(crate) fn live_paths(seen: &Value) -> Vec<String> {
     let mut paths: Vec<String> = seen["pyiceberg"]["files"]
         .as_array()
         .expect("files")
@@ -424,12 +424,12 @@ fn wait_for_compacted(broker: &TestBroker, topic: &str, count: usize) -> Value {
 
 /// Records of every round spread over the same days (indexes `round, round + rounds, …` are
 /// four hours apart each), so each commit adds a small file to every day's partition.
-fn spread(round: usize, rounds: usize, count: usize) -> impl Iterator<Item = usize> {
+pub(crate) fn spread(round: usize, rounds: usize, count: usize) -> impl Iterator<Item = usize> {
     (round..count).step_by(rounds)
 }
 
 /// Two partitions, commits every 200 ms, maintenance every `interval_ms`.
-fn compaction_args(interval_ms: &'static str, extra: &[&'static str]) -> Vec<&'static str> {
+pub(crate) fn compaction_args(interval_ms: &'static str, extra: &[&'static str]) -> Vec<&'static str> {
     let mut args = broker_args("2").to_vec();
     args.extend(["--iceberg-compaction-interval-ms", interval_ms, "--iceberg-compaction-min-files", "2"]);
     args.extend(extra);

@@ -10,8 +10,11 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::FutureRecord;
 use serde_json::Value;
 
-use crate::common::{TestBroker, unique_topic};
-use crate::iceberg::{Expected, Reader, assert_exact, broker_args, next_offsets, produce, wait_for_rows_from};
+use crate::common::{TestBroker, WAIT_MAX, unique_topic};
+use crate::iceberg::{
+    Expected, Reader, assert_exact, broker_args, compaction_args, files_per_day, live_paths, next_offsets, produce,
+    read_table_from, spread, wait_for_rows_from,
+};
 use crate::postgres::{PASSWORD, Postgres};
 use crate::tiering::{S3Server, http};
 
@@ -239,4 +242,48 @@ async fn the_partition_spec_is_chosen_by_flag() {
         assert_eq!(partitions.len(), distinct, "{flag}: {partitions:?}");
         assert_eq!(seen["pyiceberg"]["files"].as_array().map(Vec::len), Some(distinct), "{flag}");
     }
+}
+
+/// Table maintenance where both new kinds meet: a Postgres catalog (the maintenance commits by
+/// its own compare-and-swap SQL, `$1` placeholders) and an S3 warehouse (files read back, rewritten
+/// and deleted through S3). Small files of four commits become one file per day, older snapshots
+/// expire, the rewritten objects are gone from the bucket, and the rows stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_compacts_on_postgres_and_s3() {
+    let postgres = Postgres::start();
+    let server = S3Server::start();
+    let url = postgres.url();
+    let mut args = compaction_args("300", &["--iceberg-snapshot-max-age-ms", "0"]);
+    args.extend(["--iceberg-catalog", &url, "--object-store", "s3://zombi-tiering/cluster-m"]);
+    args.extend(["--s3-endpoint", &server.endpoint, "--s3-region", "us-east-1"]);
+    let broker = TestBroker::start_with_env(&args, &[("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")]);
+    let reader = Reader { catalog: postgres.sqlalchemy_url(), s3_endpoint: Some(server.endpoint.clone()) };
+    let topic = unique_topic("ice-compact-s3");
+    let mut expected = Vec::new();
+    for (round, codec) in ["zstd", "lz4", "gzip", "none"].into_iter().enumerate() {
+        expected.extend(produce(&broker, &topic, 2, spread(round, 4, 160), codec).await);
+        wait_for_rows_from(&reader, &topic, expected.len());
+    }
+    let deadline = std::time::Instant::now() + WAIT_MAX;
+    let seen = loop {
+        if let Some(seen) = read_table_from(&reader, &topic) {
+            let compacted = files_per_day(&seen).values().all(|&n| n == 1) && seen["pyiceberg"]["snapshots"] == 1;
+            if compacted {
+                break seen;
+            }
+            assert!(std::time::Instant::now() < deadline, "not compacted: {:?}", files_per_day(&seen));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_exact(&seen, &expected);
+    assert_eq!(seen["pyiceberg"]["summary"]["operation"], "replace");
+    assert_eq!(next_offsets(&seen), [(0, 80), (1, 80)].into(), "offsets carried through compaction");
+    let prefix = format!("cluster-m/iceberg/warehouse/zombi/{topic}/data/");
+    let mut in_bucket: Vec<String> = list_objects(&server, &prefix)
+        .into_iter()
+        .map(|(key, _, _)| format!("s3://zombi-tiering/{key}"))
+        .filter(|path| path.ends_with(".parquet"))
+        .collect();
+    in_bucket.sort();
+    assert_eq!(in_bucket, live_paths(&seen), "rewritten files are deleted from the bucket");
 }
