@@ -55,6 +55,7 @@ use uuid::Uuid;
 
 use super::table::CommitWriter;
 use super::{CATALOG_NAME, CatalogLocation, NEXT_OFFSET_PROPERTY_PREFIX, TOPIC_ID_PROPERTY};
+use crate::tier::s3::{S3Files, S3Path};
 
 /// Data files the sink writes are named `zombi-<uuid>-…`: only those are rewritten.
 pub const OWN_FILE_PREFIX: &str = "zombi-";
@@ -82,6 +83,8 @@ pub enum MaintenanceError {
     Format(FormatVersion),
     #[error("listing the table's files: {0}")]
     List(std::io::Error),
+    #[error("listing the table's objects: {0}")]
+    ListObjects(crate::tier::object_store::ObjectStoreError),
 }
 
 /// Maintenance settings (flags in `config.rs`).
@@ -204,6 +207,7 @@ fn numbered_placeholders(sql: &str) -> String {
 pub struct Maintainer<'a> {
     pub catalog: &'a SqlCatalog,
     pub committer: &'a Committer,
+    pub files: &'a TableFiles,
     pub settings: &'a MaintenanceSettings,
     pub target_file_bytes: u64,
     pub row_group_rows_max: usize,
@@ -255,7 +259,7 @@ impl Maintainer<'_> {
             return Ok(outcome);
         }
         let orphan_cutoff = now_ms.saturating_sub(i64::try_from(self.settings.orphan_min_age_ms).unwrap_or(i64::MAX));
-        if let Some(listed) = list_files(table.metadata().location())? {
+        if let Some(listed) = self.files.list(table.metadata().location()).await? {
             for (path, modified_ms) in listed {
                 if modified_ms < orphan_cutoff && !after.contains(&path) && !before.contains(&path) {
                     table.file_io().delete(&path).await?;
@@ -544,13 +548,45 @@ async fn referenced(table: &Table) -> Result<HashSet<String>, MaintenanceError> 
     Ok(files)
 }
 
-/// The files under a table's `data/` and `metadata/` with their modification times (ms), for a
-/// `file://` table; `None` for locations this cannot list.
-fn list_files(location: &str) -> Result<Option<Vec<(String, i64)>>, MaintenanceError> {
+/// Lists a table's files, in a local or S3 warehouse.
+pub struct TableFiles {
+    s3: Option<S3Files>,
+}
+
+impl TableFiles {
+    /// `s3`: the client for `s3://` tables (on the sink's runtime, like the warehouse's).
+    pub fn new(s3: Option<S3Files>) -> Self {
+        TableFiles { s3 }
+    }
+
+    /// The files under a table's `data/` and `metadata/` with their modification times (ms);
+    /// `None` for locations this cannot list.
+    async fn list(&self, location: &str) -> Result<Option<Vec<(String, i64)>>, MaintenanceError> {
+        // Paths are given as `location/…`, spelled as the metadata spells them.
+        let location = location.trim_end_matches('/');
+        if let Some(table) = S3Path::parse(location) {
+            let Some(s3) = &self.s3 else { return Ok(None) };
+            let mut found = Vec::new();
+            for dir in ["data/", "metadata/"] {
+                let prefix = S3Path { bucket: table.bucket.clone(), key: format!("{}/{dir}", table.key) };
+                for (key, modified) in s3.list_modified(&prefix).await.map_err(MaintenanceError::ListObjects)? {
+                    if let Some(relative) = key.strip_prefix(&table.key).and_then(|k| k.strip_prefix('/')) {
+                        found.push((format!("{location}/{relative}"), modified));
+                    }
+                }
+            }
+            return Ok(Some(found));
+        }
+        list_local(location)
+    }
+}
+
+/// `list` for a `file://` table.
+fn list_local(location: &str) -> Result<Option<Vec<(String, i64)>>, MaintenanceError> {
     let Some(root) = location.strip_prefix("file://") else { return Ok(None) };
+    let root = std::path::Path::new(root);
     let mut found = Vec::new();
-    let mut pending: Vec<std::path::PathBuf> =
-        ["data", "metadata"].iter().map(|d| std::path::Path::new(root).join(d)).collect();
+    let mut pending: Vec<std::path::PathBuf> = ["data", "metadata"].iter().map(|d| root.join(d)).collect();
     while let Some(dir) = pending.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -560,14 +596,17 @@ fn list_files(location: &str) -> Result<Option<Vec<(String, i64)>>, MaintenanceE
         for entry in entries {
             let entry = entry.map_err(MaintenanceError::List)?;
             let kind = entry.file_type().map_err(MaintenanceError::List)?;
+            let path = entry.path();
             if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
+                pending.push(path);
+            } else if kind.is_file()
+                && let Ok(relative) = path.strip_prefix(root)
+            {
                 let modified = entry.metadata().and_then(|m| m.modified()).map_err(MaintenanceError::List)?;
                 let modified_ms = modified
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-                found.push((format!("file://{}", entry.path().display()), modified_ms));
+                found.push((format!("{location}/{}", relative.display()), modified_ms));
             }
         }
     }

@@ -25,7 +25,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::compact::{Committer, Maintainer, MaintenanceError};
+use super::compact::{Committer, Maintainer, MaintenanceError, TableFiles};
 use super::records::{self, DecodeError};
 use super::storage::WarehouseStorageFactory;
 use super::table::{self, CommitWriter};
@@ -86,6 +86,7 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
     let settings = sink.settings.clone();
     let mut catalog: Option<Arc<SqlCatalog>> = None;
     let mut committer: Option<Arc<Committer>> = None;
+    let mut files: Option<Arc<TableFiles>> = None;
     let mut catalog_backoff = Backoff::default();
     let mut backoffs: HashMap<String, Backoff> = HashMap::new();
     let mut maintenance_due: HashMap<String, Instant> = HashMap::new();
@@ -99,18 +100,16 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
         }
         if catalog.is_none() && ready(&catalog_backoff) {
             let opened = match open_catalog(&sink).await {
-                Ok(opened) => Committer::connect(&settings.catalog)
-                    .await
-                    .map(|c| (opened, Arc::new(c)))
-                    .map_err(|e| e.to_string()),
+                Ok(opened) => open_maintenance(&sink).await.map(|(c, f)| (opened, c, f)),
                 Err(error) => Err(error.to_string()),
             };
             match opened {
-                Ok((opened, connected)) => {
+                Ok((opened, connected, listed)) => {
                     sink.set_catalog_error(None);
                     catalog_backoff = Backoff::default();
                     catalog = Some(opened);
                     committer = Some(connected);
+                    files = Some(listed);
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot open the iceberg catalog; retrying");
@@ -119,7 +118,9 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
                 }
             }
         }
-        let (Some(catalog), Some(committer)) = (catalog.clone(), committer.clone()) else { continue };
+        let (Some(catalog), Some(committer), Some(files)) = (catalog.clone(), committer.clone(), files.clone()) else {
+            continue;
+        };
         for topic in log.topics() {
             if *stopped.borrow() {
                 return;
@@ -150,7 +151,7 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
                 let span = tracing::info_span!("maintenance", topic = %topic.name);
                 let sweep_every = Duration::from_millis(settings.maintenance.orphan_min_age_ms / 4);
                 let sweep = last_sweep.get(&topic.name).is_none_or(|at| at.elapsed() >= sweep_every);
-                if maintain_topic(&sink, &catalog, &committer, &topic, sweep).instrument(span).await && sweep {
+                if maintain_topic(&sink, &catalog, &committer, &files, &topic, sweep).instrument(span).await && sweep {
                     last_sweep.insert(topic.name.clone(), Instant::now());
                 }
                 let next = Instant::now() + Duration::from_millis(settings.maintenance.interval_ms);
@@ -208,6 +209,22 @@ async fn open_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, SinkError> 
     Ok(Arc::new(catalog))
 }
 
+/// What maintenance needs beside the catalog: its own connection for the replace commit, and a
+/// lister of the warehouse (an S3 client of its own when the warehouse is on S3).
+async fn open_maintenance(sink: &IcebergSink) -> Result<(Arc<Committer>, Arc<TableFiles>), String> {
+    let settings = &sink.settings;
+    let redact = |text: String| match &settings.catalog {
+        super::CatalogLocation::Postgres(url) => text.replace(url.as_str(), &settings.catalog.to_string()),
+        super::CatalogLocation::Sqlite(_) => text,
+    };
+    let committer = Committer::connect(&settings.catalog).await.map_err(|e| redact(e.to_string()))?;
+    let s3 = match S3Path::parse(&settings.warehouse) {
+        Some(_) => Some(S3Files::connect(&settings.s3).await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    Ok((Arc::new(committer), Arc::new(TableFiles::new(s3))))
+}
+
 /// sqlx's connection errors may quote the URL; the password must not reach the log or the
 /// admin view through them.
 fn redact_catalog_error(catalog: &super::CatalogLocation, error: ::iceberg::Error) -> String {
@@ -224,6 +241,7 @@ async fn maintain_topic(
     sink: &IcebergSink,
     catalog: &SqlCatalog,
     committer: &Committer,
+    files: &TableFiles,
     topic: &Topic,
     sweep: bool,
 ) -> bool {
@@ -232,6 +250,7 @@ async fn maintain_topic(
     let maintainer = Maintainer {
         catalog,
         committer,
+        files,
         settings: &settings.maintenance,
         target_file_bytes: settings.target_file_bytes as u64,
         row_group_rows_max: settings.row_group_rows_max,

@@ -240,6 +240,21 @@ impl S3Files {
         Ok(out)
     }
 
+    /// Keys and last-modified times (ms since the epoch) of every object whose key starts with
+    /// `path.key`, in the same bucket.
+    pub async fn list_modified(&self, path: &S3Path) -> Result<Vec<(String, i64)>, ObjectStoreError> {
+        let mut out = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&path.bucket).prefix(&path.key).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_error("cannot list", path, e))?;
+            out.extend(page.contents().iter().filter_map(|o| {
+                let modified = o.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or(i64::MAX);
+                Some((o.key()?.to_string(), modified))
+            }));
+        }
+        Ok(out)
+    }
+
     /// Deletes the object; deleting an object that is not there succeeds.
     pub async fn delete(&self, path: &S3Path) -> Result<(), ObjectStoreError> {
         self.client

@@ -256,7 +256,8 @@ async fn maintenance_compacts_on_postgres_and_s3() {
     let mut args = compaction_args("300", &["--iceberg-snapshot-max-age-ms", "0"]);
     args.extend(["--iceberg-catalog", &url, "--object-store", "s3://zombi-tiering/cluster-m"]);
     args.extend(["--s3-endpoint", &server.endpoint, "--s3-region", "us-east-1"]);
-    let broker = TestBroker::start_with_env(&args, &[("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")]);
+    let credentials = [("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")];
+    let mut broker = TestBroker::start_with_env(&args, &credentials);
     let reader = Reader { catalog: postgres.sqlalchemy_url(), s3_endpoint: Some(server.endpoint.clone()) };
     let topic = unique_topic("ice-compact-s3");
     let mut expected = Vec::new();
@@ -286,4 +287,21 @@ async fn maintenance_compacts_on_postgres_and_s3() {
         .collect();
     in_bucket.sort();
     assert_eq!(in_bucket, live_paths(&seen), "rewritten files are deleted from the bucket");
+
+    // An object no snapshot references (what a crash before a commit leaves) is deleted by the
+    // sweep once older than the orphan age: 1 s here, so a restart's first pass after a second
+    // (or the one after it) finds it old enough.
+    let address = server.endpoint.trim_start_matches("http://").to_string();
+    let stray = format!("{prefix}stray.parquet");
+    let (status, body) = crate::tiering::http(&address, "PUT", &format!("/zombi-tiering/{stray}"));
+    assert_eq!(status, 200, "{body}");
+    args.extend(["--iceberg-orphan-min-age-ms", "1000"]);
+    broker.restart_with(&args, &credentials);
+    let deadline = std::time::Instant::now() + WAIT_MAX;
+    while list_objects(&server, &prefix).iter().any(|(key, _, _)| *key == stray) {
+        assert!(std::time::Instant::now() < deadline, "the stray object was not swept");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let seen = read_table_from(&reader, &topic).expect("table");
+    assert_exact(&seen, &expected);
 }
