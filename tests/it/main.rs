@@ -8,6 +8,7 @@ mod durability;
 mod groups;
 mod http;
 mod http_client;
+mod http_limits;
 mod iceberg;
 mod produce_consume;
 mod raw;
