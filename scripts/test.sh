@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then runs every check: formatting, clippy, unit, property and
-# integration tests (real zombi binary, rdkafka over TCP; the web console in headless chromium), and
-# the kcat / confluent-kafka scripts.
+# integration tests (real zombi binary, rdkafka over TCP; the web console in headless chromium), the
+# kcat / confluent-kafka scripts, and the packaging checks (hadolint, docker-compose config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh kcat chromium
@@ -10,6 +10,8 @@ export ZOMBI_PYTHON="${ZOMBI_CACHE:-$HOME/.cache/zombi}/venv/bin/python"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zombi-target}"
 export CARGO_TERM_COLOR=never
 
+echo "== packaging (Dockerfile, docker-compose.yml; no Docker engine needed)"
+scripts/check-packaging.sh
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"
