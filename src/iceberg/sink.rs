@@ -294,7 +294,8 @@ async fn commit_round(
                 Err(LogError::OffsetOutOfRange) if partition.log_start() > offset => break,
                 Err(error) => return Err(error.into()),
             };
-            let decoded = records::decode(&read.records, partition.index, offset)?;
+            let decoded =
+                records::decode(&read.records, partition.index, offset, log.record_batch_decompressed_bytes_max())?;
             if decoded.next_offset <= offset {
                 // Nothing readable (a gap in the log): leave it for the next round.
                 break;
