@@ -4,6 +4,7 @@ mod admin;
 mod bad_input;
 mod common;
 mod console;
+mod decompression;
 mod durability;
 mod groups;
 mod http;
