@@ -38,8 +38,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
 }
 
-/// Refusals being written at once; beyond this a connection over the limit is closed unanswered.
-const REFUSALS_IN_FLIGHT_MAX: usize = 64;
+/// Refused connections waiting for their client to close; beyond this they are closed at once.
+const REFUSALS_IN_FLIGHT_MAX: usize = 256;
 /// Time a refused client gets to take its 503 before the socket is closed.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bytes of a refused client's request read (and dropped) so that closing does not reset the
@@ -48,7 +48,12 @@ const REFUSAL_DRAIN_BYTES_MAX: usize = 64 * 1024;
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-const REFUSAL_BODY: &str = r#"{"error_code":503,"error":"unavailable","message":"too many open HTTP connections (--http-connections-max); retry"}"#;
+/// The whole answer to a connection over the limit (the body is `ApiError`'s JSON shape).
+const REFUSAL: &str = concat!(
+    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 115\r\n",
+    "retry-after: 1\r\nconnection: close\r\n\r\n",
+    r#"{"error_code":503,"error":"unavailable","message":"too many open HTTP connections (--http-connections-max); retry"}"#,
+);
 
 /// Accepts and serves connections until `stopped` turns true, then lets open ones finish their
 /// requests (up to a drain timeout).
@@ -93,8 +98,10 @@ pub async fn serve(
             }
             Err(_) => {
                 metrics.http_connection_refused();
+                // Written at once without waiting: a new socket's send buffer has room for it.
+                let _ = stream.try_write(REFUSAL.as_bytes());
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
-                    connections.spawn(refuse(stream, permit));
+                    connections.spawn(close_refused(stream, permit));
                 }
             }
         }
@@ -153,16 +160,11 @@ async fn serve_connection(
     }
 }
 
-/// Answers 503 and closes, reading what the client sent meanwhile (closing a socket with unread
-/// bytes resets it, and a reset can discard the answer before the client reads it).
-async fn refuse(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
-    let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-         retry-after: 1\r\nconnection: close\r\n\r\n{REFUSAL_BODY}",
-        REFUSAL_BODY.len()
-    );
+/// Closes a refused connection (its 503 already written) after reading what the client sent:
+/// closing a socket with unread bytes resets it, and a reset can discard the answer before the
+/// client reads it. Beyond `REFUSALS_IN_FLIGHT_MAX` of these the socket is dropped at once.
+async fn close_refused(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
     let exchange = async {
-        stream.write_all(answer.as_bytes()).await?;
         stream.shutdown().await?;
         let mut scratch = [0u8; 4096];
         let mut drained = 0;
@@ -234,5 +236,26 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusal is written by hand: its length header must match its body, which must be the
+    /// JSON error every other answer uses.
+    #[test]
+    fn the_refusal_is_a_well_formed_json_503() {
+        let (head, body) = REFUSAL.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .and_then(|v| v.parse().ok())
+            .expect("content-length");
+        assert_eq!(length, body.len());
+        let json: serde_json::Value = serde_json::from_str(body).expect("JSON body");
+        assert_eq!((json["error_code"].as_u64(), json["error"].as_str()), (Some(503), Some("unavailable")));
     }
 }
