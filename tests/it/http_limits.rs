@@ -52,7 +52,9 @@ fn metric(broker: &TestBroker, series: &str) -> f64 {
 
 #[test]
 fn half_a_header_and_a_stalled_body_are_cut_off() {
-    let broker = TestBroker::start(&["--http-header-read-timeout-ms", "300", "--http-idle-timeout-ms", "300"]);
+    // The idle timeout is ten times the header one, so that each connection below is closed by
+    // the timeout it is about (a half header also moves no bytes).
+    let broker = TestBroker::start(&["--http-header-read-timeout-ms", "300", "--http-idle-timeout-ms", "3000"]);
     // Slowloris: the request line and one header, never the blank line that ends the header.
     let mut slow = TcpStream::connect(&broker.http).expect("connect");
     slow.write_all(b"GET /health/live HTTP/1.1\r\nHost: zombi\r\n").expect("send half a header");
@@ -76,7 +78,8 @@ fn half_a_header_and_a_stalled_body_are_cut_off() {
 
 #[test]
 fn connections_beyond_the_cap_get_503_and_the_served_ones_carry_on() {
-    let broker = TestBroker::start(&["--http-connections-max", "2"]);
+    // A long header read timeout: the kept-alive connections below must not be closed as idle.
+    let broker = TestBroker::start(&["--http-connections-max", "2", "--http-header-read-timeout-ms", "600000"]);
     // Two kept-alive connections, each answered once: both hold a slot from now on.
     let mut first = TcpStream::connect(&broker.http).expect("connect");
     let mut second = TcpStream::connect(&broker.http).expect("connect");
