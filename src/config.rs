@@ -50,6 +50,21 @@ pub struct Settings {
     /// Largest HTTP request body accepted (the events API's produce routes).
     #[arg(long, env = "ZOMBI_HTTP_REQUEST_MAX_BYTES")]
     pub http_request_max_bytes: Option<usize>,
+    /// Most HTTP connections served at once; more are answered 503 and closed.
+    #[arg(long, env = "ZOMBI_HTTP_CONNECTIONS_MAX")]
+    pub http_connections_max: Option<usize>,
+    /// How long an HTTP client has to send a request's header, counted from when the server waits
+    /// for it (a new connection, or the next request on a kept-alive one).
+    #[arg(long, env = "ZOMBI_HTTP_HEADER_READ_TIMEOUT_MS")]
+    pub http_header_read_timeout_ms: Option<u64>,
+    /// An HTTP connection with no bytes read or written for this long is closed (a stalled body
+    /// upload, a client that stopped reading its response).
+    #[arg(long, env = "ZOMBI_HTTP_IDLE_TIMEOUT_MS")]
+    pub http_idle_timeout_ms: Option<u64>,
+    /// Largest size a stored record batch may decompress to when the broker decodes it (HTTP
+    /// reads, the Iceberg sink, ListOffsets by time, key checks of compacted topics).
+    #[arg(long, env = "ZOMBI_RECORD_BATCH_DECOMPRESSED_MAX_BYTES")]
+    pub record_batch_decompressed_max_bytes: Option<usize>,
     /// Create unknown topics on Metadata and Produce requests.
     #[arg(long, env = "ZOMBI_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -197,6 +212,14 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// Largest HTTP request body (413 above it).
     pub http_request_bytes_max: usize,
+    /// Most HTTP connections served at once (more are answered 503 and closed).
+    pub http_connections_max: usize,
+    /// Time to receive a request's header, from when the server starts waiting for it.
+    pub http_header_read_timeout_ms: u64,
+    /// Time without a byte read or written after which an HTTP connection is closed.
+    pub http_idle_timeout_ms: u64,
+    /// Largest decompressed size of a stored batch the broker decodes (see `log::records`).
+    pub record_batch_decompressed_bytes_max: usize,
     /// Most records one `GET /events/{topic}` returns.
     pub http_read_records_max: usize,
     /// Most batch bytes one `GET /events/{topic}` reads from the log.
@@ -346,6 +369,10 @@ impl Config {
             kafka_advertised_explicit,
             http_listen: pick!(http_listen, SocketAddr::from(([0, 0, 0, 0], 8080))),
             http_request_bytes_max: pick!(http_request_max_bytes, 8 * 1024 * 1024),
+            http_connections_max: pick!(http_connections_max, 1024),
+            http_header_read_timeout_ms: pick!(http_header_read_timeout_ms, 10_000),
+            http_idle_timeout_ms: pick!(http_idle_timeout_ms, 60_000),
+            record_batch_decompressed_bytes_max: pick!(record_batch_decompressed_max_bytes, 64 * 1024 * 1024),
             http_read_records_max: 1000,
             http_read_bytes_max: 4 * 1024 * 1024,
             auto_create_topics: pick!(auto_create_topics, true),
@@ -397,6 +424,15 @@ impl Config {
         }
         if self.http_request_bytes_max < 1024 {
             return invalid("http-request-max-bytes", "must be at least 1024");
+        }
+        if self.http_connections_max == 0 {
+            return invalid("http-connections-max", "must be at least 1");
+        }
+        if self.http_header_read_timeout_ms == 0 || self.http_idle_timeout_ms == 0 {
+            return invalid("http-*-timeout-ms", "must be at least 1");
+        }
+        if self.record_batch_decompressed_bytes_max < self.message_max_bytes.max(0) as usize {
+            return invalid("record-batch-decompressed-max-bytes", "must be at least message.max.bytes");
         }
         if self.connections_max == 0 {
             return invalid("connections-max", "must be at least 1");

@@ -81,7 +81,9 @@ impl LogError {
             LogError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             LogError::InvalidRequest(_) => ResponseError::InvalidRequest,
             LogError::Batch(BatchError::Corrupt | BatchError::CrcMismatch) => ResponseError::CorruptMessage,
-            LogError::Batch(BatchError::TooLarge { .. }) => ResponseError::MessageTooLarge,
+            LogError::Batch(BatchError::TooLarge { .. } | BatchError::DecompressedTooLarge { .. }) => {
+                ResponseError::MessageTooLarge
+            }
             LogError::Batch(BatchError::UnknownCompression(_)) => ResponseError::UnsupportedCompressionType,
             LogError::Batch(BatchError::UnsupportedMagic(_) | BatchError::Invalid(_))
             | LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,

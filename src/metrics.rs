@@ -4,8 +4,8 @@
 //! (one per Kafka API at startup, one per topic cached on the topic itself), so recording takes no
 //! shared lock: an atomic add, or one API's own histogram mutex. Gauges that mirror state the broker
 //! already keeps (offsets, lag, process) are read at scrape time by collectors instead of being
-//! updated on every change. Later stages (the Iceberg sink) plug in through
-//! [`Metrics::partition_gauges`] and [`Metrics::register_collector`].
+//! updated on every change (the Iceberg sink's state included, from `iceberg::status`). Later
+//! stages plug in through [`Metrics::partition_gauges`] and [`Metrics::register_collector`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -107,12 +107,20 @@ pub struct Metrics {
     connections: Gauge,
     connections_created: Counter,
     http_requests: Family<HttpLabels, Counter>,
+    http_connections: Gauge,
+    http_connections_refused: Counter,
+    http_connections_timed_out: Family<TimeoutLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     route: String,
     status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TimeoutLabels {
+    timeout: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -199,6 +207,23 @@ impl Metrics {
         );
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register("zombi_http_requests", "HTTP requests answered, per route and status", http_requests.clone());
+        let http_connections = Gauge::default();
+        let http_connections_refused = Counter::default();
+        let http_connections_timed_out = Family::<TimeoutLabels, Counter>::default();
+        registry.register("zombi_http_connection_count", "Open HTTP connections", http_connections.clone());
+        registry.register(
+            "zombi_http_connections_refused",
+            "HTTP connections answered 503 and closed because --http-connections-max were open",
+            http_connections_refused.clone(),
+        );
+        registry.register(
+            "zombi_http_connections_timed_out",
+            "HTTP connections closed by a timeout: header_read (no whole request header in time) or idle",
+            http_connections_timed_out.clone(),
+        );
+        for timeout in [HTTP_TIMEOUT_HEADER_READ, HTTP_TIMEOUT_IDLE] {
+            let _ = http_connections_timed_out.get_or_create_owned(&TimeoutLabels { timeout });
+        }
         registry.register_collector(Box::new(ProcessCollector));
         Metrics {
             registry: Mutex::new(registry),
@@ -211,6 +236,9 @@ impl Metrics {
             connections,
             connections_created,
             http_requests,
+            http_connections,
+            http_connections_refused,
+            http_connections_timed_out,
         }
     }
 
@@ -245,6 +273,22 @@ impl Metrics {
         self.connections.inc();
         self.connections_created.inc();
         ConnectionGuard { metrics: self.clone() }
+    }
+
+    /// An HTTP connection is being served; the guard counts it closed when dropped.
+    pub fn http_connection_opened(self: &Arc<Self>) -> HttpConnectionGuard {
+        self.http_connections.inc();
+        HttpConnectionGuard { metrics: self.clone() }
+    }
+
+    /// An HTTP connection over the limit, answered 503.
+    pub fn http_connection_refused(&self) {
+        self.http_connections_refused.inc();
+    }
+
+    /// An HTTP connection closed by `timeout` ([`HTTP_TIMEOUT_HEADER_READ`] or [`HTTP_TIMEOUT_IDLE`]).
+    pub fn http_connection_timed_out(&self, timeout: &'static str) {
+        self.http_connections_timed_out.get_or_create(&TimeoutLabels { timeout }).inc();
     }
 
     pub fn http_request(&self, route: &str, status: u16) {
@@ -352,6 +396,21 @@ impl Drop for ConnectionGuard {
     }
 }
 
+/// Keeps an HTTP connection counted as open.
+pub struct HttpConnectionGuard {
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for HttpConnectionGuard {
+    fn drop(&mut self) {
+        self.metrics.http_connections.dec();
+    }
+}
+
+/// Label values of `zombi_http_connections_timed_out_total`.
+pub const HTTP_TIMEOUT_HEADER_READ: &str = "header_read";
+pub const HTTP_TIMEOUT_IDLE: &str = "idle";
+
 /// `UnknownTopicOrPartition` → `UNKNOWN_TOPIC_OR_PARTITION`, Kafka's own spelling.
 fn kafka_error_name(error: &ResponseError) -> String {
     let camel = match error {
@@ -430,6 +489,7 @@ fn response_error_codes(response: &ResponseKind, mut f: impl FnMut(i16)) {
 pub struct BrokerCollector {
     pub log: Log,
     pub coordinator: Coordinator,
+    pub iceberg: Arc<crate::iceberg::IcebergSink>,
 }
 
 impl std::fmt::Debug for BrokerCollector {
@@ -494,6 +554,7 @@ impl Collector for BrokerCollector {
         )?;
         encode_metric(&mut encoder, "kafka_consumergroup_members", "Members of each consumer group", &members)?;
         encode_tiering(&mut encoder, &crate::tier::status(&self.log))?;
+        encode_iceberg(&mut encoder, &crate::iceberg::status(&self.iceberg, &self.log))?;
         encode_rocksdb(&mut encoder, &self.log.store().properties())
     }
 }
@@ -567,6 +628,115 @@ fn encode_tiering(encoder: &mut DescriptorEncoder, status: &crate::tier::TierSta
         "zombi_object_store_request_errors",
         "Object store requests that failed",
         &ConstCounter::new(status.request_errors),
+    )
+}
+
+/// Reads one counter of a topic's Iceberg sink state.
+type IcebergField = fn(&crate::iceberg::TopicIcebergStatus) -> u64;
+
+/// The Iceberg sink's state per table (topics with `zombi.iceberg.enable`), as `zombi_iceberg_*`:
+/// the sink is not Kafka's, so none of its names could be mistaken for a Kafka metric, and its
+/// file compaction is never called plain "compaction" (in Kafka that is key-based cleanup).
+fn encode_iceberg(
+    encoder: &mut DescriptorEncoder,
+    status: &crate::iceberg::IcebergStatus,
+) -> Result<(), std::fmt::Error> {
+    let topics: Vec<&crate::iceberg::TopicIcebergStatus> = status.topics.iter().filter(|t| t.enabled).collect();
+    let committed = Family::<PartitionLabels, Gauge>::default();
+    let records_lag = Family::<PartitionLabels, Gauge>::default();
+    for topic in &topics {
+        for partition in &topic.partitions {
+            let labels = PartitionLabels { topic: topic.topic.clone(), partition: partition.partition };
+            committed.get_or_create(&labels).set(partition.committed_offset);
+            records_lag.get_or_create(&labels).set((partition.high_watermark - partition.committed_offset).max(0));
+        }
+    }
+    encode_metric(encoder, "zombi_iceberg_committed_offset", "Offset after the last record in the table", &committed)?;
+    encode_metric(encoder, "zombi_iceberg_records_lag", "Records in the log and not yet in the table", &records_lag)?;
+    let lag_seconds = Family::<TopicLabels, Gauge<f64, AtomicU64>>::default();
+    let last_commit = Family::<TopicLabels, Gauge<f64, AtomicU64>>::default();
+    for topic in &topics {
+        let labels = TopicLabels { topic: topic.topic.clone() };
+        lag_seconds.get_or_create(&labels).set(topic.lag_seconds);
+        if let Some(ms) = topic.last_commit_ms {
+            last_commit.get_or_create(&labels).set(ms as f64 / 1000.0);
+        }
+    }
+    encode_metric(
+        encoder,
+        "zombi_iceberg_lag_seconds",
+        "0 while the table holds every record of the log, else seconds since the sink last saw it do so",
+        &lag_seconds,
+    )?;
+    encode_metric(
+        encoder,
+        "zombi_iceberg_last_commit_timestamp_seconds",
+        "When this broker last committed to the table, seconds since the Unix epoch",
+        &last_commit,
+    )?;
+    let counters: [(&str, &str, IcebergField); 14] = [
+        ("zombi_iceberg_commits", "Snapshots the sink committed to the table", |t| t.commits),
+        ("zombi_iceberg_records_written", "Records written to the table as rows", |t| t.records_written),
+        ("zombi_iceberg_data_files_written", "Parquet data files the sink added to the table", |t| t.data_files),
+        ("zombi_iceberg_data_files_written_bytes", "Bytes of the Parquet data files the sink added", |t| {
+            t.data_file_bytes
+        }),
+        ("zombi_iceberg_errors", "Rounds of the table that failed (retried with backoff)", |t| t.errors),
+        (
+            "zombi_iceberg_skipped_below_log_start",
+            "Records retention or DeleteRecords removed before the sink read them",
+            |t| t.skipped_below_log_start,
+        ),
+        ("zombi_iceberg_control_records", "Records of control batches, never rows", |t| t.control_records),
+        ("zombi_iceberg_header_keys_replaced", "Header keys that were not UTF-8, stored with U+FFFD", |t| {
+            t.header_keys_replaced
+        }),
+        ("zombi_iceberg_timestamps_out_of_range", "Timestamps too large for microseconds, stored as null", |t| {
+            t.timestamps_out_of_range
+        }),
+        ("zombi_iceberg_compactions", "Iceberg file compaction commits (small files rewritten)", |t| t.compactions),
+        ("zombi_iceberg_compaction_files_rewritten", "Data files Iceberg file compaction removed", |t| {
+            t.compaction_files_rewritten
+        }),
+        ("zombi_iceberg_compaction_files_written", "Data files Iceberg file compaction added", |t| {
+            t.compaction_files_written
+        }),
+        ("zombi_iceberg_compaction_bytes_rewritten", "Bytes of data files Iceberg file compaction rewrote", |t| {
+            t.compaction_bytes_rewritten
+        }),
+        ("zombi_iceberg_snapshots_expired", "Snapshots expired from the table's metadata", |t| t.snapshots_expired),
+        ("zombi_iceberg_unreferenced_files_deleted", "Files a maintenance pass left unreferenced, deleted", |t| {
+            t.unreferenced_files_deleted
+        }),
+        ("zombi_iceberg_orphan_files_deleted", "Files no snapshot ever referenced, deleted once old enough", |t| {
+            t.orphan_files_deleted
+        }),
+        ("zombi_iceberg_maintenance_errors", "Maintenance passes of the table that failed", |t| t.maintenance_errors),
+    ];
+    for (name, help, value) in counters {
+        let family = Family::<TopicLabels, Counter>::default();
+        for topic in &topics {
+            family.get_or_create(&TopicLabels { topic: topic.topic.clone() }).inc_by(value(topic));
+        }
+        encode_metric(encoder, name, help, &family)?;
+    }
+    let live = Family::<TopicLabels, Gauge>::default();
+    for topic in &topics {
+        if let Some(files) = topic.live_data_files {
+            live.get_or_create(&TopicLabels { topic: topic.topic.clone() }).set(i64::try_from(files).unwrap_or(i64::MAX));
+        }
+    }
+    encode_metric(
+        encoder,
+        "zombi_iceberg_live_data_files",
+        "Data files in the table's current snapshot, as of the last maintenance pass",
+        &live,
+    )?;
+    encode_metric(
+        encoder,
+        "zombi_iceberg_catalog_unavailable",
+        "1 while the Iceberg catalog cannot be opened (see GET /admin/iceberg), else 0",
+        &ConstGauge::new(i64::from(status.catalog_error.is_some())),
     )
 }
 

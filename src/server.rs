@@ -55,7 +55,11 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let config = Arc::new(config);
     let sink = crate::iceberg::IcebergSink::new(config.iceberg.clone());
     let broker = Arc::new(Broker::new(log.clone(), coordinator.clone(), config.clone(), sink.clone()));
-    broker.metrics.register_collector(Box::new(BrokerCollector { log: log.clone(), coordinator: coordinator.clone() }));
+    broker.metrics.register_collector(Box::new(BrokerCollector {
+        log: log.clone(),
+        coordinator: coordinator.clone(),
+        iceberg: sink.clone(),
+    }));
     let (stop, stopped) = watch::channel(false);
 
     let mut background = JoinSet::new();

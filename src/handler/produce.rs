@@ -39,7 +39,13 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
             let mut counted = None;
             let outcome = match &topic {
                 Err(error) => Outcome::Done(Err(same_error(error))),
-                Ok(topic) => match validate(topic, data.index, data.records, acks) {
+                Ok(topic) => match validate(
+                    topic,
+                    data.index,
+                    data.records,
+                    acks,
+                    broker.log.record_batch_decompressed_bytes_max(),
+                ) {
                     Ok((partition, batches)) => {
                         counted = Some(Counted::of(broker.topic_metrics(topic), &batches));
                         ready.push((topic.config.timestamp_type, partition, batches));
@@ -99,6 +105,7 @@ fn validate(
     index: i32,
     records: Option<bytes::Bytes>,
     acks: i16,
+    decompressed_bytes_max: usize,
 ) -> Result<(Arc<crate::log::Partition>, Vec<batch::ValidBatch>), LogError> {
     let partition = topic.partition(index).ok_or(LogError::UnknownTopicOrPartition)?;
     if !matches!(acks, -1..=1) {
@@ -110,16 +117,21 @@ fn validate(
     let records = records.unwrap_or_default();
     let batches = batch::validate(&records, topic.config.max_message_bytes.max(0) as usize)?;
     if topic.config.compacted {
-        check_keys(topic, index, &batches)?;
+        check_keys(topic, index, &batches, decompressed_bytes_max)?;
     }
     Ok((partition.clone(), batches))
 }
 
 /// Kafka refuses records without a key on compacted topics, naming each one.
-fn check_keys(topic: &crate::log::Topic, index: i32, batches: &[batch::ValidBatch]) -> Result<(), LogError> {
+fn check_keys(
+    topic: &crate::log::Topic,
+    index: i32,
+    batches: &[batch::ValidBatch],
+    decompressed_bytes_max: usize,
+) -> Result<(), LogError> {
     let mut record_errors = Vec::new();
     for valid in batches {
-        for position in batch::records_without_key(valid)? {
+        for position in batch::records_without_key(valid, decompressed_bytes_max)? {
             let message =
                 format!("Compacted topic cannot accept message without key in topic partition {}-{index}.", topic.name);
             record_errors.push((position, message));

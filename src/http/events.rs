@@ -316,7 +316,8 @@ pub(super) async fn read(
         broker.topic_metrics(&found).fetched(bytes, count);
         let from = next;
         let batch_bytes = read.records.clone();
-        let decoded = tokio::task::spawn_blocking(move || records::decode_batches(&batch_bytes, from))
+        let limit = broker.config.record_batch_decompressed_bytes_max;
+        let decoded = tokio::task::spawn_blocking(move || records::decode_batches(&batch_bytes, from, limit))
             .await
             .map_err(|_| ApiError::Unavailable)?
             .map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -9,6 +9,7 @@
 mod admin;
 mod events;
 mod groups;
+mod listener;
 pub mod records;
 
 use std::sync::Arc;
@@ -34,13 +35,16 @@ const CONSOLE_HTML: &str = include_str!("console.html");
 
 /// Serves until `stopped` turns true. The broker only starts this after the log has recovered and
 /// the Kafka listener is bound, so readiness is true for as long as it answers.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut stopped: watch::Receiver<bool>) {
-    let shutdown = async move {
-        let _ = stopped.changed().await;
+/// Connections are capped and timed out as `listener` describes.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, stopped: watch::Receiver<bool>) {
+    let config = &broker.config;
+    let limits = listener::Limits {
+        connections_max: config.http_connections_max,
+        header_read_timeout: std::time::Duration::from_millis(config.http_header_read_timeout_ms),
+        idle_timeout: std::time::Duration::from_millis(config.http_idle_timeout_ms),
     };
-    if let Err(error) = axum::serve(listener, router(broker)).with_graceful_shutdown(shutdown).await {
-        tracing::error!(%error, "HTTP listener failed");
-    }
+    let metrics = broker.metrics.clone();
+    listener::serve(listener, router(broker), limits, metrics, stopped).await;
 }
 
 pub fn router(broker: Arc<Broker>) -> Router {

@@ -1,18 +1,14 @@
 //! Record batches for the HTTP API: building one (magic v2, uncompressed, CRC32C) from records, and
-//! decoding stored batches (any codec) into records with their headers in order, duplicates kept.
-//!
-//! kafka-protocol's decoder folds headers into a map, so records are decoded here; its codecs are
-//! still used to decompress.
+//! decoding stored batches (any codec, decompression bounded) into records with their headers in
+//! order, duplicates kept. The record format itself is `log::records`.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::log::batch::{BatchHeader, HEADER_BYTES, LOG_OVERHEAD_BYTES};
+use crate::log::batch::{HEADER_BYTES, LOG_OVERHEAD_BYTES};
+use crate::log::records::{self as log_records, Batches, RecordsError, put_nullable_bytes, put_varint};
 
 const ATTRIBUTES_AT: usize = 21;
 const CRC_AT: usize = 17;
-const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
-const CONTROL: i16 = 0x20;
 
 /// One record as the HTTP API sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +35,19 @@ pub enum DecodeError {
     Malformed,
     #[error("stored record batch does not decompress: {0}")]
     Decompress(String),
+    #[error(transparent)]
+    TooLarge(RecordsError),
+}
+
+impl From<RecordsError> for DecodeError {
+    fn from(error: RecordsError) -> Self {
+        match error {
+            RecordsError::Corrupt { .. } => DecodeError::Malformed,
+            RecordsError::UnknownCodec { codec, .. } => DecodeError::Decompress(format!("unknown codec {codec}")),
+            RecordsError::Decompress { reason, .. } => DecodeError::Decompress(reason),
+            too_large @ RecordsError::TooLarge { .. } => DecodeError::TooLarge(too_large),
+        }
+    }
 }
 
 /// Builds one uncompressed magic v2 batch holding `records` (at least one), base offset 0, no
@@ -53,12 +62,12 @@ pub fn encode_batch(records: &[HttpRecord]) -> Bytes {
         record_bytes.put_i8(0);
         put_varint(&mut record_bytes, record.timestamp_ms - base_timestamp);
         put_varint(&mut record_bytes, delta as i64);
-        put_bytes(&mut record_bytes, record.key.as_deref());
-        put_bytes(&mut record_bytes, record.value.as_deref());
+        put_nullable_bytes(&mut record_bytes, record.key.as_deref());
+        put_nullable_bytes(&mut record_bytes, record.value.as_deref());
         put_varint(&mut record_bytes, record.headers.len() as i64);
         for (key, value) in &record.headers {
-            put_bytes(&mut record_bytes, Some(key.as_bytes()));
-            put_bytes(&mut record_bytes, value.as_deref());
+            put_nullable_bytes(&mut record_bytes, Some(key.as_bytes()));
+            put_nullable_bytes(&mut record_bytes, value.as_deref());
         }
         put_varint(&mut body, record_bytes.len() as i64);
         body.put_slice(&record_bytes);
@@ -85,131 +94,47 @@ pub fn encode_batch(records: &[HttpRecord]) -> Bytes {
 }
 
 /// Decodes every record of the batches in `bytes` at or after `from_offset`; control batches are
-/// skipped.
-pub fn decode_batches(mut bytes: &[u8], from_offset: i64) -> Result<Vec<StoredRecord>, DecodeError> {
+/// skipped, a batch that decompresses to more than `decompressed_bytes_max` is an error, and so
+/// is a partial batch at the end (reads return whole batches).
+pub fn decode_batches(
+    bytes: &[u8],
+    from_offset: i64,
+    decompressed_bytes_max: usize,
+) -> Result<Vec<StoredRecord>, DecodeError> {
     let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let header = BatchHeader::parse(bytes).map_err(|_| DecodeError::Malformed)?;
-        let size = header.size_bytes();
-        if header.batch_length < (HEADER_BYTES - LOG_OVERHEAD_BYTES) as i32 || size > bytes.len() {
-            return Err(DecodeError::Malformed);
-        }
-        let (batch, rest) = bytes.split_at(size);
-        bytes = rest;
-        if header.attributes & CONTROL != 0 || header.last_offset() < from_offset {
+    let mut batches = Batches::new(Bytes::copy_from_slice(bytes));
+    for batch in &mut batches {
+        let (header, batch) = batch?;
+        if header.is_control() || header.last_offset() < from_offset {
             continue;
         }
-        let body = decompress(header.compression(), Bytes::copy_from_slice(&batch[HEADER_BYTES..]))?;
-        decode_records(&header, body, from_offset, &mut out)?;
+        let log_append_time = header.attributes & TIMESTAMP_TYPE_LOG_APPEND != 0;
+        for record in log_records::records(&header, &batch, decompressed_bytes_max)? {
+            let record = record?;
+            if record.offset < from_offset {
+                continue;
+            }
+            let headers = record
+                .headers
+                .into_iter()
+                .map(|(name, value)| Ok((String::from_utf8(name.to_vec()).map_err(|_| DecodeError::Malformed)?, value)))
+                .collect::<Result<_, DecodeError>>()?;
+            out.push(StoredRecord {
+                offset: record.offset,
+                timestamp_ms: record.timestamp_ms,
+                log_append_time,
+                record: HttpRecord { key: record.key, value: record.value, headers, timestamp_ms: record.timestamp_ms },
+            });
+        }
+    }
+    if batches.remaining_bytes() > 0 {
+        return Err(DecodeError::Malformed);
     }
     Ok(out)
 }
 
-fn decompress(codec: i16, mut body: Bytes) -> Result<Bytes, DecodeError> {
-    let all = |buf: &mut Bytes| Ok(buf.split_to(buf.len()));
-    let error = |e: anyhow::Error| DecodeError::Decompress(e.to_string());
-    match codec {
-        0 => Ok(body),
-        1 => Gzip::decompress(&mut body, all).map_err(error),
-        2 => Snappy::decompress(&mut body, all).map_err(error),
-        3 => Lz4::decompress(&mut body, all).map_err(error),
-        4 => Zstd::decompress(&mut body, all).map_err(error),
-        other => Err(DecodeError::Decompress(format!("unknown codec {other}"))),
-    }
-}
-
-fn decode_records(
-    header: &BatchHeader,
-    mut body: Bytes,
-    from_offset: i64,
-    out: &mut Vec<StoredRecord>,
-) -> Result<(), DecodeError> {
-    let log_append_time = header.attributes & TIMESTAMP_TYPE_LOG_APPEND != 0;
-    for _ in 0..header.record_count {
-        let length = usize::try_from(get_varint(&mut body)?).map_err(|_| DecodeError::Malformed)?;
-        if length > body.len() {
-            return Err(DecodeError::Malformed);
-        }
-        let mut record = body.split_to(length);
-        if record.is_empty() {
-            return Err(DecodeError::Malformed);
-        }
-        record.advance(1); // attributes: unused in v2
-        let timestamp_delta = get_varint(&mut record)?;
-        let offset_delta = get_varint(&mut record)?;
-        let key = get_bytes(&mut record)?;
-        let value = get_bytes(&mut record)?;
-        let header_count = get_varint(&mut record)?;
-        if header_count < 0 || header_count as usize > record.len() {
-            return Err(DecodeError::Malformed);
-        }
-        let mut headers = Vec::with_capacity(header_count as usize);
-        for _ in 0..header_count {
-            let name = get_bytes(&mut record)?.ok_or(DecodeError::Malformed)?;
-            let name = String::from_utf8(name.to_vec()).map_err(|_| DecodeError::Malformed)?;
-            headers.push((name, get_bytes(&mut record)?));
-        }
-        let offset = header.base_offset + offset_delta;
-        if offset < from_offset {
-            continue;
-        }
-        let timestamp_ms =
-            if log_append_time { header.max_timestamp } else { header.base_timestamp.saturating_add(timestamp_delta) };
-        out.push(StoredRecord {
-            offset,
-            timestamp_ms,
-            log_append_time,
-            record: HttpRecord { key, value, headers, timestamp_ms },
-        });
-    }
-    Ok(())
-}
-
-fn put_varint(buf: &mut BytesMut, value: i64) {
-    let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-    while zigzag >= 0x80 {
-        buf.put_u8((zigzag as u8) | 0x80);
-        zigzag >>= 7;
-    }
-    buf.put_u8(zigzag as u8);
-}
-
-fn put_bytes(buf: &mut BytesMut, bytes: Option<&[u8]>) {
-    match bytes {
-        Some(bytes) => {
-            put_varint(buf, bytes.len() as i64);
-            buf.put_slice(bytes);
-        }
-        None => put_varint(buf, -1),
-    }
-}
-
-fn get_varint(buf: &mut Bytes) -> Result<i64, DecodeError> {
-    let mut value = 0u64;
-    for shift in (0..70).step_by(7) {
-        if !buf.has_remaining() || shift > 63 {
-            return Err(DecodeError::Malformed);
-        }
-        let byte = buf.get_u8();
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
-        }
-    }
-    Err(DecodeError::Malformed)
-}
-
-fn get_bytes(buf: &mut Bytes) -> Result<Option<Bytes>, DecodeError> {
-    let length = get_varint(buf)?;
-    if length < 0 {
-        return Ok(None);
-    }
-    let length = length as usize;
-    if length > buf.len() {
-        return Err(DecodeError::Malformed);
-    }
-    Ok(Some(buf.split_to(length)))
-}
+/// Bit of the batch attributes that says every record's timestamp is the batch's max timestamp.
+const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
 
 /// Kafka's default partitioner for keyed records: `toPositive(murmur2(key)) % partitions`, so a key
 /// lands where the Java client and librdkafka's `murmur2` partitioner put it.
@@ -248,6 +173,8 @@ mod tests {
     use super::*;
     use crate::log::batch;
 
+    const LIMIT: usize = 1 << 20;
+
     fn record(key: Option<&str>, value: Option<&[u8]>, headers: &[(&str, Option<&[u8]>)]) -> HttpRecord {
         HttpRecord {
             key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
@@ -270,10 +197,10 @@ mod tests {
         let valid = batch::validate(&bytes, 1 << 20).expect("valid batch");
         assert_eq!(valid[0].header.record_count, 3);
         assert_eq!(valid[0].header.max_timestamp, 1_700_000_000_123);
-        let decoded = decode_batches(&bytes, 0).expect("decodes");
+        let decoded = decode_batches(&bytes, 0, LIMIT).expect("decodes");
         assert_eq!(decoded.iter().map(|r| r.record.clone()).collect::<Vec<_>>(), records);
         assert_eq!(decoded.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert_eq!(decode_batches(&bytes, 2).expect("decodes").len(), 1);
+        assert_eq!(decode_batches(&bytes, 2, LIMIT).expect("decodes").len(), 1);
     }
 
     #[test]
@@ -301,7 +228,7 @@ mod tests {
             let mut bytes = BytesMut::new();
             let options = RecordEncodeOptions { version: 2, compression };
             RecordBatchEncoder::encode(&mut bytes, &records, &options).expect("encodes");
-            let decoded = decode_batches(&bytes, 1).expect("decodes");
+            let decoded = decode_batches(&bytes, 1, LIMIT).expect("decodes");
             assert_eq!(decoded.len(), 2, "{compression:?}");
             assert_eq!(decoded[0].offset, 1);
             assert_eq!(decoded[1].record.key.as_deref(), Some(&b"key-2"[..]));
@@ -314,12 +241,12 @@ mod tests {
     fn truncated_batches_are_errors_not_panics() {
         let bytes = encode_batch(&[record(Some("k"), Some(b"value"), &[("h", Some(b"1"))])]);
         for cut in 0..bytes.len() {
-            let _ = decode_batches(&bytes[..cut], 0);
+            let _ = decode_batches(&bytes[..cut], 0, LIMIT);
         }
         let mut bad = BytesMut::from(&bytes[..]);
         let last = bad.len() - 3;
         bad[last] = 0x7f;
-        let _ = decode_batches(&bad, 0);
+        let _ = decode_batches(&bad, 0, LIMIT);
     }
 
     /// Vectors from Kafka's `UtilsTest.testMurmur2`.

@@ -329,6 +329,9 @@ pub struct IcebergSink {
     pub settings: IcebergSettings,
     tables: Mutex<HashMap<String, TableState>>,
     catalog_error: Mutex<Option<String>>,
+    /// When this sink started (ms since the epoch): the lag of a table not yet seen caught up
+    /// counts from here.
+    started_ms: i64,
 }
 
 /// What the sink knows of one topic's table.
@@ -348,6 +351,11 @@ struct TableState {
     control_records: u64,
     header_keys_replaced: u64,
     timestamps_out_of_range: u64,
+    /// The last time (ms since the epoch) the sink saw the table hold every record the log had
+    /// then: every record appended before this instant is in the table. Set when a round that
+    /// started then committed everything up to the high watermarks it read, and when a tick finds
+    /// the table caught up.
+    caught_up_at_ms: Option<i64>,
     /// Replace snapshots committed by compaction.
     compactions: u64,
     compaction_files_rewritten: u64,
@@ -366,7 +374,12 @@ struct TableState {
 
 impl IcebergSink {
     pub fn new(settings: IcebergSettings) -> Arc<Self> {
-        Arc::new(IcebergSink { settings, tables: Mutex::new(HashMap::new()), catalog_error: Mutex::new(None) })
+        Arc::new(IcebergSink {
+            settings,
+            tables: Mutex::new(HashMap::new()),
+            catalog_error: Mutex::new(None),
+            started_ms: crate::log::now_ms(),
+        })
     }
 
     fn update(&self, topic: &str, change: impl FnOnce(&mut TableState)) {
@@ -377,15 +390,23 @@ impl IcebergSink {
 
     /// Whether the table of `topic` is known to hold everything the log has: then the round can
     /// be skipped without asking the catalog (idle topics cost nothing).
+    /// When it is, that is also the freshest proof that the table holds the log (see
+    /// `caught_up_at_ms`).
     fn caught_up(&self, topic: &crate::log::Topic) -> bool {
-        let Ok(tables) = self.tables.lock() else { return false };
-        let Some(state) = tables.get(&topic.name) else { return false };
-        state.last_error.is_none()
+        // Taken before the high watermarks are read: everything appended before now is below them.
+        let now_ms = crate::log::now_ms();
+        let Ok(mut tables) = self.tables.lock() else { return false };
+        let Some(state) = tables.get_mut(&topic.name) else { return false };
+        let caught_up = state.last_error.is_none()
             && !state.committed.is_empty()
             && topic.partitions.iter().all(|p| {
                 let committed = state.committed.get(&p.index).copied();
                 committed == Some(p.high_watermark()) || (committed.is_none() && p.high_watermark() == 0)
-            })
+            });
+        if caught_up {
+            state.caught_up_at_ms = Some(now_ms);
+        }
+        caught_up
     }
 
     fn set_catalog_error(&self, error: Option<String>) {
@@ -412,6 +433,12 @@ pub struct TopicIcebergStatus {
     pub enabled: bool,
     /// Records produced but not yet in the table (over all partitions).
     pub records_behind: i64,
+    /// 0 while the table holds every record of the log; otherwise the seconds since the sink
+    /// last saw it do so (since the sink started, if it has not yet). Every record missing from
+    /// the table was appended after that instant, so this bounds the age of the oldest one.
+    pub lag_seconds: f64,
+    /// The instant behind `lag_seconds` (ms since the epoch), once seen.
+    pub caught_up_at_ms: Option<i64>,
     /// When the table's last commit by this broker happened (ms since the epoch).
     pub last_commit_ms: Option<i64>,
     pub commits: u64,
@@ -452,6 +479,7 @@ pub struct PartitionIcebergStatus {
 /// A snapshot of the sink's state, with lag measured against the log's high watermarks now.
 pub fn status(sink: &IcebergSink, log: &Log) -> IcebergStatus {
     let tables = sink.tables.lock().map(|t| t.clone()).unwrap_or_default();
+    let now_ms = crate::log::now_ms();
     let topics = log
         .topics()
         .iter()
@@ -466,10 +494,17 @@ pub fn status(sink: &IcebergSink, log: &Log) -> IcebergStatus {
                     high_watermark: p.high_watermark(),
                 })
                 .collect();
+            let records_behind: i64 = partitions.iter().map(|p| (p.high_watermark - p.committed_offset).max(0)).sum();
+            let lag_seconds = match records_behind {
+                0 => 0.0,
+                _ => (now_ms - state.caught_up_at_ms.unwrap_or(sink.started_ms)).max(0) as f64 / 1000.0,
+            };
             TopicIcebergStatus {
                 topic: topic.name.clone(),
                 enabled: topic.config.iceberg_enable,
-                records_behind: partitions.iter().map(|p| (p.high_watermark - p.committed_offset).max(0)).sum(),
+                records_behind,
+                lag_seconds,
+                caught_up_at_ms: state.caught_up_at_ms,
                 last_commit_ms: state.last_commit_ms,
                 commits: state.commits,
                 records_written: state.records_written,

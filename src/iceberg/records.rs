@@ -1,16 +1,14 @@
 //! Record batches (magic v2, as stored) decoded into table rows.
 //!
-//! kafka-protocol's decoder folds headers into a map, losing their order and repeated keys, so the
-//! records are parsed here; only decompression is borrowed from it. Keys, values and header values
-//! are slices of the (decompressed) batch bytes, not copies.
+//! The records are parsed by `log::records` (headers in order, repeated keys kept, decompression
+//! bounded); this module turns them into rows and counts what a row cannot hold exactly. Keys,
+//! values and header values are slices of the (decompressed) batch bytes, not copies.
 
-use bytes::{Buf, Bytes};
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+use bytes::Bytes;
 
-use crate::log::batch::{BatchHeader, HEADER_BYTES};
+pub use crate::log::records::RecordsError as DecodeError;
+use crate::log::records::{self as log_records, Batches};
 
-/// Bit of the batch attributes that says every record's timestamp is the batch's max timestamp.
-const TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
 /// Kafka's "no timestamp".
 const NO_TIMESTAMP: i64 = -1;
 
@@ -55,115 +53,52 @@ pub struct Decoded {
     pub unrepresentable: Unrepresentable,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
-    #[error("record batch at offset {offset} is truncated or inconsistent")]
-    Corrupt { offset: i64 },
-    #[error("record batch at offset {offset} uses unknown compression codec {codec}")]
-    UnknownCodec { offset: i64, codec: i16 },
-    #[error("record batch at offset {offset} cannot be decompressed: {reason}")]
-    Decompress { offset: i64, reason: String },
-}
-
-/// Decodes the batches in `bytes` into rows of `partition`, leaving out records below `from_offset`.
-pub fn decode(bytes: &Bytes, partition: i32, from_offset: i64) -> Result<Decoded, DecodeError> {
+/// Decodes the batches in `bytes` into rows of `partition`, leaving out records below
+/// `from_offset`; a batch that decompresses to more than `decompressed_bytes_max` is an error. A
+/// read may end in a partial batch (when cut short): decoding stops before it.
+pub fn decode(
+    bytes: &Bytes,
+    partition: i32,
+    from_offset: i64,
+    decompressed_bytes_max: usize,
+) -> Result<Decoded, DecodeError> {
     let mut decoded = Decoded { next_offset: from_offset, ..Decoded::default() };
-    let mut at = 0;
-    while bytes.len() - at >= HEADER_BYTES {
-        let header =
-            BatchHeader::parse(&bytes[at..]).map_err(|_| DecodeError::Corrupt { offset: decoded.next_offset })?;
-        let size = header.size_bytes();
-        if header.batch_length < (HEADER_BYTES - 12) as i32 || bytes.len() - at < size {
-            // A read may end in a partial batch only if it was cut short; stop before it.
-            break;
-        }
-        let batch = bytes.slice(at..at + size);
-        at += size;
+    for batch in Batches::new(bytes.clone()) {
+        let (header, batch) = batch?;
         if header.last_offset() < from_offset {
             continue;
         }
         if header.is_control() {
             decoded.control_records += u64::try_from(header.record_count).unwrap_or(0);
         } else {
-            decode_batch(&header, batch, partition, from_offset, &mut decoded)?;
+            for record in log_records::records(&header, &batch, decompressed_bytes_max)? {
+                let record = record?;
+                if record.offset >= from_offset {
+                    decoded.rows.push(row(record, partition, &mut decoded.unrepresentable));
+                }
+            }
         }
         decoded.next_offset = decoded.next_offset.max(header.last_offset() + 1);
     }
     Ok(decoded)
 }
 
-fn decode_batch(
-    header: &BatchHeader,
-    batch: Bytes,
-    partition: i32,
-    from_offset: i64,
-    decoded: &mut Decoded,
-) -> Result<(), DecodeError> {
-    let offset = header.base_offset;
-    let corrupt = || DecodeError::Corrupt { offset };
-    let mut compressed = batch.slice(HEADER_BYTES..);
-    let decompress_error = |e: anyhow::Error| DecodeError::Decompress { offset, reason: e.to_string() };
-    let mut records = match header.compression() {
-        0 => compressed,
-        1 => <Gzip as Decompressor<Bytes>>::decompress(&mut compressed, |b| Ok(b.clone())).map_err(decompress_error)?,
-        2 => {
-            <Snappy as Decompressor<Bytes>>::decompress(&mut compressed, |b| Ok(b.clone())).map_err(decompress_error)?
-        }
-        3 => <Lz4 as Decompressor<Bytes>>::decompress(&mut compressed, |b| Ok(b.clone())).map_err(decompress_error)?,
-        4 => <Zstd as Decompressor<Bytes>>::decompress(&mut compressed, |b| Ok(b.clone())).map_err(decompress_error)?,
-        codec => return Err(DecodeError::UnknownCodec { offset, codec }),
-    };
-    let log_append_time = header.attributes & TIMESTAMP_TYPE_LOG_APPEND != 0;
-    for _ in 0..header.record_count.max(0) {
-        let length = usize::try_from(varint(&mut records).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
-        if records.remaining() < length {
-            return Err(corrupt());
-        }
-        let mut record = records.split_to(length);
-        let row = decode_record(&mut record, header, partition, log_append_time, &mut decoded.unrepresentable)
-            .ok_or_else(corrupt)?;
-        if row.offset >= from_offset {
-            decoded.rows.push(row);
-        }
-    }
-    Ok(())
-}
-
-/// One record: `length` was already taken; `None` if the bytes do not hold a whole record.
-fn decode_record(
-    record: &mut Bytes,
-    header: &BatchHeader,
-    partition: i32,
-    log_append_time: bool,
-    unrepresentable: &mut Unrepresentable,
-) -> Option<Row> {
-    if !record.has_remaining() {
-        return None;
-    }
-    record.advance(1); // attributes: unused in v2
-    let timestamp_delta = varint(record)?;
-    let offset_delta = varint(record)?;
-    let key = nullable_bytes(record)?;
-    let value = nullable_bytes(record)?;
-    let header_count = usize::try_from(varint(record)?).ok()?;
-    // Each header takes at least two bytes: a count larger than that is corrupt, not an allocation.
-    if header_count > record.remaining() / 2 {
-        return None;
-    }
-    let mut headers = Vec::with_capacity(header_count);
-    for _ in 0..header_count {
-        let name = nullable_bytes(record)??;
-        let name = match std::str::from_utf8(&name) {
-            Ok(name) => name.to_string(),
-            Err(_) => {
-                unrepresentable.header_keys_replaced += 1;
-                String::from_utf8_lossy(&name).into_owned()
-            }
-        };
-        headers.push((name, nullable_bytes(record)?));
-    }
-    let timestamp_ms = if log_append_time { header.max_timestamp } else { header.base_timestamp + timestamp_delta };
-    let timestamp_us = match timestamp_ms {
+fn row(record: log_records::Record, partition: i32, unrepresentable: &mut Unrepresentable) -> Row {
+    let headers = record
+        .headers
+        .into_iter()
+        .map(|(name, value)| {
+            let name = match std::str::from_utf8(&name) {
+                Ok(name) => name.to_string(),
+                Err(_) => {
+                    unrepresentable.header_keys_replaced += 1;
+                    String::from_utf8_lossy(&name).into_owned()
+                }
+            };
+            (name, value)
+        })
+        .collect();
+    let timestamp_us = match record.timestamp_ms {
         NO_TIMESTAMP => None,
         ms => {
             let us = ms.checked_mul(1000);
@@ -173,35 +108,7 @@ fn decode_record(
             us
         }
     };
-    Some(Row { partition, offset: header.base_offset + offset_delta, timestamp_us, key, value, headers })
-}
-
-/// A length-prefixed byte string; `Some(None)` is a null (-1 length).
-fn nullable_bytes(buf: &mut Bytes) -> Option<Option<Bytes>> {
-    match varint(buf)? {
-        -1 => Some(None),
-        length if length < 0 => None,
-        length => {
-            let length = usize::try_from(length).ok()?;
-            (buf.remaining() >= length).then(|| Some(buf.split_to(length)))
-        }
-    }
-}
-
-/// A zigzag varint of up to 64 bits.
-fn varint(buf: &mut Bytes) -> Option<i64> {
-    let mut value: u64 = 0;
-    for shift in (0..70).step_by(7) {
-        if !buf.has_remaining() || shift > 63 {
-            return None;
-        }
-        let byte = buf.get_u8();
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
-        }
-    }
-    None
+    Row { partition, offset: record.offset, timestamp_us, key: record.key, value: record.value, headers }
 }
 
 #[cfg(test)]
@@ -211,6 +118,10 @@ mod tests {
     use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     use super::*;
+    use crate::log::batch::HEADER_BYTES;
+    use crate::log::records::put_varint;
+
+    const LIMIT: usize = 1 << 20;
 
     fn record(offset: i64, key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, Option<&[u8]>)]) -> Record {
         let mut map = kafka_protocol::indexmap::IndexMap::new();
@@ -250,7 +161,7 @@ mod tests {
         for compression in
             [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]
         {
-            let decoded = decode(&encode(&records, compression), 3, 0).unwrap();
+            let decoded = decode(&encode(&records, compression), 3, 0, LIMIT).unwrap();
             assert_eq!(decoded.next_offset, 3, "{compression:?}");
             let rows = decoded.rows;
             assert_eq!(rows.len(), 3);
@@ -294,7 +205,7 @@ mod tests {
             records.put_slice(&r);
         }
         let batch = crate::log::batch::tests::batch_with_records(10, 2, &records);
-        let decoded = decode(&batch, 0, 11).unwrap();
+        let decoded = decode(&batch, 0, 11, LIMIT).unwrap();
         assert_eq!(decoded.next_offset, 12);
         assert_eq!(decoded.rows.len(), 1);
         let row = &decoded.rows[0];
@@ -316,16 +227,7 @@ mod tests {
             for b in bytes[cut..].iter_mut() {
                 *b = 0xff;
             }
-            let _ = decode(&bytes.freeze(), 0, 0);
+            let _ = decode(&bytes.freeze(), 0, 0, LIMIT);
         }
-    }
-
-    fn put_varint(buf: &mut BytesMut, value: i64) {
-        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-        while zigzag >= 0x80 {
-            buf.put_u8((zigzag as u8) | 0x80);
-            zigzag >>= 7;
-        }
-        buf.put_u8(zigzag as u8);
     }
 }

@@ -401,6 +401,10 @@ async fn commit_round(
 ) -> Result<bool, SinkError> {
     let settings = &sink.settings;
     let started = Instant::now();
+    // Before any high watermark is read: if the round takes in every partition up to the high
+    // watermark it reads, the table then holds everything appended before this instant.
+    let started_ms = now_ms();
+    let mut complete = true;
     let mut next = committed.clone();
     let mut intake = Intake::default();
     let mut writer: Option<CommitWriter> = None;
@@ -436,7 +440,8 @@ async fn commit_round(
                 Err(LogError::OffsetOutOfRange) if partition.log_start() > offset => break,
                 Err(error) => return Err(error.into()),
             };
-            let decoded = records::decode(&read.records, partition.index, offset)?;
+            let decoded =
+                records::decode(&read.records, partition.index, offset, log.record_batch_decompressed_bytes_max())?;
             if decoded.next_offset <= offset {
                 // Nothing readable (a gap in the log): leave it for the next round.
                 break;
@@ -460,6 +465,7 @@ async fn commit_round(
             }
             offset = decoded.next_offset;
         }
+        complete &= offset >= end;
         if offset > committed.get(&partition.index).copied().unwrap_or(0) {
             next.insert(partition.index, offset);
         }
@@ -507,6 +513,9 @@ async fn commit_round(
         state.header_keys_replaced += intake.header_keys_replaced;
         state.timestamps_out_of_range += intake.timestamps_out_of_range;
         state.last_error = None;
+        if complete {
+            state.caught_up_at_ms = Some(started_ms);
+        }
     });
     Ok(more)
 }

@@ -56,6 +56,8 @@ pub enum BatchError {
     UnknownCompression(i16),
     #[error("transactional batches are not supported")]
     Transactional,
+    #[error("record batch decompresses to more than {limit_bytes} bytes (--record-batch-decompressed-max-bytes)")]
+    DecompressedTooLarge { limit_bytes: usize },
 }
 
 impl BatchHeader {
@@ -217,17 +219,31 @@ impl ValidBatch {
 
 /// Indexes (within the batch) of the records without a key: a compacted topic refuses them.
 ///
-/// This decodes, and for compressed batches decompresses, the records: only compacted topics pay
-/// for it, as in Kafka.
-pub fn records_without_key(batch: &ValidBatch) -> Result<Vec<i32>, BatchError> {
-    let mut bytes = Bytes::copy_from_slice(&batch.bytes);
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).map_err(|_| BatchError::Corrupt)?;
-    Ok(set.records.iter().enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i as i32).collect())
+/// This decodes, and for compressed batches decompresses (into at most `decompressed_bytes_max`
+/// bytes), the records: only compacted topics pay for it, as in Kafka.
+pub fn records_without_key(batch: &ValidBatch, decompressed_bytes_max: usize) -> Result<Vec<i32>, BatchError> {
+    let bytes = Bytes::copy_from_slice(&batch.bytes);
+    let records = super::records::records(&batch.header, &bytes, decompressed_bytes_max).map_err(refused)?;
+    let mut without_key = Vec::new();
+    for (position, record) in records.enumerate() {
+        if record.map_err(refused)?.key.is_none() {
+            without_key.push(position as i32);
+        }
+    }
+    Ok(without_key)
+}
+
+fn refused(error: super::records::RecordsError) -> BatchError {
+    match error {
+        super::records::RecordsError::TooLarge { limit_bytes, .. } => BatchError::DecompressedTooLarge { limit_bytes },
+        _ => BatchError::Corrupt,
+    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::log::records::put_varint;
 
     /// Builds a valid uncompressed batch of `count` records with empty keys and the given value.
     pub(crate) fn batch(count: i32, value: &[u8], producer: Option<(i64, i16, i32)>) -> Bytes {
@@ -285,15 +301,6 @@ pub(crate) mod tests {
         let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
         out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
         out.freeze()
-    }
-
-    fn put_varint(buf: &mut BytesMut, value: i64) {
-        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-        while zigzag >= 0x80 {
-            buf.put_u8((zigzag as u8) | 0x80);
-            zigzag >>= 7;
-        }
-        buf.put_u8(zigzag as u8);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod producer;
+pub mod records;
 pub mod store;
 pub mod topic_config;
 mod writer;
@@ -269,6 +270,8 @@ struct Inner {
     threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     stop_syncer: Arc<AtomicBool>,
     tier: Arc<Tier>,
+    /// Largest size a stored batch may decompress to when its records are decoded.
+    record_batch_decompressed_bytes_max: usize,
 }
 
 impl Log {
@@ -349,6 +352,7 @@ impl Log {
                 threads: std::sync::Mutex::new(threads),
                 stop_syncer,
                 tier,
+                record_batch_decompressed_bytes_max: config.record_batch_decompressed_bytes_max,
             }),
         })
     }
@@ -421,6 +425,12 @@ impl Log {
     /// The store, for the group coordinator's durable state.
     pub fn store(&self) -> Store {
         self.inner.store.clone()
+    }
+
+    /// The limit on decompressing a stored batch (`--record-batch-decompressed-max-bytes`) that
+    /// every reader of record contents passes to `records::records`.
+    pub fn record_batch_decompressed_bytes_max(&self) -> usize {
+        self.inner.record_batch_decompressed_bytes_max
     }
 
     pub fn cluster_id(&self) -> &str {
@@ -835,8 +845,9 @@ impl Log {
             }
             let segment = self.inner.tier.segment(partition.topic_id, partition.index, info).await?;
             let from = log_start.max(info.base_offset);
+            let limit = self.record_batch_decompressed_bytes_max();
             let found = tokio::task::spawn_blocking(move || match segment.batch_reaching(from, timestamp_ms) {
-                Some(batch) => first_record_in(batch, from, timestamp_ms),
+                Some(batch) => first_record_in(batch, from, timestamp_ms, limit),
                 None => Ok(None),
             })
             .await
@@ -847,11 +858,12 @@ impl Log {
         }
         let store = self.inner.store.clone();
         let key = partition.key;
+        let limit = self.record_batch_decompressed_bytes_max();
         tokio::task::spawn_blocking(move || {
             let Some((_, base_offset)) = store.time_lookup(key, timestamp_ms)? else {
                 return Ok(None);
             };
-            first_record_at_or_after(&store, key, base_offset.max(log_start), timestamp_ms)
+            first_record_at_or_after(&store, key, base_offset.max(log_start), timestamp_ms, limit)
         })
         .await
         .map_err(|_| LogError::Unavailable)?
@@ -862,11 +874,12 @@ impl Log {
         let store = self.inner.store.clone();
         let key = partition.key;
         let log_start = partition.log_start();
+        let limit = self.record_batch_decompressed_bytes_max();
         let local = tokio::task::spawn_blocking(move || {
             let Some((timestamp_ms, base_offset)) = store.last_time_entry(key)? else {
                 return Ok(None);
             };
-            first_record_at_or_after(&store, key, base_offset.max(log_start), timestamp_ms)
+            first_record_at_or_after(&store, key, base_offset.max(log_start), timestamp_ms, limit)
         })
         .await
         .map_err(|_| LogError::Unavailable)??;
@@ -967,22 +980,34 @@ fn first_record_at_or_after(
     key: PartitionKey,
     from: i64,
     timestamp_ms: i64,
+    decompressed_bytes_max: usize,
 ) -> Result<Option<(i64, i64)>, LogError> {
     match store.batch_containing(key, from)? {
-        Some(bytes) => first_record_in(bytes, from, timestamp_ms),
+        Some(bytes) => first_record_in(bytes, from, timestamp_ms, decompressed_bytes_max),
         None => Ok(None),
     }
 }
 
 /// Decodes one batch to find its first record at or after `from` with a timestamp ≥ `timestamp_ms`.
-fn first_record_in(mut bytes: Bytes, from: i64, timestamp_ms: i64) -> Result<Option<(i64, i64)>, LogError> {
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-        .map_err(|e| store::StoreError::corrupt(format!("stored batch does not decode: {e}")))?;
-    Ok(set
-        .records
-        .iter()
-        .find(|record| record.offset >= from && record.timestamp >= timestamp_ms)
-        .map(|record| (record.offset, record.timestamp)))
+fn first_record_in(
+    bytes: Bytes,
+    from: i64,
+    timestamp_ms: i64,
+    decompressed_bytes_max: usize,
+) -> Result<Option<(i64, i64)>, LogError> {
+    let undecodable =
+        |e: records::RecordsError| store::StoreError::corrupt(format!("stored batch does not decode: {e}"));
+    let Some(batch) = records::Batches::new(bytes).next() else {
+        return Err(store::StoreError::corrupt("stored batch is truncated".to_string()).into());
+    };
+    let (header, batch) = batch.map_err(undecodable)?;
+    for record in records::records(&header, &batch, decompressed_bytes_max).map_err(undecodable)? {
+        let record = record.map_err(undecodable)?;
+        if record.offset >= from && record.timestamp_ms >= timestamp_ms {
+            return Ok(Some((record.offset, record.timestamp_ms)));
+        }
+    }
+    Ok(None)
 }
 
 /// The log start offset that retention allows: whole batches only, never past the high watermark.

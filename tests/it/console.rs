@@ -34,8 +34,16 @@ fn row<'a>(dom: &'a str, opening: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_topics_offsets_and_group_lag() {
-    // Tiering uploads what is older than 300 ms, so the page has a remote end to show.
-    let broker = TestBroker::start(&["--remote-log-manager-task-interval-ms", "50", "--log-roll-ms", "300"]);
+    // Tiering uploads what is older than 300 ms, so the page has a remote end to show; the
+    // Iceberg sink commits every 100 ms, so it has a table end and freshness.
+    let broker = TestBroker::start(&[
+        "--remote-log-manager-task-interval-ms",
+        "50",
+        "--log-roll-ms",
+        "300",
+        "--iceberg-commit-interval-ms",
+        "100",
+    ]);
     let topic = unique_topic("console");
     crate::http::create_topic(&broker, &topic, 2, &[]).await;
     let records: Vec<_> = (0..3).map(|i| json!({"partition": 0, "value": format!("order-{i}")})).collect();
@@ -43,6 +51,10 @@ async fn the_console_shows_topics_offsets_and_group_lag() {
     let deadline = std::time::Instant::now() + crate::common::WAIT_MAX;
     while !get(&broker.http, "/admin/tiering").text().contains("\"remote_end_offset\":3") {
         assert!(std::time::Instant::now() < deadline, "the records were never uploaded");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    while !get(&broker.http, "/admin/iceberg").text().contains("\"committed_offset\":3") {
+        assert!(std::time::Instant::now() < deadline, "the records never reached the Iceberg table");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let commit = json!({"offsets": [{"topic": topic, "partition": 0, "offset": 1}]});
@@ -55,6 +67,9 @@ async fn the_console_shows_topics_offsets_and_group_lag() {
     assert!(partition.contains("data-field=\"log-end\">3</td>"), "{partition}");
     assert!(partition.contains("data-field=\"remote-end\">3</td>"), "{partition}");
     assert!(partition.contains("data-field=\"remote-segments\">1</td>"), "{partition}");
+    assert!(partition.contains("data-field=\"table-end\">3</td>"), "{partition}");
+    let head = row(&dom, &format!("<tr class=\"topic\" data-topic=\"{topic}\""));
+    assert!(head.contains("data-field=\"table-lag\">0 s</td>"), "{head}");
     let empty = row(&dom, &format!("<tr data-topic=\"{topic}\" data-partition=\"1\""));
     assert!(empty.contains("data-field=\"log-end\">0</td>"), "{empty}");
     let group = row(&dom, "<tr class=\"topic\" data-group=\"console-readers\"");

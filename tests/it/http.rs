@@ -586,3 +586,93 @@ async fn tiered_records_read_over_http_and_tiering_metrics_follow_the_flusher() 
     assert!(series(&text, "zombi_object_store_requests_total{operation=\"get\"}").is_some_and(|v| v >= 1.0));
     assert_eq!(series(&text, "zombi_object_store_request_errors_total"), Some(0.0));
 }
+
+/// The Iceberg sink's series follow its commits: records produced over HTTP reach the table, and
+/// /metrics then shows them written, the commits and files, lag 0 in records and seconds, and
+/// zero failures; a sink whose catalog cannot be opened shows the records lag, a lag in seconds
+/// that grows, and the catalog as unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iceberg_sink_metrics_follow_the_commits() {
+    let broker = TestBroker::start(&["--iceberg-commit-interval-ms", "100", "--log-retention-ms=-1"]);
+    let topic = unique_topic("http-iceberg-metrics");
+    create_topic(&broker, &topic, 2, &[]).await;
+    for (partition, count) in [(0, 7), (1, 3)] {
+        let records: Vec<Value> =
+            (0..count).map(|i| json!({"partition": partition, "value": format!("v{i}")})).collect();
+        let response = post_json(&broker.http, &format!("/events/{topic}"), &json!(records));
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let t = topic.as_str();
+    let deadline = Instant::now() + WAIT_MAX;
+    let text = loop {
+        let text = get(&broker.http, "/metrics").text();
+        if series(&text, &format!("zombi_iceberg_records_written_total{{topic=\"{t}\"}}")) == Some(10.0) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the sink never wrote the 10 records:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let value = |name: &str| series(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"));
+    let partition = |name: &str, p: i32| value(&format!("{name}{{topic=\"{t}\",partition=\"{p}\"}}"));
+    assert_eq!(partition("zombi_iceberg_committed_offset", 0), 7.0);
+    assert_eq!(partition("zombi_iceberg_committed_offset", 1), 3.0);
+    assert_eq!(partition("zombi_iceberg_records_lag", 0), 0.0);
+    assert_eq!(partition("zombi_iceberg_records_lag", 1), 0.0);
+    let topic_series = |name: &str| value(&format!("{name}{{topic=\"{t}\"}}"));
+    assert_eq!(topic_series("zombi_iceberg_lag_seconds"), 0.0);
+    assert!(topic_series("zombi_iceberg_commits_total") >= 1.0);
+    assert!(topic_series("zombi_iceberg_data_files_written_total") >= 1.0);
+    assert!(topic_series("zombi_iceberg_data_files_written_bytes_total") > 100.0);
+    let now_seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    let last_commit = topic_series("zombi_iceberg_last_commit_timestamp_seconds");
+    assert!(last_commit > now_seconds - 3600.0 && last_commit <= now_seconds + 1.0, "{last_commit}");
+    for zero in [
+        "zombi_iceberg_errors_total",
+        "zombi_iceberg_skipped_below_log_start_total",
+        "zombi_iceberg_control_records_total",
+        "zombi_iceberg_header_keys_replaced_total",
+        "zombi_iceberg_timestamps_out_of_range_total",
+        "zombi_iceberg_compactions_total",
+        "zombi_iceberg_compaction_files_rewritten_total",
+        "zombi_iceberg_compaction_files_written_total",
+        "zombi_iceberg_snapshots_expired_total",
+        "zombi_iceberg_orphan_files_deleted_total",
+    ] {
+        assert_eq!(topic_series(zero), 0.0, "{zero}");
+    }
+    assert_eq!(value("zombi_iceberg_catalog_unavailable"), 0.0);
+    let view = get(&broker.http, "/admin/iceberg").json();
+    let table = view["topics"].as_array().and_then(|all| all.iter().find(|entry| entry["topic"] == t)).cloned();
+    let table = table.expect("the topic is in the admin view");
+    assert_eq!((table["records_behind"].as_i64(), table["lag_seconds"].as_f64()), (Some(0), Some(0.0)), "{table}");
+    assert!(table["caught_up_at_ms"].is_i64(), "{table}");
+    assert_eq!(table["compactions"], 0);
+
+    // A catalog that cannot be opened: the table falls behind and the series say so.
+    let broken = TestBroker::start(&[
+        "--iceberg-catalog",
+        "sqlite:///proc/zombi-no-such-dir/catalog.db",
+        "--iceberg-commit-interval-ms",
+        "50",
+    ]);
+    let topic = unique_topic("http-iceberg-behind");
+    create_topic(&broken, &topic, 1, &[]).await;
+    let response = post_json(&broken.http, &format!("/events/{topic}"), &json!([{"value": "a"}, {"value": "b"}]));
+    assert_eq!(response.status, 200, "{}", response.text());
+    let t = topic.as_str();
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let text = get(&broken.http, "/metrics").text();
+        let lag = series(&text, &format!("zombi_iceberg_lag_seconds{{topic=\"{t}\"}}"));
+        if series(&text, "zombi_iceberg_catalog_unavailable") == Some(1.0) && lag.is_some_and(|s| s > 0.0) {
+            assert_eq!(
+                series(&text, &format!("zombi_iceberg_records_lag{{topic=\"{t}\",partition=\"0\"}}")),
+                Some(2.0)
+            );
+            assert_eq!(series(&text, &format!("zombi_iceberg_commits_total{{topic=\"{t}\"}}")), Some(0.0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sink's lag never showed:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
