@@ -674,7 +674,7 @@ fn encode_iceberg(
         "When this broker last committed to the table, seconds since the Unix epoch",
         &last_commit,
     )?;
-    let counters: [(&str, &str, IcebergField); 14] = [
+    let counters: [(&str, &str, IcebergField); 17] = [
         ("zombi_iceberg_commits", "Snapshots the sink committed to the table", |t| t.commits),
         ("zombi_iceberg_records_written", "Records written to the table as rows", |t| t.records_written),
         ("zombi_iceberg_data_files_written", "Parquet data files the sink added to the table", |t| t.data_files),
@@ -723,7 +723,8 @@ fn encode_iceberg(
     let live = Family::<TopicLabels, Gauge>::default();
     for topic in &topics {
         if let Some(files) = topic.live_data_files {
-            live.get_or_create(&TopicLabels { topic: topic.topic.clone() }).set(i64::try_from(files).unwrap_or(i64::MAX));
+            live.get_or_create(&TopicLabels { topic: topic.topic.clone() })
+                .set(i64::try_from(files).unwrap_or(i64::MAX));
         }
     }
     encode_metric(
