@@ -454,15 +454,43 @@ async fn compaction_leaves_one_file_per_day_with_the_exact_rows() {
     assert_eq!(seen["pyiceberg"]["summary"]["operation"], "replace");
     assert_eq!(seen["pyiceberg"]["summary"]["total-records"], "160");
     assert_eq!(next_offsets(&seen), BTreeMap::from([(0, 80), (1, 80)]), "offsets carried through compaction");
-    assert_eq!(parquet_on_disk(&broker, &topic), live_paths(&seen), "rewritten files are deleted");
-
-    let view = crate::http_client::get(&broker.http, "/admin/iceberg");
-    let view: Value = serde_json::from_slice(&view.body).expect("JSON");
-    let table = view["topics"].as_array().and_then(|t| t.iter().find(|t| t["topic"] == topic.as_str())).expect("topic");
+    // The pass that expired the old snapshots deletes their files, then updates its counters.
+    let deadline = Instant::now() + WAIT_MAX;
+    let table = loop {
+        let view = crate::http_client::get(&broker.http, "/admin/iceberg");
+        let view: Value = serde_json::from_slice(&view.body).expect("JSON");
+        let table = view["topics"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["topic"] == topic.as_str()))
+            .expect("topic")
+            .clone();
+        let counted = table["live_data_files"].as_u64() == Some(files_per_day(&seen).len() as u64)
+            && table["unreferenced_files_deleted"].as_u64() >= table["compaction_files_rewritten"].as_u64();
+        if counted && parquet_on_disk(&broker, &topic) == live_paths(&seen) {
+            break table;
+        }
+        assert!(Instant::now() < deadline, "rewritten files were not deleted: {table}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(table["compactions"].as_u64().is_some_and(|n| n >= 1), "{table}");
     let rewritten = table["compaction_files_rewritten"].as_u64().expect("rewritten");
     assert!(rewritten > table["compaction_files_written"].as_u64().expect("written"), "{table}");
     assert_eq!(table["live_data_files"].as_u64(), Some(files_per_day(&seen).len() as u64), "{table}");
+    // The same in /metrics.
+    let metrics = crate::http_client::get(&broker.http, "/metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    let metric = |name: &str| -> f64 {
+        let prefix = format!("{name}{{topic=\"{topic}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} of {topic} in /metrics:\n{text}"))
+    };
+    assert!(metric("zombi_iceberg_compactions_total") >= 1.0);
+    assert_eq!(metric("zombi_iceberg_compaction_files_rewritten_total"), rewritten as f64);
+    assert!(metric("zombi_iceberg_compaction_bytes_rewritten_total") > 0.0);
+    assert_eq!(metric("zombi_iceberg_live_data_files"), files_per_day(&seen).len() as f64);
+    assert!(metric("zombi_iceberg_unreferenced_files_deleted_total") >= rewritten as f64, "rewritten files deleted");
+    assert_eq!(metric("zombi_iceberg_maintenance_errors_total"), 0.0);
 
     // A stray file older than the orphan age (a day by default) goes; a fresh one stays, since
     // a writer may be about to commit it. Directories are listed on a table's first pass after a
