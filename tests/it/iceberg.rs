@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use serde_json::Value;
 
 use crate::common::{TestBroker, WAIT_MAX, unique_topic};
@@ -25,7 +25,7 @@ pub(crate) struct Expected {
     pub(crate) headers: Vec<(String, Option<String>)>,
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -102,6 +102,11 @@ pub(crate) async fn produce(
         };
         pending.push((delivery, expected));
     }
+    acknowledged(pending).await
+}
+
+/// Waits for every delivery and fills in the offset each record got.
+pub(crate) async fn acknowledged(pending: Vec<(DeliveryFuture, Expected)>) -> Vec<Expected> {
     let mut out = Vec::new();
     for (delivery, mut expected) in pending {
         let delivered = delivery.await.expect("delivery").map_err(|(e, _)| e).expect("acknowledged");

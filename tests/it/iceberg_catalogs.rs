@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::common::{TestBroker, WAIT_MAX, unique_topic};
 use crate::iceberg::{
-    Expected, Reader, assert_exact, broker_args, compaction_args, files_per_day, live_paths, next_offsets, produce,
-    read_table_from, spread, wait_for_rows_from,
+    Expected, Reader, acknowledged, assert_exact, broker_args, compaction_args, files_per_day, hex, live_paths,
+    next_offsets, produce, read_table_from, spread, wait_for_rows_from,
 };
 use crate::postgres::{PASSWORD, Postgres};
 use crate::tiering::{S3Server, http};
@@ -114,7 +114,6 @@ async fn produce_large(broker: &TestBroker, topic: &str, count: usize) -> Vec<Ex
             .payload(&value)
             .timestamp(timestamp_ms);
         let delivery = producer.send_result(record).map_err(|(e, _)| e).expect("queued");
-        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let expected = Expected {
             partition: 0,
             offset: -1,
@@ -125,13 +124,7 @@ async fn produce_large(broker: &TestBroker, topic: &str, count: usize) -> Vec<Ex
         };
         pending.push((delivery, expected));
     }
-    let mut out = Vec::new();
-    for (delivery, mut expected) in pending {
-        let delivered = delivery.await.expect("delivery").map_err(|(e, _)| e).expect("acknowledged");
-        expected.offset = delivered.offset;
-        out.push(expected);
-    }
-    out
+    acknowledged(pending).await
 }
 
 /// (key, size, ETag) of the objects under `prefix` in moto's bucket, read over plain HTTP.
