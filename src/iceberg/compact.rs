@@ -125,6 +125,8 @@ pub struct Outcome {
     pub files_deleted: u64,
     /// Files deleted that no snapshot ever referenced.
     pub orphans_deleted: u64,
+    /// Data files in the current snapshot when the pass ended (its summary's `total-data-files`).
+    pub live_data_files: Option<u64>,
 }
 
 /// Commits table metadata to the SQL catalog the way the catalog itself does (see the module
@@ -245,6 +247,10 @@ impl Maintainer<'_> {
             table = self.catalog.load_table(table.identifier()).await?;
             outcome.snapshots_expired = expiring as u64;
         }
+        outcome.live_data_files = table
+            .metadata()
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get("total-data-files")?.parse().ok());
         let changed = outcome.rewrites > 0 || expiring > 0;
         if !changed && !sweep {
             return Ok(outcome);
@@ -476,7 +482,7 @@ impl Maintainer<'_> {
             .with_snapshot_id(snapshot_id)
             .with_parent_snapshot_id(Some(parent.snapshot_id()))
             .with_sequence_number(sequence)
-            .with_timestamp_ms(now_ms().max(metadata.last_updated_ms()))
+            .with_timestamp_ms(crate::log::now_ms().max(metadata.last_updated_ms()))
             .with_manifest_list(list_path)
             .with_summary(Summary { operation: Operation::Replace, additional_properties: properties })
             .with_schema_id(metadata.current_schema_id())
@@ -497,10 +503,6 @@ impl Maintainer<'_> {
         ];
         self.committer.commit(table, &requirements, updates).await
     }
-}
-
-fn now_ms() -> i64 {
-    crate::log::now_ms()
 }
 
 fn new_snapshot_id(table: &Table) -> i64 {

@@ -25,7 +25,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::compact::{Committer, Maintainer, MaintenanceError, TableFiles};
+use super::compact::{Committer, Maintainer, MaintenanceError, Outcome, TableFiles};
 use super::records::{self, DecodeError};
 use super::storage::WarehouseStorageFactory;
 use super::table::{self, CommitWriter};
@@ -99,10 +99,7 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
             _ = stopped.changed() => return,
         }
         if catalog.is_none() && ready(&catalog_backoff) {
-            let opened = match open_catalog(&sink).await {
-                Ok(opened) => open_maintenance(&sink).await.map(|(c, f)| (opened, c, f)),
-                Err(error) => Err(error.to_string()),
-            };
+            let opened = open_all(&sink).await;
             match opened {
                 Ok((opened, connected, listed)) => {
                     sink.set_catalog_error(None);
@@ -175,7 +172,23 @@ fn fail(backoff: &mut Backoff, wait_ms_max: u64) {
     backoff.retry_at = Some(Instant::now() + Duration::from_millis(wait_ms));
 }
 
-async fn open_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, SinkError> {
+/// The catalog, maintenance's commit connection, and the warehouse lister; one S3 client (made
+/// here, on the sink's runtime, so that its connections and requests stay on the sink's thread)
+/// serves both the tables' file I/O and the lister.
+async fn open_all(sink: &IcebergSink) -> Result<(Arc<SqlCatalog>, Arc<Committer>, Arc<TableFiles>), String> {
+    let settings = &sink.settings;
+    let s3 = match S3Path::parse(&settings.warehouse) {
+        Some(_) => Some(S3Files::connect(&settings.s3).await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let catalog = open_catalog(sink, s3.clone()).await.map_err(|e| e.to_string())?;
+    let committer = Committer::connect(&settings.catalog)
+        .await
+        .map_err(|e| redact_catalog_error(&settings.catalog, &e.to_string()))?;
+    Ok((catalog, Arc::new(committer), Arc::new(TableFiles::new(s3))))
+}
+
+async fn open_catalog(sink: &IcebergSink, s3: Option<S3Files>) -> Result<Arc<SqlCatalog>, SinkError> {
     let settings = &sink.settings;
     let bind_style = match &settings.catalog {
         super::CatalogLocation::Sqlite(path) => {
@@ -187,12 +200,6 @@ async fn open_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, SinkError> 
         }
         super::CatalogLocation::Postgres(_) => SqlBindStyle::DollarNumeric,
     };
-    // The S3 client is made here, on the sink's runtime: its connections and requests stay on
-    // the sink's thread.
-    let s3 = match S3Path::parse(&settings.warehouse) {
-        Some(_) => Some(S3Files::connect(&settings.s3).await?),
-        None => None,
-    };
     let catalog = SqlCatalogBuilder::default()
         .uri(settings.catalog.uri())
         .warehouse_location(settings.warehouse.clone())
@@ -200,7 +207,7 @@ async fn open_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, SinkError> 
         .with_storage_factory(Arc::new(WarehouseStorageFactory::new(s3)))
         .load(CATALOG_NAME, HashMap::new())
         .await
-        .map_err(|e| SinkError::Catalog(redact_catalog_error(&settings.catalog, e)))?;
+        .map_err(|e| SinkError::Catalog(redact_catalog_error(&settings.catalog, &e.to_string())))?;
     let namespace = NamespaceIdent::new(settings.namespace.clone());
     if !catalog.namespace_exists(&namespace).await? {
         catalog.create_namespace(&namespace, HashMap::new()).await?;
@@ -209,29 +216,12 @@ async fn open_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, SinkError> 
     Ok(Arc::new(catalog))
 }
 
-/// What maintenance needs beside the catalog: its own connection for the replace commit, and a
-/// lister of the warehouse (an S3 client of its own when the warehouse is on S3).
-async fn open_maintenance(sink: &IcebergSink) -> Result<(Arc<Committer>, Arc<TableFiles>), String> {
-    let settings = &sink.settings;
-    let redact = |text: String| match &settings.catalog {
-        super::CatalogLocation::Postgres(url) => text.replace(url.as_str(), &settings.catalog.to_string()),
-        super::CatalogLocation::Sqlite(_) => text,
-    };
-    let committer = Committer::connect(&settings.catalog).await.map_err(|e| redact(e.to_string()))?;
-    let s3 = match S3Path::parse(&settings.warehouse) {
-        Some(_) => Some(S3Files::connect(&settings.s3).await.map_err(|e| e.to_string())?),
-        None => None,
-    };
-    Ok((Arc::new(committer), Arc::new(TableFiles::new(s3))))
-}
-
 /// sqlx's connection errors may quote the URL; the password must not reach the log or the
 /// admin view through them.
-fn redact_catalog_error(catalog: &super::CatalogLocation, error: ::iceberg::Error) -> String {
-    let text = error.to_string();
+fn redact_catalog_error(catalog: &super::CatalogLocation, text: &str) -> String {
     match catalog {
         super::CatalogLocation::Postgres(url) => text.replace(url.as_str(), &catalog.to_string()),
-        super::CatalogLocation::Sqlite(_) => text,
+        super::CatalogLocation::Sqlite(_) => text.to_string(),
     }
 }
 
@@ -261,19 +251,13 @@ async fn maintain_topic(
             return Ok(None);
         }
         let table = catalog.load_table(&ident).await?;
-        let outcome = maintainer.run(table, now_ms(), sweep).await?;
-        let table = catalog.load_table(&ident).await?;
-        let live = table
-            .metadata()
-            .current_snapshot()
-            .and_then(|s| s.summary().additional_properties.get("total-data-files")?.parse::<u64>().ok());
-        Ok(Some((outcome, live)))
+        Ok(Some(maintainer.run(table, now_ms(), sweep).await?))
     }
     .await;
     match result {
         Ok(None) => false,
-        Ok(Some((outcome, live))) => {
-            if outcome != Default::default() {
+        Ok(Some(outcome)) => {
+            if outcome != (Outcome { live_data_files: outcome.live_data_files, ..Outcome::default() }) {
                 tracing::info!(
                     rewritten = outcome.files_rewritten,
                     written = outcome.files_written,
@@ -293,7 +277,7 @@ async fn maintain_topic(
                 state.snapshots_expired += outcome.snapshots_expired;
                 state.unreferenced_files_deleted += outcome.files_deleted;
                 state.orphan_files_deleted += outcome.orphans_deleted;
-                state.live_data_files = live;
+                state.live_data_files = outcome.live_data_files;
                 state.last_maintenance_error = None;
             });
             true
@@ -558,7 +542,7 @@ mod tests {
         };
         let settings = super::super::IcebergSettings::local(dir.path(), flags).unwrap();
         let sink = IcebergSink::new(settings);
-        let catalog = open_catalog(&sink).await.unwrap();
+        let catalog = open_catalog(&sink, None).await.unwrap();
         let ours = topic("orders.v1-eu");
         let table = load_or_create(&sink, &catalog, &ours).await.unwrap();
         assert_eq!(committed_offsets(&table, &ours).unwrap(), BTreeMap::new());
