@@ -21,10 +21,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record};
 use tokio::sync::watch;
 use zombi::config::{Config, Settings};
 use zombi::iceberg::{IcebergSink, status};
@@ -54,27 +54,10 @@ fn make_batch(seed: u64, timestamp: i64) -> (Bytes, usize) {
             headers.insert(StrBytes::from_static_str("trace"), Some(Bytes::from(format!("{state:x}"))));
             headers.insert(StrBytes::from_static_str("source"), Some(Bytes::from_static(b"bench")));
             record_bytes += key.len() + value.len() + 5 + 16 + 6 + 5;
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp,
-                key: Some(Bytes::from(key)),
-                value: Some(Bytes::from(value)),
-                headers,
-            }
+            support::record(i as i64, timestamp, Some(Bytes::from(key)), Some(Bytes::from(value)), headers)
         })
         .collect();
-    let mut out = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::Lz4 };
-    RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
-    (out.freeze(), record_bytes)
+    (support::encode(&records, Compression::Lz4), record_bytes)
 }
 
 /// User plus system CPU seconds of this process.

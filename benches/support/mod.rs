@@ -4,32 +4,52 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 /// One uncompressed magic v2 batch of `records` records of `record_bytes` bytes each, stamped
 /// `timestamp + i`.
 pub fn make_batch(records: usize, record_bytes: usize, timestamp: i64) -> Bytes {
     let records: Vec<Record> = (0..records)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // kafka-protocol starts a new batch whenever offset - sequence changes.
-            sequence: i as i32,
-            timestamp: timestamp + i as i64,
-            key: None,
-            value: Some(Bytes::from(vec![b'b'; record_bytes])),
-            headers: IndexMap::new(),
+        .map(|i| {
+            let value = Bytes::from(vec![b'b'; record_bytes]);
+            record(i as i64, timestamp + i as i64, None, Some(value), IndexMap::new())
         })
         .collect();
+    encode(&records, Compression::None)
+}
+
+/// A plain (not transactional, not control) record at `offset` of its batch.
+pub fn record(
+    offset: i64,
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    headers: IndexMap<StrBytes, Option<Bytes>>,
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        // kafka-protocol starts a new batch whenever offset - sequence changes.
+        sequence: offset as i32,
+        timestamp,
+        key,
+        value,
+        headers,
+    }
+}
+
+/// `records` as one magic v2 batch.
+pub fn encode(records: &[Record], compression: Compression) -> Bytes {
     let mut out = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut out, &records, &options).expect("encode");
+    let options = RecordEncodeOptions { version: 2, compression };
+    RecordBatchEncoder::encode(&mut out, records, &options).expect("encode");
     out.freeze()
 }
 
