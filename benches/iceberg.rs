@@ -28,7 +28,8 @@ use kafka_protocol::records::{Compression, Record};
 use tokio::sync::watch;
 use zombi::config::{Config, Settings};
 use zombi::iceberg::{IcebergSink, status};
-use zombi::log::{Log, batch};
+use zombi::log::batch;
+use zombi::unified::UnifiedLog;
 
 const PARTITIONS: usize = 4;
 const RECORDS_PER_BATCH: usize = 200;
@@ -69,11 +70,11 @@ fn cpu_seconds() -> f64 {
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
-async fn open(dir: &std::path::Path, interval_ms: u64) -> (Log, Arc<IcebergSink>) {
+async fn open(dir: &std::path::Path, interval_ms: u64) -> (UnifiedLog, Arc<IcebergSink>) {
     open_with(dir, interval_ms, 0).await
 }
 
-async fn open_with(dir: &std::path::Path, interval_ms: u64, maintenance_ms: u64) -> (Log, Arc<IcebergSink>) {
+async fn open_with(dir: &std::path::Path, interval_ms: u64, maintenance_ms: u64) -> (UnifiedLog, Arc<IcebergSink>) {
     let settings = Settings {
         data_dir: Some(dir.to_path_buf()),
         iceberg_commit_interval_ms: Some(interval_ms),
@@ -82,25 +83,25 @@ async fn open_with(dir: &std::path::Path, interval_ms: u64, maintenance_ms: u64)
         ..Settings::default()
     };
     let config = Config::resolve(settings, Settings::default()).expect("config");
-    let log = Log::open(&config).await.expect("open");
+    let log = UnifiedLog::open(&config).await.expect("open");
     (log, IcebergSink::new(config.iceberg.clone()))
 }
 
-async fn append(log: &Log, topic: &str, partition: usize, bytes: &Bytes) {
-    let topic = log.topic(topic).expect("topic");
+async fn append(log: &UnifiedLog, topic: &str, partition: usize, bytes: &Bytes) {
+    let topic = log.log().topic(topic).expect("topic");
     let batches = batch::validate(bytes, 2 << 20).expect("valid");
-    let receiver = log.submit_append(&topic, &topic.partitions[partition], batches).await.expect("queued");
+    let receiver = log.log().submit_append(&topic, &topic.partitions[partition], batches).await.expect("queued");
     receiver.await.expect("reply").expect("appended");
 }
 
-fn table(sink: &IcebergSink, log: &Log, topic: &str) -> zombi::iceberg::TopicIcebergStatus {
-    status(sink, log).topics.into_iter().find(|t| t.topic == topic).expect("topic status")
+fn table(sink: &IcebergSink, log: &UnifiedLog, topic: &str) -> zombi::iceberg::TopicIcebergStatus {
+    status(sink, log.log()).topics.into_iter().find(|t| t.topic == topic).expect("topic status")
 }
 
 async fn throughput(megabytes: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (log, sink) = open(dir.path(), 200).await;
-    log.create_topic("backlog", PARTITIONS as i32, Default::default(), false).await.expect("topic");
+    log.log().create_topic("backlog", PARTITIONS as i32, Default::default(), false).await.expect("topic");
     let (mut record_bytes, mut batch_bytes, mut n) = (0usize, 0usize, 0u64);
     while record_bytes < (megabytes as usize) << 20 {
         let (bytes, records) = make_batch(n, zombi::log::now_ms());
@@ -131,14 +132,14 @@ async fn throughput(megabytes: u64) {
     );
     let _ = stop.send(true);
     let _ = task.await;
-    log.close().await;
+    log.log().close().await;
 }
 
 /// 10 MB/s of record bytes in batches every 10 ms; lag from append to a commit that holds it.
 async fn freshness(seconds: u64, interval_ms: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (log, sink) = open(dir.path(), interval_ms).await;
-    log.create_topic("fresh", PARTITIONS as i32, Default::default(), false).await.expect("topic");
+    log.log().create_topic("fresh", PARTITIONS as i32, Default::default(), false).await.expect("topic");
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(zombi::iceberg::run(sink.clone(), log.clone(), stopped));
     // ~10 MB/s: each batch carries ~110 KB of records, one every 10 ms.
@@ -153,7 +154,7 @@ async fn freshness(seconds: u64, interval_ms: u64) {
             let (bytes, _) = make_batch(n, zombi::log::now_ms());
             let partition = n as usize % PARTITIONS;
             append(&log, "fresh", partition, &bytes).await;
-            let end = log.topic("fresh").expect("topic").partitions[partition].high_watermark();
+            let end = log.log().topic("fresh").expect("topic").partitions[partition].high_watermark();
             pending.push((partition, end, Instant::now()));
             n += 1;
         }
@@ -184,14 +185,14 @@ async fn freshness(seconds: u64, interval_ms: u64) {
     );
     let _ = stop.send(true);
     let _ = task.await;
-    log.close().await;
+    log.log().close().await;
 }
 
 /// `commits` small commits with maintenance after each: files per hour with and without it.
 async fn compaction(commits: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let (log, sink) = open_with(dir.path(), 20, 20).await;
-    log.create_topic("quiet", PARTITIONS as i32, Default::default(), false).await.expect("topic");
+    log.log().create_topic("quiet", PARTITIONS as i32, Default::default(), false).await.expect("topic");
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(zombi::iceberg::run(sink.clone(), log.clone(), stopped));
     let started = Instant::now();
@@ -231,7 +232,7 @@ async fn compaction(commits: u64) {
     );
     let _ = stop.send(true);
     let _ = task.await;
-    log.close().await;
+    log.log().close().await;
 }
 
 fn main() {

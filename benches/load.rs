@@ -3,7 +3,8 @@
 //! with acks=all, on 1 and 16 partitions; plus the broker's resident memory.
 //!
 //! `cargo bench --bench load -- [--records N] [--rate R] [--seconds S] [--bootstrap HOST:PORT]
-//!  [--durability fsync|periodic]`
+//!  [--durability fsync|periodic]`; `ZOMBI_BIN=PATH` starts that broker binary instead of the one
+//!  cargo built (to compare two builds under the same tool).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -56,7 +57,9 @@ impl Broker {
             return Broker { child: None, bootstrap: bootstrap.clone(), _dir: None };
         }
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zombi"))
+        // ZOMBI_BIN runs another build of the broker (a before/after comparison) under the same tool.
+        let binary = std::env::var_os("ZOMBI_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_zombi").into());
+        let mut child = Command::new(binary)
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--durability", &args.durability])

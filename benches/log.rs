@@ -69,8 +69,14 @@ async fn bench_read(log: &Log, topic_name: &str) {
     let mut offset = 0;
     let mut bytes = 0;
     while offset < end {
-        let request = ReadRequest { partition: partition.clone(), offset, max_bytes: 1 << 20, at_least_one: true };
-        let result = log.read(vec![request], 50 << 20).await.remove(0).expect("read");
+        let request = ReadRequest {
+            partition: partition.clone(),
+            offset,
+            max_bytes: 1 << 20,
+            at_least_one: true,
+            isolation: Default::default(),
+        };
+        let result = log.read_local(vec![request], 50 << 20).await.remove(0).1.expect("read").expect("in the hot tier");
         bytes += result.records.len();
         let mut rest = &result.records[..];
         while rest.len() >= batch::HEADER_BYTES {

@@ -1,5 +1,5 @@
 //! Tiering benchmarks, without the network in front of the log:
-//! 1. flusher throughput: a backlog appended to one partition, uploaded as segments (MB/s);
+//! 1. remote log manager throughput: a backlog appended to one partition, uploaded as segments (MB/s);
 //! 2. catch-up read: a consumer-like reader of that backlog from offset 0 once the hot tier has
 //!    dropped it, 1 MiB per read, so every byte comes from the object store (MB/s);
 //! 3. PUTs per hour at 1, 16 and 100 partitions under a steady 10 MB/s, with the default
@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use zombi::config::{Config, Settings};
-use zombi::log::{Log, ReadRequest, batch};
-use zombi::tier::flusher::Flusher;
+use zombi::log::{ReadRequest, batch};
+use zombi::unified::UnifiedLog;
+use zombi::unified::remote_log_manager::RemoteLogManager;
 
 const RECORD_BYTES: usize = 1024;
 const SCALE: i64 = 10;
@@ -28,7 +29,7 @@ fn make_batch(records: usize, timestamp: i64) -> Bytes {
     support::make_batch(records, RECORD_BYTES, timestamp)
 }
 
-async fn open(dir: &std::path::Path) -> Log {
+async fn open(dir: &std::path::Path) -> UnifiedLog {
     let mut settings = Settings { data_dir: Some(dir.to_path_buf()), ..Settings::default() };
     if let (Ok(endpoint), Ok(bucket)) =
         (std::env::var("ZOMBI_BENCH_S3_ENDPOINT"), std::env::var("ZOMBI_BENCH_S3_BUCKET"))
@@ -37,7 +38,7 @@ async fn open(dir: &std::path::Path) -> Log {
         settings.s3_endpoint = Some(endpoint);
     }
     let config = Config::resolve(settings, Settings::default()).expect("config");
-    let log = Log::open(&config).await.expect("open");
+    let log = UnifiedLog::open(&config).await.expect("open");
     println!("object store: {}", log.tier().store().describe());
     log
 }
@@ -46,44 +47,50 @@ fn configs(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
 
-async fn append(log: &Log, topic: &str, partition: usize, bytes: &Bytes) {
-    let topic = log.topic(topic).expect("topic");
+async fn append(log: &UnifiedLog, topic: &str, partition: usize, bytes: &Bytes) {
+    let topic = log.log().topic(topic).expect("topic");
     let batches = batch::validate(bytes, 2 << 20).expect("valid");
-    let receiver = log.submit_append(&topic, &topic.partitions[partition], batches).await.expect("queued");
+    let receiver = log.log().submit_append(&topic, &topic.partitions[partition], batches).await.expect("queued");
     receiver.await.expect("reply").expect("appended");
 }
 
-async fn flusher_and_catch_up(megabytes: u64) {
+async fn uploads_and_catch_up(megabytes: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open(dir.path()).await;
     let topic_configs =
         configs(&[("segment.ms", "1".into()), ("local.retention.ms", "0".into()), ("retention.ms", "-1".into())]);
-    let topic = log.create_topic("backlog", 1, topic_configs, false).await.expect("topic");
+    let topic = log.log().create_topic("backlog", 1, topic_configs, false).await.expect("topic");
     let partition = topic.partitions[0].clone();
     let bytes = make_batch(1024, zombi::log::now_ms());
     for _ in 0..megabytes {
         append(&log, "backlog", 0, &bytes).await;
     }
     let total = megabytes as f64 * bytes.len() as f64;
-    let mut flusher = Flusher::new(log.clone());
+    let mut manager = RemoteLogManager::new(log.clone());
     let start = Instant::now();
     while partition.remote_end() < partition.high_watermark() {
-        flusher.pass().await;
+        manager.pass().await;
     }
     let seconds = start.elapsed().as_secs_f64();
     println!(
-        "flusher    {megabytes} MiB in {} segments: {seconds:.1} s, {:.0} MB/s to the object store",
+        "rlm        {megabytes} MiB in {} segments: {seconds:.1} s, {:.0} MB/s to the object store",
         partition.remote_segments().len(),
         total / seconds / 1e6
     );
     while partition.local_start() < partition.high_watermark() {
-        flusher.pass().await;
+        manager.pass().await;
     }
     let start = Instant::now();
     let mut offset = 0;
     let mut read = 0usize;
     while offset < partition.high_watermark() {
-        let request = ReadRequest { partition: partition.clone(), offset, max_bytes: 1 << 20, at_least_one: true };
+        let request = ReadRequest {
+            partition: partition.clone(),
+            offset,
+            max_bytes: 1 << 20,
+            at_least_one: true,
+            isolation: Default::default(),
+        };
         let result = log.read(vec![request], 1 << 20).await.pop().expect("result").expect("read");
         let last = zombi::tier::segment::Segment::scan(result.records.clone()).expect("batches").info().expect("one");
         read += result.records.len();
@@ -96,7 +103,7 @@ async fn flusher_and_catch_up(megabytes: u64) {
         read as f64 / seconds / 1e6,
         log.tier().request_counts().gets.load(Ordering::Relaxed)
     );
-    log.close().await;
+    log.log().close().await;
 }
 
 async fn puts_per_hour(partitions: usize, seconds: u64) {
@@ -106,10 +113,10 @@ async fn puts_per_hour(partitions: usize, seconds: u64) {
         ("segment.bytes", (64 * 1024 * 1024 / SCALE).to_string()),
         ("segment.ms", (600_000 / SCALE).to_string()),
     ]);
-    let topic = log.create_topic("steady", partitions as i32, topic_configs, false).await.expect("topic");
-    let flusher_log = log.clone();
+    let topic = log.log().create_topic("steady", partitions as i32, topic_configs, false).await.expect("topic");
+    let manager_log = log.clone();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let flusher = tokio::spawn(zombi::tier::flusher::run(flusher_log, stopped));
+    let manager = tokio::spawn(zombi::unified::remote_log_manager::run(manager_log, stopped));
     // 10 MB/s in ticks of 100 ms: 1 MB per tick spread over the partitions.
     let records_per_tick = 1_000_000 / RECORD_BYTES;
     let per_partition = (records_per_tick / partitions).max(1);
@@ -123,7 +130,7 @@ async fn puts_per_hour(partitions: usize, seconds: u64) {
         }
     }
     let _ = stop.send(true);
-    let _ = flusher.await;
+    let _ = manager.await;
     let uploads: u64 = topic.partitions.iter().map(|p| p.tier_stats.uploaded_segments.load(Ordering::Relaxed)).sum();
     let stood_for = seconds as f64 * SCALE as f64;
     println!(
@@ -131,13 +138,13 @@ async fn puts_per_hour(partitions: usize, seconds: u64) {
          = {:.0} PUTs per hour at the defaults (64 MiB, 10 min)",
         uploads as f64 * 3600.0 / stood_for
     );
-    log.close().await;
+    log.log().close().await;
 }
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        flusher_and_catch_up(support::env_number("ZOMBI_BENCH_TIER_MB", 1024)).await;
+        uploads_and_catch_up(support::env_number("ZOMBI_BENCH_TIER_MB", 1024)).await;
         let seconds = support::env_number("ZOMBI_BENCH_PUT_SECS", 120);
         if seconds > 0 {
             for partitions in [1, 16, 100] {

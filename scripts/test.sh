@@ -11,6 +11,8 @@ export ZOMBI_PYTHON="${ZOMBI_CACHE:-$HOME/.cache/zombi}/venv/bin/python"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zombi-target}"
 export CARGO_TERM_COLOR=never
 
+echo "== layers (no cycle among the modules; crates used only by their owners)"
+python3 scripts/check_layers.py
 echo "== packaging (Dockerfile, docker-compose.yml; no Docker engine needed)"
 scripts/check-packaging.sh
 echo "== cargo fmt"

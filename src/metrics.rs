@@ -4,11 +4,14 @@
 //! (one per Kafka API at startup, one per topic cached on the topic itself), so recording takes no
 //! shared lock: an atomic add, or one API's own histogram mutex. Gauges that mirror state the broker
 //! already keeps (offsets, lag, process) are read at scrape time by collectors instead of being
-//! updated on every change (the Iceberg sink's state included, from `iceberg::status`). Later
-//! stages plug in through [`Metrics::partition_gauges`] and [`Metrics::register_collector`].
+//! updated on every change. Each subsystem registers its own collector (`log::metrics`,
+//! `coordinator::metrics`, `unified::metrics`, `iceberg::metrics`) through
+//! [`Metrics::register_collector`]; this module knows none of them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
@@ -21,9 +24,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::coordinator::Coordinator;
-use crate::log::Log;
 
 /// The content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus reads).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -49,19 +49,6 @@ struct ErrorLabels {
 pub struct PartitionLabels {
     pub topic: String,
     pub partition: i32,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GroupPartitionLabels {
-    consumergroup: String,
-    topic: String,
-    partition: i32,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GroupLabels {
-    consumergroup: String,
-    state: String,
 }
 
 /// One topic's traffic counters (Kafka's `BrokerTopicMetrics`), cached on the topic.
@@ -299,23 +286,19 @@ impl Metrics {
     /// (for example `zombi_iceberg_committed_offset`); returns the handle to update.
     pub fn partition_gauges(&self, name: &str, help: &str) -> Family<PartitionLabels, Gauge> {
         let family = Family::<PartitionLabels, Gauge>::default();
-        if let Ok(mut registry) = self.registry.lock() {
-            registry.register(name, help, family.clone());
-        }
+        self.registry.lock().register(name, help, family.clone());
         family
     }
 
     /// Registers a collector that is asked for its series on every scrape.
     pub fn register_collector(&self, collector: Box<dyn Collector>) {
-        if let Ok(mut registry) = self.registry.lock() {
-            registry.register_collector(collector);
-        }
+        self.registry.lock().register_collector(collector);
     }
 
     /// Everything, in the OpenMetrics text format. Collectors read the log and the coordinator
     /// and `/proc`, so call this off the async runtime.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        let registry = self.registry.lock().map_err(|_| std::fmt::Error)?;
+        let registry = self.registry.lock();
         let mut out = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &registry)?;
         Ok(out)
@@ -485,311 +468,8 @@ fn response_error_codes(response: &ResponseKind, mut f: impl FnMut(i16)) {
     }
 }
 
-/// Partition offsets and consumer group lag, read from the log and the coordinator at scrape time.
-pub struct BrokerCollector {
-    pub log: Log,
-    pub coordinator: Coordinator,
-    pub iceberg: Arc<crate::iceberg::IcebergSink>,
-}
-
-impl std::fmt::Debug for BrokerCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerCollector").finish_non_exhaustive()
-    }
-}
-
-impl Collector for BrokerCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let log_start = Family::<PartitionLabels, Gauge>::default();
-        let log_end = Family::<PartitionLabels, Gauge>::default();
-        let mut partitions = 0i64;
-        for topic in self.log.topics() {
-            for partition in &topic.partitions {
-                let labels = PartitionLabels { topic: topic.name.clone(), partition: partition.index };
-                log_start.get_or_create(&labels).set(partition.log_start());
-                log_end.get_or_create(&labels).set(partition.high_watermark());
-                partitions += 1;
-            }
-        }
-        encode_metric(&mut encoder, "kafka_log_log_log_start_offset", "First offset of each partition", &log_start)?;
-        encode_metric(
-            &mut encoder,
-            "kafka_log_log_log_end_offset",
-            "Offset after the last record of each partition (the high watermark)",
-            &log_end,
-        )?;
-        encode_metric(
-            &mut encoder,
-            "kafka_server_replicamanager_partition_count",
-            "Partitions hosted by this broker",
-            &ConstGauge::new(partitions),
-        )?;
-        let lag = Family::<GroupPartitionLabels, Gauge>::default();
-        let committed = Family::<GroupPartitionLabels, Gauge>::default();
-        let members = Family::<GroupLabels, Gauge>::default();
-        for (group, _, state) in self.coordinator.list() {
-            let count = self.coordinator.describe(&group).map_or(0, |d| d.members.len() as i64);
-            members.get_or_create(&GroupLabels { consumergroup: group.clone(), state: state.to_string() }).set(count);
-            for entry in self.coordinator.lag(&group, &self.log) {
-                let labels = GroupPartitionLabels {
-                    consumergroup: group.clone(),
-                    topic: entry.topic,
-                    partition: entry.partition,
-                };
-                lag.get_or_create(&labels).set(entry.lag);
-                committed.get_or_create(&labels).set(entry.committed);
-            }
-        }
-        encode_metric(
-            &mut encoder,
-            "kafka_consumergroup_lag",
-            "Log end offset minus the group's committed offset, per partition",
-            &lag,
-        )?;
-        encode_metric(
-            &mut encoder,
-            "kafka_consumergroup_current_offset",
-            "The group's committed offset, per partition",
-            &committed,
-        )?;
-        encode_metric(&mut encoder, "kafka_consumergroup_members", "Members of each consumer group", &members)?;
-        encode_tiering(&mut encoder, &crate::tier::status(&self.log))?;
-        encode_iceberg(&mut encoder, &crate::iceberg::status(&self.iceberg, &self.log))?;
-        encode_rocksdb(&mut encoder, &self.log.store().properties())
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabels {
-    operation: String,
-}
-
-/// Reads one figure of a partition's tiering state.
-type TierField<T> = fn(&crate::tier::PartitionTierStatus) -> T;
-
-/// The flusher's state per partition and the object store's request counts, named after Kafka's
-/// tiered storage metrics where it has one (`RemoteCopyBytesPerSec`, `RemoteLogSizeBytes`, …).
-fn encode_tiering(encoder: &mut DescriptorEncoder, status: &crate::tier::TierStatus) -> Result<(), std::fmt::Error> {
-    let gauges: [(&str, &str, TierField<i64>); 4] = [
-        ("zombi_tiering_local_start_offset", "First offset the hot tier (RocksDB) still holds", |p| {
-            p.local_start_offset
-        }),
-        ("zombi_tiering_remote_end_offset", "Offset after the last one uploaded to the object store", |p| {
-            p.remote_end_offset
-        }),
-        (
-            "kafka_server_brokertopicmetrics_remote_log_size_bytes",
-            "Bytes of the partition's segments in the object store",
-            |p| i64::try_from(p.remote_bytes).unwrap_or(i64::MAX),
-        ),
-        (
-            "kafka_server_brokertopicmetrics_remote_log_metadata_count",
-            "Segments of the partition in the object store",
-            |p| i64::try_from(p.remote_segments).unwrap_or(i64::MAX),
-        ),
-    ];
-    let partitions: Vec<(PartitionLabels, &crate::tier::PartitionTierStatus)> = status
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(|p| (PartitionLabels { topic: t.topic.clone(), partition: p.partition }, p))
-        })
-        .collect();
-    for (name, help, value) in gauges {
-        let family = Family::<PartitionLabels, Gauge>::default();
-        for (labels, partition) in &partitions {
-            family.get_or_create(labels).set(value(partition));
-        }
-        encode_metric(encoder, name, help, &family)?;
-    }
-    let counters: [(&str, &str, TierField<u64>); 3] = [
-        ("kafka_server_brokertopicmetrics_remote_copy_bytes", "Bytes of segments uploaded", |p| p.uploaded_bytes),
-        ("zombi_tiering_uploaded_segments", "Segments uploaded", |p| p.uploaded_segments),
-        ("kafka_server_brokertopicmetrics_remote_copy_errors", "Segment uploads that failed (and are retried)", |p| {
-            p.upload_errors
-        }),
-    ];
-    for (name, help, value) in counters {
-        let family = Family::<PartitionLabels, Counter>::default();
-        for (labels, partition) in &partitions {
-            family.get_or_create(labels).inc_by(value(partition));
-        }
-        encode_metric(encoder, name, help, &family)?;
-    }
-    let requests = Family::<OperationLabels, Counter>::default();
-    for (operation, count) in
-        [("put", status.puts), ("get", status.gets), ("list", status.lists), ("delete", status.deletes)]
-    {
-        requests.get_or_create(&OperationLabels { operation: operation.into() }).inc_by(count);
-    }
-    encode_metric(encoder, "zombi_object_store_requests", "Object store requests, per operation", &requests)?;
-    encode_metric(
-        encoder,
-        "zombi_object_store_request_errors",
-        "Object store requests that failed",
-        &ConstCounter::new(status.request_errors),
-    )
-}
-
-/// Reads one counter of a topic's Iceberg sink state.
-type IcebergField = fn(&crate::iceberg::TopicIcebergStatus) -> u64;
-
-/// The Iceberg sink's state per table (topics with `zombi.iceberg.enable`), as `zombi_iceberg_*`:
-/// the sink is not Kafka's, so none of its names could be mistaken for a Kafka metric, and its
-/// file compaction is never called plain "compaction" (in Kafka that is key-based cleanup).
-fn encode_iceberg(
-    encoder: &mut DescriptorEncoder,
-    status: &crate::iceberg::IcebergStatus,
-) -> Result<(), std::fmt::Error> {
-    let topics: Vec<&crate::iceberg::TopicIcebergStatus> = status.topics.iter().filter(|t| t.enabled).collect();
-    let committed = Family::<PartitionLabels, Gauge>::default();
-    let records_lag = Family::<PartitionLabels, Gauge>::default();
-    for topic in &topics {
-        for partition in &topic.partitions {
-            let labels = PartitionLabels { topic: topic.topic.clone(), partition: partition.partition };
-            committed.get_or_create(&labels).set(partition.committed_offset);
-            records_lag.get_or_create(&labels).set((partition.high_watermark - partition.committed_offset).max(0));
-        }
-    }
-    encode_metric(encoder, "zombi_iceberg_committed_offset", "Offset after the last record in the table", &committed)?;
-    encode_metric(encoder, "zombi_iceberg_records_lag", "Records in the log and not yet in the table", &records_lag)?;
-    let lag_seconds = Family::<TopicLabels, Gauge<f64, AtomicU64>>::default();
-    let last_commit = Family::<TopicLabels, Gauge<f64, AtomicU64>>::default();
-    for topic in &topics {
-        let labels = TopicLabels { topic: topic.topic.clone() };
-        lag_seconds.get_or_create(&labels).set(topic.lag_seconds);
-        if let Some(ms) = topic.last_commit_ms {
-            last_commit.get_or_create(&labels).set(ms as f64 / 1000.0);
-        }
-    }
-    encode_metric(
-        encoder,
-        "zombi_iceberg_lag_seconds",
-        "0 while the table holds every record of the log, else seconds since the sink last saw it do so",
-        &lag_seconds,
-    )?;
-    encode_metric(
-        encoder,
-        "zombi_iceberg_last_commit_timestamp_seconds",
-        "When this broker last committed to the table, seconds since the Unix epoch",
-        &last_commit,
-    )?;
-    let counters: [(&str, &str, IcebergField); 17] = [
-        ("zombi_iceberg_commits", "Snapshots the sink committed to the table", |t| t.commits),
-        ("zombi_iceberg_records_written", "Records written to the table as rows", |t| t.records_written),
-        ("zombi_iceberg_data_files_written", "Parquet data files the sink added to the table", |t| t.data_files),
-        ("zombi_iceberg_data_files_written_bytes", "Bytes of the Parquet data files the sink added", |t| {
-            t.data_file_bytes
-        }),
-        ("zombi_iceberg_errors", "Rounds of the table that failed (retried with backoff)", |t| t.errors),
-        (
-            "zombi_iceberg_skipped_below_log_start",
-            "Records retention or DeleteRecords removed before the sink read them",
-            |t| t.skipped_below_log_start,
-        ),
-        ("zombi_iceberg_control_records", "Records of control batches, never rows", |t| t.control_records),
-        ("zombi_iceberg_header_keys_replaced", "Header keys that were not UTF-8, stored with U+FFFD", |t| {
-            t.header_keys_replaced
-        }),
-        ("zombi_iceberg_timestamps_out_of_range", "Timestamps too large for microseconds, stored as null", |t| {
-            t.timestamps_out_of_range
-        }),
-        ("zombi_iceberg_compactions", "Iceberg file compaction commits (small files rewritten)", |t| t.compactions),
-        ("zombi_iceberg_compaction_files_rewritten", "Data files Iceberg file compaction removed", |t| {
-            t.compaction_files_rewritten
-        }),
-        ("zombi_iceberg_compaction_files_written", "Data files Iceberg file compaction added", |t| {
-            t.compaction_files_written
-        }),
-        ("zombi_iceberg_compaction_bytes_rewritten", "Bytes of data files Iceberg file compaction rewrote", |t| {
-            t.compaction_bytes_rewritten
-        }),
-        ("zombi_iceberg_snapshots_expired", "Snapshots expired from the table's metadata", |t| t.snapshots_expired),
-        ("zombi_iceberg_unreferenced_files_deleted", "Files a maintenance pass left unreferenced, deleted", |t| {
-            t.unreferenced_files_deleted
-        }),
-        ("zombi_iceberg_orphan_files_deleted", "Files no snapshot ever referenced, deleted once old enough", |t| {
-            t.orphan_files_deleted
-        }),
-        ("zombi_iceberg_maintenance_errors", "Maintenance passes of the table that failed", |t| t.maintenance_errors),
-    ];
-    for (name, help, value) in counters {
-        let family = Family::<TopicLabels, Counter>::default();
-        for topic in &topics {
-            family.get_or_create(&TopicLabels { topic: topic.topic.clone() }).inc_by(value(topic));
-        }
-        encode_metric(encoder, name, help, &family)?;
-    }
-    let live = Family::<TopicLabels, Gauge>::default();
-    for topic in &topics {
-        if let Some(files) = topic.live_data_files {
-            live.get_or_create(&TopicLabels { topic: topic.topic.clone() })
-                .set(i64::try_from(files).unwrap_or(i64::MAX));
-        }
-    }
-    encode_metric(
-        encoder,
-        "zombi_iceberg_live_data_files",
-        "Data files in the table's current snapshot, as of the last maintenance pass",
-        &live,
-    )?;
-    encode_metric(
-        encoder,
-        "zombi_iceberg_catalog_unavailable",
-        "1 while the Iceberg catalog cannot be opened (see GET /admin/iceberg), else 0",
-        &ConstGauge::new(i64::from(status.catalog_error.is_some())),
-    )
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FamilyLabels {
-    column_family: String,
-}
-
-/// The hot tier's RocksDB figures (see `Store::properties`) as `zombi_rocksdb_*` gauges.
-fn encode_rocksdb(
-    encoder: &mut DescriptorEncoder,
-    properties: &[(&'static str, &'static str, u64)],
-) -> Result<(), std::fmt::Error> {
-    const PER_FAMILY: [(&str, &str, &str); 4] = [
-        (
-            "rocksdb.cur-size-all-mem-tables",
-            "zombi_rocksdb_memtable_bytes",
-            "Bytes in memtables (active and unflushed)",
-        ),
-        ("rocksdb.live-sst-files-size", "zombi_rocksdb_live_sst_bytes", "Bytes of SST files of the current version"),
-        ("rocksdb.total-sst-files-size", "zombi_rocksdb_total_sst_bytes", "Bytes of all SST files, obsolete included"),
-        (
-            "rocksdb.estimate-pending-compaction-bytes",
-            "zombi_rocksdb_pending_compaction_bytes",
-            "Bytes compaction estimates it must rewrite; writes slow down and stop as this grows",
-        ),
-    ];
-    for (property, name, help) in PER_FAMILY {
-        let family = Family::<FamilyLabels, Gauge>::default();
-        for (column_family, _, value) in properties.iter().filter(|(f, p, _)| *p == property && !f.is_empty()) {
-            family.get_or_create(&FamilyLabels { column_family: column_family.to_string() }).set(*value as i64);
-        }
-        encode_metric(encoder, name, help, &family)?;
-    }
-    const DATABASE: [(&str, &str, &str); 3] = [
-        ("rocksdb.block-cache-usage", "zombi_rocksdb_block_cache_usage_bytes", "Bytes held by the block cache"),
-        ("rocksdb.is-write-stopped", "zombi_rocksdb_write_stopped", "1 while RocksDB stops writes (a write stall)"),
-        (
-            "rocksdb.actual-delayed-write-rate",
-            "zombi_rocksdb_delayed_write_rate_bytes_per_second",
-            "Write rate RocksDB throttles to while it delays writes; 0 when not delaying",
-        ),
-    ];
-    for (property, name, help) in DATABASE {
-        if let Some((_, _, value)) = properties.iter().find(|(f, p, _)| *p == property && f.is_empty()) {
-            encode_metric(encoder, name, help, &ConstGauge::new(*value as i64))?;
-        }
-    }
-    Ok(())
-}
-
-fn encode_metric(
+/// Writes one metric family with its name and help (for the subsystems' collectors).
+pub fn encode_metric(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -860,22 +540,6 @@ impl ProcessStats {
         let start_time_seconds = boot_seconds.map_or(0.0, |boot| boot + number(22).unwrap_or(0.0) / ticks);
         Some(ProcessStats { cpu_seconds, resident_bytes, open_fds, start_time_seconds })
     }
-}
-
-/// Sums the bytes and records of the record batches in `records` (headers only; nothing decoded).
-pub fn batch_totals(records: &[u8]) -> (usize, u64) {
-    let mut rest = records;
-    let mut count = 0u64;
-    while rest.len() >= crate::log::batch::HEADER_BYTES {
-        let Ok(header) = crate::log::batch::BatchHeader::parse(rest) else { break };
-        count += u64::try_from(header.record_count).unwrap_or(0);
-        let size = header.size_bytes();
-        if size > rest.len() || size == 0 {
-            break;
-        }
-        rest = &rest[size..];
-    }
-    (records.len(), count)
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::coordinator::group::GroupLimits;
 use crate::handler::Broker;
 use crate::http;
 use crate::log::{Log, LogError};
-use crate::metrics::BrokerCollector;
+use crate::unified::UnifiedLog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -32,7 +32,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the log, serves Kafka and HTTP until `shutdown` resolves, then drains connections.
 pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let log = Log::open(&config).await?;
+    let unified = UnifiedLog::open(&config).await?;
+    let log = unified.log().clone();
     let kafka = TcpListener::bind(config.kafka_listen)
         .await
         .map_err(|source| ServerError::Bind { address: config.kafka_listen, source })?;
@@ -51,23 +52,29 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
         members_max: config.group_members_max,
     };
-    let coordinator = Coordinator::open(log.store(), limits, config.offsets_retention_ms).await?;
+    let coordinator = Coordinator::open(log.clone(), limits, config.offsets_retention_ms).await?;
     let config = Arc::new(config);
     let sink = crate::iceberg::IcebergSink::new(config.iceberg.clone());
-    let broker = Arc::new(Broker::new(log.clone(), coordinator.clone(), config.clone(), sink.clone()));
-    broker.metrics.register_collector(Box::new(BrokerCollector {
-        log: log.clone(),
+    let broker = Arc::new(Broker::new(unified.clone(), coordinator.clone(), config.clone(), sink.clone()));
+    // Each subsystem reads its own state when /metrics is scraped.
+    broker.metrics.register_collector(Box::new(crate::log::metrics::LogCollector { log: log.clone() }));
+    broker.metrics.register_collector(Box::new(crate::coordinator::metrics::GroupCollector {
         coordinator: coordinator.clone(),
-        iceberg: sink.clone(),
+        log: log.clone(),
+    }));
+    broker.metrics.register_collector(Box::new(crate::unified::metrics::TierCollector { unified: unified.clone() }));
+    broker.metrics.register_collector(Box::new(crate::iceberg::metrics::IcebergCollector {
+        sink: sink.clone(),
+        log: log.clone(),
     }));
     let (stop, stopped) = watch::channel(false);
 
     let mut background = JoinSet::new();
     background.spawn(http::serve(http, broker.clone(), stopped.clone()));
     background.spawn(retention_loop(log.clone(), config.retention_check_interval_ms, stopped.clone()));
-    background.spawn(crate::tier::flusher::run(log.clone(), stopped.clone()));
+    background.spawn(crate::unified::remote_log_manager::run(unified.clone(), stopped.clone()));
     // The Iceberg sink has its own thread; it is awaited at shutdown so that the log outlives it.
-    let sink_task = tokio::spawn(crate::iceberg::run(sink, log.clone(), stopped.clone()));
+    let sink_task = tokio::spawn(crate::iceberg::run(sink, unified.clone(), stopped.clone()));
     background.spawn(
         coordinator.run_timers(Duration::from_millis(config.offsets_retention_check_interval_ms), stopped.clone()),
     );

@@ -11,9 +11,12 @@
 //! change that brings some deadline earlier than the one it sleeps towards wakes it up.
 
 pub mod group;
+pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,7 +26,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::log::LogError;
-use crate::log::store::{Store, StoreError, StoreWrite};
+use crate::log::{GroupWrite, Log, StoreError};
 use group::{ClassicGroup, GroupLimits, GroupState, JoinRequest, JoinResult, StoredMember, SyncResult};
 
 /// Kafka's `offset.metadata.max.bytes`.
@@ -111,7 +114,8 @@ pub struct Coordinator {
 }
 
 struct Inner {
-    store: Store,
+    /// Group records and offsets are written through the log's writer, like everything durable.
+    log: Log,
     state: Mutex<State>,
     /// Serialises durable changes so that the store sees them in the order they were decided.
     writes: tokio::sync::Mutex<()>,
@@ -124,13 +128,11 @@ struct Inner {
 
 impl Coordinator {
     /// Loads groups and offsets from the store.
-    pub async fn open(store: Store, limits: GroupLimits, offsets_retention_ms: i64) -> Result<Coordinator, LogError> {
-        let loading = store.clone();
-        let (groups, offsets) =
-            tokio::task::spawn_blocking(move || loading.scan_groups()).await.map_err(|_| LogError::Unavailable)??;
+    pub async fn open(log: Log, limits: GroupLimits, offsets_retention_ms: i64) -> Result<Coordinator, LogError> {
+        let (groups, offsets) = log.load_groups().await?;
         let coordinator = Coordinator {
             inner: Arc::new(Inner {
-                store,
+                log,
                 state: Mutex::new(State::default()),
                 writes: tokio::sync::Mutex::new(()),
                 limits,
@@ -175,9 +177,7 @@ impl Coordinator {
             state.offsets.entry(group).or_default().insert((topic, partition), offset);
         }
         tracing::info!(groups = state.groups.len(), "group coordinator loaded");
-        if let Ok(mut current) = coordinator.inner.state.lock() {
-            *current = state;
-        }
+        *coordinator.inner.state.lock() = state;
         Ok(coordinator)
     }
 
@@ -185,16 +185,15 @@ impl Coordinator {
         self.inner.clock_start.elapsed().as_millis() as u64
     }
 
-    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> Result<T, LogError> {
-        let mut state = self.inner.state.lock().map_err(|_| LogError::Unavailable)?;
-        Ok(f(&mut state))
+    fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.inner.state.lock())
     }
 
     /// `with_state` for a change to one group that may bring one of its deadlines earlier (a
     /// new member, a rebalance starting, parked requests answered): wakes the timer task if the
     /// group's next deadline comes before the one the task sleeps towards. Heartbeats only move
     /// deadlines later and need not call this; the task finds out when it wakes.
-    fn with_group_state<T>(&self, group_id: &str, f: impl FnOnce(&mut State) -> T) -> Result<T, LogError> {
+    fn with_group_state<T>(&self, group_id: &str, f: impl FnOnce(&mut State) -> T) -> T {
         self.with_state(|state| {
             let out = f(state);
             let next = state.groups.get(group_id).and_then(ClassicGroup::next_deadline_ms);
@@ -208,10 +207,8 @@ impl Coordinator {
         })
     }
 
-    async fn write(&self, write: StoreWrite) -> Result<(), LogError> {
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || store.write(write, true)).await.map_err(|_| LogError::Unavailable)??;
-        Ok(())
+    async fn write(&self, writes: Vec<GroupWrite>) -> Result<(), LogError> {
+        self.inner.log.write_groups(writes).await
     }
 
     fn group_record(&self, group: &ClassicGroup) -> Vec<u8> {
@@ -240,11 +237,9 @@ impl Coordinator {
 
     /// Writes the group's record (when `persist`) before its parked syncs are answered.
     async fn persist_group(&self, group_id: &str) -> Result<(), LogError> {
-        let record = self.with_state(|state| state.groups.get(group_id).map(|g| self.group_record(g)))?;
+        let record = self.with_state(|state| state.groups.get(group_id).map(|g| self.group_record(g)));
         if let Some(record) = record {
-            let mut write = StoreWrite::default();
-            self.inner.store.put_group(&mut write, group_id, &record);
-            self.write(write).await?;
+            self.write(vec![GroupWrite::Group { group: group_id.to_string(), record }]).await?;
         }
         Ok(())
     }
@@ -261,8 +256,7 @@ impl Coordinator {
             let group = state.groups.entry(group_id.to_string()).or_insert_with(|| ClassicGroup::new(group_id));
             group.join(request, new_member_id, &self.inner.limits, now, reply)
         });
-        if let Ok(effects) = effects
-            && effects.persist
+        if effects.persist
             && let Err(error) = self.persist_group(group_id).await
         {
             tracing::error!(%error, group = group_id, "cannot store the group");
@@ -301,7 +295,7 @@ impl Coordinator {
                 None
             }
         });
-        if let Ok(Some(effects)) = effects
+        if let Some(effects) = effects
             && effects.persist
         {
             // The assignment is durable before any member hears of it.
@@ -324,7 +318,6 @@ impl Coordinator {
             Some(group) => group.heartbeat(member_id, instance_id, generation, now),
             None => ResponseError::UnknownMemberId.code(),
         })
-        .unwrap_or(ResponseError::CoordinatorNotAvailable.code())
     }
 
     /// LeaveGroup for each `(member id, instance id)`; one error code per member.
@@ -332,20 +325,18 @@ impl Coordinator {
         let _writes = self.inner.writes.lock().await;
         let now = self.now_ms();
         let limits = self.inner.limits;
-        let result = self.with_group_state(group_id, |state| {
+        let result: Result<Vec<i16>, i16> = self.with_group_state(group_id, |state| {
             let group = state.groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId.code())?;
             Ok(members.iter().map(|(id, instance)| group.leave(id, instance.as_deref(), &limits, now)).collect())
         });
-        let codes = result.unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()))?;
+        let codes = result?;
         self.persist_if_empty(group_id).await;
         Ok(codes)
     }
 
     async fn persist_if_empty(&self, group_id: &str) {
         let empty = self.with_state(|state| state.groups.get(group_id).is_some_and(|g| g.state == GroupState::Empty));
-        if empty.unwrap_or(false)
-            && let Err(error) = self.persist_group(group_id).await
-        {
+        if empty && let Err(error) = self.persist_group(group_id).await {
             tracing::error!(%error, group = group_id, "cannot store the group");
         }
     }
@@ -394,9 +385,9 @@ impl Coordinator {
                 }
             }
         });
-        allowed.unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()))?;
+        allowed?;
         let timestamp = crate::log::now_ms();
-        let mut write = StoreWrite::default();
+        let mut write = Vec::with_capacity(offsets.len());
         let mut codes = Vec::with_capacity(offsets.len());
         let mut accepted = Vec::new();
         for request in offsets {
@@ -412,7 +403,12 @@ impl Coordinator {
                 commit_timestamp_ms: timestamp,
             };
             let bytes = serde_json::to_vec(&committed).unwrap_or_default();
-            self.inner.store.put_offset(&mut write, group_id, &request.topic, request.partition, &bytes);
+            write.push(GroupWrite::Offset {
+                group: group_id.to_string(),
+                topic: request.topic.clone(),
+                partition: request.partition,
+                record: bytes,
+            });
             accepted.push(((request.topic, request.partition), committed));
             codes.push(0);
         }
@@ -447,7 +443,6 @@ impl Coordinator {
                     .collect(),
             }
         })
-        .unwrap_or_default()
     }
 
     /// Consumer lag per topic and partition: the log end minus the committed offset (a partition
@@ -501,8 +496,6 @@ impl Coordinator {
                     .collect(),
             })
         })
-        .ok()
-        .flatten()
     }
 
     /// Every group with its protocol type and state, including groups that only hold offsets.
@@ -521,7 +514,6 @@ impl Coordinator {
             out.sort();
             out
         })
-        .unwrap_or_default()
     }
 
     /// DeleteGroups of one group: only an empty group may go, with its offsets.
@@ -532,12 +524,10 @@ impl Coordinator {
             None if !state.offsets.contains_key(group_id) => Err(ResponseError::GroupIdNotFound.code()),
             _ => Ok(()),
         });
-        if let Err(code) = check.unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code())) {
+        if let Err(code) = check {
             return code;
         }
-        let mut write = StoreWrite::default();
-        self.inner.store.delete_group(&mut write, group_id);
-        if let Err(error) = self.write(write).await {
+        if let Err(error) = self.write(vec![GroupWrite::DeleteGroup { group: group_id.to_string() }]).await {
             return error.code();
         }
         let _ = self.with_state(|state| {
@@ -562,15 +552,19 @@ impl Coordinator {
                 .unwrap_or_default();
             Ok(topics)
         });
-        let subscribed = subscribed.unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()))?;
-        let mut write = StoreWrite::default();
+        let subscribed = subscribed?;
+        let mut write = Vec::with_capacity(partitions.len());
         let mut codes = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
             if subscribed.contains(topic) {
                 codes.push(ResponseError::GroupSubscribedToTopic.code());
                 continue;
             }
-            self.inner.store.delete_offset(&mut write, group_id, topic, *partition);
+            write.push(GroupWrite::DeleteOffset {
+                group: group_id.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+            });
             codes.push(0);
         }
         self.write(write).await.map_err(|e| e.code())?;
@@ -589,28 +583,30 @@ impl Coordinator {
     /// A deleted topic takes every group's offsets for it along.
     pub async fn topic_deleted(&self, topic: &str) {
         let _writes = self.inner.writes.lock().await;
-        let doomed: Vec<(String, i32, String)> = self
-            .with_state(|state| {
-                state
-                    .offsets
-                    .iter()
-                    .flat_map(|(group, offsets)| {
-                        offsets
-                            .keys()
-                            .filter(|(t, _)| t == topic)
-                            .map(|(t, p)| (group.clone(), *p, t.clone()))
-                            .collect::<Vec<_>>()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let doomed: Vec<(String, i32, String)> = self.with_state(|state| {
+            state
+                .offsets
+                .iter()
+                .flat_map(|(group, offsets)| {
+                    offsets
+                        .keys()
+                        .filter(|(t, _)| t == topic)
+                        .map(|(t, p)| (group.clone(), *p, t.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        });
         if doomed.is_empty() {
             return;
         }
-        let mut write = StoreWrite::default();
-        for (group, partition, topic) in &doomed {
-            self.inner.store.delete_offset(&mut write, group, topic, *partition);
-        }
+        let write = doomed
+            .iter()
+            .map(|(group, partition, topic)| GroupWrite::DeleteOffset {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+            })
+            .collect();
         if let Err(error) = self.write(write).await {
             tracing::error!(%error, topic, "cannot drop the offsets of a deleted topic");
             return;
@@ -635,11 +631,9 @@ impl Coordinator {
         let _writes = self.inner.writes.lock().await;
         let now = self.now_ms();
         let limits = self.inner.limits;
-        let emptied: Vec<String> = self
-            .with_state(|state| {
-                state.groups.values_mut().filter_map(|g| g.tick(&limits, now).then(|| g.id.clone())).collect()
-            })
-            .unwrap_or_default();
+        let emptied: Vec<String> = self.with_state(|state| {
+            state.groups.values_mut().filter_map(|g| g.tick(&limits, now).then(|| g.id.clone())).collect()
+        });
         drop(_writes);
         for group in emptied {
             self.persist_if_empty(&group).await;
@@ -653,8 +647,6 @@ impl Coordinator {
             state.timer_deadline_ms = next;
             next
         })
-        .ok()
-        .flatten()
     }
 
     /// `offsets.retention.minutes`: offsets of groups without members expire after the retention.
@@ -665,29 +657,31 @@ impl Coordinator {
         }
         let _writes = self.inner.writes.lock().await;
         let cutoff = crate::log::now_ms() - retention;
-        let expired: Vec<(String, String, i32)> = self
-            .with_state(|state| {
-                let mut out = Vec::new();
-                for (group, offsets) in &state.offsets {
-                    if state.groups.get(group).is_some_and(|g| !g.is_empty()) {
-                        continue;
-                    }
-                    for ((topic, partition), committed) in offsets {
-                        if committed.commit_timestamp_ms < cutoff {
-                            out.push((group.clone(), topic.clone(), *partition));
-                        }
+        let expired: Vec<(String, String, i32)> = self.with_state(|state| {
+            let mut out = Vec::new();
+            for (group, offsets) in &state.offsets {
+                if state.groups.get(group).is_some_and(|g| !g.is_empty()) {
+                    continue;
+                }
+                for ((topic, partition), committed) in offsets {
+                    if committed.commit_timestamp_ms < cutoff {
+                        out.push((group.clone(), topic.clone(), *partition));
                     }
                 }
-                out
-            })
-            .unwrap_or_default();
+            }
+            out
+        });
         if expired.is_empty() {
             return;
         }
-        let mut write = StoreWrite::default();
-        for (group, topic, partition) in &expired {
-            self.inner.store.delete_offset(&mut write, group, topic, *partition);
-        }
+        let write = expired
+            .iter()
+            .map(|(group, topic, partition)| GroupWrite::DeleteOffset {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+            })
+            .collect();
         if self.write(write).await.is_ok() {
             let _ = self.with_state(|state| {
                 for (group, topic, partition) in expired {

@@ -36,7 +36,7 @@ fn join_request(member_id: &str, instance_id: Option<&str>) -> JoinRequest {
 async fn open() -> (tempfile::TempDir, crate::log::Log, Coordinator) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
-    let coordinator = Coordinator::open(log.store(), LIMITS, 60_000).await.expect("coordinator");
+    let coordinator = Coordinator::open(log.clone(), LIMITS, 60_000).await.expect("coordinator");
     (dir, log, coordinator)
 }
 
@@ -156,7 +156,7 @@ async fn commits_are_checked_and_survive_a_reopen() {
     log.close().await;
     drop(log);
     let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
-    let coordinator = Coordinator::open(log.store(), LIMITS, 60_000).await.expect("coordinator");
+    let coordinator = Coordinator::open(log.clone(), LIMITS, 60_000).await.expect("coordinator");
     let committed = coordinator.committed("g", None);
     assert_eq!(committed.len(), 1);
     let offset = committed[0].2.clone().expect("committed");
@@ -215,7 +215,7 @@ async fn offsets_of_empty_groups_expire_after_the_retention() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
     // A retention of 0 ms: anything committed before now is expired at the next tick.
-    let coordinator = Coordinator::open(log.store(), LIMITS, 0).await.expect("coordinator");
+    let coordinator = Coordinator::open(log.clone(), LIMITS, 0).await.expect("coordinator");
     let commit = CommitRequest { topic: "t".into(), partition: 0, offset: 3, leader_epoch: -1, metadata: None };
     assert_eq!(coordinator.commit("empty", -1, "", None, vec![commit.clone()]).await, Ok(vec![0]));
     let join = join_new(&coordinator, "busy").await;

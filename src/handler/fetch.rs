@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 use tokio::time::Instant;
 
 use super::Broker;
-use crate::log::{LogError, Partition, ReadRequest, ReadResult};
+use crate::log::{Isolation, LogError, Partition, ReadRequest, ReadResult};
 
 const READ_COMMITTED: i8 = 1;
 
@@ -43,14 +43,16 @@ pub(super) async fn fetch(broker: &Arc<Broker>, request: FetchRequest, version: 
         };
         for partition in &topic.partitions {
             let target = match &resolved {
-                Ok(found) => found
-                    .partition(partition.partition)
-                    .map(|p| (p.clone(), partition.fetch_offset, partition.partition_max_bytes.max(0) as usize))
-                    .ok_or(LogError::UnknownTopicOrPartition),
+                Ok(found) => {
+                    found.partition(partition.partition).ok_or(LogError::UnknownTopicOrPartition).and_then(|p| {
+                        p.check_leader_epoch(partition.current_leader_epoch)?;
+                        Ok((p.clone(), partition.fetch_offset, partition.partition_max_bytes.max(0) as usize))
+                    })
+                }
                 Err(LogError::UnknownTopicId) => Err(LogError::UnknownTopicId),
                 Err(_) => Err(LogError::UnknownTopicOrPartition),
             };
-            let metrics = resolved.as_ref().ok().map(|found| broker.topic_metrics(found).clone());
+            let metrics = resolved.as_ref().ok().map(|found| broker.service.topic_metrics(found).clone());
             wanted.push(Wanted { topic_index, partition_index: partition.partition, metrics, target });
         }
     }
@@ -70,9 +72,14 @@ pub(super) async fn fetch(broker: &Arc<Broker>, request: FetchRequest, version: 
                 offset: *offset,
                 max_bytes: *max_bytes,
                 at_least_one: false,
+                isolation: if request.isolation_level == READ_COMMITTED {
+                    Isolation::Committed
+                } else {
+                    Isolation::HighWatermark
+                },
             })
             .collect();
-        let results = broker.log.read(reads, total_bytes_max).await;
+        let results = broker.unified.read(reads, total_bytes_max).await;
         let bytes: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|r| r.records.len()).sum();
         let failed = results.iter().any(Result::is_err) || wanted.iter().any(|w| w.target.is_err());
         if bytes >= min_bytes.max(1) || failed || Instant::now() >= deadline {
@@ -99,7 +106,7 @@ pub(super) async fn fetch(broker: &Arc<Broker>, request: FetchRequest, version: 
             Err(error) => Err(error),
         };
         if let (Ok(read), Some(metrics)) = (&result, &w.metrics) {
-            let (bytes, records) = crate::metrics::batch_totals(&read.records);
+            let (bytes, records) = crate::log::batch::totals(&read.records);
             metrics.fetched(bytes, records);
         }
         let data = partition_data(w.partition_index, result, request.isolation_level);
@@ -116,8 +123,7 @@ fn partition_data(index: i32, result: Result<ReadResult, LogError>, isolation_le
     match result {
         Ok(read) => {
             data.high_watermark = read.high_watermark;
-            // No transactions are written, so everything below the high watermark is stable.
-            data.last_stable_offset = read.high_watermark;
+            data.last_stable_offset = read.last_stable_offset;
             data.log_start_offset = read.log_start;
             data.aborted_transactions = (isolation_level == READ_COMMITTED).then(Vec::new);
             data.records = Some(read.records);
@@ -184,8 +190,8 @@ async fn offset_at(broker: &Broker, partition: &Arc<Partition>, timestamp: i64) 
     match timestamp {
         LATEST => Ok((partition.last_stable_offset(), -1)),
         EARLIEST | EARLIEST_LOCAL => Ok((partition.log_start(), -1)),
-        MAX_TIMESTAMP => Ok(broker.log.max_timestamp(partition).await?.unwrap_or((-1, -1))),
-        t if t >= 0 => Ok(broker.log.offset_for_timestamp(partition, t).await?.unwrap_or((-1, -1))),
+        MAX_TIMESTAMP => Ok(broker.unified.max_timestamp(partition).await?.unwrap_or((-1, -1))),
+        t if t >= 0 => Ok(broker.unified.offset_for_timestamp(partition, t).await?.unwrap_or((-1, -1))),
         other => Err(LogError::InvalidRequest(format!("unknown ListOffsets timestamp {other}"))),
     }
 }

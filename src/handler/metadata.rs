@@ -131,7 +131,7 @@ fn describe_topic(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
             let mut p = MetadataResponsePartition::default();
             p.partition_index = partition.index;
             p.leader_id = node.into();
-            p.leader_epoch = 0;
+            p.leader_epoch = partition.leader_epoch();
             p.replica_nodes = vec![node.into()];
             p.isr_nodes = vec![node.into()];
             p
@@ -198,7 +198,7 @@ pub(super) fn describe_topic_partitions(
             let mut p = DescribeTopicPartitionsResponsePartition::default();
             p.partition_index = partition.index;
             p.leader_id = node.into();
-            p.leader_epoch = 0;
+            p.leader_epoch = partition.leader_epoch();
             p.replica_nodes = vec![node.into()];
             p.isr_nodes = vec![node.into()];
             out.partitions.push(p);

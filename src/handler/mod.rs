@@ -16,10 +16,14 @@ use std::sync::Arc;
 use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use crate::cluster::{MetadataCache, SingleNode};
 use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::log::{Log, Topic};
 use crate::protocol::{Body, Request};
+use crate::service::authorizer::AllowAll;
+use crate::service::{BrokerService, ServiceSettings};
+use crate::unified::UnifiedLog;
 
 /// A response that is still being worked on (a produce waiting for its group commit).
 pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Response>> + Send>>;
@@ -34,7 +38,13 @@ pub enum Response {
 
 /// Everything a handler may use.
 pub struct Broker {
+    /// Produce, read, topic lookups and authorization: what both front doors share.
+    pub service: Arc<BrokerService>,
+    /// Brokers, leaders, leader epochs and coordinators.
+    pub cluster: Arc<dyn MetadataCache>,
     pub log: Log,
+    /// The log over the hot tier and the object store, for reads.
+    pub unified: UnifiedLog,
     pub coordinator: Coordinator,
     pub config: Arc<Config>,
     /// KiB of requests read and not yet answered (see `queued_request_bytes_max`).
@@ -46,25 +56,32 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(
-        log: Log,
+        unified: UnifiedLog,
         coordinator: Coordinator,
         config: Arc<Config>,
         iceberg: Arc<crate::iceberg::IcebergSink>,
     ) -> Broker {
         let budget_kib = (config.queued_request_bytes_max / 1024).max(1);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let cluster: Arc<dyn MetadataCache> = SingleNode::new(&config);
+        let settings = ServiceSettings {
+            auto_create_topics: config.auto_create_topics,
+            num_partitions: config.num_partitions,
+            record_batch_decompressed_bytes_max: config.record_batch_decompressed_bytes_max,
+        };
+        let service =
+            BrokerService::new(unified.clone(), cluster.clone(), Arc::new(AllowAll), metrics.clone(), settings);
         Broker {
+            service: Arc::new(service),
+            cluster,
             iceberg,
-            log,
+            log: unified.log().clone(),
+            unified,
             coordinator,
             config,
             request_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics,
         }
-    }
-
-    /// A topic's traffic counters, resolved once per topic so that recording takes no lock.
-    pub fn topic_metrics<'t>(&self, topic: &'t Topic) -> &'t crate::metrics::TopicMetrics {
-        topic.metrics.get_or_init(|| self.metrics.topic(&topic.name))
     }
 }
 

@@ -47,7 +47,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
                     broker.log.record_batch_decompressed_bytes_max(),
                 ) {
                     Ok((partition, batches)) => {
-                        counted = Some(Counted::of(broker.topic_metrics(topic), &batches));
+                        counted = Some(Counted::of(broker.service.topic_metrics(topic), &batches));
                         ready.push((topic.config.timestamp_type, partition, batches));
                         Outcome::Queued
                     }

@@ -82,7 +82,7 @@ pub(super) async fn groups(State(broker): State<Arc<Broker>>) -> Json<Value> {
 /// Every partition's tiering state: log start, hot-tier start, remote end, uploads; object store
 /// request counts.
 pub(super) async fn tiering(State(broker): State<Arc<Broker>>) -> Json<crate::tier::TierStatus> {
-    Json(crate::tier::status(&broker.log))
+    Json(crate::tier::status(&broker.log, broker.unified.tier()))
 }
 
 /// Every topic's table: committed offsets, records behind, commits, files, errors.

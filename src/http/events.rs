@@ -19,11 +19,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::records::{self, HttpRecord, StoredRecord};
-use super::{ApiError, media_type};
+use super::{ApiError, HttpSession, media_type};
 use crate::handler::Broker;
-use crate::log::batch::ValidBatch;
-use crate::log::topic_config::TimestampType;
-use crate::log::{AppendInfo, LogError, Partition, ReadRequest, Topic, batch, now_ms};
+use crate::log::{AppendInfo, Isolation, LogError, Topic, batch, now_ms};
+use crate::service::authorizer::Operation;
+use crate::service::{BrokerService, PartitionRead, Validated};
 
 /// Unkeyed records without a partition go round-robin; a request's records stay together.
 static NEXT_PARTITION: AtomicUsize = AtomicUsize::new(0);
@@ -67,6 +67,7 @@ struct Routed {
 
 pub(super) async fn produce(
     State(broker): State<Arc<Broker>>,
+    HttpSession(session): HttpSession,
     topic: Result<Path<String>, PathRejection>,
     query: Result<Query<ProduceQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -81,10 +82,11 @@ pub(super) async fn produce(
         )));
     }
     let body = body?;
-    let found = broker.log.topic(&topic).ok_or_else(|| ApiError::UnknownTopic(topic.clone()))?;
+    let found = writable_topic(&broker, &session, &topic).await?;
     let now = now_ms();
     let raw = kind == "application/octet-stream";
     let working = found.clone();
+    let service = broker.service.clone();
     // Parsing, base64, encoding and the CRC scale with the body (up to --http-request-max-bytes).
     let (prepared, single) = off_runtime(move || {
         let (records, single) = if raw {
@@ -96,10 +98,10 @@ pub(super) async fn produce(
         } else {
             parse_json_records(&body, query.partition, now)?
         };
-        Ok((prepare(&working, route(&working, records)?)?, single))
+        Ok((prepare(&service, &working, route(&working, records)?)?, single))
     })
     .await?;
-    let written = append(&broker, &found, prepared).await?;
+    let written = append(&broker.service, &found, prepared).await?;
     let mut entries = written.iter().map(
         |(partition, offset, timestamp)| json!({ "partition": partition, "offset": offset, "timestamp": timestamp }),
     );
@@ -108,6 +110,15 @@ pub(super) async fn produce(
         return Ok(Json(Value::Object(one)));
     }
     Ok(Json(json!({ "topic": topic, "offsets": entries.collect::<Vec<_>>() })))
+}
+
+/// The topic a produce goes to, through the broker service (authorization, and later creation).
+async fn writable_topic(
+    broker: &Broker,
+    session: &crate::service::session::Session,
+    topic: &str,
+) -> Result<Arc<Topic>, ApiError> {
+    broker.service.topic_for_write(session, topic, false).await.map_err(|e| ApiError::from_log(e, topic))
 }
 
 /// Runs CPU-bound request work on the blocking pool.
@@ -185,12 +196,6 @@ fn route(topic: &Topic, records: Vec<(Option<i32>, HttpRecord)>) -> Result<Vec<R
             if topic.partition(partition).is_none() {
                 return Err(ApiError::UnknownPartition { topic: topic.name.clone(), partition });
             }
-            if topic.config.compacted && record.key.is_none() {
-                return Err(ApiError::BadRequest(format!(
-                    "topic {} is compacted (cleanup.policy=compact): every record needs a key",
-                    topic.name
-                )));
-            }
             Ok(Routed { partition, record })
         })
         .collect()
@@ -200,44 +205,36 @@ fn route(topic: &Topic, records: Vec<(Option<i32>, HttpRecord)>) -> Result<Vec<R
 struct Prepared {
     /// Each record's partition and timestamp, in the order given.
     records: Vec<(i32, i64)>,
-    /// Per partition, ascending: its index, batch bytes and record count.
-    partitions: Vec<(i32, usize, u64)>,
-    appends: Vec<(TimestampType, Arc<Partition>, Vec<ValidBatch>)>,
+    /// Per partition, ascending: its index and its validated batch.
+    partitions: Vec<(i32, Validated)>,
 }
 
-/// Builds one batch per partition and validates it as a Kafka produce would be.
-fn prepare(topic: &Topic, routed: Vec<Routed>) -> Result<Prepared, ApiError> {
+/// Builds one batch per partition and has the broker service check it against the topic's rules,
+/// as a Kafka produce with acks=all would be.
+fn prepare(service: &BrokerService, topic: &Topic, routed: Vec<Routed>) -> Result<Prepared, ApiError> {
     let records = routed.iter().map(|r| (r.partition, r.record.timestamp_ms)).collect();
     let mut by_partition: BTreeMap<i32, Vec<HttpRecord>> = BTreeMap::new();
     for r in routed {
         by_partition.entry(r.partition).or_default().push(r.record);
     }
-    let limit_bytes = topic.config.max_message_bytes.max(0) as usize;
     let mut partitions = Vec::with_capacity(by_partition.len());
-    let mut appends = Vec::with_capacity(by_partition.len());
     for (index, partition_records) in by_partition {
-        let partition = topic
-            .partition(index)
-            .ok_or_else(|| ApiError::UnknownPartition { topic: topic.name.clone(), partition: index })?;
         let encoded = records::encode_batch(&partition_records);
-        let batches =
-            batch::validate(&encoded, limit_bytes).map_err(|e| ApiError::from_log(LogError::Batch(e), &topic.name))?;
-        partitions.push((index, encoded.len(), partition_records.len() as u64));
-        appends.push((topic.config.timestamp_type, partition.clone(), batches));
+        let validated = service.validate(topic, index, &encoded, -1).map_err(|e| ApiError::from_log(e, &topic.name))?;
+        partitions.push((index, validated));
     }
-    Ok(Prepared { records, partitions, appends })
+    Ok(Prepared { records, partitions })
 }
 
 /// Queues every partition's batch as one writer command (one group commit) and returns each
 /// record's partition, offset and timestamp, in the order given.
-async fn append(broker: &Broker, topic: &Topic, prepared: Prepared) -> Result<Vec<(i32, i64, i64)>, ApiError> {
-    let Prepared { records, partitions, appends } = prepared;
-    let receivers = broker.log.submit_appends(appends).await.map_err(|e| ApiError::from_log(e, &topic.name))?;
+async fn append(service: &BrokerService, topic: &Topic, prepared: Prepared) -> Result<Vec<(i32, i64, i64)>, ApiError> {
+    let Prepared { records, partitions } = prepared;
+    let (indexes, validated): (Vec<i32>, Vec<Validated>) = partitions.into_iter().unzip();
+    let pending = service.append(validated).await.map_err(|e| ApiError::from_log(e, &topic.name))?;
     let mut infos: BTreeMap<i32, AppendInfo> = BTreeMap::new();
-    for ((index, bytes, count), receiver) in partitions.into_iter().zip(receivers) {
-        let info =
-            receiver.await.unwrap_or(Err(LogError::Unavailable)).map_err(|e| ApiError::from_log(e, &topic.name))?;
-        broker.topic_metrics(topic).appended(bytes, count);
+    for (index, append) in indexes.into_iter().zip(pending) {
+        let info = append.wait().await.map_err(|e| ApiError::from_log(e, &topic.name))?;
         infos.insert(index, info);
     }
     let mut next_in_partition: BTreeMap<i32, i64> = BTreeMap::new();
@@ -266,12 +263,13 @@ pub(super) struct ReadQuery {
 
 pub(super) async fn read(
     State(broker): State<Arc<Broker>>,
+    HttpSession(session): HttpSession,
     topic: Result<Path<String>, PathRejection>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(topic) = topic?;
     let Query(query) = query?;
-    let found = broker.log.topic(&topic).ok_or_else(|| ApiError::UnknownTopic(topic.clone()))?;
+    let found = broker.service.topic(&session, &topic, Operation::Read).map_err(|e| ApiError::from_log(e, &topic))?;
     let index = query.partition.unwrap_or(0);
     let partition =
         found.partition(index).ok_or_else(|| ApiError::UnknownPartition { topic: topic.clone(), partition: index })?;
@@ -300,8 +298,9 @@ pub(super) async fn read(
     let mut high_watermark = partition.high_watermark();
     while records.len() < limit && next < high_watermark && bytes_left > 0 {
         let request =
-            ReadRequest { partition: partition.clone(), offset: next, max_bytes: bytes_left, at_least_one: true };
-        let read = match broker.log.read(vec![request], bytes_left).await.pop() {
+            PartitionRead { topic: found.clone(), partition: partition.clone(), offset: next, max_bytes: bytes_left };
+        let read = match broker.service.read(&session, vec![request], Isolation::HighWatermark, bytes_left).await.pop()
+        {
             Some(Ok(read)) => read,
             Some(Err(LogError::OffsetOutOfRange)) => return Err(out_of_range(next)),
             Some(Err(error)) => return Err(ApiError::from_log(error, &topic)),
@@ -312,8 +311,6 @@ pub(super) async fn read(
             break;
         }
         bytes_left = bytes_left.saturating_sub(read.records.len());
-        let (bytes, count) = crate::metrics::batch_totals(&read.records);
-        broker.topic_metrics(&found).fetched(bytes, count);
         let from = next;
         let batch_bytes = read.records.clone();
         let limit = broker.config.record_batch_decompressed_bytes_max;
@@ -419,6 +416,7 @@ struct V3Data {
 /// concatenated (REST Proxy's streaming mode), answered with one result object per record.
 pub(super) async fn produce_v3(
     State(broker): State<Arc<Broker>>,
+    HttpSession(session): HttpSession,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -431,15 +429,16 @@ pub(super) async fn produce_v3(
     if cluster_id != broker.log.cluster_id() {
         return Err(ApiError::NotFound(format!("cluster {cluster_id} does not exist")));
     }
-    let found = broker.log.topic(&topic).ok_or_else(|| ApiError::UnknownTopic(topic.clone()))?;
+    let found = writable_topic(&broker, &session, &topic).await?;
     let now = now_ms();
     let working = found.clone();
+    let service = broker.service.clone();
     let (prepared, sizes) = off_runtime(move || {
         let (records, sizes) = parse_v3_records(&body, now)?;
-        Ok((prepare(&working, route(&working, records)?)?, sizes))
+        Ok((prepare(&service, &working, route(&working, records)?)?, sizes))
     })
     .await?;
-    let written = append(&broker, &found, prepared).await?;
+    let written = append(&broker.service, &found, prepared).await?;
     let mut text = String::new();
     for ((partition, offset, timestamp), (key, value)) in written.iter().zip(sizes) {
         let data = |d: Option<(&str, usize)>| d.map(|(kind, size)| json!({ "type": kind, "size": size }));

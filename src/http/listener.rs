@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::metrics::{HTTP_TIMEOUT_HEADER_READ, HTTP_TIMEOUT_IDLE, Metrics};
+use crate::service::session::Session;
 
 /// The listener's limits (from `Config`).
 #[derive(Debug, Clone, Copy)]
@@ -86,8 +87,10 @@ pub async fn serve(
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let span = tracing::debug_span!("http_connection", %peer);
-                let connection =
-                    serve_connection(stream, router.clone(), limits, metrics.clone(), closing_seen.clone());
+                // Every request on the connection carries its session (see `HttpSession`).
+                let session = Session::anonymous(super::HTTP_LISTENER, &format!("/{}", peer.ip()));
+                let router = router.clone().layer(axum::Extension(session));
+                let connection = serve_connection(stream, router, limits, metrics.clone(), closing_seen.clone());
                 connections.spawn(
                     async move {
                         connection.await;

@@ -1,10 +1,10 @@
 //! The HTTP listener: health, Prometheus metrics, the events API (produce and read records), group
 //! offsets and lag, admin views and the web console. Routes and bodies are documented in docs/http.md.
 //!
-//! Writes go through the same path as Kafka produce: records become a magic v2 batch, the batch is
-//! validated by `log::batch::validate` with the topic's limits and queued to the group-commit
-//! writer with `Log::submit_appends`, so an HTTP write is durable, ordered and visible to Kafka
-//! consumers exactly like a Kafka one.
+//! Writes and reads go through the broker service, as Kafka's do: records become a magic v2
+//! batch, the service checks it against the topic's rules (`BrokerService::validate`) and queues
+//! it to the group-commit writer, so an HTTP write is durable, ordered, authorized and counted
+//! exactly like a Kafka one.
 
 mod admin;
 mod events;
@@ -29,6 +29,7 @@ use tracing::Instrument;
 use crate::handler::Broker;
 use crate::log::LogError;
 use crate::log::batch::BatchError;
+use crate::service::session::Session;
 
 /// The web console: one self-contained page (no external scripts, styles or fonts).
 const CONSOLE_HTML: &str = include_str!("console.html");
@@ -68,13 +69,29 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
+/// The session an HTTP request is served in: set per connection by the listener (client host on
+/// the `HTTP` listener, no principal until HTTP authentication exists).
+pub(crate) struct HttpSession(pub Session);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for HttpSession {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let session = parts.extensions.get::<Session>().cloned();
+        Ok(HttpSession(session.unwrap_or_else(|| Session::anonymous(HTTP_LISTENER, ""))))
+    }
+}
+
+/// The listener name HTTP sessions carry.
+pub(crate) const HTTP_LISTENER: &str = "HTTP";
+
 /// How long readiness waits for the object store.
 const READY_OBJECT_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Ready: the log recovered and the Kafka listener is bound (both before this listener starts),
 /// and the object store answers a GET of a key that need not exist.
 async fn ready(State(broker): State<Arc<Broker>>) -> Response {
-    let store = broker.log.tier().store();
+    let store = broker.unified.tier().store();
     let probe = tokio::time::timeout(READY_OBJECT_STORE_TIMEOUT, store.get("meta/ready-probe")).await;
     let problem = match probe {
         Ok(Ok(_)) => return "ready\n".into_response(),

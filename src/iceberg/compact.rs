@@ -54,7 +54,7 @@ use sqlx::any::AnyPoolOptions;
 use uuid::Uuid;
 
 use super::table::CommitWriter;
-use super::{CATALOG_NAME, CatalogLocation, NEXT_OFFSET_PROPERTY_PREFIX, TOPIC_ID_PROPERTY};
+use super::{CATALOG_NAME, CatalogLocation, MaintenanceSettings, NEXT_OFFSET_PROPERTY_PREFIX, TOPIC_ID_PROPERTY};
 use crate::tier::s3::{S3Files, S3Path};
 
 /// Data files the sink writes are named `zombi-<uuid>-…`: only those are rewritten.
@@ -85,30 +85,6 @@ pub enum MaintenanceError {
     List(std::io::Error),
     #[error("listing the table's objects: {0}")]
     ListObjects(crate::tier::object_store::ObjectStoreError),
-}
-
-/// Maintenance settings (flags in `config.rs`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MaintenanceSettings {
-    /// How often each table is looked at; 0 turns maintenance off.
-    pub interval_ms: u64,
-    /// Small files of one size tier in one table partition that make a rewrite.
-    pub min_files: usize,
-    /// Snapshots older than this are expired (the current one never is).
-    pub snapshot_max_age_ms: u64,
-    /// Files no snapshot referenced are deleted once older than this.
-    pub orphan_min_age_ms: u64,
-}
-
-impl Default for MaintenanceSettings {
-    fn default() -> Self {
-        MaintenanceSettings {
-            interval_ms: 300_000,
-            min_files: 8,
-            snapshot_max_age_ms: 3_600_000,
-            orphan_min_age_ms: 86_400_000,
-        }
-    }
 }
 
 /// What one pass over a table did.

@@ -18,22 +18,24 @@
 //! catalog only delays the tables. This is the only module that imports `iceberg`.
 
 mod compact;
+pub mod metrics;
 pub mod records;
 mod sink;
 pub mod storage;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::Serialize;
 
 use crate::log::Log;
-use crate::tier::object_store::{Location, S3Options};
-use crate::tier::s3::S3Path;
 
-pub use compact::MaintenanceSettings;
+pub use crate::config::iceberg_settings::{
+    CatalogLocation, IcebergFlags, IcebergSettings, MaintenanceSettings, PartitionBy,
+};
 pub use sink::{SinkError, run};
 
 /// The catalog name in the SQL catalog's tables (pyiceberg: `SqlCatalog("zombi", uri=...)`).
@@ -43,284 +45,6 @@ pub const CATALOG_NAME: &str = "zombi";
 pub const NEXT_OFFSET_PROPERTY_PREFIX: &str = "zombi.next-offset.";
 /// Snapshot summary property: the Kafka topic id the table's rows came from.
 pub const TOPIC_ID_PROPERTY: &str = "zombi.topic-id";
-
-/// Where the catalog lives: a SQLite file, or a PostgreSQL database (the same tables as
-/// pyiceberg's SqlCatalog and Iceberg's JDBC catalog). REST catalogs are refused by name.
-#[derive(Clone, PartialEq, Eq)]
-pub enum CatalogLocation {
-    Sqlite(PathBuf),
-    /// `postgres://user:password@host:port/database?options` as given (sqlx's URL); shown with
-    /// the password replaced (see `Display`).
-    Postgres(String),
-}
-
-impl CatalogLocation {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if let Some(path) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
-            if path.is_empty() {
-                return Err("sqlite:// needs a file path".to_string());
-            }
-            return Ok(CatalogLocation::Sqlite(absolute(Path::new(path))));
-        }
-        if let Some(rest) = text.strip_prefix("postgres://").or_else(|| text.strip_prefix("postgresql://")) {
-            let host = rest.split(['/', '?']).next().unwrap_or("");
-            let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
-            if host.is_empty() {
-                return Err(format!("{}: expected postgres://USER:PASSWORD@HOST:PORT/DATABASE", redact(text)));
-            }
-            return Ok(CatalogLocation::Postgres(text.to_string()));
-        }
-        if text.starts_with("http://") || text.starts_with("https://") {
-            return Err("Iceberg REST catalogs are not built yet; use sqlite://PATH or postgres://...".to_string());
-        }
-        Err(format!(
-            "unknown catalog {}: expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
-            redact(text)
-        ))
-    }
-
-    /// Whether SQL statements take `$1`-style placeholders (Postgres) rather than `?`.
-    pub fn dollar_placeholders(&self) -> bool {
-        match self {
-            CatalogLocation::Sqlite(_) => false,
-            CatalogLocation::Postgres(_) => true,
-        }
-    }
-
-    /// The sqlx connection string (SQLite: the file is created if missing). Holds the password.
-    pub fn uri(&self) -> String {
-        match self {
-            CatalogLocation::Sqlite(path) => format!("sqlite://{}?mode=rwc", path.display()),
-            CatalogLocation::Postgres(url) => url.clone(),
-        }
-    }
-}
-
-/// A database URL with its password (in the user info or a `password=` query parameter)
-/// replaced by `***`, for logs, errors and the admin view.
-fn redact(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    // The user info ends at the last '@' before the query, even if an unencoded '/' or '@' in the
-    // password would make a URL parser stop earlier.
-    let query_start = rest.find('?').unwrap_or(rest.len());
-    let (user_info, after) = match rest[..query_start].rfind('@') {
-        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
-        None => (None, rest),
-    };
-    let host_end = after.find(['/', '?']).unwrap_or(after.len());
-    let (host, tail) = after.split_at(host_end);
-    let authority = match user_info {
-        Some(user_info) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{user_info}@{host}"),
-        },
-        None => host.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
-                    _ => pair.to_string(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    if scheme.is_empty() { format!("{authority}{tail}") } else { format!("{scheme}://{authority}{tail}") }
-}
-
-impl std::fmt::Display for CatalogLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CatalogLocation::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            CatalogLocation::Postgres(url) => f.write_str(&redact(url)),
-        }
-    }
-}
-
-/// As `Display`: the password never reaches a log through `{:?}` of the settings either.
-impl std::fmt::Debug for CatalogLocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CatalogLocation({self})")
-    }
-}
-
-/// The partition spec of newly created tables (`--iceberg-partition-by`). A table keeps the spec
-/// it was created with: changing the flag does not change existing tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PartitionBy {
-    /// `day(timestamp)`, field `timestamp_day`.
-    #[default]
-    Day,
-    /// `hour(timestamp)`, field `timestamp_hour`: for topics that fill files within an hour.
-    Hour,
-    /// `month(timestamp)`, field `timestamp_month`: for quiet topics.
-    Month,
-    /// `identity(partition)`, field `partition`: one Iceberg partition per Kafka partition.
-    Partition,
-    /// Unpartitioned: one file per commit whatever the timestamps.
-    None,
-}
-
-impl std::str::FromStr for PartitionBy {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "day" => Ok(PartitionBy::Day),
-            "hour" => Ok(PartitionBy::Hour),
-            "month" => Ok(PartitionBy::Month),
-            "partition" => Ok(PartitionBy::Partition),
-            "none" => Ok(PartitionBy::None),
-            other => Err(format!("{other:?}: expected day, hour, month, partition or none")),
-        }
-    }
-}
-
-/// The Iceberg flags as given (`config.rs` merges the layers); [`IcebergSettings::resolve`]
-/// checks them and fills in the defaults.
-#[derive(Debug, Clone)]
-pub struct IcebergFlags {
-    pub catalog: Option<String>,
-    pub warehouse: Option<String>,
-    pub namespace: String,
-    pub commit_interval_ms: u64,
-    pub target_file_bytes: usize,
-    pub enable: bool,
-    pub partition_by: Option<String>,
-}
-
-impl Default for IcebergFlags {
-    fn default() -> Self {
-        IcebergFlags {
-            catalog: None,
-            warehouse: None,
-            namespace: "zombi".to_string(),
-            commit_interval_ms: 60_000,
-            target_file_bytes: 128 * 1024 * 1024,
-            enable: true,
-            partition_by: None,
-        }
-    }
-}
-
-/// The sink's settings (flags in `config.rs`).
-#[derive(Debug, Clone)]
-pub struct IcebergSettings {
-    pub catalog: CatalogLocation,
-    /// `file:///DIR` or `s3://BUCKET/PATH` URL of the warehouse (no trailing slash).
-    pub warehouse: String,
-    /// Endpoint and region for an S3 warehouse: the object store's flags.
-    pub s3: S3Options,
-    pub namespace: String,
-    /// The partition spec of tables the sink creates.
-    pub partition_by: PartitionBy,
-    /// How often each table gets a commit (when something was produced).
-    pub commit_interval_ms: u64,
-    /// Data files are closed near this size.
-    pub target_file_bytes: usize,
-    /// Decoded record bytes (keys, values, headers) one commit of one table takes in at most:
-    /// four times the target file size, since Parquet with zstd is usually several times smaller
-    /// than the records, so that a backlog is committed in files near the target size. Memory
-    /// does not grow with it (rows stream into the writers; see `row_group_rows_max`).
-    pub commit_bytes_max: usize,
-    /// Bytes of record batches read from the log at once.
-    pub read_bytes_max: usize,
-    /// Rows per Parquet row group (a row group is buffered in memory until written).
-    pub row_group_rows_max: usize,
-    /// Longest wait between retries of a failing table or catalog.
-    pub retry_backoff_ms_max: u64,
-    /// Default of `zombi.iceberg.enable`.
-    pub enable: bool,
-    /// Compaction, snapshot expiry and removal of unreferenced files.
-    pub maintenance: MaintenanceSettings,
-}
-
-impl IcebergSettings {
-    /// Defaults under `data_dir`, or under the object store's S3 prefix for the warehouse when
-    /// the log goes to S3; errors name the flag.
-    pub fn resolve(
-        data_dir: &Path,
-        flags: IcebergFlags,
-        object_store: &Location,
-        s3: &S3Options,
-    ) -> Result<Self, (&'static str, String)> {
-        let data_dir = absolute(data_dir);
-        let catalog = match flags.catalog {
-            Some(text) => CatalogLocation::parse(&text).map_err(|e| ("iceberg-catalog", e))?,
-            None => CatalogLocation::Sqlite(data_dir.join("iceberg").join("catalog.db")),
-        };
-        let warehouse = match (flags.warehouse, object_store) {
-            (Some(text), _) if text.starts_with("file:///") => text.trim_end_matches('/').to_string(),
-            (Some(text), _) if text.starts_with("s3://") => match S3Path::parse(&text) {
-                Some(_) => text.trim_end_matches('/').to_string(),
-                None => return Err(("iceberg-warehouse", format!("{text:?}: expected s3://BUCKET/PATH"))),
-            },
-            (Some(text), _) => {
-                return Err((
-                    "iceberg-warehouse",
-                    format!("{text:?}: expected file:///ABSOLUTE/DIR or s3://BUCKET/PATH"),
-                ));
-            }
-            (None, Location::S3 { bucket, prefix }) if prefix.is_empty() => format!("s3://{bucket}/iceberg/warehouse"),
-            (None, Location::S3 { bucket, prefix }) => format!("s3://{bucket}/{prefix}/iceberg/warehouse"),
-            (None, Location::Directory(_)) => {
-                format!("file://{}", data_dir.join("iceberg").join("warehouse").display())
-            }
-        };
-        let partition_by = match flags.partition_by {
-            Some(text) => text.parse().map_err(|e| ("iceberg-partition-by", e))?,
-            None => PartitionBy::default(),
-        };
-        let IcebergFlags { namespace, commit_interval_ms, target_file_bytes, enable, .. } = flags;
-        if namespace.is_empty() || namespace.contains('.') {
-            return Err(("iceberg-namespace", "must be a non-empty name without '.'".to_string()));
-        }
-        if commit_interval_ms == 0 {
-            return Err(("iceberg-commit-interval-ms", "must be at least 1".to_string()));
-        }
-        if target_file_bytes < 1024 * 1024 {
-            return Err(("iceberg-target-file-bytes", "must be at least 1 MiB".to_string()));
-        }
-        Ok(IcebergSettings {
-            catalog,
-            warehouse,
-            s3: s3.clone(),
-            namespace,
-            partition_by,
-            commit_interval_ms,
-            target_file_bytes,
-            commit_bytes_max: target_file_bytes.saturating_mul(4),
-            read_bytes_max: 4 * 1024 * 1024,
-            row_group_rows_max: 64 * 1024,
-            retry_backoff_ms_max: 300_000,
-            enable,
-            maintenance: MaintenanceSettings::default(),
-        })
-    }
-
-    /// The defaults under `data_dir` with a local warehouse (tests and benchmarks).
-    pub fn local(data_dir: &Path, flags: IcebergFlags) -> Result<Self, (&'static str, String)> {
-        Self::resolve(data_dir, flags, &Location::Directory(data_dir.join("objects")), &S3Options::default())
-    }
-}
-
-impl IcebergSettings {
-    /// These settings with `maintenance`, checked; errors name the flag.
-    pub fn with_maintenance(self, maintenance: MaintenanceSettings) -> Result<Self, (&'static str, String)> {
-        if maintenance.min_files < 2 {
-            return Err(("iceberg-compaction-min-files", "must be at least 2".to_string()));
-        }
-        Ok(IcebergSettings { maintenance, ..self })
-    }
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-}
 
 /// The sink's shared state: what the tables hold, for the status view. Written by the sink
 /// thread, read by anyone; the lock is never held across an await.
@@ -383,9 +107,7 @@ impl IcebergSink {
     }
 
     fn update(&self, topic: &str, change: impl FnOnce(&mut TableState)) {
-        if let Ok(mut tables) = self.tables.lock() {
-            change(tables.entry(topic.to_string()).or_default());
-        }
+        change(self.tables.lock().entry(topic.to_string()).or_default());
     }
 
     /// Whether the table of `topic` is known to hold everything the log has: then the round can
@@ -395,7 +117,7 @@ impl IcebergSink {
     fn caught_up(&self, topic: &crate::log::Topic) -> bool {
         // Taken before the high watermarks are read: everything appended before now is below them.
         let now_ms = crate::log::now_ms();
-        let Ok(mut tables) = self.tables.lock() else { return false };
+        let mut tables = self.tables.lock();
         let Some(state) = tables.get_mut(&topic.name) else { return false };
         let caught_up = state.last_error.is_none()
             && !state.committed.is_empty()
@@ -410,9 +132,7 @@ impl IcebergSink {
     }
 
     fn set_catalog_error(&self, error: Option<String>) {
-        if let Ok(mut slot) = self.catalog_error.lock() {
-            *slot = error;
-        }
+        *self.catalog_error.lock() = error;
     }
 }
 
@@ -478,7 +198,7 @@ pub struct PartitionIcebergStatus {
 
 /// A snapshot of the sink's state, with lag measured against the log's high watermarks now.
 pub fn status(sink: &IcebergSink, log: &Log) -> IcebergStatus {
-    let tables = sink.tables.lock().map(|t| t.clone()).unwrap_or_default();
+    let tables = sink.tables.lock().clone();
     let now_ms = crate::log::now_ms();
     let topics = log
         .topics()
@@ -534,7 +254,7 @@ pub fn status(sink: &IcebergSink, log: &Log) -> IcebergStatus {
         catalog: sink.settings.catalog.to_string(),
         warehouse: sink.settings.warehouse.clone(),
         namespace: sink.settings.namespace.clone(),
-        catalog_error: sink.catalog_error.lock().ok().and_then(|e| e.clone()),
+        catalog_error: sink.catalog_error.lock().clone(),
         topics,
     }
 }

@@ -30,9 +30,10 @@ use super::records::{self, DecodeError};
 use super::storage::WarehouseStorageFactory;
 use super::table::{self, CommitWriter};
 use super::{CATALOG_NAME, IcebergSink, NEXT_OFFSET_PROPERTY_PREFIX, TOPIC_ID_PROPERTY};
-use crate::log::{Log, LogError, ReadRequest, Topic, now_ms};
+use crate::log::{Isolation, LogError, ReadRequest, Topic, now_ms};
 use crate::tier::object_store::ObjectStoreError;
 use crate::tier::s3::{S3Files, S3Path};
+use crate::unified::UnifiedLog;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -57,7 +58,7 @@ pub enum SinkError {
 }
 
 /// Runs the sink on its own thread until `stopped` turns true; resolves when the thread is done.
-pub async fn run(sink: Arc<IcebergSink>, log: Log, stopped: watch::Receiver<bool>) {
+pub async fn run(sink: Arc<IcebergSink>, log: UnifiedLog, stopped: watch::Receiver<bool>) {
     let (done, finished) = oneshot::channel();
     let spawned = std::thread::Builder::new().name("iceberg-sink".into()).spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
@@ -82,7 +83,7 @@ struct Backoff {
     retry_at: Option<Instant>,
 }
 
-async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receiver<bool>) {
+async fn sink_loop(sink: Arc<IcebergSink>, log: UnifiedLog, mut stopped: watch::Receiver<bool>) {
     let settings = sink.settings.clone();
     let mut catalog: Option<Arc<SqlCatalog>> = None;
     let mut committer: Option<Arc<Committer>> = None;
@@ -118,7 +119,7 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
         let (Some(catalog), Some(committer), Some(files)) = (catalog.clone(), committer.clone(), files.clone()) else {
             continue;
         };
-        for topic in log.topics() {
+        for topic in log.log().topics() {
             if *stopped.borrow() {
                 return;
             }
@@ -155,9 +156,9 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: Log, mut stopped: watch::Receive
                 maintenance_due.insert(topic.name.clone(), next);
             }
         }
-        maintenance_due.retain(|name, _| log.topic(name).is_some());
-        last_sweep.retain(|name, _| log.topic(name).is_some());
-        backoffs.retain(|name, _| log.topic(name).is_some());
+        maintenance_due.retain(|name, _| log.log().topic(name).is_some());
+        last_sweep.retain(|name, _| log.log().topic(name).is_some());
+        backoffs.retain(|name, _| log.log().topic(name).is_some());
     }
 }
 
@@ -299,7 +300,7 @@ async fn maintain_topic(
 async fn sync_topic(
     sink: &IcebergSink,
     catalog: &SqlCatalog,
-    log: &Log,
+    log: &UnifiedLog,
     topic: &Topic,
     stopped: &watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
@@ -378,7 +379,7 @@ struct Intake {
 async fn commit_round(
     sink: &IcebergSink,
     catalog: &SqlCatalog,
-    log: &Log,
+    log: &UnifiedLog,
     topic: &Topic,
     table: Table,
     committed: BTreeMap<i32, i64>,
@@ -416,6 +417,8 @@ async fn commit_round(
                 offset,
                 max_bytes: settings.read_bytes_max,
                 at_least_one: true,
+                // A table holds what consumers that read committed records see.
+                isolation: Isolation::Committed,
             };
             let read = log.read(vec![request], settings.read_bytes_max).await.pop().ok_or(LogError::Unavailable)?;
             let read = match read {
@@ -424,8 +427,12 @@ async fn commit_round(
                 Err(LogError::OffsetOutOfRange) if partition.log_start() > offset => break,
                 Err(error) => return Err(error.into()),
             };
-            let decoded =
-                records::decode(&read.records, partition.index, offset, log.record_batch_decompressed_bytes_max())?;
+            let decoded = records::decode(
+                &read.records,
+                partition.index,
+                offset,
+                log.log().record_batch_decompressed_bytes_max(),
+            )?;
             if decoded.next_offset <= offset {
                 // Nothing readable (a gap in the log): leave it for the next round.
                 break;

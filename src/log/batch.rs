@@ -196,11 +196,12 @@ fn validate_one(batch: &[u8]) -> Result<ValidBatch, BatchError> {
 
 impl ValidBatch {
     /// Rewrites the offset fields; the CRC does not cover them.
-    pub fn assign_offset(&mut self, base_offset: i64) {
+    /// Stamps the batch with its base offset and the epoch of the leader that appends it
+    /// (`partitionLeaderEpoch`, which the CRC does not cover).
+    pub fn assign_offset(&mut self, base_offset: i64, leader_epoch: i32) {
         self.header.base_offset = base_offset;
         self.bytes[0..8].copy_from_slice(&base_offset.to_be_bytes());
-        // partitionLeaderEpoch: this single-replica log is always at leader epoch 0.
-        self.bytes[12..16].copy_from_slice(&0i32.to_be_bytes());
+        self.bytes[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
     }
 
     /// Marks the batch as LogAppendTime with `now_ms` as its max timestamp, and re-signs it.
@@ -238,6 +239,22 @@ fn refused(error: super::records::RecordsError) -> BatchError {
         super::records::RecordsError::TooLarge { limit_bytes, .. } => BatchError::DecompressedTooLarge { limit_bytes },
         _ => BatchError::Corrupt,
     }
+}
+
+/// Sums the bytes and records of the record batches in `records` (headers only; nothing decoded).
+pub fn totals(records: &[u8]) -> (usize, u64) {
+    let mut rest = records;
+    let mut count = 0u64;
+    while rest.len() >= HEADER_BYTES {
+        let Ok(header) = BatchHeader::parse(rest) else { break };
+        count += u64::try_from(header.record_count).unwrap_or(0);
+        let size = header.size_bytes();
+        if size > rest.len() || size == 0 {
+            break;
+        }
+        rest = &rest[size..];
+    }
+    (records.len(), count)
 }
 
 #[cfg(test)]
@@ -330,7 +347,7 @@ pub(crate) mod tests {
     fn log_append_time_keeps_the_crc_valid() {
         let bytes = batch(1, b"x", None);
         let mut valid = validate(&bytes, 1 << 20).expect("valid").remove(0);
-        valid.assign_offset(42);
+        valid.assign_offset(42, 0);
         valid.set_log_append_time(1_800_000_000_000);
         let again = validate(&valid.bytes.clone().freeze(), 1 << 20).expect("still valid");
         assert_eq!(again[0].header.base_offset, 42);

@@ -6,9 +6,13 @@
 //! `spawn_blocking` up to the high watermark, which the writer publishes only after its write.
 
 pub mod batch;
+mod error;
+pub mod metadata;
+pub mod metrics;
 pub mod producer;
 pub mod records;
-pub mod store;
+pub mod remote_index;
+mod store;
 pub mod topic_config;
 mod writer;
 
@@ -17,24 +21,25 @@ mod model_tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use parking_lot::{Mutex as SyncMutex, RwLock};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::config::{Config, Durability};
-pub use crate::error::LogError;
 use batch::ValidBatch;
-use store::{PartitionKey, Store, StoreOptions, StoreWrite};
+pub use error::LogError;
+use metadata::{LocalMetadata, MetadataStore};
+pub use remote_index::SegmentInfo;
+pub use store::{PartitionKey, StoreError};
+use store::{Store, StoreOptions};
 use topic_config::{BrokerDefaults, TimestampType, TopicConfig};
 use writer::Command;
-
-use crate::tier::Tier;
-use crate::tier::segment::SegmentInfo;
 
 /// Longest topic name Kafka accepts.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -43,7 +48,7 @@ pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// One partition as readers see it: offsets published by the writer and the tiering flusher.
+/// One partition as readers see it: offsets and the remote index, which only the writer changes.
 ///
 /// Offsets order as `log_start ≤ local_start ≤ high_watermark`: below `local_start` the records
 /// are read from the object store (the remote index), from it on from the hot tier.
@@ -55,6 +60,9 @@ pub struct Partition {
     high_watermark: AtomicI64,
     log_start: AtomicI64,
     local_start: AtomicI64,
+    /// The epoch of this partition's leader: stamped into every batch it appends, checked against
+    /// what clients send. A single broker leads every partition from epoch 0.
+    leader_epoch: AtomicI32,
     deleted: AtomicBool,
     /// Segments in the object store by base offset; written only by the flusher.
     remote: RwLock<BTreeMap<i64, SegmentInfo>>,
@@ -88,6 +96,7 @@ impl Partition {
             high_watermark: AtomicI64::new(recovered.log_end),
             log_start: AtomicI64::new(recovered.log_start),
             local_start: AtomicI64::new(recovered.local_start),
+            leader_epoch: AtomicI32::new(0),
             deleted: AtomicBool::new(false),
             remote: RwLock::new(recovered.remote),
             appended_bytes: AtomicU64::new(0),
@@ -102,55 +111,66 @@ impl Partition {
 
     /// The offset after the last one safely in the object store.
     pub fn remote_end(&self) -> i64 {
-        self.remote.read().ok().and_then(|r| r.values().next_back().map(|s| s.next_offset)).unwrap_or(0)
+        self.remote.read().values().next_back().map_or(0, |s| s.next_offset)
     }
 
     /// The segments in the object store, in offset order.
     pub fn remote_segments(&self) -> Vec<SegmentInfo> {
-        self.remote.read().map(|r| r.values().copied().collect()).unwrap_or_default()
+        self.remote.read().values().copied().collect()
     }
 
     /// The segments holding offsets at or after `offset`, in offset order.
     pub fn remote_segments_from(&self, offset: i64) -> Vec<SegmentInfo> {
-        let Ok(remote) = self.remote.read() else { return Vec::new() };
+        let remote = self.remote.read();
         let start = remote.range(..=offset).next_back().map_or(i64::MIN, |(base, _)| *base);
         remote.range(start..).map(|(_, s)| *s).filter(|s| s.next_offset > offset).collect()
     }
 
     /// The segments wholly below `offset`.
     pub fn remote_segments_below(&self, offset: i64) -> Vec<SegmentInfo> {
-        let Ok(remote) = self.remote.read() else { return Vec::new() };
-        remote.range(..offset).map(|(_, s)| *s).filter(|s| s.next_offset <= offset).collect()
+        self.remote.read().range(..offset).map(|(_, s)| *s).filter(|s| s.next_offset <= offset).collect()
     }
 
     /// How many segments the object store holds for the partition, and their bytes.
     pub fn remote_summary(&self) -> (usize, u64) {
-        let Ok(remote) = self.remote.read() else { return (0, 0) };
+        let remote = self.remote.read();
         (remote.len(), remote.values().map(|s| s.size_bytes).sum())
     }
 
     /// The segment holding `offset`, if it is in the object store.
     pub fn remote_segment(&self, offset: i64) -> Option<SegmentInfo> {
-        let remote = self.remote.read().ok()?;
+        let remote = self.remote.read();
         remote.range(..=offset).next_back().map(|(_, s)| *s).filter(|s| s.next_offset > offset)
     }
 
-    /// Publishes an uploaded segment (after its index entry is durable).
-    pub(crate) fn add_remote(&self, segment: SegmentInfo) {
-        if let Ok(mut remote) = self.remote.write() {
-            remote.insert(segment.base_offset, segment);
-        }
+    /// Publishes an uploaded segment; only the writer calls it, after the index entry is durable.
+    fn add_remote(&self, segment: SegmentInfo) {
+        self.remote.write().insert(segment.base_offset, segment);
     }
 
-    pub(crate) fn remove_remote(&self, base_offset: i64) {
-        if let Ok(mut remote) = self.remote.write() {
-            remote.remove(&base_offset);
-        }
+    fn remove_remote(&self, base_offset: i64) {
+        self.remote.write().remove(&base_offset);
     }
 
-    /// Publishes a new local start after the hot tier dropped what lies below it.
-    pub(crate) fn set_local_start(&self, offset: i64) {
+    /// Publishes a new local start before the hot tier drops what lies below it (the writer).
+    fn set_local_start(&self, offset: i64) {
         self.local_start.fetch_max(offset, Ordering::AcqRel);
+    }
+
+    /// The epoch of the partition's current leader.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// Checks the leader epoch a client sent (-1: none) against the partition's, as Kafka's
+    /// leaders do: an older one is fenced, a newer one is not known here yet.
+    pub fn check_leader_epoch(&self, client_epoch: i32) -> Result<(), LogError> {
+        let current = self.leader_epoch();
+        match client_epoch {
+            epoch if epoch < 0 || epoch == current => Ok(()),
+            epoch if epoch < current => Err(LogError::FencedLeaderEpoch),
+            _ => Err(LogError::UnknownLeaderEpoch),
+        }
     }
 
     pub fn appended_bytes(&self) -> u64 {
@@ -178,7 +198,7 @@ impl Partition {
 
 /// A topic as stored in the `meta` family.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct TopicRecord {
+pub struct TopicRecord {
     name: String,
     id: Uuid,
     number: u32,
@@ -219,6 +239,36 @@ struct Catalog {
     by_id: HashMap<Uuid, Arc<Topic>>,
 }
 
+/// One durable change of the group coordinator's state (see `coordinator`).
+#[derive(Debug, Clone)]
+pub enum GroupWrite {
+    /// The group's record (JSON), replacing the previous one.
+    Group {
+        group: String,
+        record: Vec<u8>,
+    },
+    /// The group's record and every offset it committed.
+    DeleteGroup {
+        group: String,
+    },
+    /// A committed offset (JSON).
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+        record: Vec<u8>,
+    },
+    DeleteOffset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+}
+
+/// What the store holds for the group coordinator: `(group, record)` and
+/// `(group, topic, partition, offset record)`.
+pub type GroupRecords = (Vec<(String, Vec<u8>)>, Vec<(String, String, i32, Vec<u8>)>);
+
 /// Resolves when an append is durable (or failed).
 pub type AppendReceiver = oneshot::Receiver<Result<AppendInfo, LogError>>;
 
@@ -231,6 +281,16 @@ pub struct AppendInfo {
     pub log_start: i64,
 }
 
+/// How far a read may go (Kafka's isolation levels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Up to the high watermark (`read_uncommitted`).
+    #[default]
+    HighWatermark,
+    /// Up to the last stable offset (`read_committed`).
+    Committed,
+}
+
 /// One partition read of a fetch.
 #[derive(Debug, Clone)]
 pub struct ReadRequest {
@@ -238,12 +298,14 @@ pub struct ReadRequest {
     pub offset: i64,
     pub max_bytes: usize,
     pub at_least_one: bool,
+    pub isolation: Isolation,
 }
 
 #[derive(Debug, Clone)]
 pub struct ReadResult {
     pub records: Bytes,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start: i64,
 }
 
@@ -259,6 +321,10 @@ struct Inner {
     /// Serialises topic creation, deletion and config changes (rare) with one another.
     admin: Mutex<()>,
     commands: mpsc::Sender<Command>,
+    /// Topics, producer-id blocks, dynamic configs and the remote index.
+    metadata: Arc<dyn MetadataStore>,
+    /// The rest of the current producer-id block; refilled from `metadata` when empty.
+    producer_ids: Mutex<std::ops::Range<i64>>,
     /// Bumped after every group commit; long-polling fetches watch it.
     appended: watch::Receiver<u64>,
     /// Defaults from flags and file; `defaults` adds the dynamic broker configs.
@@ -267,29 +333,25 @@ struct Inner {
     /// Dynamic configs by scope (`broker`, `group/<id>`), as AlterConfigs left them.
     dynamic: RwLock<HashMap<String, BTreeMap<String, String>>>,
     cluster_id: String,
-    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    threads: SyncMutex<Vec<std::thread::JoinHandle<()>>>,
     stop_syncer: Arc<AtomicBool>,
-    tier: Arc<Tier>,
     /// Largest size a stored batch may decompress to when its records are decoded.
     record_batch_decompressed_bytes_max: usize,
+    /// Most partitions a topic may have.
+    partitions_per_topic_max: i32,
 }
 
 impl Log {
     /// Opens (or creates) the log in `config.data_dir` and recovers every partition's state.
     pub async fn open(config: &Config) -> Result<Log, LogError> {
-        let tier = Arc::new(Tier::open(config).await.map_err(|e| LogError::Remote(e.to_string()))?);
         let config = config.clone();
-        let log = tokio::task::spawn_blocking(move || Self::open_blocking(&config, tier))
-            .await
-            .map_err(|_| LogError::Unavailable)??;
-        crate::tier::recovery::recover_if_fresh(&log).await?;
-        Ok(log)
+        tokio::task::spawn_blocking(move || Self::open_blocking(&config)).await.map_err(|_| LogError::Unavailable)?
     }
 
-    fn open_blocking(config: &Config, tier: Arc<Tier>) -> Result<Log, LogError> {
+    fn open_blocking(config: &Config) -> Result<Log, LogError> {
         let path = config.data_dir.join("hot");
         std::fs::create_dir_all(&path)
-            .map_err(|e| store::StoreError::corrupt(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::corrupt(format!("cannot create {}: {e}", path.display())))?;
         let store = Store::open(
             &path,
             StoreOptions {
@@ -299,7 +361,6 @@ impl Log {
                 background_bytes_per_second: config.background_write_bytes_per_second,
             },
         )?;
-        let cluster_id = Self::cluster_id_from(&store, config.cluster_id.as_deref())?;
         let defaults = BrokerDefaults {
             retention_ms: config.log_retention_ms,
             retention_bytes: config.log_retention_bytes,
@@ -312,21 +373,22 @@ impl Log {
             iceberg_enable: config.iceberg.enable,
         };
         let mut dynamic = HashMap::new();
-        for (key, value) in store.scan_meta("dynamic/")? {
-            let configs: BTreeMap<String, String> = serde_json::from_slice(&value)
-                .map_err(|e| store::StoreError::corrupt(format!("dynamic configs: {e}")))?;
-            dynamic.insert(key.trim_start_matches("dynamic/").to_string(), configs);
+        for (scope, value) in store.scan_dynamic_configs()? {
+            let configs: BTreeMap<String, String> =
+                serde_json::from_slice(&value).map_err(|e| StoreError::corrupt(format!("dynamic configs: {e}")))?;
+            dynamic.insert(scope, configs);
         }
         let static_defaults = defaults.clone();
         let defaults = static_defaults.with_dynamic(dynamic.get("broker").unwrap_or(&BTreeMap::new()));
         let mut catalog = Catalog::default();
-        for (_, value) in store.scan_meta("topic/")? {
+        for value in store.scan_topics()? {
             let record: TopicRecord =
-                serde_json::from_slice(&value).map_err(|e| store::StoreError::corrupt(format!("topic record: {e}")))?;
+                serde_json::from_slice(&value).map_err(|e| StoreError::corrupt(format!("topic record: {e}")))?;
             let topic = Self::recover_topic(&store, record, &defaults, &[])?;
             catalog.by_id.insert(topic.id, topic.clone());
             catalog.by_name.insert(topic.name.clone(), topic);
         }
+        let stored_cluster_id = store.cluster_id()?;
         let (appended_tx, appended) = watch::channel(0u64);
         let (commands, receiver) = mpsc::channel(config.append_queue_max);
         let sync_each_commit = config.durability == Durability::Fsync;
@@ -337,22 +399,39 @@ impl Log {
             let interval = Duration::from_millis(config.fsync_interval_ms);
             threads.push(writer::spawn_wal_syncer(store.clone(), interval, stop_syncer.clone())?);
         }
+        let cluster_id = match Self::cluster_id_from(stored_cluster_id, config.cluster_id.as_deref()) {
+            Ok((id, false)) => id,
+            Ok((id, true)) => {
+                let (reply, done) = oneshot::channel();
+                commands
+                    .blocking_send(Command::ClusterId { id: id.clone(), reply })
+                    .map_err(|_| LogError::Unavailable)?;
+                done.blocking_recv().map_err(|_| LogError::Unavailable)??;
+                id
+            }
+            Err(error) => {
+                let _ = commands.blocking_send(Command::Stop);
+                return Err(error);
+            }
+        };
         tracing::info!(topics = catalog.by_name.len(), %cluster_id, "log recovered");
         Ok(Log {
             inner: Arc::new(Inner {
                 store,
                 catalog: RwLock::new(catalog),
                 admin: Mutex::new(()),
+                metadata: Arc::new(LocalMetadata::new(commands.clone())),
+                producer_ids: Mutex::new(0..0),
                 commands,
                 appended,
                 static_defaults,
                 defaults: RwLock::new(defaults),
                 dynamic: RwLock::new(dynamic),
                 cluster_id,
-                threads: std::sync::Mutex::new(threads),
+                threads: SyncMutex::new(threads),
                 stop_syncer,
-                tier,
                 record_batch_decompressed_bytes_max: config.record_batch_decompressed_bytes_max,
+                partitions_per_topic_max: config.partitions_per_topic_max,
             }),
         })
     }
@@ -361,10 +440,7 @@ impl Log {
     pub async fn close(&self) {
         self.inner.stop_syncer.store(true, Ordering::Release);
         let _ = self.inner.commands.send(Command::Stop).await;
-        let threads = match self.inner.threads.lock() {
-            Ok(mut threads) => std::mem::take(&mut *threads),
-            Err(_) => Vec::new(),
-        };
+        let threads = std::mem::take(&mut *self.inner.threads.lock());
         let _ = tokio::task::spawn_blocking(move || {
             for thread in threads {
                 let _ = thread.join();
@@ -373,9 +449,9 @@ impl Log {
         .await;
     }
 
-    fn cluster_id_from(store: &Store, configured: Option<&str>) -> Result<String, LogError> {
-        if let Some(stored) = store.get_meta("cluster-id")? {
-            let stored = String::from_utf8_lossy(&stored).into_owned();
+    /// The cluster id, and whether it is new and must be stored.
+    fn cluster_id_from(stored: Option<String>, configured: Option<&str>) -> Result<(String, bool), LogError> {
+        if let Some(stored) = stored {
             if let Some(configured) = configured
                 && configured != stored
             {
@@ -383,16 +459,13 @@ impl Log {
                     "the data dir belongs to cluster {stored}, not {configured}"
                 )));
             }
-            return Ok(stored);
+            return Ok((stored, false));
         }
         let id = configured.map(str::to_string).unwrap_or_else(|| {
             let bytes = Uuid::new_v4().into_bytes();
             base64_url(&bytes)
         });
-        let mut write = StoreWrite::default();
-        store.put_meta(&mut write, "cluster-id", id.as_bytes());
-        store.write(write, true)?;
-        Ok(id)
+        Ok((id, true))
     }
 
     /// Builds a topic from its record, reading each partition's offsets from the store.
@@ -417,14 +490,9 @@ impl Log {
         }))
     }
 
-    /// The object store and the remote read cache.
-    pub fn tier(&self) -> &Arc<Tier> {
-        &self.inner.tier
-    }
-
-    /// The store, for the group coordinator's durable state.
-    pub fn store(&self) -> Store {
-        self.inner.store.clone()
+    /// RocksDB's own figures for the metrics (see `Store::properties`).
+    pub fn store_properties(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.inner.store.properties()
     }
 
     /// The limit on decompressing a stored batch (`--record-batch-decompressed-max-bytes`) that
@@ -438,42 +506,29 @@ impl Log {
     }
 
     pub fn defaults(&self) -> BrokerDefaults {
-        self.inner.defaults.read().map(|d| d.clone()).unwrap_or_else(|_| self.inner.static_defaults.clone())
+        self.inner.defaults.read().clone()
     }
 
     /// The dynamic configs of a scope (`broker`, or `group/<id>`).
     pub fn dynamic_configs(&self, scope: &str) -> BTreeMap<String, String> {
-        self.inner.dynamic.read().ok().and_then(|d| d.get(scope).cloned()).unwrap_or_default()
+        self.inner.dynamic.read().get(scope).cloned().unwrap_or_default()
     }
 
     /// Replaces the dynamic configs of a scope (already validated); broker configs that are topic
     /// defaults take effect on every topic that does not set them itself.
     pub async fn set_dynamic_configs(&self, scope: &str, configs: BTreeMap<String, String>) -> Result<(), LogError> {
         let _admin = self.inner.admin.lock().await;
-        let log = self.clone();
-        let key = format!("dynamic/{scope}");
-        let value = serde_json::to_vec(&configs).unwrap_or_default();
-        tokio::task::spawn_blocking(move || {
-            let mut write = StoreWrite::default();
-            log.inner.store.put_meta(&mut write, &key, &value);
-            log.inner.store.write(write, true)
-        })
-        .await
-        .map_err(|_| LogError::Unavailable)??;
+        self.inner.metadata.set_dynamic_configs(scope, &configs).await?;
         if scope == "broker" {
             let defaults = self.inner.static_defaults.with_dynamic(&configs);
-            if let Ok(mut current) = self.inner.defaults.write() {
-                *current = defaults.clone();
-            }
+            *self.inner.defaults.write() = defaults.clone();
             for topic in self.topics() {
                 let record = topic.record();
                 let config = TopicConfig::resolve(record.configs, &defaults);
                 self.publish(Arc::new(Topic { config, partitions: topic.partitions.clone(), ..Self::shell(&topic) }));
             }
         }
-        if let Ok(mut dynamic) = self.inner.dynamic.write() {
-            dynamic.insert(scope.to_string(), configs);
-        }
+        self.inner.dynamic.write().insert(scope.to_string(), configs);
         Ok(())
     }
 
@@ -490,19 +545,16 @@ impl Log {
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.inner.catalog.read().ok()?.by_name.get(name).cloned()
+        self.inner.catalog.read().by_name.get(name).cloned()
     }
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.inner.catalog.read().ok()?.by_id.get(&id).cloned()
+        self.inner.catalog.read().by_id.get(&id).cloned()
     }
 
     /// Every topic, sorted by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        let mut topics: Vec<_> = match self.inner.catalog.read() {
-            Ok(catalog) => catalog.by_name.values().cloned().collect(),
-            Err(_) => Vec::new(),
-        };
+        let mut topics: Vec<_> = self.inner.catalog.read().by_name.values().cloned().collect();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         topics
     }
@@ -521,9 +573,10 @@ impl Log {
         validate_only: bool,
     ) -> Result<Arc<Topic>, LogError> {
         validate_topic_name(name)?;
-        if !(1..=10_000).contains(&partitions) {
+        let partitions_max = self.inner.partitions_per_topic_max;
+        if !(1..=partitions_max).contains(&partitions) {
             return Err(LogError::InvalidPartitions(format!(
-                "Number of partitions must be between 1 and 10000, got {partitions}."
+                "Number of partitions must be between 1 and {partitions_max}, got {partitions}."
             )));
         }
         for (key, value) in &configs {
@@ -546,19 +599,7 @@ impl Log {
         if validate_only {
             return Self::recover_topic(&self.inner.store, record, &self.defaults(), &[]);
         }
-        let log = self.clone();
-        let topic = tokio::task::spawn_blocking(move || {
-            let store = &log.inner.store;
-            let mut write = StoreWrite::default();
-            let number = allocate_topic_number(store, &mut write)?;
-            let record = TopicRecord { number, ..record };
-            store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
-            store.write(write, true)?;
-            Self::recover_topic(store, record, &log.defaults(), &[])
-        })
-        .await
-        .map_err(|_| LogError::Unavailable)??;
-        self.publish(topic.clone());
+        let topic = self.write_topic(record, Vec::new()).await?;
         tracing::info!(topic = name, partitions, "topic created");
         Ok(topic)
     }
@@ -578,28 +619,18 @@ impl Log {
         if self.topic(name).is_some() || self.topic_by_id(id).is_some() {
             return Err(LogError::TopicAlreadyExists(name.to_string()));
         }
+        let record = TopicRecord { name: name.to_string(), id, number: 0, partitions: segments.len() as u32, configs };
+        self.write_topic(record, segments).await
+    }
+
+    /// Writes a new topic through the writer (which numbers it), then publishes it.
+    async fn write_topic(&self, record: TopicRecord, restored: Vec<Vec<SegmentInfo>>) -> Result<Arc<Topic>, LogError> {
+        let record = self.inner.metadata.create_topic(record, restored).await?;
         let log = self.clone();
-        let name = name.to_string();
-        let topic = tokio::task::spawn_blocking(move || {
-            let store = &log.inner.store;
-            let mut write = StoreWrite::default();
-            let number = allocate_topic_number(store, &mut write)?;
-            let record = TopicRecord { name, id, number, partitions: segments.len() as u32, configs };
-            store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
-            for (index, partition_segments) in segments.iter().enumerate() {
-                let key = PartitionKey { topic_number: number, partition: index as u32 };
-                if let Some(first) = partition_segments.first() {
-                    store.put_meta(&mut write, &writer::log_start_key(key), &first.base_offset.to_be_bytes());
-                }
-                for segment in partition_segments {
-                    store.put_remote(&mut write, key, segment.base_offset, &segment.encode_value());
-                }
-            }
-            store.write(write, true)?;
-            Self::recover_topic(store, record, &log.defaults(), &[])
-        })
-        .await
-        .map_err(|_| LogError::Unavailable)??;
+        let topic =
+            tokio::task::spawn_blocking(move || Self::recover_topic(&log.inner.store, record, &log.defaults(), &[]))
+                .await
+                .map_err(|_| LogError::Unavailable)??;
         self.publish(topic.clone());
         Ok(topic)
     }
@@ -611,14 +642,13 @@ impl Log {
         for partition in &topic.partitions {
             partition.deleted.store(true, Ordering::Release);
         }
-        if let Ok(mut catalog) = self.inner.catalog.write() {
+        {
+            let mut catalog = self.inner.catalog.write();
             catalog.by_name.remove(&topic.name);
             catalog.by_id.remove(&topic.id);
         }
         let keys = topic.partitions.iter().map(|p| p.key).collect();
-        let (reply, done) = oneshot::channel();
-        self.send(Command::DeleteTopic { name: topic.name.clone(), id: topic.id, keys, reply }).await?;
-        done.await.map_err(|_| LogError::Unavailable)??;
+        self.call(|reply| Command::DeleteTopic { name: topic.name.clone(), id: topic.id, keys, reply }).await?;
         tracing::info!(topic = name, "topic deleted");
         Ok(())
     }
@@ -642,8 +672,9 @@ impl Log {
         if count == current {
             return Err(LogError::InvalidPartitions(format!("Topic already has {current} partitions.")));
         }
-        if count > 10_000 {
-            return Err(LogError::InvalidPartitions("Number of partitions must be at most 10000.".into()));
+        let partitions_max = self.inner.partitions_per_topic_max;
+        if count > partitions_max {
+            return Err(LogError::InvalidPartitions(format!("Number of partitions must be at most {partitions_max}.")));
         }
         if let Some(given) = assignments
             && given != (count - current) as usize
@@ -682,14 +713,11 @@ impl Log {
     }
 
     async fn replace_topic(&self, record: TopicRecord, existing: &[Arc<Partition>]) -> Result<(), LogError> {
+        self.inner.metadata.update_topic(record.clone()).await?;
         let log = self.clone();
         let existing = existing.to_vec();
         let topic = tokio::task::spawn_blocking(move || {
-            let store = &log.inner.store;
-            let mut write = StoreWrite::default();
-            store.put_meta(&mut write, &format!("topic/{}", record.name), &encode_record(&record));
-            store.write(write, true)?;
-            Self::recover_topic(store, record, &log.defaults(), &existing)
+            Self::recover_topic(&log.inner.store, record, &log.defaults(), &existing)
         })
         .await
         .map_err(|_| LogError::Unavailable)??;
@@ -698,14 +726,23 @@ impl Log {
     }
 
     fn publish(&self, topic: Arc<Topic>) {
-        if let Ok(mut catalog) = self.inner.catalog.write() {
-            catalog.by_id.insert(topic.id, topic.clone());
-            catalog.by_name.insert(topic.name.clone(), topic);
-        }
+        let mut catalog = self.inner.catalog.write();
+        catalog.by_id.insert(topic.id, topic.clone());
+        catalog.by_name.insert(topic.name.clone(), topic);
     }
 
     async fn send(&self, command: Command) -> Result<(), LogError> {
         self.inner.commands.send(command).await.map_err(|_| LogError::Unavailable)
+    }
+
+    /// Sends a command built around its reply channel and waits for the writer's answer.
+    async fn call<T: Send + 'static>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Command,
+    ) -> Result<T, LogError> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(command(reply)).await?;
+        writer::wait(receiver).await
     }
 
     /// Queues validated batches for the group-commit writer, in call order.
@@ -739,11 +776,15 @@ impl Log {
         Ok(receivers)
     }
 
-    /// Allocates a new idempotent producer id (epoch 0), persisted so ids never repeat.
+    /// Allocates a new idempotent producer id (epoch 0) from the current block; ids never repeat,
+    /// across restarts too (a restart skips the rest of a block).
     pub async fn init_producer_id(&self) -> Result<(i64, i16), LogError> {
-        let (reply, receiver) = oneshot::channel();
-        self.send(Command::InitProducerId { reply }).await?;
-        receiver.await.map_err(|_| LogError::Unavailable)?
+        let mut ids = self.inner.producer_ids.lock().await;
+        if ids.is_empty() {
+            *ids = self.inner.metadata.allocate_producer_ids().await?;
+        }
+        let id = ids.next().ok_or(LogError::Unavailable)?;
+        Ok((id, 0))
     }
 
     /// Moves a partition's log start to `offset` (DeleteRecords); -1 means the high watermark.
@@ -757,19 +798,21 @@ impl Log {
     }
 
     async fn truncate(&self, partition: &Arc<Partition>, log_start: i64) -> Result<i64, LogError> {
-        let (reply, receiver) = oneshot::channel();
-        self.send(Command::Truncate { partition: partition.clone(), log_start, reply }).await?;
-        receiver.await.map_err(|_| LogError::Unavailable)?
+        self.call(|reply| Command::Truncate { partition: partition.clone(), log_start, reply }).await
     }
 
-    /// Reads several partitions; each result stands alone. The hot tier is read on the blocking
-    /// pool in one go, then the partitions whose offsets only the object store holds.
-    ///
-    /// `total_bytes_max` bounds the sum; the first batch of the first partition with data is returned
-    /// even when larger than the limits, so consumers always make progress (KIP-74).
-    pub async fn read(&self, requests: Vec<ReadRequest>, total_bytes_max: usize) -> Vec<Result<ReadResult, LogError>> {
+    /// Reads several partitions from the hot tier, on the blocking pool in one go; each result
+    /// stands alone. `Ok(None)` marks a partition whose offset only the object store holds (the
+    /// unified log reads those). The byte limits follow KIP-74 as in `Store::read`: the first
+    /// batch of the first partition with data comes whole, so consumers always progress.
+    pub async fn read_local(
+        &self,
+        requests: Vec<ReadRequest>,
+        total_bytes_max: usize,
+    ) -> Vec<(ReadRequest, Result<Option<ReadResult>, LogError>)> {
         let store = self.inner.store.clone();
         let count = requests.len();
+        let failed = requests.clone();
         let local = tokio::task::spawn_blocking(move || {
             let mut remaining = total_bytes_max;
             let mut any = false;
@@ -788,79 +831,41 @@ impl Log {
                 .collect::<Vec<_>>()
         })
         .await;
-        let Ok(local) = local else {
-            return (0..count).map(|_| Err(LogError::Unavailable)).collect();
-        };
-        let mut remaining = total_bytes_max
-            .saturating_sub(local.iter().filter_map(|(_, r)| r.as_ref().ok()?.as_ref()).map(|r| r.records.len()).sum());
-        let mut any = local.iter().any(|(_, r)| matches!(r, Ok(Some(read)) if !read.records.is_empty()));
-        let mut results = Vec::with_capacity(count);
-        for (request, result) in local {
-            let result = match result {
-                Ok(Some(read)) => Ok(read),
-                Err(error) => Err(error),
-                Ok(None) => {
-                    let max_bytes = request.max_bytes.min(remaining);
-                    let read = self.read_remote(&request.partition, request.offset, max_bytes, !any).await;
-                    if let Ok(read) = &read {
-                        remaining = remaining.saturating_sub(read.records.len());
-                        any |= !read.records.is_empty();
-                    }
-                    read
-                }
-            };
-            results.push(result);
-        }
-        results
-    }
-
-    async fn read_remote(
-        &self,
-        partition: &Arc<Partition>,
-        offset: i64,
-        max_bytes: usize,
-        at_least_one: bool,
-    ) -> Result<ReadResult, LogError> {
-        let (high_watermark, log_start) = (partition.high_watermark(), partition.log_start());
-        match self.inner.tier.read(partition.topic_id, partition, offset, max_bytes, at_least_one).await? {
-            Some(records) => Ok(ReadResult { records, high_watermark, log_start }),
-            // Retention moved the log start past the offset while it was being read.
-            None if offset < partition.log_start() => Err(LogError::OffsetOutOfRange),
-            None => Err(LogError::Remote(format!("no segment holds offset {offset}"))),
+        match local {
+            Ok(local) => local,
+            Err(_) => failed.into_iter().take(count).map(|request| (request, Err(LogError::Unavailable))).collect(),
         }
     }
 
-    /// The first offset whose record timestamp is at or after `timestamp_ms`, with that timestamp.
-    pub async fn offset_for_timestamp(
+    /// The first offset of the hot tier at or after `from` whose record timestamp is at or after
+    /// `timestamp_ms`, with that timestamp (the hot tier's half of ListOffsets by time).
+    pub async fn local_offset_for_timestamp(
         &self,
         partition: &Arc<Partition>,
+        from: i64,
         timestamp_ms: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
-        let log_start = partition.log_start();
-        // Segments hold the oldest offsets: the first whose max timestamp reaches the target holds
-        // the answer, unless all its records that do are below the log start.
-        for info in partition.remote_segments_from(log_start) {
-            if info.max_timestamp < timestamp_ms {
-                continue;
-            }
-            let segment = self.inner.tier.segment(partition.topic_id, partition.index, info).await?;
-            let from = log_start.max(info.base_offset);
-            let limit = self.record_batch_decompressed_bytes_max();
-            let found = tokio::task::spawn_blocking(move || match segment.batch_reaching(from, timestamp_ms) {
-                Some(batch) => first_record_in(batch, from, timestamp_ms, limit),
-                None => Ok(None),
-            })
-            .await
-            .map_err(|_| LogError::Unavailable)??;
-            if found.is_some() {
-                return Ok(found);
-            }
-        }
         let store = self.inner.store.clone();
         let key = partition.key;
         let limit = self.record_batch_decompressed_bytes_max();
         tokio::task::spawn_blocking(move || {
             let Some((_, base_offset)) = store.time_lookup(key, timestamp_ms)? else {
+                return Ok(None);
+            };
+            first_record_at_or_after(&store, key, base_offset.max(from), timestamp_ms, limit)
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)?
+    }
+
+    /// The offset and timestamp of the hot tier's record with the largest timestamp.
+    pub async fn local_max_timestamp(&self, partition: &Arc<Partition>) -> Result<Option<(i64, i64)>, LogError> {
+        let store = self.inner.store.clone();
+        let key = partition.key;
+        let log_start = partition.log_start();
+        let limit = self.record_batch_decompressed_bytes_max();
+        tokio::task::spawn_blocking(move || {
+            let Some((timestamp_ms, base_offset)) = store.last_time_entry(key)? else {
                 return Ok(None);
             };
             first_record_at_or_after(&store, key, base_offset.max(log_start), timestamp_ms, limit)
@@ -869,35 +874,85 @@ impl Log {
         .map_err(|_| LogError::Unavailable)?
     }
 
-    /// The offset and timestamp of the record with the largest timestamp (ListOffsets -3).
-    pub async fn max_timestamp(&self, partition: &Arc<Partition>) -> Result<Option<(i64, i64)>, LogError> {
+    /// Whole batches of the hot tier from `from` up to `end_offset` (at most `max_bytes`, but at
+    /// least one batch), once the WAL is fsynced: what the remote log manager uploads must be
+    /// durable whatever the durability setting, or a power loss could leave the object store
+    /// holding records the hot tier forgot and then assigns again.
+    pub async fn read_durable(
+        &self,
+        partition: &Arc<Partition>,
+        from: i64,
+        end_offset: i64,
+        max_bytes: usize,
+    ) -> Result<Bytes, LogError> {
         let store = self.inner.store.clone();
         let key = partition.key;
-        let log_start = partition.log_start();
-        let limit = self.record_batch_decompressed_bytes_max();
-        let local = tokio::task::spawn_blocking(move || {
-            let Some((timestamp_ms, base_offset)) = store.last_time_entry(key)? else {
-                return Ok(None);
-            };
-            first_record_at_or_after(&store, key, base_offset.max(log_start), timestamp_ms, limit)
+        tokio::task::spawn_blocking(move || {
+            store.sync_wal()?;
+            Ok(store.read(key, from, end_offset, max_bytes, true)?)
         })
         .await
-        .map_err(|_| LogError::Unavailable)??;
-        // The hot tier's time index only has entries that raised the running maximum, so a local
-        // answer is the maximum unless an older segment holds a larger timestamp.
-        let remote =
-            partition.remote_segments_from(log_start).into_iter().fold(None::<SegmentInfo>, |best, s| match best {
-                Some(best) if best.max_timestamp >= s.max_timestamp => Some(best),
-                _ => Some(s),
-            });
-        match (local, remote) {
-            (Some(local), Some(remote)) if local.1 >= remote.max_timestamp => Ok(Some(local)),
-            (local, None) => Ok(local),
-            (_, Some(remote)) => {
-                let found = self.offset_for_timestamp(partition, remote.max_timestamp).await?;
-                Ok(found.filter(|(_, timestamp)| *timestamp == remote.max_timestamp))
-            }
+        .map_err(|_| LogError::Unavailable)?
+    }
+
+    /// The base offset of the partition's first batch in the hot tier.
+    pub async fn first_local_offset(&self, partition: &Arc<Partition>) -> Result<Option<i64>, LogError> {
+        let store = self.inner.store.clone();
+        let key = partition.key;
+        tokio::task::spawn_blocking(move || Ok(store.first_batch(key)?.map(|header| header.base_offset)))
+            .await
+            .map_err(|_| LogError::Unavailable)?
+    }
+
+    /// Records a segment that is now in the object store; readers see it once its index entry
+    /// is durable.
+    pub async fn record_segment(&self, partition: &Arc<Partition>, segment: SegmentInfo) -> Result<(), LogError> {
+        self.inner.metadata.record_segment(partition, segment).await
+    }
+
+    /// Forgets a segment deleted from the object store.
+    pub async fn delete_segment(&self, partition: &Arc<Partition>, base_offset: i64) -> Result<(), LogError> {
+        self.inner.metadata.delete_segment(partition, base_offset).await
+    }
+
+    /// Drops the uploaded batches below `below` from the hot tier (`local.retention.*`).
+    pub async fn trim_local(&self, partition: &Arc<Partition>, below: i64) -> Result<(), LogError> {
+        self.call(|reply| Command::TrimLocal { partition: partition.clone(), below, reply }).await
+    }
+
+    /// Deleted topics whose objects are still in the object store.
+    pub async fn topics_awaiting_object_deletion(&self) -> Result<Vec<Uuid>, LogError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || Ok(store.scan_remote_gc()?)).await.map_err(|_| LogError::Unavailable)?
+    }
+
+    /// A deleted topic's objects are all gone.
+    pub async fn topic_objects_deleted(&self, id: Uuid) -> Result<(), LogError> {
+        self.call(|reply| Command::TopicObjectsDeleted { id, reply }).await
+    }
+
+    /// Whether this data dir was already rebuilt from the object store (or found not to need it).
+    pub async fn is_recovered(&self) -> Result<bool, LogError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || Ok(store.is_recovered()?)).await.map_err(|_| LogError::Unavailable)?
+    }
+
+    pub async fn mark_recovered(&self) -> Result<(), LogError> {
+        self.call(|reply| Command::MarkRecovered { reply }).await
+    }
+
+    /// Writes the group coordinator's changes durably, in one write.
+    pub async fn write_groups(&self, writes: Vec<GroupWrite>) -> Result<(), LogError> {
+        if writes.is_empty() {
+            return Ok(());
         }
+        self.call(|reply| Command::Groups { writes, reply }).await
+    }
+
+    /// Every group record and committed offset, for the coordinator's recovery.
+    pub async fn load_groups(&self) -> Result<GroupRecords, LogError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || Ok(store.scan_groups()?)).await.map_err(|_| LogError::Unavailable)?
     }
 
     /// Applies `retention.ms` and `retention.bytes` to every partition once.
@@ -934,7 +989,7 @@ fn recover_partition(store: &Store, key: PartitionKey) -> Result<Recovered, LogE
     let mut remote = BTreeMap::new();
     for (base_offset, value) in store.scan_remote(key)? {
         let segment = SegmentInfo::decode_value(base_offset, &value)
-            .ok_or_else(|| store::StoreError::corrupt(format!("remote index entry of {key:?} is corrupt")))?;
+            .ok_or_else(|| StoreError::corrupt(format!("remote index entry of {key:?} is corrupt")))?;
         remote.insert(base_offset, segment);
     }
     let remote_end = remote.values().next_back().map_or(0, |s: &SegmentInfo| s.next_offset);
@@ -947,21 +1002,27 @@ fn recover_partition(store: &Store, key: PartitionKey) -> Result<Recovered, LogE
 fn read_local(store: &Store, request: &ReadRequest) -> Result<Option<ReadResult>, LogError> {
     let partition = &request.partition;
     // Offsets are read before the data: the data may run ahead of them, never behind.
+    let last_stable_offset = partition.last_stable_offset();
     let high_watermark = partition.high_watermark();
     let log_start = partition.log_start();
+    let end = match request.isolation {
+        Isolation::HighWatermark => high_watermark,
+        Isolation::Committed => last_stable_offset,
+    };
     if partition.deleted.load(Ordering::Acquire) {
         return Err(LogError::UnknownTopicOrPartition);
     }
     if request.offset < log_start || request.offset > high_watermark {
         return Err(LogError::OffsetOutOfRange);
     }
-    if request.offset == high_watermark || request.max_bytes == 0 && !request.at_least_one {
-        return Ok(Some(ReadResult { records: Bytes::new(), high_watermark, log_start }));
+    let empty = ReadResult { records: Bytes::new(), high_watermark, last_stable_offset, log_start };
+    if request.offset >= end || request.max_bytes == 0 && !request.at_least_one {
+        return Ok(Some(empty));
     }
     if request.offset < partition.local_start() {
         return Ok(None);
     }
-    let records = store.read(partition.key, request.offset, high_watermark, request.max_bytes, request.at_least_one)?;
+    let records = store.read(partition.key, request.offset, end, request.max_bytes, request.at_least_one)?;
     // The flusher may have dropped the batch holding the offset after local_start was read: then
     // what is read starts later (or is nothing), and the object store has the offset.
     let trimmed = match batch::BatchHeader::parse(&records) {
@@ -971,7 +1032,7 @@ fn read_local(store: &Store, request: &ReadRequest) -> Result<Option<ReadResult>
     if trimmed && request.offset < partition.local_start() {
         return Ok(None);
     }
-    Ok(Some(ReadResult { records, high_watermark, log_start }))
+    Ok(Some(ReadResult { records, ..empty }))
 }
 
 /// Decodes the batch at `from` onwards to find the first record with a timestamp ≥ `timestamp_ms`.
@@ -989,16 +1050,15 @@ fn first_record_at_or_after(
 }
 
 /// Decodes one batch to find its first record at or after `from` with a timestamp ≥ `timestamp_ms`.
-fn first_record_in(
+pub fn first_record_in(
     bytes: Bytes,
     from: i64,
     timestamp_ms: i64,
     decompressed_bytes_max: usize,
 ) -> Result<Option<(i64, i64)>, LogError> {
-    let undecodable =
-        |e: records::RecordsError| store::StoreError::corrupt(format!("stored batch does not decode: {e}"));
+    let undecodable = |e: records::RecordsError| StoreError::corrupt(format!("stored batch does not decode: {e}"));
     let Some(batch) = records::Batches::new(bytes).next() else {
-        return Err(store::StoreError::corrupt("stored batch is truncated".to_string()).into());
+        return Err(StoreError::corrupt("stored batch is truncated".to_string()).into());
     };
     let (header, batch) = batch.map_err(undecodable)?;
     for record in records::records(&header, &batch, decompressed_bytes_max).map_err(undecodable)? {
@@ -1081,24 +1141,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), LogError> {
     Ok(())
 }
 
-/// The next topic number (never reused), counted up in `write`; callers hold the admin lock.
-fn allocate_topic_number(store: &Store, write: &mut StoreWrite) -> Result<u32, LogError> {
-    let number = match store.get_meta("next-topic-number")? {
-        Some(bytes) => decode_u32(&bytes)?,
-        None => 1,
-    };
-    store.put_meta(write, "next-topic-number", &(number + 1).to_be_bytes());
-    Ok(number)
-}
-
-fn encode_record(record: &TopicRecord) -> Vec<u8> {
+pub(crate) fn encode_record(record: &TopicRecord) -> Vec<u8> {
     // Serialising a struct of strings and numbers cannot fail.
     serde_json::to_vec(record).unwrap_or_default()
-}
-
-fn decode_u32(bytes: &[u8]) -> Result<u32, LogError> {
-    let array: [u8; 4] = bytes.try_into().map_err(|_| store::StoreError::corrupt("counter has the wrong length"))?;
-    Ok(u32::from_be_bytes(array))
 }
 
 /// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 characters).

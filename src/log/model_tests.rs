@@ -60,8 +60,10 @@ async fn run(ops: Vec<Op>) {
                     offset: from,
                     max_bytes: 1 << 20,
                     at_least_one: true,
+                    isolation: Default::default(),
                 };
-                let read = log.read(vec![request], 1 << 20).await.remove(0).expect("read");
+                let read =
+                    log.read_local(vec![request], 1 << 20).await.remove(0).1.expect("read").expect("in the hot tier");
                 let mut records = read.records.clone();
                 let mut offsets = Vec::new();
                 while !records.is_empty() {

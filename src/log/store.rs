@@ -6,13 +6,18 @@
 //!   an entry is written only when a batch raises the partition's running max timestamp, so entries
 //!   are monotonic in both timestamp and offset
 //! - `producers`: `[topic number u32][partition u32][producer id u64]` → [`ProducerEntry`] bytes
-//! - `meta`:      UTF-8 keys (`topic/<name>`, `log-start/<number>/<partition>`, counters) → JSON or integers
+//! - `meta`:      UTF-8 keys → JSON or big-endian integers: `topic/<name>` (topic records),
+//!   `log-start/<number>/<partition>`, `dynamic/<scope>` (dynamic configs), `cluster-id`,
+//!   `next-topic-number`, `next-producer-id`, `remote-gc/<topic id>` (a deleted topic whose objects
+//!   are still to be deleted), `tier/recovered` (the data dir was rebuilt from the object store once)
 //! - `remote`:    `[topic number u32][partition u32][base offset u64]` → a segment in the object store
-//!   (next offset, max timestamp, size; see `tier::segment`)
+//!   (next offset, max timestamp, size; see `log::remote_index`)
 //! - `groups`:    `g` + group id → the group's record; `o` + group, topic (each u16-length-prefixed),
 //!   partition u32 → a committed offset
 //!
-//! Every call here blocks: callers run it on a dedicated thread or `spawn_blocking`.
+//! Every key is built here, and only the log's writer thread calls the methods that take a
+//! [`StoreWrite`], so RocksDB has one writer. Every call blocks: callers run it on the writer
+//! thread or `spawn_blocking`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +36,18 @@ const CF_PRODUCERS: &str = "producers";
 const CF_META: &str = "meta";
 const CF_GROUPS: &str = "groups";
 const CF_REMOTE: &str = "remote";
+
+const META_TOPIC_PREFIX: &str = "topic/";
+const META_DYNAMIC_PREFIX: &str = "dynamic/";
+const META_REMOTE_GC_PREFIX: &str = "remote-gc/";
+const META_CLUSTER_ID: &str = "cluster-id";
+const META_NEXT_TOPIC_NUMBER: &str = "next-topic-number";
+const META_NEXT_PRODUCER_ID: &str = "next-producer-id";
+const META_RECOVERED: &str = "tier/recovered";
+
+fn log_start_key(key: PartitionKey) -> String {
+    format!("log-start/{}/{}", key.topic_number, key.partition)
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("storage error: {0}")]
@@ -262,12 +279,120 @@ impl Store {
         write.batch.put_cf(self.cf(CF_PRODUCERS), key.with_u64(producer_id as u64), entry);
     }
 
-    pub fn put_meta(&self, write: &mut StoreWrite, name: &str, value: &[u8]) {
+    fn put_meta(&self, write: &mut StoreWrite, name: &str, value: &[u8]) {
         write.batch.put_cf(self.cf(CF_META), name.as_bytes(), value);
     }
 
-    pub fn delete_meta(&self, write: &mut StoreWrite, name: &str) {
+    fn delete_meta(&self, write: &mut StoreWrite, name: &str) {
         write.batch.delete_cf(self.cf(CF_META), name.as_bytes());
+    }
+
+    fn get_i64(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        match self.get_meta(name)? {
+            None => Ok(None),
+            Some(bytes) => {
+                let array: [u8; 8] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::corrupt(format!("{name} has the wrong length")))?;
+                Ok(Some(i64::from_be_bytes(array)))
+            }
+        }
+    }
+
+    /// A topic's record (JSON), by name.
+    pub fn put_topic(&self, write: &mut StoreWrite, name: &str, record: &[u8]) {
+        self.put_meta(write, &format!("{META_TOPIC_PREFIX}{name}"), record);
+    }
+
+    pub fn delete_topic(&self, write: &mut StoreWrite, name: &str) {
+        self.delete_meta(write, &format!("{META_TOPIC_PREFIX}{name}"));
+    }
+
+    /// Every topic record.
+    pub fn scan_topics(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self.scan_meta(META_TOPIC_PREFIX)?.into_iter().map(|(_, value)| value).collect())
+    }
+
+    /// The next topic number (never reused), counted up in `write`.
+    pub fn allocate_topic_number(&self, write: &mut StoreWrite) -> Result<u32, StoreError> {
+        let number = match self.get_meta(META_NEXT_TOPIC_NUMBER)? {
+            Some(bytes) => {
+                let array: [u8; 4] = bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::corrupt("topic counter has the wrong length"))?;
+                u32::from_be_bytes(array)
+            }
+            None => 1,
+        };
+        self.put_meta(write, META_NEXT_TOPIC_NUMBER, &(number + 1).to_be_bytes());
+        Ok(number)
+    }
+
+    /// The next `count` producer ids (never reused), counted up in `write`.
+    pub fn allocate_producer_ids(
+        &self,
+        write: &mut StoreWrite,
+        count: i64,
+    ) -> Result<std::ops::Range<i64>, StoreError> {
+        let next = self.get_i64(META_NEXT_PRODUCER_ID)?.unwrap_or(0);
+        let end = next.checked_add(count).ok_or_else(|| StoreError::corrupt("producer ids are exhausted"))?;
+        self.put_meta(write, META_NEXT_PRODUCER_ID, &end.to_be_bytes());
+        Ok(next..end)
+    }
+
+    pub fn log_start(&self, key: PartitionKey) -> Result<Option<i64>, StoreError> {
+        self.get_i64(&log_start_key(key))
+    }
+
+    pub fn put_log_start(&self, write: &mut StoreWrite, key: PartitionKey, offset: i64) {
+        self.put_meta(write, &log_start_key(key), &offset.to_be_bytes());
+    }
+
+    /// The dynamic configs of a scope (`broker`, `group/<id>`), as JSON.
+    pub fn put_dynamic_configs(&self, write: &mut StoreWrite, scope: &str, configs: &[u8]) {
+        self.put_meta(write, &format!("{META_DYNAMIC_PREFIX}{scope}"), configs);
+    }
+
+    /// Every scope's dynamic configs: `(scope, JSON)`.
+    pub fn scan_dynamic_configs(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let entries = self.scan_meta(META_DYNAMIC_PREFIX)?;
+        Ok(entries.into_iter().map(|(key, value)| (key[META_DYNAMIC_PREFIX.len()..].to_string(), value)).collect())
+    }
+
+    pub fn cluster_id(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.get_meta(META_CLUSTER_ID)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    pub fn put_cluster_id(&self, write: &mut StoreWrite, id: &str) {
+        self.put_meta(write, META_CLUSTER_ID, id.as_bytes());
+    }
+
+    /// Marks a deleted topic whose objects the remote log manager still has to delete.
+    pub fn put_remote_gc(&self, write: &mut StoreWrite, topic_id: uuid::Uuid) {
+        self.put_meta(write, &format!("{META_REMOTE_GC_PREFIX}{topic_id}"), b"");
+    }
+
+    pub fn delete_remote_gc(&self, write: &mut StoreWrite, topic_id: uuid::Uuid) {
+        self.delete_meta(write, &format!("{META_REMOTE_GC_PREFIX}{topic_id}"));
+    }
+
+    /// Deleted topics whose objects are still to be deleted.
+    pub fn scan_remote_gc(&self) -> Result<Vec<uuid::Uuid>, StoreError> {
+        let entries = self.scan_meta(META_REMOTE_GC_PREFIX)?;
+        Ok(entries
+            .iter()
+            .filter_map(|(key, _)| uuid::Uuid::parse_str(&key[META_REMOTE_GC_PREFIX.len()..]).ok())
+            .collect())
+    }
+
+    pub fn is_recovered(&self) -> Result<bool, StoreError> {
+        Ok(self.get_meta(META_RECOVERED)?.is_some())
+    }
+
+    pub fn put_recovered(&self, write: &mut StoreWrite) {
+        self.put_meta(write, META_RECOVERED, b"1");
     }
 
     /// Deletes every batch whose base offset is below `offset`, and their time index entries.
@@ -296,6 +421,7 @@ impl Store {
         for name in [CF_BATCHES, CF_TIMEINDEX, CF_PRODUCERS, CF_REMOTE] {
             write.batch.delete_range_cf(self.cf(name), start.clone(), key.end());
         }
+        self.delete_meta(write, &log_start_key(key));
     }
 
     /// Records a segment that is safely in the object store.
@@ -327,11 +453,10 @@ impl Store {
 
     /// Deletes the local batches wholly below `offset` (already in the object store) and their
     /// time index entries, leaving the log start where it is.
-    pub fn trim_local_below(&self, key: PartitionKey, offset: i64, sync: bool) -> Result<(), StoreError> {
+    pub fn trim_local_below(&self, write: &mut StoreWrite, key: PartitionKey, offset: i64) -> Result<(), StoreError> {
         let time_index_end = self.time_entry_from_offset(key, offset)?;
-        let mut write = StoreWrite::default();
-        self.delete_batches_below(&mut write, key, offset, time_index_end);
-        self.write(write, sync)
+        self.delete_batches_below(write, key, offset, time_index_end);
+        Ok(())
     }
 
     /// Header of the partition's first local batch.
@@ -352,12 +477,12 @@ impl Store {
         }
     }
 
-    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.cf(CF_META), name.as_bytes())?)
     }
 
     /// Every meta entry whose key starts with `prefix`.
-    pub fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         let iter = self.db.iterator_cf(self.cf(CF_META), IteratorMode::From(prefix.as_bytes(), Direction::Forward));
         for item in iter {

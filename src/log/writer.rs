@@ -16,9 +16,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::batch::ValidBatch;
 use super::producer::{self, BatchSequence, ProducerEntry, SequenceCheck};
+use super::remote_index::SegmentInfo;
 use super::store::{PartitionKey, Store, StoreError, StoreWrite};
 use super::topic_config::TimestampType;
-use super::{AppendInfo, LogError, Partition, now_ms};
+use super::{AppendInfo, GroupWrite, LogError, Partition, TopicRecord, encode_record, now_ms};
 
 /// One partition's batches from a produce request.
 pub(super) struct Append {
@@ -28,6 +29,7 @@ pub(super) struct Append {
     pub reply: oneshot::Sender<Result<AppendInfo, LogError>>,
 }
 
+/// Every durable change to the store, so that RocksDB has exactly one writer: this thread.
 pub(super) enum Command {
     /// Every partition of one produce request, so that they share a group commit.
     Append(Vec<Append>),
@@ -42,8 +44,64 @@ pub(super) enum Command {
         keys: Vec<PartitionKey>,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
-    InitProducerId {
-        reply: oneshot::Sender<Result<(i64, i16), LogError>>,
+    /// The next `count` producer ids, never handed out before.
+    AllocateProducerIds {
+        count: i64,
+        reply: oneshot::Sender<Result<std::ops::Range<i64>, LogError>>,
+    },
+    /// A new topic: its number is allocated here and written with its record; a topic restored
+    /// from the object store comes with each partition's segments, which become its remote index.
+    CreateTopic {
+        record: TopicRecord,
+        restored: Vec<Vec<SegmentInfo>>,
+        reply: oneshot::Sender<Result<TopicRecord, LogError>>,
+    },
+    /// A topic's changed record (partition count, configs).
+    UpdateTopic {
+        record: TopicRecord,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    DynamicConfigs {
+        scope: String,
+        configs: Vec<u8>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    ClusterId {
+        id: String,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// The group coordinator's records and committed offsets, written together.
+    Groups {
+        writes: Vec<GroupWrite>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// A segment now in the object store: its index entry is made durable, then readers see it.
+    RecordSegment {
+        partition: Arc<Partition>,
+        segment: SegmentInfo,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// A segment deleted from the object store (below the log start).
+    DeleteSegment {
+        partition: Arc<Partition>,
+        base_offset: i64,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// Drops the uploaded batches below `below` from the hot tier: readers move to the object
+    /// store first, then the batches go.
+    TrimLocal {
+        partition: Arc<Partition>,
+        below: i64,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// A deleted topic's objects are gone: its marker goes too.
+    TopicObjectsDeleted {
+        id: uuid::Uuid,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// The data dir was rebuilt from the object store (or found not to need it).
+    MarkRecovered {
+        reply: oneshot::Sender<Result<(), LogError>>,
     },
     /// Finish what is queued before, then stop the thread (and release the store).
     Stop,
@@ -59,23 +117,16 @@ struct PartitionState {
     producers: HashMap<i64, ProducerEntry>,
     /// Bytes staged by the group commit in progress.
     staged_bytes: u64,
+    /// The partition's leader epoch when the group commit began, stamped into its batches.
+    leader_epoch: i32,
 }
 
 /// Reads a partition's log start and log end from the store; `remote_end` is where the segments
 /// in the object store end (the hot tier may hold nothing after them).
 pub(super) fn recover_offsets(store: &Store, key: PartitionKey, remote_end: i64) -> Result<(i64, i64), StoreError> {
-    let log_start = match store.get_meta(&log_start_key(key))? {
-        Some(bytes) => i64::from_be_bytes(
-            bytes.as_slice().try_into().map_err(|_| StoreError::corrupt("log start has the wrong length"))?,
-        ),
-        None => 0,
-    };
+    let log_start = store.log_start(key)?.unwrap_or(0);
     let log_end = store.last_batch(key)?.map_or(0, |header| header.last_offset() + 1);
     Ok((log_start, log_end.max(remote_end).max(log_start)))
-}
-
-pub(super) fn log_start_key(key: PartitionKey) -> String {
-    format!("log-start/{}/{}", key.topic_number, key.partition)
 }
 
 struct Writer {
@@ -104,15 +155,35 @@ pub(super) fn spawn(
     let handle = std::thread::Builder::new()
         .name("zombi-log-writer".into())
         .spawn(move || {
-            while let Some(first) = commands.blocking_recv() {
-                if writer.run(first, &mut commands) {
-                    break;
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                while let Some(first) = commands.blocking_recv() {
+                    if writer.run(first, &mut commands) {
+                        break;
+                    }
                 }
+            }));
+            if ran.is_err() {
+                // A broken invariant of the log (see the asserts): going on could corrupt it, and
+                // a broker that silently stops writing is worse than one that stops.
+                tracing::error!("the log writer broke an invariant; aborting");
+                std::process::abort();
             }
             tracing::debug!("log writer stopped");
         })
         .map_err(|e| StoreError::corrupt(format!("cannot start the log writer: {e}")))?;
     Ok(handle)
+}
+
+/// Waits for the writer's answer to a command other than an append (metadata, group records,
+/// remote index) on the blocking pool, where the store write itself used to run: tokio then
+/// counts the wait as work in flight, so a paused clock (the coordinator's timer tests) does not
+/// jump ahead while a write is on its way. These commands are rare next to appends, whose replies
+/// are awaited directly.
+pub(super) async fn wait<T: Send + 'static>(receiver: oneshot::Receiver<Result<T, LogError>>) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(move || receiver.blocking_recv())
+        .await
+        .map_err(|_| LogError::Unavailable)?
+        .map_err(|_| LogError::Unavailable)?
 }
 
 /// With `--durability periodic`, a thread that fsyncs the WAL on an interval until `stop` is set.
@@ -132,6 +203,17 @@ pub(super) fn spawn_wal_syncer(
             }
         })
         .map_err(|e| StoreError::corrupt(format!("cannot start the WAL syncer: {e}")).into())
+}
+
+/// The order of a partition's published offsets, which every reader relies on.
+fn assert_offsets(partition: &Partition) {
+    let (log_start, local_start, high_watermark) =
+        (partition.log_start(), partition.local_start(), partition.high_watermark());
+    assert!(
+        log_start <= local_start && local_start <= high_watermark,
+        "partition {:?}: log start {log_start}, local start {local_start}, high watermark {high_watermark}",
+        partition.key
+    );
 }
 
 /// An append applied to staged state, waiting for the write.
@@ -184,7 +266,8 @@ impl Writer {
         let remote_max = partition.remote_segments().iter().map(|s| s.max_timestamp).max().unwrap_or(i64::MIN);
         let max_timestamp = local_max.max(remote_max);
         let producers = self.producers.remove(&key).unwrap_or_default();
-        let state = PartitionState { next_offset, log_start, max_timestamp, producers, staged_bytes: 0 };
+        let leader_epoch = partition.leader_epoch();
+        let state = PartitionState { next_offset, log_start, max_timestamp, producers, staged_bytes: 0, leader_epoch };
         self.partitions.insert(key, state.clone());
         Ok(state)
     }
@@ -213,6 +296,7 @@ impl Writer {
                     }
                 },
             };
+            state.leader_epoch = partition.leader_epoch();
             let result = self.apply(&mut write, key, state, timestamp_type, batches, now);
             pending.push(Pending { reply, result });
         }
@@ -301,7 +385,7 @@ impl Writer {
         now: i64,
     ) -> i64 {
         let base_offset = state.next_offset;
-        batch.assign_offset(base_offset);
+        batch.assign_offset(base_offset, state.leader_epoch);
         if timestamp_type == TimestampType::LogAppendTime {
             batch.set_log_append_time(now);
         }
@@ -338,10 +422,149 @@ impl Writer {
             Command::DeleteTopic { name, id, keys, reply } => {
                 let _ = reply.send(self.delete_topic(&name, id, &keys));
             }
-            Command::InitProducerId { reply } => {
-                let _ = reply.send(self.init_producer_id());
+            Command::AllocateProducerIds { count, reply } => {
+                let _ = reply.send(self.allocate_producer_ids(count));
+            }
+            Command::CreateTopic { record, restored, reply } => {
+                let _ = reply.send(self.create_topic(record, &restored));
+            }
+            Command::UpdateTopic { record, reply } => {
+                let _ = reply.send(self.write_one(|store, write| {
+                    store.put_topic(write, &record.name, &encode_record(&record));
+                    Ok(())
+                }));
+            }
+            Command::DynamicConfigs { scope, configs, reply } => {
+                let _ = reply.send(self.write_one(|store, write| {
+                    store.put_dynamic_configs(write, &scope, &configs);
+                    Ok(())
+                }));
+            }
+            Command::ClusterId { id, reply } => {
+                let _ = reply.send(self.write_one(|store, write| {
+                    store.put_cluster_id(write, &id);
+                    Ok(())
+                }));
+            }
+            Command::Groups { writes, reply } => {
+                let _ = reply.send(self.write_one(|store, write| {
+                    for item in &writes {
+                        match item {
+                            GroupWrite::Group { group, record } => store.put_group(write, group, record),
+                            GroupWrite::DeleteGroup { group } => store.delete_group(write, group),
+                            GroupWrite::Offset { group, topic, partition, record } => {
+                                store.put_offset(write, group, topic, *partition, record)
+                            }
+                            GroupWrite::DeleteOffset { group, topic, partition } => {
+                                store.delete_offset(write, group, topic, *partition)
+                            }
+                        }
+                    }
+                    Ok(())
+                }));
+            }
+            Command::RecordSegment { partition, segment, reply } => {
+                let _ = reply.send(self.record_segment(&partition, segment));
+            }
+            Command::DeleteSegment { partition, base_offset, reply } => {
+                let key = partition.key;
+                // Losing this delete to a power loss only leaves an entry below the log start,
+                // which the next pass deletes again.
+                let written = self.write_with(false, |store, write| {
+                    store.delete_remote(write, key, base_offset);
+                    Ok(())
+                });
+                if written.is_ok() {
+                    partition.remove_remote(base_offset);
+                }
+                let _ = reply.send(written);
+            }
+            Command::TrimLocal { partition, below, reply } => {
+                let _ = reply.send(self.trim_local(&partition, below));
+            }
+            Command::TopicObjectsDeleted { id, reply } => {
+                let _ = reply.send(self.write_one(|store, write| {
+                    store.delete_remote_gc(write, id);
+                    Ok(())
+                }));
+            }
+            Command::MarkRecovered { reply } => {
+                let _ = reply.send(self.write_one(|store, write| {
+                    store.put_recovered(write);
+                    Ok(())
+                }));
             }
         }
+    }
+
+    /// Stages mutations with `stage` and writes them durably on their own.
+    fn write_one(&self, stage: impl FnOnce(&Store, &mut StoreWrite) -> Result<(), StoreError>) -> Result<(), LogError> {
+        self.write_with(true, stage)
+    }
+
+    fn write_with(
+        &self,
+        sync: bool,
+        stage: impl FnOnce(&Store, &mut StoreWrite) -> Result<(), StoreError>,
+    ) -> Result<(), LogError> {
+        let mut write = StoreWrite::default();
+        stage(&self.store, &mut write)?;
+        self.store.write(write, sync)?;
+        Ok(())
+    }
+
+    fn create_topic(&mut self, record: TopicRecord, restored: &[Vec<SegmentInfo>]) -> Result<TopicRecord, LogError> {
+        let mut write = StoreWrite::default();
+        let number = self.store.allocate_topic_number(&mut write)?;
+        let record = TopicRecord { number, ..record };
+        self.store.put_topic(&mut write, &record.name, &encode_record(&record));
+        for (index, segments) in restored.iter().enumerate() {
+            let key = PartitionKey { topic_number: number, partition: index as u32 };
+            if let Some(first) = segments.first() {
+                self.store.put_log_start(&mut write, key, first.base_offset);
+            }
+            for segment in segments {
+                self.store.put_remote(&mut write, key, segment.base_offset, &segment.encode_value());
+            }
+        }
+        self.store.write(write, true)?;
+        Ok(record)
+    }
+
+    fn record_segment(&mut self, partition: &Partition, segment: SegmentInfo) -> Result<(), LogError> {
+        let remote_end = partition.remote_end();
+        // The remote index is one contiguous run from the log start: a segment must continue it.
+        let continues_from = remote_end.max(partition.log_start());
+        assert!(
+            segment.base_offset <= continues_from,
+            "segment {segment:?} would leave a gap after offset {continues_from}"
+        );
+        assert!(segment.next_offset > segment.base_offset, "segment {segment:?} holds no offsets");
+        assert!(
+            segment.next_offset <= partition.high_watermark(),
+            "segment {segment:?} reaches past the high watermark {}",
+            partition.high_watermark()
+        );
+        let key = partition.key;
+        self.write_one(|store, write| {
+            store.put_remote(write, key, segment.base_offset, &segment.encode_value());
+            Ok(())
+        })?;
+        partition.add_remote(segment);
+        Ok(())
+    }
+
+    fn trim_local(&mut self, partition: &Partition, below: i64) -> Result<(), LogError> {
+        if below <= partition.local_start() {
+            return Ok(());
+        }
+        // Only what the object store holds may leave the hot tier.
+        assert!(below <= partition.remote_end(), "trimming to {below} past the remote end {}", partition.remote_end());
+        partition.set_local_start(below);
+        assert_offsets(partition);
+        let key = partition.key;
+        // A trim lost to a power loss is redone by the next pass.
+        self.write_with(false, |store, write| store.trim_local_below(write, key, below))
     }
 
     fn truncate(&mut self, partition: &Partition, log_start: i64) -> Result<i64, LogError> {
@@ -361,7 +584,7 @@ impl Writer {
         let time_index_end = self.store.time_entry_from_offset(key, first_kept)?;
         let mut write = StoreWrite::default();
         self.store.delete_batches_below(&mut write, key, first_kept, time_index_end);
-        self.store.put_meta(&mut write, &log_start_key(key), &log_start.to_be_bytes());
+        self.store.put_log_start(&mut write, key, log_start);
         self.store.write(write, self.sync_each_commit)?;
         state.log_start = log_start;
         if time_index_end.is_none() {
@@ -369,6 +592,9 @@ impl Writer {
         }
         self.partitions.insert(key, state);
         partition.log_start.store(log_start, Ordering::Release);
+        // The hot tier no longer holds anything below the new log start either.
+        partition.set_local_start(log_start);
+        assert_offsets(partition);
         Ok(log_start)
     }
 
@@ -376,27 +602,21 @@ impl Writer {
         let mut write = StoreWrite::default();
         for &key in keys {
             self.store.delete_partition(&mut write, key);
-            self.store.delete_meta(&mut write, &log_start_key(key));
             self.partitions.remove(&key);
             self.producers.remove(&key);
         }
-        self.store.delete_meta(&mut write, &format!("topic/{name}"));
-        // The flusher deletes the topic's objects and then this marker (after a crash, later).
-        self.store.put_meta(&mut write, &format!("{}{id}", crate::tier::flusher::REMOTE_GC_PREFIX), b"");
+        self.store.delete_topic(&mut write, name);
+        // The remote log manager deletes the topic's objects and then this marker (after a
+        // crash, later).
+        self.store.put_remote_gc(&mut write, id);
         self.store.write(write, true)?;
         Ok(())
     }
 
-    fn init_producer_id(&mut self) -> Result<(i64, i16), LogError> {
-        let next = match self.store.get_meta("next-producer-id")? {
-            Some(bytes) => {
-                i64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| StoreError::corrupt("producer id counter"))?)
-            }
-            None => 0,
-        };
+    fn allocate_producer_ids(&mut self, count: i64) -> Result<std::ops::Range<i64>, LogError> {
         let mut write = StoreWrite::default();
-        self.store.put_meta(&mut write, "next-producer-id", &(next + 1).to_be_bytes());
+        let ids = self.store.allocate_producer_ids(&mut write, count)?;
         self.store.write(write, true)?;
-        Ok((next, 0))
+        Ok(ids)
     }
 }

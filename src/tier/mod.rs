@@ -1,33 +1,31 @@
-//! Tiering: every partition's log goes to object storage in segments, and reads of offsets the hot
-//! tier no longer holds come back from there.
+//! The tier: object storage, where every partition's log goes in segments, and reads of
+//! segments back from there.
 //!
 //! - [`object_store`]: the small store trait, a local directory and S3.
 //! - [`s3`]: the S3 client both S3 users build from the flags, and S3 by bucket and key for the
 //!   Iceberg warehouse (multipart uploads, ranged reads).
 //! - [`segment`]: the object layout (self-describing) and the segment format.
-//! - [`flusher`]: uploads sealed ranges, trims the hot tier, deletes expired segments.
-//! - [`recovery`]: rebuilds topics from the object store into an empty data directory.
 //!
 //! This module owns the remote read path: a bounded cache of whole segments, filled by GETs that
 //! are shared by concurrent readers, with read-ahead of the next segment for sequential consumers.
+//! It holds no partition state: which segments exist is the log's remote index, and what to
+//! upload, delete or read is decided above it, in [`crate::unified`].
 
-pub mod flusher;
-#[cfg(test)]
-mod flusher_tests;
 pub mod object_store;
-pub mod recovery;
 pub mod s3;
 pub mod segment;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use tokio::sync::{OnceCell, Semaphore};
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::log::{LogError, Partition};
+use crate::log::{Log, LogError};
 use object_store::{Counted, ObjectStore, ObjectStoreError, RequestCounts};
 use segment::{Segment, SegmentInfo};
 
@@ -95,36 +93,37 @@ impl Tier {
             .await
     }
 
-    /// Reads whole batches from the segment holding `offset`; `None` when no segment holds it.
+    /// Reads whole batches from `info`, the segment holding `offset`; `next` is the segment
+    /// after it, if any, which a sequential reader will want next.
+    #[allow(clippy::too_many_arguments)]
     pub async fn read(
         self: &Arc<Self>,
         topic_id: Uuid,
-        partition: &Arc<Partition>,
+        partition: i32,
+        info: SegmentInfo,
+        next: Option<SegmentInfo>,
         offset: i64,
         max_bytes: usize,
         at_least_one: bool,
-    ) -> Result<Option<Bytes>, LogError> {
-        let Some(info) = partition.remote_segment(offset) else {
-            return Ok(None);
-        };
-        let segment = self.segment(topic_id, partition.index, info).await?;
+    ) -> Result<Bytes, LogError> {
+        let segment = self.segment(topic_id, partition, info).await?;
         let records = segment.read(offset, max_bytes, at_least_one);
         // A consumer past the middle of a segment will want the next one: fetch it ahead.
         let read_to = offset + (records.len() as i64).min(1);
         let middle = info.base_offset + (info.next_offset - info.base_offset) / 2;
         if read_to >= middle
-            && let Some(next) = partition.remote_segment(info.next_offset)
-            && !self.cache.contains(&segment::segment_key(topic_id, partition.index, &next))
+            && let Some(next) = next
+            && !self.cache.contains(&segment::segment_key(topic_id, partition, &next))
         {
             let tier = self.clone();
-            let index = partition.index;
+            let index = partition;
             tokio::spawn(async move {
                 if let Err(error) = tier.segment(topic_id, index, next).await {
                     tracing::debug!(%error, "read-ahead failed");
                 }
             });
         }
-        Ok(Some(records))
+        Ok(records)
     }
 
     /// Drops a segment from the cache (after it was deleted).
@@ -168,9 +167,8 @@ pub struct PartitionTierStatus {
 }
 
 /// A snapshot of the tiering state.
-pub fn status(log: &crate::log::Log) -> TierStatus {
+pub fn status(log: &Log, tier: &Tier) -> TierStatus {
     use std::sync::atomic::Ordering::Relaxed;
-    let tier = log.tier();
     let counts = tier.request_counts();
     let topics = log
         .topics()
@@ -236,13 +234,12 @@ impl SegmentCache {
     }
 
     fn contains(&self, key: &str) -> bool {
-        self.state.lock().is_ok_and(|state| state.entries.get(key).is_some_and(|e| e.cell.initialized()))
+        self.state.lock().entries.get(key).is_some_and(|e| e.cell.initialized())
     }
 
     fn remove(&self, key: &str) {
-        if let Ok(mut state) = self.state.lock()
-            && let Some(entry) = state.entries.remove(key)
-        {
+        let mut state = self.state.lock();
+        if let Some(entry) = state.entries.remove(key) {
             state.bytes -= entry.bytes;
         }
     }
@@ -253,7 +250,7 @@ impl SegmentCache {
         Fut: Future<Output = Result<Arc<Segment>, LogError>>,
     {
         let cell = {
-            let mut state = self.state.lock().map_err(|_| LogError::Unavailable)?;
+            let mut state = self.state.lock();
             state.clock += 1;
             let clock = state.clock;
             let entry = state.entries.entry(key.to_string()).or_insert_with(|| CacheEntry {
@@ -265,7 +262,7 @@ impl SegmentCache {
             entry.cell.clone()
         };
         let segment = cell.get_or_try_init(load).await?.clone();
-        let mut state = self.state.lock().map_err(|_| LogError::Unavailable)?;
+        let mut state = self.state.lock();
         let size = segment.bytes.len();
         let newly_counted = match state.entries.get_mut(key) {
             Some(entry) if entry.bytes == 0 && Arc::ptr_eq(&entry.cell, &cell) => {
@@ -319,13 +316,13 @@ mod tests {
         }
         // a was least recently used and had to go.
         assert!(!cache.contains("a") && cache.contains("b") && cache.contains("c"));
-        assert_eq!(cache.state.lock().unwrap().bytes, 200);
+        assert_eq!(cache.state.lock().bytes, 200);
         // A cached segment is not loaded again.
         let loaded = cache.get_or_load("b", || async { Err(LogError::Unavailable) }).await;
         assert!(loaded.is_ok());
         // A failed load leaves nothing behind and can be retried.
         assert!(cache.get_or_load("d", || async { Err(LogError::Unavailable) }).await.is_err());
         assert!(cache.get_or_load("d", || async { Ok(segment(10)) }).await.is_ok());
-        assert_eq!(cache.state.lock().unwrap().bytes, 210);
+        assert_eq!(cache.state.lock().bytes, 210);
     }
 }

@@ -13,39 +13,9 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::log::batch::{BatchHeader, HEADER_BYTES, LOG_OVERHEAD_BYTES};
+pub use crate::log::remote_index::SegmentInfo;
 
 pub const SEGMENT_SUFFIX: &str = ".batches";
-
-/// One uploaded segment, as the remote index keeps it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SegmentInfo {
-    pub base_offset: i64,
-    /// The offset after the segment's last record.
-    pub next_offset: i64,
-    pub max_timestamp: i64,
-    pub size_bytes: u64,
-}
-
-impl SegmentInfo {
-    /// The fixed-size encoding of the index entry (the base offset is the key).
-    pub fn encode_value(&self) -> [u8; 24] {
-        let mut out = [0u8; 24];
-        out[..8].copy_from_slice(&self.next_offset.to_be_bytes());
-        out[8..16].copy_from_slice(&self.max_timestamp.to_be_bytes());
-        out[16..].copy_from_slice(&self.size_bytes.to_be_bytes());
-        out
-    }
-
-    pub fn decode_value(base_offset: i64, value: &[u8]) -> Option<SegmentInfo> {
-        let field = |at: usize| value.get(at..at + 8).and_then(|b| b.try_into().ok());
-        Some(SegmentInfo {
-            base_offset,
-            next_offset: i64::from_be_bytes(field(0)?),
-            max_timestamp: i64::from_be_bytes(field(8)?),
-            size_bytes: u64::from_be_bytes(field(16)?),
-        })
-    }
-}
 
 pub fn partition_prefix(topic_id: Uuid, partition: i32) -> String {
     format!("data/{topic_id}/{partition}/")

@@ -2,8 +2,8 @@
 
 use kafka_protocol::ResponseError;
 
-use crate::log::batch::BatchError;
-use crate::log::store::StoreError;
+use super::StoreError;
+use super::batch::BatchError;
 
 /// Why a log operation failed. Every variant maps to one Kafka error code in [`LogError::code`].
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,27 @@ pub enum LogError {
     /// acks=all with `min.insync.replicas` above the single replica.
     #[error("Messages are rejected since there are fewer in-sync replicas than required.")]
     NotEnoughReplicas,
+    /// A client's leader epoch is older than the partition's (its metadata is stale).
+    #[error("The leader epoch in the request is older than the epoch on the broker.")]
+    FencedLeaderEpoch,
+    /// A client's leader epoch is newer than the partition's (this broker has not caught up).
+    #[error("The leader epoch in the request is newer than the epoch on the broker.")]
+    UnknownLeaderEpoch,
+    /// This broker does not lead the partition.
+    #[error("This server is not the leader for that topic-partition.")]
+    NotLeaderOrFollower,
+    /// The authorizer refused the session this operation on the topic.
+    #[error("Not authorized to access topics: [{0}]")]
+    TopicAuthorizationFailed(String),
+    /// The authorizer refused the session this operation on the group.
+    #[error("Not authorized to access group: {0}")]
+    GroupAuthorizationFailed(String),
+    /// The authorizer refused the session this operation on the transactional id.
+    #[error("Transactional Id authorization failed: {0}")]
+    TransactionalIdAuthorizationFailed(String),
+    /// The authorizer refused the session this operation on the cluster.
+    #[error("Cluster authorization failed.")]
+    ClusterAuthorizationFailed,
     /// Transactions are not built: their APIs are not advertised.
     #[error("Transactions are not supported by this broker.")]
     TransactionsUnsupported,
@@ -94,6 +115,13 @@ impl LogError {
             LogError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
             LogError::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
             LogError::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
+            LogError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
+            LogError::UnknownLeaderEpoch => ResponseError::UnknownLeaderEpoch,
+            LogError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+            LogError::TopicAuthorizationFailed(_) => ResponseError::TopicAuthorizationFailed,
+            LogError::GroupAuthorizationFailed(_) => ResponseError::GroupAuthorizationFailed,
+            LogError::TransactionalIdAuthorizationFailed(_) => ResponseError::TransactionalIdAuthorizationFailed,
+            LogError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
             LogError::Storage(_) | LogError::Remote(_) => ResponseError::KafkaStorageError,
             LogError::Unavailable => ResponseError::BrokerNotAvailable,
         };

@@ -11,42 +11,30 @@ use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
-use super::flusher::TopicMeta;
-use super::segment::{self, SegmentInfo};
-use crate::log::store::StoreWrite;
-use crate::log::{Log, LogError};
+use super::UnifiedLog;
+use super::remote_log_manager::TopicMeta;
+use crate::log::{LogError, SegmentInfo};
+use crate::tier::segment;
 
-const RECOVERED_KEY: &str = "tier/recovered";
-
-fn remote(error: super::object_store::ObjectStoreError) -> LogError {
+fn remote(error: crate::tier::object_store::ObjectStoreError) -> LogError {
     LogError::Remote(error.to_string())
 }
 
 /// Recovers topics from the object store into a fresh data directory, once.
-pub async fn recover_if_fresh(log: &Log) -> Result<(), LogError> {
-    let store = log.store();
-    let done = tokio::task::spawn_blocking(move || store.get_meta(RECOVERED_KEY))
-        .await
-        .map_err(|_| LogError::Unavailable)??;
-    if done.is_some() {
+pub async fn recover_if_fresh(unified: &UnifiedLog) -> Result<(), LogError> {
+    let log = unified.log();
+    if log.is_recovered().await? {
         return Ok(());
     }
     if log.topics().is_empty() {
-        recover(log).await?;
+        recover(unified).await?;
     }
-    let store = log.store();
-    tokio::task::spawn_blocking(move || {
-        let mut write = StoreWrite::default();
-        store.put_meta(&mut write, RECOVERED_KEY, b"1");
-        store.write(write, true)
-    })
-    .await
-    .map_err(|_| LogError::Unavailable)??;
-    Ok(())
+    log.mark_recovered().await
 }
 
-async fn recover(log: &Log) -> Result<(), LogError> {
-    let objects = log.tier().store();
+async fn recover(unified: &UnifiedLog) -> Result<(), LogError> {
+    let log = unified.log();
+    let objects = unified.tier().store();
     let mut latest: BTreeMap<Uuid, u64> = BTreeMap::new();
     for object in objects.list(segment::TOPIC_META_PREFIX).await.map_err(remote)? {
         if let Some((id, version)) = segment::parse_topic_meta_key(&object.key) {

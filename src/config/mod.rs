@@ -9,6 +9,11 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
+pub mod iceberg_settings;
+mod storage;
+
+pub use storage::{Location, S3Options};
+
 /// How the hot tier makes appends durable before they are acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -266,8 +271,8 @@ pub struct Config {
     pub background_write_bytes_per_second: i64,
     /// Partitions a topic may have.
     pub partitions_per_topic_max: i32,
-    pub object_store: crate::tier::object_store::Location,
-    pub s3: crate::tier::object_store::S3Options,
+    pub object_store: Location,
+    pub s3: S3Options,
     pub log_segment_bytes: i64,
     pub log_roll_ms: i64,
     pub log_local_retention_ms: i64,
@@ -277,7 +282,7 @@ pub struct Config {
     pub remote_fetch_cache_bytes: usize,
     /// Segments uploaded (or read back) at once.
     pub remote_requests_max: usize,
-    pub iceberg: crate::iceberg::IcebergSettings,
+    pub iceberg: iceberg_settings::IcebergSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -319,16 +324,17 @@ impl Config {
         let (kafka_advertised_host, kafka_advertised_port) = advertised_address(kafka_listen, advertised)?;
         let data_dir = pick!(data_dir, PathBuf::from("./data"));
         let object_store = match first.object_store.or(second.object_store) {
-            Some(text) => crate::tier::object_store::Location::parse(&text)
-                .map_err(|e| ConfigError::Invalid { name: "object-store", reason: e.to_string() })?,
-            None => crate::tier::object_store::Location::Directory(data_dir.join("objects")),
+            Some(text) => {
+                Location::parse(&text).map_err(|reason| ConfigError::Invalid { name: "object-store", reason })?
+            }
+            None => Location::Directory(data_dir.join("objects")),
         };
-        let s3 = crate::tier::object_store::S3Options {
+        let s3 = S3Options {
             endpoint: first.s3_endpoint.or(second.s3_endpoint),
             region: first.s3_region.or(second.s3_region),
         };
-        let iceberg_defaults = crate::iceberg::IcebergFlags::default();
-        let iceberg_flags = crate::iceberg::IcebergFlags {
+        let iceberg_defaults = iceberg_settings::IcebergFlags::default();
+        let iceberg_flags = iceberg_settings::IcebergFlags {
             catalog: first.iceberg_catalog.or(second.iceberg_catalog),
             warehouse: first.iceberg_warehouse.or(second.iceberg_warehouse),
             namespace: pick!(iceberg_namespace, iceberg_defaults.namespace),
@@ -337,10 +343,10 @@ impl Config {
             enable: pick!(iceberg_enable, iceberg_defaults.enable),
             partition_by: first.iceberg_partition_by.or(second.iceberg_partition_by),
         };
-        let iceberg = crate::iceberg::IcebergSettings::resolve(&data_dir, iceberg_flags, &object_store, &s3)
+        let iceberg = iceberg_settings::IcebergSettings::resolve(&data_dir, iceberg_flags, &object_store, &s3)
             .and_then(|settings| {
-                let defaults = crate::iceberg::MaintenanceSettings::default();
-                settings.with_maintenance(crate::iceberg::MaintenanceSettings {
+                let defaults = iceberg_settings::MaintenanceSettings::default();
+                settings.with_maintenance(iceberg_settings::MaintenanceSettings {
                     interval_ms: pick!(iceberg_compaction_interval_ms, defaults.interval_ms),
                     min_files: pick!(iceberg_compaction_min_files, defaults.min_files),
                     snapshot_max_age_ms: pick!(iceberg_snapshot_max_age_ms, defaults.snapshot_max_age_ms),
@@ -411,7 +417,8 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |name, reason: &str| Err(ConfigError::Invalid { name, reason: reason.to_string() });
         if self.num_partitions < 1 || self.num_partitions > self.partitions_per_topic_max {
-            return invalid("num-partitions", "must be between 1 and 10000");
+            let reason = format!("must be between 1 and {}", self.partitions_per_topic_max);
+            return invalid("num-partitions", &reason);
         }
         if self.node_id < 0 {
             return invalid("node-id", "must not be negative");
@@ -506,7 +513,7 @@ mod tests {
 
     #[test]
     fn iceberg_defaults_live_in_the_data_dir_and_rest_catalogs_are_refused() {
-        use crate::iceberg::{CatalogLocation, PartitionBy};
+        use super::iceberg_settings::{CatalogLocation, PartitionBy};
         let cli = Settings { data_dir: Some(PathBuf::from("/d")), ..Settings::default() };
         let config = Config::resolve(cli, Settings::default()).expect("valid");
         assert_eq!(config.iceberg.catalog, CatalogLocation::Sqlite(PathBuf::from("/d/iceberg/catalog.db")));
@@ -525,7 +532,7 @@ mod tests {
 
     #[test]
     fn postgres_catalogs_never_show_their_password() {
-        use crate::iceberg::CatalogLocation;
+        use super::iceberg_settings::CatalogLocation;
         for url in ["postgres://zombi:s3cr3t@postgres:5432/zombi", "postgresql://zombi:s3cr3t@db/zombi?sslmode=disable"]
         {
             let cli = Settings { iceberg_catalog: Some(url.into()), ..Settings::default() };
@@ -569,7 +576,7 @@ mod tests {
 
     #[test]
     fn partition_specs_parse_by_name() {
-        use crate::iceberg::PartitionBy;
+        use super::iceberg_settings::PartitionBy;
         let by = |text: &str| {
             let cli = Settings { iceberg_partition_by: Some(text.into()), ..Settings::default() };
             Config::resolve(cli, Settings::default()).map(|c| c.iceberg.partition_by)

@@ -1,4 +1,7 @@
-//! The flusher: moves every partition's log to the object store and keeps the hot tier short.
+//! The remote log manager (Kafka's `RemoteLogManager`; earlier notes call it the flusher, and it
+//! has nothing to do with Kafka's `log.flush.*`, which is fsync): moves every partition's log to
+//! the object store and keeps the hot tier short. It decides; every change of the log's state
+//! (index entries, local start, markers) goes through the log's writer.
 //!
 //! Each pass, per partition (a few at once):
 //! 1. On the first pass, reconcile the partition's objects with its remote index: an object that
@@ -24,14 +27,11 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use super::Tier;
-use super::object_store::Put;
-use super::segment::{self, Segment, SegmentInfo};
-use crate::log::store::{PartitionKey, StoreWrite};
-use crate::log::{Log, LogError, Partition, Topic, now_ms};
-
-/// Meta keys `remote-gc/<topic id>` mark deleted topics whose objects are still to be deleted.
-pub const REMOTE_GC_PREFIX: &str = "remote-gc/";
+use super::UnifiedLog;
+use crate::log::{Log, LogError, Partition, PartitionKey, Topic, now_ms};
+use crate::tier::Tier;
+use crate::tier::object_store::Put;
+use crate::tier::segment::{self, Segment, SegmentInfo};
 
 /// A topic as described in the object store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,10 +56,10 @@ impl TopicMeta {
 /// Uploads per partition per pass, so that one partition's backlog does not hold up the others.
 const UPLOADS_PER_PASS_MAX: usize = 8;
 
-/// What the flusher remembers of a partition between passes.
+/// What the remote log manager remembers of a partition between passes.
 #[derive(Debug, Default, Clone)]
 struct Cursor {
-    /// When the flusher first saw unuploaded records (since the last upload).
+    /// When the manager first saw unuploaded records (since the last upload).
     pending_since: Option<Instant>,
     /// `appended_bytes` at the point where the unuploaded tail was empty; `None` until measured.
     mark: Option<u64>,
@@ -90,7 +90,7 @@ enum Step {
     NotReady,
 }
 
-pub struct Flusher {
+pub struct RemoteLogManager {
     log: Log,
     tier: Arc<Tier>,
     cursors: HashMap<PartitionKey, Cursor>,
@@ -99,9 +99,9 @@ pub struct Flusher {
 }
 
 /// Runs passes every `remote.log.manager.task.interval.ms` until `stopped` turns true.
-pub async fn run(log: Log, mut stopped: watch::Receiver<bool>) {
-    let interval = Duration::from_millis(log.tier().settings.task_interval_ms.max(1));
-    let mut flusher = Flusher::new(log);
+pub async fn run(unified: UnifiedLog, mut stopped: watch::Receiver<bool>) {
+    let interval = Duration::from_millis(unified.tier().settings.task_interval_ms.max(1));
+    let mut manager = RemoteLogManager::new(unified);
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -109,14 +109,14 @@ pub async fn run(log: Log, mut stopped: watch::Receiver<bool>) {
             _ = ticks.tick() => {}
             _ = stopped.changed() => return,
         }
-        flusher.pass().await;
+        manager.pass().await;
     }
 }
 
-impl Flusher {
-    pub fn new(log: Log) -> Self {
-        let tier = log.tier().clone();
-        Flusher { log, tier, cursors: HashMap::new(), described: HashMap::new() }
+impl RemoteLogManager {
+    pub fn new(unified: UnifiedLog) -> Self {
+        let (log, tier) = (unified.log().clone(), unified.tier().clone());
+        RemoteLogManager { log, tier, cursors: HashMap::new(), described: HashMap::new() }
     }
 
     /// One pass over every topic; errors are logged and counted, and retried next pass.
@@ -153,26 +153,14 @@ impl Flusher {
     }
 
     async fn collect_deleted_topics(&mut self) -> Result<(), LogError> {
-        let store = self.log.store();
-        let markers = tokio::task::spawn_blocking(move || store.scan_meta(REMOTE_GC_PREFIX))
-            .await
-            .map_err(|_| LogError::Unavailable)??;
-        for (marker, _) in markers {
-            let Ok(id) = Uuid::parse_str(marker.trim_start_matches(REMOTE_GC_PREFIX)) else { continue };
+        for id in self.log.topics_awaiting_object_deletion().await? {
             for prefix in [segment::topic_data_prefix(id), format!("{}{id}/", segment::TOPIC_META_PREFIX)] {
                 for object in self.tier.store().list(&prefix).await.map_err(remote)? {
                     self.tier.store().delete(&object.key).await.map_err(remote)?;
                     self.tier.forget(&object.key);
                 }
             }
-            let store = self.log.store();
-            tokio::task::spawn_blocking(move || {
-                let mut write = StoreWrite::default();
-                store.delete_meta(&mut write, &marker);
-                store.write(write, true)
-            })
-            .await
-            .map_err(|_| LogError::Unavailable)??;
+            self.log.topic_objects_deleted(id).await?;
             self.described.remove(&id);
             tracing::info!(topic_id = %id, "deleted topic's objects removed");
         }
@@ -213,7 +201,7 @@ impl Flusher {
     }
 }
 
-fn remote(error: super::object_store::ObjectStoreError) -> LogError {
+fn remote(error: crate::tier::object_store::ObjectStoreError) -> LogError {
     LogError::Remote(error.to_string())
 }
 
@@ -276,20 +264,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(|_| LogError::Unavailable)?
 }
 
-/// Writes a segment's index entry durably, then publishes it.
-async fn record_segment(log: &Log, partition: &Arc<Partition>, info: SegmentInfo) -> Result<(), LogError> {
-    let store = log.store();
-    let key = partition.key;
-    blocking(move || {
-        let mut write = StoreWrite::default();
-        store.put_remote(&mut write, key, info.base_offset, &info.encode_value());
-        Ok(store.write(write, true)?)
-    })
-    .await?;
-    partition.add_remote(info);
-    Ok(())
-}
-
 /// Uploads the next segment of the partition's tail if it is due.
 async fn upload_next(
     log: &Log,
@@ -312,15 +286,8 @@ async fn upload_next(
     if !due_by_size && !due_by_age {
         return Ok(Step::NotReady);
     }
-    // Upload only what is durable, whatever the durability setting: a power loss must not leave
-    // the object store holding records the hot tier forgot and then reassigns.
-    let store = log.store();
-    let key = partition.key;
-    let bytes = blocking(move || {
-        store.sync_wal()?;
-        Ok(store.read(key, from, high_watermark, segment_bytes as usize, true)?)
-    })
-    .await?;
+    // Upload only what is durable, whatever the durability setting (see `Log::read_durable`).
+    let bytes = log.read_durable(partition, from, high_watermark, segment_bytes as usize).await?;
     if bytes.is_empty() {
         return Ok(Step::NotReady);
     }
@@ -349,7 +316,7 @@ async fn upload_next(
         tier.store().delete(&object).await.map_err(remote)?;
         return Ok(Step::NotReady);
     }
-    record_segment(log, partition, info).await?;
+    log.record_segment(partition, info).await?;
     let stats = &partition.tier_stats;
     stats.uploaded_bytes.fetch_add(info.size_bytes, std::sync::atomic::Ordering::Relaxed);
     stats.uploaded_segments.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -393,7 +360,7 @@ async fn reconcile(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> R
                 None => false,
             };
             if checked {
-                record_segment(log, partition, info).await?;
+                log.record_segment(partition, info).await?;
                 end = info.next_offset;
                 tracing::info!(%object, "adopted a segment uploaded before a restart");
                 continue;
@@ -411,15 +378,7 @@ async fn delete_expired(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>)
     for info in partition.remote_segments_below(log_start) {
         let object = segment::segment_key(partition.topic_id, partition.index, &info);
         tier.store().delete(&object).await.map_err(remote)?;
-        let store = log.store();
-        let key = partition.key;
-        blocking(move || {
-            let mut write = StoreWrite::default();
-            store.delete_remote(&mut write, key, info.base_offset);
-            Ok(store.write(write, false)?)
-        })
-        .await?;
-        partition.remove_remote(info.base_offset);
+        log.delete_segment(partition, info.base_offset).await?;
         tier.forget(&object);
         tracing::debug!(%object, "expired segment deleted");
     }
@@ -446,11 +405,7 @@ async fn trim_local(log: &Log, topic: &Topic, partition: &Arc<Partition>) -> Res
     if trim_to <= local_start {
         return Ok(());
     }
-    // Readers move to the object store first, then the hot tier drops the batches.
-    partition.set_local_start(trim_to);
-    let store = log.store();
-    let key = partition.key;
-    blocking(move || Ok(store.trim_local_below(key, trim_to, false)?)).await?;
+    log.trim_local(partition, trim_to).await?;
     tracing::debug!(topic = %topic.name, partition = partition.index, local_start = trim_to, "hot tier trimmed");
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! The flusher, remote reads and recovery against the local-directory object store, pass by pass.
+//! The remote log manager, remote reads and recovery against the local-directory object store, pass by pass.
 //! (tests/it/tiering.rs runs the same behaviour through Kafka clients against a real S3 server.)
 
 use std::collections::BTreeMap;
@@ -6,20 +6,21 @@ use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
 
-use super::flusher::Flusher;
-use super::segment::{self, Segment, SegmentInfo};
+use super::UnifiedLog;
+use super::remote_log_manager::RemoteLogManager;
 use crate::config::{Config, Settings};
 use crate::log::batch::{self, tests::batch as make_batch};
-use crate::log::{Log, LogError, ReadRequest};
+use crate::log::{LogError, ReadRequest};
+use crate::tier::segment::{self, Segment, SegmentInfo};
 
-async fn open(data_dir: &Path, objects: &Path) -> Log {
+async fn open(data_dir: &Path, objects: &Path) -> UnifiedLog {
     let settings = Settings {
         data_dir: Some(data_dir.to_path_buf()),
         object_store: Some(format!("file://{}", objects.display())),
         ..Settings::default()
     };
     let config = Config::resolve(settings, Settings::default()).expect("config");
-    Log::open(&config).await.expect("open")
+    UnifiedLog::open(&config).await.expect("open")
 }
 
 fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -27,23 +28,29 @@ fn configs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// Appends `batches` batches of 5 records each with distinct values.
-async fn append(log: &Log, topic: &str, batches: usize) {
-    let topic = log.topic(topic).expect("topic");
+async fn append(log: &UnifiedLog, topic: &str, batches: usize) {
+    let topic = log.log().topic(topic).expect("topic");
     for i in 0..batches {
         let bytes = make_batch(5, &[i as u8; 40], None);
         let valid = batch::validate(&bytes, 1 << 20).expect("valid");
-        let receiver = log.submit_append(&topic, &topic.partitions[0], valid).await.expect("queued");
+        let receiver = log.log().submit_append(&topic, &topic.partitions[0], valid).await.expect("queued");
         receiver.await.expect("reply").expect("appended");
     }
 }
 
 /// Reads partition 0 from `from` to the high watermark, batch by batch.
-async fn read_all(log: &Log, topic: &str, from: i64) -> Result<Bytes, LogError> {
-    let partition = log.topic(topic).expect("topic").partitions[0].clone();
+async fn read_all(log: &UnifiedLog, topic: &str, from: i64) -> Result<Bytes, LogError> {
+    let partition = log.log().topic(topic).expect("topic").partitions[0].clone();
     let mut out = BytesMut::new();
     let mut offset = from;
     while offset < partition.high_watermark() {
-        let request = ReadRequest { partition: partition.clone(), offset, max_bytes: 1500, at_least_one: true };
+        let request = ReadRequest {
+            partition: partition.clone(),
+            offset,
+            max_bytes: 1500,
+            at_least_one: true,
+            isolation: Default::default(),
+        };
         let read = log.read(vec![request], 1 << 20).await.pop().expect("one result")?;
         let info = Segment::scan(read.records.clone()).expect("whole batches").info().expect("not empty");
         assert!(info.base_offset <= offset && info.next_offset > offset, "the read starts at the offset");
@@ -53,12 +60,12 @@ async fn read_all(log: &Log, topic: &str, from: i64) -> Result<Bytes, LogError> 
     Ok(out.freeze())
 }
 
-/// Runs flusher passes until one changes nothing (bounded).
-async fn settle(flusher: &mut Flusher, log: &Log, topic: &str) {
-    let partition = log.topic(topic).expect("topic").partitions[0].clone();
+/// Runs remote log manager passes until one changes nothing (bounded).
+async fn settle(manager: &mut RemoteLogManager, log: &UnifiedLog, topic: &str) {
+    let partition = log.log().topic(topic).expect("topic").partitions[0].clone();
     let mut last = None;
     for _ in 0..200 {
-        flusher.pass().await;
+        manager.pass().await;
         let now = (partition.remote_end(), partition.local_start(), partition.log_start());
         if last == Some(now) {
             return;
@@ -66,10 +73,10 @@ async fn settle(flusher: &mut Flusher, log: &Log, topic: &str) {
         last = Some(now);
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    panic!("the flusher never settled");
+    panic!("the remote log manager never settled");
 }
 
-async fn data_objects(log: &Log) -> Vec<String> {
+async fn data_objects(log: &UnifiedLog) -> Vec<String> {
     log.tier().store().list("data/").await.expect("list").into_iter().map(|o| o.key).collect()
 }
 
@@ -80,13 +87,13 @@ async fn uploads_by_size_trims_the_hot_tier_and_reads_back_byte_exact() {
     // Batches are about 290 bytes: three make a segment; the records are from 2023, so a local
     // retention of ten minutes drops every uploaded segment from the hot tier at once.
     let topic_configs = configs(&[("segment.bytes", "1000"), ("segment.ms", "3600000")]);
-    log.create_topic("t", 1, topic_configs, false).await.expect("topic");
+    log.log().create_topic("t", 1, topic_configs, false).await.expect("topic");
     append(&log, "t", 50).await;
     let before = read_all(&log, "t", 0).await.expect("read");
-    let partition = log.topic("t").unwrap().partitions[0].clone();
+    let partition = log.log().topic("t").unwrap().partitions[0].clone();
 
-    let mut flusher = Flusher::new(log.clone());
-    settle(&mut flusher, &log, "t").await;
+    let mut manager = RemoteLogManager::new(log.clone());
+    settle(&mut manager, &log, "t").await;
 
     let segments = partition.remote_segments();
     assert!(segments.len() >= 10, "uploaded {} segments", segments.len());
@@ -98,8 +105,8 @@ async fn uploads_by_size_trims_the_hot_tier_and_reads_back_byte_exact() {
     // Only full segments go by size: the tail below segment.bytes waits for segment.ms.
     assert!(partition.remote_end() < partition.high_watermark());
     assert_eq!(partition.local_start(), partition.remote_end(), "uploaded data left the hot tier");
-    let first_local = log.store().first_batch(partition.key).unwrap().expect("tail is local");
-    assert_eq!(first_local.base_offset, partition.local_start());
+    let first_local = log.log().first_local_offset(&partition).await.unwrap().expect("tail is local");
+    assert_eq!(first_local, partition.local_start());
     assert_eq!(data_objects(&log).await.len(), segments.len());
 
     let after = read_all(&log, "t", 0).await.expect("read back");
@@ -111,16 +118,16 @@ async fn uploads_by_size_trims_the_hot_tier_and_reads_back_byte_exact() {
     let found = log.offset_for_timestamp(&partition, 1_700_000_000_000).await.expect("lookup");
     assert_eq!(found, Some((0, 1_700_000_000_000)));
     assert_eq!(log.max_timestamp(&partition).await.expect("max"), Some((0, 1_700_000_000_000)));
-    log.close().await;
+    log.log().close().await;
 }
 
 #[tokio::test]
 async fn a_segment_uploaded_before_a_crash_is_adopted_and_orphans_are_deleted() {
     let (dir, objects) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let log = open(dir.path(), objects.path()).await;
-    log.create_topic("t", 1, configs(&[("segment.ms", "3600000")]), false).await.expect("topic");
+    log.log().create_topic("t", 1, configs(&[("segment.ms", "3600000")]), false).await.expect("topic");
     append(&log, "t", 10).await;
-    let partition = log.topic("t").unwrap().partitions[0].clone();
+    let partition = log.log().topic("t").unwrap().partitions[0].clone();
     let bytes = read_all(&log, "t", 0).await.expect("read");
     let info = Segment::scan(bytes.clone()).unwrap().info().unwrap();
     let key = |info: &SegmentInfo| segment::segment_key(partition.topic_id, 0, info);
@@ -133,35 +140,44 @@ async fn a_segment_uploaded_before_a_crash_is_adopted_and_orphans_are_deleted() 
     let renamed = SegmentInfo { max_timestamp: info.max_timestamp + 1, ..info };
     store.put_if_absent(&key(&renamed), bytes).await.unwrap();
 
-    let mut flusher = Flusher::new(log.clone());
-    flusher.pass().await;
+    let mut manager = RemoteLogManager::new(log.clone());
+    manager.pass().await;
     assert_eq!(partition.remote_segments(), vec![info], "the complete upload was adopted");
     assert_eq!(data_objects(&log).await, vec![key(&info)], "orphans are gone and nothing was uploaded twice");
     assert_eq!(partition.tier_stats.uploaded_segments.load(std::sync::atomic::Ordering::Relaxed), 0);
-    log.close().await;
+    log.log().close().await;
 }
 
 #[tokio::test]
 async fn retention_deletes_segments_and_moves_the_log_start() {
     let (dir, objects) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let log = open(dir.path(), objects.path()).await;
-    log.create_topic("t", 1, configs(&[("segment.bytes", "1000"), ("segment.ms", "1")]), false).await.expect("topic");
+    log.log()
+        .create_topic("t", 1, configs(&[("segment.bytes", "1000"), ("segment.ms", "1")]), false)
+        .await
+        .expect("topic");
     append(&log, "t", 20).await;
-    let mut flusher = Flusher::new(log.clone());
-    settle(&mut flusher, &log, "t").await;
-    let partition = log.topic("t").unwrap().partitions[0].clone();
+    let mut manager = RemoteLogManager::new(log.clone());
+    settle(&mut manager, &log, "t").await;
+    let partition = log.log().topic("t").unwrap().partitions[0].clone();
     assert_eq!(partition.remote_end(), partition.high_watermark(), "segment.ms uploads the tail too");
     assert!(!data_objects(&log).await.is_empty());
 
     // The records are from 2023: a week's retention expires all of them, remote part included.
-    log.enforce_retention().await.expect("retention");
+    log.log().enforce_retention().await.expect("retention");
     assert_eq!(partition.log_start(), partition.high_watermark());
-    settle(&mut flusher, &log, "t").await;
+    settle(&mut manager, &log, "t").await;
     assert!(partition.remote_segments().is_empty());
     assert!(data_objects(&log).await.is_empty(), "expired segments are deleted from the object store");
-    let request = ReadRequest { partition: partition.clone(), offset: 0, max_bytes: 100, at_least_one: true };
+    let request = ReadRequest {
+        partition: partition.clone(),
+        offset: 0,
+        max_bytes: 100,
+        at_least_one: true,
+        isolation: Default::default(),
+    };
     assert!(matches!(log.read(vec![request], 100).await.pop(), Some(Err(LogError::OffsetOutOfRange))));
-    log.close().await;
+    log.log().close().await;
 }
 
 #[tokio::test]
@@ -170,18 +186,18 @@ async fn a_fresh_data_dir_recovers_topics_from_the_object_store() {
     let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let log = open(first_dir.path(), objects.path()).await;
     let topic_configs = configs(&[("segment.bytes", "1000"), ("segment.ms", "1"), ("retention.ms", "-1")]);
-    let created = log.create_topic("orders.eu-1", 1, topic_configs.clone(), false).await.expect("topic");
+    let created = log.log().create_topic("orders.eu-1", 1, topic_configs.clone(), false).await.expect("topic");
     append(&log, "orders.eu-1", 30).await;
-    let mut flusher = Flusher::new(log.clone());
-    settle(&mut flusher, &log, "orders.eu-1").await;
+    let mut manager = RemoteLogManager::new(log.clone());
+    settle(&mut manager, &log, "orders.eu-1").await;
     let high_watermark = created.partitions[0].high_watermark();
     assert_eq!(created.partitions[0].remote_end(), high_watermark);
     let bytes = read_all(&log, "orders.eu-1", 0).await.expect("read");
-    log.close().await;
+    log.log().close().await;
     drop(log);
 
     let recovered = open(second_dir.path(), objects.path()).await;
-    let topic = recovered.topic("orders.eu-1").expect("the topic is back");
+    let topic = recovered.log().topic("orders.eu-1").expect("the topic is back");
     assert_eq!(topic.id, created.id);
     assert_eq!(topic.config.overrides, topic_configs);
     let partition = topic.partitions[0].clone();
@@ -190,22 +206,22 @@ async fn a_fresh_data_dir_recovers_topics_from_the_object_store() {
     // New records continue the offsets.
     append(&recovered, "orders.eu-1", 1).await;
     assert_eq!(partition.high_watermark(), high_watermark + 5);
-    recovered.close().await;
+    recovered.log().close().await;
 }
 
 #[tokio::test]
 async fn deleting_a_topic_deletes_its_objects() {
     let (dir, objects) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let log = open(dir.path(), objects.path()).await;
-    let topic = log.create_topic("t", 1, configs(&[("segment.ms", "1")]), false).await.expect("topic");
+    let topic = log.log().create_topic("t", 1, configs(&[("segment.ms", "1")]), false).await.expect("topic");
     append(&log, "t", 3).await;
-    let mut flusher = Flusher::new(log.clone());
-    settle(&mut flusher, &log, "t").await;
+    let mut manager = RemoteLogManager::new(log.clone());
+    settle(&mut manager, &log, "t").await;
     assert!(!data_objects(&log).await.is_empty());
-    log.delete_topic("t").await.expect("deleted");
-    flusher.pass().await;
+    log.log().delete_topic("t").await.expect("deleted");
+    manager.pass().await;
     assert!(data_objects(&log).await.is_empty());
     let described = log.tier().store().list(&format!("{}{}/", segment::TOPIC_META_PREFIX, topic.id)).await.unwrap();
     assert!(described.is_empty(), "a fresh broker must not bring the topic back");
-    log.close().await;
+    log.log().close().await;
 }

@@ -1,0 +1,94 @@
+//! Who is who in the cluster: brokers, each partition's leader and leader epoch, and which broker
+//! coordinates a group (Kafka's `MetadataCache`). Handlers answer Metadata, FindCoordinator,
+//! DescribeCluster and the leader checks of Fetch and ListOffsets from it, never from the config.
+//!
+//! Today one broker leads every partition and coordinates every group ([`SingleNode`]); cluster
+//! mode puts an implementation backed by the shared coordinator behind the same trait.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::log::{LogError, Partition};
+
+/// A broker as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// A partition's leadership, as Metadata answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leadership {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub in_sync: Vec<i32>,
+}
+
+/// What a broker knows of the cluster's membership and leadership.
+pub trait MetadataCache: Send + Sync + std::fmt::Debug {
+    /// This broker's id.
+    fn this_broker(&self) -> i32;
+    /// Every live broker, this one included.
+    fn brokers(&self) -> Vec<BrokerInfo>;
+    /// The broker that acts as the controller.
+    fn controller(&self) -> i32;
+    /// Who leads `partition`, at which epoch, with which replicas.
+    fn leadership(&self, partition: &Partition) -> Leadership;
+    /// The broker that coordinates the group (or, later, the transactional id) `key`.
+    fn coordinator_for(&self, key: &str) -> i32;
+
+    /// Refuses a read or an append of a partition this broker does not lead, or one whose client
+    /// holds another leader epoch (-1: the client sent none), as Kafka's partition leaders do.
+    fn check_leader(&self, partition: &Partition, client_epoch: i32) -> Result<(), LogError> {
+        if self.leadership(partition).leader != self.this_broker() {
+            return Err(LogError::NotLeaderOrFollower);
+        }
+        partition.check_leader_epoch(client_epoch)
+    }
+}
+
+/// One broker that leads every partition and coordinates every group.
+#[derive(Debug)]
+pub struct SingleNode {
+    broker: BrokerInfo,
+}
+
+impl SingleNode {
+    pub fn new(config: &Config) -> Arc<SingleNode> {
+        Arc::new(SingleNode {
+            broker: BrokerInfo {
+                node_id: config.node_id,
+                host: config.kafka_advertised_host.clone(),
+                port: config.kafka_advertised_port,
+                rack: None,
+            },
+        })
+    }
+}
+
+impl MetadataCache for SingleNode {
+    fn this_broker(&self) -> i32 {
+        self.broker.node_id
+    }
+
+    fn brokers(&self) -> Vec<BrokerInfo> {
+        vec![self.broker.clone()]
+    }
+
+    fn controller(&self) -> i32 {
+        self.broker.node_id
+    }
+
+    fn leadership(&self, partition: &Partition) -> Leadership {
+        let node = self.broker.node_id;
+        Leadership { leader: node, leader_epoch: partition.leader_epoch(), replicas: vec![node], in_sync: vec![node] }
+    }
+
+    fn coordinator_for(&self, _key: &str) -> i32 {
+        self.broker.node_id
+    }
+}

@@ -1,0 +1,274 @@
+//! The broker service: the one layer both front doors call. The Kafka handlers and the HTTP API
+//! produce, read and change topics through it, so the topic rules (Kafka's `LogValidator`),
+//! the authorizer, auto-creation, isolation levels and the traffic metrics are applied in one
+//! place whichever door a request came through.
+//!
+//! - [`session`]: who is asking (principal, listener, client host and id).
+//! - [`authorizer`]: whether they may (today every session may do everything).
+
+pub mod authorizer;
+pub mod session;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::cluster::MetadataCache;
+use crate::log::batch::{self, ValidBatch};
+use crate::log::topic_config::TimestampType;
+use crate::log::{AppendInfo, AppendReceiver, Isolation, Log, LogError, Partition, ReadRequest, ReadResult, Topic};
+use crate::metrics::{Metrics, TopicMetrics};
+use crate::unified::UnifiedLog;
+use authorizer::{Authorizer, Operation, Resource};
+use session::Session;
+
+/// Settings of the service (from the broker's config).
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSettings {
+    pub auto_create_topics: bool,
+    pub num_partitions: i32,
+    /// Largest size a batch may decompress to when the key check of a compacted topic reads it.
+    pub record_batch_decompressed_bytes_max: usize,
+}
+
+/// One partition's records, checked against the topic's rules and ready to be queued.
+pub struct Validated {
+    partition: Arc<Partition>,
+    timestamp_type: TimestampType,
+    batches: Vec<ValidBatch>,
+    counted: Counted,
+}
+
+impl Validated {
+    pub fn partition(&self) -> &Arc<Partition> {
+        &self.partition
+    }
+}
+
+/// An append on its way to the log; `wait` resolves once it is durable (or failed) and counts it.
+pub struct PendingAppend {
+    receiver: AppendReceiver,
+    counted: Counted,
+}
+
+impl PendingAppend {
+    pub async fn wait(self) -> Result<AppendInfo, LogError> {
+        let result = self.receiver.await.unwrap_or(Err(LogError::Unavailable));
+        if result.is_ok() {
+            self.counted.metrics.appended(self.counted.bytes, self.counted.records);
+        }
+        result
+    }
+}
+
+/// What an append adds to its topic's `BytesIn` and `MessagesIn` once it is durable.
+struct Counted {
+    metrics: TopicMetrics,
+    bytes: usize,
+    records: u64,
+}
+
+/// One partition to read.
+#[derive(Debug, Clone)]
+pub struct PartitionRead {
+    pub topic: Arc<Topic>,
+    pub partition: Arc<Partition>,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+/// The broker's operations, for both front doors; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct BrokerService {
+    unified: UnifiedLog,
+    metadata: Arc<dyn MetadataCache>,
+    authorizer: Arc<dyn Authorizer>,
+    metrics: Arc<Metrics>,
+    settings: ServiceSettings,
+}
+
+impl BrokerService {
+    pub fn new(
+        unified: UnifiedLog,
+        metadata: Arc<dyn MetadataCache>,
+        authorizer: Arc<dyn Authorizer>,
+        metrics: Arc<Metrics>,
+        settings: ServiceSettings,
+    ) -> BrokerService {
+        BrokerService { unified, metadata, authorizer, metrics, settings }
+    }
+
+    pub fn log(&self) -> &Log {
+        self.unified.log()
+    }
+
+    pub fn unified(&self) -> &UnifiedLog {
+        &self.unified
+    }
+
+    pub fn metadata(&self) -> &Arc<dyn MetadataCache> {
+        &self.metadata
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Refuses what the authorizer refuses, with the error code Kafka gives for the resource.
+    pub fn authorize(&self, session: &Session, operation: Operation, resource: Resource<'_>) -> Result<(), LogError> {
+        if self.authorizer.authorize(session, operation, resource) {
+            return Ok(());
+        }
+        Err(match resource {
+            Resource::Topic(name) => LogError::TopicAuthorizationFailed(name.to_string()),
+            Resource::Group(id) => LogError::GroupAuthorizationFailed(id.to_string()),
+            Resource::TransactionalId(id) => LogError::TransactionalIdAuthorizationFailed(id.to_string()),
+            Resource::Cluster => LogError::ClusterAuthorizationFailed,
+        })
+    }
+
+    /// A topic's traffic counters, resolved once per topic so that recording takes no lock.
+    pub fn topic_metrics<'t>(&self, topic: &'t Topic) -> &'t TopicMetrics {
+        topic.metrics.get_or_init(|| self.metrics.topic(&topic.name))
+    }
+
+    /// The topic a client may write to. With `create`, an unknown topic is created with the
+    /// broker's defaults when `--auto-create-topics` is on, as a producer's first Metadata
+    /// request would.
+    pub async fn topic_for_write(&self, session: &Session, name: &str, create: bool) -> Result<Arc<Topic>, LogError> {
+        self.authorize(session, Operation::Write, Resource::Topic(name))?;
+        self.topic_or_create(session, name, create).await
+    }
+
+    /// The topic `id` (Produce v13+, Fetch v13+), if the session may use it for `operation`.
+    pub fn topic_by_id(&self, session: &Session, id: uuid::Uuid, operation: Operation) -> Result<Arc<Topic>, LogError> {
+        let topic = self.log().topic_by_id(id).ok_or(LogError::UnknownTopicId)?;
+        self.authorize(session, operation, Resource::Topic(&topic.name))?;
+        Ok(topic)
+    }
+
+    /// The topic `name`, if the session may use it for `operation`.
+    pub fn topic(&self, session: &Session, name: &str, operation: Operation) -> Result<Arc<Topic>, LogError> {
+        self.authorize(session, operation, Resource::Topic(name))?;
+        self.log().topic(name).ok_or(LogError::UnknownTopicOrPartition)
+    }
+
+    /// Finds a topic, creating it when auto-creation is on and `create` is asked for.
+    pub async fn topic_or_create(&self, session: &Session, name: &str, create: bool) -> Result<Arc<Topic>, LogError> {
+        if let Some(topic) = self.log().topic(name) {
+            return Ok(topic);
+        }
+        if !(create && self.settings.auto_create_topics) {
+            return Err(LogError::UnknownTopicOrPartition);
+        }
+        self.authorize(session, Operation::Create, Resource::Topic(name))?;
+        match self.log().create_topic(name, self.settings.num_partitions, BTreeMap::new(), false).await {
+            Ok(topic) => Ok(topic),
+            // Another connection created it first.
+            Err(LogError::TopicAlreadyExists(_)) => self.log().topic(name).ok_or(LogError::UnknownTopicOrPartition),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Checks one partition's records against the topic's rules (Kafka's `LogValidator`): the
+    /// acks a producer may ask for, `min.insync.replicas`, the batch format and
+    /// `max.message.bytes`, and keys on compacted topics. CPU-bound for compacted topics (their
+    /// batches are decompressed): callers on the runtime keep requests small or move it off.
+    pub fn validate(&self, topic: &Topic, index: i32, records: &Bytes, acks: i16) -> Result<Validated, LogError> {
+        let partition = topic.partition(index).ok_or(LogError::UnknownTopicOrPartition)?;
+        if !matches!(acks, -1..=1) {
+            return Err(LogError::InvalidRequest(format!("acks must be -1, 0 or 1, not {acks}")));
+        }
+        if acks == -1 && topic.config.min_insync_replicas > 1 {
+            return Err(LogError::NotEnoughReplicas);
+        }
+        let batches = batch::validate(records, topic.config.max_message_bytes.max(0) as usize)?;
+        if topic.config.compacted {
+            check_keys(topic, index, &batches, self.settings.record_batch_decompressed_bytes_max)?;
+        }
+        let bytes = batches.iter().map(|b| b.bytes.len()).sum();
+        let records = batches.iter().map(|b| u64::try_from(b.header.record_count).unwrap_or(0)).sum();
+        let counted = Counted { metrics: self.topic_metrics(topic).clone(), bytes, records };
+        Ok(Validated { partition: partition.clone(), timestamp_type: topic.config.timestamp_type, batches, counted })
+    }
+
+    /// Queues validated partitions as one writer command, so that they share a group commit
+    /// and a request is written whole or not at all; one pending append per partition, in order.
+    pub async fn append(&self, validated: Vec<Validated>) -> Result<Vec<PendingAppend>, LogError> {
+        let mut appends = Vec::with_capacity(validated.len());
+        let mut counted = Vec::with_capacity(validated.len());
+        for item in validated {
+            appends.push((item.timestamp_type, item.partition, item.batches));
+            counted.push(item.counted);
+        }
+        let receivers = self.log().submit_appends(appends).await?;
+        Ok(receivers.into_iter().zip(counted).map(|(receiver, counted)| PendingAppend { receiver, counted }).collect())
+    }
+
+    /// Reads several partitions up to the high watermark or, with `Isolation::Committed`, the
+    /// last stable offset; counts what is read in the topics' `BytesOut` and `MessagesOut`.
+    pub async fn read(
+        &self,
+        session: &Session,
+        reads: Vec<PartitionRead>,
+        isolation: Isolation,
+        total_bytes_max: usize,
+    ) -> Vec<Result<ReadResult, LogError>> {
+        let mut allowed = Vec::with_capacity(reads.len());
+        let mut requests = Vec::with_capacity(reads.len());
+        for read in &reads {
+            let permitted = self.authorize(session, Operation::Read, Resource::Topic(&read.topic.name));
+            if permitted.is_ok() {
+                requests.push(ReadRequest {
+                    partition: read.partition.clone(),
+                    offset: read.offset,
+                    max_bytes: read.max_bytes,
+                    at_least_one: false,
+                    isolation,
+                });
+            }
+            allowed.push(permitted);
+        }
+        let mut results = self.unified.read(requests, total_bytes_max).await.into_iter();
+        reads
+            .iter()
+            .zip(allowed)
+            .map(|(read, permitted)| {
+                permitted?;
+                let result = results.next().unwrap_or(Err(LogError::Unavailable));
+                if let Ok(read_result) = &result {
+                    let (bytes, records) = crate::log::batch::totals(&read_result.records);
+                    self.topic_metrics(&read.topic).fetched(bytes, records);
+                }
+                result
+            })
+            .collect()
+    }
+}
+
+/// Kafka refuses records without a key on compacted topics, naming each one.
+fn check_keys(
+    topic: &Topic,
+    index: i32,
+    batches: &[ValidBatch],
+    decompressed_bytes_max: usize,
+) -> Result<(), LogError> {
+    let mut record_errors = Vec::new();
+    for valid in batches {
+        for position in batch::records_without_key(valid, decompressed_bytes_max)? {
+            let message =
+                format!("Compacted topic cannot accept message without key in topic partition {}-{index}.", topic.name);
+            record_errors.push((position, message));
+        }
+    }
+    if record_errors.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = record_errors.iter().take(3).map(|(_, m)| m.as_str()).collect();
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: {shown:?}",
+        record_errors.len()
+    );
+    Err(LogError::InvalidRecords { message, record_errors })
+}

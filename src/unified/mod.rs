@@ -1,0 +1,178 @@
+//! The unified log (Kafka's `UnifiedLog`): one log per partition over the hot tier and the object
+//! store, and the background work that moves the log between them.
+//!
+//! - this module: reads that go to the hot tier first and to the object store for offsets below
+//!   the partition's local start, and time lookups over both;
+//! - [`remote_log_manager`]: Kafka's `RemoteLogManager`: copies sealed ranges to the object store,
+//!   deletes expired segments, trims the hot tier;
+//! - [`recovery`]: rebuilds the log of a fresh data dir from the object store.
+//!
+//! It sits above [`crate::log`] (the local log: store and writer) and [`crate::tier`] (the object
+//! store and the segment cache), which know nothing of each other's state: the remote index is
+//! log metadata, changed only through the log's writer.
+
+pub mod metrics;
+pub mod recovery;
+pub mod remote_log_manager;
+#[cfg(test)]
+mod remote_log_manager_tests;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::{Config, Durability};
+use crate::log::{Log, LogError, Partition, ReadRequest, ReadResult, SegmentInfo, first_record_in};
+use crate::tier::Tier;
+
+/// The log and the tier together; cheap to clone.
+#[derive(Clone)]
+pub struct UnifiedLog {
+    log: Log,
+    tier: Arc<Tier>,
+}
+
+impl std::fmt::Debug for UnifiedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnifiedLog").finish_non_exhaustive()
+    }
+}
+
+impl UnifiedLog {
+    /// Opens the object store and the log, and rebuilds a fresh data dir from the object store.
+    pub async fn open(config: &Config) -> Result<UnifiedLog, LogError> {
+        let tier = Arc::new(Tier::open(config).await.map_err(|e| LogError::Remote(e.to_string()))?);
+        let log = Log::open(config).await?;
+        let unified = UnifiedLog { log, tier };
+        recovery::recover_if_fresh(&unified).await?;
+        Ok(unified)
+    }
+
+    pub fn new(log: Log, tier: Arc<Tier>) -> UnifiedLog {
+        UnifiedLog { log, tier }
+    }
+
+    /// The local log: topics, appends, the hot tier.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The object store and the remote read cache.
+    pub fn tier(&self) -> &Arc<Tier> {
+        &self.tier
+    }
+
+    /// Reads several partitions; each result stands alone. The hot tier is read on the blocking
+    /// pool in one go, then the partitions whose offsets only the object store holds.
+    ///
+    /// `total_bytes_max` bounds the sum; the first batch of the first partition with data is returned
+    /// even when larger than the limits, so consumers always make progress (KIP-74).
+    pub async fn read(&self, requests: Vec<ReadRequest>, total_bytes_max: usize) -> Vec<Result<ReadResult, LogError>> {
+        let local = self.log.read_local(requests, total_bytes_max).await;
+        let read_bytes: usize =
+            local.iter().filter_map(|(_, r)| r.as_ref().ok()?.as_ref()).map(|r| r.records.len()).sum();
+        let mut remaining = total_bytes_max.saturating_sub(read_bytes);
+        let mut any = local.iter().any(|(_, r)| matches!(r, Ok(Some(read)) if !read.records.is_empty()));
+        let mut results = Vec::with_capacity(local.len());
+        for (request, result) in local {
+            let result = match result {
+                Ok(Some(read)) => Ok(read),
+                Err(error) => Err(error),
+                Ok(None) => {
+                    let max_bytes = request.max_bytes.min(remaining);
+                    let read = self.read_remote(&request, max_bytes, !any).await;
+                    if let Ok(read) = &read {
+                        remaining = remaining.saturating_sub(read.records.len());
+                        any |= !read.records.is_empty();
+                    }
+                    read
+                }
+            };
+            results.push(result);
+        }
+        results
+    }
+
+    async fn read_remote(
+        &self,
+        request: &ReadRequest,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<ReadResult, LogError> {
+        let (partition, offset) = (&request.partition, request.offset);
+        let (last_stable_offset, high_watermark) = (partition.last_stable_offset(), partition.high_watermark());
+        let log_start = partition.log_start();
+        let Some(segment) = partition.remote_segment(offset) else {
+            // Retention moved the log start past the offset while it was being read.
+            if offset < partition.log_start() {
+                return Err(LogError::OffsetOutOfRange);
+            }
+            return Err(LogError::Remote(format!("no segment holds offset {offset}")));
+        };
+        let next = partition.remote_segment(segment.next_offset);
+        let records =
+            self.tier.read(partition.topic_id, partition.index, segment, next, offset, max_bytes, at_least_one).await?;
+        Ok(ReadResult { records, high_watermark, last_stable_offset, log_start })
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp_ms`, with that timestamp.
+    pub async fn offset_for_timestamp(
+        &self,
+        partition: &Arc<Partition>,
+        timestamp_ms: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let log_start = partition.log_start();
+        // Segments hold the oldest offsets: the first whose max timestamp reaches the target holds
+        // the answer, unless all its records that do are below the log start.
+        for info in partition.remote_segments_from(log_start) {
+            if info.max_timestamp < timestamp_ms {
+                continue;
+            }
+            let segment = self.tier.segment(partition.topic_id, partition.index, info).await?;
+            let from = log_start.max(info.base_offset);
+            let limit = self.log.record_batch_decompressed_bytes_max();
+            let found = tokio::task::spawn_blocking(move || match segment.batch_reaching(from, timestamp_ms) {
+                Some(batch) => first_record_in(batch, from, timestamp_ms, limit),
+                None => Ok(None),
+            })
+            .await
+            .map_err(|_| LogError::Unavailable)??;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        self.log.local_offset_for_timestamp(partition, log_start, timestamp_ms).await
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp (ListOffsets -3).
+    pub async fn max_timestamp(&self, partition: &Arc<Partition>) -> Result<Option<(i64, i64)>, LogError> {
+        let log_start = partition.log_start();
+        let local = self.log.local_max_timestamp(partition).await?;
+        // The hot tier's time index only has entries that raised the running maximum, so a local
+        // answer is the maximum unless an older segment holds a larger timestamp.
+        let remote =
+            partition.remote_segments_from(log_start).into_iter().fold(None::<SegmentInfo>, |best, s| match best {
+                Some(best) if best.max_timestamp >= s.max_timestamp => Some(best),
+                _ => Some(s),
+            });
+        match (local, remote) {
+            (Some(local), Some(remote)) if local.1 >= remote.max_timestamp => Ok(Some(local)),
+            (local, None) => Ok(local),
+            (_, Some(remote)) => {
+                let found = self.offset_for_timestamp(partition, remote.max_timestamp).await?;
+                Ok(found.filter(|(_, timestamp)| *timestamp == remote.max_timestamp))
+            }
+        }
+    }
+}
+
+/// Opens a unified log at `path` with test-sized defaults (used by tests and benchmarks).
+pub async fn open_for_tests(path: &Path, durability: Durability) -> Result<UnifiedLog, LogError> {
+    let settings = crate::config::Settings {
+        data_dir: Some(path.to_path_buf()),
+        durability: Some(durability),
+        ..crate::config::Settings::default()
+    };
+    let config = Config::resolve(settings, crate::config::Settings::default())
+        .map_err(|e| LogError::InvalidConfig(e.to_string()))?;
+    UnifiedLog::open(&config).await
+}
