@@ -146,14 +146,18 @@ impl Backend {
                 let mut out = Vec::new();
                 let mut stack = vec![dir.path().to_path_buf()];
                 while let Some(path) = stack.pop() {
-                    for entry in std::fs::read_dir(&path).expect("read dir") {
+                    // The broker deletes objects while this lists them: one that is gone between
+                    // the listing and its metadata is not there any more, like a missing entry.
+                    let Ok(entries) = std::fs::read_dir(&path) else { continue };
+                    for entry in entries {
                         let entry = entry.expect("entry");
                         let relative =
                             entry.path().strip_prefix(dir.path()).expect("inside").to_string_lossy().into_owned();
-                        if entry.file_type().expect("type").is_dir() {
+                        let Ok(metadata) = entry.metadata() else { continue };
+                        if metadata.is_dir() {
                             stack.push(entry.path());
                         } else if relative.starts_with(prefix) {
-                            out.push((relative, entry.metadata().expect("metadata").len()));
+                            out.push((relative, metadata.len()));
                         }
                     }
                 }
