@@ -416,7 +416,7 @@ impl Coordinator {
             tracing::error!(%error, group = group_id, "offset commit failed");
             return Err(error.code());
         }
-        let _ = self.with_state(|state| state.offsets.entry(group_id.to_string()).or_default().extend(accepted));
+        self.with_state(|state| state.offsets.entry(group_id.to_string()).or_default().extend(accepted));
         Ok(codes)
     }
 
@@ -530,7 +530,7 @@ impl Coordinator {
         if let Err(error) = self.write(vec![GroupWrite::DeleteGroup { group: group_id.to_string() }]).await {
             return error.code();
         }
-        let _ = self.with_state(|state| {
+        self.with_state(|state| {
             state.groups.remove(group_id);
             state.offsets.remove(group_id);
         });
@@ -568,7 +568,7 @@ impl Coordinator {
             codes.push(0);
         }
         self.write(write).await.map_err(|e| e.code())?;
-        let _ = self.with_state(|state| {
+        self.with_state(|state| {
             if let Some(offsets) = state.offsets.get_mut(group_id) {
                 for ((topic, partition), code) in partitions.iter().zip(&codes) {
                     if *code == 0 {
@@ -611,7 +611,7 @@ impl Coordinator {
             tracing::error!(%error, topic, "cannot drop the offsets of a deleted topic");
             return;
         }
-        let _ = self.with_state(|state| {
+        self.with_state(|state| {
             for (group, partition, topic) in doomed {
                 if let Some(offsets) = state.offsets.get_mut(&group) {
                     offsets.remove(&(topic, partition));
@@ -683,7 +683,7 @@ impl Coordinator {
             })
             .collect();
         if self.write(write).await.is_ok() {
-            let _ = self.with_state(|state| {
+            self.with_state(|state| {
                 for (group, topic, partition) in expired {
                     if let Some(offsets) = state.offsets.get_mut(&group) {
                         offsets.remove(&(topic, partition));
