@@ -187,9 +187,11 @@ fn validate_in(known: &[(&str, Kind)], scope: &str, name: &str, value: &str) -> 
     }
 }
 
-/// Broker configs that Apache Kafka lets AlterConfigs change at run time. Enforced here:
-/// `log.retention.ms`, `log.retention.bytes` and `message.max.bytes`, the defaults of topics that
-/// set nothing; the rest are stored and described (thread pools and the like do not exist here).
+/// Broker configs that Apache Kafka lets AlterConfigs change at run time. Enforced here, as the
+/// defaults of topics that set nothing: `log.retention.ms`, `log.retention.bytes`,
+/// `message.max.bytes`, `log.segment.bytes`, `log.roll.ms` and `log.local.retention.*` (see
+/// `BrokerDefaults::with_dynamic`); the rest are stored and described (thread pools and the like
+/// do not exist here).
 const BROKER_DYNAMIC: &[(&str, Kind)] = &[
     ("background.threads", Kind::Int { min: 1 }),
     ("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"])),
@@ -197,6 +199,8 @@ const BROKER_DYNAMIC: &[(&str, Kind)] = &[
     ("log.cleanup.policy", Kind::OneOf(&["delete", "compact", "compact,delete", "delete,compact"])),
     ("log.flush.interval.messages", Kind::Long { min: 1 }),
     ("log.flush.interval.ms", Kind::Long { min: 0 }),
+    ("log.local.retention.bytes", Kind::Long { min: -2 }),
+    ("log.local.retention.ms", Kind::Long { min: -2 }),
     ("log.message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"])),
     ("log.retention.bytes", Kind::Long { min: -1 }),
     ("log.retention.ms", Kind::Long { min: -1 }),
@@ -252,6 +256,11 @@ pub fn config_type(name: &str) -> i8 {
 /// Checks a dynamic broker config.
 pub fn validate_broker(name: &str, value: &str) -> Result<(), String> {
     validate_in(BROKER_DYNAMIC, "broker", name, value)
+}
+
+/// Whether AlterConfigs may set the broker config (DescribeConfigs marks the others read-only).
+pub fn is_broker_dynamic(name: &str) -> bool {
+    BROKER_DYNAMIC.iter().any(|(known, _)| *known == name)
 }
 
 /// Checks a group config.
