@@ -154,6 +154,7 @@ async fn alter_resource(
             let topic = broker.log.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
             let mut configs = topic.config.overrides.clone();
             change(&mut configs)?;
+            topic_config::validate_all(&configs).map_err(LogError::InvalidConfig)?;
             broker.log.set_topic_configs(name, configs, validate_only).await
         }
         RESOURCE_BROKER if is_this_broker(broker, name) => {

@@ -565,3 +565,35 @@ async fn list_offsets_earliest_local_answers_the_hot_tiers_first_offset() {
     assert_eq!(list_offset(&broker, &local, EARLIEST, READ_UNCOMMITTED), (0, 4));
     assert_eq!(list_offset(&broker, &local, EARLIEST_LOCAL, READ_UNCOMMITTED), (0, 4));
 }
+
+/// A compacted topic is never tiered, although the broker default `--remote-storage-enable` is
+/// true: Kafka has no tiered storage for compacted topics. Its records, produced first, stay on
+/// disk and no object is written for it, while a topic produced after it is uploaded and trimmed in
+/// the meantime (the flusher looks at every partition on each pass); DescribeConfigs describes its
+/// `remote.storage.enable` as false.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_topics_are_never_tiered() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+    let backend = Backend::directory();
+    let broker = backend.start_broker(&[]);
+    let admin: AdminClient<_> = broker.client_config().create().expect("admin");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let compacted = unique_topic("compacted-local");
+    let new_topic = NewTopic::new(&compacted, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    assert_eq!(admin.create_topics([&new_topic], &options).await.expect("create"), vec![Ok(compacted.clone())]);
+    produce(&broker, &compacted, 0, 500, |_| now_ms()).await;
+    let tiered = unique_topic("tiered-beside");
+    produce(&broker, &tiered, 0, 500, |_| now_ms()).await;
+    wait_for(&broker, &tiered, 0, "the other topic uploaded and trimmed", |p| {
+        offset(p, "remote_end_offset") == 500 && offset(p, "local_start_offset") == 500
+    });
+    let view = tiering(&broker, &compacted, 0);
+    let offsets = partition_offsets(&view);
+    assert_eq!((offsets, view["remote_segments"].as_u64()), ([0, 0, 0, 500], Some(0)), "{view}");
+    let tiered_segments = tiering(&broker, &tiered, 0)["remote_segments"].as_u64().expect("count");
+    assert_eq!(backend.list("data/").len() as u64, tiered_segments, "objects of the tiered topic only");
+    let described = admin.describe_configs([&ResourceSpecifier::Topic(&compacted)], &options).await.expect("describe");
+    let entry = described[0].as_ref().expect("topic configs").get("remote.storage.enable").expect("listed");
+    assert_eq!((entry.value.as_deref(), entry.is_default), (Some("false"), true));
+    check_records(&consume(&broker, &compacted, &[0], 500), 0);
+}
