@@ -105,6 +105,7 @@ async fn create_one(
         };
         configs.insert(config.name.as_str().to_string(), value.as_str().to_string());
     }
+    topic_config::validate_all(&configs).map_err(LogError::InvalidConfig)?;
     broker.log.create_topic(wanted.name.as_str(), partitions, configs, validate_only).await
 }
 

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
 
 use super::admin::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::{Broker, str_bytes};
+use crate::config::Durability;
 use crate::log::{LogError, topic_config};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -86,15 +87,30 @@ fn is_this_broker(broker: &Broker, name: &str) -> bool {
     name.is_empty() || name.parse::<i32>() == Ok(broker.config.node_id)
 }
 
+/// This broker's configs under Kafka's names. Every value is the one the broker runs with: its
+/// flags, environment and file (static), replaced by AlterConfigs' values (dynamic), which are
+/// applied where they are topic defaults (`Log::defaults`). Read-only are those AlterConfigs
+/// cannot set, as Kafka marks them.
 fn broker_configs(broker: &Broker) -> Vec<(String, String, i8, bool)> {
     let config = &broker.config;
     let advertised = format!("PLAINTEXT://{}:{}", config.kafka_advertised_host, config.kafka_advertised_port);
+    // `fsync` syncs every group commit before acknowledging it: Kafka's flush after each message.
+    let (flush_messages, flush_ms) = match config.durability {
+        Durability::Fsync => ("1".to_string(), "null".to_string()),
+        Durability::Periodic => (i64::MAX.to_string(), config.fsync_interval_ms.to_string()),
+    };
     let entries = [
         ("advertised.listeners", advertised),
         ("auto.create.topics.enable", config.auto_create_topics.to_string()),
         ("broker.id", config.node_id.to_string()),
         ("log.retention.bytes", config.log_retention_bytes.to_string()),
         ("log.retention.ms", config.log_retention_ms.to_string()),
+        ("log.segment.bytes", config.log_segment_bytes.to_string()),
+        ("log.roll.ms", config.log_roll_ms.to_string()),
+        ("log.local.retention.bytes", config.log_local_retention_bytes.to_string()),
+        ("log.local.retention.ms", config.log_local_retention_ms.to_string()),
+        ("log.flush.interval.messages", flush_messages),
+        ("log.flush.interval.ms", flush_ms),
         ("message.max.bytes", config.message_max_bytes.to_string()),
         ("node.id", config.node_id.to_string()),
         ("num.partitions", config.num_partitions.to_string()),
@@ -104,22 +120,19 @@ fn broker_configs(broker: &Broker) -> Vec<(String, String, i8, bool)> {
         ("group.max.session.timeout.ms", config.group_max_session_timeout_ms.to_string()),
         ("offsets.retention.minutes", (config.offsets_retention_ms / 60_000).to_string()),
         ("default.replication.factor", "1".to_string()),
+        // What topics that set nothing get (see `TopicConfig::resolve`).
         ("min.insync.replicas", "1".to_string()),
-        // Kafka's defaults of settings that mean nothing here, listed because tools read them.
-        ("background.threads", "10".to_string()),
         ("compression.type", "producer".to_string()),
         ("log.cleanup.policy", "delete".to_string()),
-        ("log.flush.interval.messages", i64::MAX.to_string()),
-        ("log.flush.interval.ms", "null".to_string()),
         ("log.message.timestamp.type", "CreateTime".to_string()),
-        ("log.roll.ms", "null".to_string()),
-        ("log.segment.bytes", "1073741824".to_string()),
+        ("unclean.leader.election.enable", "false".to_string()),
+        // Kafka's defaults of settings that mean nothing here, listed because tools read them.
+        ("background.threads", "10".to_string()),
         ("num.io.threads", "8".to_string()),
         ("num.network.threads", "3".to_string()),
-        ("unclean.leader.election.enable", "false".to_string()),
     ]
     .into_iter()
-    .map(|(name, value)| (name.to_string(), value, SOURCE_STATIC_BROKER, true))
+    .map(|(name, value)| (name.to_string(), value, SOURCE_STATIC_BROKER, !topic_config::is_broker_dynamic(name)))
     .collect::<Vec<_>>();
     // Dynamic values (AlterConfigs) replace the static ones and are listed after them.
     let dynamic = broker.log.dynamic_configs("broker");
@@ -141,6 +154,7 @@ async fn alter_resource(
             let topic = broker.log.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
             let mut configs = topic.config.overrides.clone();
             change(&mut configs)?;
+            topic_config::validate_all(&configs).map_err(LogError::InvalidConfig)?;
             broker.log.set_topic_configs(name, configs, validate_only).await
         }
         RESOURCE_BROKER if is_this_broker(broker, name) => {

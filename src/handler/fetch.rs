@@ -151,6 +151,7 @@ pub(super) async fn list_offsets(
     version: i16,
 ) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
+    let isolation_level = request.isolation_level;
     for topic in request.topics {
         let found = broker.log.topic(topic.name.as_str());
         let mut topic_response = ListOffsetsTopicResponse::default();
@@ -161,7 +162,7 @@ pub(super) async fn list_offsets(
             let partition = found.as_ref().and_then(|t| t.partition(wanted.partition_index));
             let result = match partition {
                 None => Err(LogError::UnknownTopicOrPartition),
-                Some(partition) => offset_at(broker, partition, wanted.timestamp).await,
+                Some(partition) => offset_at(broker, partition, wanted.timestamp, isolation_level).await,
             };
             match result {
                 Ok((offset, timestamp)) => {
@@ -186,10 +187,21 @@ pub(super) async fn list_offsets(
     response
 }
 
-async fn offset_at(broker: &Broker, partition: &Arc<Partition>, timestamp: i64) -> Result<(i64, i64), LogError> {
+async fn offset_at(
+    broker: &Broker,
+    partition: &Arc<Partition>,
+    timestamp: i64,
+    isolation_level: i8,
+) -> Result<(i64, i64), LogError> {
     match timestamp {
-        LATEST => Ok((partition.last_stable_offset(), -1)),
-        EARLIEST | EARLIEST_LOCAL => Ok((partition.log_start(), -1)),
+        // What a consumer of that isolation level may read up to, as Kafka's Partition answers.
+        LATEST if isolation_level == READ_COMMITTED => Ok((partition.last_stable_offset(), -1)),
+        LATEST => Ok((partition.high_watermark(), -1)),
+        EARLIEST => Ok((partition.log_start(), -1)),
+        // The hot tier's first offset (below it, the object store only), never below the log
+        // start; for a topic that never tiered that is the log start, which Kafka answers for a
+        // topic without remote storage (UnifiedLog.fetchOffsetByTimestamp).
+        EARLIEST_LOCAL => Ok((partition.local_start().max(partition.log_start()), -1)),
         MAX_TIMESTAMP => Ok(broker.unified.max_timestamp(partition).await?.unwrap_or((-1, -1))),
         t if t >= 0 => Ok(broker.unified.offset_for_timestamp(partition, t).await?.unwrap_or((-1, -1))),
         other => Err(LogError::InvalidRequest(format!("unknown ListOffsets timestamp {other}"))),

@@ -60,7 +60,8 @@ pub struct TopicConfig {
     /// Tiering (`local.retention.*`, resolved: never above `retention.*`; -1 is unlimited).
     pub local_retention_ms: i64,
     pub local_retention_bytes: i64,
-    /// `remote.storage.enable` and not `remote.log.copy.disable`.
+    /// `remote.storage.enable` and not `remote.log.copy.disable`, and not compacted: the flusher
+    /// uploads only such topics (Kafka has no tiering of compacted topics).
     pub remote_copy: bool,
     /// `zombi.iceberg.enable`: the Iceberg sink keeps a table of this topic.
     pub iceberg_enable: bool,
@@ -81,8 +82,8 @@ enum Kind {
 /// Enforced here: `retention.ms`, `retention.bytes`, `max.message.bytes`, `message.timestamp.type`,
 /// `min.insync.replicas` (acks=all above 1 gets NOT_ENOUGH_REPLICAS), the tiering settings
 /// (`segment.bytes`, `segment.ms`, `local.retention.*`, `remote.storage.enable`,
-/// `remote.log.copy.disable`) and, for `cleanup.policy` with `compact`, Kafka's rule that records
-/// need keys. Stored and described but without effect: the index, flush and replication settings
+/// `remote.log.copy.disable`) and, for `cleanup.policy` with `compact`, Kafka's rules that records
+/// need keys and that the topic is not tiered (`validate_all`). Stored and described but without effect: the index, flush and replication settings
 /// (one replica), `compression.type` other than `producer` (batches are stored as produced), and key
 /// compaction itself (a compacted topic keeps every record).
 ///
@@ -162,6 +163,35 @@ pub fn validate(name: &str, value: &str) -> Result<(), String> {
     validate_in(KNOWN, "topic", name, value)
 }
 
+/// Apache Kafka 4.0's refusal of tiered storage for a compacted topic, word for word
+/// (`LogConfig.validateNoRemoteStorageForCompactedTopic`).
+pub const REMOTE_STORAGE_COMPACTED: &str = "Remote log storage is unsupported for the compacted topics";
+
+/// Checks a topic's explicit configs as CreateTopics and AlterConfigs leave them: each one, then
+/// the rules that span several. As in Kafka, `remote.storage.enable=true` and a `cleanup.policy`
+/// with `compact` exclude each other. Only an explicit `remote.storage.enable=true` counts: the
+/// broker default (`--remote-storage-enable`, true here, false in Kafka) does not apply to
+/// compacted topics (`TopicConfig::resolve`), so creating one without the setting works as in Kafka.
+pub fn validate_all(configs: &BTreeMap<String, String>) -> Result<(), String> {
+    for (name, value) in configs {
+        validate(name, value)?;
+    }
+    let remote = configs.get("remote.storage.enable").is_some_and(|value| is_true(value));
+    if remote && is_compact_policy(configs) {
+        return Err(REMOTE_STORAGE_COMPACTED.to_string());
+    }
+    Ok(())
+}
+
+/// Kafka's boolean parsing: `true` in any case.
+fn is_true(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case("true")
+}
+
+fn is_compact_policy(configs: &BTreeMap<String, String>) -> bool {
+    configs.get("cleanup.policy").is_some_and(|policy| policy.to_ascii_lowercase().contains("compact"))
+}
+
 fn validate_in(known: &[(&str, Kind)], scope: &str, name: &str, value: &str) -> Result<(), String> {
     let Some((_, kind)) = known.iter().find(|(known, _)| *known == name) else {
         return Err(format!("Unknown {scope} config name: {name}"));
@@ -187,9 +217,11 @@ fn validate_in(known: &[(&str, Kind)], scope: &str, name: &str, value: &str) -> 
     }
 }
 
-/// Broker configs that Apache Kafka lets AlterConfigs change at run time. Enforced here:
-/// `log.retention.ms`, `log.retention.bytes` and `message.max.bytes`, the defaults of topics that
-/// set nothing; the rest are stored and described (thread pools and the like do not exist here).
+/// Broker configs that Apache Kafka lets AlterConfigs change at run time. Enforced here, as the
+/// defaults of topics that set nothing: `log.retention.ms`, `log.retention.bytes`,
+/// `message.max.bytes`, `log.segment.bytes`, `log.roll.ms` and `log.local.retention.*` (see
+/// `BrokerDefaults::with_dynamic`); the rest are stored and described (thread pools and the like
+/// do not exist here).
 const BROKER_DYNAMIC: &[(&str, Kind)] = &[
     ("background.threads", Kind::Int { min: 1 }),
     ("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"])),
@@ -197,6 +229,8 @@ const BROKER_DYNAMIC: &[(&str, Kind)] = &[
     ("log.cleanup.policy", Kind::OneOf(&["delete", "compact", "compact,delete", "delete,compact"])),
     ("log.flush.interval.messages", Kind::Long { min: 1 }),
     ("log.flush.interval.ms", Kind::Long { min: 0 }),
+    ("log.local.retention.bytes", Kind::Long { min: -2 }),
+    ("log.local.retention.ms", Kind::Long { min: -2 }),
     ("log.message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"])),
     ("log.retention.bytes", Kind::Long { min: -1 }),
     ("log.retention.ms", Kind::Long { min: -1 }),
@@ -252,6 +286,11 @@ pub fn config_type(name: &str) -> i8 {
 /// Checks a dynamic broker config.
 pub fn validate_broker(name: &str, value: &str) -> Result<(), String> {
     validate_in(BROKER_DYNAMIC, "broker", name, value)
+}
+
+/// Whether AlterConfigs may set the broker config (DescribeConfigs marks the others read-only).
+pub fn is_broker_dynamic(name: &str) -> bool {
+    BROKER_DYNAMIC.iter().any(|(known, _)| *known == name)
 }
 
 /// Checks a group config.
@@ -322,9 +361,10 @@ impl TopicConfig {
     pub fn resolve(overrides: BTreeMap<String, String>, defaults: &BrokerDefaults) -> Self {
         let long =
             |name: &str, default: i64| overrides.get(name).and_then(|v| v.trim().parse().ok()).unwrap_or(default);
-        let flag = |name: &str, default: bool| overrides.get(name).map_or(default, |v| v.trim() == "true");
+        let flag = |name: &str, default: bool| overrides.get(name).map_or(default, |v| is_true(v));
         let deletes = overrides.get("cleanup.policy").is_none_or(|policy| policy.contains("delete"));
         let retention = |value: i64| if deletes { value } else { -1 };
+        let compacted = is_compact_policy(&overrides);
         TopicConfig {
             retention_ms: retention(long("retention.ms", defaults.retention_ms)),
             retention_bytes: retention(long("retention.bytes", defaults.retention_bytes)),
@@ -334,7 +374,7 @@ impl TopicConfig {
                 _ => TimestampType::CreateTime,
             },
             min_insync_replicas: long("min.insync.replicas", 1) as i32,
-            compacted: overrides.get("cleanup.policy").is_some_and(|policy| policy.contains("compact")),
+            compacted,
             segment_bytes: long("segment.bytes", defaults.segment_bytes),
             segment_ms: long("segment.ms", defaults.segment_ms),
             local_retention_ms: local_limit(
@@ -345,7 +385,8 @@ impl TopicConfig {
                 long("local.retention.bytes", defaults.local_retention_bytes),
                 retention(long("retention.bytes", defaults.retention_bytes)),
             ),
-            remote_copy: flag("remote.storage.enable", defaults.remote_storage_enable)
+            remote_copy: !compacted
+                && flag("remote.storage.enable", defaults.remote_storage_enable)
                 && !flag("remote.log.copy.disable", false),
             iceberg_enable: flag(ICEBERG_ENABLE, defaults.iceberg_enable),
             overrides,
@@ -375,6 +416,32 @@ mod tests {
         let overrides = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
         let config = TopicConfig::resolve(overrides, &defaults);
         assert_eq!((config.retention_ms, config.retention_bytes), (-1, -1));
+    }
+
+    #[test]
+    fn tiered_storage_and_compaction_exclude_each_other() {
+        let configs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
+        };
+        let defaults = BrokerDefaults::basic(1000, 10, 100);
+        let refused = Err(REMOTE_STORAGE_COMPACTED.to_string());
+        for policy in ["compact", "compact,delete", "delete,compact"] {
+            for remote in ["true", "TRUE"] {
+                let both = configs(&[("cleanup.policy", policy), ("remote.storage.enable", remote)]);
+                assert_eq!(validate_all(&both), refused, "{policy} {remote}");
+            }
+            let off = configs(&[("cleanup.policy", policy), ("remote.storage.enable", "false")]);
+            assert_eq!(validate_all(&off), Ok(()));
+            let compacted = configs(&[("cleanup.policy", policy)]);
+            assert_eq!(validate_all(&compacted), Ok(()));
+            assert!(!TopicConfig::resolve(compacted, &defaults).remote_copy, "{policy}: never tiered");
+        }
+        let tiered = configs(&[("cleanup.policy", "delete"), ("remote.storage.enable", "true")]);
+        assert_eq!(validate_all(&tiered), Ok(()));
+        assert!(validate_all(&configs(&[("remote.storage.enable", "yes")])).is_err());
+        let off_by_default = BrokerDefaults { remote_storage_enable: false, ..defaults };
+        let upper = configs(&[("remote.storage.enable", "TRUE")]);
+        assert!(TopicConfig::resolve(upper, &off_by_default).remote_copy, "booleans parse as Kafka's do");
     }
 
     #[test]

@@ -189,3 +189,83 @@ async fn dynamic_broker_configs_change_topic_defaults_and_survive_restarts() {
     let described = admin.describe_configs([&ResourceSpecifier::Topic(&topic)], &options).await.expect("describe");
     assert_eq!(retention_of(&described).as_deref(), Some("123456789"), "dynamic configs are durable");
 }
+
+/// A broker config as DescribeConfigs lists it: value, read-only, source.
+fn broker_entry<'a>(
+    resource: &'a rdkafka::admin::ConfigResource,
+    name: &str,
+) -> (Option<&'a str>, bool, &'a rdkafka::admin::ConfigSource) {
+    let entry = resource.get(name).unwrap_or_else(|| panic!("{name} is listed"));
+    (entry.value.as_deref(), entry.is_read_only, &entry.source)
+}
+
+async fn describe_broker(admin: &AdminClient<DefaultClientContext>) -> rdkafka::admin::ConfigResource {
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let described = admin.describe_configs([&ResourceSpecifier::Broker(0)], &options).await.expect("describe");
+    described.into_iter().next().expect("one resource").expect("broker configs")
+}
+
+/// DescribeConfigs on the broker lists the settings it runs with, not Apache Kafka's defaults:
+/// `log.segment.bytes` and `log.roll.ms` (when the flusher uploads a partition's tail),
+/// `log.local.retention.*` and `log.flush.*` (from `--durability`), first with the broker's own
+/// defaults, then with flags. These are dynamic, as in Kafka: not read-only, and values set by
+/// AlterConfigs are described as dynamic and become the defaults of topics that set nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_configs_describe_the_settings_the_broker_runs_with() {
+    use rdkafka::admin::ConfigSource::{DynamicBroker, StaticBroker};
+    let defaults = TestBroker::start(&[]);
+    let described = describe_broker(&admin(&defaults)).await;
+    let expected = [
+        ("log.segment.bytes", "67108864"),
+        ("log.roll.ms", "600000"),
+        ("log.local.retention.ms", "600000"),
+        ("log.local.retention.bytes", "-2"),
+        ("log.flush.interval.messages", "1"),
+    ];
+    for (name, value) in expected {
+        assert_eq!(broker_entry(&described, name), (Some(value), false, &StaticBroker), "{name}");
+    }
+    drop(defaults);
+
+    let flags = [
+        ["--log-segment-bytes", "1048576"],
+        ["--log-roll-ms", "5000"],
+        ["--log-local-retention-ms", "2000"],
+        ["--durability", "periodic"],
+        ["--fsync-interval-ms", "20"],
+    ];
+    let broker = TestBroker::start(&flags.concat());
+    let admin = admin(&broker);
+    let described = describe_broker(&admin).await;
+    let expected = [
+        ("log.segment.bytes", "1048576"),
+        ("log.roll.ms", "5000"),
+        ("log.local.retention.ms", "2000"),
+        ("log.flush.interval.messages", "9223372036854775807"),
+        ("log.flush.interval.ms", "20"),
+    ];
+    for (name, value) in expected {
+        assert_eq!(broker_entry(&described, name), (Some(value), false, &StaticBroker), "{name}");
+    }
+
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let alter = AlterConfig::new(ResourceSpecifier::Broker(0))
+        .set("log.segment.bytes", "2097152")
+        .set("log.roll.ms", "7000")
+        .set("log.local.retention.ms", "3000");
+    admin.alter_configs([&alter], &options).await.expect("alter broker");
+    let described = describe_broker(&admin).await;
+    let expected = [("log.segment.bytes", "2097152"), ("log.roll.ms", "7000"), ("log.local.retention.ms", "3000")];
+    for (name, value) in expected {
+        assert_eq!(broker_entry(&described, name), (Some(value), false, &DynamicBroker), "{name}");
+    }
+    let topic = unique_topic("broker-tiering-defaults");
+    let new_topic = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
+    admin.create_topics([&new_topic], &options).await.expect("create");
+    let described = admin.describe_configs([&ResourceSpecifier::Topic(&topic)], &options).await.expect("describe");
+    let resource = described[0].as_ref().expect("topic configs");
+    for (name, value) in [("segment.bytes", "2097152"), ("segment.ms", "7000"), ("local.retention.ms", "3000")] {
+        let entry = resource.get(name).unwrap_or_else(|| panic!("{name} is listed"));
+        assert_eq!((entry.value.as_deref(), entry.is_default), (Some(value), true), "{name}");
+    }
+}

@@ -466,3 +466,127 @@ fn authorized_operations_are_reported_when_asked() {
     cluster.include_cluster_authorized_operations = true;
     assert_eq!(raw.call(1, &cluster).cluster_authorized_operations.count_ones(), 7);
 }
+
+/// Kafka 4.0's message for tiered storage asked of a compacted topic (LogConfig).
+const REMOTE_STORAGE_COMPACTED: &str = "Remote log storage is unsupported for the compacted topics";
+
+/// CreateTopics of one topic: (error code, error message).
+fn create_topic_answer(raw: &mut Raw, name: &str, configs: &[(&str, &str)], validate_only: bool) -> (i16, String) {
+    let mut request = CreateTopicsRequest::default();
+    request.timeout_ms = 30_000;
+    request.validate_only = validate_only;
+    request.topics = vec![creatable(name, 1, 1, configs)];
+    let response = raw.call(7, &request);
+    let topic = &response.topics[0];
+    (topic.error_code, topic.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+}
+
+/// IncrementalAlterConfigs of one topic with (name, operation, value) changes: (code, message).
+fn incremental_alter_topic(raw: &mut Raw, topic: &str, changes: &[(&str, i8, &str)]) -> (i16, String) {
+    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let mut resource = AlterConfigsResource::default();
+    resource.resource_type = 2;
+    resource.resource_name = StrBytes::from_string(topic.to_string());
+    resource.configs = changes
+        .iter()
+        .map(|(name, operation, value)| {
+            let mut config = AlterableConfig::default();
+            config.name = StrBytes::from_string(name.to_string());
+            config.config_operation = *operation;
+            config.value = Some(StrBytes::from_string(value.to_string()));
+            config
+        })
+        .collect();
+    let mut request = IncrementalAlterConfigsRequest::default();
+    request.resources = vec![resource];
+    let response = raw.call(1, &request);
+    let answer = &response.responses[0];
+    (answer.error_code, answer.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+}
+
+/// AlterConfigs (the whole set of a topic's configs): (code, message).
+fn alter_topic(raw: &mut Raw, topic: &str, configs: &[(&str, &str)]) -> (i16, String) {
+    use kafka_protocol::messages::AlterConfigsRequest;
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let mut resource = AlterConfigsResource::default();
+    resource.resource_type = 2;
+    resource.resource_name = StrBytes::from_string(topic.to_string());
+    resource.configs = configs
+        .iter()
+        .map(|(name, value)| {
+            let mut config = AlterableConfig::default();
+            config.name = StrBytes::from_string(name.to_string());
+            config.value = Some(StrBytes::from_string(value.to_string()));
+            config
+        })
+        .collect();
+    let mut request = AlterConfigsRequest::default();
+    request.resources = vec![resource];
+    let response = raw.call(2, &request);
+    let answer = &response.responses[0];
+    (answer.error_code, answer.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+}
+
+/// A topic's described configs that it set itself, by name.
+fn explicit_topic_configs(raw: &mut Raw, topic: &str) -> Vec<(String, String)> {
+    use kafka_protocol::messages::DescribeConfigsRequest;
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let mut resource = DescribeConfigsResource::default();
+    resource.resource_type = 2;
+    resource.resource_name = StrBytes::from_string(topic.to_string());
+    resource.configuration_keys = None; // every config
+    let mut request = DescribeConfigsRequest::default();
+    request.resources = vec![resource];
+    let response = raw.call(4, &request);
+    let result = &response.results[0];
+    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    let mut explicit: Vec<(String, String)> = result
+        .configs
+        .iter()
+        .filter(|c| c.config_source == 1)
+        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()))
+        .collect();
+    explicit.sort();
+    explicit
+}
+
+/// Tiered storage and compaction exclude each other, as in Apache Kafka 4.0
+/// (`LogConfig.validateNoRemoteStorageForCompactedTopic`): an explicit `remote.storage.enable=true`
+/// beside a `cleanup.policy` that holds `compact` gets INVALID_CONFIG with Kafka's message from
+/// CreateTopics (validate_only too), IncrementalAlterConfigs (SET and APPEND) and AlterConfigs, and
+/// nothing is created or changed. A compacted topic that does not set `remote.storage.enable` is
+/// created although the broker default is true (that default does not apply to compacted topics),
+/// and so is one that sets it false.
+#[test]
+fn tiered_storage_is_refused_for_compacted_topics() {
+    const OP_SET: i8 = 0;
+    const OP_APPEND: i8 = 2;
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let refused = (INVALID_CONFIG, REMOTE_STORAGE_COMPACTED.to_string());
+    let name = unique_topic("tiered-compacted");
+    for (policy, remote) in [("compact", "true"), ("compact,delete", "true"), ("delete,compact", "TRUE")] {
+        let configs = [("cleanup.policy", policy), ("remote.storage.enable", remote)];
+        assert_eq!(create_topic_answer(&mut raw, &name, &configs, true), refused, "{policy} validate_only");
+        assert_eq!(create_topic_answer(&mut raw, &name, &configs, false), refused, "{policy}");
+    }
+    // Nothing was created under that name: it is free for a topic that is allowed.
+    let allowed = [("cleanup.policy", "compact"), ("remote.storage.enable", "false")];
+    assert_eq!(create_topic_answer(&mut raw, &name, &allowed, false), (0, String::new()));
+
+    let compacted = unique_topic("compacted");
+    assert_eq!(create_topic_answer(&mut raw, &compacted, &[("cleanup.policy", "compact")], false), (0, String::new()));
+    assert_eq!(incremental_alter_topic(&mut raw, &compacted, &[("remote.storage.enable", OP_SET, "true")]), refused);
+    let kept = vec![("cleanup.policy".to_string(), "compact".to_string())];
+    assert_eq!(explicit_topic_configs(&mut raw, &compacted), kept);
+
+    let tiered = unique_topic("tiered");
+    assert_eq!(create_topic_answer(&mut raw, &tiered, &[("remote.storage.enable", "true")], false), (0, String::new()));
+    assert_eq!(incremental_alter_topic(&mut raw, &tiered, &[("cleanup.policy", OP_SET, "compact")]), refused);
+    assert_eq!(incremental_alter_topic(&mut raw, &tiered, &[("cleanup.policy", OP_APPEND, "compact")]), refused);
+    let both = [("remote.storage.enable", "true"), ("cleanup.policy", "compact,delete")];
+    assert_eq!(alter_topic(&mut raw, &tiered, &both), refused);
+    let kept = vec![("remote.storage.enable".to_string(), "true".to_string())];
+    assert_eq!(explicit_topic_configs(&mut raw, &tiered), kept);
+}

@@ -71,6 +71,9 @@ pub(crate) fn http(address: &str, method: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Credentials for moto, which accepts any.
+const AWS_TEST_ENV: &[(&str, &str)] = &[("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")];
+
 /// Where a test's objects go, and the same store opened by the test to look at them.
 enum Backend {
     S3(S3Server),
@@ -101,6 +104,14 @@ impl Backend {
     }
 
     fn start_broker(&self, extra: &[&str]) -> TestBroker {
+        let args = self.broker_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        TestBroker::start_with_env(&args, AWS_TEST_ENV)
+    }
+
+    /// The store's flags, then fast tiering (small segments, short waits, nothing kept on disk
+    /// once uploaded) where `extra` does not set it, then `extra`.
+    fn broker_args(&self, extra: &[&str]) -> Vec<String> {
         let mut args = self.args();
         let defaults = [
             ("--remote-log-manager-task-interval-ms", "50"),
@@ -114,8 +125,7 @@ impl Backend {
             }
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        TestBroker::start_with_env(&args, &[("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")])
+        args
     }
 
     /// The objects under `prefix` (relative to the broker's store), read without zombi's code:
@@ -485,4 +495,109 @@ async fn produce_and_fetch_carry_on_while_the_object_store_is_down() {
         }
     }
     check_records(&records, 100);
+}
+
+/// Log start, local start, remote end and high watermark of a partition's tiering view.
+fn partition_offsets(view: &serde_json::Value) -> [i64; 4] {
+    ["log_start_offset", "local_start_offset", "remote_end_offset", "high_watermark"].map(|f| offset(view, f))
+}
+
+/// ListOffsets special timestamps.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const EARLIEST_LOCAL: i64 = -4;
+const READ_UNCOMMITTED: i8 = 0;
+const READ_COMMITTED: i8 = 1;
+
+/// ListOffsets (v9, raw frames) for partition 0 of `topic`: (error code, offset).
+fn list_offset(broker: &TestBroker, topic: &str, timestamp: i64, isolation_level: i8) -> (i16, i64) {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{ListOffsetsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut partition = ListOffsetsPartition::default();
+    partition.partition_index = 0;
+    partition.timestamp = timestamp;
+    let mut wanted = ListOffsetsTopic::default();
+    wanted.name = TopicName(StrBytes::from_string(topic.to_string()));
+    wanted.partitions = vec![partition];
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = (-1).into();
+    request.isolation_level = isolation_level;
+    request.topics = vec![wanted];
+    let response = crate::raw::Raw::connect(&broker.bootstrap).call(9, &request);
+    let answer = &response.topics[0].partitions[0];
+    (answer.error_code, answer.offset)
+}
+
+/// ListOffsets with EARLIEST_LOCAL (-4, KIP-405) answers the hot tier's first offset, below which
+/// records are only in the object store, while EARLIEST (-2) answers the log start. The partition
+/// is tiered and trimmed, then the broker restarts with tiering off so that new records stay on
+/// disk: log start 0 < local start 1000 < high watermark 1010, each answered once the trim that the
+/// restart may have cut short is done again. For a topic that never tiered the answer to -4 is the
+/// log start, as Kafka answers for a topic without remote storage, also once DeleteRecords moved
+/// it. LATEST answers the high watermark to read_uncommitted and the last stable offset to
+/// read_committed: the same offset, as no transactions are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_earliest_local_answers_the_hot_tiers_first_offset() {
+    let backend = Backend::directory();
+    let mut broker = backend.start_broker(&[]);
+    let topic = unique_topic("earliest-local");
+    produce(&broker, &topic, 0, 1000, |_| now_ms()).await;
+    wait_for(&broker, &topic, 0, "all uploaded and trimmed", |p| {
+        offset(p, "remote_end_offset") == 1000 && offset(p, "local_start_offset") == 1000
+    });
+    let args = backend.broker_args(&["--remote-storage-enable", "false"]);
+    broker.restart_with(&args.iter().map(String::as_str).collect::<Vec<_>>(), AWS_TEST_ENV);
+    wait_for(&broker, &topic, 0, "the hot tier trimmed again", |p| offset(p, "local_start_offset") == 1000);
+    produce(&broker, &topic, 1000, 10, |_| now_ms()).await;
+    let view = tiering(&broker, &topic, 0);
+    let offsets = partition_offsets(&view);
+    assert_eq!(offsets, [0, 1000, 1000, 1010], "{view}");
+    assert_eq!(list_offset(&broker, &topic, EARLIEST, READ_UNCOMMITTED), (0, 0));
+    assert_eq!(list_offset(&broker, &topic, EARLIEST_LOCAL, READ_UNCOMMITTED), (0, 1000));
+    assert_eq!(list_offset(&broker, &topic, LATEST, READ_UNCOMMITTED), (0, 1010));
+    assert_eq!(list_offset(&broker, &topic, LATEST, READ_COMMITTED), (0, 1010));
+    check_records(&consume(&broker, &topic, &[0], 1010), 0);
+
+    let local = unique_topic("never-tiered");
+    produce(&broker, &local, 0, 10, |_| now_ms()).await;
+    assert_eq!(list_offset(&broker, &local, EARLIEST_LOCAL, READ_UNCOMMITTED), (0, 0));
+    let admin: rdkafka::admin::AdminClient<_> = broker.client_config().create().expect("admin");
+    let mut below = TopicPartitionList::new();
+    below.add_partition_offset(&local, 0, Offset::Offset(4)).expect("add");
+    admin.delete_records(&below, &rdkafka::admin::AdminOptions::new()).await.expect("delete records");
+    assert_eq!(list_offset(&broker, &local, EARLIEST, READ_UNCOMMITTED), (0, 4));
+    assert_eq!(list_offset(&broker, &local, EARLIEST_LOCAL, READ_UNCOMMITTED), (0, 4));
+}
+
+/// A compacted topic is never tiered, although the broker default `--remote-storage-enable` is
+/// true: Kafka has no tiered storage for compacted topics. Its records, produced first, stay on
+/// disk and no object is written for it, while a topic produced after it is uploaded and trimmed in
+/// the meantime (the flusher looks at every partition on each pass); DescribeConfigs describes its
+/// `remote.storage.enable` as false.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_topics_are_never_tiered() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+    let backend = Backend::directory();
+    let broker = backend.start_broker(&[]);
+    let admin: AdminClient<_> = broker.client_config().create().expect("admin");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let compacted = unique_topic("compacted-local");
+    let new_topic = NewTopic::new(&compacted, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact");
+    assert_eq!(admin.create_topics([&new_topic], &options).await.expect("create"), vec![Ok(compacted.clone())]);
+    produce(&broker, &compacted, 0, 500, |_| now_ms()).await;
+    let tiered = unique_topic("tiered-beside");
+    produce(&broker, &tiered, 0, 500, |_| now_ms()).await;
+    wait_for(&broker, &tiered, 0, "the other topic uploaded and trimmed", |p| {
+        offset(p, "remote_end_offset") == 500 && offset(p, "local_start_offset") == 500
+    });
+    let view = tiering(&broker, &compacted, 0);
+    let offsets = partition_offsets(&view);
+    assert_eq!((offsets, view["remote_segments"].as_u64()), ([0, 0, 0, 500], Some(0)), "{view}");
+    let tiered_segments = tiering(&broker, &tiered, 0)["remote_segments"].as_u64().expect("count");
+    assert_eq!(backend.list("data/").len() as u64, tiered_segments, "objects of the tiered topic only");
+    let described = admin.describe_configs([&ResourceSpecifier::Topic(&compacted)], &options).await.expect("describe");
+    let entry = described[0].as_ref().expect("topic configs").get("remote.storage.enable").expect("listed");
+    assert_eq!((entry.value.as_deref(), entry.is_default), (Some("false"), true));
+    check_records(&consume(&broker, &compacted, &[0], 500), 0);
 }
