@@ -80,7 +80,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
                 break;
             }
         };
-        let (api_key, version, correlation_id) = (request.api_key, request.version, request.correlation_id);
+        let (api_key, version, correlation_id) = (request.api.key, request.version, request.correlation_id);
         let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
         let pending = broker.handle(request, &client_host).instrument(span).await;
         if outgoing

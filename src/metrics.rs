@@ -175,18 +175,18 @@ impl Metrics {
             Unit::Seconds,
             total_time.clone(),
         );
-        let apis = (0..=i16::from(u8::MAX))
-            .map(|key| {
-                let api = ApiKey::try_from(key).ok()?;
-                crate::protocol::supported_versions(api)?;
-                let labels = RequestLabels { request: format!("{api:?}") };
-                Some(ApiMetrics {
-                    name: labels.request.clone(),
-                    requests: requests.get_or_create_owned(&labels),
-                    total_time: total_time.get_or_create_owned(&labels),
-                })
-            })
-            .collect();
+        let mut apis: Vec<Option<ApiMetrics>> = vec![None; usize::from(u8::MAX) + 1];
+        for api in &crate::protocol::apis::APIS {
+            let labels = RequestLabels { request: format!("{:?}", api.key) };
+            let metrics = ApiMetrics {
+                name: labels.request.clone(),
+                requests: requests.get_or_create_owned(&labels),
+                total_time: total_time.get_or_create_owned(&labels),
+            };
+            if let Some(slot) = apis.get_mut(api.key as usize) {
+                *slot = Some(metrics);
+            }
+        }
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "kafka_network_requestmetrics_errors",

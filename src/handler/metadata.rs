@@ -12,13 +12,13 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
+    ApiVersionsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
     DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse,
 };
 
 use super::{Broker, str_bytes, topic_name};
 use crate::log::{LogError, Topic};
-use crate::protocol::supported_versions;
+use crate::protocol::apis::APIS;
 
 /// With no authorizer every client may do everything a resource supports, which Kafka reports as
 /// these bit sets (AclOperation codes): a topic's READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
@@ -27,13 +27,16 @@ use crate::protocol::supported_versions;
 const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
+/// Every row of the API table, in its order (by key).
 pub(super) fn api_versions() -> ApiVersionsResponse {
     let mut response = ApiVersionsResponse::default();
-    response.api_keys = ApiKey::iter()
-        .filter_map(|key| {
-            supported_versions(key).map(|(min, max)| {
-                ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
-            })
+    response.api_keys = APIS
+        .iter()
+        .map(|api| {
+            ApiVersion::default()
+                .with_api_key(api.key as i16)
+                .with_min_version(api.min_version)
+                .with_max_version(api.max_version)
         })
         .collect();
     response.finalized_features_epoch = -1;
@@ -210,4 +213,25 @@ pub(super) fn describe_topic_partitions(
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::ApiKey;
+
+    use super::*;
+
+    /// ApiVersions answers with exactly the table: one entry per row, in the table's order, with
+    /// its pinned versions; the KIP-511 answer carries the same list.
+    #[test]
+    fn api_versions_lists_exactly_the_table() {
+        let listed: Vec<(i16, i16, i16)> =
+            api_versions().api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+        let table: Vec<(i16, i16, i16)> =
+            APIS.iter().map(|api| (api.key as i16, api.min_version, api.max_version)).collect();
+        assert_eq!(listed, table);
+        assert_eq!(api_versions_unsupported().api_keys, api_versions().api_keys);
+        let produce = listed.iter().find(|(key, ..)| *key == ApiKey::Produce as i16);
+        assert_eq!(produce.map(|(_, min, _)| *min), Some(0), "Produce is advertised from v0");
+    }
 }

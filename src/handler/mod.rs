@@ -143,7 +143,7 @@ impl Broker {
                 ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(self, body).await)
             }
             _ => {
-                // protocol::decode only lets through the APIs listed in supported_versions.
+                // protocol::decode only lets through the APIs in protocol::apis.
                 tracing::error!("request for an API without a handler");
                 return ready(None);
             }
