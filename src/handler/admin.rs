@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 
 use super::{Broker, str_bytes, topic_name};
 use crate::log::{LogError, topic_config};
+use crate::protocol::{CountErrors, ErrorCounts};
 
 /// DescribeConfigs' config source for a value set on the topic, and for a default.
 pub(super) const SOURCE_TOPIC: i8 = 1;
@@ -69,6 +70,12 @@ pub(super) async fn create_topics(
         response.topics.push(result);
     }
     response
+}
+
+impl CountErrors for CreateTopicsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().map(|t| t.error_code));
+    }
 }
 
 async fn create_one(
@@ -145,6 +152,12 @@ pub(super) async fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsReq
     response
 }
 
+impl CountErrors for DeleteTopicsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.responses.iter().map(|t| t.error_code));
+    }
+}
+
 pub(super) async fn create_partitions(
     broker: &Arc<Broker>,
     request: CreatePartitionsRequest,
@@ -168,6 +181,12 @@ pub(super) async fn create_partitions(
         response.results.push(result);
     }
     response
+}
+
+impl CountErrors for CreatePartitionsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.results.iter().map(|t| t.error_code));
+    }
 }
 
 pub(super) async fn delete_records(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
@@ -197,6 +216,12 @@ pub(super) async fn delete_records(broker: &Arc<Broker>, request: DeleteRecordsR
     response
 }
 
+impl CountErrors for DeleteRecordsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().flat_map(|t| &t.partitions).map(|p| p.error_code));
+    }
+}
+
 pub(super) async fn init_producer_id(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = (-1).into();
@@ -220,4 +245,10 @@ pub(super) async fn init_producer_id(broker: &Arc<Broker>, request: InitProducer
         Err(error) => response.error_code = error.code(),
     }
     response
+}
+
+impl CountErrors for InitProducerIdResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
 }

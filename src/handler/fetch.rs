@@ -15,8 +15,22 @@ use tokio::time::Instant;
 
 use super::Broker;
 use crate::log::{LogError, Partition, ReadRequest, ReadResult};
+use crate::protocol::{CountErrors, ErrorCounts};
 
 const READ_COMMITTED: i8 = 1;
+
+impl CountErrors for FetchResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+        counts.add_all(self.responses.iter().flat_map(|t| &t.partitions).map(|p| p.error_code));
+    }
+}
+
+impl CountErrors for ListOffsetsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().flat_map(|t| &t.partitions).map(|p| p.error_code));
+    }
+}
 
 /// One requested partition, resolved against the catalog.
 struct Wanted {

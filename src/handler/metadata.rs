@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
 use super::{Broker, str_bytes, topic_name};
 use crate::log::{LogError, Topic};
 use crate::protocol::apis::APIS;
+use crate::protocol::{CountErrors, ErrorCounts};
 
 /// With no authorizer every client may do everything a resource supports, which Kafka reports as
 /// these bit sets (AclOperation codes): a topic's READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
@@ -41,6 +42,12 @@ pub(super) fn api_versions() -> ApiVersionsResponse {
         .collect();
     response.finalized_features_epoch = -1;
     response
+}
+
+impl CountErrors for ApiVersionsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
 }
 
 /// KIP-511: a version above ours gets UNSUPPORTED_VERSION with our list, encoded at v0.
@@ -115,6 +122,12 @@ pub(super) async fn metadata(broker: &Arc<Broker>, request: MetadataRequest, ver
     response
 }
 
+impl CountErrors for MetadataResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().map(|t| t.error_code));
+    }
+}
+
 async fn lookup(broker: &Broker, name: &str, allow_create: bool) -> Result<Arc<Topic>, LogError> {
     if broker.log.topic(name).is_none() && allow_create && broker.config.auto_create_topics {
         crate::log::validate_topic_name(name)?;
@@ -157,6 +170,12 @@ pub(super) fn describe_cluster(broker: &Broker, request: DescribeClusterRequest)
     node.port = config.kafka_advertised_port;
     response.brokers.push(node);
     response
+}
+
+impl CountErrors for DescribeClusterResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
 }
 
 /// DescribeTopicPartitions (KIP-966): Metadata's partitions, paged with a cursor.

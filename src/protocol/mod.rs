@@ -5,7 +5,10 @@
 //! responses into frames.
 
 pub mod apis;
+mod error_counts;
 pub mod legacy_produce;
+
+pub use error_counts::{CountErrors, ErrorCounts};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
