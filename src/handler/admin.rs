@@ -11,15 +11,29 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
     DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    RequestKind,
 };
 
-use super::{Broker, str_bytes, topic_name};
+use super::{Broker, Handled, str_bytes, topic_name};
 use crate::log::{LogError, topic_config};
+use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
 
 /// DescribeConfigs' config source for a value set on the topic, and for a default.
 pub(super) const SOURCE_TOPIC: i8 = 1;
 pub(super) const SOURCE_DEFAULT: i8 = 5;
+
+pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+    let handled = match request {
+        RequestKind::CreateTopics(body) => Handled::counted(create_topics(broker, body, version).await),
+        RequestKind::DeleteTopics(body) => Handled::counted(delete_topics(broker, body).await),
+        RequestKind::CreatePartitions(body) => Handled::counted(create_partitions(broker, body).await),
+        RequestKind::DeleteRecords(body) => Handled::counted(delete_records(broker, body).await),
+        RequestKind::InitProducerId(body) => Handled::counted(init_producer_id(broker, body).await),
+        _ => return super::misrouted(Family::Admin),
+    };
+    Some(handled)
+}
 
 pub(super) async fn create_topics(
     broker: &Arc<Broker>,

@@ -21,15 +21,41 @@ use kafka_protocol::messages::{
     FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
     LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse,
-    SyncGroupRequest, SyncGroupResponse, delete_groups_response::DeletableGroupResult,
+    RequestKind, SyncGroupRequest, SyncGroupResponse, delete_groups_response::DeletableGroupResult,
 };
 
-use super::{Broker, str_bytes, topic_name};
+use super::{Broker, Handled, str_bytes, topic_name};
 use crate::coordinator::group::JoinRequest;
 use crate::coordinator::{CommitRequest, CommittedOffset};
+use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
 
 const KEY_TYPE_GROUP: i8 = 0;
+
+/// JoinGroup records each member's client id and host, so they come along.
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    request: RequestKind,
+    version: i16,
+    client_id: &str,
+    client_host: &str,
+) -> Option<Handled> {
+    let handled = match request {
+        RequestKind::FindCoordinator(body) => Handled::counted(find_coordinator(broker, body, version)),
+        RequestKind::JoinGroup(body) => Handled::counted(join(broker, body, version, client_id, client_host).await),
+        RequestKind::SyncGroup(body) => Handled::counted(sync(broker, body).await),
+        RequestKind::Heartbeat(body) => Handled::counted(heartbeat(broker, body)),
+        RequestKind::LeaveGroup(body) => Handled::counted(leave(broker, body, version).await),
+        RequestKind::OffsetCommit(body) => Handled::counted(offset_commit(broker, body).await),
+        RequestKind::OffsetFetch(body) => Handled::counted(offset_fetch(broker, body, version)),
+        RequestKind::DescribeGroups(body) => Handled::counted(describe_groups(broker, body, version)),
+        RequestKind::ListGroups(body) => Handled::counted(list_groups(broker, body)),
+        RequestKind::DeleteGroups(body) => Handled::counted(delete_groups(broker, body).await),
+        RequestKind::OffsetDelete(body) => Handled::uncounted(offset_delete(broker, body).await),
+        _ => return super::misrouted(Family::Groups),
+    };
+    Some(handled)
+}
 
 fn text(value: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
     value.as_ref().map(|s| s.as_str().to_string())

@@ -13,12 +13,12 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{
     ApiVersionsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
-    DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse,
+    DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse, RequestKind,
 };
 
-use super::{Broker, str_bytes, topic_name};
+use super::{Broker, Handled, str_bytes, topic_name};
 use crate::log::{LogError, Topic};
-use crate::protocol::apis::APIS;
+use crate::protocol::apis::{APIS, Family};
 use crate::protocol::{CountErrors, ErrorCounts};
 
 /// With no authorizer every client may do everything a resource supports, which Kafka reports as
@@ -27,6 +27,17 @@ use crate::protocol::{CountErrors, ErrorCounts};
 /// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
 const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+    let handled = match request {
+        RequestKind::ApiVersions(_) => Handled::counted(api_versions()),
+        RequestKind::Metadata(body) => Handled::counted(metadata(broker, body, version).await),
+        RequestKind::DescribeCluster(body) => Handled::counted(describe_cluster(broker, body)),
+        RequestKind::DescribeTopicPartitions(body) => Handled::uncounted(describe_topic_partitions(broker, body)),
+        _ => return super::misrouted(Family::Metadata),
+    };
+    Some(handled)
+}
 
 /// Every row of the API table, in its order (by key).
 pub(super) fn api_versions() -> ApiVersionsResponse {

@@ -7,11 +7,12 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceResponse, RequestKind};
 use tokio::sync::oneshot;
 
 use super::{Broker, Handled, PendingResponse, Response, str_bytes};
 use crate::log::{AppendInfo, LogError, batch};
+use crate::protocol::apis::Family;
 use crate::protocol::legacy_produce::{self, LegacyProduce};
 use crate::protocol::{CountErrors, ErrorCounts};
 
@@ -22,7 +23,8 @@ enum Outcome {
     Waiting(oneshot::Receiver<Result<AppendInfo, LogError>>),
 }
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> PendingResponse {
+pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> PendingResponse {
+    let RequestKind::Produce(request) = request else { return super::ready(super::misrouted(Family::Produce)) };
     let acks = request.acks;
     // First resolve and validate every partition; then queue all valid ones as one unit, so a
     // request's partitions share one group commit (and one fsync).
