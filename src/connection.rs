@@ -16,9 +16,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tracing::Instrument;
 
-use crate::handler::{Broker, PendingResponse, Response};
+use crate::handler::{Broker, Handled, PendingResponse, Response};
 use crate::metrics::Metrics;
-use crate::protocol;
+use crate::protocol::{self, ErrorCounts};
 
 #[derive(Debug, thiserror::Error)]
 enum FrameError {
@@ -80,7 +80,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
                 break;
             }
         };
-        let (api_key, version, correlation_id) = (request.api_key, request.version, request.correlation_id);
+        let (api_key, version, correlation_id) = (request.api.key, request.version, request.correlation_id);
         let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
         let pending = broker.handle(request, &client_host).instrument(span).await;
         if outgoing
@@ -123,9 +123,9 @@ async fn write_responses(write_half: OwnedWriteHalf, mut queue: mpsc::Receiver<O
     while let Some(mut item) = queue.recv().await {
         // Responses already buffered go out before waiting on one that is not ready: otherwise a
         // pipelining producer waits for later group commits to see earlier acknowledgements.
-        let response = tokio::select! {
+        let handled = tokio::select! {
             biased;
-            response = &mut item.pending => response,
+            handled = &mut item.pending => handled,
             () = std::future::ready(()) => {
                 if writer.flush().await.is_err() {
                     return;
@@ -133,11 +133,11 @@ async fn write_responses(write_half: OwnedWriteHalf, mut queue: mpsc::Receiver<O
                 (&mut item.pending).await
             }
         };
-        let kind = match &response {
-            Some(Response::Kind(kind)) => Some(kind),
-            _ => None,
+        let (response, errors) = match handled {
+            Some(Handled { response, errors }) => (Some(response), errors),
+            None => (None, ErrorCounts::default()),
         };
-        metrics.request_done(item.api_key, item.started.elapsed(), kind);
+        metrics.request_done(item.api_key, item.started.elapsed(), &errors);
         let Some(response) = response else { continue };
         let frame = match response {
             Response::Kind(kind) => protocol::encode(item.api_key, item.version, item.correlation_id, &kind),

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use kafka_protocol::messages::ApiKey;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::encoding::{MetricEncoder, NoLabelSet};
@@ -24,6 +24,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
+
+use crate::protocol::ErrorCounts;
 
 /// The content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus reads).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -162,18 +164,18 @@ impl Metrics {
             Unit::Seconds,
             total_time.clone(),
         );
-        let apis = (0..=i16::from(u8::MAX))
-            .map(|key| {
-                let api = ApiKey::try_from(key).ok()?;
-                crate::protocol::supported_versions(api)?;
-                let labels = RequestLabels { request: format!("{api:?}") };
-                Some(ApiMetrics {
-                    name: labels.request.clone(),
-                    requests: requests.get_or_create_owned(&labels),
-                    total_time: total_time.get_or_create_owned(&labels),
-                })
-            })
-            .collect();
+        let mut apis: Vec<Option<ApiMetrics>> = vec![None; usize::from(u8::MAX) + 1];
+        for api in &crate::protocol::apis::APIS {
+            let labels = RequestLabels { request: format!("{:?}", api.key) };
+            let metrics = ApiMetrics {
+                name: labels.request.clone(),
+                requests: requests.get_or_create_owned(&labels),
+                total_time: total_time.get_or_create_owned(&labels),
+            };
+            if let Some(slot) = apis.get_mut(api.key as usize) {
+                *slot = Some(metrics);
+            }
+        }
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "kafka_network_requestmetrics_errors",
@@ -240,18 +242,17 @@ impl Metrics {
         }
     }
 
-    /// One Kafka request answered after `elapsed`, with the error codes its response carries.
-    pub fn request_done(&self, api_key: ApiKey, elapsed: Duration, response: Option<&ResponseKind>) {
+    /// One Kafka request answered after `elapsed`, with the error codes its handler counted in
+    /// the response.
+    pub fn request_done(&self, api_key: ApiKey, elapsed: Duration, errors: &ErrorCounts) {
         let Some(Some(api)) = self.apis.get(api_key as usize) else { return };
         api.requests.inc();
         api.total_time.observe(elapsed);
-        if let Some(response) = response {
-            response_error_codes(response, |code| {
-                if let Some(error) = ResponseError::try_from_code(code) {
-                    let labels = ErrorLabels { request: api.name.clone(), error: kafka_error_name(&error) };
-                    self.errors.get_or_create(&labels).inc();
-                }
-            });
+        for (code, count) in errors.iter() {
+            if let Some(error) = ResponseError::try_from_code(code) {
+                let labels = ErrorLabels { request: api.name.clone(), error: kafka_error_name(&error) };
+                self.errors.get_or_create(&labels).inc_by(count);
+            }
         }
     }
 
@@ -410,64 +411,6 @@ fn kafka_error_name(error: &ResponseError) -> String {
     out
 }
 
-/// Calls `f` with every non-zero error code of a response: the top-level one and those of each
-/// topic, partition or group, for the APIs clients use most. Others count requests only.
-fn response_error_codes(response: &ResponseKind, mut f: impl FnMut(i16)) {
-    let mut code = |c: i16| {
-        if c != 0 {
-            f(c)
-        }
-    };
-    match response {
-        ResponseKind::Produce(r) => {
-            r.responses.iter().flat_map(|t| &t.partition_responses).for_each(|p| code(p.error_code));
-        }
-        ResponseKind::Fetch(r) => {
-            code(r.error_code);
-            r.responses.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
-        }
-        ResponseKind::ListOffsets(r) => {
-            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
-        }
-        ResponseKind::Metadata(r) => r.topics.iter().for_each(|t| code(t.error_code)),
-        ResponseKind::OffsetCommit(r) => {
-            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
-        }
-        ResponseKind::OffsetFetch(r) => {
-            code(r.error_code);
-            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
-            for group in &r.groups {
-                code(group.error_code);
-                group.topics.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
-            }
-        }
-        ResponseKind::FindCoordinator(r) => {
-            code(r.error_code);
-            r.coordinators.iter().for_each(|c| code(c.error_code));
-        }
-        ResponseKind::JoinGroup(r) => code(r.error_code),
-        ResponseKind::SyncGroup(r) => code(r.error_code),
-        ResponseKind::Heartbeat(r) => code(r.error_code),
-        ResponseKind::LeaveGroup(r) => {
-            code(r.error_code);
-            r.members.iter().for_each(|m| code(m.error_code));
-        }
-        ResponseKind::DescribeGroups(r) => r.groups.iter().for_each(|g| code(g.error_code)),
-        ResponseKind::ListGroups(r) => code(r.error_code),
-        ResponseKind::DeleteGroups(r) => r.results.iter().for_each(|g| code(g.error_code)),
-        ResponseKind::CreateTopics(r) => r.topics.iter().for_each(|t| code(t.error_code)),
-        ResponseKind::DeleteTopics(r) => r.responses.iter().for_each(|t| code(t.error_code)),
-        ResponseKind::CreatePartitions(r) => r.results.iter().for_each(|t| code(t.error_code)),
-        ResponseKind::DeleteRecords(r) => {
-            r.topics.iter().flat_map(|t| &t.partitions).for_each(|p| code(p.error_code));
-        }
-        ResponseKind::InitProducerId(r) => code(r.error_code),
-        ResponseKind::ApiVersions(r) => code(r.error_code),
-        ResponseKind::DescribeCluster(r) => code(r.error_code),
-        _ => {}
-    }
-}
-
 /// Writes one metric family with its name and help (for the subsystems' collectors).
 pub fn encode_metric(
     encoder: &mut DescriptorEncoder,
@@ -555,14 +498,9 @@ mod tests {
     #[test]
     fn requests_and_errors_are_counted_per_api() {
         let metrics = Metrics::new();
-        let mut produce = kafka_protocol::messages::ProduceResponse::default();
-        let mut topic = kafka_protocol::messages::produce_response::TopicProduceResponse::default();
-        let mut partition = kafka_protocol::messages::produce_response::PartitionProduceResponse::default();
-        partition.error_code = ResponseError::CorruptMessage.code();
-        topic.partition_responses.push(partition);
-        produce.responses.push(topic);
-        let response = ResponseKind::Produce(produce);
-        metrics.request_done(ApiKey::Produce, Duration::from_millis(3), Some(&response));
+        let mut errors = ErrorCounts::default();
+        errors.add(ResponseError::CorruptMessage.code());
+        metrics.request_done(ApiKey::Produce, Duration::from_millis(3), &errors);
         metrics.topic("t").appended(100, 4);
         let text = metrics.encode().expect("encodes");
         assert!(text.contains("kafka_network_requestmetrics_requests_total{request=\"Produce\"} 1"), "{text}");

@@ -11,14 +11,29 @@ use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest,
     DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    RequestKind,
 };
 
-use super::{Broker, str_bytes, topic_name};
+use super::{Broker, Handled, str_bytes, topic_name};
 use crate::log::{LogError, topic_config};
+use crate::protocol::apis::Family;
+use crate::protocol::{CountErrors, ErrorCounts};
 
 /// DescribeConfigs' config source for a value set on the topic, and for a default.
 pub(super) const SOURCE_TOPIC: i8 = 1;
 pub(super) const SOURCE_DEFAULT: i8 = 5;
+
+pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+    let handled = match request {
+        RequestKind::CreateTopics(body) => Handled::counted(create_topics(broker, body, version).await),
+        RequestKind::DeleteTopics(body) => Handled::counted(delete_topics(broker, body).await),
+        RequestKind::CreatePartitions(body) => Handled::counted(create_partitions(broker, body).await),
+        RequestKind::DeleteRecords(body) => Handled::counted(delete_records(broker, body).await),
+        RequestKind::InitProducerId(body) => Handled::counted(init_producer_id(broker, body).await),
+        _ => return super::misrouted(Family::Admin),
+    };
+    Some(handled)
+}
 
 pub(super) async fn create_topics(
     broker: &Arc<Broker>,
@@ -69,6 +84,12 @@ pub(super) async fn create_topics(
         response.topics.push(result);
     }
     response
+}
+
+impl CountErrors for CreateTopicsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().map(|t| t.error_code));
+    }
 }
 
 async fn create_one(
@@ -146,6 +167,12 @@ pub(super) async fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsReq
     response
 }
 
+impl CountErrors for DeleteTopicsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.responses.iter().map(|t| t.error_code));
+    }
+}
+
 pub(super) async fn create_partitions(
     broker: &Arc<Broker>,
     request: CreatePartitionsRequest,
@@ -169,6 +196,12 @@ pub(super) async fn create_partitions(
         response.results.push(result);
     }
     response
+}
+
+impl CountErrors for CreatePartitionsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.results.iter().map(|t| t.error_code));
+    }
 }
 
 pub(super) async fn delete_records(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
@@ -198,6 +231,12 @@ pub(super) async fn delete_records(broker: &Arc<Broker>, request: DeleteRecordsR
     response
 }
 
+impl CountErrors for DeleteRecordsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().flat_map(|t| &t.partitions).map(|p| p.error_code));
+    }
+}
+
 pub(super) async fn init_producer_id(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = (-1).into();
@@ -221,4 +260,10 @@ pub(super) async fn init_producer_id(broker: &Arc<Broker>, request: InitProducer
         Err(error) => response.error_code = error.code(),
     }
     response
+}
+
+impl CountErrors for InitProducerIdResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
 }

@@ -18,10 +18,27 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, AlterReplicaLogDirsRequest,
     AlterReplicaLogDirsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse, ElectLeadersRequest,
-    ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, RequestKind,
 };
 
-use super::{Broker, str_bytes, topic_name};
+use super::{Broker, Handled, str_bytes, topic_name};
+use crate::protocol::apis::Family;
+
+/// None of these answers waits on anything. Their error codes are not counted (docs/metrics.md
+/// lists the APIs whose are).
+pub(super) fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+    let handled = match request {
+        RequestKind::ElectLeaders(body) => Handled::uncounted(elect_leaders(broker, body)),
+        RequestKind::ListPartitionReassignments(body) => Handled::uncounted(list_partition_reassignments(body)),
+        RequestKind::AlterPartitionReassignments(body) => {
+            Handled::uncounted(alter_partition_reassignments(broker, body))
+        }
+        RequestKind::DescribeLogDirs(body) => Handled::uncounted(describe_log_dirs(broker, body, version)),
+        RequestKind::AlterReplicaLogDirs(body) => Handled::uncounted(alter_replica_log_dirs(broker, body)),
+        _ => return super::misrouted(Family::Cluster),
+    };
+    Some(handled)
+}
 
 /// The partitions a request names, or (when it names none, with null) every partition.
 fn requested_or_all(broker: &Broker, named: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<i32>)> {

@@ -9,14 +9,39 @@ use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionRespon
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse,
+    OffsetForLeaderEpochResponse, RequestKind,
 };
 use tokio::time::Instant;
 
-use super::Broker;
+use super::{Broker, Handled};
 use crate::log::{Isolation, LogError, Partition, ReadRequest, ReadResult};
+use crate::protocol::apis::Family;
+use crate::protocol::{CountErrors, ErrorCounts};
 
 const READ_COMMITTED: i8 = 1;
+
+pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+    let handled = match request {
+        RequestKind::Fetch(body) => Handled::counted(fetch(broker, body, version).await),
+        RequestKind::ListOffsets(body) => Handled::counted(list_offsets(broker, body, version).await),
+        RequestKind::OffsetForLeaderEpoch(body) => Handled::uncounted(offset_for_leader_epoch(broker, body)),
+        _ => return super::misrouted(Family::Fetch),
+    };
+    Some(handled)
+}
+
+impl CountErrors for FetchResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+        counts.add_all(self.responses.iter().flat_map(|t| &t.partitions).map(|p| p.error_code));
+    }
+}
+
+impl CountErrors for ListOffsetsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().flat_map(|t| &t.partitions).map(|p| p.error_code));
+    }
+}
 
 /// One requested partition, resolved against the catalog.
 struct Wanted {

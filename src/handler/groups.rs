@@ -21,14 +21,41 @@ use kafka_protocol::messages::{
     FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
     LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest, OffsetFetchResponse,
-    SyncGroupRequest, SyncGroupResponse, delete_groups_response::DeletableGroupResult,
+    RequestKind, SyncGroupRequest, SyncGroupResponse, delete_groups_response::DeletableGroupResult,
 };
 
-use super::{Broker, str_bytes, topic_name};
+use super::{Broker, Handled, str_bytes, topic_name};
 use crate::coordinator::group::JoinRequest;
 use crate::coordinator::{CommitRequest, CommittedOffset};
+use crate::protocol::apis::Family;
+use crate::protocol::{CountErrors, ErrorCounts};
 
 const KEY_TYPE_GROUP: i8 = 0;
+
+/// JoinGroup records each member's client id and host, so they come along.
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    request: RequestKind,
+    version: i16,
+    client_id: &str,
+    client_host: &str,
+) -> Option<Handled> {
+    let handled = match request {
+        RequestKind::FindCoordinator(body) => Handled::counted(find_coordinator(broker, body, version)),
+        RequestKind::JoinGroup(body) => Handled::counted(join(broker, body, version, client_id, client_host).await),
+        RequestKind::SyncGroup(body) => Handled::counted(sync(broker, body).await),
+        RequestKind::Heartbeat(body) => Handled::counted(heartbeat(broker, body)),
+        RequestKind::LeaveGroup(body) => Handled::counted(leave(broker, body, version).await),
+        RequestKind::OffsetCommit(body) => Handled::counted(offset_commit(broker, body).await),
+        RequestKind::OffsetFetch(body) => Handled::counted(offset_fetch(broker, body, version)),
+        RequestKind::DescribeGroups(body) => Handled::counted(describe_groups(broker, body, version)),
+        RequestKind::ListGroups(body) => Handled::counted(list_groups(broker, body)),
+        RequestKind::DeleteGroups(body) => Handled::counted(delete_groups(broker, body).await),
+        RequestKind::OffsetDelete(body) => Handled::uncounted(offset_delete(broker, body).await),
+        _ => return super::misrouted(Family::Groups),
+    };
+    Some(handled)
+}
 
 fn text(value: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
     value.as_ref().map(|s| s.as_str().to_string())
@@ -67,6 +94,13 @@ pub(super) fn find_coordinator(
         response.port = single.port;
     }
     response
+}
+
+impl CountErrors for FindCoordinatorResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+        counts.add_all(self.coordinators.iter().map(|c| c.error_code));
+    }
 }
 
 pub(super) async fn join(
@@ -113,6 +147,12 @@ pub(super) async fn join(
     response
 }
 
+impl CountErrors for JoinGroupResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
+}
+
 pub(super) async fn sync(broker: &Arc<Broker>, request: SyncGroupRequest) -> SyncGroupResponse {
     let assignments =
         request.assignments.iter().map(|a| (a.member_id.as_str().to_string(), a.assignment.clone())).collect();
@@ -136,6 +176,12 @@ pub(super) async fn sync(broker: &Arc<Broker>, request: SyncGroupRequest) -> Syn
     response
 }
 
+impl CountErrors for SyncGroupResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
+}
+
 pub(super) fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
     let mut response = HeartbeatResponse::default();
     response.error_code = broker.coordinator.heartbeat(
@@ -145,6 +191,12 @@ pub(super) fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> Heartbeat
         request.generation_id,
     );
     response
+}
+
+impl CountErrors for HeartbeatResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
 }
 
 pub(super) async fn leave(broker: &Arc<Broker>, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
@@ -173,6 +225,13 @@ pub(super) async fn leave(broker: &Arc<Broker>, request: LeaveGroupRequest, vers
         Err(code) => response.error_code = code,
     }
     response
+}
+
+impl CountErrors for LeaveGroupResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+        counts.add_all(self.members.iter().map(|m| m.error_code));
+    }
 }
 
 pub(super) async fn offset_commit(broker: &Arc<Broker>, request: OffsetCommitRequest) -> OffsetCommitResponse {
@@ -227,6 +286,12 @@ pub(super) async fn offset_commit(broker: &Arc<Broker>, request: OffsetCommitReq
         response.topics.push(topic);
     }
     response
+}
+
+impl CountErrors for OffsetCommitResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().flat_map(|t| &t.partitions).map(|p| p.error_code));
+    }
 }
 
 fn fetch_partition(index: i32, committed: Option<CommittedOffset>) -> (i32, i64, i32, String) {
@@ -296,6 +361,18 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
     response
 }
 
+/// v0–7 answer one group at the top level, v8+ a list of groups.
+impl CountErrors for OffsetFetchResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+        counts.add_all(self.topics.iter().flat_map(|t| &t.partitions).map(|p| p.error_code));
+        for group in &self.groups {
+            counts.add(group.error_code);
+            counts.add_all(group.topics.iter().flat_map(|t| &t.partitions).map(|p| p.error_code));
+        }
+    }
+}
+
 pub(super) fn describe_groups(broker: &Broker, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
     let mut response = DescribeGroupsResponse::default();
     for id in request.groups {
@@ -336,6 +413,12 @@ pub(super) fn describe_groups(broker: &Broker, request: DescribeGroupsRequest, v
     response
 }
 
+impl CountErrors for DescribeGroupsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.groups.iter().map(|g| g.error_code));
+    }
+}
+
 pub(super) fn list_groups(broker: &Broker, request: ListGroupsRequest) -> ListGroupsResponse {
     let mut response = ListGroupsResponse::default();
     let states: Vec<String> = request.states_filter.iter().map(|s| s.as_str().to_lowercase()).collect();
@@ -357,6 +440,12 @@ pub(super) fn list_groups(broker: &Broker, request: ListGroupsRequest) -> ListGr
     response
 }
 
+impl CountErrors for ListGroupsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
+}
+
 pub(super) async fn delete_groups(broker: &Arc<Broker>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut response = DeleteGroupsResponse::default();
     for id in request.groups_names {
@@ -366,6 +455,12 @@ pub(super) async fn delete_groups(broker: &Arc<Broker>, request: DeleteGroupsReq
         response.results.push(result);
     }
     response
+}
+
+impl CountErrors for DeleteGroupsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.results.iter().map(|g| g.error_code));
+    }
 }
 
 pub(super) async fn offset_delete(broker: &Arc<Broker>, request: OffsetDeleteRequest) -> OffsetDeleteResponse {

@@ -12,13 +12,14 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
-    DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse,
+    ApiVersionsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse, RequestKind,
 };
 
-use super::{Broker, str_bytes, topic_name};
+use super::{Broker, Handled, str_bytes, topic_name};
 use crate::log::{LogError, Topic};
-use crate::protocol::supported_versions;
+use crate::protocol::apis::{APIS, Family};
+use crate::protocol::{CountErrors, ErrorCounts};
 
 /// With no authorizer every client may do everything a resource supports, which Kafka reports as
 /// these bit sets (AclOperation codes): a topic's READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
@@ -27,17 +28,37 @@ use crate::protocol::supported_versions;
 const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
+pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+    let handled = match request {
+        RequestKind::ApiVersions(_) => Handled::counted(api_versions()),
+        RequestKind::Metadata(body) => Handled::counted(metadata(broker, body, version).await),
+        RequestKind::DescribeCluster(body) => Handled::counted(describe_cluster(broker, body)),
+        RequestKind::DescribeTopicPartitions(body) => Handled::uncounted(describe_topic_partitions(broker, body)),
+        _ => return super::misrouted(Family::Metadata),
+    };
+    Some(handled)
+}
+
+/// Every row of the API table, in its order (by key).
 pub(super) fn api_versions() -> ApiVersionsResponse {
     let mut response = ApiVersionsResponse::default();
-    response.api_keys = ApiKey::iter()
-        .filter_map(|key| {
-            supported_versions(key).map(|(min, max)| {
-                ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
-            })
+    response.api_keys = APIS
+        .iter()
+        .map(|api| {
+            ApiVersion::default()
+                .with_api_key(api.key as i16)
+                .with_min_version(api.min_version)
+                .with_max_version(api.max_version)
         })
         .collect();
     response.finalized_features_epoch = -1;
     response
+}
+
+impl CountErrors for ApiVersionsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
 }
 
 /// KIP-511: a version above ours gets UNSUPPORTED_VERSION with our list, encoded at v0.
@@ -112,6 +133,12 @@ pub(super) async fn metadata(broker: &Arc<Broker>, request: MetadataRequest, ver
     response
 }
 
+impl CountErrors for MetadataResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().map(|t| t.error_code));
+    }
+}
+
 async fn lookup(broker: &Broker, name: &str, allow_create: bool) -> Result<Arc<Topic>, LogError> {
     if broker.log.topic(name).is_none() && allow_create && broker.config.auto_create_topics {
         crate::log::validate_topic_name(name)?;
@@ -154,6 +181,12 @@ pub(super) fn describe_cluster(broker: &Broker, request: DescribeClusterRequest)
     node.port = config.kafka_advertised_port;
     response.brokers.push(node);
     response
+}
+
+impl CountErrors for DescribeClusterResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
 }
 
 /// DescribeTopicPartitions (KIP-966): Metadata's partitions, paged with a cursor.
@@ -210,4 +243,25 @@ pub(super) fn describe_topic_partitions(
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::ApiKey;
+
+    use super::*;
+
+    /// ApiVersions answers with exactly the table: one entry per row, in the table's order, with
+    /// its pinned versions; the KIP-511 answer carries the same list.
+    #[test]
+    fn api_versions_lists_exactly_the_table() {
+        let listed: Vec<(i16, i16, i16)> =
+            api_versions().api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)).collect();
+        let table: Vec<(i16, i16, i16)> =
+            APIS.iter().map(|api| (api.key as i16, api.min_version, api.max_version)).collect();
+        assert_eq!(listed, table);
+        assert_eq!(api_versions_unsupported().api_keys, api_versions().api_keys);
+        let produce = listed.iter().find(|(key, ..)| *key == ApiKey::Produce as i16);
+        assert_eq!(produce.map(|(_, min, _)| *min), Some(0), "Produce is advertised from v0");
+    }
 }

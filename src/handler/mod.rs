@@ -1,5 +1,7 @@
 //! One file per Kafka API family, each `decode → apply → encode`: the request arrives decoded, the
-//! handler applies it to the log, and returns the response for the connection to encode.
+//! handler applies it to the log, and returns the response for the connection to encode, with the
+//! error codes it put in it counted. `protocol::apis` says which family answers each API; each
+//! family's `handle` matches its own request kinds.
 
 mod admin;
 mod cluster;
@@ -13,20 +15,43 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
+use kafka_protocol::messages::{ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::{MetadataCache, SingleNode};
 use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::log::{Log, Topic};
-use crate::protocol::{Body, Request};
+use crate::protocol::apis::Family;
+use crate::protocol::{Body, CountErrors, ErrorCounts, Request};
 use crate::service::authorizer::AllowAll;
 use crate::service::{BrokerService, ServiceSettings};
 use crate::unified::UnifiedLog;
 
-/// A response that is still being worked on (a produce waiting for its group commit).
-pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Response>> + Send>>;
+/// A response that is still being worked on (a produce waiting for its group commit); `None`
+/// when the request gets no answer (Produce with acks=0).
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Handled>> + Send>>;
+
+/// A response with the error codes in it, counted by the family that built it, for
+/// `kafka_network_requestmetrics_errors`.
+pub struct Handled {
+    pub response: Response,
+    pub errors: ErrorCounts,
+}
+
+impl Handled {
+    /// A response whose error codes are counted.
+    fn counted<R: CountErrors + Into<ResponseKind>>(response: R) -> Handled {
+        let mut errors = ErrorCounts::default();
+        response.count_errors(&mut errors);
+        Handled { response: Response::Kind(response.into()), errors }
+    }
+
+    /// A response of an API whose errors are not counted (docs/metrics.md lists those that are).
+    fn uncounted(response: impl Into<ResponseKind>) -> Handled {
+        Handled { response: Response::Kind(response.into()), errors: ErrorCounts::default() }
+    }
+}
 
 /// What goes back on the wire: a typed response, or a body encoded by hand (Produce v0–v2).
 /// Moved once per request, so the size difference between the variants costs nothing.
@@ -90,82 +115,27 @@ impl Broker {
     /// is done before this returns; the returned future finishes the response.
     pub async fn handle(self: &Arc<Self>, request: Request, client_host: &str) -> PendingResponse {
         let version = request.version;
-        let client_id = request.client_id.unwrap_or_default();
         let kind = match request.body {
             Body::Kind(kind) => kind,
             Body::UnsupportedApiVersions => {
-                return ready(Some(Response::Kind(ResponseKind::ApiVersions(metadata::api_versions_unsupported()))));
+                return ready(Some(Handled::counted(metadata::api_versions_unsupported())));
             }
-            Body::LegacyProduce(legacy) => {
-                return ready(produce::refuse_legacy(&legacy, version));
-            }
+            Body::LegacyProduce(legacy) => return ready(produce::refuse_legacy(&legacy, version)),
         };
-        let response = match kind {
-            RequestKind::Produce(body) => return produce::handle(self, body, version).await,
-            RequestKind::Fetch(body) => ResponseKind::Fetch(fetch::fetch(self, body, version).await),
-            RequestKind::ListOffsets(body) => ResponseKind::ListOffsets(fetch::list_offsets(self, body, version).await),
-            RequestKind::OffsetForLeaderEpoch(body) => {
-                ResponseKind::OffsetForLeaderEpoch(fetch::offset_for_leader_epoch(self, body))
+        // The family in the API's row of protocol::apis answers it; each matches its own kinds.
+        let handled = match request.api.family {
+            Family::Produce => return produce::handle(self, kind, version).await,
+            Family::Fetch => fetch::handle(self, kind, version).await,
+            Family::Metadata => metadata::handle(self, kind, version).await,
+            Family::Admin => admin::handle(self, kind, version).await,
+            Family::Configs => configs::handle(self, kind, version).await,
+            Family::Groups => {
+                let client_id = request.client_id.unwrap_or_default();
+                groups::handle(self, kind, version, &client_id, client_host).await
             }
-            RequestKind::Metadata(body) => ResponseKind::Metadata(metadata::metadata(self, body, version).await),
-            RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(metadata::api_versions()),
-            RequestKind::DescribeCluster(body) => ResponseKind::DescribeCluster(metadata::describe_cluster(self, body)),
-            RequestKind::CreateTopics(body) => {
-                ResponseKind::CreateTopics(admin::create_topics(self, body, version).await)
-            }
-            RequestKind::DeleteTopics(body) => ResponseKind::DeleteTopics(admin::delete_topics(self, body).await),
-            RequestKind::FindCoordinator(body) => {
-                ResponseKind::FindCoordinator(groups::find_coordinator(self, body, version))
-            }
-            RequestKind::JoinGroup(body) => {
-                ResponseKind::JoinGroup(groups::join(self, body, version, &client_id, client_host).await)
-            }
-            RequestKind::SyncGroup(body) => ResponseKind::SyncGroup(groups::sync(self, body).await),
-            RequestKind::Heartbeat(body) => ResponseKind::Heartbeat(groups::heartbeat(self, body)),
-            RequestKind::LeaveGroup(body) => ResponseKind::LeaveGroup(groups::leave(self, body, version).await),
-            RequestKind::OffsetCommit(body) => ResponseKind::OffsetCommit(groups::offset_commit(self, body).await),
-            RequestKind::OffsetFetch(body) => ResponseKind::OffsetFetch(groups::offset_fetch(self, body, version)),
-            RequestKind::DescribeGroups(body) => {
-                ResponseKind::DescribeGroups(groups::describe_groups(self, body, version))
-            }
-            RequestKind::ListGroups(body) => ResponseKind::ListGroups(groups::list_groups(self, body)),
-            RequestKind::DeleteGroups(body) => ResponseKind::DeleteGroups(groups::delete_groups(self, body).await),
-            RequestKind::DescribeTopicPartitions(body) => {
-                ResponseKind::DescribeTopicPartitions(metadata::describe_topic_partitions(self, body))
-            }
-            RequestKind::ElectLeaders(body) => ResponseKind::ElectLeaders(cluster::elect_leaders(self, body)),
-            RequestKind::ListPartitionReassignments(body) => {
-                ResponseKind::ListPartitionReassignments(cluster::list_partition_reassignments(body))
-            }
-            RequestKind::AlterPartitionReassignments(body) => {
-                ResponseKind::AlterPartitionReassignments(cluster::alter_partition_reassignments(self, body))
-            }
-            RequestKind::DescribeLogDirs(body) => {
-                ResponseKind::DescribeLogDirs(cluster::describe_log_dirs(self, body, version))
-            }
-            RequestKind::AlterReplicaLogDirs(body) => {
-                ResponseKind::AlterReplicaLogDirs(cluster::alter_replica_log_dirs(self, body))
-            }
-            RequestKind::OffsetDelete(body) => ResponseKind::OffsetDelete(groups::offset_delete(self, body).await),
-            RequestKind::CreatePartitions(body) => {
-                ResponseKind::CreatePartitions(admin::create_partitions(self, body).await)
-            }
-            RequestKind::DeleteRecords(body) => ResponseKind::DeleteRecords(admin::delete_records(self, body).await),
-            RequestKind::InitProducerId(body) => {
-                ResponseKind::InitProducerId(admin::init_producer_id(self, body).await)
-            }
-            RequestKind::DescribeConfigs(body) => ResponseKind::DescribeConfigs(configs::describe(self, body, version)),
-            RequestKind::AlterConfigs(body) => ResponseKind::AlterConfigs(configs::alter(self, body).await),
-            RequestKind::IncrementalAlterConfigs(body) => {
-                ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(self, body).await)
-            }
-            _ => {
-                // protocol::decode only lets through the APIs listed in supported_versions.
-                tracing::error!("request for an API without a handler");
-                return ready(None);
-            }
+            Family::Cluster => cluster::handle(self, kind, version),
         };
-        ready(Some(Response::Kind(response)))
+        ready(handled)
     }
 
     /// Finds a topic, creating it when auto-creation is on and `create` is asked for.
@@ -187,8 +157,14 @@ impl Broker {
     }
 }
 
-fn ready(response: Option<Response>) -> PendingResponse {
-    Box::pin(std::future::ready(response))
+fn ready(handled: Option<Handled>) -> PendingResponse {
+    Box::pin(std::future::ready(handled))
+}
+
+/// A request routed to a family that has no handler for its kind: a wrong row in protocol::apis.
+fn misrouted(family: Family) -> Option<Handled> {
+    tracing::error!(?family, "request routed to a family without a handler for it; see protocol::apis");
+    None
 }
 
 pub(crate) fn topic_name(name: &str) -> TopicName {
@@ -197,4 +173,63 @@ pub(crate) fn topic_name(name: &str) -> TopicName {
 
 pub(crate) fn str_bytes(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::{FetchResponse, OffsetFetchResponse, ProduceResponse, fetch_response};
+    use kafka_protocol::messages::{offset_fetch_response, produce_response};
+
+    use super::*;
+
+    fn counted(response: impl CountErrors + Into<ResponseKind>) -> Vec<(i16, u64)> {
+        Handled::counted(response).errors.iter().collect()
+    }
+
+    /// Each partition's error is counted once, and a partition without an error is not counted.
+    #[test]
+    fn produce_counts_partition_errors() {
+        let corrupt = ResponseError::CorruptMessage.code();
+        let mut topic = produce_response::TopicProduceResponse::default();
+        for code in [corrupt, 0, corrupt] {
+            topic.partition_responses.push(produce_response::PartitionProduceResponse::default().with_error_code(code));
+        }
+        let response = ProduceResponse::default().with_responses(vec![topic]);
+        assert_eq!(counted(response), vec![(corrupt, 2)]);
+    }
+
+    /// Fetch counts its top-level error and each partition's.
+    #[test]
+    fn fetch_counts_top_level_and_partition_errors() {
+        let unknown = ResponseError::UnknownTopicOrPartition.code();
+        let session = ResponseError::FetchSessionIdNotFound.code();
+        let partition = fetch_response::PartitionData::default().with_error_code(unknown);
+        let topic =
+            fetch_response::FetchableTopicResponse::default().with_partitions(vec![partition.clone(), partition]);
+        let response = FetchResponse::default().with_error_code(session).with_responses(vec![topic]);
+        assert_eq!(counted(response), vec![(session, 1), (unknown, 2)]);
+    }
+
+    /// OffsetFetch v8+ answers per group: each group's error and its partitions' are counted.
+    #[test]
+    fn offset_fetch_counts_group_errors() {
+        let not_coordinator = ResponseError::NotCoordinator.code();
+        let unstable = ResponseError::UnstableOffsetCommit.code();
+        let partition = offset_fetch_response::OffsetFetchResponsePartitions::default().with_error_code(unstable);
+        let topic = offset_fetch_response::OffsetFetchResponseTopics::default().with_partitions(vec![partition]);
+        let groups = vec![
+            offset_fetch_response::OffsetFetchResponseGroup::default().with_error_code(not_coordinator),
+            offset_fetch_response::OffsetFetchResponseGroup::default().with_topics(vec![topic]),
+        ];
+        let response = OffsetFetchResponse::default().with_groups(groups);
+        assert_eq!(counted(response), vec![(not_coordinator, 1), (unstable, 1)]);
+    }
+
+    /// The KIP-511 answer to an ApiVersions above ours counts its UNSUPPORTED_VERSION.
+    #[test]
+    fn api_versions_above_ours_count_unsupported_version() {
+        let handled = Handled::counted(metadata::api_versions_unsupported());
+        assert_eq!(handled.errors.iter().collect::<Vec<_>>(), vec![(ResponseError::UnsupportedVersion.code(), 1)]);
+    }
 }

@@ -7,12 +7,14 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::messages::{ProduceResponse, RequestKind};
 use tokio::sync::oneshot;
 
-use super::{Broker, PendingResponse, Response, str_bytes};
+use super::{Broker, Handled, PendingResponse, Response, str_bytes};
 use crate::log::{AppendInfo, LogError, batch};
+use crate::protocol::apis::Family;
 use crate::protocol::legacy_produce::{self, LegacyProduce};
+use crate::protocol::{CountErrors, ErrorCounts};
 
 enum Outcome {
     Done(Result<AppendInfo, LogError>),
@@ -21,7 +23,8 @@ enum Outcome {
     Waiting(oneshot::Receiver<Result<AppendInfo, LogError>>),
 }
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, version: i16) -> PendingResponse {
+pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> PendingResponse {
+    let RequestKind::Produce(request) = request else { return super::ready(super::misrouted(Family::Produce)) };
     let acks = request.acks;
     // First resolve and validate every partition; then queue all valid ones as one unit, so a
     // request's partitions share one group commit (and one fsync).
@@ -95,8 +98,14 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: ProduceRequest, versio
             }
             response.responses.push(topic_response);
         }
-        Some(Response::Kind(ResponseKind::Produce(response)))
+        Some(Handled::counted(response))
     })
+}
+
+impl CountErrors for ProduceResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.responses.iter().flat_map(|t| &t.partition_responses).map(|p| p.error_code));
+    }
 }
 
 /// Checks one partition's records against the topic's rules.
@@ -215,11 +224,12 @@ fn same_error(error: &LogError) -> LogError {
     }
 }
 
-/// Produce v0–v2 is advertised for librdkafka's sake and refused, as Apache Kafka 4 does.
-pub(super) fn refuse_legacy(request: &LegacyProduce, version: i16) -> Option<Response> {
+/// Produce v0–v2 is advertised for librdkafka's sake and refused, as Apache Kafka 4 does. The
+/// refusal's error codes are not counted.
+pub(super) fn refuse_legacy(request: &LegacyProduce, version: i16) -> Option<Handled> {
     if request.acks == 0 {
         return None;
     }
     let body = legacy_produce::encode_error(request, version, ResponseError::UnsupportedVersion.code());
-    Some(Response::RawV0(body))
+    Some(Handled { response: Response::RawV0(body), errors: ErrorCounts::default() })
 }

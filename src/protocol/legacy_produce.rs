@@ -8,6 +8,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::protocol::Decodable;
 
+/// The last Produce version decoded here; later ones are the crate's.
+pub const VERSION_MAX: i16 = 2;
+
 /// The topic and partition indexes of a refused produce request, to answer each with an error.
 #[derive(Debug)]
 pub struct LegacyProduce {

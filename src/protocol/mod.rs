@@ -1,9 +1,14 @@
 //! The Kafka wire format: request headers, version checks, response framing. No I/O, no state.
 //!
 //! Message bodies are decoded and encoded by the `kafka-protocol` crate; this module decides which
-//! APIs and versions the broker answers and turns frames into requests and responses into frames.
+//! APIs and versions the broker answers (the table in [`apis`]) and turns frames into requests and
+//! responses into frames.
 
+pub mod apis;
+mod error_counts;
 pub mod legacy_produce;
+
+pub use error_counts::{CountErrors, ErrorCounts};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -12,7 +17,8 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 /// A decoded request.
 #[derive(Debug)]
 pub struct Request {
-    pub api_key: ApiKey,
+    /// The API's row in the table: its key and the handler family that answers it.
+    pub api: &'static apis::Api,
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
@@ -43,48 +49,6 @@ pub enum DecodeError {
     Malformed { api_key: ApiKey, version: i16, reason: String },
 }
 
-/// The APIs this broker answers and the versions it advertises. Every one is fully handled.
-pub fn supported_versions(api_key: ApiKey) -> Option<(i16, i16)> {
-    let crate_range = api_key.valid_versions();
-    let range = (crate_range.min, crate_range.max);
-    match api_key {
-        // librdkafka only enables Produce when v0 is advertised (KIP-896); v0–2 are refused.
-        ApiKey::Produce => Some((0, range.1)),
-        ApiKey::Fetch
-        | ApiKey::ListOffsets
-        | ApiKey::Metadata
-        | ApiKey::ApiVersions
-        | ApiKey::CreateTopics
-        | ApiKey::DeleteTopics
-        | ApiKey::DeleteRecords
-        | ApiKey::InitProducerId
-        | ApiKey::OffsetForLeaderEpoch
-        | ApiKey::DescribeConfigs
-        | ApiKey::AlterConfigs
-        | ApiKey::CreatePartitions
-        | ApiKey::IncrementalAlterConfigs
-        | ApiKey::DescribeCluster
-        | ApiKey::FindCoordinator
-        | ApiKey::JoinGroup
-        | ApiKey::SyncGroup
-        | ApiKey::Heartbeat
-        | ApiKey::LeaveGroup
-        | ApiKey::OffsetCommit
-        | ApiKey::OffsetFetch
-        | ApiKey::DescribeGroups
-        | ApiKey::ListGroups
-        | ApiKey::DeleteGroups
-        | ApiKey::OffsetDelete
-        | ApiKey::ElectLeaders
-        | ApiKey::ListPartitionReassignments
-        | ApiKey::AlterPartitionReassignments
-        | ApiKey::DescribeLogDirs
-        | ApiKey::AlterReplicaLogDirs
-        | ApiKey::DescribeTopicPartitions => Some(range),
-        _ => None,
-    }
-}
-
 /// Decodes one request frame (without its 4-byte size prefix).
 pub fn decode(mut frame: Bytes) -> Result<Request, DecodeError> {
     if frame.len() < 8 {
@@ -94,26 +58,20 @@ pub fn decode(mut frame: Bytes) -> Result<Request, DecodeError> {
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
     let api_key = ApiKey::try_from(raw_key).map_err(|_| DecodeError::UnknownApiKey(raw_key))?;
-    let (min, max) = supported_versions(api_key).ok_or(DecodeError::UnknownApiKey(raw_key))?;
-    if api_key == ApiKey::ApiVersions && version > max {
+    let api = apis::find(api_key).ok_or(DecodeError::UnknownApiKey(raw_key))?;
+    if api_key == ApiKey::ApiVersions && version > api.max_version {
         // Answered at v0, the one version every client can read (KIP-511).
-        return Ok(Request {
-            api_key,
-            version: 0,
-            correlation_id,
-            client_id: None,
-            body: Body::UnsupportedApiVersions,
-        });
+        return Ok(Request { api, version: 0, correlation_id, client_id: None, body: Body::UnsupportedApiVersions });
     }
-    if version < min || version > max {
+    if version < api.min_version || version > api.max_version {
         return Err(DecodeError::UnsupportedVersion { api_key, version });
     }
     let malformed = |reason: String| DecodeError::Malformed { api_key, version, reason };
-    if api_key == ApiKey::Produce && version < 3 {
+    if api_key == ApiKey::Produce && version <= legacy_produce::VERSION_MAX {
         let header = RequestHeader::decode(&mut frame, 1).map_err(|e| malformed(e.to_string()))?;
         let body = legacy_produce::decode(frame).map_err(|e| malformed(e.to_string()))?;
         return Ok(Request {
-            api_key,
+            api,
             version,
             correlation_id,
             client_id: header.client_id.map(|s| s.to_string()),
@@ -129,7 +87,7 @@ pub fn decode(mut frame: Bytes) -> Result<Request, DecodeError> {
         tracing::debug!(api = ?api_key, version, bytes = frame.remaining(), "ignoring bytes after the request body");
     }
     Ok(Request {
-        api_key,
+        api,
         version,
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()),
