@@ -124,7 +124,7 @@ impl Broker {
         };
         // The family in the API's row of protocol::apis answers it; each matches its own kinds.
         let handled = match request.api.family {
-            Family::Produce => return produce::handle(self, kind, version).await,
+            Family::Produce => return produce::handle(self, kind, version, client_host).await,
             Family::Fetch => fetch::handle(self, kind, version).await,
             Family::Metadata => metadata::handle(self, kind, version).await,
             Family::Admin => admin::handle(self, kind, version).await,
