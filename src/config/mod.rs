@@ -311,6 +311,13 @@ impl Config {
         Self::resolve(cli, file)
     }
 
+    /// The defaults with `data_dir` and `durability` (tests and benchmarks).
+    pub fn for_tests(data_dir: &std::path::Path, durability: Durability) -> Result<Self, ConfigError> {
+        let settings =
+            Settings { data_dir: Some(data_dir.to_path_buf()), durability: Some(durability), ..Settings::default() };
+        Self::resolve(settings, Settings::default())
+    }
+
     /// Merges two layers (the first wins) over the defaults and checks the result.
     pub fn resolve(first: Settings, second: Settings) -> Result<Self, ConfigError> {
         macro_rules! pick {

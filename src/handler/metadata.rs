@@ -20,6 +20,7 @@ use super::{Broker, Handled, str_bytes, topic_name};
 use crate::log::{LogError, Topic};
 use crate::protocol::apis::{APIS, Family};
 use crate::protocol::{CountErrors, ErrorCounts};
+use crate::service::session::Session;
 
 /// With no authorizer every client may do everything a resource supports, which Kafka reports as
 /// these bit sets (AclOperation codes): a topic's READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
@@ -143,7 +144,9 @@ async fn lookup(broker: &Broker, name: &str, allow_create: bool) -> Result<Arc<T
     if broker.log.topic(name).is_none() && allow_create && broker.config.auto_create_topics {
         crate::log::validate_topic_name(name)?;
     }
-    broker.topic_or_create(name, allow_create).await
+    // Until SASL exists every Kafka client is anonymous on the PLAINTEXT listener.
+    let session = Session::anonymous("PLAINTEXT", "");
+    broker.service.topic_or_create(&session, name, allow_create).await
 }
 
 fn describe_topic(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {

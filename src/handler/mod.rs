@@ -21,7 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use crate::cluster::{MetadataCache, SingleNode};
 use crate::config::Config;
 use crate::coordinator::Coordinator;
-use crate::log::{Log, Topic};
+use crate::log::Log;
 use crate::protocol::apis::Family;
 use crate::protocol::{Body, CountErrors, ErrorCounts, Request};
 use crate::service::authorizer::AllowAll;
@@ -136,24 +136,6 @@ impl Broker {
             Family::Cluster => cluster::handle(self, kind, version),
         };
         ready(handled)
-    }
-
-    /// Finds a topic, creating it when auto-creation is on and `create` is asked for.
-    pub async fn topic_or_create(&self, name: &str, create: bool) -> Result<Arc<Topic>, crate::log::LogError> {
-        if let Some(topic) = self.log.topic(name) {
-            return Ok(topic);
-        }
-        if !(create && self.config.auto_create_topics) {
-            return Err(crate::log::LogError::UnknownTopicOrPartition);
-        }
-        match self.log.create_topic(name, self.config.num_partitions, Default::default(), false).await {
-            Ok(topic) => Ok(topic),
-            // Another connection created it first.
-            Err(crate::log::LogError::TopicAlreadyExists(_)) => {
-                self.log.topic(name).ok_or(crate::log::LogError::UnknownTopicOrPartition)
-            }
-            Err(error) => Err(error),
-        }
     }
 }
 

@@ -1168,13 +1168,7 @@ fn base64_url(bytes: &[u8]) -> String {
 
 /// Opens a log at `path` with test-sized defaults (used by tests and benchmarks).
 pub async fn open_for_tests(path: &Path, durability: Durability) -> Result<Log, LogError> {
-    let settings = crate::config::Settings {
-        data_dir: Some(path.to_path_buf()),
-        durability: Some(durability),
-        ..crate::config::Settings::default()
-    };
-    let config = Config::resolve(settings, crate::config::Settings::default())
-        .map_err(|e| LogError::InvalidConfig(e.to_string()))?;
+    let config = Config::for_tests(path, durability).map_err(|e| LogError::InvalidConfig(e.to_string()))?;
     Log::open(&config).await
 }
 
