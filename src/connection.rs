@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::handler::{Broker, Handled, PendingResponse, Response};
 use crate::metrics::Metrics;
 use crate::protocol::{self, ErrorCounts};
+use crate::service::session::Session;
 
 #[derive(Debug, thiserror::Error)]
 enum FrameError {
@@ -41,11 +42,36 @@ struct Outgoing {
     _budget: OwnedSemaphorePermit,
 }
 
-pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// A byte stream a client connection runs over, split into a read and a write half: TCP today,
+/// TLS once it exists.
+pub trait Stream: Send + 'static {
+    type Read: AsyncRead + Unpin + Send + 'static;
+    type Write: AsyncWrite + Unpin + Send + 'static;
+    /// The client's address as Kafka shows it (`/127.0.0.1`).
+    fn client_host(&self) -> String;
+    fn split(self) -> (Self::Read, Self::Write);
+}
+
+impl Stream for TcpStream {
+    type Read = OwnedReadHalf;
+    type Write = OwnedWriteHalf;
+
+    fn client_host(&self) -> String {
+        self.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default()
+    }
+
+    fn split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let _ = self.set_nodelay(true);
+        self.into_split()
+    }
+}
+
+/// Serves one client on `listener` (`PLAINTEXT`) until it leaves or the broker shuts down.
+pub async fn serve<S: Stream>(stream: S, listener: &str, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let _open = broker.metrics.connection_opened();
-    let _ = stream.set_nodelay(true);
-    let client_host = stream.peer_addr().map(|a| format!("/{}", a.ip())).unwrap_or_default();
-    let (read_half, write_half) = stream.into_split();
+    // Without authentication every client is anonymous; SASL will set the principal here.
+    let session = Session::anonymous(listener, &stream.client_host());
+    let (read_half, write_half) = stream.split();
     let (outgoing, queue) = mpsc::channel(broker.config.requests_in_flight_per_connection_max);
     let writer = tokio::spawn(write_responses(write_half, queue, broker.metrics.clone()).in_current_span());
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
@@ -82,7 +108,7 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
         };
         let (api_key, version, correlation_id) = (request.api.key, request.version, request.correlation_id);
         let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
-        let pending = broker.handle(request, &client_host).instrument(span).await;
+        let pending = broker.handle(request, &session).instrument(span).await;
         if outgoing
             .send(Outgoing { api_key, version, correlation_id, pending, started, _budget: budget })
             .await
@@ -96,8 +122,8 @@ pub async fn serve(stream: TcpStream, broker: Arc<Broker>, mut shutdown: watch::
 }
 
 /// Reads one frame, first taking its size (in KiB) from the broker-wide request budget.
-async fn read_frame(
-    reader: &mut BufReader<OwnedReadHalf>,
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
     max_bytes: usize,
     budget: &Arc<Semaphore>,
     budget_kib_max: usize,
@@ -118,7 +144,11 @@ async fn read_frame(
     Ok(Some((frame.freeze(), permit)))
 }
 
-async fn write_responses(write_half: OwnedWriteHalf, mut queue: mpsc::Receiver<Outgoing>, metrics: Arc<Metrics>) {
+async fn write_responses<W: AsyncWrite + Unpin>(
+    write_half: W,
+    mut queue: mpsc::Receiver<Outgoing>,
+    metrics: Arc<Metrics>,
+) {
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
     while let Some(mut item) = queue.recv().await {
         // Responses already buffered go out before waiting on one that is not ready: otherwise a

@@ -14,6 +14,8 @@
 //!   reads), the remote log manager (copy, expire, trim local) and recovery from the bucket.
 //! - [`log`]: the local log: validation, the one writer thread, producer state, indexes, the
 //!   remote index, and the RocksDB store (the only module that imports `rocksdb`).
+//! - [`wal`]: the shared write-ahead log in object storage (`--wal-store`): the commit log that
+//!   acknowledges a produce once the object holding it exists, and its replay at start.
 //! - [`tier`]: object storage: the store trait, the segment format, the segment cache.
 //! - [`iceberg`]: the Iceberg sink: every topic as an Iceberg table (the only module that imports
 //!   `iceberg`).
@@ -39,6 +41,7 @@ pub mod server;
 pub mod service;
 pub mod tier;
 pub mod unified;
+pub mod wal;
 
 #[global_allocator]
 static ALLOCATOR: alloc::LazyHugeAllocator = alloc::LazyHugeAllocator;

@@ -27,6 +27,9 @@ pub enum ServerError {
     Log(#[from] LogError),
 }
 
+/// The listener name of the Kafka port (Kafka's security protocol of the same name).
+const PLAINTEXT: &str = "PLAINTEXT";
+
 /// How long connections get to finish their in-flight requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,6 +71,17 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         log: log.clone(),
     }));
     let (stop, stopped) = watch::channel(false);
+    if let Some(wal) = unified.wal() {
+        // Another process of this node claimed the write-ahead log: it acknowledges nothing
+        // more, and this one must not serve stale reads either.
+        let mut fenced = wal.writer().fenced();
+        tokio::spawn(async move {
+            if fenced.wait_for(|fenced| *fenced).await.is_ok() {
+                tracing::error!("another broker sealed this broker's write-ahead log; stopping");
+                std::process::exit(3);
+            }
+        });
+    }
 
     let mut background = JoinSet::new();
     background.spawn(http::serve(http, broker.clone(), stopped.clone()));
@@ -120,7 +134,7 @@ async fn accept_loop(
                 let stopped = stopped.clone();
                 connections.spawn(
                     async move {
-                        connection::serve(stream, broker, stopped).await;
+                        connection::serve(stream, PLAINTEXT, broker, stopped).await;
                         drop(permit);
                     }
                     .instrument(span),

@@ -34,6 +34,10 @@ pub trait MetadataCache: Send + Sync + std::fmt::Debug {
     fn this_broker(&self) -> i32;
     /// Every live broker, this one included.
     fn brokers(&self) -> Vec<BrokerInfo>;
+    /// The live broker `node_id`, if there is one.
+    fn broker(&self, node_id: i32) -> Option<BrokerInfo> {
+        self.brokers().into_iter().find(|b| b.node_id == node_id)
+    }
     /// The broker that acts as the controller.
     fn controller(&self) -> i32;
     /// Who leads `partition`, at which epoch, with which replicas.

@@ -11,8 +11,10 @@ use serde::Deserialize;
 
 pub mod iceberg_settings;
 mod storage;
+pub mod wal;
 
 pub use storage::{Location, S3Options};
+pub use wal::WalConfig;
 
 /// How the hot tier makes appends durable before they are acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -201,6 +203,20 @@ pub struct Settings {
     /// Files in a table's directories that no snapshot references are deleted once this old.
     #[arg(long, env = "ZOMBI_ICEBERG_ORPHAN_MIN_AGE_MS")]
     pub iceberg_orphan_min_age_ms: Option<u64>,
+    /// The shared write-ahead log: `file://DIR` or `s3://BUCKET/PREFIX`. With it a produce is
+    /// acknowledged only once this store holds its batch, and the local disk is a cache.
+    #[arg(long, env = "ZOMBI_WAL_STORE")]
+    pub wal_store: Option<String>,
+    /// Least time between the starts of two write-ahead log objects (bounds PUTs per hour).
+    #[arg(long, env = "ZOMBI_WAL_INTERVAL_MS")]
+    pub wal_interval_ms: Option<u64>,
+    /// A write-ahead log object is started as soon as this many bytes have gathered.
+    #[arg(long, env = "ZOMBI_WAL_BYTES_MAX")]
+    pub wal_bytes_max: Option<usize>,
+    /// How long the write-ahead log writer keeps one stream before sealing it and starting the
+    /// next (older streams' objects are deleted once in segments).
+    #[arg(long, env = "ZOMBI_WAL_STREAM_ROLL_MS")]
+    pub wal_stream_roll_ms: Option<u64>,
 }
 
 /// The resolved configuration: every value present, every limit with its unit.
@@ -283,6 +299,8 @@ pub struct Config {
     /// Segments uploaded (or read back) at once.
     pub remote_requests_max: usize,
     pub iceberg: iceberg_settings::IcebergSettings,
+    /// The shared write-ahead log, when `--wal-store` is given.
+    pub wal: Option<WalConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -361,7 +379,23 @@ impl Config {
                 })
             })
             .map_err(|(name, reason)| ConfigError::Invalid { name, reason })?;
+        let wal = match first.wal_store.or(second.wal_store) {
+            Some(text) => {
+                let store =
+                    Location::parse(&text).map_err(|reason| ConfigError::Invalid { name: "wal-store", reason })?;
+                let wal = WalConfig {
+                    store,
+                    interval_ms: pick!(wal_interval_ms, wal::WAL_INTERVAL_MS_DEFAULT),
+                    bytes_max: pick!(wal_bytes_max, wal::WAL_BYTES_MAX_DEFAULT),
+                    stream_roll_ms: pick!(wal_stream_roll_ms, wal::WAL_STREAM_ROLL_MS_DEFAULT),
+                };
+                wal.validate().map_err(|(name, reason)| ConfigError::Invalid { name, reason })?;
+                Some(wal)
+            }
+            None => None,
+        };
         let config = Config {
+            wal,
             iceberg,
             object_store,
             s3,

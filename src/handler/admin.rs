@@ -103,7 +103,7 @@ async fn create_one(
                 "Both numPartitions or replicationFactor and replicasAssignments were set.".into(),
             ));
         }
-        let node = broker.config.node_id;
+        let node = broker.cluster.this_broker();
         if wanted.assignments.iter().any(|a| a.broker_ids.iter().any(|id| id.0 != node) || a.broker_ids.len() != 1) {
             return Err(LogError::InvalidReplicationFactor(2));
         }
@@ -127,7 +127,7 @@ async fn create_one(
         configs.insert(config.name.as_str().to_string(), value.as_str().to_string());
     }
     topic_config::validate_all(&configs).map_err(LogError::InvalidConfig)?;
-    broker.log.create_topic(wanted.name.as_str(), partitions, configs, validate_only).await
+    broker.service.create_topic(wanted.name.as_str(), partitions, configs, validate_only).await
 }
 
 pub(super) async fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
@@ -147,7 +147,7 @@ pub(super) async fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsReq
             Ok(topic) => {
                 result.name = Some(topic_name(&topic.name));
                 result.topic_id = topic.id;
-                let deleted = broker.log.delete_topic(&topic.name).await;
+                let deleted = broker.service.delete_topic(&topic.name).await;
                 if deleted.is_ok() {
                     broker.coordinator.topic_deleted(&topic.name).await;
                 }
@@ -182,12 +182,15 @@ pub(super) async fn create_partitions(
         let mut result = CreatePartitionsTopicResult::default();
         result.name = wanted.name.clone();
         let outcome = if wanted.assignments.as_ref().is_some_and(|a| {
-            a.iter().any(|assignment| assignment.broker_ids.iter().any(|id| id.0 != broker.config.node_id))
+            a.iter().any(|assignment| assignment.broker_ids.iter().any(|id| id.0 != broker.cluster.this_broker()))
         }) {
             Err(LogError::InvalidRequest("Replica assignments may only name this broker.".into()))
         } else {
             let assignments = wanted.assignments.as_ref().map(Vec::len);
-            broker.log.create_partitions(wanted.name.as_str(), wanted.count, assignments, request.validate_only).await
+            broker
+                .service
+                .create_partitions(wanted.name.as_str(), wanted.count, assignments, request.validate_only)
+                .await
         };
         if let Err(error) = outcome {
             result.error_code = error.code();

@@ -88,7 +88,7 @@ pub(super) fn alter_partition_reassignments(
     broker: &Broker,
     request: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
-    let node = broker.config.node_id;
+    let node = broker.cluster.this_broker();
     let mut response = AlterPartitionReassignmentsResponse::default();
     for topic in request.topics {
         let mut result = ReassignableTopicResponse::default();

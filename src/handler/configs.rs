@@ -96,7 +96,7 @@ pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version
 }
 
 fn is_this_broker(broker: &Broker, name: &str) -> bool {
-    name.is_empty() || name.parse::<i32>() == Ok(broker.config.node_id)
+    name.is_empty() || name.parse::<i32>() == Ok(broker.cluster.this_broker())
 }
 
 /// This broker's configs under Kafka's names. Every value is the one the broker runs with: its
@@ -167,7 +167,7 @@ async fn alter_resource(
             let mut configs = topic.config.overrides.clone();
             change(&mut configs)?;
             topic_config::validate_all(&configs).map_err(LogError::InvalidConfig)?;
-            broker.log.set_topic_configs(name, configs, validate_only).await
+            broker.service.set_topic_configs(name, configs, validate_only).await
         }
         RESOURCE_BROKER if is_this_broker(broker, name) => {
             let mut configs = broker.log.dynamic_configs("broker");

@@ -14,15 +14,22 @@ use kafka_protocol::messages::{
 use tokio::time::Instant;
 
 use super::{Broker, Handled};
-use crate::log::{Isolation, LogError, Partition, ReadRequest, ReadResult};
+use crate::log::{Isolation, LogError, Partition, ReadResult};
 use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
+use crate::service::session::Session;
+use crate::service::{PartitionRead, ReadWait};
 
 const READ_COMMITTED: i8 = 1;
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    request: RequestKind,
+    version: i16,
+    session: &Session,
+) -> Option<Handled> {
     let handled = match request {
-        RequestKind::Fetch(body) => Handled::counted(fetch(broker, body, version).await),
+        RequestKind::Fetch(body) => Handled::counted(fetch(broker, body, version, session).await),
         RequestKind::ListOffsets(body) => Handled::counted(list_offsets(broker, body, version).await),
         RequestKind::OffsetForLeaderEpoch(body) => Handled::uncounted(offset_for_leader_epoch(broker, body)),
         _ => return super::misrouted(Family::Fetch),
@@ -47,11 +54,15 @@ impl CountErrors for ListOffsetsResponse {
 struct Wanted {
     topic_index: usize,
     partition_index: i32,
-    metrics: Option<crate::metrics::TopicMetrics>,
-    target: Result<(Arc<Partition>, i64, usize), LogError>,
+    target: Result<PartitionRead, LogError>,
 }
 
-pub(super) async fn fetch(broker: &Arc<Broker>, request: FetchRequest, version: i16) -> FetchResponse {
+pub(super) async fn fetch(
+    broker: &Arc<Broker>,
+    request: FetchRequest,
+    version: i16,
+    session: &Session,
+) -> FetchResponse {
     let mut response = FetchResponse::default();
     // Incremental fetch sessions (KIP-227) are refused honestly: session id 0 tells the client that
     // no session exists, so it keeps sending full fetch requests.
@@ -68,52 +79,31 @@ pub(super) async fn fetch(broker: &Arc<Broker>, request: FetchRequest, version: 
         };
         for partition in &topic.partitions {
             let target = match &resolved {
-                Ok(found) => {
-                    found.partition(partition.partition).ok_or(LogError::UnknownTopicOrPartition).and_then(|p| {
-                        p.check_leader_epoch(partition.current_leader_epoch)?;
-                        Ok((p.clone(), partition.fetch_offset, partition.partition_max_bytes.max(0) as usize))
-                    })
-                }
+                Ok(found) => found.partition(partition.partition).ok_or(LogError::UnknownTopicOrPartition).map(|p| {
+                    let max_bytes = partition.partition_max_bytes.max(0) as usize;
+                    let mut read = PartitionRead::new(found.clone(), p.clone(), partition.fetch_offset, max_bytes);
+                    read.current_leader_epoch = partition.current_leader_epoch;
+                    read
+                }),
                 Err(LogError::UnknownTopicId) => Err(LogError::UnknownTopicId),
                 Err(_) => Err(LogError::UnknownTopicOrPartition),
             };
-            let metrics = resolved.as_ref().ok().map(|found| broker.service.topic_metrics(found).clone());
-            wanted.push(Wanted { topic_index, partition_index: partition.partition, metrics, target });
+            wanted.push(Wanted { topic_index, partition_index: partition.partition, target });
         }
     }
     let wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0).min(broker.config.fetch_wait_ms_max);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
-    let min_bytes = request.min_bytes.max(0) as usize;
+    // A partition the request could not resolve answers at once, as Kafka's fetch does.
+    let wait = wanted
+        .iter()
+        .all(|w| w.target.is_ok())
+        .then_some(ReadWait { min_bytes: request.min_bytes.max(0) as usize, deadline });
     // Kafka caps a fetch response with fetch.max.bytes whatever the client asks for.
     let total_bytes_max = (request.max_bytes.max(0) as usize).min(broker.config.fetch_bytes_max);
-    let mut appended = broker.log.appended();
-    let results = loop {
-        appended.borrow_and_update();
-        let reads: Vec<ReadRequest> = wanted
-            .iter()
-            .filter_map(|w| w.target.as_ref().ok())
-            .map(|(partition, offset, max_bytes)| ReadRequest {
-                partition: partition.clone(),
-                offset: *offset,
-                max_bytes: *max_bytes,
-                at_least_one: false,
-                isolation: if request.isolation_level == READ_COMMITTED {
-                    Isolation::Committed
-                } else {
-                    Isolation::HighWatermark
-                },
-            })
-            .collect();
-        let results = broker.unified.read(reads, total_bytes_max).await;
-        let bytes: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|r| r.records.len()).sum();
-        let failed = results.iter().any(Result::is_err) || wanted.iter().any(|w| w.target.is_err());
-        if bytes >= min_bytes.max(1) || failed || Instant::now() >= deadline {
-            break results;
-        }
-        // Woken by a group commit or the deadline; either way read again (at the deadline, for the
-        // last time) so the response carries whatever has arrived.
-        let _ = tokio::time::timeout_at(deadline, appended.changed()).await;
-    };
+    let isolation =
+        if request.isolation_level == READ_COMMITTED { Isolation::Committed } else { Isolation::HighWatermark };
+    let reads = wanted.iter().filter_map(|w| w.target.as_ref().ok().cloned()).collect();
+    let results = broker.service.read(session, reads, isolation, total_bytes_max, wait).await;
     let mut results = results.into_iter();
     let mut topics: Vec<FetchableTopicResponse> = request
         .topics
@@ -130,10 +120,6 @@ pub(super) async fn fetch(broker: &Arc<Broker>, request: FetchRequest, version: 
             Ok(_) => results.next().unwrap_or(Err(LogError::Unavailable)),
             Err(error) => Err(error),
         };
-        if let (Ok(read), Some(metrics)) = (&result, &w.metrics) {
-            let (bytes, records) = crate::log::batch::totals(&read.records);
-            metrics.fetched(bytes, records);
-        }
         let data = partition_data(w.partition_index, result, request.isolation_level);
         topics[w.topic_index].partitions.push(data);
     }
@@ -187,7 +173,10 @@ pub(super) async fn list_offsets(
             let partition = found.as_ref().and_then(|t| t.partition(wanted.partition_index));
             let result = match partition {
                 None => Err(LogError::UnknownTopicOrPartition),
-                Some(partition) => offset_at(broker, partition, wanted.timestamp, isolation_level).await,
+                Some(partition) => match broker.cluster.check_leader(partition, wanted.current_leader_epoch) {
+                    Ok(()) => offset_at(broker, partition, wanted.timestamp, isolation_level).await,
+                    Err(error) => Err(error),
+                },
             };
             match result {
                 Ok((offset, timestamp)) => {
@@ -195,7 +184,7 @@ pub(super) async fn list_offsets(
                     out.timestamp = timestamp;
                     // The leader epoch is a v4+ field; encoding it earlier is an error.
                     if version >= 4 {
-                        out.leader_epoch = 0;
+                        out.leader_epoch = partition.map_or(-1, |p| p.leader_epoch());
                     }
                 }
                 Err(error) => {
@@ -245,26 +234,31 @@ pub(super) fn offset_for_leader_epoch(
         for wanted in topic.partitions {
             let mut out = EpochEndOffset::default();
             out.partition = wanted.partition;
-            match found.as_ref().and_then(|t| t.partition(wanted.partition)) {
-                None => {
-                    out.error_code = ResponseError::UnknownTopicOrPartition.code();
+            let partition = found.as_ref().and_then(|t| t.partition(wanted.partition));
+            let checked = match partition {
+                None => Err(LogError::UnknownTopicOrPartition),
+                Some(p) => broker.cluster.check_leader(p, wanted.current_leader_epoch).map(|()| p),
+            };
+            match checked {
+                Err(error) => {
+                    out.error_code = error.code();
                     out.leader_epoch = -1;
                     out.end_offset = -1;
                 }
-                // This log has had one leader epoch, 0, since its first record.
-                Some(_) if wanted.current_leader_epoch > 0 => {
-                    out.error_code = ResponseError::UnknownLeaderEpoch.code();
+                Ok(_) if wanted.leader_epoch < 0 => {
                     out.leader_epoch = -1;
                     out.end_offset = -1;
                 }
-                Some(_) if wanted.leader_epoch < 0 => {
-                    out.leader_epoch = -1;
-                    out.end_offset = -1;
-                }
-                Some(partition) => {
-                    out.leader_epoch = 0;
-                    out.end_offset = partition.high_watermark();
-                }
+                Ok(partition) => match partition.epoch_end_offset(wanted.leader_epoch) {
+                    Some((epoch, end_offset)) => {
+                        out.leader_epoch = epoch;
+                        out.end_offset = end_offset;
+                    }
+                    None => {
+                        out.leader_epoch = -1;
+                        out.end_offset = -1;
+                    }
+                },
             }
             topic_result.partitions.push(out);
         }

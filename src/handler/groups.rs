@@ -29,6 +29,7 @@ use crate::coordinator::group::JoinRequest;
 use crate::coordinator::{CommitRequest, CommittedOffset};
 use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
+use crate::service::session::Session;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
@@ -37,12 +38,11 @@ pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: RequestKind,
     version: i16,
-    client_id: &str,
-    client_host: &str,
+    session: &Session,
 ) -> Option<Handled> {
     let handled = match request {
         RequestKind::FindCoordinator(body) => Handled::counted(find_coordinator(broker, body, version)),
-        RequestKind::JoinGroup(body) => Handled::counted(join(broker, body, version, client_id, client_host).await),
+        RequestKind::JoinGroup(body) => Handled::counted(join(broker, body, version, session).await),
         RequestKind::SyncGroup(body) => Handled::counted(sync(broker, body).await),
         RequestKind::Heartbeat(body) => Handled::counted(heartbeat(broker, body)),
         RequestKind::LeaveGroup(body) => Handled::counted(leave(broker, body, version).await),
@@ -66,14 +66,22 @@ pub(super) fn find_coordinator(
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let config = &broker.config;
+    let cluster = &broker.cluster;
     let entry = |key: &str| {
         let mut entry = CoordinatorEntry::default();
         entry.key = str_bytes(key);
         if request.key_type == KEY_TYPE_GROUP {
-            entry.node_id = config.node_id.into();
-            entry.host = str_bytes(config.kafka_advertised_host.clone());
-            entry.port = config.kafka_advertised_port;
+            match cluster.broker(cluster.coordinator_for(key)) {
+                Some(node) => {
+                    entry.node_id = node.node_id.into();
+                    entry.host = str_bytes(node.host);
+                    entry.port = node.port;
+                }
+                None => {
+                    entry.node_id = (-1).into();
+                    entry.error_code = ResponseError::CoordinatorNotAvailable.code();
+                }
+            }
         } else {
             // Transactions are not built, so there is no transaction coordinator.
             entry.node_id = (-1).into();
@@ -107,14 +115,13 @@ pub(super) async fn join(
     broker: &Arc<Broker>,
     request: JoinGroupRequest,
     version: i16,
-    client_id: &str,
-    client_host: &str,
+    session: &Session,
 ) -> JoinGroupResponse {
     let join = JoinRequest {
         member_id: request.member_id.as_str().to_string(),
         instance_id: text(&request.group_instance_id),
-        client_id: client_id.to_string(),
-        client_host: client_host.to_string(),
+        client_id: session.client_id.clone(),
+        client_host: session.client_host.clone(),
         session_timeout_ms: request.session_timeout_ms,
         // v0 has no rebalance timeout: Kafka uses the session timeout.
         rebalance_timeout_ms: if version == 0 { request.session_timeout_ms } else { request.rebalance_timeout_ms },

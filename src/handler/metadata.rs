@@ -1,4 +1,5 @@
-//! ApiVersions, Metadata and DescribeCluster: what the cluster (this one node) and its topics are.
+//! ApiVersions, Metadata and DescribeCluster: what the cluster (from the metadata cache) and its
+//! topics are.
 
 use std::sync::Arc;
 
@@ -29,10 +30,15 @@ use crate::service::session::Session;
 const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    request: RequestKind,
+    version: i16,
+    session: &Session,
+) -> Option<Handled> {
     let handled = match request {
         RequestKind::ApiVersions(_) => Handled::counted(api_versions()),
-        RequestKind::Metadata(body) => Handled::counted(metadata(broker, body, version).await),
+        RequestKind::Metadata(body) => Handled::counted(metadata(broker, body, version, session).await),
         RequestKind::DescribeCluster(body) => Handled::counted(describe_cluster(broker, body)),
         RequestKind::DescribeTopicPartitions(body) => Handled::uncounted(describe_topic_partitions(broker, body)),
         _ => return super::misrouted(Family::Metadata),
@@ -70,20 +76,28 @@ pub(super) fn api_versions_unsupported() -> ApiVersionsResponse {
     response
 }
 
-pub(super) async fn metadata(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let config = &broker.config;
+pub(super) async fn metadata(
+    broker: &Arc<Broker>,
+    request: MetadataRequest,
+    version: i16,
+    session: &Session,
+) -> MetadataResponse {
     let mut response = MetadataResponse::default();
     if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
         response.cluster_authorized_operations = CLUSTER_OPERATIONS;
     }
     let topic_operations = version >= 8 && request.include_topic_authorized_operations;
-    let mut node = MetadataResponseBroker::default();
-    node.node_id = config.node_id.into();
-    node.host = str_bytes(config.kafka_advertised_host.clone());
-    node.port = config.kafka_advertised_port;
-    response.brokers.push(node);
+    for info in broker.cluster.brokers() {
+        let mut node = MetadataResponseBroker::default();
+        node.node_id = info.node_id.into();
+        node.host = str_bytes(info.host);
+        node.port = info.port;
+        // The rack is a v1+ field.
+        node.rack = info.rack.filter(|_| version >= 1).map(str_bytes);
+        response.brokers.push(node);
+    }
     response.cluster_id = Some(str_bytes(broker.log.cluster_id()));
-    response.controller_id = config.node_id.into();
+    response.controller_id = broker.cluster.controller().into();
     // v0 asks for all topics with an empty list, later versions with a null one.
     let all = match &request.topics {
         None => true,
@@ -101,7 +115,9 @@ pub(super) async fn metadata(broker: &Arc<Broker>, request: MetadataRequest, ver
     for wanted in request.topics.unwrap_or_default() {
         let existed = wanted.name.as_ref().is_some_and(|name| broker.log.topic(name.as_str()).is_some());
         let found = match &wanted.name {
-            Some(name) => lookup(broker, name.as_str(), allow_create).await.map_err(|e| (e, Some(name.clone()))),
+            Some(name) => {
+                lookup(broker, session, name.as_str(), allow_create).await.map_err(|e| (e, Some(name.clone())))
+            }
             None => broker.log.topic_by_id(wanted.topic_id).ok_or((LogError::UnknownTopicId, None)),
         };
         let topic = match found {
@@ -140,17 +156,14 @@ impl CountErrors for MetadataResponse {
     }
 }
 
-async fn lookup(broker: &Broker, name: &str, allow_create: bool) -> Result<Arc<Topic>, LogError> {
+async fn lookup(broker: &Broker, session: &Session, name: &str, allow_create: bool) -> Result<Arc<Topic>, LogError> {
     if broker.log.topic(name).is_none() && allow_create && broker.config.auto_create_topics {
         crate::log::validate_topic_name(name)?;
     }
-    // Until SASL exists every Kafka client is anonymous on the PLAINTEXT listener.
-    let session = Session::anonymous("PLAINTEXT", "");
-    broker.service.topic_or_create(&session, name, allow_create).await
+    broker.service.topic_or_create(session, name, allow_create).await
 }
 
 fn describe_topic(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
-    let node = broker.config.node_id;
     let mut out = MetadataResponseTopic::default();
     out.name = Some(topic_name(&topic.name));
     out.topic_id = topic.id;
@@ -158,12 +171,13 @@ fn describe_topic(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
         .partitions
         .iter()
         .map(|partition| {
+            let leadership = broker.cluster.leadership(partition);
             let mut p = MetadataResponsePartition::default();
             p.partition_index = partition.index;
-            p.leader_id = node.into();
-            p.leader_epoch = partition.leader_epoch();
-            p.replica_nodes = vec![node.into()];
-            p.isr_nodes = vec![node.into()];
+            p.leader_id = leadership.leader.into();
+            p.leader_epoch = leadership.leader_epoch;
+            p.replica_nodes = leadership.replicas.iter().map(|&n| n.into()).collect();
+            p.isr_nodes = leadership.in_sync.iter().map(|&n| n.into()).collect();
             p
         })
         .collect();
@@ -171,18 +185,20 @@ fn describe_topic(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
 }
 
 pub(super) fn describe_cluster(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
-    let config = &broker.config;
     let mut response = DescribeClusterResponse::default();
     if request.include_cluster_authorized_operations {
         response.cluster_authorized_operations = CLUSTER_OPERATIONS;
     }
     response.cluster_id = str_bytes(broker.log.cluster_id());
-    response.controller_id = config.node_id.into();
-    let mut node = DescribeClusterBroker::default();
-    node.broker_id = config.node_id.into();
-    node.host = str_bytes(config.kafka_advertised_host.clone());
-    node.port = config.kafka_advertised_port;
-    response.brokers.push(node);
+    response.controller_id = broker.cluster.controller().into();
+    for info in broker.cluster.brokers() {
+        let mut node = DescribeClusterBroker::default();
+        node.broker_id = info.node_id.into();
+        node.host = str_bytes(info.host);
+        node.port = info.port;
+        node.rack = info.rack.map(str_bytes);
+        response.brokers.push(node);
+    }
     response
 }
 
@@ -197,7 +213,6 @@ pub(super) fn describe_topic_partitions(
     broker: &Broker,
     request: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
-    let node = broker.config.node_id;
     let limit = usize::try_from(request.response_partition_limit).unwrap_or(0).clamp(1, 2000);
     let mut names: Vec<String> = if request.topics.is_empty() {
         broker.log.topics().iter().map(|t| t.name.clone()).collect()
@@ -231,12 +246,13 @@ pub(super) fn describe_topic_partitions(
                 );
                 break;
             }
+            let leadership = broker.cluster.leadership(partition);
             let mut p = DescribeTopicPartitionsResponsePartition::default();
             p.partition_index = partition.index;
-            p.leader_id = node.into();
-            p.leader_epoch = partition.leader_epoch();
-            p.replica_nodes = vec![node.into()];
-            p.isr_nodes = vec![node.into()];
+            p.leader_id = leadership.leader.into();
+            p.leader_epoch = leadership.leader_epoch;
+            p.replica_nodes = leadership.replicas.iter().map(|&n| n.into()).collect();
+            p.isr_nodes = leadership.in_sync.iter().map(|&n| n.into()).collect();
             out.partitions.push(p);
             emitted += 1;
         }

@@ -25,6 +25,7 @@ use crate::log::Log;
 use crate::protocol::apis::Family;
 use crate::protocol::{Body, CountErrors, ErrorCounts, Request};
 use crate::service::authorizer::AllowAll;
+use crate::service::session::Session;
 use crate::service::{BrokerService, ServiceSettings};
 use crate::unified::UnifiedLog;
 
@@ -113,7 +114,10 @@ impl Broker {
 impl Broker {
     /// Starts handling one request. Work that must keep the connection's order (queueing appends)
     /// is done before this returns; the returned future finishes the response.
-    pub async fn handle(self: &Arc<Self>, request: Request, client_host: &str) -> PendingResponse {
+    ///
+    /// `session` is the connection's (its principal, listener and client host); the request's
+    /// client id comes with the request.
+    pub async fn handle(self: &Arc<Self>, request: Request, session: &Session) -> PendingResponse {
         let version = request.version;
         let kind = match request.body {
             Body::Kind(kind) => kind,
@@ -124,14 +128,14 @@ impl Broker {
         };
         // The family in the API's row of protocol::apis answers it; each matches its own kinds.
         let handled = match request.api.family {
-            Family::Produce => return produce::handle(self, kind, version, client_host).await,
-            Family::Fetch => fetch::handle(self, kind, version).await,
-            Family::Metadata => metadata::handle(self, kind, version).await,
+            Family::Produce => return produce::handle(self, kind, version, session).await,
+            Family::Fetch => fetch::handle(self, kind, version, session).await,
+            Family::Metadata => metadata::handle(self, kind, version, session).await,
             Family::Admin => admin::handle(self, kind, version).await,
             Family::Configs => configs::handle(self, kind, version).await,
             Family::Groups => {
-                let client_id = request.client_id.unwrap_or_default();
-                groups::handle(self, kind, version, &client_id, client_host).await
+                let session = session.with_client_id(&request.client_id.unwrap_or_default());
+                groups::handle(self, kind, version, &session).await
             }
             Family::Cluster => cluster::handle(self, kind, version),
         };

@@ -28,12 +28,10 @@ pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: RequestKind,
     version: i16,
-    client_host: &str,
+    session: &Session,
 ) -> PendingResponse {
     let RequestKind::Produce(request) = request else { return super::ready(super::misrouted(Family::Produce)) };
     let acks = request.acks;
-    // Until SASL exists every Kafka client is anonymous on the PLAINTEXT listener.
-    let session = Session::anonymous("PLAINTEXT", client_host);
     let service = &broker.service;
     // First resolve and validate every partition through the broker service (the topic rules the
     // HTTP door applies too); then queue all valid ones as one unit, so a request's partitions
@@ -42,10 +40,10 @@ pub(super) async fn handle(
     let mut ready = Vec::new();
     for topic_data in request.topic_data {
         let topic = if version >= 13 {
-            service.topic_by_id(&session, topic_data.topic_id, Operation::Write)
+            service.topic_by_id(session, topic_data.topic_id, Operation::Write)
         } else {
             // As in Kafka, only Metadata creates topics; a produce to an unknown one is refused.
-            service.topic_for_write(&session, topic_data.name.as_str(), false).await
+            service.topic_for_write(session, topic_data.name.as_str(), false).await
         };
         let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
         for data in topic_data.partition_data {

@@ -297,10 +297,9 @@ pub(super) async fn read(
     let mut bytes_left = broker.config.http_read_bytes_max;
     let mut high_watermark = partition.high_watermark();
     while records.len() < limit && next < high_watermark && bytes_left > 0 {
-        let request =
-            PartitionRead { topic: found.clone(), partition: partition.clone(), offset: next, max_bytes: bytes_left };
-        let read = match broker.service.read(&session, vec![request], Isolation::HighWatermark, bytes_left).await.pop()
-        {
+        let request = PartitionRead::new(found.clone(), partition.clone(), next, bytes_left);
+        let reads = vec![request];
+        let read = match broker.service.read(&session, reads, Isolation::HighWatermark, bytes_left, None).await.pop() {
             Some(Ok(read)) => read,
             Some(Err(LogError::OffsetOutOfRange)) => return Err(out_of_range(next)),
             Some(Err(error)) => return Err(ApiError::from_log(error, &topic)),

@@ -6,6 +6,7 @@
 //! `spawn_blocking` up to the high watermark, which the writer publishes only after its write.
 
 pub mod batch;
+pub mod commit_log;
 mod error;
 pub mod metadata;
 pub mod metrics;
@@ -63,6 +64,8 @@ pub struct Partition {
     /// The epoch of this partition's leader: stamped into every batch it appends, checked against
     /// what clients send. A single broker leads every partition from epoch 0.
     leader_epoch: AtomicI32,
+    /// Each leader epoch with the offset it began at, rising (Kafka's leader epoch cache).
+    epochs: RwLock<Vec<(i32, i64)>>,
     deleted: AtomicBool,
     /// Segments in the object store by base offset; written only by the flusher.
     remote: RwLock<BTreeMap<i64, SegmentInfo>>,
@@ -97,6 +100,7 @@ impl Partition {
             log_start: AtomicI64::new(recovered.log_start),
             local_start: AtomicI64::new(recovered.local_start),
             leader_epoch: AtomicI32::new(0),
+            epochs: RwLock::new(vec![(0, recovered.log_start)]),
             deleted: AtomicBool::new(false),
             remote: RwLock::new(recovered.remote),
             appended_bytes: AtomicU64::new(0),
@@ -160,6 +164,27 @@ impl Partition {
     /// The epoch of the partition's current leader.
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// OffsetForLeaderEpoch (Kafka's leader epoch cache): the largest epoch at or below `epoch`
+    /// and the offset where it ended (the start of the next epoch; the log end for the current
+    /// one), or `None` when `epoch` precedes every epoch the log knows.
+    pub fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {
+        let epochs = self.epochs.read();
+        let position = epochs.partition_point(|&(e, _)| e <= epoch);
+        let (found, _) = *epochs.get(position.checked_sub(1)?)?;
+        let end = epochs.get(position).map_or_else(|| self.high_watermark(), |&(_, start)| start);
+        Some((found, end))
+    }
+
+    /// A new leadership of the partition from the log end on: later appends carry `epoch`.
+    pub fn begin_leader_epoch(&self, epoch: i32) {
+        let mut epochs = self.epochs.write();
+        if epochs.last().is_some_and(|&(last, _)| last >= epoch) {
+            return;
+        }
+        epochs.push((epoch, self.high_watermark()));
+        self.leader_epoch.store(epoch, Ordering::Release);
     }
 
     /// Checks the leader epoch a client sent (-1: none) against the partition's, as Kafka's
@@ -342,13 +367,22 @@ struct Inner {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `config.data_dir` and recovers every partition's state.
+    /// Opens (or creates) the log in `config.data_dir` and recovers every partition's state;
+    /// the local store is the durable copy of the log.
     pub async fn open(config: &Config) -> Result<Log, LogError> {
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&config)).await.map_err(|_| LogError::Unavailable)?
+        Self::open_with(config, Arc::new(commit_log::LocalCommitLog)).await
     }
 
-    fn open_blocking(config: &Config) -> Result<Log, LogError> {
+    /// Opens the log with group commits made durable by `commit_log`. With a write-ahead log
+    /// (`config.wal`), the local store is a cache of it and its own writes are not fsynced.
+    pub async fn open_with(config: &Config, commit_log: Arc<dyn commit_log::CommitLog>) -> Result<Log, LogError> {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&config, commit_log))
+            .await
+            .map_err(|_| LogError::Unavailable)?
+    }
+
+    fn open_blocking(config: &Config, commit_log: Arc<dyn commit_log::CommitLog>) -> Result<Log, LogError> {
         let path = config.data_dir.join("hot");
         std::fs::create_dir_all(&path)
             .map_err(|e| StoreError::corrupt(format!("cannot create {}: {e}", path.display())))?;
@@ -391,11 +425,15 @@ impl Log {
         let stored_cluster_id = store.cluster_id()?;
         let (appended_tx, appended) = watch::channel(0u64);
         let (commands, receiver) = mpsc::channel(config.append_queue_max);
-        let sync_each_commit = config.durability == Durability::Fsync;
-        let mut threads =
-            vec![writer::spawn(store.clone(), receiver, appended_tx, sync_each_commit, config.group_commit_bytes_max)?];
+        let local_is_durable = config.wal.is_none();
+        let settings = writer::WriterSettings {
+            sync_each_commit: local_is_durable && config.durability == Durability::Fsync,
+            group_bytes_max: config.group_commit_bytes_max,
+            commit_log,
+        };
+        let mut threads = vec![writer::spawn(store.clone(), receiver, appended_tx, settings)?];
         let stop_syncer = Arc::new(AtomicBool::new(false));
-        if config.durability == Durability::Periodic {
+        if local_is_durable && config.durability == Durability::Periodic {
             let interval = Duration::from_millis(config.fsync_interval_ms);
             threads.push(writer::spawn_wal_syncer(store.clone(), interval, stop_syncer.clone())?);
         }
@@ -941,6 +979,21 @@ impl Log {
         self.call(|reply| Command::MarkRecovered { reply }).await
     }
 
+    /// Drops a partition's records from `end` on: records written locally that the commit log
+    /// never made durable (never acknowledged). Returns the new log end.
+    pub async fn truncate_suffix(&self, partition: &Arc<Partition>, end: i64) -> Result<i64, LogError> {
+        self.call(|reply| Command::TruncateSuffix { partition: partition.clone(), end, reply }).await
+    }
+
+    /// Stores batches that already carry their offsets, continuing the partition exactly (a
+    /// write-ahead log replayed), with the producer state they imply, and publishes them.
+    pub async fn restore(&self, partition: &Arc<Partition>, batches: Vec<Bytes>) -> Result<(), LogError> {
+        if batches.is_empty() {
+            return Ok(());
+        }
+        self.call(|reply| Command::Restore { partition: partition.clone(), batches, reply }).await
+    }
+
     /// Writes the group coordinator's changes durably, in one write.
     pub async fn write_groups(&self, writes: Vec<GroupWrite>) -> Result<(), LogError> {
         if writes.is_empty() {
@@ -1182,6 +1235,32 @@ mod tests {
         for bad in ["", ".", "..", "a b", "ünï", &"x".repeat(250)] {
             assert!(validate_topic_name(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    /// OffsetForLeaderEpoch's answers as Kafka's leader epoch cache gives them: an epoch ends
+    /// where the next begins, the current one at the log end, an epoch between two known ones
+    /// maps to the lower, and one before them all is unknown.
+    #[test]
+    fn leader_epochs_end_where_the_next_begins() {
+        let key = PartitionKey { topic_number: 1, partition: 0 };
+        let recovered = Recovered { log_start: 0, local_start: 0, log_end: 10, remote: BTreeMap::new() };
+        let partition = Partition::new(key, Uuid::nil(), recovered);
+        assert_eq!(partition.epoch_end_offset(0), Some((0, 10)));
+        partition.begin_leader_epoch(3);
+        partition.high_watermark.store(25, Ordering::Release);
+        partition.begin_leader_epoch(5);
+        partition.high_watermark.store(40, Ordering::Release);
+        assert_eq!(partition.leader_epoch(), 5);
+        assert_eq!(partition.epoch_end_offset(0), Some((0, 10)));
+        assert_eq!(partition.epoch_end_offset(2), Some((0, 10)));
+        assert_eq!(partition.epoch_end_offset(3), Some((3, 25)));
+        assert_eq!(partition.epoch_end_offset(4), Some((3, 25)));
+        assert_eq!(partition.epoch_end_offset(5), Some((5, 40)));
+        assert_eq!(partition.epoch_end_offset(9), Some((5, 40)));
+        assert_eq!(partition.epoch_end_offset(-1), None);
+        // An epoch never goes back.
+        partition.begin_leader_epoch(4);
+        assert_eq!(partition.leader_epoch(), 5);
     }
 
     #[test]

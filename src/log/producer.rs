@@ -70,6 +70,14 @@ impl ProducerEntry {
         entry
     }
 
+    /// The entry without the batches at or after `offset` (a log cut back there); `None` when
+    /// none is left.
+    pub fn before(&self, offset: i64) -> Option<ProducerEntry> {
+        let batches: VecDeque<BatchSequence> =
+            self.batches.iter().copied().filter(|b| b.base_offset < offset).collect();
+        (!batches.is_empty()).then_some(ProducerEntry { epoch: self.epoch, batches })
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(3 + self.batches.len() * 16);
         out.put_i16(self.epoch);

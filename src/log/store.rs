@@ -279,6 +279,10 @@ impl Store {
         write.batch.put_cf(self.cf(CF_PRODUCERS), key.with_u64(producer_id as u64), entry);
     }
 
+    pub fn delete_producer(&self, write: &mut StoreWrite, key: PartitionKey, producer_id: i64) {
+        write.batch.delete_cf(self.cf(CF_PRODUCERS), key.with_u64(producer_id as u64));
+    }
+
     fn put_meta(&self, write: &mut StoreWrite, name: &str, value: &[u8]) {
         write.batch.put_cf(self.cf(CF_META), name.as_bytes(), value);
     }
@@ -412,6 +416,25 @@ impl Store {
                 key.time_key(timestamp_ms, base_offset).to_vec(),
             ),
             None => write.batch.delete_range_cf(self.cf(CF_TIMEINDEX), start, key.end()),
+        }
+    }
+
+    /// Deletes every batch whose base offset is at or after `offset`, and the time index entries
+    /// from `time_index_from` on (the first entry whose batch starts at or after `offset`).
+    pub fn delete_batches_from(
+        &self,
+        write: &mut StoreWrite,
+        key: PartitionKey,
+        offset: i64,
+        time_index_from: Option<(i64, i64)>,
+    ) {
+        write.batch.delete_range_cf(self.cf(CF_BATCHES), key.batch_key(offset).to_vec(), key.end());
+        if let Some((timestamp_ms, base_offset)) = time_index_from {
+            write.batch.delete_range_cf(
+                self.cf(CF_TIMEINDEX),
+                key.time_key(timestamp_ms, base_offset).to_vec(),
+                key.end(),
+            );
         }
     }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::batch::ValidBatch;
+use super::commit_log::{CommitLog, CommittedBatches};
 use super::producer::{self, BatchSequence, ProducerEntry, SequenceCheck};
 use super::remote_index::SegmentInfo;
 use super::store::{PartitionKey, Store, StoreError, StoreWrite};
@@ -103,6 +104,20 @@ pub(super) enum Command {
     MarkRecovered {
         reply: oneshot::Sender<Result<(), LogError>>,
     },
+    /// Drops the partition's batches from `end` on (records that never became durable), and the
+    /// producer state and time index entries that came with them. Replies with the new log end.
+    TruncateSuffix {
+        partition: Arc<Partition>,
+        end: i64,
+        reply: oneshot::Sender<Result<i64, LogError>>,
+    },
+    /// Stores batches that already have their offsets (a write-ahead log replayed), continuing
+    /// the partition's log exactly, and publishes them: recovery, not a produce.
+    Restore {
+        partition: Arc<Partition>,
+        batches: Vec<bytes::Bytes>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
     /// Finish what is queued before, then stop the thread (and release the store).
     Stop,
 }
@@ -135,23 +150,39 @@ struct Writer {
     group_bytes_max: usize,
     partitions: HashMap<PartitionKey, PartitionState>,
     producers: HashMap<PartitionKey, HashMap<i64, ProducerEntry>>,
-    appended: watch::Sender<u64>,
+    /// Where a group commit becomes durable before it is published and acknowledged.
+    commit_log: Arc<dyn CommitLog>,
+    appended: Arc<watch::Sender<u64>>,
+}
+
+/// How the writer commits: the store write's fsync, the group's size bound, the commit log.
+pub(super) struct WriterSettings {
+    pub sync_each_commit: bool,
+    pub group_bytes_max: usize,
+    pub commit_log: Arc<dyn CommitLog>,
 }
 
 pub(super) fn spawn(
     store: Store,
     mut commands: mpsc::Receiver<Command>,
     appended: watch::Sender<u64>,
-    sync_each_commit: bool,
-    group_bytes_max: usize,
+    settings: WriterSettings,
 ) -> Result<std::thread::JoinHandle<()>, LogError> {
+    let WriterSettings { sync_each_commit, group_bytes_max, commit_log } = settings;
     let mut producers: HashMap<PartitionKey, HashMap<i64, ProducerEntry>> = HashMap::new();
     for (key, producer_id, bytes) in store.scan_producers()? {
         let entry = ProducerEntry::decode(&bytes).ok_or_else(|| StoreError::corrupt("producer entry"))?;
         producers.entry(key).or_default().insert(producer_id, entry);
     }
-    let mut writer =
-        Writer { store, sync_each_commit, group_bytes_max, partitions: HashMap::new(), producers, appended };
+    let mut writer = Writer {
+        store,
+        sync_each_commit,
+        group_bytes_max,
+        partitions: HashMap::new(),
+        producers,
+        commit_log,
+        appended: Arc::new(appended),
+    };
     let handle = std::thread::Builder::new()
         .name("zombi-log-writer".into())
         .spawn(move || {
@@ -216,6 +247,13 @@ fn assert_offsets(partition: &Partition) {
     );
 }
 
+/// One partition's state and stored batches in the group commit being built.
+struct Staged {
+    partition: Arc<Partition>,
+    state: PartitionState,
+    batches: Vec<bytes::Bytes>,
+}
+
 /// An append applied to staged state, waiting for the write.
 struct Pending {
     reply: oneshot::Sender<Result<AppendInfo, LogError>>,
@@ -277,7 +315,7 @@ impl Writer {
             return;
         }
         let mut write = StoreWrite::default();
-        let mut staged: HashMap<PartitionKey, (Arc<Partition>, PartitionState)> = HashMap::new();
+        let mut staged: HashMap<PartitionKey, Staged> = HashMap::new();
         let mut pending = Vec::with_capacity(group.len());
         let now = now_ms();
         for Append { partition, timestamp_type, batches, reply } in group {
@@ -286,18 +324,18 @@ impl Writer {
                 pending.push(Pending { reply, result: Err(LogError::UnknownTopicOrPartition) });
                 continue;
             }
-            let state = match staged.entry(key) {
-                Entry::Occupied(entry) => &mut entry.into_mut().1,
+            let entry = match staged.entry(key) {
+                Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => match self.state(&partition) {
-                    Ok(state) => &mut entry.insert((partition.clone(), state)).1,
+                    Ok(state) => entry.insert(Staged { partition: partition.clone(), state, batches: Vec::new() }),
                     Err(error) => {
                         pending.push(Pending { reply, result: Err(error) });
                         continue;
                     }
                 },
             };
-            state.leader_epoch = partition.leader_epoch();
-            let result = self.apply(&mut write, key, state, timestamp_type, batches, now);
+            entry.state.leader_epoch = partition.leader_epoch();
+            let result = self.apply(&mut write, key, entry, timestamp_type, batches, now);
             pending.push(Pending { reply, result });
         }
         let started = std::time::Instant::now();
@@ -310,15 +348,39 @@ impl Writer {
             }
             return;
         }
-        for (key, (partition, mut state)) in staged {
-            partition.high_watermark.store(state.next_offset, Ordering::Release);
-            partition.appended_bytes.fetch_add(std::mem::take(&mut state.staged_bytes), Ordering::Relaxed);
+        // The writer goes on from the staged state at once; readers and producers see the group
+        // only once the commit log has made it durable.
+        let needs_batches = self.commit_log.needs_batches();
+        let mut published = Vec::with_capacity(staged.len());
+        let mut committed = Vec::new();
+        for (key, Staged { partition, mut state, batches }) in staged {
+            published.push((partition.clone(), state.next_offset, std::mem::take(&mut state.staged_bytes)));
+            if needs_batches && !batches.is_empty() {
+                committed.push(CommittedBatches { partition, batches });
+            }
             self.partitions.insert(key, state);
         }
-        self.appended.send_modify(|generation| *generation = generation.wrapping_add(1));
-        for item in pending {
-            let _ = item.reply.send(item.result);
-        }
+        let appended = self.appended.clone();
+        self.commit_log.commit(
+            committed,
+            Box::new(move |durable| {
+                if let Err(failure) = durable {
+                    for item in pending {
+                        // An append refused on its own (a sequence error) keeps its own error.
+                        let _ = item.reply.send(item.result.and(Err(failure.into())));
+                    }
+                    return;
+                }
+                for (partition, next_offset, bytes) in published {
+                    partition.high_watermark.fetch_max(next_offset, Ordering::AcqRel);
+                    partition.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
+                }
+                appended.send_modify(|generation| *generation = generation.wrapping_add(1));
+                for item in pending {
+                    let _ = item.reply.send(item.result);
+                }
+            }),
+        );
     }
 
     /// Checks sequences, assigns offsets and stages the writes of one partition's batches.
@@ -326,11 +388,12 @@ impl Writer {
         &self,
         write: &mut StoreWrite,
         key: PartitionKey,
-        state: &mut PartitionState,
+        staged: &mut Staged,
         timestamp_type: TimestampType,
         batches: Vec<ValidBatch>,
         now: i64,
     ) -> Result<AppendInfo, LogError> {
+        let state = &mut staged.state;
         // Check every batch before staging any, so a refused request changes nothing.
         let mut checks = Vec::with_capacity(batches.len());
         let mut expected = state.producers.clone();
@@ -363,7 +426,11 @@ impl Writer {
         for (mut batch, check) in batches.into_iter().zip(checks) {
             let base_offset = match check {
                 SequenceCheck::Duplicate(original) => original,
-                _ => self.stage_batch(write, key, state, timestamp_type, &mut batch, now),
+                _ => {
+                    let base_offset = self.stage_batch(write, key, state, timestamp_type, &mut batch, now);
+                    staged.batches.push(std::mem::take(&mut batch.bytes).freeze());
+                    base_offset
+                }
             };
             if info.base_offset < 0 {
                 info.base_offset = base_offset;
@@ -488,6 +555,12 @@ impl Writer {
                     Ok(())
                 }));
             }
+            Command::TruncateSuffix { partition, end, reply } => {
+                let _ = reply.send(self.truncate_suffix(&partition, end));
+            }
+            Command::Restore { partition, batches, reply } => {
+                let _ = reply.send(self.restore(&partition, batches));
+            }
             Command::MarkRecovered { reply } => {
                 let _ = reply.send(self.write_one(|store, write| {
                     store.put_recovered(write);
@@ -573,7 +646,8 @@ impl Writer {
         if log_start <= state.log_start {
             return Ok(state.log_start);
         }
-        if log_start > state.next_offset {
+        // Only acknowledged records may go: a group still on its way to the commit log is not.
+        if log_start > partition.high_watermark() {
             return Err(LogError::OffsetOutOfRange);
         }
         // Whole batches below the new start go; a batch that straddles it stays readable from it.
@@ -596,6 +670,86 @@ impl Writer {
         partition.set_local_start(log_start);
         assert_offsets(partition);
         Ok(log_start)
+    }
+
+    fn truncate_suffix(&mut self, partition: &Partition, end: i64) -> Result<i64, LogError> {
+        let key = partition.key;
+        let mut state = self.state(partition)?;
+        if end >= state.next_offset {
+            return Ok(state.next_offset);
+        }
+        // Only records that were never acknowledged go: none below what is in the object store.
+        assert!(end >= partition.remote_end(), "cutting {key:?} at {end}, below its remote end");
+        // Whole batches: one that straddles `end` goes too.
+        let cut = match self.store.batch_containing(key, end)? {
+            Some(bytes) => i64::from_be_bytes(bytes[..8].try_into().map_err(|_| StoreError::corrupt("batch"))?),
+            None => end,
+        };
+        let cut = cut.max(state.log_start);
+        let mut write = StoreWrite::default();
+        let time_index_from = self.store.time_entry_from_offset(key, cut)?;
+        self.store.delete_batches_from(&mut write, key, cut, time_index_from);
+        for (producer_id, entry) in state.producers.clone() {
+            match entry.before(cut) {
+                Some(kept) if kept == entry => {}
+                Some(kept) => {
+                    self.store.put_producer(&mut write, key, producer_id, &kept.encode());
+                    state.producers.insert(producer_id, kept);
+                }
+                None => {
+                    self.store.delete_producer(&mut write, key, producer_id);
+                    state.producers.remove(&producer_id);
+                }
+            }
+        }
+        self.store.write(write, self.sync_each_commit)?;
+        state.next_offset = cut;
+        state.max_timestamp = match self.store.last_time_entry(key)? {
+            Some((timestamp, _)) => timestamp,
+            None => partition.remote_segments().iter().map(|s| s.max_timestamp).max().unwrap_or(i64::MIN),
+        };
+        self.partitions.insert(key, state);
+        partition.high_watermark.fetch_min(cut, Ordering::AcqRel);
+        assert_offsets(partition);
+        Ok(cut)
+    }
+
+    fn restore(&mut self, partition: &Partition, batches: Vec<bytes::Bytes>) -> Result<(), LogError> {
+        let key = partition.key;
+        let mut state = self.state(partition)?;
+        let mut write = StoreWrite::default();
+        for bytes in batches {
+            let header = super::batch::BatchHeader::parse(&bytes)?;
+            if header.base_offset != state.next_offset {
+                return Err(LogError::Storage(StoreError::corrupt(format!(
+                    "restoring {key:?}: batch at {} where {} was due",
+                    header.base_offset, state.next_offset
+                ))));
+            }
+            self.store.put_batch(&mut write, key, header.base_offset, &bytes);
+            if header.max_timestamp > state.max_timestamp {
+                state.max_timestamp = header.max_timestamp;
+                self.store.put_time_index(&mut write, key, header.max_timestamp, header.base_offset);
+            }
+            if header.is_idempotent() {
+                let sequence = BatchSequence {
+                    first_sequence: header.base_sequence,
+                    last_sequence: header.last_sequence(),
+                    base_offset: header.base_offset,
+                };
+                let previous = state.producers.remove(&header.producer_id);
+                let entry = ProducerEntry::record(previous, header.producer_epoch, sequence);
+                self.store.put_producer(&mut write, key, header.producer_id, &entry.encode());
+                state.producers.insert(header.producer_id, entry);
+            }
+            state.next_offset = header.last_offset() + 1;
+            partition.appended_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        self.store.write(write, self.sync_each_commit)?;
+        partition.high_watermark.fetch_max(state.next_offset, Ordering::AcqRel);
+        self.partitions.insert(key, state);
+        self.appended.send_modify(|generation| *generation = generation.wrapping_add(1));
+        Ok(())
     }
 
     fn delete_topic(&mut self, name: &str, id: uuid::Uuid, keys: &[PartitionKey]) -> Result<(), LogError> {

@@ -76,6 +76,22 @@ pub struct PartitionRead {
     pub partition: Arc<Partition>,
     pub offset: i64,
     pub max_bytes: usize,
+    /// The leader epoch the client believes current (-1: it sent none).
+    pub current_leader_epoch: i32,
+}
+
+impl PartitionRead {
+    pub fn new(topic: Arc<Topic>, partition: Arc<Partition>, offset: i64, max_bytes: usize) -> PartitionRead {
+        PartitionRead { topic, partition, offset, max_bytes, current_leader_epoch: -1 }
+    }
+}
+
+/// How long a read may wait for records (a Fetch's long poll): until `min_bytes` have arrived or
+/// the deadline passes.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadWait {
+    pub min_bytes: usize,
+    pub deadline: tokio::time::Instant,
 }
 
 /// The broker's operations, for both front doors; cheap to share behind an `Arc`.
@@ -163,7 +179,7 @@ impl BrokerService {
             return Err(LogError::UnknownTopicOrPartition);
         }
         self.authorize(session, Operation::Create, Resource::Topic(name))?;
-        match self.log().create_topic(name, self.settings.num_partitions, BTreeMap::new(), false).await {
+        match self.create_topic(name, self.settings.num_partitions, BTreeMap::new(), false).await {
             Ok(topic) => Ok(topic),
             // Another connection created it first.
             Err(LogError::TopicAlreadyExists(_)) => self.log().topic(name).ok_or(LogError::UnknownTopicOrPartition),
@@ -171,12 +187,63 @@ impl BrokerService {
         }
     }
 
-    /// Checks one partition's records against the topic's rules (Kafka's `LogValidator`): the
-    /// acks a producer may ask for, `min.insync.replicas`, the batch format and
+    /// CreateTopics: a new topic (with `validate_only`, only checked). Authorization is the
+    /// caller's (CreateTopics answers per topic with its own codes).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, LogError> {
+        let topic = self.log().create_topic(name, partitions, configs, validate_only).await?;
+        if !validate_only {
+            self.unified.topic_changed(name).await?;
+        }
+        Ok(topic)
+    }
+
+    /// CreatePartitions: raises a topic's partition count.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Option<usize>,
+        validate_only: bool,
+    ) -> Result<(), LogError> {
+        self.log().create_partitions(name, count, assignments, validate_only).await?;
+        if !validate_only {
+            self.unified.topic_changed(name).await?;
+        }
+        Ok(())
+    }
+
+    /// AlterConfigs and IncrementalAlterConfigs on a topic: replaces its explicit configs.
+    pub async fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), LogError> {
+        self.log().set_topic_configs(name, configs, validate_only).await?;
+        if !validate_only {
+            self.unified.topic_changed(name).await?;
+        }
+        Ok(())
+    }
+
+    /// DeleteTopics.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), LogError> {
+        self.log().delete_topic(name).await
+    }
+
+    /// Checks one partition's records against the topic's rules (Kafka's `LogValidator`): that
+    /// this broker leads the partition, the acks a producer may ask for, `min.insync.replicas`, the batch format and
     /// `max.message.bytes`, and keys on compacted topics. CPU-bound for compacted topics (their
     /// batches are decompressed): callers on the runtime keep requests small or move it off.
     pub fn validate(&self, topic: &Topic, index: i32, records: &Bytes, acks: i16) -> Result<Validated, LogError> {
         let partition = topic.partition(index).ok_or(LogError::UnknownTopicOrPartition)?;
+        self.metadata.check_leader(partition, -1)?;
         if !matches!(acks, -1..=1) {
             return Err(LogError::InvalidRequest(format!("acks must be -1, 0 or 1, not {acks}")));
         }
@@ -207,18 +274,24 @@ impl BrokerService {
     }
 
     /// Reads several partitions up to the high watermark or, with `Isolation::Committed`, the
-    /// last stable offset; counts what is read in the topics' `BytesOut` and `MessagesOut`.
+    /// last stable offset, each only on its leader and at the leader epoch its client holds.
+    /// With `wait`, reads again after every group commit until `min_bytes` arrived, a partition
+    /// failed, or the deadline passed. Counts what is returned in the topics' `BytesOut` and
+    /// `MessagesOut`, once.
     pub async fn read(
         &self,
         session: &Session,
         reads: Vec<PartitionRead>,
         isolation: Isolation,
         total_bytes_max: usize,
+        wait: Option<ReadWait>,
     ) -> Vec<Result<ReadResult, LogError>> {
         let mut allowed = Vec::with_capacity(reads.len());
         let mut requests = Vec::with_capacity(reads.len());
         for read in &reads {
-            let permitted = self.authorize(session, Operation::Read, Resource::Topic(&read.topic.name));
+            let permitted = self
+                .authorize(session, Operation::Read, Resource::Topic(&read.topic.name))
+                .and_then(|()| self.metadata.check_leader(&read.partition, read.current_leader_epoch));
             if permitted.is_ok() {
                 requests.push(ReadRequest {
                     partition: read.partition.clone(),
@@ -230,7 +303,22 @@ impl BrokerService {
             }
             allowed.push(permitted);
         }
-        let mut results = self.unified.read(requests, total_bytes_max).await.into_iter();
+        let refused = allowed.iter().any(Result::is_err);
+        let mut appended = self.log().appended();
+        let results = loop {
+            appended.borrow_and_update();
+            let results = self.unified.read(requests.clone(), total_bytes_max).await;
+            let Some(wait) = wait else { break results };
+            let bytes: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|r| r.records.len()).sum();
+            let failed = refused || results.iter().any(Result::is_err);
+            if bytes >= wait.min_bytes.max(1) || failed || tokio::time::Instant::now() >= wait.deadline {
+                break results;
+            }
+            // Woken by a group commit or the deadline; either way read again (at the deadline, for
+            // the last time) so the answer carries whatever has arrived.
+            let _ = tokio::time::timeout_at(wait.deadline, appended.changed()).await;
+        };
+        let mut results = results.into_iter();
         reads
             .iter()
             .zip(allowed)

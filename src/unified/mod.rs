@@ -17,18 +17,27 @@ pub mod remote_log_manager;
 #[cfg(test)]
 mod remote_log_manager_tests;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{Config, Durability};
-use crate::log::{Log, LogError, Partition, ReadRequest, ReadResult, SegmentInfo, first_record_in};
-use crate::tier::Tier;
+use uuid::Uuid;
+
+use crate::config::{Config, Durability, WalConfig};
+use crate::log::{Log, LogError, Partition, ReadRequest, ReadResult, SegmentInfo, Topic, first_record_in};
+use crate::tier::{Tier, segment};
+use crate::wal::{Wal, WalSettings};
+use remote_log_manager::TopicMeta;
 
 /// The log and the tier together; cheap to clone.
 #[derive(Clone)]
 pub struct UnifiedLog {
     log: Log,
     tier: Arc<Tier>,
+    /// The shared write-ahead log, with `--wal-store`.
+    wal: Option<Arc<Wal>>,
+    /// The description last written per topic, with its version (see `describe_topic`).
+    described: Arc<tokio::sync::Mutex<HashMap<Uuid, (u64, TopicMeta)>>>,
 }
 
 impl std::fmt::Debug for UnifiedLog {
@@ -38,17 +47,87 @@ impl std::fmt::Debug for UnifiedLog {
 }
 
 impl UnifiedLog {
-    /// Opens the object store and the log, and rebuilds a fresh data dir from the object store.
+    /// Opens the object store and the log, rebuilds a fresh data dir from the object store and,
+    /// with a write-ahead log, claims this broker's stream and replays the earlier ones.
     pub async fn open(config: &Config) -> Result<UnifiedLog, LogError> {
         let tier = Arc::new(Tier::open(config).await.map_err(|e| LogError::Remote(e.to_string()))?);
-        let log = Log::open(config).await?;
-        let unified = UnifiedLog { log, tier };
+        let wal = match &config.wal {
+            Some(settings) => Some(Arc::new(open_wal(config, settings).await?)),
+            None => None,
+        };
+        let log = match &wal {
+            Some(wal) => Log::open_with(config, wal.commit_log()).await?,
+            None => Log::open(config).await?,
+        };
+        let unified = UnifiedLog { wal, ..UnifiedLog::new(log, tier) };
         recovery::recover_if_fresh(&unified).await?;
+        if let Some(wal) = &unified.wal {
+            wal.recover(&unified.log).await?;
+        }
         Ok(unified)
     }
 
     pub fn new(log: Log, tier: Arc<Tier>) -> UnifiedLog {
-        UnifiedLog { log, tier }
+        UnifiedLog { log, tier, wal: None, described: Arc::default() }
+    }
+
+    /// The shared write-ahead log, if this broker acknowledges through one.
+    pub fn wal(&self) -> Option<&Arc<Wal>> {
+        self.wal.as_ref()
+    }
+
+    /// Writes the topic's description to the object store when it changed: a new version, then
+    /// the older ones go. The remote log manager calls it every pass; with a write-ahead log,
+    /// every topic change calls it before it is answered, so that a broker rebuilt from the
+    /// bucket knows every topic its log holds records of.
+    pub async fn describe_topic(&self, topic: &Topic) -> Result<(), LogError> {
+        let mut described = self.described.lock().await;
+        let store = self.tier.store();
+        let meta = TopicMeta::of(topic);
+        let version = match described.get(&topic.id) {
+            Some((_, known)) if *known == meta => return Ok(()),
+            Some((version, _)) => *version,
+            None => {
+                // First look since start: find what the store has.
+                let prefix = format!("{}{}/", segment::TOPIC_META_PREFIX, topic.id);
+                let listed = store.list(&prefix).await.map_err(remote)?;
+                let latest = listed.iter().filter_map(|o| segment::parse_topic_meta_key(&o.key)).map(|(_, v)| v).max();
+                if let Some(latest) = latest {
+                    let key = segment::topic_meta_key(topic.id, latest);
+                    let stored = store.get(&key).await.map_err(remote)?;
+                    let stored: Option<TopicMeta> = stored.and_then(|b| serde_json::from_slice(&b).ok());
+                    if stored.as_ref() == Some(&meta) {
+                        described.insert(topic.id, (latest, meta));
+                        return Ok(());
+                    }
+                }
+                latest.unwrap_or(0)
+            }
+        };
+        let next = version + 1;
+        let body = bytes::Bytes::from(serde_json::to_vec(&meta).unwrap_or_default());
+        store.put_if_absent(&segment::topic_meta_key(topic.id, next), body).await.map_err(remote)?;
+        for old in 1..=version {
+            store.delete(&segment::topic_meta_key(topic.id, old)).await.map_err(remote)?;
+        }
+        described.insert(topic.id, (next, meta));
+        Ok(())
+    }
+
+    /// Forgets a deleted topic's description.
+    pub async fn forget_description(&self, topic_id: Uuid) {
+        self.described.lock().await.remove(&topic_id);
+    }
+
+    /// With a write-ahead log, describes the topic `name` now (see `describe_topic`).
+    pub async fn topic_changed(&self, name: &str) -> Result<(), LogError> {
+        if self.wal.is_none() {
+            return Ok(());
+        }
+        match self.log.topic(name) {
+            Some(topic) => self.describe_topic(&topic).await,
+            None => Ok(()),
+        }
     }
 
     /// The local log: topics, appends, the hot tier.
@@ -163,6 +242,23 @@ impl UnifiedLog {
             }
         }
     }
+}
+
+fn remote(error: crate::tier::object_store::ObjectStoreError) -> LogError {
+    LogError::Remote(error.to_string())
+}
+
+/// Opens the write-ahead log's store and claims this broker's stream in it.
+async fn open_wal(config: &Config, settings: &WalConfig) -> Result<Wal, LogError> {
+    let store = crate::tier::object_store::open(&settings.store, &config.s3).await.map_err(remote)?;
+    let wal_settings = WalSettings {
+        interval_ms: settings.interval_ms,
+        bytes_max: settings.bytes_max,
+        in_flight_max: crate::wal::IN_FLIGHT_MAX,
+        queue_max: config.append_queue_max,
+        roll_ms: settings.stream_roll_ms,
+    };
+    Wal::open(Arc::new(store), config.node_id, wal_settings).await
 }
 
 /// Opens a unified log at `path` with test-sized defaults (used by tests and benchmarks).

@@ -21,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -94,8 +93,10 @@ pub struct RemoteLogManager {
     log: Log,
     tier: Arc<Tier>,
     cursors: HashMap<PartitionKey, Cursor>,
-    /// The description last written per topic, with its version.
-    described: HashMap<Uuid, (u64, TopicMeta)>,
+    unified: UnifiedLog,
+    /// With a write-ahead log every topic is copied, whatever its configs: the object store is
+    /// where its records live, and the log's objects go only once segments hold them.
+    copy_all: bool,
 }
 
 /// Runs passes every `remote.log.manager.task.interval.ms` until `stopped` turns true.
@@ -110,13 +111,20 @@ pub async fn run(unified: UnifiedLog, mut stopped: watch::Receiver<bool>) {
             _ = stopped.changed() => return,
         }
         manager.pass().await;
+        // Write-ahead log objects whose records are now all in segments go.
+        if let Some(wal) = manager.unified.wal()
+            && let Err(error) = wal.collect(manager.unified.log()).await
+        {
+            tracing::warn!(%error, "cannot delete covered write-ahead log objects yet");
+        }
     }
 }
 
 impl RemoteLogManager {
     pub fn new(unified: UnifiedLog) -> Self {
         let (log, tier) = (unified.log().clone(), unified.tier().clone());
-        RemoteLogManager { log, tier, cursors: HashMap::new(), described: HashMap::new() }
+        let copy_all = unified.wal().is_some();
+        RemoteLogManager { log, tier, cursors: HashMap::new(), unified, copy_all }
     }
 
     /// One pass over every topic; errors are logged and counted, and retried next pass.
@@ -126,7 +134,7 @@ impl RemoteLogManager {
         }
         let topics = self.log.topics();
         for topic in &topics {
-            if let Err(error) = self.describe_topic(topic).await {
+            if let Err(error) = self.unified.describe_topic(topic).await {
                 tracing::warn!(topic = %topic.name, %error, "cannot write the topic's description");
             }
         }
@@ -138,8 +146,9 @@ impl RemoteLogManager {
                 let Ok(permit) = permits.clone().acquire_owned().await else { return };
                 let (log, tier, topic, partition) =
                     (self.log.clone(), self.tier.clone(), topic.clone(), partition.clone());
+                let copy_all = self.copy_all;
                 tasks.spawn(async move {
-                    let cursor = flush_partition(&log, &tier, &topic, &partition, cursor).await;
+                    let cursor = flush_partition(&log, &tier, &topic, &partition, cursor, copy_all).await;
                     drop(permit);
                     (partition.key, cursor)
                 });
@@ -161,42 +170,9 @@ impl RemoteLogManager {
                 }
             }
             self.log.topic_objects_deleted(id).await?;
-            self.described.remove(&id);
+            self.unified.forget_description(id).await;
             tracing::info!(topic_id = %id, "deleted topic's objects removed");
         }
-        Ok(())
-    }
-
-    /// Writes the topic's description when it changed: a new version, then the old one goes.
-    async fn describe_topic(&mut self, topic: &Topic) -> Result<(), LogError> {
-        let meta = TopicMeta::of(topic);
-        let version = match self.described.get(&topic.id) {
-            Some((_, described)) if *described == meta => return Ok(()),
-            Some((version, _)) => *version,
-            None => {
-                // First look since start: find what the store has.
-                let prefix = format!("{}{}/", segment::TOPIC_META_PREFIX, topic.id);
-                let listed = self.tier.store().list(&prefix).await.map_err(remote)?;
-                let latest = listed.iter().filter_map(|o| segment::parse_topic_meta_key(&o.key)).map(|(_, v)| v).max();
-                if let Some(latest) = latest {
-                    let key = segment::topic_meta_key(topic.id, latest);
-                    let stored = self.tier.store().get(&key).await.map_err(remote)?;
-                    let stored: Option<TopicMeta> = stored.and_then(|b| serde_json::from_slice(&b).ok());
-                    if stored.as_ref() == Some(&meta) {
-                        self.described.insert(topic.id, (latest, meta));
-                        return Ok(());
-                    }
-                }
-                latest.unwrap_or(0)
-            }
-        };
-        let next = version + 1;
-        let body = Bytes::from(serde_json::to_vec(&meta).unwrap_or_default());
-        self.tier.store().put_if_absent(&segment::topic_meta_key(topic.id, next), body).await.map_err(remote)?;
-        for old in 1..=version {
-            self.tier.store().delete(&segment::topic_meta_key(topic.id, old)).await.map_err(remote)?;
-        }
-        self.described.insert(topic.id, (next, meta));
         Ok(())
     }
 }
@@ -211,6 +187,7 @@ async fn flush_partition(
     topic: &Topic,
     partition: &Arc<Partition>,
     mut cursor: Cursor,
+    copy_all: bool,
 ) -> Cursor {
     if cursor.retry_at.is_some_and(|at| Instant::now() < at) {
         return cursor;
@@ -232,7 +209,7 @@ async fn flush_partition(
             }
         }
     }
-    if topic.config.remote_copy {
+    if topic.config.remote_copy || copy_all {
         for _ in 0..UPLOADS_PER_PASS_MAX {
             match upload_next(log, tier, topic, partition, &mut cursor).await {
                 Ok(Step::Uploaded) => continue,

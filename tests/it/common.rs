@@ -122,6 +122,20 @@ impl TestBroker {
         self.spawn(&address);
     }
 
+    /// Deletes everything in the data dir (a lost disk); the broker must not be running.
+    pub fn wipe_data_dir(&mut self) {
+        assert!(self.child.is_none(), "wipe the data dir of a stopped broker");
+        std::fs::remove_dir_all(&self.data_dir).expect("wipe data dir");
+        std::fs::create_dir_all(&self.data_dir).expect("recreate data dir");
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the broker process.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("a running broker");
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+        assert!(status.success(), "kill {signal}");
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -16,7 +16,19 @@ use crate::common::{TestBroker, WAIT_MAX, consume, unique_topic};
 /// (partition, offset, payload) of an acknowledged record.
 type Acked = (i32, i64, Vec<u8>);
 
+/// What happens to the data dir between the kill and the restart.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum AfterKill {
+    KeepDataDir,
+    /// The disk is lost: only what the object store holds (segments, write-ahead log) is left.
+    WipeDataDir,
+}
+
 async fn kill_under_load_keeps_acknowledged_records(args: &[&str]) {
+    kill_under_load(args, AfterKill::KeepDataDir).await;
+}
+
+pub async fn kill_under_load(args: &[&str], after_kill: AfterKill) {
     let mut broker = TestBroker::start(args);
     let topic = unique_topic("kill9");
     let producer = broker.producer(&[("acks", "all"), ("message.timeout.ms", "8000"), ("linger.ms", "2")]);
@@ -60,6 +72,9 @@ async fn kill_under_load_keeps_acknowledged_records(args: &[&str]) {
     let acked_before_kill = acked_count.load(Ordering::Acquire);
     stop.store(true, Ordering::Release);
     let address = broker.bootstrap.clone();
+    if after_kill == AfterKill::WipeDataDir {
+        broker.wipe_data_dir();
+    }
     broker.kill_and_restart();
     assert_eq!(broker.bootstrap, address);
     load.await.expect("load task");

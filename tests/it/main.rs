@@ -16,3 +16,4 @@ mod postgres;
 mod produce_consume;
 mod raw;
 mod tiering;
+mod wal;
