@@ -10,6 +10,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::cluster::node::ClusterNode;
 use crate::config::Config;
 use crate::connection;
 use crate::coordinator::Coordinator;
@@ -25,6 +26,8 @@ pub enum ServerError {
     Bind { address: SocketAddr, source: std::io::Error },
     #[error("cannot open the log: {0}")]
     Log(#[from] LogError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] crate::cluster::node::JoinError),
 }
 
 /// The listener name of the Kafka port (Kafka's security protocol of the same name).
@@ -35,8 +38,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the log, serves Kafka and HTTP until `shutdown` resolves, then drains connections.
 pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let unified = UnifiedLog::open(&config).await?;
-    let log = unified.log().clone();
     let kafka = TcpListener::bind(config.kafka_listen)
         .await
         .map_err(|source| ServerError::Bind { address: config.kafka_listen, source })?;
@@ -49,6 +50,20 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         .await
         .map_err(|source| ServerError::Bind { address: config.http_listen, source })?;
     let http_address = http.local_addr().map_err(|source| ServerError::Bind { address: config.http_listen, source })?;
+    // In a cluster: register first (the cluster id comes from there), then open the log as a
+    // cache of the cluster's.
+    let cluster_node = match &config.coordinator {
+        Some(_) => {
+            let (host, port) = (config.kafka_advertised_host.clone(), config.kafka_advertised_port);
+            Some(Arc::new(ClusterNode::join(&mut config, &host, port).await?))
+        }
+        None => None,
+    };
+    let unified = UnifiedLog::open_with(&config, cluster_node.as_ref().map(|node| node.metadata_wrapper())).await?;
+    if let Some(node) = &cluster_node {
+        node.sync_once(&unified).await?;
+    }
+    let log = unified.log().clone();
     let limits = GroupLimits {
         session_timeout_ms_min: config.group_min_session_timeout_ms,
         session_timeout_ms_max: config.group_max_session_timeout_ms,
@@ -58,7 +73,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let coordinator = Coordinator::open(log.clone(), limits, config.offsets_retention_ms).await?;
     let config = Arc::new(config);
     let sink = crate::iceberg::IcebergSink::new(config.iceberg.clone());
-    let broker = Arc::new(Broker::new(unified.clone(), coordinator.clone(), config.clone(), sink.clone()));
+    let cache = cluster_node.as_ref().map(|node| node.cache.clone() as Arc<dyn crate::cluster::MetadataCache>);
+    let broker = Arc::new(Broker::new(unified.clone(), coordinator.clone(), config.clone(), sink.clone(), cache));
     // Each subsystem reads its own state when /metrics is scraped.
     broker.metrics.register_collector(Box::new(crate::log::metrics::LogCollector { log: log.clone() }));
     broker.metrics.register_collector(Box::new(crate::coordinator::metrics::GroupCollector {
@@ -72,8 +88,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     }));
     let (stop, stopped) = watch::channel(false);
     if let Some(wal) = unified.wal() {
-        // Another process of this node claimed the write-ahead log: it acknowledges nothing
-        // more, and this one must not serve stale reads either.
+        // Another process claimed this node's write-ahead log, or a successor took its
+        // partitions over: it acknowledges nothing more, and must not serve stale reads either.
         let mut fenced = wal.writer().fenced();
         tokio::spawn(async move {
             if fenced.wait_for(|fenced| *fenced).await.is_ok() {
@@ -92,11 +108,16 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     background.spawn(
         coordinator.run_timers(Duration::from_millis(config.offsets_retention_check_interval_ms), stopped.clone()),
     );
+    // The cluster loop hands every partition over when stopped, before connections drain.
+    let cluster_task = cluster_node.map(|node| tokio::spawn(node.run(unified.clone(), stopped.clone())));
     tracing::info!(kafka = %kafka_address, http = %http_address, "zombi is serving");
     println!("zombi listening kafka={kafka_address} http={http_address}");
 
     let connections = accept_loop(kafka, broker, stopped, shutdown).await;
     let _ = stop.send(true);
+    if let Some(task) = cluster_task {
+        let _ = task.await;
+    }
     drain(connections).await;
     background.shutdown().await;
     if tokio::time::timeout(DRAIN_TIMEOUT, sink_task).await.is_err() {

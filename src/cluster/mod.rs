@@ -2,8 +2,23 @@
 //! coordinates a group (Kafka's `MetadataCache`). Handlers answer Metadata, FindCoordinator,
 //! DescribeCluster and the leader checks of Fetch and ListOffsets from it, never from the config.
 //!
-//! Today one broker leads every partition and coordinates every group ([`SingleNode`]); cluster
-//! mode puts an implementation backed by the shared coordinator behind the same trait.
+//! One broker leads every partition and coordinates every group ([`SingleNode`]) unless
+//! `--coordinator` is given: then [`cache::ClusterCache`] answers from PostgreSQL (see
+//! [`node`]: registration and leases, the controller, takeovers and hand-overs).
+//!
+//! - [`pg`]: the cluster's tables and queries;
+//! - [`assignment`]: the controller's plan (pure);
+//! - [`cache`]: the metadata cache of a broker in a cluster;
+//! - [`metadata`]: the log's metadata store backed by PostgreSQL;
+//! - [`takeover`]: a partition's log rebuilt from segments and the write-ahead log;
+//! - [`node`]: the broker's membership loop.
+
+pub mod assignment;
+pub mod cache;
+pub mod metadata;
+pub mod node;
+pub mod pg;
+pub mod takeover;
 
 use std::sync::Arc;
 
@@ -44,6 +59,12 @@ pub trait MetadataCache: Send + Sync + std::fmt::Debug {
     fn leadership(&self, partition: &Partition) -> Leadership;
     /// The broker that coordinates the group (or, later, the transactional id) `key`.
     fn coordinator_for(&self, key: &str) -> i32;
+
+    /// Whether this broker may acknowledge a produce now (in a cluster: while its lease is
+    /// provably valid).
+    fn may_acknowledge(&self) -> bool {
+        true
+    }
 
     /// Refuses a read or an append of a partition this broker does not lead, or one whose client
     /// holds another leader epoch (-1: the client sent none), as Kafka's partition leaders do.

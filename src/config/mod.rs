@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
+pub mod cluster;
 pub mod iceberg_settings;
 mod storage;
 pub mod wal;
 
+pub use cluster::ClusterConfig;
 pub use storage::{Location, S3Options};
 pub use wal::WalConfig;
 
@@ -217,6 +219,23 @@ pub struct Settings {
     /// next (older streams' objects are deleted once in segments).
     #[arg(long, env = "ZOMBI_WAL_STREAM_ROLL_MS")]
     pub wal_stream_roll_ms: Option<u64>,
+    /// Cluster mode: the PostgreSQL that coordinates the brokers sharing `--object-store`
+    /// (`postgres://USER:PASSWORD@HOST:PORT/DB`). Needs `--wal-store`.
+    #[arg(long, env = "ZOMBI_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// This broker's rack (Kafka's `broker.rack`): leadership spreads over racks.
+    #[arg(long = "broker-rack", env = "ZOMBI_BROKER_RACK")]
+    #[serde(rename = "broker.rack", alias = "broker-rack")]
+    pub broker_rack: Option<String>,
+    /// A broker whose lease was not renewed for this long is dead to the controller (Kafka's
+    /// `broker.session.timeout.ms`).
+    #[arg(long = "broker-session-timeout-ms", env = "ZOMBI_BROKER_SESSION_TIMEOUT_MS")]
+    #[serde(rename = "broker.session.timeout.ms", alias = "broker-session-timeout-ms")]
+    pub broker_session_timeout_ms: Option<u64>,
+    /// How often a broker renews its lease (Kafka's `broker.heartbeat.interval.ms`).
+    #[arg(long = "broker-heartbeat-interval-ms", env = "ZOMBI_BROKER_HEARTBEAT_INTERVAL_MS")]
+    #[serde(rename = "broker.heartbeat.interval.ms", alias = "broker-heartbeat-interval-ms")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
 }
 
 /// The resolved configuration: every value present, every limit with its unit.
@@ -301,6 +320,8 @@ pub struct Config {
     pub iceberg: iceberg_settings::IcebergSettings,
     /// The shared write-ahead log, when `--wal-store` is given.
     pub wal: Option<WalConfig>,
+    /// Cluster mode, when `--coordinator` is given.
+    pub coordinator: Option<ClusterConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -394,7 +415,25 @@ impl Config {
             }
             None => None,
         };
+        let coordinator = match first.coordinator.or(second.coordinator) {
+            Some(coordinator_url) => {
+                let cluster = ClusterConfig {
+                    coordinator_url,
+                    rack: first.broker_rack.or(second.broker_rack),
+                    session_timeout_ms: pick!(broker_session_timeout_ms, cluster::SESSION_TIMEOUT_MS_DEFAULT),
+                    heartbeat_interval_ms: pick!(broker_heartbeat_interval_ms, cluster::HEARTBEAT_INTERVAL_MS_DEFAULT),
+                };
+                cluster.validate().map_err(|(name, reason)| ConfigError::Invalid { name, reason })?;
+                if wal.is_none() {
+                    let reason = "cluster mode needs --wal-store: no acknowledged record may live on one disk only";
+                    return Err(ConfigError::Invalid { name: "coordinator", reason: reason.into() });
+                }
+                Some(cluster)
+            }
+            None => None,
+        };
         let config = Config {
+            coordinator,
             wal,
             iceberg,
             object_store,

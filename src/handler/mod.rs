@@ -81,15 +81,17 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// `cluster` answers who leads what: `None` for a single broker leading everything.
     pub fn new(
         unified: UnifiedLog,
         coordinator: Coordinator,
         config: Arc<Config>,
         iceberg: Arc<crate::iceberg::IcebergSink>,
+        cluster: Option<Arc<dyn MetadataCache>>,
     ) -> Broker {
         let budget_kib = (config.queued_request_bytes_max / 1024).max(1);
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let cluster: Arc<dyn MetadataCache> = SingleNode::new(&config);
+        let cluster: Arc<dyn MetadataCache> = cluster.unwrap_or_else(|| SingleNode::new(&config));
         let settings = ServiceSettings {
             auto_create_topics: config.auto_create_topics,
             num_partitions: config.num_partitions,

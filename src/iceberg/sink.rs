@@ -123,7 +123,9 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: UnifiedLog, mut stopped: watch::
             if *stopped.borrow() {
                 return;
             }
-            if !topic.config.iceberg_enable {
+            // One broker commits each table: the one leading its first partition (every
+            // partition on a single broker).
+            if !topic.config.iceberg_enable || !topic.partition(0).is_some_and(|p| p.is_leading()) {
                 continue;
             }
             let backoff = backoffs.entry(topic.name.clone()).or_default();

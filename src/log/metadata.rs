@@ -30,6 +30,8 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     -> Result<TopicRecord, LogError>;
     /// Stores a topic's changed record (partition count, configs).
     async fn update_topic(&self, record: TopicRecord) -> Result<(), LogError>;
+    /// Deletes a topic and, after every append queued before, its partitions' data.
+    async fn delete_topic(&self, name: &str, id: uuid::Uuid, keys: Vec<super::PartitionKey>) -> Result<(), LogError>;
     /// Stores the dynamic configs of a scope (`broker`, `group/<id>`).
     async fn set_dynamic_configs(&self, scope: &str, configs: &BTreeMap<String, String>) -> Result<(), LogError>;
     /// A block of producer ids no one else was or will be given.
@@ -73,6 +75,11 @@ impl MetadataStore for LocalMetadata {
 
     async fn update_topic(&self, record: TopicRecord) -> Result<(), LogError> {
         self.call(|reply| Command::UpdateTopic { record, reply }).await
+    }
+
+    async fn delete_topic(&self, name: &str, id: uuid::Uuid, keys: Vec<super::PartitionKey>) -> Result<(), LogError> {
+        let name = name.to_string();
+        self.call(|reply| Command::DeleteTopic { name, id, keys, reply }).await
     }
 
     async fn set_dynamic_configs(&self, scope: &str, configs: &BTreeMap<String, String>) -> Result<(), LogError> {

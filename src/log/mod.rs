@@ -42,6 +42,9 @@ use store::{Store, StoreOptions};
 use topic_config::{BrokerDefaults, TimestampType, TopicConfig};
 use writer::Command;
 
+/// Wraps the local metadata store in another (a cluster's coordinator) when the log opens.
+pub type MetadataWrapper = Box<dyn FnOnce(Arc<dyn MetadataStore>) -> Arc<dyn MetadataStore> + Send>;
+
 /// Longest topic name Kafka accepts.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
@@ -67,6 +70,9 @@ pub struct Partition {
     /// Each leader epoch with the offset it began at, rising (Kafka's leader epoch cache).
     epochs: RwLock<Vec<(i32, i64)>>,
     deleted: AtomicBool,
+    /// Whether this broker leads the partition and may append to it. Always on a single broker;
+    /// in a cluster, on once its log has been taken over and off from when it is handed over.
+    leading: AtomicBool,
     /// Segments in the object store by base offset; written only by the flusher.
     remote: RwLock<BTreeMap<i64, SegmentInfo>>,
     /// Bytes appended since the broker started (the flusher's cheap measure of pending data).
@@ -102,6 +108,7 @@ impl Partition {
             leader_epoch: AtomicI32::new(0),
             epochs: RwLock::new(vec![(0, recovered.log_start)]),
             deleted: AtomicBool::new(false),
+            leading: AtomicBool::new(true),
             remote: RwLock::new(recovered.remote),
             appended_bytes: AtomicU64::new(0),
             tier_stats: TierStats::default(),
@@ -145,6 +152,15 @@ impl Partition {
     pub fn remote_segment(&self, offset: i64) -> Option<SegmentInfo> {
         let remote = self.remote.read();
         remote.range(..=offset).next_back().map(|(_, s)| *s).filter(|s| s.next_offset > offset)
+    }
+
+    /// Starts the partition afresh (the writer, for `Log::reset_partition`): offsets from
+    /// `start`, the log from `log_start`, the remote index `segments`.
+    fn reset(&self, log_start: i64, start: i64, segments: Vec<SegmentInfo>) {
+        *self.remote.write() = segments.into_iter().map(|s| (s.base_offset, s)).collect();
+        self.high_watermark.store(start, Ordering::Release);
+        self.local_start.store(start, Ordering::Release);
+        self.log_start.store(log_start, Ordering::Release);
     }
 
     /// Publishes an uploaded segment; only the writer calls it, after the index entry is durable.
@@ -198,6 +214,18 @@ impl Partition {
         }
     }
 
+    /// Whether this broker leads the partition: appends, uploads, retention and its Iceberg
+    /// table are this broker's to do.
+    pub fn is_leading(&self) -> bool {
+        self.leading.load(Ordering::Acquire)
+    }
+
+    /// Starts or stops leading the partition. Appends the writer takes up after a stop fail with
+    /// NOT_LEADER_OR_FOLLOWER.
+    pub fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Release);
+    }
+
     pub fn appended_bytes(&self) -> u64 {
         self.appended_bytes.load(Ordering::Relaxed)
     }
@@ -222,13 +250,40 @@ impl Partition {
 }
 
 /// A topic as stored in the `meta` family.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
     name: String,
     id: Uuid,
     number: u32,
     partitions: u32,
     configs: BTreeMap<String, String>,
+}
+
+impl TopicRecord {
+    /// A topic as a cluster's coordinator describes it (its number given there).
+    pub fn new(name: String, id: Uuid, number: u32, partitions: u32, configs: BTreeMap<String, String>) -> Self {
+        TopicRecord { name, id, number, partitions, configs }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    pub fn configs(&self) -> &BTreeMap<String, String> {
+        &self.configs
+    }
 }
 
 #[derive(Debug)]
@@ -364,25 +419,38 @@ struct Inner {
     record_batch_decompressed_bytes_max: usize,
     /// Most partitions a topic may have.
     partitions_per_topic_max: i32,
+    /// Whether partitions are led from the start (a single broker) or only once a cluster has
+    /// handed them to this broker.
+    leads_by_default: bool,
 }
 
 impl Log {
     /// Opens (or creates) the log in `config.data_dir` and recovers every partition's state;
     /// the local store is the durable copy of the log.
     pub async fn open(config: &Config) -> Result<Log, LogError> {
-        Self::open_with(config, Arc::new(commit_log::LocalCommitLog)).await
+        Self::open_with(config, Arc::new(commit_log::LocalCommitLog), None).await
     }
 
     /// Opens the log with group commits made durable by `commit_log`. With a write-ahead log
     /// (`config.wal`), the local store is a cache of it and its own writes are not fsynced.
-    pub async fn open_with(config: &Config, commit_log: Arc<dyn commit_log::CommitLog>) -> Result<Log, LogError> {
+    /// `metadata`, when given, wraps the local metadata store: a cluster keeps topics, producer
+    /// ids, dynamic configs and the remote index in its coordinator, and locally as a cache.
+    pub async fn open_with(
+        config: &Config,
+        commit_log: Arc<dyn commit_log::CommitLog>,
+        metadata: Option<MetadataWrapper>,
+    ) -> Result<Log, LogError> {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || Self::open_blocking(&config, commit_log))
+        tokio::task::spawn_blocking(move || Self::open_blocking(&config, commit_log, metadata))
             .await
             .map_err(|_| LogError::Unavailable)?
     }
 
-    fn open_blocking(config: &Config, commit_log: Arc<dyn commit_log::CommitLog>) -> Result<Log, LogError> {
+    fn open_blocking(
+        config: &Config,
+        commit_log: Arc<dyn commit_log::CommitLog>,
+        wrap_metadata: Option<MetadataWrapper>,
+    ) -> Result<Log, LogError> {
         let path = config.data_dir.join("hot");
         std::fs::create_dir_all(&path)
             .map_err(|e| StoreError::corrupt(format!("cannot create {}: {e}", path.display())))?;
@@ -414,11 +482,13 @@ impl Log {
         }
         let static_defaults = defaults.clone();
         let defaults = static_defaults.with_dynamic(dynamic.get("broker").unwrap_or(&BTreeMap::new()));
+        // A single broker leads every partition; in a cluster a partition is led once taken over.
+        let leads_by_default = config.coordinator.is_none();
         let mut catalog = Catalog::default();
         for value in store.scan_topics()? {
             let record: TopicRecord =
                 serde_json::from_slice(&value).map_err(|e| StoreError::corrupt(format!("topic record: {e}")))?;
-            let topic = Self::recover_topic(&store, record, &defaults, &[])?;
+            let topic = Self::recover_topic(&store, record, &defaults, &[], leads_by_default)?;
             catalog.by_id.insert(topic.id, topic.clone());
             catalog.by_name.insert(topic.name.clone(), topic);
         }
@@ -458,7 +528,13 @@ impl Log {
                 store,
                 catalog: RwLock::new(catalog),
                 admin: Mutex::new(()),
-                metadata: Arc::new(LocalMetadata::new(commands.clone())),
+                metadata: {
+                    let local: Arc<dyn MetadataStore> = Arc::new(LocalMetadata::new(commands.clone()));
+                    match wrap_metadata {
+                        Some(wrap) => wrap(local),
+                        None => local,
+                    }
+                },
                 producer_ids: Mutex::new(0..0),
                 commands,
                 appended,
@@ -470,6 +546,7 @@ impl Log {
                 stop_syncer,
                 record_batch_decompressed_bytes_max: config.record_batch_decompressed_bytes_max,
                 partitions_per_topic_max: config.partitions_per_topic_max,
+                leads_by_default,
             }),
         })
     }
@@ -512,11 +589,14 @@ impl Log {
         record: TopicRecord,
         defaults: &BrokerDefaults,
         existing: &[Arc<Partition>],
+        leading: bool,
     ) -> Result<Arc<Topic>, LogError> {
         let mut partitions = existing.to_vec();
         for index in existing.len() as u32..record.partitions {
             let key = PartitionKey { topic_number: record.number, partition: index };
-            partitions.push(Arc::new(Partition::new(key, record.id, recover_partition(store, key)?)));
+            let partition = Partition::new(key, record.id, recover_partition(store, key)?);
+            partition.set_leading(leading);
+            partitions.push(Arc::new(partition));
         }
         Ok(Arc::new(Topic {
             name: record.name,
@@ -557,6 +637,13 @@ impl Log {
     pub async fn set_dynamic_configs(&self, scope: &str, configs: BTreeMap<String, String>) -> Result<(), LogError> {
         let _admin = self.inner.admin.lock().await;
         self.inner.metadata.set_dynamic_configs(scope, &configs).await?;
+        self.apply_dynamic_configs(scope, configs);
+        Ok(())
+    }
+
+    /// Takes in dynamic configs a cluster's coordinator holds (changed through another broker),
+    /// in memory only: the coordinator is where they live.
+    pub fn apply_dynamic_configs(&self, scope: &str, configs: BTreeMap<String, String>) {
         if scope == "broker" {
             let defaults = self.inner.static_defaults.with_dynamic(&configs);
             *self.inner.defaults.write() = defaults.clone();
@@ -567,7 +654,6 @@ impl Log {
             }
         }
         self.inner.dynamic.write().insert(scope.to_string(), configs);
-        Ok(())
     }
 
     /// A copy of a topic's identity, to rebuild it with new configs.
@@ -635,7 +721,7 @@ impl Log {
             configs,
         };
         if validate_only {
-            return Self::recover_topic(&self.inner.store, record, &self.defaults(), &[]);
+            return Self::recover_topic(&self.inner.store, record, &self.defaults(), &[], self.inner.leads_by_default);
         }
         let topic = self.write_topic(record, Vec::new()).await?;
         tracing::info!(topic = name, partitions, "topic created");
@@ -665,10 +751,11 @@ impl Log {
     async fn write_topic(&self, record: TopicRecord, restored: Vec<Vec<SegmentInfo>>) -> Result<Arc<Topic>, LogError> {
         let record = self.inner.metadata.create_topic(record, restored).await?;
         let log = self.clone();
-        let topic =
-            tokio::task::spawn_blocking(move || Self::recover_topic(&log.inner.store, record, &log.defaults(), &[]))
-                .await
-                .map_err(|_| LogError::Unavailable)??;
+        let topic = tokio::task::spawn_blocking(move || {
+            Self::recover_topic(&log.inner.store, record, &log.defaults(), &[], log.inner.leads_by_default)
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)??;
         self.publish(topic.clone());
         Ok(topic)
     }
@@ -686,7 +773,7 @@ impl Log {
             catalog.by_id.remove(&topic.id);
         }
         let keys = topic.partitions.iter().map(|p| p.key).collect();
-        self.call(|reply| Command::DeleteTopic { name: topic.name.clone(), id: topic.id, keys, reply }).await?;
+        self.inner.metadata.delete_topic(&topic.name, topic.id, keys).await?;
         tracing::info!(topic = name, "topic deleted");
         Ok(())
     }
@@ -755,12 +842,71 @@ impl Log {
         let log = self.clone();
         let existing = existing.to_vec();
         let topic = tokio::task::spawn_blocking(move || {
-            Self::recover_topic(&log.inner.store, record, &log.defaults(), &existing)
+            Self::recover_topic(&log.inner.store, record, &log.defaults(), &existing, log.inner.leads_by_default)
         })
         .await
         .map_err(|_| LogError::Unavailable)??;
         self.publish(topic);
         Ok(())
+    }
+
+    /// Takes in a topic as a cluster's coordinator has it (created or changed through another
+    /// broker): its record is stored locally and the topic published, keeping the partitions
+    /// already known. Only for a cluster's metadata sync; the coordinator is not told.
+    pub async fn apply_topic(&self, record: TopicRecord) -> Result<Arc<Topic>, LogError> {
+        let _admin = self.inner.admin.lock().await;
+        let existing = match self.topic_by_id(record.id) {
+            Some(topic) if topic.record() == record => return Ok(topic),
+            Some(topic) => topic.partitions.clone(),
+            None => Vec::new(),
+        };
+        let encoded = record.clone();
+        self.call(|reply| Command::UpdateTopic { record: encoded, reply }).await?;
+        let log = self.clone();
+        let topic = tokio::task::spawn_blocking(move || {
+            Self::recover_topic(&log.inner.store, record, &log.defaults(), &existing, log.inner.leads_by_default)
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)??;
+        self.publish(topic.clone());
+        Ok(topic)
+    }
+
+    /// Drops a topic the cluster no longer has (deleted through another broker), locally only.
+    pub async fn forget_topic(&self, id: Uuid) -> Result<(), LogError> {
+        let _admin = self.inner.admin.lock().await;
+        let Some(topic) = self.topic_by_id(id) else { return Ok(()) };
+        for partition in &topic.partitions {
+            partition.deleted.store(true, Ordering::Release);
+        }
+        {
+            let mut catalog = self.inner.catalog.write();
+            catalog.by_name.remove(&topic.name);
+            catalog.by_id.remove(&topic.id);
+        }
+        let keys = topic.partitions.iter().map(|p| p.key).collect();
+        self.call(|reply| Command::DeleteTopic { name: topic.name.clone(), id: topic.id, keys, reply }).await?;
+        Ok(())
+    }
+
+    /// Starts a partition's local log afresh at `start`, its log start at `log_start` and its
+    /// remote index as `segments` (a cluster taking the partition over: the local records were
+    /// a cache, and the tail after `start` is restored next).
+    pub async fn reset_partition(
+        &self,
+        partition: &Arc<Partition>,
+        log_start: i64,
+        start: i64,
+        segments: Vec<SegmentInfo>,
+    ) -> Result<(), LogError> {
+        let partition = partition.clone();
+        self.call(|reply| Command::Reset { partition, log_start, start, segments, reply }).await
+    }
+
+    /// Resolves once every append queued before it is durable (or failed): a leader handing a
+    /// partition over knows where its epoch ends.
+    pub async fn barrier(&self) -> Result<(), LogError> {
+        self.call(|reply| Command::Barrier { reply }).await
     }
 
     fn publish(&self, topic: Arc<Topic>) {
@@ -1016,7 +1162,8 @@ impl Log {
             if retention_ms < 0 && retention_bytes < 0 {
                 continue;
             }
-            for partition in &topic.partitions {
+            // A cluster's partitions are their leaders' to trim.
+            for partition in topic.partitions.iter().filter(|p| p.is_leading()) {
                 let store = self.inner.store.clone();
                 let key = partition.key;
                 let high_watermark = partition.high_watermark();

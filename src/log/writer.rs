@@ -118,6 +118,18 @@ pub(super) enum Command {
         batches: Vec<bytes::Bytes>,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
+    /// Starts a partition's local log afresh at `start` (see `Log::reset_partition`).
+    Reset {
+        partition: Arc<Partition>,
+        log_start: i64,
+        start: i64,
+        segments: Vec<SegmentInfo>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// Answers once every append queued before it is durable (or failed).
+    Barrier {
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
     /// Finish what is queued before, then stop the thread (and release the store).
     Stop,
 }
@@ -322,6 +334,11 @@ impl Writer {
             let key = partition.key;
             if partition.deleted.load(Ordering::Acquire) {
                 pending.push(Pending { reply, result: Err(LogError::UnknownTopicOrPartition) });
+                continue;
+            }
+            // Handed over (or never taken over) since the append was validated.
+            if !partition.is_leading() {
+                pending.push(Pending { reply, result: Err(LogError::NotLeaderOrFollower) });
                 continue;
             }
             let entry = match staged.entry(key) {
@@ -561,6 +578,18 @@ impl Writer {
             Command::Restore { partition, batches, reply } => {
                 let _ = reply.send(self.restore(&partition, batches));
             }
+            Command::Reset { partition, log_start, start, segments, reply } => {
+                let _ = reply.send(self.reset(&partition, log_start, start, segments));
+            }
+            Command::Barrier { reply } => {
+                // The commit log answers in commit order: after every group committed before.
+                self.commit_log.commit(
+                    Vec::new(),
+                    Box::new(move |durable| {
+                        let _ = reply.send(durable.map_err(LogError::from));
+                    }),
+                );
+            }
             Command::MarkRecovered { reply } => {
                 let _ = reply.send(self.write_one(|store, write| {
                     store.put_recovered(write);
@@ -749,6 +778,29 @@ impl Writer {
         partition.high_watermark.fetch_max(state.next_offset, Ordering::AcqRel);
         self.partitions.insert(key, state);
         self.appended.send_modify(|generation| *generation = generation.wrapping_add(1));
+        Ok(())
+    }
+
+    fn reset(
+        &mut self,
+        partition: &Partition,
+        log_start: i64,
+        start: i64,
+        segments: Vec<SegmentInfo>,
+    ) -> Result<(), LogError> {
+        assert!(log_start <= start, "resetting {:?}: log start {log_start} after {start}", partition.key);
+        let key = partition.key;
+        let mut write = StoreWrite::default();
+        self.store.delete_partition(&mut write, key);
+        self.store.put_log_start(&mut write, key, log_start);
+        for segment in &segments {
+            self.store.put_remote(&mut write, key, segment.base_offset, &segment.encode_value());
+        }
+        self.store.write(write, self.sync_each_commit)?;
+        self.partitions.remove(&key);
+        self.producers.remove(&key);
+        partition.reset(log_start, start, segments);
+        assert_offsets(partition);
         Ok(())
     }
 

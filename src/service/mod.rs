@@ -50,6 +50,7 @@ impl Validated {
 pub struct PendingAppend {
     receiver: AppendReceiver,
     counted: Counted,
+    metadata: Arc<dyn MetadataCache>,
 }
 
 impl PendingAppend {
@@ -57,6 +58,11 @@ impl PendingAppend {
         let result = self.receiver.await.unwrap_or(Err(LogError::Unavailable));
         if result.is_ok() {
             self.counted.metrics.appended(self.counted.bytes, self.counted.records);
+            // A broker that cannot prove its lease acknowledges nothing (the record is durable
+            // all the same, and the next leader serves it).
+            if !self.metadata.may_acknowledge() {
+                return Err(LogError::NotLeaderOrFollower);
+            }
         }
         result
     }
@@ -270,7 +276,11 @@ impl BrokerService {
             counted.push(item.counted);
         }
         let receivers = self.log().submit_appends(appends).await?;
-        Ok(receivers.into_iter().zip(counted).map(|(receiver, counted)| PendingAppend { receiver, counted }).collect())
+        Ok(receivers
+            .into_iter()
+            .zip(counted)
+            .map(|(receiver, counted)| PendingAppend { receiver, counted, metadata: self.metadata.clone() })
+            .collect())
     }
 
     /// Reads several partitions up to the high watermark or, with `Isolation::Committed`, the

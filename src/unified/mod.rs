@@ -24,7 +24,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use crate::config::{Config, Durability, WalConfig};
-use crate::log::{Log, LogError, Partition, ReadRequest, ReadResult, SegmentInfo, Topic, first_record_in};
+use crate::log::{
+    Log, LogError, MetadataWrapper, Partition, ReadRequest, ReadResult, SegmentInfo, Topic, first_record_in,
+};
 use crate::tier::{Tier, segment};
 use crate::wal::{Wal, WalSettings};
 use remote_log_manager::TopicMeta;
@@ -50,19 +52,31 @@ impl UnifiedLog {
     /// Opens the object store and the log, rebuilds a fresh data dir from the object store and,
     /// with a write-ahead log, claims this broker's stream and replays the earlier ones.
     pub async fn open(config: &Config) -> Result<UnifiedLog, LogError> {
+        Self::open_with(config, None).await
+    }
+
+    /// Opens as `open` does, with the log's metadata store wrapped by `metadata` (a cluster's
+    /// coordinator). In a cluster the local log is a cache: topics come from the coordinator
+    /// and partitions are rebuilt when taken over, so nothing is recovered here but the claim
+    /// of this broker's write-ahead log stream (which seals its earlier ones).
+    pub async fn open_with(config: &Config, metadata: Option<MetadataWrapper>) -> Result<UnifiedLog, LogError> {
         let tier = Arc::new(Tier::open(config).await.map_err(|e| LogError::Remote(e.to_string()))?);
         let wal = match &config.wal {
             Some(settings) => Some(Arc::new(open_wal(config, settings).await?)),
             None => None,
         };
-        let log = match &wal {
-            Some(wal) => Log::open_with(config, wal.commit_log()).await?,
-            None => Log::open(config).await?,
+        let commit_log = match &wal {
+            Some(wal) => wal.commit_log(),
+            None => Arc::new(crate::log::commit_log::LocalCommitLog),
         };
+        let in_cluster = metadata.is_some();
+        let log = Log::open_with(config, commit_log, metadata).await?;
         let unified = UnifiedLog { wal, ..UnifiedLog::new(log, tier) };
-        recovery::recover_if_fresh(&unified).await?;
-        if let Some(wal) = &unified.wal {
-            wal.recover(&unified.log).await?;
+        if !in_cluster {
+            recovery::recover_if_fresh(&unified).await?;
+            if let Some(wal) = &unified.wal {
+                wal.recover(&unified.log).await?;
+            }
         }
         Ok(unified)
     }

@@ -189,7 +189,8 @@ async fn flush_partition(
     mut cursor: Cursor,
     copy_all: bool,
 ) -> Cursor {
-    if cursor.retry_at.is_some_and(|at| Instant::now() < at) {
+    // In a cluster, a partition's leader alone moves its log.
+    if !partition.is_leading() || cursor.retry_at.is_some_and(|at| Instant::now() < at) {
         return cursor;
     }
     let interval = Duration::from_millis(tier.settings.task_interval_ms.max(1));

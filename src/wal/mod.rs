@@ -109,6 +109,16 @@ impl Wal {
         &self.writer
     }
 
+    /// The store the log's objects are in.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// The stream this broker writes now (it moves on every `--wal-stream-roll-ms`).
+    pub fn current_stream(&self) -> StreamId {
+        self.writer.stream()
+    }
+
     /// Replays the earlier streams into `log`: each partition's local records past what the
     /// streams and its segments hold were never acknowledged and go; what the streams hold past
     /// the local records is written in. Run before serving.

@@ -74,6 +74,9 @@ struct Group {
 pub struct WalWriter {
     groups: mpsc::Sender<Group>,
     fenced: watch::Receiver<bool>,
+    node_id: i32,
+    /// The epoch of the stream being written.
+    current_epoch: Arc<AtomicU64>,
     pub stats: Arc<WalStats>,
 }
 
@@ -97,7 +100,9 @@ impl WalWriter {
         let (groups, receiver) = mpsc::channel(settings.queue_max.max(1));
         let (fence, fenced) = watch::channel(false);
         let stats = Arc::new(WalStats::default());
+        let current_epoch = Arc::new(AtomicU64::new(stream.broker_epoch));
         let task = Uploader {
+            current_epoch: current_epoch.clone(),
             store,
             stream,
             nonce,
@@ -109,7 +114,12 @@ impl WalWriter {
             written,
         };
         tokio::spawn(task.run(receiver));
-        WalWriter { groups, fenced, stats }
+        WalWriter { groups, fenced, node_id: stream.node_id, current_epoch, stats }
+    }
+
+    /// The stream being written now.
+    pub fn stream(&self) -> StreamId {
+        StreamId { node_id: self.node_id, broker_epoch: self.current_epoch.load(Ordering::Acquire) }
     }
 
     /// Turns true once a successor has sealed this writer's stream.
@@ -149,6 +159,8 @@ struct Uploader {
     next_slot: u64,
     /// When the current stream was claimed.
     started: Instant,
+    /// Shared with the writer's handle: the epoch of the stream being written.
+    current_epoch: Arc<AtomicU64>,
     fence: watch::Sender<bool>,
     stats: Arc<WalStats>,
     written: mpsc::UnboundedSender<Written>,
@@ -176,10 +188,15 @@ impl Uploader {
         let mut open = true;
         let mut fenced = false;
         let mut close_by = None;
+        // Barriers (groups with no batches) waiting for every object before a slot.
+        let mut barriers: std::collections::VecDeque<(u64, CommitDone)> = std::collections::VecDeque::new();
         loop {
             if fenced {
                 for group in pending.drain(..) {
                     (group.done)(Err(CommitFailure::Fenced));
+                }
+                for (_, done) in barriers.drain(..) {
+                    done(Err(CommitFailure::Fenced));
                 }
             }
             // Time for a new stream: once this one's creates are done, seal it and claim the next.
@@ -216,9 +233,18 @@ impl Uploader {
                     match outcome.result {
                         Ok(written) if !fenced => {
                             self.stats.objects.fetch_add(1, Ordering::Relaxed);
+                            let slot = match &written {
+                                Written::Object { slot, .. } => *slot,
+                                Written::Retired { .. } => 0,
+                            };
                             let _ = self.written.send(written);
                             for done in outcome.dones {
                                 done(Ok(()));
+                            }
+                            while barriers.front().is_some_and(|(before, _)| *before <= slot + 1) {
+                                if let Some((_, done)) = barriers.pop_front() {
+                                    done(Ok(()));
+                                }
                             }
                         }
                         // A later object of a fenced stream is never acknowledged, even if created.
@@ -240,6 +266,14 @@ impl Uploader {
                     }
                 }
                 group = groups.recv(), if open => match group {
+                    // A barrier: done once every object before it is.
+                    Some(group) if group.batches.is_empty() && pending.is_empty() => {
+                        if puts.is_empty() {
+                            (group.done)(if fenced { Err(CommitFailure::Fenced) } else { Ok(()) });
+                        } else {
+                            barriers.push_back((self.next_slot, group.done));
+                        }
+                    }
                     Some(group) => {
                         pending_bytes += group.batches.iter().flat_map(|b| &b.batches).map(Bytes::len).sum::<usize>();
                         pending.push(group);
@@ -267,6 +301,7 @@ impl Uploader {
         create_or_fence(&*self.store, &next.key(0), claim, &self.stats).await?;
         tracing::debug!(retired = ?self.stream, stream = ?next, "write-ahead log moved to a new stream");
         self.stream = next;
+        self.current_epoch.store(next.broker_epoch, Ordering::Release);
         self.next_slot = 1;
         self.started = Instant::now();
         Ok(())

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bad_input;
+mod cluster;
 mod common;
 mod console;
 mod decompression;

@@ -1,0 +1,304 @@
+//! Cluster mode: three real brokers on one object store and one write-ahead log store (a shared
+//! directory, whose creates are atomic), coordinated through a private PostgreSQL, driven by the
+//! rdkafka crate. Leadership spreads over the brokers; kill -9 of the broker leading the most
+//! partitions, under load, loses no acknowledged record and leaves offsets dense.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::common::{Received, TestBroker, WAIT_MAX, unique_topic};
+use crate::postgres::Postgres;
+
+pub struct Cluster {
+    pub pg: Postgres,
+    shared: tempfile::TempDir,
+    pub brokers: Vec<TestBroker>,
+}
+
+impl Cluster {
+    /// Starts PostgreSQL and `count` brokers (node ids 1..=count).
+    pub fn start(count: i32) -> Cluster {
+        let pg = Postgres::start();
+        let shared = tempfile::tempdir().expect("temp dir");
+        let mut cluster = Cluster { pg, shared, brokers: Vec::new() };
+        for node in 1..=count {
+            let args = cluster.args(node);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cluster.brokers.push(TestBroker::start(&args));
+        }
+        cluster
+    }
+
+    pub fn args(&self, node: i32) -> Vec<String> {
+        let shared = self.shared.path();
+        [
+            "--node-id",
+            &node.to_string(),
+            "--coordinator",
+            &self.pg.url(),
+            "--object-store",
+            &format!("file://{}", shared.join("bucket").display()),
+            "--wal-store",
+            &format!("file://{}", shared.join("wal").display()),
+            "--wal-interval-ms",
+            "5",
+            "--broker-session-timeout-ms",
+            "3000",
+            "--broker-heartbeat-interval-ms",
+            "300",
+            "--iceberg-enable",
+            "false",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.brokers.iter().map(|b| b.bootstrap.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", self.bootstrap());
+        config
+    }
+
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.client_config().create().expect("admin");
+        let created = admin
+            .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+            .await
+            .expect("create topics");
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+    }
+
+    /// Each partition's leader as Metadata answers it, once every partition has a live leader.
+    pub fn leaders(&self, topic: &str, partitions: i32) -> BTreeMap<i32, i32> {
+        let consumer: BaseConsumer = self.client_config().create().expect("client");
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            if let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+                let live: Vec<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
+                if let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) {
+                    let leaders: BTreeMap<i32, i32> = found.partitions().iter().map(|p| (p.id(), p.leader())).collect();
+                    if leaders.len() == partitions as usize && leaders.values().all(|l| live.contains(l)) {
+                        return leaders;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "partitions of {topic} never all had a live leader");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn broker_index(&self, node: i32) -> usize {
+        (node - 1) as usize
+    }
+}
+
+/// Reads every record of `partitions` from offset 0 up to each one's high watermark.
+pub fn read_all(cluster: &Cluster, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<Received>> {
+    let consumer: BaseConsumer = cluster
+        .client_config()
+        .set("group.id", "cluster-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut highs = BTreeMap::new();
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(30)).expect("watermarks");
+        assert_eq!(low, 0, "partition {partition} starts at 0");
+        highs.insert(partition, high);
+        list.add_partition_offset(topic, partition, Offset::Beginning).expect("offset");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut read: BTreeMap<i32, Vec<Received>> = (0..partitions).map(|p| (p, Vec::new())).collect();
+    let deadline = Instant::now() + WAIT_MAX * 2;
+    while read.iter().any(|(p, records)| (records.len() as i64) < highs[p]) {
+        assert!(Instant::now() < deadline, "could not read every record back: {highs:?}");
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let record = Received::from_message(&message);
+                read.get_mut(&record.partition).expect("partition").push(record);
+            }
+            Some(Err(error)) => panic!("consume: {error}"),
+            None => {}
+        }
+    }
+    read
+}
+
+/// Leadership spreads over the three brokers, and every partition takes and serves records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_share_leadership_and_serve_every_partition() {
+    let cluster = Cluster::start(3);
+    let topic = unique_topic("spread");
+    cluster.create_topic(&topic, 6).await;
+    let leaders = cluster.leaders(&topic, 6);
+    let mut per_broker: BTreeMap<i32, usize> = BTreeMap::new();
+    for leader in leaders.values() {
+        *per_broker.entry(*leader).or_default() += 1;
+    }
+    assert_eq!(per_broker, BTreeMap::from([(1, 2), (2, 2), (3, 2)]), "{leaders:?}");
+    let producer: FutureProducer =
+        cluster.client_config().set("enable.idempotence", "true").set("linger.ms", "5").create().expect("producer");
+    let mut expected: HashMap<(i32, i64), Vec<u8>> = HashMap::new();
+    for i in 0..120 {
+        let partition = i % 6;
+        let payload = format!("record-{i}").into_bytes();
+        let record = FutureRecord::<[u8], [u8]>::to(&topic).partition(partition).payload(&payload);
+        let delivered = producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("delivered");
+        expected.insert((delivered.partition, delivered.offset), payload);
+    }
+    let read = read_all(&cluster, &topic, 6);
+    for (partition, records) in read {
+        let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, (0..20).collect::<Vec<_>>(), "partition {partition}");
+        for record in records {
+            assert_eq!(record.value, expected.remove(&(partition, record.offset)), "partition {partition}");
+        }
+    }
+    assert!(expected.is_empty());
+}
+
+/// (partition, offset, payload) of an acknowledged record.
+type Acked = (i32, i64, Vec<u8>);
+
+/// Under steady idempotent, acks=all load, the broker leading the most partitions is killed
+/// with SIGKILL and restarted, three times. Every acknowledged record is then read back once, at
+/// the offset its delivery report gave, byte for byte, with every partition's offsets dense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_leader_under_load_loses_no_acknowledged_record() {
+    let mut cluster = Cluster::start(3);
+    let topic = unique_topic("failover");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    cluster.leaders(&topic, partitions);
+    let producer: FutureProducer = cluster
+        .client_config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "60000")
+        .set("retry.backoff.ms", "50")
+        .create()
+        .expect("producer");
+    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+    let acked_count = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (acked, acked_count, failed, stop, topic) =
+            (acked.clone(), acked_count.clone(), failed.clone(), stop.clone(), topic.clone());
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let payload = format!("record-{i:010}").into_bytes();
+                let partition = (i % partitions as u64) as i32;
+                let record = FutureRecord::<[u8], [u8]>::to(&topic).partition(partition).payload(&payload);
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        let (acked, acked_count, failed) = (acked.clone(), acked_count.clone(), failed.clone());
+                        tasks.spawn(async move {
+                            match delivery.await {
+                                Ok(Ok(done)) => {
+                                    acked.lock().expect("lock").push((done.partition, done.offset, payload));
+                                    acked_count.fetch_add(1, Ordering::Release);
+                                }
+                                _ => {
+                                    failed.fetch_add(1, Ordering::Release);
+                                }
+                            }
+                        });
+                        i += 1;
+                        // A steady load, not a flood: the point is failover, not throughput.
+                        if i % 50 == 0 {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+            while tasks.join_next().await.is_some() {}
+        })
+    };
+    let wait_for_acks = |at_least: usize| {
+        let acked_count = acked_count.clone();
+        async move {
+            let deadline = Instant::now() + WAIT_MAX;
+            while acked_count.load(Ordering::Acquire) < at_least {
+                assert!(Instant::now() < deadline, "the producer made no progress (at {at_least})");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for_acks(500).await;
+    for round in 0..3 {
+        let leaders = cluster.leaders(&topic, partitions);
+        let mut per_broker: BTreeMap<i32, usize> = BTreeMap::new();
+        for leader in leaders.values() {
+            *per_broker.entry(*leader).or_default() += 1;
+        }
+        let (&victim, _) = per_broker.iter().max_by_key(|(node, count)| (**count, -**node)).expect("a leader");
+        let index = cluster.broker_index(victim);
+        cluster.brokers[index].kill9();
+        // Every partition, the victim's too, moves on while it is down.
+        let progress = |acked: &Arc<Mutex<Vec<Acked>>>| {
+            let mut per_partition: BTreeMap<i32, usize> = (0..partitions).map(|p| (p, 0)).collect();
+            for (partition, _, _) in acked.lock().expect("lock").iter() {
+                *per_partition.entry(*partition).or_default() += 1;
+            }
+            per_partition
+        };
+        let before = progress(&acked);
+        let deadline = Instant::now() + WAIT_MAX;
+        while progress(&acked).iter().any(|(p, count)| *count < before[p] + 50) {
+            assert!(Instant::now() < deadline, "round {round}: some partition made no progress after the kill");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let after = cluster.leaders(&topic, partitions);
+        assert!(after.values().all(|l| *l != victim), "round {round}: partitions still led by the dead broker");
+        cluster.brokers[index].kill_and_restart();
+        wait_for_acks(acked_count.load(Ordering::Acquire) + 300).await;
+    }
+    stop.store(true, Ordering::Release);
+    load.await.expect("load");
+    assert_eq!(failed.load(Ordering::Acquire), 0, "deliveries failed");
+    let acked = acked.lock().expect("lock").clone();
+    let mut expected: HashMap<(i32, i64), Vec<u8>> = HashMap::new();
+    for (partition, offset, payload) in acked {
+        assert!(expected.insert((partition, offset), payload).is_none(), "one offset acknowledged twice");
+    }
+    let read = read_all(&cluster, &topic, partitions);
+    let mut seen: HashMap<Vec<u8>, (i32, i64)> = HashMap::new();
+    for (partition, records) in read {
+        let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, (0..records.len() as i64).collect::<Vec<_>>(), "partition {partition} is dense");
+        for record in records {
+            let value = record.value.clone().unwrap_or_default();
+            if let Some(other) = seen.insert(value.clone(), (partition, record.offset)) {
+                panic!(
+                    "{} stored twice: {other:?} and ({partition}, {})",
+                    String::from_utf8_lossy(&value),
+                    record.offset
+                );
+            }
+            if let Some(payload) = expected.remove(&(partition, record.offset)) {
+                assert_eq!(record.value.as_deref(), Some(payload.as_slice()), "acknowledged record changed");
+            }
+        }
+    }
+    assert!(expected.is_empty(), "{} acknowledged records are missing", expected.len());
+}
