@@ -224,7 +224,7 @@ async fn kill_9_of_a_leader_under_load_loses_no_acknowledged_record() {
                         });
                         i += 1;
                         // A steady load, not a flood: the point is failover, not throughput.
-                        if i % 50 == 0 {
+                        if i.is_multiple_of(50) {
                             tokio::time::sleep(Duration::from_millis(10)).await;
                         }
                     }
