@@ -24,6 +24,9 @@ use crate::config::{ClusterConfig, Config};
 use crate::log::{LogError, MetadataWrapper, TopicRecord};
 use crate::unified::UnifiedLog;
 
+/// How often this broker deletes the write-ahead log objects that segments cover.
+const WAL_COLLECT_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Controlled moves the controller starts per round.
 const MOVES_PER_ROUND_MAX: usize = 64;
 /// Takeovers run at once.
@@ -103,6 +106,7 @@ impl ClusterNode {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::spawn(listen(self.store.clone(), self.refresh.clone()));
         let mut duties = Duties::default();
+        let mut collected = Instant::now();
         loop {
             tokio::select! {
                 _ = ticks.tick() => self.heartbeat().await,
@@ -112,6 +116,12 @@ impl ClusterNode {
             if let Err(error) = self.round(&unified, &mut duties).await {
                 tracing::warn!(%error, "cluster round failed; trying again");
             }
+            if collected.elapsed() >= WAL_COLLECT_INTERVAL {
+                collected = Instant::now();
+                if let Err(error) = self.collect_wal(&unified).await {
+                    tracing::warn!(%error, "cannot delete covered write-ahead log objects yet");
+                }
+            }
         }
         self.shut_down(&unified, &mut duties).await;
     }
@@ -120,6 +130,13 @@ impl ClusterNode {
         let sent = Instant::now();
         let lease = Duration::from_millis(self.settings.session_timeout_ms);
         match self.store.renew(self.node_id, self.broker_epoch, lease.as_millis() as i64).await {
+            // The lease lapsed before this renewal (the broker was paused, or cut off from
+            // PostgreSQL): the controller may have moved its partitions and their new leaders
+            // sealed its write-ahead log. It starts again under a new broker epoch.
+            Ok(true) if !self.cache.lease_valid() => {
+                tracing::error!(node_id = self.node_id, "this broker's lease lapsed; stopping to rejoin afresh");
+                std::process::exit(3);
+            }
             Ok(true) => self.cache.lease_renewed(sent, lease),
             Ok(false) => {
                 tracing::error!(node_id = self.node_id, "this broker's registration was taken over; stopping");
@@ -141,6 +158,20 @@ impl ClusterNode {
             self.control(&snapshot).await?;
         }
         self.lead(unified, &snapshot, duties);
+        Ok(())
+    }
+
+    /// Deletes this broker's write-ahead log objects whose records the cluster's segments hold
+    /// (or whose topics are gone).
+    async fn collect_wal(&self, unified: &UnifiedLog) -> Result<(), LogError> {
+        let Some(wal) = unified.wal() else { return Ok(()) };
+        let coverage = self.store.coverage().await?;
+        let deleted = wal
+            .collect_covered(|topic, partition, next| coverage.get(&(topic, partition)).is_none_or(|end| *end >= next))
+            .await?;
+        if deleted > 0 {
+            tracing::debug!(deleted, "covered write-ahead log objects deleted");
+        }
         Ok(())
     }
 
@@ -282,7 +313,13 @@ impl ClusterNode {
             return;
         }
         let deadline = Instant::now() + Duration::from_millis(self.settings.session_timeout_ms);
+        let heartbeat = Duration::from_millis(self.settings.heartbeat_interval_ms);
+        let mut renewed = Instant::now();
         while Instant::now() < deadline {
+            if renewed.elapsed() >= heartbeat {
+                self.heartbeat().await;
+                renewed = Instant::now();
+            }
             if let Err(error) = self.round(unified, duties).await {
                 tracing::warn!(%error, "cluster round failed during shutdown");
             }

@@ -677,6 +677,24 @@ impl ClusterStore {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Per partition, the offset below which its records are in segments or deleted: the
+    /// higher of its segments' end and its log start.
+    pub async fn coverage(&self) -> Result<std::collections::HashMap<(Uuid, i32), i64>, PgError> {
+        let rows = sqlx::query(
+            "SELECT p.topic_id, p.partition, GREATEST(p.log_start, COALESCE(max(s.next_offset), 0))
+             FROM zombi_partitions p LEFT JOIN zombi_segments s USING (topic_id, partition)
+             GROUP BY p.topic_id, p.partition, p.log_start",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut coverage = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.get(0);
+            coverage.insert((uuid_of(&id)?, row.get::<i32, _>(1)), row.get::<i64, _>(2));
+        }
+        Ok(coverage)
+    }
+
     /// Waits for a `zombi_metadata` notification or `timeout`, whichever first (a listener
     /// connection of its own; errors only delay the next poll).
     pub async fn listener(&self) -> Result<sqlx::postgres::PgListener, PgError> {

@@ -379,6 +379,7 @@ impl Config {
             endpoint: first.s3_endpoint.or(second.s3_endpoint),
             region: first.s3_region.or(second.s3_region),
         };
+        let in_cluster = first.coordinator.is_some() || second.coordinator.is_some();
         let iceberg_defaults = iceberg_settings::IcebergFlags::default();
         let iceberg_flags = iceberg_settings::IcebergFlags {
             catalog: first.iceberg_catalog.or(second.iceberg_catalog),
@@ -386,7 +387,15 @@ impl Config {
             namespace: pick!(iceberg_namespace, iceberg_defaults.namespace),
             commit_interval_ms: pick!(iceberg_commit_interval_ms, iceberg_defaults.commit_interval_ms),
             target_file_bytes: pick!(iceberg_target_file_bytes, iceberg_defaults.target_file_bytes),
-            enable: pick!(iceberg_enable, iceberg_defaults.enable),
+            // The Iceberg sink does not run in a cluster yet (docs/cluster.md): off there.
+            enable: match first.iceberg_enable.or(second.iceberg_enable) {
+                Some(true) if in_cluster => {
+                    let reason = "the Iceberg sink does not run in cluster mode yet (docs/cluster.md)";
+                    return Err(ConfigError::Invalid { name: "iceberg-enable", reason: reason.into() });
+                }
+                Some(enable) => enable,
+                None => iceberg_defaults.enable && !in_cluster,
+            },
             partition_by: first.iceberg_partition_by.or(second.iceberg_partition_by),
         };
         let iceberg = iceberg_settings::IcebergSettings::resolve(&data_dir, iceberg_flags, &object_store, &s3)
@@ -676,6 +685,27 @@ mod tests {
         }
         let file: Settings = toml::from_str("iceberg-partition-by = \"hour\"").expect("parses");
         assert_eq!(file.iceberg_partition_by.as_deref(), Some("hour"));
+    }
+
+    /// Cluster mode needs a write-ahead log (no acknowledged record on one disk only), turns the
+    /// Iceberg sink off by default and refuses it explicitly on, and shows no password.
+    #[test]
+    fn cluster_mode_needs_the_write_ahead_log() {
+        let coordinator = Some("postgres://z:hidden@127.0.0.1:5432/z".to_string());
+        let without_wal = Settings { coordinator: coordinator.clone(), ..Settings::default() };
+        assert!(Config::resolve(without_wal, Settings::default()).is_err());
+        let cluster = || Settings {
+            coordinator: coordinator.clone(),
+            wal_store: Some("file:///w".into()),
+            ..Settings::default()
+        };
+        let config = Config::resolve(cluster(), Settings::default()).expect("valid");
+        assert!(!config.iceberg.enable, "the sink is off in a cluster");
+        assert!(!format!("{config:?}").contains("hidden"));
+        let iceberg_on = Settings { iceberg_enable: Some(true), ..cluster() };
+        assert!(Config::resolve(iceberg_on, Settings::default()).is_err());
+        let single = Config::resolve(Settings::default(), Settings::default()).expect("valid");
+        assert!(single.iceberg.enable && single.coordinator.is_none() && single.wal.is_none());
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct UnifiedLog {
     wal: Option<Arc<Wal>>,
     /// The description last written per topic, with its version (see `describe_topic`).
     described: Arc<tokio::sync::Mutex<HashMap<Uuid, (u64, TopicMeta)>>>,
+    /// Whether a cluster's coordinator holds the log's metadata (then it decides what the
+    /// write-ahead log's objects may go).
+    in_cluster: bool,
 }
 
 impl std::fmt::Debug for UnifiedLog {
@@ -71,18 +74,26 @@ impl UnifiedLog {
         };
         let in_cluster = metadata.is_some();
         let log = Log::open_with(config, commit_log, metadata).await?;
-        let unified = UnifiedLog { wal, ..UnifiedLog::new(log, tier) };
-        if !in_cluster {
-            recovery::recover_if_fresh(&unified).await?;
-            if let Some(wal) = &unified.wal {
+        let unified = UnifiedLog { wal, in_cluster, ..UnifiedLog::new(log, tier) };
+        match &unified.wal {
+            Some(wal) if in_cluster => {
+                wal.index_sealed().await?;
+            }
+            Some(wal) => {
+                recovery::recover_if_fresh(&unified).await?;
                 wal.recover(&unified.log).await?;
             }
+            None => recovery::recover_if_fresh(&unified).await?,
         }
         Ok(unified)
     }
 
     pub fn new(log: Log, tier: Arc<Tier>) -> UnifiedLog {
-        UnifiedLog { log, tier, wal: None, described: Arc::default() }
+        UnifiedLog { log, tier, wal: None, described: Arc::default(), in_cluster: false }
+    }
+
+    pub fn in_cluster(&self) -> bool {
+        self.in_cluster
     }
 
     /// The shared write-ahead log, if this broker acknowledges through one.

@@ -112,7 +112,7 @@ pub async fn run(unified: UnifiedLog, mut stopped: watch::Receiver<bool>) {
         }
         manager.pass().await;
         // Write-ahead log objects whose records are now all in segments go.
-        if let Some(wal) = manager.unified.wal()
+        if let Some(wal) = manager.unified.wal().filter(|_| !manager.unified.in_cluster())
             && let Err(error) = wal.collect(manager.unified.log()).await
         {
             tracing::warn!(%error, "cannot delete covered write-ahead log objects yet");

@@ -126,32 +126,15 @@ impl Wal {
         let mut replayed = Replayed::default();
         // Per partition, every batch the earlier streams hold, in stream and slot order.
         let mut found: HashMap<(Uuid, i32), Vec<Bytes>> = HashMap::new();
-        for &(old, Cut { slot: cut, retired }) in &self.sealed {
-            replayed.streams += 1;
-            let listed = stream::list(&*self.store, &old.prefix()).await?.remove(&old).unwrap_or_default();
-            if retired && listed.seal_candidates.iter().any(|s| *s < cut) {
-                // A successor raced the writer's own seal: its fill seals and the cut stay.
-                self.retired_seals.lock().remove(&old);
-            }
-            for &slot in &listed.slots {
-                if slot >= cut {
-                    // Created after the cut, so never acknowledged: only seals stay.
-                    if listed.seal_candidates.binary_search(&slot).is_err() {
-                        self.store.delete(&old.key(slot)).await.map_err(|e| LogError::Remote(e.to_string()))?;
-                    }
-                    continue;
-                }
-                let Some(object) = stream::read(&*self.store, old, slot).await? else { continue };
-                let Body::Data(entries) = object.body else { continue };
-                replayed.objects += 1;
-                let index = entries.iter().map(|e| (e.topic_id, e.partition, e.first_offset, e.next_offset)).collect();
-                self.objects.lock().insert((old, slot), index);
+        let (streams, objects) = self
+            .read_sealed(|entries| {
                 for entry in entries {
                     let batches = found.entry((entry.topic_id, entry.partition)).or_default();
-                    batches.extend(format::batches(&entry).map(|(_, bytes)| bytes));
+                    batches.extend(format::batches(entry).map(|(_, bytes)| bytes));
                 }
-            }
-        }
+            })
+            .await?;
+        (replayed.streams, replayed.objects) = (streams, objects);
         for topic in log.topics() {
             for partition in &topic.partitions {
                 let batches = found.remove(&(topic.id, partition.index)).unwrap_or_default();
@@ -168,9 +151,53 @@ impl Wal {
         Ok(replayed)
     }
 
+    /// Learns what the earlier streams hold, so that their objects can be deleted once covered,
+    /// without replaying them (a cluster rebuilds a partition when it takes it over).
+    pub async fn index_sealed(&self) -> Result<usize, LogError> {
+        let (_, objects) = self.read_sealed(|_| {}).await?;
+        Ok(objects)
+    }
+
+    /// Reads the data objects below each sealed stream's cut, indexing them and handing their
+    /// entries to `each`; objects after a cut (never acknowledged) are deleted. Returns how many
+    /// streams and data objects.
+    async fn read_sealed(&self, mut each: impl FnMut(&[format::Entry])) -> Result<(usize, usize), LogError> {
+        let mut objects = 0;
+        for &(old, Cut { slot: cut, retired }) in &self.sealed {
+            let listed = stream::list(&*self.store, &old.prefix()).await?.remove(&old).unwrap_or_default();
+            if retired && listed.seal_candidates.iter().any(|s| *s < cut) {
+                // A successor raced the writer's own seal: its fill seals and the cut stay.
+                self.retired_seals.lock().remove(&old);
+            }
+            for &slot in &listed.slots {
+                if slot >= cut {
+                    // Created after the cut, so never acknowledged: only seals stay.
+                    if listed.seal_candidates.binary_search(&slot).is_err() {
+                        self.store.delete(&old.key(slot)).await.map_err(|e| LogError::Remote(e.to_string()))?;
+                    }
+                    continue;
+                }
+                let Some(object) = stream::read(&*self.store, old, slot).await? else { continue };
+                let Body::Data(entries) = object.body else { continue };
+                objects += 1;
+                let index = entries.iter().map(|e| (e.topic_id, e.partition, e.first_offset, e.next_offset)).collect();
+                self.objects.lock().insert((old, slot), index);
+                each(&entries);
+            }
+        }
+        Ok((self.sealed.len(), objects))
+    }
+
     /// Deletes the data objects of retired streams whose every record is in a segment (or below
-    /// its partition's log start, or of a deleted topic). Returns how many went.
+    /// its partition's log start, or of a deleted topic), as the local log knows. Returns how
+    /// many went.
     pub async fn collect(&self, log: &Log) -> Result<usize, LogError> {
+        self.collect_covered(|id, partition, next| is_covered(log, id, partition, next)).await
+    }
+
+    /// As `collect`, with `covered(topic, partition, next)` saying whether the partition's
+    /// records below `next` are in segments or gone (a cluster asks its coordinator).
+    pub async fn collect_covered(&self, covered: impl Fn(Uuid, i32, i64) -> bool) -> Result<usize, LogError> {
         {
             let mut written = self.written.lock();
             let mut objects = self.objects.lock();
@@ -195,7 +222,7 @@ impl Wal {
                 .lock()
                 .iter()
                 .filter(|((stream, _), _)| retired.contains(stream))
-                .filter(|(_, index)| index.iter().all(|&(id, p, _, next)| is_covered(log, id, p, next)))
+                .filter(|(_, index)| index.iter().all(|&(id, p, _, next)| covered(id, p, next)))
                 .map(|(key, _)| *key)
                 .collect()
         };

@@ -13,6 +13,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::common::{Received, TestBroker, WAIT_MAX, unique_topic};
@@ -55,8 +56,6 @@ impl Cluster {
             "3000",
             "--broker-heartbeat-interval-ms",
             "300",
-            "--iceberg-enable",
-            "false",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -132,6 +131,10 @@ pub fn read_all(cluster: &Cluster, topic: &str, partitions: i32) -> BTreeMap<i32
                 let record = Received::from_message(&message);
                 read.get_mut(&record.partition).expect("partition").push(record);
             }
+            // A broker that is down (bootstrapped, then stopped) is the client's to route around.
+            Some(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+            ))) => {}
             Some(Err(error)) => panic!("consume: {error}"),
             None => {}
         }
@@ -175,113 +178,123 @@ async fn three_brokers_share_leadership_and_serve_every_partition() {
 /// (partition, offset, payload) of an acknowledged record.
 type Acked = (i32, i64, Vec<u8>);
 
-/// Under steady idempotent, acks=all load, the broker leading the most partitions is killed
-/// with SIGKILL and restarted, three times. Every acknowledged record is then read back once, at
-/// the offset its delivery report gave, byte for byte, with every partition's offsets dense.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_a_leader_under_load_loses_no_acknowledged_record() {
-    let mut cluster = Cluster::start(3);
-    let topic = unique_topic("failover");
-    let partitions = 6;
-    cluster.create_topic(&topic, partitions).await;
-    cluster.leaders(&topic, partitions);
-    let producer: FutureProducer = cluster
-        .client_config()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
-        .set("message.timeout.ms", "60000")
-        .set("retry.backoff.ms", "50")
-        .create()
-        .expect("producer");
-    let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
-    let acked_count = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (acked, acked_count, failed, stop, topic) =
-            (acked.clone(), acked_count.clone(), failed.clone(), stop.clone(), topic.clone());
-        tokio::spawn(async move {
-            let mut tasks = tokio::task::JoinSet::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                let payload = format!("record-{i:010}").into_bytes();
-                let partition = (i % partitions as u64) as i32;
-                let record = FutureRecord::<[u8], [u8]>::to(&topic).partition(partition).payload(&payload);
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        let (acked, acked_count, failed) = (acked.clone(), acked_count.clone(), failed.clone());
-                        tasks.spawn(async move {
-                            match delivery.await {
-                                Ok(Ok(done)) => {
-                                    acked.lock().expect("lock").push((done.partition, done.offset, payload));
-                                    acked_count.fetch_add(1, Ordering::Release);
+/// A steady idempotent, acks=all producer over every partition, recording each acknowledgement.
+pub struct Load {
+    acked: Arc<Mutex<Vec<Acked>>>,
+    acked_count: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+    partitions: i32,
+}
+
+impl Load {
+    pub fn start(cluster: &Cluster, topic: &str, partitions: i32) -> Load {
+        let producer: FutureProducer = cluster
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "60000")
+            .set("retry.backoff.ms", "50")
+            // A paused broker answers nothing: give up on a request after this, not 60 s.
+            .set("socket.timeout.ms", "5000")
+            .create()
+            .expect("producer");
+        let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
+        let acked_count = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (acked, acked_count, failed, stop, topic) =
+                (acked.clone(), acked_count.clone(), failed.clone(), stop.clone(), topic.to_string());
+            tokio::spawn(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    let payload = format!("record-{i:010}").into_bytes();
+                    let partition = (i % partitions as u64) as i32;
+                    let record = FutureRecord::<[u8], [u8]>::to(&topic).partition(partition).payload(&payload);
+                    match producer.send_result(record) {
+                        Ok(delivery) => {
+                            let (acked, acked_count, failed) = (acked.clone(), acked_count.clone(), failed.clone());
+                            tasks.spawn(async move {
+                                match delivery.await {
+                                    Ok(Ok(done)) => {
+                                        acked.lock().expect("lock").push((done.partition, done.offset, payload));
+                                        acked_count.fetch_add(1, Ordering::Release);
+                                    }
+                                    _ => {
+                                        failed.fetch_add(1, Ordering::Release);
+                                    }
                                 }
-                                _ => {
-                                    failed.fetch_add(1, Ordering::Release);
-                                }
+                            });
+                            i += 1;
+                            // A steady load, not a flood: the point is failover, not throughput.
+                            if i.is_multiple_of(50) {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
                             }
-                        });
-                        i += 1;
-                        // A steady load, not a flood: the point is failover, not throughput.
-                        if i.is_multiple_of(50) {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
                         }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                     }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                 }
-            }
-            while tasks.join_next().await.is_some() {}
-        })
-    };
-    let wait_for_acks = |at_least: usize| {
-        let acked_count = acked_count.clone();
-        async move {
-            let deadline = Instant::now() + WAIT_MAX;
-            while acked_count.load(Ordering::Acquire) < at_least {
-                assert!(Instant::now() < deadline, "the producer made no progress (at {at_least})");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    wait_for_acks(500).await;
-    for round in 0..3 {
-        let leaders = cluster.leaders(&topic, partitions);
-        let mut per_broker: BTreeMap<i32, usize> = BTreeMap::new();
-        for leader in leaders.values() {
-            *per_broker.entry(*leader).or_default() += 1;
-        }
-        let (&victim, _) = per_broker.iter().max_by_key(|(node, count)| (**count, -**node)).expect("a leader");
-        let index = cluster.broker_index(victim);
-        cluster.brokers[index].kill9();
-        // Every partition, the victim's too, moves on while it is down.
-        let progress = |acked: &Arc<Mutex<Vec<Acked>>>| {
-            let mut per_partition: BTreeMap<i32, usize> = (0..partitions).map(|p| (p, 0)).collect();
-            for (partition, _, _) in acked.lock().expect("lock").iter() {
-                *per_partition.entry(*partition).or_default() += 1;
-            }
-            per_partition
+                while tasks.join_next().await.is_some() {}
+            })
         };
-        let before = progress(&acked);
+        Load { acked, acked_count, failed, stop, task, partitions }
+    }
+
+    /// Waits until `count` more records were acknowledged.
+    pub async fn more(&self, count: usize) {
+        let target = self.acked_count.load(Ordering::Acquire) + count;
         let deadline = Instant::now() + WAIT_MAX;
-        while progress(&acked).iter().any(|(p, count)| *count < before[p] + 50) {
-            assert!(Instant::now() < deadline, "round {round}: some partition made no progress after the kill");
+        while self.acked_count.load(Ordering::Acquire) < target {
+            assert!(Instant::now() < deadline, "the producer made no progress");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until every partition got `count` more acknowledgements.
+    pub async fn more_on_every_partition(&self, count: usize) {
+        let per_partition = |acked: &Arc<Mutex<Vec<Acked>>>| {
+            let mut counts: BTreeMap<i32, usize> = BTreeMap::new();
+            for (partition, _, _) in acked.lock().expect("lock").iter() {
+                *counts.entry(*partition).or_default() += 1;
+            }
+            counts
+        };
+        let before = per_partition(&self.acked);
+        let deadline = Instant::now() + WAIT_MAX;
+        loop {
+            let now = per_partition(&self.acked);
+            if (0..self.partitions)
+                .all(|p| now.get(&p).copied().unwrap_or(0) >= before.get(&p).copied().unwrap_or(0) + count)
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "some partition made no progress: {before:?} → {now:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let after = cluster.leaders(&topic, partitions);
-        assert!(after.values().all(|l| *l != victim), "round {round}: partitions still led by the dead broker");
-        cluster.brokers[index].kill_and_restart();
-        wait_for_acks(acked_count.load(Ordering::Acquire) + 300).await;
     }
-    stop.store(true, Ordering::Release);
-    load.await.expect("load");
-    assert_eq!(failed.load(Ordering::Acquire), 0, "deliveries failed");
-    let acked = acked.lock().expect("lock").clone();
+
+    /// Stops producing, waits for every delivery report, and returns the acknowledged records
+    /// and how many deliveries failed.
+    pub async fn finish(self) -> (Vec<Acked>, usize) {
+        self.stop.store(true, Ordering::Release);
+        self.task.await.expect("load");
+        let acked = self.acked.lock().expect("lock").clone();
+        (acked, self.failed.load(Ordering::Acquire))
+    }
+}
+
+/// Every acknowledged record is read back once, at its offset, byte for byte; every partition's
+/// offsets are dense from 0; no payload is stored twice.
+pub fn verify(cluster: &Cluster, topic: &str, partitions: i32, acked: Vec<Acked>) {
     let mut expected: HashMap<(i32, i64), Vec<u8>> = HashMap::new();
     for (partition, offset, payload) in acked {
         assert!(expected.insert((partition, offset), payload).is_none(), "one offset acknowledged twice");
     }
-    let read = read_all(&cluster, &topic, partitions);
+    let read = read_all(cluster, topic, partitions);
     let mut seen: HashMap<Vec<u8>, (i32, i64)> = HashMap::new();
     for (partition, records) in read {
         let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
@@ -289,11 +302,8 @@ async fn kill_9_of_a_leader_under_load_loses_no_acknowledged_record() {
         for record in records {
             let value = record.value.clone().unwrap_or_default();
             if let Some(other) = seen.insert(value.clone(), (partition, record.offset)) {
-                panic!(
-                    "{} stored twice: {other:?} and ({partition}, {})",
-                    String::from_utf8_lossy(&value),
-                    record.offset
-                );
+                let shown = String::from_utf8_lossy(&value);
+                panic!("{shown} stored twice: {other:?} and ({partition}, {})", record.offset);
             }
             if let Some(payload) = expected.remove(&(partition, record.offset)) {
                 assert_eq!(record.value.as_deref(), Some(payload.as_slice()), "acknowledged record changed");
@@ -301,4 +311,124 @@ async fn kill_9_of_a_leader_under_load_loses_no_acknowledged_record() {
         }
     }
     assert!(expected.is_empty(), "{} acknowledged records are missing", expected.len());
+}
+
+/// The broker leading the most partitions of `topic` (the lowest id among equals).
+fn busiest(cluster: &Cluster, topic: &str, partitions: i32) -> i32 {
+    let mut per_broker: BTreeMap<i32, usize> = BTreeMap::new();
+    for leader in cluster.leaders(topic, partitions).values() {
+        *per_broker.entry(*leader).or_default() += 1;
+    }
+    per_broker.iter().max_by_key(|(node, count)| (**count, -**node)).map(|(node, _)| *node).expect("a leader")
+}
+
+/// Under steady idempotent, acks=all load, the broker leading the most partitions is killed
+/// with SIGKILL and restarted, three times; every partition, the killed broker's too, makes
+/// progress while it is down. Every acknowledged record is then read back once, at the offset
+/// its delivery report gave, byte for byte, with every partition's offsets dense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_leader_under_load_loses_no_acknowledged_record() {
+    let mut cluster = Cluster::start(3);
+    let topic = unique_topic("failover");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    cluster.leaders(&topic, partitions);
+    let load = Load::start(&cluster, &topic, partitions);
+    load.more(500).await;
+    for round in 0..3 {
+        let victim = busiest(&cluster, &topic, partitions);
+        let index = cluster.broker_index(victim);
+        cluster.brokers[index].kill9();
+        load.more_on_every_partition(50).await;
+        let after = cluster.leaders(&topic, partitions);
+        assert!(after.values().all(|l| *l != victim), "round {round}: partitions still led by the dead broker");
+        cluster.brokers[index].kill_and_restart();
+        load.more(300).await;
+    }
+    let (acked, failed) = load.finish().await;
+    assert_eq!(failed, 0, "deliveries failed");
+    verify(&cluster, &topic, partitions, acked);
+}
+
+/// A broker paused (SIGSTOP) past its session timeout loses its partitions to the others, whose
+/// takeover seals its write-ahead log; resumed (SIGCONT), it acknowledges nothing more (a write it
+/// had under way finds its slot sealed, and it stops), and no acknowledged record is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_never_acknowledges_after_it_resumes() {
+    let mut cluster = Cluster::start(3);
+    let topic = unique_topic("paused");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    cluster.leaders(&topic, partitions);
+    let load = Load::start(&cluster, &topic, partitions);
+    load.more(300).await;
+    let victim = busiest(&cluster, &topic, partitions);
+    let index = cluster.broker_index(victim);
+    cluster.brokers[index].signal("-STOP");
+    load.more_on_every_partition(50).await;
+    let moved = cluster.leaders(&topic, partitions);
+    assert!(moved.values().all(|l| *l != victim), "the paused broker's partitions moved: {moved:?}");
+    cluster.brokers[index].signal("-CONT");
+    // Its lease lapsed: it stops rather than serve as if nothing happened.
+    assert_eq!(cluster.brokers[index].wait_exit().code(), Some(3), "a broker whose lease lapsed stops");
+    load.more(300).await;
+    let (acked, failed) = load.finish().await;
+    assert_eq!(failed, 0, "deliveries failed");
+    verify(&cluster, &topic, partitions, acked);
+}
+
+/// A rolling restart with SIGTERM under load: each broker hands its partitions over before it
+/// exits (cleanly), so no delivery fails and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_fails_no_delivery() {
+    let mut cluster = Cluster::start(3);
+    let topic = unique_topic("rolling");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    cluster.leaders(&topic, partitions);
+    let load = Load::start(&cluster, &topic, partitions);
+    load.more(300).await;
+    for index in 0..cluster.brokers.len() {
+        let address = cluster.brokers[index].bootstrap.clone();
+        assert!(cluster.brokers[index].terminate(), "broker {} exits cleanly on SIGTERM", index + 1);
+        let node = index as i32 + 1;
+        load.more_on_every_partition(30).await;
+        assert!(cluster.leaders(&topic, partitions).values().all(|l| *l != node));
+        cluster.brokers[index].kill_and_restart();
+        assert_eq!(cluster.brokers[index].bootstrap, address);
+        load.more(200).await;
+    }
+    let (acked, failed) = load.finish().await;
+    assert_eq!(failed, 0, "deliveries failed during the rolling restart");
+    verify(&cluster, &topic, partitions, acked);
+}
+
+/// A fourth broker with an empty disk joins: it takes over its share of the partitions by
+/// controlled hand-over, and serves every offset of them byte-exact (from segments and the
+/// write-ahead log, which it never wrote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_broker_takes_its_share_and_serves_it_exact() {
+    let mut cluster = Cluster::start(3);
+    let topic = unique_topic("join");
+    let partitions = 8;
+    cluster.create_topic(&topic, partitions).await;
+    cluster.leaders(&topic, partitions);
+    let load = Load::start(&cluster, &topic, partitions);
+    load.more(400).await;
+    let args = cluster.args(4);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cluster.brokers.push(TestBroker::start(&args));
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let led = cluster.leaders(&topic, partitions).values().filter(|l| **l == 4).count();
+        if led == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new broker leads {led} partitions, not its share of 2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    load.more_on_every_partition(30).await;
+    let (acked, failed) = load.finish().await;
+    assert_eq!(failed, 0, "deliveries failed while partitions moved");
+    verify(&cluster, &topic, partitions, acked);
 }

@@ -91,3 +91,62 @@ async fn a_paused_broker_is_fenced_by_its_successor() {
     assert_eq!(offsets, (0..21).collect::<Vec<_>>());
     let _ = WAIT_MAX;
 }
+
+/// Data objects of streams the writer has moved on from, in the `wal/<node>/<epoch>/` layout
+/// (every epoch but the newest), with their sizes.
+fn retired_data_objects(wal: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut found = Vec::new();
+    for node in std::fs::read_dir(wal).into_iter().flatten().flatten() {
+        let mut epochs: Vec<std::path::PathBuf> =
+            std::fs::read_dir(node.path()).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        epochs.sort();
+        epochs.pop();
+        for epoch in epochs {
+            for object in std::fs::read_dir(&epoch).into_iter().flatten().flatten() {
+                let size = object.metadata().map(|m| m.len()).unwrap_or(0);
+                // 64 bytes: a seal, which stays.
+                if size != 64 {
+                    found.push((object.path(), size));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Objects go once segments hold their records: with segments rolled every 200 ms and streams
+/// every second, every data object of a retired stream is deleted, and every record is still
+/// read back (from segments) byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_deleted_once_segments_hold_their_records() {
+    let objects = tempfile::tempdir().expect("temp dir");
+    let mut flags = flags(objects.path());
+    flags.extend(
+        ["--log-roll-ms", "200", "--wal-stream-roll-ms", "1000", "--log-local-retention-ms", "100"].map(String::from),
+    );
+    let args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let broker = TestBroker::start(&args);
+    let topic = unique_topic("collected");
+    let producer = broker.producer(&[("acks", "all")]);
+    for i in 0..200 {
+        assert_eq!(send(&producer, &topic, &format!("v{i}")).await, Ok(i));
+        if i % 40 == 39 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+    }
+    let wal = objects.path().join("wal/wal");
+    let deadline = std::time::Instant::now() + WAIT_MAX;
+    loop {
+        let left = retired_data_objects(&wal);
+        let streams = std::fs::read_dir(wal.join("0000000000")).map(|d| d.count()).unwrap_or(0);
+        if left.is_empty() && streams >= 3 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "retired objects never went: {left:?} ({streams} streams)");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let records = consume(&broker, &topic, &[0], 200);
+    let values: Vec<String> =
+        records.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()).collect();
+    assert_eq!(values, (0..200).map(|i| format!("v{i}")).collect::<Vec<_>>());
+}
