@@ -12,8 +12,8 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::common::{Received, TestBroker, WAIT_MAX, unique_topic};
@@ -96,6 +96,15 @@ impl Cluster {
                 }
             }
             assert!(Instant::now() < deadline, "partitions of {topic} never all had a live leader");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until Metadata shows no partition of `topic` led by `node`.
+    pub fn wait_until_none_led_by(&self, topic: &str, partitions: i32, node: i32) {
+        let deadline = Instant::now() + WAIT_MAX;
+        while self.leaders(topic, partitions).values().any(|l| *l == node) {
+            assert!(Instant::now() < deadline, "partitions of {topic} stay led by broker {node}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -430,5 +439,75 @@ async fn a_joining_broker_takes_its_share_and_serves_it_exact() {
     load.more_on_every_partition(30).await;
     let (acked, failed) = load.finish().await;
     assert_eq!(failed, 0, "deliveries failed while partitions moved");
+    verify(&cluster, &topic, partitions, acked);
+}
+
+/// A TCP proxy to PostgreSQL that the test can cut: open connections are dropped and new ones
+/// closed at once while it is cut.
+struct Proxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(target_port: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (cut, cut_watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                let mut cut_watch = cut_watch.clone();
+                if *cut_watch.borrow() {
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut_watch.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Proxy { port, cut }
+    }
+}
+
+/// One broker is cut off from PostgreSQL (through a proxy the test controls) under load: it
+/// stops acknowledging within its lease, its partitions move to the others, which serve them on,
+/// and once it can reach PostgreSQL again it stops (exit code 3) rather than lead on. No
+/// acknowledged record is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_cut_from_postgres_loses_its_partitions_and_nothing_acknowledged() {
+    let pg = Postgres::start();
+    let proxy = Proxy::start(pg.port).await;
+    let shared = tempfile::tempdir().expect("temp dir");
+    let mut cluster = Cluster { pg, shared, brokers: Vec::new() };
+    for node in 1..=3 {
+        let mut args = cluster.args(node);
+        if node == 1 {
+            let at = args.iter().position(|a| a == "--coordinator").expect("flag") + 1;
+            args[at] = args[at].replace(&format!(":{}/", cluster.pg.port), &format!(":{}/", proxy.port));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cluster.brokers.push(TestBroker::start(&args));
+    }
+    let topic = unique_topic("cut");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    assert!(cluster.leaders(&topic, partitions).values().any(|l| *l == 1), "broker 1 leads some partitions");
+    let load = Load::start(&cluster, &topic, partitions);
+    load.more(300).await;
+    proxy.cut.send_replace(true);
+    cluster.wait_until_none_led_by(&topic, partitions, 1);
+    load.more_on_every_partition(50).await;
+    proxy.cut.send_replace(false);
+    assert_eq!(cluster.brokers[0].wait_exit().code(), Some(3), "the cut broker stops once it sees its lease lapsed");
+    load.more(300).await;
+    let (acked, failed) = load.finish().await;
+    assert_eq!(failed, 0, "deliveries failed");
     verify(&cluster, &topic, partitions, acked);
 }
