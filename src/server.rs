@@ -70,7 +70,12 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
         members_max: config.group_members_max,
     };
-    let coordinator = Coordinator::open(log.clone(), limits, config.offsets_retention_ms).await?;
+    // A single broker coordinates every group from its own store; in a cluster, the groups of
+    // the slots this broker is given, from PostgreSQL.
+    let coordinator = match &cluster_node {
+        Some(node) => Coordinator::with_store(node.group_store(), limits, config.offsets_retention_ms),
+        None => Coordinator::open(log.clone(), limits, config.offsets_retention_ms).await?,
+    };
     let config = Arc::new(config);
     let sink = crate::iceberg::IcebergSink::new(config.iceberg.clone());
     let cache = cluster_node.as_ref().map(|node| node.cache.clone() as Arc<dyn crate::cluster::MetadataCache>);
@@ -106,10 +111,13 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     // The Iceberg sink has its own thread; it is awaited at shutdown so that the log outlives it.
     let sink_task = tokio::spawn(crate::iceberg::run(sink, unified.clone(), stopped.clone()));
     background.spawn(
-        coordinator.run_timers(Duration::from_millis(config.offsets_retention_check_interval_ms), stopped.clone()),
+        coordinator
+            .clone()
+            .run_timers(Duration::from_millis(config.offsets_retention_check_interval_ms), stopped.clone()),
     );
     // The cluster loop hands every partition over when stopped, before connections drain.
-    let cluster_task = cluster_node.map(|node| tokio::spawn(node.run(unified.clone(), stopped.clone())));
+    let cluster_task =
+        cluster_node.map(|node| tokio::spawn(node.run(unified.clone(), coordinator.clone(), stopped.clone())));
     tracing::info!(kafka = %kafka_address, http = %http_address, "zombi is serving");
     println!("zombi listening kafka={kafka_address} http={http_address}");
 

@@ -41,76 +41,91 @@ pub enum Action {
     HandOver { topic_id: Uuid, partition: i32, to: i32 },
 }
 
-/// The changes that bring `partitions` towards an even spread over `live` brokers, handing
-/// over at most `moves_max` partitions per call.
+/// The changes that bring `partitions` towards an even spread over `live` brokers, topic by
+/// topic (each topic's partitions spread evenly, then the whole load), handing over at most
+/// `moves_max` partitions per call.
 pub fn plan(live: &[Candidate], partitions: &[Led], moves_max: usize) -> Vec<Action> {
     let mut planner = Planner::new(live);
-    if planner.load.is_empty() {
+    if planner.total.is_empty() {
         return Vec::new();
     }
+    let mut by_topic: BTreeMap<Uuid, Vec<&Led>> = BTreeMap::new();
     for p in partitions {
+        by_topic.entry(p.topic_id).or_default().push(p);
         let owner = p.target_leader.filter(|t| planner.is_live(*t)).unwrap_or(p.leader);
         planner.add(p.topic_id, owner);
     }
     let mut actions = Vec::new();
-    // Orphans first: no live leader at all.
-    let orphans: Vec<&Led> = partitions.iter().filter(|p| !planner.is_live(p.leader)).collect();
-    for p in orphans {
-        if let Some(to) = planner.pick(p.topic_id) {
-            planner.add(p.topic_id, to);
-            actions.push(Action::Reassign { topic_id: p.topic_id, partition: p.partition, epoch: p.leader_epoch, to });
+    // Orphans first, everywhere: no live leader at all.
+    for led in by_topic.values() {
+        let orphans: Vec<&&Led> = led.iter().filter(|p| !planner.is_live(p.leader)).collect();
+        for p in orphans {
+            if let Some(to) = planner.pick(p.topic_id) {
+                planner.add(p.topic_id, to);
+                actions.push(Action::Reassign {
+                    topic_id: p.topic_id,
+                    partition: p.partition,
+                    epoch: p.leader_epoch,
+                    to,
+                });
+            }
         }
     }
-    // Controlled moves: away from leaving brokers, then from the most loaded.
+    // Controlled moves: away from leaving brokers, then from brokers above a topic's share.
     let mut moves = 0;
-    let leaving: Vec<&Led> =
-        partitions.iter().filter(|p| planner.is_leaving(p.leader) && p.target_leader.is_none()).collect();
-    for p in leaving {
-        if moves == moves_max {
-            return actions;
+    for led in by_topic.values() {
+        let leaving: Vec<&&Led> =
+            led.iter().filter(|p| planner.is_leaving(p.leader) && p.target_leader.is_none()).collect();
+        for p in leaving {
+            if moves == moves_max {
+                return actions;
+            }
+            if let Some(to) = planner.pick(p.topic_id) {
+                planner.add(p.topic_id, to);
+                actions.push(Action::HandOver { topic_id: p.topic_id, partition: p.partition, to });
+                moves += 1;
+            }
         }
-        if let Some(to) = planner.pick(p.topic_id) {
-            planner.add(p.topic_id, to);
+    }
+    for (topic, led) in &by_topic {
+        let count = planner.topic_load(*topic).values().sum::<usize>();
+        let share = count.div_ceil(planner.total.len());
+        let staying: Vec<&&Led> =
+            led.iter().filter(|p| p.target_leader.is_none() && !planner.is_leaving(p.leader)).collect();
+        for p in staying {
+            if moves == moves_max {
+                return actions;
+            }
+            let current = planner.topic_load(*topic).get(&p.leader).copied().unwrap_or(0);
+            if current <= share || !planner.total.contains_key(&p.leader) {
+                continue;
+            }
+            let Some(to) = planner.pick(*topic) else { continue };
+            // Only when it evens the spread out: the receiver ends below the giver.
+            if planner.topic_load(*topic).get(&to).copied().unwrap_or(0) + 1 >= current {
+                continue;
+            }
+            planner.remove(*topic, p.leader);
+            planner.add(*topic, to);
             actions.push(Action::HandOver { topic_id: p.topic_id, partition: p.partition, to });
             moves += 1;
         }
     }
-    let total: usize = planner.load.values().sum();
-    let share = total.div_ceil(planner.load.len());
-    let staying: Vec<&Led> =
-        partitions.iter().filter(|p| p.target_leader.is_none() && !planner.is_leaving(p.leader)).collect();
-    for p in staying {
-        if moves == moves_max {
-            break;
-        }
-        let Some(&current) = planner.load.get(&p.leader) else { continue };
-        if current <= share {
-            continue;
-        }
-        let Some(to) = planner.pick(p.topic_id) else { continue };
-        // Only when it evens the spread out: the receiver ends below the giver.
-        if planner.load[&to] + 1 >= current {
-            continue;
-        }
-        planner.remove(p.topic_id, p.leader);
-        planner.add(p.topic_id, to);
-        actions.push(Action::HandOver { topic_id: p.topic_id, partition: p.partition, to });
-        moves += 1;
-    }
     actions
 }
 
-/// Load per broker that may lead, and per (topic, rack).
+/// Load per broker that may lead: in all, per topic, per (topic, rack).
 struct Planner<'a> {
     live: &'a [Candidate],
-    load: BTreeMap<i32, usize>,
+    total: BTreeMap<i32, usize>,
+    per_topic: HashMap<Uuid, BTreeMap<i32, usize>>,
     per_topic_rack: HashMap<(Uuid, Option<&'a str>), usize>,
 }
 
 impl<'a> Planner<'a> {
     fn new(live: &'a [Candidate]) -> Planner<'a> {
-        let load = live.iter().filter(|b| !b.shutting_down).map(|b| (b.node_id, 0)).collect();
-        Planner { live, load, per_topic_rack: HashMap::new() }
+        let total = live.iter().filter(|b| !b.shutting_down).map(|b| (b.node_id, 0)).collect();
+        Planner { live, total, per_topic: HashMap::new(), per_topic_rack: HashMap::new() }
     }
 
     fn is_live(&self, node: i32) -> bool {
@@ -125,16 +140,32 @@ impl<'a> Planner<'a> {
         self.live.iter().find(|b| b.node_id == node).and_then(|b| b.rack.as_deref())
     }
 
+    fn topic_load(&self, topic: Uuid) -> BTreeMap<i32, usize> {
+        let mut load: BTreeMap<i32, usize> = self.total.keys().map(|node| (*node, 0)).collect();
+        if let Some(counts) = self.per_topic.get(&topic) {
+            for (node, count) in counts {
+                if let Some(slot) = load.get_mut(node) {
+                    *slot = *count;
+                }
+            }
+        }
+        load
+    }
+
     fn add(&mut self, topic: Uuid, node: i32) {
-        if let Some(count) = self.load.get_mut(&node) {
+        if let Some(count) = self.total.get_mut(&node) {
             *count += 1;
+            *self.per_topic.entry(topic).or_default().entry(node).or_default() += 1;
             *self.per_topic_rack.entry((topic, self.rack(node))).or_default() += 1;
         }
     }
 
     fn remove(&mut self, topic: Uuid, node: i32) {
-        if let Some(count) = self.load.get_mut(&node) {
+        if let Some(count) = self.total.get_mut(&node) {
             *count = count.saturating_sub(1);
+            if let Some(count) = self.per_topic.get_mut(&topic).and_then(|t| t.get_mut(&node)) {
+                *count = count.saturating_sub(1);
+            }
             let rack = self.rack(node);
             if let Some(count) = self.per_topic_rack.get_mut(&(topic, rack)) {
                 *count = count.saturating_sub(1);
@@ -142,17 +173,18 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The least-loaded broker, then the rack with the fewest of the topic's partitions, then
-    /// the lowest node id.
+    /// The broker with the fewest of the topic's partitions, then the rack with the fewest of
+    /// them, then the least loaded in all, then the lowest node id.
     fn pick(&self, topic: Uuid) -> Option<i32> {
-        self.load
+        let per_topic = self.topic_load(topic);
+        self.total
             .iter()
-            .map(|(&node, &load)| {
+            .map(|(&node, &total)| {
                 let on_rack = self.per_topic_rack.get(&(topic, self.rack(node))).copied().unwrap_or(0);
-                (load, on_rack, node)
+                (per_topic.get(&node).copied().unwrap_or(0), on_rack, total, node)
             })
             .min()
-            .map(|(_, _, node)| node)
+            .map(|(_, _, _, node)| node)
     }
 }
 
@@ -205,6 +237,35 @@ mod tests {
         let balanced: Vec<Led> = (0..9).map(|p| led(p, 1 + p % 3)).collect();
         assert_eq!(plan(&live, &balanced, usize::MAX), Vec::new());
         assert!(plan(&live, &partitions, 1).len() == 1, "moves are bounded per round");
+    }
+
+    /// Each topic is spread evenly on its own, whatever else the brokers lead (here the 50
+    /// group slots, all on one broker at first).
+    #[test]
+    fn every_topic_spreads_evenly_beside_other_load() {
+        let live = [broker(1, None), broker(2, None), broker(3, None)];
+        let slots = Uuid::from_u128(0);
+        let mut partitions: Vec<Led> = (0..50)
+            .map(|p| Led { topic_id: slots, partition: p, leader: 1, leader_epoch: 0, target_leader: None })
+            .collect();
+        partitions.extend((0..6).map(|p| led(p, 9)));
+        let actions = plan(&live, &partitions, usize::MAX);
+        let mut topic_leaders: BTreeMap<i32, usize> = BTreeMap::new();
+        let mut slot_leaders: BTreeMap<i32, usize> = BTreeMap::new();
+        for p in &partitions {
+            let moved = actions.iter().find_map(|a| match *a {
+                Action::Reassign { topic_id, partition, to, .. } | Action::HandOver { topic_id, partition, to }
+                    if topic_id == p.topic_id && partition == p.partition =>
+                {
+                    Some(to)
+                }
+                _ => None,
+            });
+            let leaders = if p.topic_id == slots { &mut slot_leaders } else { &mut topic_leaders };
+            *leaders.entry(moved.unwrap_or(p.leader)).or_default() += 1;
+        }
+        assert_eq!(topic_leaders, BTreeMap::from([(1, 2), (2, 2), (3, 2)]));
+        assert!(slot_leaders.values().all(|count| (16..=17).contains(count)), "{slot_leaders:?}");
     }
 
     /// A broker shutting down hands everything over; with racks, a topic spreads over them.

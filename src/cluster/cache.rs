@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
-use super::pg::Snapshot;
+use super::groups::Slots;
+use super::pg::{GROUPS_TOPIC_ID, Snapshot};
 use super::{BrokerInfo, Leadership, MetadataCache};
 use crate::log::Partition;
 
@@ -28,6 +29,8 @@ struct State {
 #[derive(Debug)]
 pub struct ClusterCache {
     node_id: i32,
+    /// The group slots this broker has loaded, with their epochs.
+    pub slots: Arc<Slots>,
     state: RwLock<State>,
     /// Until when this broker's lease is provably valid: measured from when the renewal that
     /// secured it was sent, so it ends no later than PostgreSQL's view of it.
@@ -36,7 +39,12 @@ pub struct ClusterCache {
 
 impl ClusterCache {
     pub fn new(node_id: i32) -> Arc<ClusterCache> {
-        Arc::new(ClusterCache { node_id, state: RwLock::default(), lease_valid_until: Mutex::new(None) })
+        Arc::new(ClusterCache {
+            node_id,
+            slots: Arc::default(),
+            state: RwLock::default(),
+            lease_valid_until: Mutex::new(None),
+        })
     }
 
     /// Takes in what PostgreSQL holds now.
@@ -105,9 +113,24 @@ impl MetadataCache for ClusterCache {
         Leadership { leader, leader_epoch, in_sync: replicas.clone(), replicas }
     }
 
-    /// Groups are coordinated by the controller (the one broker every other agrees on).
-    fn coordinator_for(&self, _key: &str) -> i32 {
-        self.controller()
+    /// The leader of the group's slot coordinates it.
+    fn coordinator_for(&self, key: &str) -> i32 {
+        let slot = crate::coordinator::group_slot(key, GROUP_SLOTS);
+        self.leader_of(GROUPS_TOPIC_ID, slot as i32).map_or(-1, |(leader, _)| leader)
+    }
+
+    fn coordinator_ready(&self, key: &str) -> Result<(), crate::log::LogError> {
+        let slot = crate::coordinator::group_slot(key, GROUP_SLOTS);
+        match self.leader_of(GROUPS_TOPIC_ID, slot as i32) {
+            Some((leader, epoch)) if leader == self.node_id => {
+                if self.slots.epoch(slot) == Some(epoch) {
+                    Ok(())
+                } else {
+                    Err(crate::log::LogError::CoordinatorLoadInProgress)
+                }
+            }
+            _ => Err(crate::log::LogError::NotCoordinator),
+        }
     }
 
     fn check_leader(&self, partition: &Partition, client_epoch: i32) -> Result<(), crate::log::LogError> {

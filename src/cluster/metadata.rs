@@ -32,7 +32,8 @@ impl PgMetadata {
         PgMetadata { store, cache, local }
     }
 
-    /// Leaders for `count` new partitions: the least-loaded live brokers first, in turn.
+    /// Leaders for `count` new partitions of a topic: the live brokers in turn, the least loaded
+    /// first, so that the topic is spread evenly.
     fn leaders(&self, count: u32) -> Vec<i32> {
         let load = self.cache.load();
         if load.is_empty() {

@@ -9,12 +9,14 @@
 //! - [`pg`]: the cluster's tables and queries;
 //! - [`assignment`]: the controller's plan (pure);
 //! - [`cache`]: the metadata cache of a broker in a cluster;
+//! - [`groups`]: consumer groups placed by slot on their coordinators, stored in PostgreSQL;
 //! - [`metadata`]: the log's metadata store backed by PostgreSQL;
 //! - [`takeover`]: a partition's log rebuilt from segments and the write-ahead log;
 //! - [`node`]: the broker's membership loop.
 
 pub mod assignment;
 pub mod cache;
+pub mod groups;
 pub mod metadata;
 pub mod node;
 pub mod pg;
@@ -59,6 +61,12 @@ pub trait MetadataCache: Send + Sync + std::fmt::Debug {
     fn leadership(&self, partition: &Partition) -> Leadership;
     /// The broker that coordinates the group (or, later, the transactional id) `key`.
     fn coordinator_for(&self, key: &str) -> i32;
+
+    /// Whether this broker coordinates the group `key` now: NOT_COORDINATOR when another broker
+    /// does, COORDINATOR_LOAD_IN_PROGRESS while this one is still loading it.
+    fn coordinator_ready(&self, _key: &str) -> Result<(), LogError> {
+        Ok(())
+    }
 
     /// Whether this broker may acknowledge a produce now (in a cluster: while its lease is
     /// provably valid).

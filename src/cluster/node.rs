@@ -16,11 +16,12 @@ use tokio::sync::{Notify, Semaphore, watch};
 use uuid::Uuid;
 
 use super::assignment::{self, Action, Candidate, Led};
-use super::cache::ClusterCache;
+use super::cache::{ClusterCache, GROUP_SLOTS};
 use super::metadata::PgMetadata;
-use super::pg::{ClusterStore, PartitionRow, Snapshot};
+use super::pg::{ClusterStore, GROUPS_TOPIC_ID, PartitionRow, Snapshot};
 use super::takeover::Takeover;
 use crate::config::{ClusterConfig, Config};
+use crate::coordinator::Coordinator;
 use crate::log::{LogError, MetadataWrapper, TopicRecord};
 use crate::unified::UnifiedLog;
 
@@ -91,6 +92,15 @@ impl ClusterNode {
         Box::new(move |local| Arc::new(PgMetadata::new(store, cache, local)))
     }
 
+    /// Where the group coordinator keeps group records and offsets: PostgreSQL, by slot.
+    pub fn group_store(&self) -> Arc<dyn crate::coordinator::GroupStore> {
+        Arc::new(super::groups::PgGroupStore {
+            store: self.store.clone(),
+            node_id: self.node_id,
+            slots: self.cache.slots.clone(),
+        })
+    }
+
     /// Brings the local log to the cluster's metadata once (topics), before serving.
     pub async fn sync_once(&self, unified: &UnifiedLog) -> Result<(), LogError> {
         let snapshot = self.store.snapshot().await?;
@@ -100,12 +110,17 @@ impl ClusterNode {
 
     /// Runs the membership loop until `stopped` turns true, then hands every partition over and
     /// ends the lease (controlled shutdown).
-    pub async fn run(self: Arc<Self>, unified: UnifiedLog, mut stopped: watch::Receiver<bool>) {
+    pub async fn run(
+        self: Arc<Self>,
+        unified: UnifiedLog,
+        coordinator: Coordinator,
+        mut stopped: watch::Receiver<bool>,
+    ) {
         let heartbeat = Duration::from_millis(self.settings.heartbeat_interval_ms);
         let mut ticks = tokio::time::interval(heartbeat);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::spawn(listen(self.store.clone(), self.refresh.clone()));
-        let mut duties = Duties::default();
+        let mut duties = Duties { coordinator: Some(coordinator), ..Duties::default() };
         let mut collected = Instant::now();
         loop {
             tokio::select! {
@@ -130,16 +145,13 @@ impl ClusterNode {
         let sent = Instant::now();
         let lease = Duration::from_millis(self.settings.session_timeout_ms);
         match self.store.renew(self.node_id, self.broker_epoch, lease.as_millis() as i64).await {
-            // The lease lapsed before this renewal (the broker was paused, or cut off from
-            // PostgreSQL): the controller may have moved its partitions and their new leaders
-            // sealed its write-ahead log. It starts again under a new broker epoch.
-            Ok(true) if !self.cache.lease_valid() => {
-                tracing::error!(node_id = self.node_id, "this broker's lease lapsed; stopping to rejoin afresh");
-                std::process::exit(3);
-            }
             Ok(true) => self.cache.lease_renewed(sent, lease),
+            // The lease ran out by PostgreSQL's clock (the broker was paused, or cut off from
+            // PostgreSQL), or another process took the node id: the controller may have moved
+            // its partitions and their new leaders sealed its write-ahead log. It starts again
+            // under a new broker epoch.
             Ok(false) => {
-                tracing::error!(node_id = self.node_id, "this broker's registration was taken over; stopping");
+                tracing::error!(node_id = self.node_id, "this broker's lease lapsed; stopping to rejoin afresh");
                 std::process::exit(3);
             }
             Err(error) => {
@@ -220,7 +232,10 @@ impl ClusterNode {
     fn lead(self: &Arc<Self>, unified: &UnifiedLog, snapshot: &Snapshot, duties: &mut Duties) {
         duties.finished();
         let log = unified.log();
-        for row in &snapshot.partitions {
+        for row in snapshot.partitions.iter().filter(|row| row.topic_id == GROUPS_TOPIC_ID) {
+            self.coordinate(row, duties);
+        }
+        for row in snapshot.partitions.iter().filter(|row| row.topic_id != GROUPS_TOPIC_ID) {
             let Some(partition) = log.topic_by_id(row.topic_id).and_then(|t| t.partition(row.partition).cloned())
             else {
                 continue;
@@ -245,6 +260,56 @@ impl ClusterNode {
         }
     }
 
+    /// A group slot: load its groups when given it, drop them when it moves away or is to be
+    /// handed over (then move it).
+    fn coordinate(self: &Arc<Self>, row: &PartitionRow, duties: &mut Duties) {
+        let Some(coordinator) = duties.coordinator.clone() else { return };
+        let slot = row.partition as u32;
+        let key = (row.topic_id, row.partition);
+        if duties.busy.contains(&key) {
+            return;
+        }
+        let slots = self.cache.slots.clone();
+        let held = slots.epoch(slot);
+        if row.leader != self.node_id {
+            if held.is_some() {
+                slots.release(slot);
+                duties.start(key, async move { coordinator.unload_slot(slot, GROUP_SLOTS).await });
+            }
+            return;
+        }
+        if let Some(target) = row.target_leader.filter(|t| *t != self.node_id && held == Some(row.leader_epoch)) {
+            let (node, row) = (self.clone(), *row);
+            duties.start(key, async move {
+                slots.release(slot);
+                coordinator.unload_slot(slot, GROUP_SLOTS).await;
+                if let Err(error) =
+                    node.store.move_partition(row.topic_id, row.partition, row.leader_epoch, target, None).await
+                {
+                    tracing::warn!(%error, slot, "cannot hand a group slot over yet");
+                }
+                node.refresh.notify_one();
+            });
+            return;
+        }
+        if held != Some(row.leader_epoch) {
+            let (node, epoch) = (self.clone(), row.leader_epoch);
+            duties.start(key, async move {
+                // Writes are fenced at this epoch from here on; the groups load after.
+                slots.hold(slot, epoch);
+                coordinator.unload_slot(slot, GROUP_SLOTS).await;
+                match coordinator.load_slot(slot).await {
+                    Ok(groups) => tracing::debug!(slot, epoch, groups, "group slot loaded"),
+                    Err(error) => {
+                        tracing::warn!(%error, slot, "cannot load a group slot yet");
+                        slots.release(slot);
+                    }
+                }
+                node.refresh.notify_one();
+            });
+        }
+    }
+
     async fn take_over(self: Arc<Self>, unified: UnifiedLog, row: PartitionRow, permits: Arc<Semaphore>) {
         let Ok(_permit) = permits.acquire_owned().await else { return };
         let Some(wal) = unified.wal() else { return };
@@ -254,6 +319,14 @@ impl ClusterNode {
         };
         let objects = tokio::sync::Mutex::new(HashMap::new());
         let sealed = tokio::sync::Mutex::new(HashSet::new());
+        let registered = match self.store.snapshot().await {
+            Ok(snapshot) => snapshot.brokers.iter().map(|b| (b.node_id, b.broker_epoch)).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "takeover postponed: cannot read the brokers");
+                self.refresh.notify_one();
+                return;
+            }
+        };
         let wal_store = wal.store();
         let takeover = Takeover {
             store: &self.store,
@@ -263,9 +336,23 @@ impl ClusterNode {
             own_stream: wal.current_stream(),
             objects: &objects,
             sealed: &sealed,
+            registered: &registered,
         };
         let started = Instant::now();
-        match takeover.run(&partition, row.leader_epoch, row.log_start).await {
+        let took = match takeover.run(&partition, row.leader_epoch, row.log_start).await {
+            // Recorded before serving: a successor then knows which incarnation to seal.
+            Ok(done) => match self
+                .store
+                .start_epoch(row.topic_id, row.partition, row.leader_epoch, self.node_id, self.broker_epoch)
+                .await
+            {
+                Ok(true) => Ok(done),
+                Ok(false) => Err(LogError::NotLeaderOrFollower),
+                Err(error) => Err(error.into()),
+            },
+            Err(error) => Err(error),
+        };
+        match took {
             Ok(done) => {
                 partition.set_leading(true);
                 tracing::info!(topic_id = %row.topic_id, partition = row.partition, epoch = row.leader_epoch,
@@ -323,7 +410,8 @@ impl ClusterNode {
             if let Err(error) = self.round(unified, duties).await {
                 tracing::warn!(%error, "cluster round failed during shutdown");
             }
-            let leads_any = unified.log().topics().iter().any(|t| t.partitions.iter().any(|p| p.is_leading()));
+            let leads_any = unified.log().topics().iter().any(|t| t.partitions.iter().any(|p| p.is_leading()))
+                || !self.cache.slots.held().is_empty();
             if !leads_any && duties.busy.is_empty() {
                 break;
             }
@@ -343,6 +431,8 @@ struct Duties {
     busy: HashSet<(Uuid, i32)>,
     tasks: tokio::task::JoinSet<(Uuid, i32)>,
     permits: Arc<Semaphore>,
+    /// The group coordinator, which loads and drops the group slots this broker is given.
+    coordinator: Option<Coordinator>,
 }
 
 impl Default for Duties {
@@ -351,6 +441,7 @@ impl Default for Duties {
             busy: HashSet::new(),
             tasks: tokio::task::JoinSet::new(),
             permits: Arc::new(Semaphore::new(TAKEOVERS_MAX)),
+            coordinator: None,
         }
     }
 }

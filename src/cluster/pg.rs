@@ -70,7 +70,29 @@ const MIGRATIONS: &[&str] = &[
         size_bytes bigint NOT NULL,
         PRIMARY KEY (topic_id, partition, base_offset))",
     "CREATE TABLE zombi_dynamic_configs (scope text PRIMARY KEY, configs text NOT NULL)",
+    // Consumer groups: records and committed offsets, by the slot that places a group on its
+    // coordinator; each slot is a row of zombi_partitions under GROUPS_TOPIC_ID, led like any
+    // partition.
+    "CREATE TABLE zombi_groups (group_id text PRIMARY KEY, slot int NOT NULL, record bytea NOT NULL)",
+    "CREATE TABLE zombi_offsets (
+        group_id text NOT NULL,
+        slot int NOT NULL,
+        topic text NOT NULL,
+        partition int NOT NULL,
+        record bytea NOT NULL,
+        PRIMARY KEY (group_id, topic, partition))",
+    "INSERT INTO zombi_partitions (topic_id, partition, leader, leader_epoch)
+        SELECT '00000000-0000-0000-0000-000000000000', slot, -1, 0 FROM generate_series(0, 49) AS slot",
+    "INSERT INTO zombi_partition_epochs (topic_id, partition, leader_epoch, leader)
+        SELECT '00000000-0000-0000-0000-000000000000', slot, 0, -1 FROM generate_series(0, 49) AS slot",
+    // The broker epoch of the leader that served an epoch (set before it serves): a leader that
+    // has since registered again sealed that incarnation's streams itself.
+    "ALTER TABLE zombi_partition_epochs ADD COLUMN broker_epoch bigint",
 ];
+
+/// The pseudo-topic whose partitions are the group coordinator slots (Kafka's
+/// `__consumer_offsets`), never shown to clients.
+pub const GROUPS_TOPIC_ID: Uuid = Uuid::nil();
 
 /// The milliseconds of PostgreSQL's clock, in SQL.
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -118,6 +140,8 @@ pub struct EpochRow {
     pub leader_epoch: i32,
     pub leader: i32,
     pub end_offset: Option<i64>,
+    /// The leader's broker epoch when it began serving this epoch (`None`: it never did).
+    pub broker_epoch: Option<i64>,
 }
 
 /// A segment in the index.
@@ -248,10 +272,13 @@ impl ClusterStore {
         Ok(row.map(|row| row.get(0)))
     }
 
-    /// Renews this broker's lease; false when the registration is no longer ours.
+    /// Renews this broker's lease while it has not expired; false when the registration is no
+    /// longer ours or its lease ran out (the controller may have moved its partitions since).
     pub async fn renew(&self, node_id: i32, broker_epoch: i64, lease_ms: i64) -> Result<bool, PgError> {
-        let sql =
-            format!("UPDATE zombi_brokers SET lease_until_ms = {NOW_MS} + $3 WHERE node_id = $1 AND broker_epoch = $2");
+        let sql = format!(
+            "UPDATE zombi_brokers SET lease_until_ms = {NOW_MS} + $3
+             WHERE node_id = $1 AND broker_epoch = $2 AND lease_until_ms >= {NOW_MS}"
+        );
         let done = sqlx::query(&sql).bind(node_id).bind(broker_epoch).bind(lease_ms).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
@@ -583,7 +610,7 @@ impl ClusterStore {
     /// A partition's leaderships, oldest first.
     pub async fn epochs(&self, topic_id: Uuid, partition: i32) -> Result<Vec<EpochRow>, PgError> {
         let rows = sqlx::query(
-            "SELECT leader_epoch, leader, end_offset FROM zombi_partition_epochs
+            "SELECT leader_epoch, leader, end_offset, broker_epoch FROM zombi_partition_epochs
              WHERE topic_id = $1 AND partition = $2 ORDER BY leader_epoch",
         )
         .bind(topic_id.to_string())
@@ -592,8 +619,37 @@ impl ClusterStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|row| EpochRow { leader_epoch: row.get(0), leader: row.get(1), end_offset: row.get(2) })
+            .map(|row| EpochRow {
+                leader_epoch: row.get(0),
+                leader: row.get(1),
+                end_offset: row.get(2),
+                broker_epoch: row.get(3),
+            })
             .collect())
+    }
+
+    /// Records that `node_id`, registered at `broker_epoch`, serves the partition at `epoch`
+    /// (before it does).
+    pub async fn start_epoch(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        epoch: i32,
+        node_id: i32,
+        broker_epoch: i64,
+    ) -> Result<bool, PgError> {
+        let done = sqlx::query(
+            "UPDATE zombi_partition_epochs SET broker_epoch = $5
+             WHERE topic_id = $1 AND partition = $2 AND leader_epoch = $3 AND leader = $4",
+        )
+        .bind(topic_id.to_string())
+        .bind(partition)
+        .bind(epoch)
+        .bind(node_id)
+        .bind(broker_epoch)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// A partition's segments in offset order.
@@ -675,6 +731,103 @@ impl ClusterStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The group records and committed offsets of `slot` (every slot when `None`).
+    pub async fn load_groups(&self, slot: Option<u32>) -> Result<crate::log::GroupRecords, PgError> {
+        let slot = slot.map(|s| s as i32);
+        let groups = sqlx::query("SELECT group_id, record FROM zombi_groups WHERE $1::int IS NULL OR slot = $1")
+            .bind(slot)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let offsets = sqlx::query(
+            "SELECT group_id, topic, partition, record FROM zombi_offsets WHERE $1::int IS NULL OR slot = $1",
+        )
+        .bind(slot)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+        Ok((groups, offsets))
+    }
+
+    /// Makes group changes durable in one transaction, only while `node_id` coordinates each
+    /// slot involved at the epoch it loaded it at (`fences`: slot → epoch). False when a fence
+    /// failed: another broker coordinates the slot now.
+    pub async fn write_groups(
+        &self,
+        node_id: i32,
+        fences: &[(u32, i32)],
+        writes: &[(u32, crate::log::GroupWrite)],
+    ) -> Result<bool, PgError> {
+        use crate::log::GroupWrite;
+        let mut tx = self.pool.begin().await?;
+        for &(slot, epoch) in fences {
+            let held = sqlx::query(
+                "SELECT 1 FROM zombi_partitions WHERE topic_id = $1 AND partition = $2 AND leader = $3
+                 AND leader_epoch = $4 FOR SHARE",
+            )
+            .bind(GROUPS_TOPIC_ID.to_string())
+            .bind(slot as i32)
+            .bind(node_id)
+            .bind(epoch)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if held.is_none() {
+                return Ok(false);
+            }
+        }
+        for (slot, write) in writes {
+            let slot = *slot as i32;
+            match write {
+                GroupWrite::Group { group, record } => {
+                    sqlx::query(
+                        "INSERT INTO zombi_groups (group_id, slot, record) VALUES ($1, $2, $3)
+                         ON CONFLICT (group_id) DO UPDATE SET record = $3",
+                    )
+                    .bind(group)
+                    .bind(slot)
+                    .bind(record)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                GroupWrite::DeleteGroup { group } => {
+                    for table in ["zombi_groups", "zombi_offsets"] {
+                        sqlx::query(&format!("DELETE FROM {table} WHERE group_id = $1"))
+                            .bind(group)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                GroupWrite::Offset { group, topic, partition, record } => {
+                    sqlx::query(
+                        "INSERT INTO zombi_offsets (group_id, slot, topic, partition, record) VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (group_id, topic, partition) DO UPDATE SET record = $5",
+                    )
+                    .bind(group)
+                    .bind(slot)
+                    .bind(topic)
+                    .bind(partition)
+                    .bind(record)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                GroupWrite::DeleteOffset { group, topic, partition } => {
+                    sqlx::query("DELETE FROM zombi_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3")
+                        .bind(group)
+                        .bind(topic)
+                        .bind(partition)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Per partition, the offset below which its records are in segments or deleted: the

@@ -36,6 +36,8 @@ pub struct Takeover<'a> {
     pub objects: &'a ObjectCache,
     /// Nodes whose streams this round sealed already.
     pub sealed: &'a tokio::sync::Mutex<HashSet<i32>>,
+    /// Each registered broker's current broker epoch.
+    pub registered: &'a HashMap<i32, i64>,
 }
 
 /// What a takeover found.
@@ -81,8 +83,15 @@ impl Takeover<'_> {
             if node < 0 {
                 continue;
             }
-            let handed_over = rows.iter().all(|r| r.end_offset.is_some());
-            if !handed_over {
+            // A leadership that ended without a hand-over, by an incarnation of the node that is
+            // still the registered one (or never re-registered): seal it, it may still be writing.
+            // One that registered again since sealed that incarnation's streams when it claimed
+            // its new one; one that never served the epoch wrote nothing for it.
+            let current = self.registered.get(&node).copied();
+            let unsealed = rows.iter().any(|r| {
+                r.end_offset.is_none() && r.broker_epoch.is_some_and(|served| current.is_none_or(|now| now <= served))
+            });
+            if unsealed {
                 self.seal(node).await?;
             }
             let wanted: HashSet<i32> = rows.iter().map(|r| r.leader_epoch).collect();

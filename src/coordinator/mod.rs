@@ -26,7 +26,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
 use crate::log::LogError;
-use crate::log::{GroupWrite, Log, StoreError};
+use crate::log::{GroupRecords, GroupWrite, Log, StoreError};
 use group::{ClassicGroup, GroupLimits, GroupState, JoinRequest, JoinResult, StoredMember, SyncResult};
 
 /// Kafka's `offset.metadata.max.bytes`.
@@ -108,14 +108,50 @@ struct State {
     timer_deadline_ms: Option<u64>,
 }
 
+/// Where group records and committed offsets are made durable (Kafka keeps them in
+/// `__consumer_offsets`): the local log's store on a single broker, a cluster's PostgreSQL.
+#[async_trait::async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Makes `writes` durable, in one write; a cluster's store refuses them (NOT_COORDINATOR)
+    /// once this broker no longer coordinates their groups.
+    async fn write(&self, writes: Vec<GroupWrite>) -> Result<(), LogError>;
+    /// The groups and offsets of `slot` (every group when `None`).
+    async fn load(&self, slot: Option<u32>) -> Result<GroupRecords, LogError>;
+}
+
+/// Group records and offsets in the local log, written through its writer.
+pub struct LocalGroupStore(pub Log);
+
+#[async_trait::async_trait]
+impl GroupStore for LocalGroupStore {
+    async fn write(&self, writes: Vec<GroupWrite>) -> Result<(), LogError> {
+        self.0.write_groups(writes).await
+    }
+
+    async fn load(&self, _slot: Option<u32>) -> Result<GroupRecords, LogError> {
+        self.0.load_groups().await
+    }
+}
+
+/// The slot a group lives in among `slots` (Kafka's partition of `__consumer_offsets`): FNV-1a
+/// of its id, so that every broker agrees.
+pub fn group_slot(group_id: &str, slots: u32) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in group_id.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % slots.max(1)
+}
+
 #[derive(Clone)]
 pub struct Coordinator {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    /// Group records and offsets are written through the log's writer, like everything durable.
-    log: Log,
+    /// Where group records and offsets are made durable.
+    store: Arc<dyn GroupStore>,
     state: Mutex<State>,
     /// Serialises durable changes so that the store sees them in the order they were decided.
     writes: tokio::sync::Mutex<()>,
@@ -127,12 +163,22 @@ struct Inner {
 }
 
 impl Coordinator {
-    /// Loads groups and offsets from the store.
+    /// Loads groups and offsets from the local log's store (a single broker coordinates every
+    /// group).
     pub async fn open(log: Log, limits: GroupLimits, offsets_retention_ms: i64) -> Result<Coordinator, LogError> {
-        let (groups, offsets) = log.load_groups().await?;
-        let coordinator = Coordinator {
+        let coordinator = Self::with_store(Arc::new(LocalGroupStore(log)), limits, offsets_retention_ms);
+        let records = coordinator.inner.store.load(None).await?;
+        let loaded = coordinator.restore(records)?;
+        tracing::info!(groups = loaded, "group coordinator loaded");
+        Ok(coordinator)
+    }
+
+    /// A coordinator of no group yet over `store`: a cluster loads the slots it is given
+    /// (`load_slot`) and drops those it loses (`unload_slot`).
+    pub fn with_store(store: Arc<dyn GroupStore>, limits: GroupLimits, offsets_retention_ms: i64) -> Coordinator {
+        Coordinator {
             inner: Arc::new(Inner {
-                log,
+                store,
                 state: Mutex::new(State::default()),
                 writes: tokio::sync::Mutex::new(()),
                 limits,
@@ -140,7 +186,29 @@ impl Coordinator {
                 clock_start: Instant::now(),
                 deadlines_changed: Notify::new(),
             }),
-        };
+        }
+    }
+
+    /// Loads the groups and offsets of `slot` (this broker now coordinates them).
+    pub async fn load_slot(&self, slot: u32) -> Result<usize, LogError> {
+        let _writes = self.inner.writes.lock().await;
+        let records = self.inner.store.load(Some(slot)).await?;
+        self.restore(records)
+    }
+
+    /// Forgets the groups of `slot` (another broker coordinates them now); members waiting on
+    /// a join or sync hear NOT_COORDINATOR when their requests are dropped.
+    pub async fn unload_slot(&self, slot: u32, slots: u32) {
+        let _writes = self.inner.writes.lock().await;
+        self.with_state(|state| {
+            state.groups.retain(|id, _| group_slot(id, slots) != slot);
+            state.offsets.retain(|id, _| group_slot(id, slots) != slot);
+        });
+    }
+
+    /// Takes stored groups and offsets into memory; returns how many groups.
+    fn restore(&self, (groups, offsets): GroupRecords) -> Result<usize, LogError> {
+        let coordinator = self;
         let now = coordinator.now_ms();
         let mut state = State::default();
         for (id, bytes) in groups {
@@ -176,9 +244,12 @@ impl Coordinator {
                 serde_json::from_slice(&bytes).map_err(|e| StoreError::corrupt(format!("offset record: {e}")))?;
             state.offsets.entry(group).or_default().insert((topic, partition), offset);
         }
-        tracing::info!(groups = state.groups.len(), "group coordinator loaded");
-        *coordinator.inner.state.lock() = state;
-        Ok(coordinator)
+        let loaded = state.groups.len();
+        self.with_state(|current| {
+            current.groups.extend(state.groups);
+            current.offsets.extend(state.offsets);
+        });
+        Ok(loaded)
     }
 
     fn now_ms(&self) -> u64 {
@@ -208,7 +279,7 @@ impl Coordinator {
     }
 
     async fn write(&self, writes: Vec<GroupWrite>) -> Result<(), LogError> {
-        self.inner.log.write_groups(writes).await
+        self.inner.store.write(writes).await
     }
 
     fn group_record(&self, group: &ClassicGroup) -> Vec<u8> {

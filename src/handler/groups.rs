@@ -25,7 +25,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{Broker, Handled, str_bytes, topic_name};
-use crate::coordinator::group::JoinRequest;
+use crate::coordinator::group::{JoinRequest, JoinResult, SyncResult};
 use crate::coordinator::{CommitRequest, CommittedOffset};
 use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
@@ -55,6 +55,16 @@ pub(super) async fn handle(
         _ => return super::misrouted(Family::Groups),
     };
     Some(handled)
+}
+
+/// Why this broker cannot answer for the group (another broker coordinates it, or it is still
+/// being loaded here), as the Kafka error a client expects; `None` when it can.
+fn not_coordinating(broker: &Broker, group_id: &str) -> Option<ResponseError> {
+    match broker.cluster.coordinator_ready(group_id) {
+        Ok(()) => None,
+        Err(crate::log::LogError::CoordinatorLoadInProgress) => Some(ResponseError::CoordinatorLoadInProgress),
+        Err(_) => Some(ResponseError::NotCoordinator),
+    }
 }
 
 fn text(value: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
@@ -130,7 +140,10 @@ pub(super) async fn join(
         requires_known_member_id: version >= 4,
         supports_skip_assignment: version >= 9,
     };
-    let result = broker.coordinator.join(request.group_id.as_str(), join).await;
+    let result = match not_coordinating(broker, request.group_id.as_str()) {
+        Some(error) => JoinResult::error(error, request.member_id.as_str()),
+        None => broker.coordinator.join(request.group_id.as_str(), join).await,
+    };
     let mut response = JoinGroupResponse::default();
     response.error_code = result.error;
     response.generation_id = result.generation;
@@ -163,18 +176,23 @@ impl CountErrors for JoinGroupResponse {
 pub(super) async fn sync(broker: &Arc<Broker>, request: SyncGroupRequest) -> SyncGroupResponse {
     let assignments =
         request.assignments.iter().map(|a| (a.member_id.as_str().to_string(), a.assignment.clone())).collect();
-    let result = broker
-        .coordinator
-        .sync(
-            request.group_id.as_str(),
-            request.member_id.as_str(),
-            request.group_instance_id.as_ref().map(|s| s.as_str()),
-            request.generation_id,
-            request.protocol_type.as_ref().map(|s| s.as_str()),
-            request.protocol_name.as_ref().map(|s| s.as_str()),
-            assignments,
-        )
-        .await;
+    let result = match not_coordinating(broker, request.group_id.as_str()) {
+        Some(error) => SyncResult::error(error),
+        None => {
+            broker
+                .coordinator
+                .sync(
+                    request.group_id.as_str(),
+                    request.member_id.as_str(),
+                    request.group_instance_id.as_ref().map(|s| s.as_str()),
+                    request.generation_id,
+                    request.protocol_type.as_ref().map(|s| s.as_str()),
+                    request.protocol_name.as_ref().map(|s| s.as_str()),
+                    assignments,
+                )
+                .await
+        }
+    };
     let mut response = SyncGroupResponse::default();
     response.error_code = result.error;
     response.protocol_type = result.protocol_type.map(str_bytes);
@@ -191,6 +209,10 @@ impl CountErrors for SyncGroupResponse {
 
 pub(super) fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
     let mut response = HeartbeatResponse::default();
+    if let Some(error) = not_coordinating(broker, request.group_id.as_str()) {
+        response.error_code = error.code();
+        return response;
+    }
     response.error_code = broker.coordinator.heartbeat(
         request.group_id.as_str(),
         request.member_id.as_str(),
@@ -214,7 +236,11 @@ pub(super) async fn leave(broker: &Arc<Broker>, request: LeaveGroupRequest, vers
         request.members.iter().map(|m| (m.member_id.as_str().to_string(), text(&m.group_instance_id))).collect()
     };
     let mut response = LeaveGroupResponse::default();
-    match broker.coordinator.leave(request.group_id.as_str(), &members).await {
+    let left = match not_coordinating(broker, request.group_id.as_str()) {
+        Some(error) => Err(error.code()),
+        None => broker.coordinator.leave(request.group_id.as_str(), &members).await,
+    };
+    match left {
         Ok(codes) if version < 3 => response.error_code = codes.first().copied().unwrap_or(0),
         Ok(codes) => {
             response.members = members
@@ -262,16 +288,21 @@ pub(super) async fn offset_commit(broker: &Arc<Broker>, request: OffsetCommitReq
         }
         layout.push((topic.name.clone(), partitions));
     }
-    let outcome = broker
-        .coordinator
-        .commit(
-            request.group_id.as_str(),
-            request.generation_id_or_member_epoch,
-            request.member_id.as_str(),
-            request.group_instance_id.as_ref().map(|s| s.as_str()),
-            requests,
-        )
-        .await;
+    let outcome = match not_coordinating(broker, request.group_id.as_str()) {
+        Some(error) => Err(error.code()),
+        None => {
+            broker
+                .coordinator
+                .commit(
+                    request.group_id.as_str(),
+                    request.generation_id_or_member_epoch,
+                    request.member_id.as_str(),
+                    request.group_instance_id.as_ref().map(|s| s.as_str()),
+                    requests,
+                )
+                .await
+        }
+    };
     let mut codes = match &outcome {
         Ok(codes) => codes.clone().into_iter(),
         Err(_) => Vec::new().into_iter(),
@@ -317,6 +348,11 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
             });
             let mut out = OffsetFetchResponseGroup::default();
             out.group_id = group.group_id.clone();
+            if let Some(error) = not_coordinating(broker, group.group_id.as_str()) {
+                out.error_code = error.code();
+                response.groups.push(out);
+                continue;
+            }
             let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
             for (topic, partition, committed) in
                 broker.coordinator.committed(group.group_id.as_str(), wanted.as_deref())
@@ -339,6 +375,13 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
             out.topics = topics;
             response.groups.push(out);
         }
+        return response;
+    }
+    // The top-level error is a v2+ field.
+    if let Some(error) = not_coordinating(broker, request.group_id.as_str())
+        && version >= 2
+    {
+        response.error_code = error.code();
         return response;
     }
     let wanted: Option<Vec<(String, Vec<i32>)>> = request
@@ -384,6 +427,13 @@ pub(super) fn describe_groups(broker: &Broker, request: DescribeGroupsRequest, v
     let mut response = DescribeGroupsResponse::default();
     for id in request.groups {
         let mut group = DescribedGroup::default();
+        if let Some(error) = not_coordinating(broker, id.as_str()) {
+            group.error_code = error.code();
+            group.group_state = str_bytes("Dead");
+            group.group_id = id;
+            response.groups.push(group);
+            continue;
+        }
         match broker.coordinator.describe(id.as_str()) {
             Some(description) => {
                 group.group_state = str_bytes(description.state);
@@ -457,7 +507,10 @@ pub(super) async fn delete_groups(broker: &Arc<Broker>, request: DeleteGroupsReq
     let mut response = DeleteGroupsResponse::default();
     for id in request.groups_names {
         let mut result = DeletableGroupResult::default();
-        result.error_code = broker.coordinator.delete_group(id.as_str()).await;
+        result.error_code = match not_coordinating(broker, id.as_str()) {
+            Some(error) => error.code(),
+            None => broker.coordinator.delete_group(id.as_str()).await,
+        };
         result.group_id = id;
         response.results.push(result);
     }
@@ -477,7 +530,11 @@ pub(super) async fn offset_delete(broker: &Arc<Broker>, request: OffsetDeleteReq
         .flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str().to_string(), p.partition_index)))
         .collect();
     let mut response = OffsetDeleteResponse::default();
-    match broker.coordinator.delete_offsets(request.group_id.as_str(), &partitions).await {
+    let deleted = match not_coordinating(broker, request.group_id.as_str()) {
+        Some(error) => Err(error.code()),
+        None => broker.coordinator.delete_offsets(request.group_id.as_str(), &partitions).await,
+    };
+    match deleted {
         Ok(codes) => {
             let mut codes = codes.into_iter();
             for topic in request.topics {

@@ -63,6 +63,12 @@ pub enum LogError {
     /// This broker does not lead the partition.
     #[error("This server is not the leader for that topic-partition.")]
     NotLeaderOrFollower,
+    /// This broker does not coordinate the group (another broker does).
+    #[error("This is not the correct coordinator.")]
+    NotCoordinator,
+    /// This broker was just given the group and is still loading it.
+    #[error("The coordinator is loading and hence can't process requests.")]
+    CoordinatorLoadInProgress,
     /// The authorizer refused the session this operation on the topic.
     #[error("Not authorized to access topics: [{0}]")]
     TopicAuthorizationFailed(String),
@@ -118,6 +124,8 @@ impl LogError {
             LogError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
             LogError::UnknownLeaderEpoch => ResponseError::UnknownLeaderEpoch,
             LogError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+            LogError::NotCoordinator => ResponseError::NotCoordinator,
+            LogError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
             LogError::TopicAuthorizationFailed(_) => ResponseError::TopicAuthorizationFailed,
             LogError::GroupAuthorizationFailed(_) => ResponseError::GroupAuthorizationFailed,
             LogError::TransactionalIdAuthorizationFailed(_) => ResponseError::TransactionalIdAuthorizationFailed,

@@ -125,7 +125,14 @@ pub fn read_all(cluster: &Cluster, topic: &str, partitions: i32) -> BTreeMap<i32
     let mut highs = BTreeMap::new();
     let mut list = TopicPartitionList::new();
     for partition in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(30)).expect("watermarks");
+        // Right after a broker stops, the client may still be finding out who leads what.
+        let deadline = Instant::now() + WAIT_MAX;
+        let (low, high) = loop {
+            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+                Ok(watermarks) => break watermarks,
+                Err(error) => assert!(Instant::now() < deadline, "watermarks of {partition}: {error}"),
+            }
+        };
         assert_eq!(low, 0, "partition {partition} starts at 0");
         highs.insert(partition, high);
         list.add_partition_offset(topic, partition, Offset::Beginning).expect("offset");
@@ -510,4 +517,104 @@ async fn a_broker_cut_from_postgres_loses_its_partitions_and_nothing_acknowledge
     let (acked, failed) = load.finish().await;
     assert_eq!(failed, 0, "deliveries failed");
     verify(&cluster, &topic, partitions, acked);
+}
+
+/// The committed offsets of `group` for `partitions`, as a new member of the group sees them.
+fn committed_offsets(cluster: &Cluster, group: &str, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
+    let consumer: BaseConsumer =
+        cluster.client_config().set("group.id", group).set("enable.auto.commit", "false").create().expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        match consumer.committed_offsets(list.clone(), Duration::from_secs(10)) {
+            Ok(found) => {
+                return found
+                    .elements()
+                    .iter()
+                    .map(|e| (e.partition(), if let Offset::Offset(o) = e.offset() { o } else { -1 }))
+                    .collect();
+            }
+            Err(error) => {
+                assert!(Instant::now() < deadline, "committed offsets unavailable: {error}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// A member of `group` consumes `expected` records of `topic` and commits, synchronously.
+fn consume_and_commit(mut config: ClientConfig, group: &str, topic: &str, expected: usize) -> Vec<Vec<u8>> {
+    let consumer: BaseConsumer = config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut values = Vec::new();
+    let deadline = Instant::now() + WAIT_MAX;
+    while values.len() < expected {
+        assert!(Instant::now() < deadline, "consumed {} of {expected}", values.len());
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => values.push(Received::from_message(&message).value.unwrap_or_default()),
+            Some(Err(KafkaError::MessageConsumption(_))) | None => {}
+            Some(Err(error)) => panic!("consume: {error}"),
+        }
+    }
+    consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync).expect("commit");
+    consumer.unsubscribe();
+    values
+}
+
+/// A consumer group commits its offsets; then each broker in turn is killed (so the group's
+/// coordinator is, once): every time, the group's committed offsets are there, unchanged, on
+/// whichever broker coordinates it now, and a member resumes from them exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_their_coordinators_death() {
+    let mut cluster = Cluster::start(3);
+    let topic = unique_topic("groups");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    cluster.leaders(&topic, partitions);
+    let producer: FutureProducer = cluster.client_config().set("acks", "all").create().expect("producer");
+    let send_round = |round: usize| {
+        let producer = producer.clone();
+        let topic = topic.clone();
+        async move {
+            for i in 0..60 {
+                let payload = format!("round-{round}-{i}");
+                let record =
+                    FutureRecord::<[u8], [u8]>::to(&topic).partition(i % partitions).payload(payload.as_bytes());
+                producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("delivered");
+            }
+        }
+    };
+    let group = unique_topic("group");
+    send_round(0).await;
+    let first = consume_and_commit(cluster.client_config(), &group, &topic, 60);
+    assert_eq!(first.len(), 60);
+    let mut committed = committed_offsets(&cluster, &group, &topic, partitions);
+    assert_eq!(committed, (0..partitions).map(|p| (p, 10)).collect::<BTreeMap<_, _>>());
+    for (round, index) in (0..cluster.brokers.len()).enumerate() {
+        cluster.brokers[index].kill9();
+        let node = index as i32 + 1;
+        cluster.wait_until_none_led_by(&topic, partitions, node);
+        assert_eq!(committed_offsets(&cluster, &group, &topic, partitions), committed, "after broker {node} died");
+        cluster.brokers[index].kill_and_restart();
+        cluster.leaders(&topic, partitions);
+        send_round(round + 1).await;
+        let next = consume_and_commit(cluster.client_config(), &group, &topic, 60);
+        let mut expected: Vec<String> = (0..60).map(|i| format!("round-{}-{i}", round + 1)).collect();
+        let mut got: Vec<String> = next.iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected, "round {round}: the group resumed exactly where it committed");
+        committed = committed_offsets(&cluster, &group, &topic, partitions);
+        let per_partition = 10 * (round as i64 + 2);
+        assert_eq!(committed, (0..partitions).map(|p| (p, per_partition)).collect::<BTreeMap<_, _>>());
+    }
 }
