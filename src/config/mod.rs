@@ -379,23 +379,23 @@ impl Config {
             endpoint: first.s3_endpoint.or(second.s3_endpoint),
             region: first.s3_region.or(second.s3_region),
         };
-        let in_cluster = first.coordinator.is_some() || second.coordinator.is_some();
         let iceberg_defaults = iceberg_settings::IcebergFlags::default();
+        // In a cluster, the tables are shared: their catalog defaults to the coordinator's
+        // PostgreSQL, and their warehouse to the shared object store even when it is a directory.
+        let coordinator_url = first.coordinator.clone().or_else(|| second.coordinator.clone());
+        let shared_warehouse = match (&coordinator_url, &object_store) {
+            (Some(_), Location::Directory(dir)) => {
+                Some(format!("file://{}", iceberg_settings::absolute(dir).join("iceberg").join("warehouse").display()))
+            }
+            _ => None,
+        };
         let iceberg_flags = iceberg_settings::IcebergFlags {
-            catalog: first.iceberg_catalog.or(second.iceberg_catalog),
-            warehouse: first.iceberg_warehouse.or(second.iceberg_warehouse),
+            catalog: first.iceberg_catalog.or(second.iceberg_catalog).or(coordinator_url),
+            warehouse: first.iceberg_warehouse.or(second.iceberg_warehouse).or(shared_warehouse),
             namespace: pick!(iceberg_namespace, iceberg_defaults.namespace),
             commit_interval_ms: pick!(iceberg_commit_interval_ms, iceberg_defaults.commit_interval_ms),
             target_file_bytes: pick!(iceberg_target_file_bytes, iceberg_defaults.target_file_bytes),
-            // The Iceberg sink does not run in a cluster yet (docs/cluster.md): off there.
-            enable: match first.iceberg_enable.or(second.iceberg_enable) {
-                Some(true) if in_cluster => {
-                    let reason = "the Iceberg sink does not run in cluster mode yet (docs/cluster.md)";
-                    return Err(ConfigError::Invalid { name: "iceberg-enable", reason: reason.into() });
-                }
-                Some(enable) => enable,
-                None => iceberg_defaults.enable && !in_cluster,
-            },
+            enable: pick!(iceberg_enable, iceberg_defaults.enable),
             partition_by: first.iceberg_partition_by.or(second.iceberg_partition_by),
         };
         let iceberg = iceberg_settings::IcebergSettings::resolve(&data_dir, iceberg_flags, &object_store, &s3)
@@ -687,23 +687,28 @@ mod tests {
         assert_eq!(file.iceberg_partition_by.as_deref(), Some("hour"));
     }
 
-    /// Cluster mode needs a write-ahead log (no acknowledged record on one disk only), turns the
-    /// Iceberg sink off by default and refuses it explicitly on, and shows no password.
+    /// Cluster mode needs a write-ahead log (no acknowledged record on one disk only); its
+    /// Iceberg tables are shared: the catalog is the coordinator's PostgreSQL and the warehouse
+    /// is in the shared object store, unless set; no password shows.
     #[test]
-    fn cluster_mode_needs_the_write_ahead_log() {
+    fn cluster_mode_needs_the_write_ahead_log_and_shares_its_tables() {
         let coordinator = Some("postgres://z:hidden@127.0.0.1:5432/z".to_string());
         let without_wal = Settings { coordinator: coordinator.clone(), ..Settings::default() };
         assert!(Config::resolve(without_wal, Settings::default()).is_err());
         let cluster = || Settings {
             coordinator: coordinator.clone(),
             wal_store: Some("file:///w".into()),
+            object_store: Some("file:///shared/bucket".into()),
             ..Settings::default()
         };
         let config = Config::resolve(cluster(), Settings::default()).expect("valid");
-        assert!(!config.iceberg.enable, "the sink is off in a cluster");
+        assert!(config.iceberg.enable);
+        assert_eq!(config.iceberg.catalog.uri(), "postgres://z:hidden@127.0.0.1:5432/z");
+        assert_eq!(config.iceberg.warehouse, "file:///shared/bucket/iceberg/warehouse");
         assert!(!format!("{config:?}").contains("hidden"));
-        let iceberg_on = Settings { iceberg_enable: Some(true), ..cluster() };
-        assert!(Config::resolve(iceberg_on, Settings::default()).is_err());
+        let own_catalog = Settings { iceberg_catalog: Some("sqlite:///c.db".into()), ..cluster() };
+        let config = Config::resolve(own_catalog, Settings::default()).expect("valid");
+        assert!(config.iceberg.catalog.uri().starts_with("sqlite:///c.db"));
         let single = Config::resolve(Settings::default(), Settings::default()).expect("valid");
         assert!(single.iceberg.enable && single.coordinator.is_none() && single.wal.is_none());
     }

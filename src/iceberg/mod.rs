@@ -121,7 +121,8 @@ impl IcebergSink {
         let Some(state) = tables.get_mut(&topic.name) else { return false };
         let caught_up = state.last_error.is_none()
             && !state.committed.is_empty()
-            && topic.partitions.iter().all(|p| {
+            // A partition led by another broker reaches the table from there.
+            && topic.partitions.iter().filter(|p| p.is_leading()).all(|p| {
                 let committed = state.committed.get(&p.index).copied();
                 committed == Some(p.high_watermark()) || (committed.is_none() && p.high_watermark() == 0)
             });

@@ -35,6 +35,21 @@ use crate::tier::object_store::ObjectStoreError;
 use crate::tier::s3::{S3Files, S3Path};
 use crate::unified::UnifiedLog;
 
+/// Rounds started over in a row because another writer committed first, before giving up until
+/// the next interval.
+const COMMIT_CONFLICTS_MAX: u32 = 8;
+
+impl SinkError {
+    /// Whether another writer committed to the table first (the round can start over).
+    fn is_conflict(&self) -> bool {
+        match self {
+            SinkError::Moved => true,
+            SinkError::Iceberg(error) => error.kind() == ::iceberg::ErrorKind::CatalogCommitConflicts,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("iceberg: {0}")]
@@ -123,9 +138,10 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: UnifiedLog, mut stopped: watch::
             if *stopped.borrow() {
                 return;
             }
-            // One broker commits each table: the one leading its first partition (every
-            // partition on a single broker).
-            if !topic.config.iceberg_enable || !topic.partition(0).is_some_and(|p| p.is_leading()) {
+            // Each partition's records reach the table from the broker that leads it (one broker
+            // leads every partition on its own); a commit carries the other partitions'
+            // offsets forward, and the catalog's compare-and-swap orders the commits.
+            if !topic.config.iceberg_enable || !topic.partitions.iter().any(|p| p.is_leading()) {
                 continue;
             }
             let backoff = backoffs.entry(topic.name.clone()).or_default();
@@ -144,7 +160,9 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: UnifiedLog, mut stopped: watch::
                     }
                 }
             }
+            // Maintenance is the job of the broker leading the first partition.
             if settings.maintenance.interval_ms > 0
+                && topic.partition(0).is_some_and(|p| p.is_leading())
                 && maintenance_due.get(&topic.name).is_none_or(|due| Instant::now() >= *due)
                 && !*stopped.borrow()
             {
@@ -306,12 +324,21 @@ async fn sync_topic(
     topic: &Topic,
     stopped: &watch::Receiver<bool>,
 ) -> Result<(), SinkError> {
+    // Another writer's commit between this one's load and its swap (a cluster's other
+    // partition leaders) is no failure: the round starts over from the new snapshot.
+    let mut conflicts = 0;
     while !*stopped.borrow() {
         let table = load_or_create(sink, catalog, topic).await?;
         let committed = committed_offsets(&table, topic)?;
         sink.update(&topic.name, |state| state.committed = committed.clone());
-        if !commit_round(sink, catalog, log, topic, table, committed).await? {
-            break;
+        match commit_round(sink, catalog, log, topic, table, committed).await {
+            Ok(true) => conflicts = 0,
+            Ok(false) => break,
+            Err(error) if error.is_conflict() && conflicts < COMMIT_CONFLICTS_MAX => {
+                conflicts += 1;
+                tracing::debug!(%error, conflicts, "another writer committed first; starting the round over");
+            }
+            Err(error) => return Err(error),
         }
     }
     Ok(())
@@ -401,7 +428,8 @@ async fn commit_round(
     let mut budget = settings.commit_bytes_max;
     let mut read_bytes = 0usize;
     let mut more = false;
-    for partition in &topic.partitions {
+    // Only partitions led here: their records are complete in this broker's log.
+    for partition in topic.partitions.iter().filter(|p| p.is_leading()) {
         let mut offset = committed.get(&partition.index).copied().unwrap_or(0);
         let log_start = partition.log_start();
         if offset < log_start {
@@ -470,13 +498,22 @@ async fn commit_round(
         Some(writer) => writer.close().await?,
         None => Vec::new(),
     };
-    // The table must still be where this round started (see the module comment).
+    // The partitions this round took in must still be where it started (see the module
+    // comment); in a cluster, the others' leaders may have committed theirs meanwhile, and
+    // those offsets are carried forward as the table has them now.
     let current = catalog.load_table(table.identifier()).await?;
-    if committed_offsets(&current, topic)? != committed {
+    let mut merged = committed_offsets(&current, topic)?;
+    let taken: Vec<i32> = topic.partitions.iter().filter(|p| p.is_leading()).map(|p| p.index).collect();
+    if taken.iter().any(|p| merged.get(p) != committed.get(p)) {
         return Err(SinkError::Moved);
     }
+    for partition in &taken {
+        if let Some(offset) = next.get(partition) {
+            merged.insert(*partition, *offset);
+        }
+    }
     let mut properties: HashMap<String, String> =
-        next.iter().map(|(p, o)| (format!("{NEXT_OFFSET_PROPERTY_PREFIX}{p}"), o.to_string())).collect();
+        merged.iter().map(|(p, o)| (format!("{NEXT_OFFSET_PROPERTY_PREFIX}{p}"), o.to_string())).collect();
     properties.insert(TOPIC_ID_PROPERTY.to_string(), topic.id.to_string());
     let written = started.elapsed();
     let file_count = files.len() as u64;

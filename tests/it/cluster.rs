@@ -18,48 +18,105 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::common::{Received, TestBroker, WAIT_MAX, unique_topic};
 use crate::postgres::Postgres;
+use crate::tiering::S3Server;
+
+/// Where the brokers' segments and write-ahead log go.
+pub enum Shared {
+    /// A directory on this machine (creates are atomic hard links).
+    Directory(tempfile::TempDir),
+    /// moto's S3 server (conditional creates with `If-None-Match: *`).
+    S3(S3Server),
+}
 
 pub struct Cluster {
     pub pg: Postgres,
-    shared: tempfile::TempDir,
+    shared: Shared,
     pub brokers: Vec<TestBroker>,
+    /// Flags every broker gets beside the cluster's own.
+    extra: Vec<String>,
 }
 
+/// Credentials for moto, which accepts any.
+const AWS_TEST_ENV: &[(&str, &str)] = &[("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")];
+
 impl Cluster {
-    /// Starts PostgreSQL and `count` brokers (node ids 1..=count).
+    /// Starts PostgreSQL and `count` brokers (node ids 1..=count) on a shared directory.
     pub fn start(count: i32) -> Cluster {
+        Self::start_on(count, Shared::Directory(tempfile::tempdir().expect("temp dir")))
+    }
+
+    /// The same on moto's S3 server.
+    pub fn start_s3(count: i32) -> Cluster {
+        Self::start_on(count, Shared::S3(S3Server::start()))
+    }
+
+    /// On a shared directory, with `extra` flags for every broker.
+    pub fn start_with(count: i32, extra: &[&str]) -> Cluster {
+        Self::start_on_with(count, Shared::Directory(tempfile::tempdir().expect("temp dir")), extra)
+    }
+
+    fn start_on(count: i32, shared: Shared) -> Cluster {
+        Self::start_on_with(count, shared, &[])
+    }
+
+    fn start_on_with(count: i32, shared: Shared, extra: &[&str]) -> Cluster {
         let pg = Postgres::start();
-        let shared = tempfile::tempdir().expect("temp dir");
-        let mut cluster = Cluster { pg, shared, brokers: Vec::new() };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut cluster = Cluster { pg, shared, brokers: Vec::new(), extra };
         for node in 1..=count {
-            let args = cluster.args(node);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            cluster.brokers.push(TestBroker::start(&args));
+            let broker = cluster.start_broker(node);
+            cluster.brokers.push(broker);
         }
         cluster
     }
 
+    pub fn start_broker(&self, node: i32) -> TestBroker {
+        let args = self.args(node);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        TestBroker::start_with_env(&args, AWS_TEST_ENV)
+    }
+
+    fn store_args(&self) -> Vec<String> {
+        match &self.shared {
+            Shared::Directory(dir) => vec![
+                "--object-store".into(),
+                format!("file://{}", dir.path().join("bucket").display()),
+                "--wal-store".into(),
+                format!("file://{}", dir.path().join("wal").display()),
+            ],
+            Shared::S3(server) => vec![
+                "--object-store".into(),
+                "s3://zombi-tiering/cluster".into(),
+                "--wal-store".into(),
+                "s3://zombi-tiering/cluster-wal".into(),
+                "--s3-endpoint".into(),
+                server.endpoint.clone(),
+                "--s3-region".into(),
+                "us-east-1".into(),
+            ],
+        }
+    }
+
     pub fn args(&self, node: i32) -> Vec<String> {
-        let shared = self.shared.path();
-        [
-            "--node-id",
-            &node.to_string(),
-            "--coordinator",
-            &self.pg.url(),
-            "--object-store",
-            &format!("file://{}", shared.join("bucket").display()),
-            "--wal-store",
-            &format!("file://{}", shared.join("wal").display()),
-            "--wal-interval-ms",
-            "5",
-            "--broker-session-timeout-ms",
-            "3000",
-            "--broker-heartbeat-interval-ms",
-            "300",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        let mut args = self.store_args();
+        args.extend(
+            [
+                "--node-id",
+                &node.to_string(),
+                "--coordinator",
+                &self.pg.url(),
+                "--wal-interval-ms",
+                "5",
+                "--broker-session-timeout-ms",
+                "3000",
+                "--broker-heartbeat-interval-ms",
+                "300",
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        );
+        args.extend(self.extra.iter().cloned());
+        args
     }
 
     pub fn bootstrap(&self) -> String {
@@ -366,6 +423,32 @@ async fn kill_9_of_a_leader_under_load_loses_no_acknowledged_record() {
     verify(&cluster, &topic, partitions, acked);
 }
 
+/// The same on moto's S3 server, for the write-ahead log's conditional creates and seals over
+/// `If-None-Match: *`: two rounds of kill -9 of the busiest leader under load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_on_s3_loses_no_acknowledged_record() {
+    let mut cluster = Cluster::start_s3(3);
+    let topic = unique_topic("failover-s3");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    cluster.leaders(&topic, partitions);
+    let load = Load::start(&cluster, &topic, partitions);
+    load.more(300).await;
+    for round in 0..2 {
+        let victim = busiest(&cluster, &topic, partitions);
+        let index = cluster.broker_index(victim);
+        cluster.brokers[index].kill9();
+        load.more_on_every_partition(30).await;
+        let after = cluster.leaders(&topic, partitions);
+        assert!(after.values().all(|l| *l != victim), "round {round}: partitions still led by the dead broker");
+        cluster.brokers[index].kill_and_restart();
+        load.more(200).await;
+    }
+    let (acked, failed) = load.finish().await;
+    assert_eq!(failed, 0, "deliveries failed");
+    verify(&cluster, &topic, partitions, acked);
+}
+
 /// A broker paused (SIGSTOP) past its session timeout loses its partitions to the others, whose
 /// takeover seals its write-ahead log; resumed (SIGCONT), it acknowledges nothing more (a write it
 /// had under way finds its slot sealed, and it stops), and no acknowledged record is lost.
@@ -431,9 +514,8 @@ async fn a_joining_broker_takes_its_share_and_serves_it_exact() {
     cluster.leaders(&topic, partitions);
     let load = Load::start(&cluster, &topic, partitions);
     load.more(400).await;
-    let args = cluster.args(4);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    cluster.brokers.push(TestBroker::start(&args));
+    let joining = cluster.start_broker(4);
+    cluster.brokers.push(joining);
     let deadline = Instant::now() + WAIT_MAX;
     loop {
         let led = cluster.leaders(&topic, partitions).values().filter(|l| **l == 4).count();
@@ -491,8 +573,8 @@ impl Proxy {
 async fn a_broker_cut_from_postgres_loses_its_partitions_and_nothing_acknowledged() {
     let pg = Postgres::start();
     let proxy = Proxy::start(pg.port).await;
-    let shared = tempfile::tempdir().expect("temp dir");
-    let mut cluster = Cluster { pg, shared, brokers: Vec::new() };
+    let shared = Shared::Directory(tempfile::tempdir().expect("temp dir"));
+    let mut cluster = Cluster { pg, shared, brokers: Vec::new(), extra: Vec::new() };
     for node in 1..=3 {
         let mut args = cluster.args(node);
         if node == 1 {
@@ -617,4 +699,34 @@ async fn committed_offsets_survive_their_coordinators_death() {
         let per_partition = 10 * (round as i64 + 2);
         assert_eq!(committed, (0..partitions).map(|p| (p, per_partition)).collect::<BTreeMap<_, _>>());
     }
+}
+
+/// The Iceberg sink in a cluster: each partition's records reach the topic's table from the broker
+/// that leads it, through the shared catalog (the coordinator's PostgreSQL) and warehouse (the
+/// shared object store); pyiceberg then reads every record exactly once, as produced, and the
+/// snapshot records every partition's next offset. After the busiest leader is killed, the
+/// partitions' new leaders carry on from the table's offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_reaches_the_shared_iceberg_table_from_its_leader() {
+    use crate::iceberg::{Reader, assert_exact, next_offsets, produce, wait_for_rows_from};
+    let mut cluster = Cluster::start_with(
+        3,
+        &["--iceberg-commit-interval-ms", "200", "--log-retention-ms=-1", "--num-partitions", "6"],
+    );
+    let topic = unique_topic("ice.cluster");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    cluster.leaders(&topic, partitions);
+    let reader = Reader { catalog: cluster.pg.sqlalchemy_url(), s3_endpoint: None };
+    let mut expected = produce(&cluster.brokers[0], &topic, partitions as usize, 0..180, "zstd").await;
+    wait_for_rows_from(&reader, &topic, expected.len());
+    let victim = busiest(&cluster, &topic, partitions);
+    let index = cluster.broker_index(victim);
+    cluster.brokers[index].kill9();
+    cluster.wait_until_none_led_by(&topic, partitions, victim);
+    let survivor = if index == 0 { 1 } else { 0 };
+    expected.extend(produce(&cluster.brokers[survivor], &topic, partitions as usize, 180..300, "lz4").await);
+    let seen = wait_for_rows_from(&reader, &topic, expected.len());
+    assert_exact(&seen, &expected);
+    assert_eq!(next_offsets(&seen), (0..partitions as i64).map(|p| (p, 50)).collect());
 }
