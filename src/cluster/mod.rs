@@ -10,12 +10,14 @@
 //! - [`assignment`]: the controller's plan (pure);
 //! - [`cache`]: the metadata cache of a broker in a cluster;
 //! - [`groups`]: consumer groups placed by slot on their coordinators, stored in PostgreSQL;
+//! - [`forward`]: produce and read through a partition's leader, for the HTTP door;
 //! - [`metadata`]: the log's metadata store backed by PostgreSQL;
 //! - [`takeover`]: a partition's log rebuilt from segments and the write-ahead log;
 //! - [`node`]: the broker's membership loop.
 
 pub mod assignment;
 pub mod cache;
+pub mod forward;
 pub mod groups;
 pub mod metadata;
 pub mod node;

@@ -91,14 +91,20 @@ impl Broker {
     ) -> Broker {
         let budget_kib = (config.queued_request_bytes_max / 1024).max(1);
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        // In a cluster, the HTTP door forwards to the leaders of partitions led elsewhere.
+        let forwarder: Option<Arc<dyn crate::cluster::forward::Forwarder>> =
+            cluster.as_ref().map(|_| Arc::new(crate::cluster::forward::KafkaForwarder) as _);
         let cluster: Arc<dyn MetadataCache> = cluster.unwrap_or_else(|| SingleNode::new(&config));
         let settings = ServiceSettings {
             auto_create_topics: config.auto_create_topics,
             num_partitions: config.num_partitions,
             record_batch_decompressed_bytes_max: config.record_batch_decompressed_bytes_max,
         };
-        let service =
+        let mut service =
             BrokerService::new(unified.clone(), cluster.clone(), Arc::new(AllowAll), metrics.clone(), settings);
+        if let Some(forwarder) = forwarder {
+            service = service.with_forwarder(forwarder);
+        }
         Broker {
             service: Arc::new(service),
             cluster,

@@ -23,6 +23,7 @@ use super::{ApiError, HttpSession, media_type};
 use crate::handler::Broker;
 use crate::log::{AppendInfo, Isolation, LogError, Topic, batch, now_ms};
 use crate::service::authorizer::Operation;
+use crate::service::session::Session;
 use crate::service::{BrokerService, PartitionRead, Validated};
 
 /// Unkeyed records without a partition go round-robin; a request's records stay together.
@@ -101,7 +102,7 @@ pub(super) async fn produce(
         Ok((prepare(&service, &working, route(&working, records)?)?, single))
     })
     .await?;
-    let written = append(&broker.service, &found, prepared).await?;
+    let written = append(&broker.service, &session, &found, prepared).await?;
     let mut entries = written.iter().map(
         |(partition, offset, timestamp)| json!({ "partition": partition, "offset": offset, "timestamp": timestamp }),
     );
@@ -205,12 +206,15 @@ fn route(topic: &Topic, records: Vec<(Option<i32>, HttpRecord)>) -> Result<Vec<R
 struct Prepared {
     /// Each record's partition and timestamp, in the order given.
     records: Vec<(i32, i64)>,
-    /// Per partition, ascending: its index and its validated batch.
+    /// Per partition this broker leads, ascending: its index and its validated batch.
     partitions: Vec<(i32, Validated)>,
+    /// Per partition another broker leads (in a cluster): its index and its batch, which that
+    /// leader checks and appends.
+    forwarded: Vec<(i32, Bytes)>,
 }
 
 /// Builds one batch per partition and has the broker service check it against the topic's rules,
-/// as a Kafka produce with acks=all would be.
+/// as a Kafka produce with acks=all would be (or, for a partition led elsewhere, its leader).
 fn prepare(service: &BrokerService, topic: &Topic, routed: Vec<Routed>) -> Result<Prepared, ApiError> {
     let records = routed.iter().map(|r| (r.partition, r.record.timestamp_ms)).collect();
     let mut by_partition: BTreeMap<i32, Vec<HttpRecord>> = BTreeMap::new();
@@ -218,23 +222,45 @@ fn prepare(service: &BrokerService, topic: &Topic, routed: Vec<Routed>) -> Resul
         by_partition.entry(r.partition).or_default().push(r.record);
     }
     let mut partitions = Vec::with_capacity(by_partition.len());
+    let mut forwarded = Vec::new();
     for (index, partition_records) in by_partition {
         let encoded = records::encode_batch(&partition_records);
+        if topic.partition(index).is_some_and(|p| service.led_elsewhere(p)) {
+            forwarded.push((index, encoded));
+            continue;
+        }
         let validated = service.validate(topic, index, &encoded, -1).map_err(|e| ApiError::from_log(e, &topic.name))?;
         partitions.push((index, validated));
     }
-    Ok(Prepared { records, partitions })
+    Ok(Prepared { records, partitions, forwarded })
 }
 
-/// Queues every partition's batch as one writer command (one group commit) and returns each
-/// record's partition, offset and timestamp, in the order given.
-async fn append(service: &BrokerService, topic: &Topic, prepared: Prepared) -> Result<Vec<(i32, i64, i64)>, ApiError> {
-    let Prepared { records, partitions } = prepared;
+/// Queues every local partition's batch as one writer command (one group commit), forwards the
+/// others to their leaders, and returns each record's partition, offset and timestamp, in the
+/// order given.
+async fn append(
+    service: &BrokerService,
+    session: &Session,
+    topic: &Topic,
+    prepared: Prepared,
+) -> Result<Vec<(i32, i64, i64)>, ApiError> {
+    let Prepared { records, partitions, forwarded } = prepared;
     let (indexes, validated): (Vec<i32>, Vec<Validated>) = partitions.into_iter().unzip();
-    let pending = service.append(validated).await.map_err(|e| ApiError::from_log(e, &topic.name))?;
+    let pending = if validated.is_empty() {
+        Vec::new()
+    } else {
+        service.append(validated).await.map_err(|e| ApiError::from_log(e, &topic.name))?
+    };
     let mut infos: BTreeMap<i32, AppendInfo> = BTreeMap::new();
     for (index, append) in indexes.into_iter().zip(pending) {
         let info = append.wait().await.map_err(|e| ApiError::from_log(e, &topic.name))?;
+        infos.insert(index, info);
+    }
+    for (index, batch) in forwarded {
+        let info = service
+            .forward_append(session, topic, index, batch)
+            .await
+            .map_err(|e| ApiError::from_log(e, &topic.name))?;
         infos.insert(index, info);
     }
     let mut next_in_partition: BTreeMap<i32, i64> = BTreeMap::new();
@@ -289,17 +315,24 @@ pub(super) async fn read(
         log_start: partition.log_start(),
         high_watermark: partition.high_watermark(),
     };
-    if offset < partition.log_start() || offset > partition.high_watermark() {
+    // A partition led by another broker (in a cluster) is read through its leader, whose
+    // offsets this broker's copy may lag: the leader checks the range.
+    let remote = broker.service.led_elsewhere(partition);
+    if !remote && (offset < partition.log_start() || offset > partition.high_watermark()) {
         return Err(out_of_range(offset));
     }
     let mut records: Vec<StoredRecord> = Vec::new();
     let mut next = offset;
     let mut bytes_left = broker.config.http_read_bytes_max;
-    let mut high_watermark = partition.high_watermark();
+    let mut high_watermark = if remote { i64::MAX } else { partition.high_watermark() };
     while records.len() < limit && next < high_watermark && bytes_left > 0 {
-        let request = PartitionRead::new(found.clone(), partition.clone(), next, bytes_left);
-        let reads = vec![request];
-        let read = match broker.service.read(&session, reads, Isolation::HighWatermark, bytes_left, None).await.pop() {
+        let read = if remote {
+            Some(broker.service.forward_read(&session, &found, index, next, bytes_left).await)
+        } else {
+            let request = PartitionRead::new(found.clone(), partition.clone(), next, bytes_left);
+            broker.service.read(&session, vec![request], Isolation::HighWatermark, bytes_left, None).await.pop()
+        };
+        let read = match read {
             Some(Ok(read)) => read,
             Some(Err(LogError::OffsetOutOfRange)) => return Err(out_of_range(next)),
             Some(Err(error)) => return Err(ApiError::from_log(error, &topic)),
@@ -437,7 +470,7 @@ pub(super) async fn produce_v3(
         Ok((prepare(&service, &working, route(&working, records)?)?, sizes))
     })
     .await?;
-    let written = append(&broker.service, &found, prepared).await?;
+    let written = append(&broker.service, &session, &found, prepared).await?;
     let mut text = String::new();
     for ((partition, offset, timestamp), (key, value)) in written.iter().zip(sizes) {
         let data = |d: Option<(&str, usize)>| d.map(|(kind, size)| json!({ "type": kind, "size": size }));

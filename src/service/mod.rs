@@ -15,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cluster::MetadataCache;
+use crate::cluster::forward::Forwarder;
 use crate::log::batch::{self, ValidBatch};
 use crate::log::topic_config::TimestampType;
 use crate::log::{AppendInfo, AppendReceiver, Isolation, Log, LogError, Partition, ReadRequest, ReadResult, Topic};
@@ -108,6 +109,8 @@ pub struct BrokerService {
     authorizer: Arc<dyn Authorizer>,
     metrics: Arc<Metrics>,
     settings: ServiceSettings,
+    /// In a cluster: produce to and read from a partition's leader for the HTTP door.
+    forwarder: Option<Arc<dyn Forwarder>>,
 }
 
 impl BrokerService {
@@ -118,7 +121,59 @@ impl BrokerService {
         metrics: Arc<Metrics>,
         settings: ServiceSettings,
     ) -> BrokerService {
-        BrokerService { unified, metadata, authorizer, metrics, settings }
+        BrokerService { unified, metadata, authorizer, metrics, settings, forwarder: None }
+    }
+
+    /// The same service, forwarding what another broker leads through `forwarder`.
+    pub fn with_forwarder(self, forwarder: Arc<dyn Forwarder>) -> BrokerService {
+        BrokerService { forwarder: Some(forwarder), ..self }
+    }
+
+    /// Whether the partition is another broker's to append to and read from (then a door that
+    /// cannot redirect its client forwards).
+    pub fn led_elsewhere(&self, partition: &Partition) -> bool {
+        self.forwarder.is_some() && self.metadata.check_leader(partition, -1).is_err()
+    }
+
+    /// Appends `records` to a partition another broker leads, through that leader, after the
+    /// same authorization a local append gets; the leader applies the topic's rules.
+    pub async fn forward_append(
+        &self,
+        session: &Session,
+        topic: &Topic,
+        index: i32,
+        records: Bytes,
+    ) -> Result<AppendInfo, LogError> {
+        self.authorize(session, Operation::Write, Resource::Topic(&topic.name))?;
+        let (forwarder, leader) = self.leader_of(topic, index)?;
+        // The leader counts the records in its BytesIn, as for any produce.
+        forwarder.produce(&leader, &topic.name, index, records).await
+    }
+
+    /// Reads a partition another broker leads, through that leader.
+    pub async fn forward_read(
+        &self,
+        session: &Session,
+        topic: &Topic,
+        index: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError> {
+        self.authorize(session, Operation::Read, Resource::Topic(&topic.name))?;
+        let (forwarder, leader) = self.leader_of(topic, index)?;
+        forwarder.read(&leader, &topic.name, index, offset, max_bytes).await
+    }
+
+    fn leader_of(
+        &self,
+        topic: &Topic,
+        index: i32,
+    ) -> Result<(&Arc<dyn Forwarder>, crate::cluster::BrokerInfo), LogError> {
+        let forwarder = self.forwarder.as_ref().ok_or(LogError::NotLeaderOrFollower)?;
+        let partition = topic.partition(index).ok_or(LogError::UnknownTopicOrPartition)?;
+        let leader = self.metadata.leadership(partition).leader;
+        let info = self.metadata.broker(leader).filter(|b| b.node_id != self.metadata.this_broker());
+        Ok((forwarder, info.ok_or(LogError::NotLeaderOrFollower)?))
     }
 
     pub fn log(&self) -> &Log {

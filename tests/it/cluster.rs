@@ -730,3 +730,59 @@ async fn every_record_reaches_the_shared_iceberg_table_from_its_leader() {
     assert_exact(&seen, &expected);
     assert_eq!(next_offsets(&seen), (0..partitions as i64).map(|p| (p, 50)).collect());
 }
+
+/// The HTTP API works on every broker: records posted to one broker for every partition land on
+/// each partition's leader (forwarded over the Kafka protocol where it is another broker), and
+/// every broker reads every partition back, offsets and values exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_api_answers_for_every_partition_on_every_broker() {
+    let cluster = Cluster::start(3);
+    let topic = unique_topic("http");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    let leaders = cluster.leaders(&topic, partitions);
+    assert!(leaders.values().any(|l| *l != 1), "some partitions are led elsewhere than broker 1");
+    for round in 0..2 {
+        for partition in 0..partitions {
+            let body = serde_json::json!([
+                { "value": format!("r{round}-p{partition}-a"), "partition": partition },
+                { "value": format!("r{round}-p{partition}-b"), "partition": partition },
+            ]);
+            let answer = crate::http_client::post_json(&cluster.brokers[0].http, &format!("/events/{topic}"), &body);
+            assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+            let answer: serde_json::Value = serde_json::from_slice(&answer.body).expect("JSON");
+            let offsets: Vec<i64> = answer["offsets"]
+                .as_array()
+                .expect("offsets")
+                .iter()
+                .map(|o| o["offset"].as_i64().expect("offset"))
+                .collect();
+            assert_eq!(offsets, vec![round * 2, round * 2 + 1], "partition {partition}");
+        }
+    }
+    for broker in &cluster.brokers {
+        for partition in 0..partitions {
+            let path = format!("/events/{topic}?partition={partition}&offset=0&limit=10");
+            let answer = crate::http_client::get(&broker.http, &path);
+            assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+            let answer: serde_json::Value = serde_json::from_slice(&answer.body).expect("JSON");
+            let values: Vec<(i64, String)> = answer["records"]
+                .as_array()
+                .expect("records")
+                .iter()
+                .map(|r| (r["offset"].as_i64().expect("offset"), r["value"].as_str().expect("value").to_string()))
+                .collect();
+            let expected: Vec<(i64, String)> = (0..2)
+                .flat_map(|round| {
+                    ["a", "b"]
+                        .into_iter()
+                        .enumerate()
+                        .map(move |(i, s)| (round * 2 + i as i64, format!("r{round}-p{partition}-{s}")))
+                })
+                .collect();
+            assert_eq!(values, expected, "partition {partition} read on broker {}", broker.bootstrap);
+        }
+    }
+    let read = read_all(&cluster, &topic, partitions);
+    assert!(read.values().all(|records| records.len() == 4));
+}

@@ -1,0 +1,185 @@
+//! Forwarding to a partition's leader over the Kafka protocol, for the HTTP door: an HTTP client
+//! may ask any broker, and the broker it asked produces to or reads from the leader for it, as a
+//! Kafka client would (Produce v9 with acks=all, Fetch v12).
+//!
+//! One short connection per call: the HTTP door is not the hot path, and a connection that is
+//! never pooled can never be stale after a leader moves.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::BrokerInfo;
+use crate::log::{AppendInfo, LogError, ReadResult};
+
+/// Produces to and reads from a partition's leader on behalf of a client of another door.
+#[async_trait]
+pub trait Forwarder: Send + Sync + std::fmt::Debug {
+    /// Appends `records` (one or more v2 batches) to the partition, acks=all.
+    async fn produce(
+        &self,
+        leader: &BrokerInfo,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+    ) -> Result<AppendInfo, LogError>;
+    /// Reads from `offset` up to `max_bytes` (the first batch whole).
+    async fn read(
+        &self,
+        leader: &BrokerInfo,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError>;
+}
+
+/// Forwards over the Kafka protocol.
+#[derive(Debug, Default)]
+pub struct KafkaForwarder;
+
+const PRODUCE_VERSION: i16 = 9;
+const FETCH_VERSION: i16 = 12;
+/// How long a forwarded request may take, the leader's own wait included.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer a forwarded request may bring back.
+const RESPONSE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+fn unavailable(what: impl std::fmt::Display) -> LogError {
+    LogError::Remote(format!("forwarding to the partition's leader: {what}"))
+}
+
+fn code_error(code: i16) -> LogError {
+    match ResponseError::try_from_code(code) {
+        Some(ResponseError::NotLeaderOrFollower) => LogError::NotLeaderOrFollower,
+        Some(ResponseError::UnknownTopicOrPartition) => LogError::UnknownTopicOrPartition,
+        Some(ResponseError::OffsetOutOfRange) => LogError::OffsetOutOfRange,
+        Some(error) => unavailable(format!("{error:?}")),
+        None => unavailable(format!("error code {code}")),
+    }
+}
+
+/// Sends one request to `leader` and reads its answer.
+async fn call<Req, Resp>(leader: &BrokerInfo, key: ApiKey, version: i16, request: &Req) -> Result<Resp, LogError>
+where
+    Req: Encodable + HeaderVersion,
+    Resp: Decodable + HeaderVersion,
+{
+    let exchange = async {
+        let mut header = RequestHeader::default();
+        header.request_api_key = key as i16;
+        header.request_api_version = version;
+        header.correlation_id = 1;
+        header.client_id = Some(StrBytes::from_static_str("zombi-forward"));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, Req::header_version(version)).map_err(unavailable)?;
+        request.encode(&mut body, version).map_err(unavailable)?;
+        let mut stream = TcpStream::connect((leader.host.as_str(), leader.port as u16)).await.map_err(unavailable)?;
+        let mut frame = BytesMut::with_capacity(4 + body.len());
+        frame.put_i32(body.len() as i32);
+        frame.put_slice(&body);
+        stream.write_all(&frame).await.map_err(unavailable)?;
+        let size = stream.read_i32().await.map_err(unavailable)?;
+        let size =
+            usize::try_from(size).ok().filter(|s| *s <= RESPONSE_BYTES_MAX).ok_or_else(|| unavailable("size"))?;
+        let mut answer = vec![0u8; size];
+        stream.read_exact(&mut answer).await.map_err(unavailable)?;
+        let mut answer = Bytes::from(answer);
+        ResponseHeader::decode(&mut answer, Resp::header_version(version)).map_err(unavailable)?;
+        let response = Resp::decode(&mut answer, version).map_err(unavailable)?;
+        if answer.has_remaining() {
+            return Err(unavailable("trailing bytes"));
+        }
+        Ok(response)
+    };
+    tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| unavailable("timed out"))?
+}
+
+#[async_trait]
+impl Forwarder for KafkaForwarder {
+    async fn produce(
+        &self,
+        leader: &BrokerInfo,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+    ) -> Result<AppendInfo, LogError> {
+        let data = PartitionProduceData::default().with_index(partition).with_records(Some(records));
+        let topic_data = TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![data]);
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(TIMEOUT.as_millis() as i32)
+            .with_topic_data(vec![topic_data]);
+        let response: ProduceResponse = call(leader, ApiKey::Produce, PRODUCE_VERSION, &request).await?;
+        let answer = response
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .ok_or_else(|| unavailable("an empty answer"))?;
+        if answer.error_code != 0 {
+            return Err(code_error(answer.error_code));
+        }
+        Ok(AppendInfo {
+            base_offset: answer.base_offset,
+            log_append_time_ms: answer.log_append_time_ms,
+            log_start: answer.log_start_offset,
+        })
+    }
+
+    async fn read(
+        &self,
+        leader: &BrokerInfo,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, LogError> {
+        let max_bytes = i32::try_from(max_bytes).unwrap_or(i32::MAX);
+        let wanted = FetchPartition::default()
+            .with_partition(partition)
+            .with_fetch_offset(offset)
+            .with_partition_max_bytes(max_bytes)
+            .with_current_leader_epoch(-1)
+            .with_log_start_offset(-1);
+        let fetch_topic = FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![wanted]);
+        let request = FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(max_bytes)
+            .with_session_epoch(-1)
+            .with_topics(vec![fetch_topic]);
+        let response: FetchResponse = call(leader, ApiKey::Fetch, FETCH_VERSION, &request).await?;
+        if response.error_code != 0 {
+            return Err(code_error(response.error_code));
+        }
+        let answer = response
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| unavailable("an empty answer"))?;
+        if answer.error_code != 0 {
+            return Err(code_error(answer.error_code));
+        }
+        Ok(ReadResult {
+            records: answer.records.clone().unwrap_or_default(),
+            high_watermark: answer.high_watermark,
+            last_stable_offset: answer.last_stable_offset,
+            log_start: answer.log_start_offset,
+        })
+    }
+}
