@@ -2,6 +2,8 @@
 // Each bench uses only some of these helpers.
 #![allow(dead_code)]
 
+pub mod producer;
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;

@@ -441,6 +441,7 @@ impl Config {
             }
             None => None,
         };
+        let with_wal = wal.is_some();
         let config = Config {
             coordinator,
             wal,
@@ -487,7 +488,11 @@ impl Config {
             offsets_retention_ms: pick!(offsets_retention_minutes, 10_080).saturating_mul(60_000),
             group_members_max: 1000,
             offsets_retention_check_interval_ms: 600_000,
-            requests_in_flight_per_connection_max: 64,
+            // With a write-ahead log a produce waits up to --wal-interval-ms for its object, so
+            // a client pipelining small requests needs many in flight to keep its rate; memory
+            // stays bounded by queued_request_bytes_max, which every pending request holds a
+            // share of.
+            requests_in_flight_per_connection_max: if with_wal { 1024 } else { 64 },
             queued_request_bytes_max: 96 * 1024 * 1024,
             append_queue_max: 4096,
             group_commit_bytes_max: 16 * 1024 * 1024,

@@ -23,8 +23,46 @@ impl std::fmt::Debug for TierCollector {
 
 impl Collector for TierCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        encode_tiering(&mut encoder, &crate::tier::status(self.unified.log(), self.unified.tier()))
+        encode_tiering(&mut encoder, &crate::tier::status(self.unified.log(), self.unified.tier()))?;
+        match self.unified.wal() {
+            Some(wal) => encode_wal(&mut encoder, wal),
+            None => Ok(()),
+        }
     }
+}
+
+/// The write-ahead log's objects and its store's requests (docs/wal.md).
+fn encode_wal(encoder: &mut DescriptorEncoder, wal: &crate::wal::Wal) -> Result<(), std::fmt::Error> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = &wal.writer().stats;
+    let counters = [
+        ("zombi_wal_objects", "Write-ahead log objects created (each one PUT)", stats.objects.load(Relaxed)),
+        ("zombi_wal_bytes", "Batch bytes written to the write-ahead log", stats.bytes.load(Relaxed)),
+        (
+            "zombi_wal_create_retries",
+            "Write-ahead log creates tried again after a store error",
+            stats.retries.load(Relaxed),
+        ),
+    ];
+    for (name, help, value) in counters {
+        encode_metric(encoder, name, help, &ConstCounter::new(value))?;
+    }
+    let counts = wal.requests();
+    let requests = Family::<OperationLabels, Counter>::default();
+    for (operation, count) in [
+        ("put", counts.puts.load(Relaxed)),
+        ("get", counts.gets.load(Relaxed)),
+        ("list", counts.lists.load(Relaxed)),
+        ("delete", counts.deletes.load(Relaxed)),
+    ] {
+        requests.get_or_create(&OperationLabels { operation: operation.into() }).inc_by(count);
+    }
+    encode_metric(
+        encoder,
+        "zombi_wal_store_requests",
+        "Requests to the write-ahead log's store, per operation",
+        &requests,
+    )
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -276,6 +276,7 @@ fn remote(error: crate::tier::object_store::ObjectStoreError) -> LogError {
 /// Opens the write-ahead log's store and claims this broker's stream in it.
 async fn open_wal(config: &Config, settings: &WalConfig) -> Result<Wal, LogError> {
     let store = crate::tier::object_store::open(&settings.store, &config.s3).await.map_err(remote)?;
+    let requests = store.counts.clone();
     let wal_settings = WalSettings {
         interval_ms: settings.interval_ms,
         bytes_max: settings.bytes_max,
@@ -283,7 +284,7 @@ async fn open_wal(config: &Config, settings: &WalConfig) -> Result<Wal, LogError
         queue_max: config.append_queue_max,
         roll_ms: settings.stream_roll_ms,
     };
-    Wal::open(Arc::new(store), config.node_id, wal_settings).await
+    Wal::open(Arc::new(store), requests, config.node_id, wal_settings).await
 }
 
 /// Opens a unified log at `path` with test-sized defaults (used by tests and benchmarks).

@@ -47,6 +47,8 @@ type Index = Vec<(Uuid, i32, i64, i64)>;
 /// (its own streams' and earlier ones'), until segments cover them.
 pub struct Wal {
     store: Arc<dyn ObjectStore>,
+    /// The store's request counts, for the metrics.
+    requests: Arc<crate::tier::object_store::RequestCounts>,
     writer: Arc<WalWriter>,
     written: Mutex<mpsc::UnboundedReceiver<Written>>,
     /// The earlier streams this broker sealed when it claimed its own, with their cuts.
@@ -79,7 +81,12 @@ pub struct Replayed {
 impl Wal {
     /// Claims a stream for node `node_id` in `store` above every earlier one (sealing those, so
     /// that an earlier process of this node can acknowledge nothing more) and starts its writer.
-    pub async fn open(store: Arc<dyn ObjectStore>, node_id: i32, settings: WalSettings) -> Result<Wal, LogError> {
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        requests: Arc<crate::tier::object_store::RequestCounts>,
+        node_id: i32,
+        settings: WalSettings,
+    ) -> Result<Wal, LogError> {
         let nonce = writer::rand_nonce();
         let (stream, sealed) = stream::claim(&*store, node_id, IN_FLIGHT_MAX as u64, nonce).await?;
         let (sender, written) = mpsc::unbounded_channel();
@@ -91,6 +98,7 @@ impl Wal {
             sealed.iter().filter(|(_, cut)| cut.retired).map(|(stream, cut)| (*stream, cut.slot)).collect();
         Ok(Wal {
             store,
+            requests,
             writer,
             written: Mutex::new(written),
             sealed,
@@ -107,6 +115,11 @@ impl Wal {
 
     pub fn writer(&self) -> &Arc<WalWriter> {
         &self.writer
+    }
+
+    /// The store's requests since start: PUT, GET, LIST, DELETE and errors.
+    pub fn requests(&self) -> &crate::tier::object_store::RequestCounts {
+        &self.requests
     }
 
     /// The store the log's objects are in.

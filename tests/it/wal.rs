@@ -149,4 +149,18 @@ async fn objects_are_deleted_once_segments_hold_their_records() {
     let values: Vec<String> =
         records.iter().map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()).collect();
     assert_eq!(values, (0..200).map(|i| format!("v{i}")).collect::<Vec<_>>());
+    // The metrics count what happened: an object per acknowledged send at least (each one waited
+    // for its own), their bytes, and the store's PUTs and DELETEs.
+    let text = String::from_utf8(crate::http_client::get(&broker.http, "/metrics").body).expect("text");
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    let objects = value("zombi_wal_objects_total");
+    assert!(objects >= 200, "{objects} objects for 200 sends acknowledged one at a time");
+    assert!(value("zombi_wal_bytes_total") >= 200 * 60);
+    assert_eq!(value("zombi_wal_create_retries_total"), 0);
+    assert!(value("zombi_wal_store_requests_total{operation=\"put\"}") >= objects);
+    assert!(value("zombi_wal_store_requests_total{operation=\"delete\"}") >= 1);
 }
