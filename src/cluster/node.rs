@@ -122,14 +122,20 @@ impl ClusterNode {
         tokio::spawn(listen(self.store.clone(), self.refresh.clone()));
         let mut duties = Duties { coordinator: Some(coordinator), ..Duties::default() };
         let mut collected = Instant::now();
+        // The controller wakes when the first live lease runs out, not at the next heartbeat:
+        // a dead broker's partitions move as soon as its lease says it is dead.
+        let mut next_expiry: Option<tokio::time::Instant> = None;
         loop {
+            let expiry = next_expiry.unwrap_or_else(|| tokio::time::Instant::now() + heartbeat);
             tokio::select! {
                 _ = ticks.tick() => self.heartbeat().await,
                 () = self.refresh.notified() => {}
+                () = tokio::time::sleep_until(expiry), if next_expiry.is_some() => {}
                 _ = stopped.changed() => break,
             }
-            if let Err(error) = self.round(&unified, &mut duties).await {
-                tracing::warn!(%error, "cluster round failed; trying again");
+            match self.round(&unified, &mut duties).await {
+                Ok(expiry) => next_expiry = expiry,
+                Err(error) => tracing::warn!(%error, "cluster round failed; trying again"),
             }
             if collected.elapsed() >= WAL_COLLECT_INTERVAL {
                 collected = Instant::now();
@@ -160,17 +166,31 @@ impl ClusterNode {
         }
     }
 
-    /// One pass: refresh the metadata, then the controller's and this broker's duties.
-    async fn round(self: &Arc<Self>, unified: &UnifiedLog, duties: &mut Duties) -> Result<(), LogError> {
+    /// One pass: refresh the metadata, then the controller's and this broker's duties. The
+    /// controller gets back when the first other live broker's lease runs out.
+    async fn round(
+        self: &Arc<Self>,
+        unified: &UnifiedLog,
+        duties: &mut Duties,
+    ) -> Result<Option<tokio::time::Instant>, LogError> {
         let snapshot = self.store.snapshot().await?;
         self.cache.apply(&snapshot);
         sync_topics(unified, &snapshot).await?;
         let lease = self.settings.session_timeout_ms as i64;
+        let mut expiry = None;
         if self.store.hold_controller(self.node_id, lease).await? {
             self.control(&snapshot).await?;
+            let first = snapshot
+                .brokers
+                .iter()
+                .filter(|b| b.live && b.node_id != self.node_id)
+                .map(|b| b.lease_remaining_ms.max(0) as u64)
+                .min();
+            // A little after it, so that PostgreSQL's clock has passed it too.
+            expiry = first.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms + 20));
         }
         self.lead(unified, &snapshot, duties);
-        Ok(())
+        Ok(expiry)
     }
 
     /// Deletes this broker's write-ahead log objects whose records the cluster's segments hold

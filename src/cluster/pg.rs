@@ -107,6 +107,8 @@ pub struct BrokerRow {
     pub rack: Option<String>,
     /// Whether its lease has not expired (by PostgreSQL's clock when read).
     pub live: bool,
+    /// How long its lease had left when read (negative: expired that long ago).
+    pub lease_remaining_ms: i64,
     pub shutting_down: bool,
 }
 
@@ -346,7 +348,8 @@ impl ClusterStore {
         let row = sqlx::query(&sql).fetch_one(&mut *tx).await?;
         let (version, controller, controller_live): (i64, Option<i32>, bool) = (row.get(0), row.get(1), row.get(2));
         let sql = format!(
-            "SELECT node_id, broker_epoch, host, port, rack, lease_until_ms >= {NOW_MS}, shutting_down
+            "SELECT node_id, broker_epoch, host, port, rack, lease_until_ms >= {NOW_MS}, shutting_down,
+                    lease_until_ms - {NOW_MS}
              FROM zombi_brokers ORDER BY node_id"
         );
         let brokers = sqlx::query(&sql)
@@ -361,6 +364,7 @@ impl ClusterStore {
                 rack: row.get(4),
                 live: row.get(5),
                 shutting_down: row.get(6),
+                lease_remaining_ms: row.get(7),
             })
             .collect();
         let mut topics = Vec::new();
