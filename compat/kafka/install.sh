@@ -37,9 +37,13 @@ echo "kafka: fetching Apache Kafka $VERSION and its dependencies from Maven Cent
 t0=$(date +%s)
 rm -rf "$LIB.tmp"
 # maven's own repository (~/.m2) keeps the downloads; the lib dir gets copies.
-mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" \
-    org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
-    -DoutputDirectory="$LIB.tmp" -DincludeScope=runtime >&2
+if ! mvn -q -B -Dstyle.color=never -f "$HERE/pom.xml" \
+        org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+        -DoutputDirectory="$LIB.tmp" -DincludeScope=runtime >"$DIR/mvn.log" 2>&1; then
+    echo "kafka: mvn dependency:copy-dependencies failed; its output:" >&2
+    cat "$DIR/mvn.log" >&2
+    exit 1
+fi
 rm -rf "$LIB"
 mv "$LIB.tmp" "$LIB"
 echo "$SUM" >"$STAMP"
