@@ -347,6 +347,16 @@ def metadata_shapes(ctx):
 
 
 @scenario()
+def metadata_internal_topics(ctx):
+    """Metadata for all topics once a group exists: Kafka lists __consumer_offsets, marked
+    internal (regex subscriptions and tools skip it by that flag)."""
+    ctx.coordinator_ready("diff-internal-g")
+    with wire.Conn(ctx.bootstrap) as c:
+        r = c.call("Metadata", ctx.v("Metadata"), topics=None, allow_auto_topic_creation=False)
+    return sorted((t["name"], t["is_internal"]) for t in r["topics"] if t["name"].startswith("__"))
+
+
+@scenario()
 def describe_cluster_and_partitions(ctx):
     ctx.create("diff-dtp", 2)
     out = {}
@@ -1034,6 +1044,38 @@ def group_offsets_simple(ctx):
                                  groups_names=["diff-go-g", "diff-go-g"])["results"]
     out["delete_again"] = c.call("DeleteGroups", ctx.v("DeleteGroups"),
                                  groups_names=["diff-go-g"])["results"]
+    return out
+
+
+@scenario()
+def group_offsets_by_topic_id(ctx):
+    """OffsetCommit v10 and OffsetFetch v10 name topics by id (KIP-848); franz-go 1.22 sends them
+    as soon as the broker advertises v10."""
+    ctx.create("diff-gov10", 2)
+    ctx.coordinator_ready("diff-gov10-g")
+    tid = ctx.topic_id("diff-gov10")
+    out = {}
+    if ctx.v("OffsetCommit") >= 10:
+        with wire.Conn(ctx.bootstrap) as c:
+            r = c.call("OffsetCommit", 10, group_id="diff-gov10-g",
+                       generation_id_or_member_epoch=-1, member_id="", group_instance_id=None,
+                       topics=[{"topic_id": tid, "partitions": [
+                           {"partition_index": 0, "committed_offset": 3,
+                            "committed_leader_epoch": -1, "committed_metadata": "m"}]},
+                           {"topic_id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "partitions": [
+                               {"partition_index": 0, "committed_offset": 3,
+                                "committed_leader_epoch": -1, "committed_metadata": "m"}]}])
+        out["commit_v10"] = r if isinstance(r, str) else sorted(
+            (str(t["topic_id"]) == str(tid), [p["error_code"] for p in t["partitions"]])
+            for t in r["topics"])
+    if ctx.v("OffsetFetch") >= 10:
+        for name, topics in (("fetch_v10_by_id", [{"topic_id": tid, "partition_indexes": [0, 1]}]),
+                             ("fetch_v10_all", None)):
+            with wire.Conn(ctx.bootstrap) as c:
+                r = c.call("OffsetFetch", 10, require_stable=False, groups=[
+                    {"group_id": "diff-gov10-g", "member_id": None, "member_epoch": -1,
+                     "topics": topics}])
+            out[name] = r if isinstance(r, str) else r["groups"]
     return out
 
 

@@ -30,6 +30,8 @@ SUITES = [
     ("rdkafka", "rdkafka crate (rust-rdkafka) integration tests", "compat/suites/run_rdkafka.sh"),
     ("librdkafka", "librdkafka test suite (tests/test-runner)", "compat/suites/run_librdkafka.sh"),
     ("kafka_python", "kafka-python integration tests (test/integration)", "compat/suites/run_kafka_python.sh"),
+    ("franz_go", "franz-go's pkg/kgo tests (unit tests included: they need no broker)", "compat/suites/run_franz_go.sh"),
+    ("sarama", "Sarama's functional tests (build tag functional)", "compat/suites/run_sarama.sh"),
 ]
 CATEGORY_TITLES = {
     "broker-bug": "broker bug",
