@@ -377,6 +377,7 @@ def describe_cluster_and_partitions(ctx):
 def create_topics_errors(ctx):
     v = ctx.v("CreateTopics")
     ctx.create("diff-exists")
+    ctx.coordinator_ready("diff-exists-g")     # Kafka's __consumer_offsets exists from here on
     cases = {
         "exists": {"name": "diff-exists", "num_partitions": 1, "replication_factor": 1},
         "empty_name": {"name": "", "num_partitions": 1, "replication_factor": 1},

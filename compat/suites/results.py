@@ -99,6 +99,9 @@ def reason_gotest(log):
     """go test -v output: the test's own messages ("    file_test.go:NN: text"), the failing or
     skipping ones first, else the last line."""
     lines = log.splitlines()
+    m = re.search(r"^panic: (test timed out after \S+)", log, re.M)
+    if m:
+        return _clip(m.group(1) + " (go test -timeout)")
     msgs = []
     for i, l in enumerate(lines):
         if re.match(r"^\s+\S+_test\.go:\d+: \S", l) and "FAILED TESTING -- NOT DELETING" not in l:
