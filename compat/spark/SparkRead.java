@@ -1,8 +1,10 @@
 // Spark 3.5 (local[1]) reads one of zombi's Iceberg tables through Iceberg's JdbcCatalog on the
 // broker's SQLite catalog file and compares every row with what was produced.
 //
-//   java [Spark's --add-opens] -cp 'LIB/*:CLASSES' SparkRead JDBC_URI WAREHOUSE TOPIC EXPECTED_JSONL
+//   java [Spark's --add-opens] -cp 'LIB/*:CLASSES' SparkRead JDBC_URI WAREHOUSE TOPIC EXPECTED_JSONL [S3_ENDPOINT]
 //
+// With S3_ENDPOINT the warehouse is on S3 (path-style, us-east-1, keys from AWS_ACCESS_KEY_ID /
+// AWS_SECRET_ACCESS_KEY) and is read through Iceberg's S3FileIO.
 // EXPECTED_JSONL: one produced record a line, {"partition", "offset", "timestamp_ms", "key",
 // "value", "headers": [[key, value], ...]} with bytes as hex and null for null. Every
 // (partition, offset) must appear exactly once, with the same key, value (null and empty kept
@@ -29,7 +31,17 @@ public class SparkRead {
         for (String line : Files.readAllLines(Path.of(args[3]))) {
             if (!line.isBlank()) expected.add(line.trim());
         }
-        SparkSession spark = SparkSession.builder().master("local[1]").appName("zombi-iceberg-read")
+        SparkSession.Builder builder = SparkSession.builder();
+        if (args.length > 4) {
+            String c = "spark.sql.catalog.zombi.";
+            builder = builder.config(c + "io-impl", "org.apache.iceberg.aws.s3.S3FileIO")
+                    .config(c + "s3.endpoint", args[4])
+                    .config(c + "s3.path-style-access", "true")
+                    .config(c + "client.region", "us-east-1")
+                    .config(c + "s3.access-key-id", System.getenv("AWS_ACCESS_KEY_ID"))
+                    .config(c + "s3.secret-access-key", System.getenv("AWS_SECRET_ACCESS_KEY"));
+        }
+        SparkSession spark = builder.master("local[1]").appName("zombi-iceberg-read")
                 .config("spark.ui.enabled", "false")
                 .config("spark.driver.host", "127.0.0.1")
                 .config("spark.driver.bindAddress", "127.0.0.1")
@@ -42,6 +54,7 @@ public class SparkRead {
                 .config("spark.sql.catalog.zombi.jdbc.schema-version", "V1")
                 .config("spark.sql.catalog.zombi.warehouse", warehouse)
                 .getOrCreate();
+        String suffix = args.length > 4 ? "_s3" : "_local";
         int passed = 0, failed = 0;
         try {
             List<Row> rows = spark.sql("SELECT `partition`, `offset`, `timestamp`, key, value, headers FROM zombi.zombi.`"
@@ -67,11 +80,11 @@ public class SparkRead {
                 got.add(sb.toString());
             }
             if (got.equals(expected)) {
-                System.out.printf("PASS spark_reads_every_partition_offset (%d rows of %s)%n", got.size(), topic);
+                System.out.printf("PASS spark_reads_every_partition_offset%s (%d rows of %s)%n", suffix, got.size(), topic);
                 passed++;
             } else {
                 failed++;
-                System.out.printf("FAIL spark_reads_every_partition_offset: %d rows, %d expected%n", got.size(), expected.size());
+                System.out.printf("FAIL spark_reads_every_partition_offset%s: %d rows, %d expected%n", suffix, got.size(), expected.size());
                 for (int i = 0; i < Math.max(got.size(), expected.size()); i++) {
                     String g = i < got.size() ? got.get(i) : "<none>";
                     String e = i < expected.size() ? expected.get(i) : "<none>";
@@ -84,15 +97,15 @@ public class SparkRead {
             long n = spark.sql("SELECT count(*) FROM zombi.zombi.`" + topic + "` WHERE `offset` >= 10").first().getLong(0);
             long want = expected.stream().filter(l -> Long.parseLong(l.replaceAll(".*\"offset\": (\\d+),.*", "$1")) >= 10).count();
             if (n == want) {
-                System.out.printf("PASS spark_filter_on_offset (%d rows)%n", n);
+                System.out.printf("PASS spark_filter_on_offset%s (%d rows)%n", suffix, n);
                 passed++;
             } else {
-                System.out.printf("FAIL spark_filter_on_offset: %d rows, %d expected%n", n, want);
+                System.out.printf("FAIL spark_filter_on_offset%s: %d rows, %d expected%n", suffix, n, want);
                 failed++;
             }
         } catch (Exception e) {
             failed++;
-            System.out.println("FAIL spark_reads_every_partition_offset: " + e);
+            System.out.println("FAIL spark_reads_every_partition_offset" + suffix + ": " + e);
             e.printStackTrace(System.out);
         } finally {
             spark.stop();

@@ -1,6 +1,6 @@
 """Produces the records the Spark check reads back, and waits for zombi's Iceberg sink.
 
-    produce.py BOOTSTRAP TOPIC CATALOG_DB EXPECTED_JSONL
+    produce.py BOOTSTRAP TOPIC CATALOG_DB EXPECTED_JSONL [S3_ENDPOINT]
 
 Creates TOPIC (3 partitions), produces 300 records with confluent-kafka (null, empty and binary
 keys and values, repeated and null headers, explicit timestamps), writes one JSON line per
@@ -15,6 +15,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 bootstrap, topic, catalog_db, out = sys.argv[1:5]
+s3_endpoint = sys.argv[5] if len(sys.argv) > 5 else None
 admin = AdminClient({"bootstrap.servers": bootstrap})
 admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
 t0 = (int(time.time()) - 3600) * 1000
@@ -56,7 +57,12 @@ with open(out, "w") as f:
 
 from pyiceberg.catalog.sql import SqlCatalog  # noqa: E402
 
-catalog = SqlCatalog("zombi", uri="sqlite:///" + catalog_db)
+props = {}
+if s3_endpoint:
+    props = {"s3.endpoint": s3_endpoint, "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
+             "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"], "s3.region": "us-east-1",
+             "s3.force-virtual-addressing": "false"}
+catalog = SqlCatalog("zombi", uri="sqlite:///" + catalog_db, **props)
 deadline = time.time() + 180
 seen = -1
 while time.time() < deadline:
