@@ -98,8 +98,28 @@ one_mode() {
     if [ -n "$MOTO_PID" ]; then kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null || true; MOTO_PID=; fi
 }
 
+T0=$(date +%s)
+: >"$work/all.out"
 for mode in ${SPARK_MODES:-local s3}; do
-    one_mode "$mode"
+    one_mode "$mode" > >(tee -a "$work/all.out")
 done
+# the report card's section (compat/suites/report.py copies it into compat/REPORT.md)
+{
+    echo "## Spark reads the Iceberg tables"
+    echo
+    echo "\`compat/spark/run.sh\`: Spark 3.5.8 with Iceberg 1.10.1's Spark runtime (Maven Central) reads"
+    echo "what zombi's Iceberg sink committed, through Iceberg's JDBC catalog on the broker's SQLite file, and"
+    echo "compares every (partition, offset) with its key, value, timestamp and headers to what"
+    echo "confluent-kafka produced (300 records, 3 partitions). Last run $(date -u +%Y-%m-%dT%H:%M:%SZ),"
+    echo "$(( $(date +%s) - T0 )) s, zombi $(zombi_identity):"
+    echo
+    echo "| warehouse | check | result |"
+    echo "|---|---|---|"
+    sed -n 's/^\(PASS\|FAIL\) \([a-z_]*\)_\(local\|s3\)\(.*\)$/| \3 | `\2` | \1\4 |/p' "$work/all.out" |
+        sed 's/| PASS/| pass/; s/| FAIL/| **FAIL**/'
+    echo
+    echo "Trino could not be run: its server tarball (\`io.trino:trino-server\` 483, and"
+    echo "\`trino-server-core\`) is not on the Maven Central this machine reaches."
+} >"$COMPAT/results/spark.section.md"
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
