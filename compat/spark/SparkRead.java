@@ -54,7 +54,7 @@ public class SparkRead {
                 .config("spark.sql.catalog.zombi.jdbc.schema-version", "V1")
                 .config("spark.sql.catalog.zombi.warehouse", warehouse)
                 .getOrCreate();
-        String suffix = args.length > 4 ? "_s3" : "_local";
+        String suffix = System.getProperty("check.suffix", args.length > 4 ? "_s3" : "_local");
         int passed = 0, failed = 0;
         try {
             List<Row> rows = spark.sql("SELECT `partition`, `offset`, `timestamp`, key, value, headers FROM zombi.zombi.`"

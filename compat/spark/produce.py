@@ -1,6 +1,8 @@
 """Produces the records the Spark check reads back, and waits for zombi's Iceberg sink.
 
-    produce.py BOOTSTRAP TOPIC CATALOG_DB EXPECTED_JSONL [S3_ENDPOINT]
+    produce.py BOOTSTRAP TOPIC CATALOG EXPECTED_JSONL [S3_ENDPOINT]
+
+CATALOG is the SQLite catalog file, or a SQLAlchemy URL (postgresql+psycopg2://...).
 
 Creates TOPIC (3 partitions), produces 300 records with confluent-kafka (null, empty and binary
 keys and values, repeated and null headers, explicit timestamps), writes one JSON line per
@@ -62,7 +64,8 @@ if s3_endpoint:
     props = {"s3.endpoint": s3_endpoint, "s3.access-key-id": os.environ["AWS_ACCESS_KEY_ID"],
              "s3.secret-access-key": os.environ["AWS_SECRET_ACCESS_KEY"], "s3.region": "us-east-1",
              "s3.force-virtual-addressing": "false"}
-catalog = SqlCatalog("zombi", uri="sqlite:///" + catalog_db, **props)
+uri = catalog_db if "://" in catalog_db else "sqlite:///" + catalog_db
+catalog = SqlCatalog("zombi", uri=uri, **props)
 deadline = time.time() + 180
 seen = -1
 while time.time() < deadline:
