@@ -2,7 +2,8 @@
 # Installs what the tests need, then runs every check: formatting, clippy, unit, property and
 # integration tests (real zombi binary, rdkafka over TCP; the web console in headless chromium; the
 # Iceberg sink on private PostgreSQL clusters and a moto S3 server), the kcat / confluent-kafka
-# scripts, and the packaging checks (hadolint, docker-compose config).
+# scripts, the differential conformance run against Apache Kafka (compat/differential), and the
+# packaging checks (hadolint, docker-compose config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh kcat chromium postgresql
@@ -29,6 +30,8 @@ export ZOMBI_BIN="$bin_dir/zombi"
 cargo test --release --lib --bins --tests
 echo "== compat (kcat, confluent-kafka)"
 compat/run.sh
+echo "== differential conformance against Apache Kafka 4.4 (compat/differential, fast scenarios)"
+compat/differential/run.sh --fast
 echo "== client suites, smoke list (compat/suites/smoke.txt)"
 # kafka-python's suite is a pip install away and always runs. librdkafka's and the rdkafka crate's
 # each compile librdkafka (~10 min apiece on 2 cores): they run here once built, which

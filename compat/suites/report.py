@@ -13,7 +13,8 @@ suite matches and whose regex matches the test name, and, if given, whose status
   unclassified no rule matched: triage it and add a rule
 
 compat/suites/notes.md, if present, is copied in after the broker-bug table (findings that the
-result files cannot show, e.g. sub-tests hidden behind a test's first failure).
+result files cannot show, e.g. sub-tests hidden behind a test's first failure), then every
+compat/results/*.section.md (the differential harness, the JVM clients), in name order.
 
 Exit status: 0, or 1 if a results file is missing or unreadable.
 """
@@ -29,6 +30,8 @@ SUITES = [
     ("rdkafka", "rdkafka crate (rust-rdkafka) integration tests", "compat/suites/run_rdkafka.sh"),
     ("librdkafka", "librdkafka test suite (tests/test-runner)", "compat/suites/run_librdkafka.sh"),
     ("kafka_python", "kafka-python integration tests (test/integration)", "compat/suites/run_kafka_python.sh"),
+    ("franz_go", "franz-go's pkg/kgo tests (unit tests included: they need no broker)", "compat/suites/run_franz_go.sh"),
+    ("sarama", "Sarama's functional tests (build tag functional)", "compat/suites/run_sarama.sh"),
 ]
 CATEGORY_TITLES = {
     "broker-bug": "broker bug",
@@ -163,6 +166,13 @@ def main():
         with open(notes) as f:
             w(f.read().rstrip("\n"))
         w("")
+
+    # Sections written by other compat scripts (the differential harness, the JVM clients).
+    for extra in sorted(os.listdir(args.results)):
+        if extra.endswith(".section.md"):
+            with open(os.path.join(args.results, extra)) as f:
+                w(f.read().rstrip("\n"))
+            w("")
 
     for suite, title, script in SUITES:
         if suite not in rows:

@@ -4,7 +4,7 @@
   results.py add JSONL SUITE TEST STATUS SECONDS LOGFILE [PARSER]
       Appends one test outcome to JSONL. STATUS is pass, fail, skip or timeout (a timeout is
       recorded as fail with reason "timeout"). The short reason is extracted from LOGFILE with
-      the suite's parser (rdkafka, librdkafka, generic).
+      the suite's parser (rdkafka, librdkafka, gotest, generic).
   results.py lrk-list TEST_C [SCENARIO]
       Prints the test numbers of librdkafka's tests/test.c (tests[] table, manual 8xxx tests
       excluded) that have a sub-test in SCENARIO (default: "default"), one per line, with the
@@ -93,6 +93,27 @@ def reason_librdkafka(log):
 def reason_generic(log):
     lines = [l for l in log.splitlines() if l.strip()]
     return _clip(lines[-1]) if lines else ""
+
+
+def reason_gotest(log):
+    """go test -v output: the test's own messages ("    file_test.go:NN: text"), the failing or
+    skipping ones first, else the last line."""
+    lines = log.splitlines()
+    m = re.search(r"^panic: (test timed out after \S+)", log, re.M)
+    if m:
+        return _clip(m.group(1) + " (go test -timeout)")
+    msgs = []
+    for i, l in enumerate(lines):
+        if re.match(r"^\s+\S+_test\.go:\d+: \S", l) and "FAILED TESTING -- NOT DELETING" not in l:
+            msgs.append(l.strip())
+        elif re.match(r"^\s+(Error|Messages):\s", l):        # testify's assertion report
+            text = l.split(":", 1)[1].strip()
+            if i + 1 < len(lines) and re.match(r"^\s{8,}\S", lines[i + 1]) and ":" not in lines[i + 1].strip()[:12]:
+                text += " " + lines[i + 1].strip()
+            msgs.append(text)
+    if msgs:
+        return _clip(" / ".join(dict.fromkeys(msgs))[:REASON_MAX])
+    return reason_generic(log)
 
 
 def parse_testc(path):
@@ -252,7 +273,8 @@ def cmd_lrk_add(args):
             out.write(json.dumps(rec) + "\n")
 
 
-PARSERS = {"rdkafka": reason_rdkafka, "librdkafka": reason_librdkafka, "generic": reason_generic}
+PARSERS = {"rdkafka": reason_rdkafka, "librdkafka": reason_librdkafka, "generic": reason_generic,
+           "gotest": reason_gotest}
 
 
 def cmd_add(args):
