@@ -197,5 +197,8 @@ async fn retention_loop(log: Log, interval_ms: u64, mut stopped: watch::Receiver
         if let Err(error) = log.enforce_retention().await {
             tracing::warn!(%error, "retention pass failed");
         }
+        if let Err(error) = log.expire_idempotency(http::IDEMPOTENCY_WINDOW_MS).await {
+            tracing::warn!(%error, "cannot forget old idempotency keys yet");
+        }
     }
 }

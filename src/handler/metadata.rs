@@ -253,6 +253,10 @@ pub(super) fn describe_topic_partitions(
             p.leader_epoch = leadership.leader_epoch;
             p.replica_nodes = leadership.replicas.iter().map(|&n| n.into()).collect();
             p.isr_nodes = leadership.in_sync.iter().map(|&n| n.into()).collect();
+            // No eligible leader replicas (KIP-966) without replication, but a list, as Kafka
+            // answers: the Java Admin client dereferences both.
+            p.eligible_leader_replicas = Some(Vec::new());
+            p.last_known_elr = Some(Vec::new());
             out.partitions.push(p);
             emitted += 1;
         }

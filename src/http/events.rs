@@ -42,6 +42,8 @@ struct JsonRecord {
     headers: Vec<JsonHeader>,
     /// Milliseconds since the Unix epoch (default: now).
     timestamp: Option<i64>,
+    /// As the `Idempotency-Key` header (the same key for every record of a request).
+    idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,6 +68,12 @@ struct Routed {
     record: HttpRecord,
 }
 
+/// `POST /events/{topic}`: a JSON body is one record object or an array of them; any other body
+/// (protobuf, Avro, text, bytes, no content type at all) is one record whose value is the body,
+/// byte for byte. An unknown topic is created with the broker's defaults when
+/// `--auto-create-topics` is on, as a Kafka producer's first Metadata request would. With an
+/// `Idempotency-Key` header (or an `idempotency_key` field), a retry within
+/// [`IDEMPOTENCY_WINDOW_MS`] gets the first answer instead of writing again.
 pub(super) async fn produce(
     State(broker): State<Arc<Broker>>,
     HttpSession(session): HttpSession,
@@ -76,34 +84,34 @@ pub(super) async fn produce(
 ) -> Result<Json<Value>, ApiError> {
     let Path(topic) = topic?;
     let Query(query) = query?;
-    let kind = media_type(&headers);
-    if kind != "application/json" && kind != "application/octet-stream" {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "Content-Type must be application/json or application/octet-stream, not {kind:?}"
-        )));
-    }
+    let media = media_type(&headers);
+    let json_body = media == "application/json" || media.ends_with("+json");
     let body = body?;
-    let found = writable_topic(&broker, &session, &topic).await?;
     let now = now_ms();
-    let raw = kind == "application/octet-stream";
-    let working = found.clone();
-    let service = broker.service.clone();
-    // Parsing, base64, encoding and the CRC scale with the body (up to --http-request-max-bytes).
-    let (prepared, single) = off_runtime(move || {
-        let (records, single) = if raw {
-            let key = payload(query.key.map(Value::String), query.key_base64, "key")?;
-            (
-                vec![(query.partition, HttpRecord { key, value: Some(body), headers: Vec::new(), timestamp_ms: now })],
-                true,
-            )
-        } else {
-            parse_json_records(&body, query.partition, now)?
-        };
-        Ok((prepare(&service, &working, route(&working, records)?)?, single))
+    // Parsing, base64, encoding and the CRC scale with the body (up to --http-request-max-bytes),
+    // and a malformed body is refused before the topic is looked up (or created).
+    let (records, single, field_key) = off_runtime(move || {
+        if json_body {
+            return parse_json_records(&body, query.partition, now);
+        }
+        let key = payload(query.key.map(Value::String), query.key_base64, "key")?;
+        let record = HttpRecord { key, value: Some(body), headers: Vec::new(), timestamp_ms: now };
+        Ok((vec![(query.partition, record)], true, None))
     })
     .await?;
-    let written = append(&broker.service, &session, &found, prepared).await?;
-    let mut entries = written.iter().map(
+    let key = idempotency_key(&headers, field_key)?;
+    let found = writable_topic(&broker, &session, &topic).await?;
+    let answer = match &key {
+        Some(key) => {
+            let _claim = IdempotencyClaim::take(found.id, key)?;
+            match broker.log.idempotent_answer(found.id, key).await.map_err(|e| ApiError::from_log(e, &topic))? {
+                Some(stored) => stored_answer(&stored)?,
+                None => write(&broker, &session, &found, records, Some(key.clone())).await?,
+            }
+        }
+        None => write(&broker, &session, &found, records, None).await?,
+    };
+    let mut entries = answer.iter().map(
         |(partition, offset, timestamp)| json!({ "partition": partition, "offset": offset, "timestamp": timestamp }),
     );
     if single && let Some(Value::Object(mut one)) = entries.next() {
@@ -113,13 +121,95 @@ pub(super) async fn produce(
     Ok(Json(json!({ "topic": topic, "offsets": entries.collect::<Vec<_>>() })))
 }
 
-/// The topic a produce goes to, through the broker service (authorization, and later creation).
+/// How long an idempotency key's answer is kept (and a retry answered from it): one day.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// The longest idempotency key accepted.
+const IDEMPOTENCY_KEY_BYTES_MAX: usize = 256;
+
+/// The request's idempotency key: the `Idempotency-Key` header or the record's `idempotency_key`.
+fn idempotency_key(headers: &HeaderMap, field: Option<String>) -> Result<Option<String>, ApiError> {
+    let header = match headers.get("idempotency-key") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let key = match (header, field) {
+        (Some(header), Some(field)) if header != field => {
+            return Err(ApiError::BadRequest("the Idempotency-Key header and idempotency_key differ".into()));
+        }
+        (header, field) => header.or(field),
+    };
+    match key {
+        Some(key) if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_MAX => {
+            Err(ApiError::BadRequest(format!("an idempotency key has 1 to {IDEMPOTENCY_KEY_BYTES_MAX} bytes")))
+        }
+        key => Ok(key),
+    }
+}
+
+/// Keys with a request in progress: a second request under the same key waits for no one, it is
+/// refused (409), so that two concurrent tries cannot both write.
+static IN_PROGRESS: std::sync::LazyLock<parking_lot::Mutex<std::collections::HashSet<(uuid::Uuid, String)>>> =
+    std::sync::LazyLock::new(Default::default);
+
+struct IdempotencyClaim((uuid::Uuid, String));
+
+impl IdempotencyClaim {
+    fn take(topic_id: uuid::Uuid, key: &str) -> Result<IdempotencyClaim, ApiError> {
+        let claim = (topic_id, key.to_string());
+        if !IN_PROGRESS.lock().insert(claim.clone()) {
+            return Err(ApiError::Conflict(format!("a request with idempotency key {key:?} is in progress")));
+        }
+        Ok(IdempotencyClaim(claim))
+    }
+}
+
+impl Drop for IdempotencyClaim {
+    fn drop(&mut self) {
+        IN_PROGRESS.lock().remove(&self.0);
+    }
+}
+
+/// Routes, checks and writes `records`; each record's partition, offset and timestamp.
+async fn write(
+    broker: &Arc<Broker>,
+    session: &Session,
+    found: &Arc<Topic>,
+    records: Vec<(Option<i32>, HttpRecord)>,
+    key: Option<String>,
+) -> Result<Vec<(i32, i64, i64)>, ApiError> {
+    let (working, service) = (found.clone(), broker.service.clone());
+    let prepared = off_runtime(move || prepare(&service, &working, route(&working, records)?)).await?;
+    append(&broker.service, session, found, prepared, key).await
+}
+
+/// The first answer of a request written under an idempotency key.
+fn stored_answer(stored: &Value) -> Result<Vec<(i32, i64, i64)>, ApiError> {
+    let corrupt = || ApiError::Internal("a stored idempotency answer is unreadable".into());
+    let records: Vec<(i32, i64)> =
+        serde_json::from_value(stored["request"]["records"].clone()).map_err(|_| corrupt())?;
+    let bases: Vec<(i32, i64, i64)> = serde_json::from_value(stored["bases"].clone()).map_err(|_| corrupt())?;
+    let infos = bases
+        .into_iter()
+        .map(|(partition, base_offset, log_append_time_ms)| {
+            (partition, AppendInfo { base_offset, log_append_time_ms, log_start: -1 })
+        })
+        .collect();
+    answer(records, &infos)
+}
+
+/// The topic a produce goes to, through the broker service: authorization, and creation with
+/// the broker's defaults when `--auto-create-topics` is on.
 async fn writable_topic(
     broker: &Broker,
     session: &crate::service::session::Session,
     topic: &str,
 ) -> Result<Arc<Topic>, ApiError> {
-    broker.service.topic_for_write(session, topic, false).await.map_err(|e| ApiError::from_log(e, topic))
+    broker.service.topic_for_write(session, topic, true).await.map_err(|e| ApiError::from_log(e, topic))
 }
 
 /// Runs CPU-bound request work on the blocking pool.
@@ -135,7 +225,7 @@ fn parse_json_records(
     body: &[u8],
     default_partition: Option<i32>,
     now: i64,
-) -> Result<(Vec<(Option<i32>, HttpRecord)>, bool), ApiError> {
+) -> Result<(Vec<(Option<i32>, HttpRecord)>, bool, Option<String>), ApiError> {
     let parsed: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("the body is not JSON: {e}")))?;
     let (items, single) = match parsed {
@@ -147,10 +237,18 @@ fn parse_json_records(
         return Err(ApiError::BadRequest("the array holds no records".into()));
     }
     let mut out = Vec::with_capacity(items.len());
+    let mut idempotency_key: Option<String> = None;
     for (index, item) in items.into_iter().enumerate() {
         let record: JsonRecord =
             serde_json::from_value(item).map_err(|e| ApiError::BadRequest(format!("record {index}: {e}")))?;
         let at = |e: ApiError| ApiError::BadRequest(format!("record {index}: {e}"));
+        match (&idempotency_key, record.idempotency_key) {
+            (Some(known), Some(other)) if *known != other => {
+                return Err(at(ApiError::BadRequest("a request has one idempotency_key".into())));
+            }
+            (None, Some(key)) => idempotency_key = Some(key),
+            _ => {}
+        }
         let key = payload(record.key, record.key_base64, "key").map_err(at)?;
         let value = payload(record.value, record.value_base64, "value").map_err(at)?;
         let mut headers = Vec::with_capacity(record.headers.len());
@@ -163,7 +261,7 @@ fn parse_json_records(
         }
         out.push((record.partition.or(default_partition), HttpRecord { key, value, headers, timestamp_ms }));
     }
-    Ok((out, single))
+    Ok((out, single, idempotency_key))
 }
 
 /// A field given as JSON (`name`) or base64 (`name_base64`): a JSON string is its UTF-8 bytes,
@@ -243,19 +341,11 @@ async fn append(
     session: &Session,
     topic: &Topic,
     prepared: Prepared,
+    key: Option<String>,
 ) -> Result<Vec<(i32, i64, i64)>, ApiError> {
     let Prepared { records, partitions, forwarded } = prepared;
-    let (indexes, validated): (Vec<i32>, Vec<Validated>) = partitions.into_iter().unzip();
-    let pending = if validated.is_empty() {
-        Vec::new()
-    } else {
-        service.append(validated).await.map_err(|e| ApiError::from_log(e, &topic.name))?
-    };
     let mut infos: BTreeMap<i32, AppendInfo> = BTreeMap::new();
-    for (index, append) in indexes.into_iter().zip(pending) {
-        let info = append.wait().await.map_err(|e| ApiError::from_log(e, &topic.name))?;
-        infos.insert(index, info);
-    }
+    // Partitions led elsewhere first, so that a key's answer can name them too.
     for (index, batch) in forwarded {
         let info = service
             .forward_append(session, topic, index, batch)
@@ -263,6 +353,24 @@ async fn append(
             .map_err(|e| ApiError::from_log(e, &topic.name))?;
         infos.insert(index, info);
     }
+    let keyed = key.map(|key| crate::log::Keyed {
+        topic_id: topic.id,
+        key,
+        request: json!({ "records": records }),
+        forwarded: infos.iter().map(|(p, i)| (*p, i.base_offset, i.log_append_time_ms)).collect(),
+    });
+    let (indexes, validated): (Vec<i32>, Vec<Validated>) = partitions.into_iter().unzip();
+    let pending = service.append_keyed(validated, keyed).await.map_err(|e| ApiError::from_log(e, &topic.name))?;
+    for (index, append) in indexes.into_iter().zip(pending) {
+        let info = append.wait().await.map_err(|e| ApiError::from_log(e, &topic.name))?;
+        infos.insert(index, info);
+    }
+    answer(records, &infos)
+}
+
+/// Each record's partition, offset and timestamp, in the order given, from its partition's
+/// append (records of a partition are consecutive from its base offset).
+fn answer(records: Vec<(i32, i64)>, infos: &BTreeMap<i32, AppendInfo>) -> Result<Vec<(i32, i64, i64)>, ApiError> {
     let mut next_in_partition: BTreeMap<i32, i64> = BTreeMap::new();
     records
         .into_iter()
@@ -470,7 +578,7 @@ pub(super) async fn produce_v3(
         Ok((prepare(&service, &working, route(&working, records)?)?, sizes))
     })
     .await?;
-    let written = append(&broker.service, &session, &found, prepared).await?;
+    let written = append(&broker.service, &session, &found, prepared, None).await?;
     let mut text = String::new();
     for ((partition, offset, timestamp), (key, value)) in written.iter().zip(sizes) {
         let data = |d: Option<(&str, usize)>| d.map(|(kind, size)| json!({ "type": kind, "size": size }));

@@ -8,6 +8,7 @@
 
 mod admin;
 mod events;
+pub use events::IDEMPOTENCY_WINDOW_MS;
 mod groups;
 mod listener;
 pub mod records;

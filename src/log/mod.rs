@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod commit_log;
 mod error;
+pub use writer::Keyed;
 pub mod metadata;
 pub mod metrics;
 pub mod producer;
@@ -949,6 +950,16 @@ impl Log {
         &self,
         appends: Vec<(TimestampType, Arc<Partition>, Vec<ValidBatch>)>,
     ) -> Result<Vec<AppendReceiver>, LogError> {
+        self.submit_appends_keyed(appends, None).await
+    }
+
+    /// As `submit_appends`, storing `keyed`'s answer in the same write when every append of the
+    /// request succeeds (see `idempotent_answer`).
+    pub async fn submit_appends_keyed(
+        &self,
+        appends: Vec<(TimestampType, Arc<Partition>, Vec<ValidBatch>)>,
+        keyed: Option<Keyed>,
+    ) -> Result<Vec<AppendReceiver>, LogError> {
         let mut receivers = Vec::with_capacity(appends.len());
         let mut command = Vec::with_capacity(appends.len());
         for (timestamp_type, partition, batches) in appends {
@@ -956,8 +967,52 @@ impl Log {
             command.push(writer::Append { partition, timestamp_type, batches, reply });
             receivers.push(receiver);
         }
-        self.send(Command::Append(command)).await?;
+        self.send(Command::Append(command, keyed)).await?;
         Ok(receivers)
+    }
+
+    /// What a request with idempotency key `key` on the topic was answered, if one was written
+    /// (JSON: `request`, `bases` as [partition, base offset, append time], `at_ms`).
+    pub async fn idempotent_answer(&self, topic_id: Uuid, key: &str) -> Result<Option<serde_json::Value>, LogError> {
+        let (store, key) = (self.inner.store.clone(), key.to_string());
+        let found = tokio::task::spawn_blocking(move || store.get_idempotency(topic_id, &key))
+            .await
+            .map_err(|_| LogError::Unavailable)??;
+        found
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::corrupt(format!("idempotency key: {e}")).into())
+            })
+            .transpose()
+    }
+
+    /// Stores a keyed request's answer when none of its partitions is written here (all went
+    /// to their leaders elsewhere); durable when this returns.
+    pub async fn store_idempotent_answer(&self, keyed: Keyed) -> Result<(), LogError> {
+        self.call(|reply| Command::StoreIdempotency { keyed, reply }).await
+    }
+
+    /// Forgets idempotency keys written more than `window_ms` ago; returns how many.
+    pub async fn expire_idempotency(&self, window_ms: i64) -> Result<usize, LogError> {
+        let store = self.inner.store.clone();
+        let cutoff = now_ms() - window_ms;
+        let names: Vec<String> = tokio::task::spawn_blocking(move || -> Result<Vec<String>, StoreError> {
+            Ok(store
+                .scan_idempotency()?
+                .into_iter()
+                .filter(|(_, value)| {
+                    let at = serde_json::from_slice::<serde_json::Value>(value).ok().and_then(|v| v["at_ms"].as_i64());
+                    at.is_none_or(|at| at < cutoff)
+                })
+                .map(|(name, _)| name)
+                .collect())
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)??;
+        let count = names.len();
+        if count > 0 {
+            self.call(|reply| Command::ExpireIdempotency { names, reply }).await?;
+        }
+        Ok(count)
     }
 
     /// Allocates a new idempotent producer id (epoch 0) from the current block; ids never repeat,

@@ -44,6 +44,8 @@ const META_CLUSTER_ID: &str = "cluster-id";
 const META_NEXT_TOPIC_NUMBER: &str = "next-topic-number";
 const META_NEXT_PRODUCER_ID: &str = "next-producer-id";
 const META_RECOVERED: &str = "tier/recovered";
+/// `idem/<topic id>/<key>`: what a request with an idempotency key was answered (HTTP writes).
+const META_IDEMPOTENCY_PREFIX: &str = "idem/";
 
 fn log_start_key(key: PartitionKey) -> String {
     format!("log-start/{}/{}", key.topic_number, key.partition)
@@ -281,6 +283,26 @@ impl Store {
 
     pub fn delete_producer(&self, write: &mut StoreWrite, key: PartitionKey, producer_id: i64) {
         write.batch.delete_cf(self.cf(CF_PRODUCERS), key.with_u64(producer_id as u64));
+    }
+
+    pub fn put_idempotency(&self, write: &mut StoreWrite, topic_id: uuid::Uuid, key: &str, value: &[u8]) {
+        self.put_meta(write, &format!("{META_IDEMPOTENCY_PREFIX}{topic_id}/{key}"), value);
+    }
+
+    pub fn get_idempotency(&self, topic_id: uuid::Uuid, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_meta(&format!("{META_IDEMPOTENCY_PREFIX}{topic_id}/{key}"))
+    }
+
+    /// Every stored idempotency key (its full store name) with its value.
+    pub fn scan_idempotency(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.scan_meta(META_IDEMPOTENCY_PREFIX)
+    }
+
+    /// Deletes a key by the name `scan_idempotency` gave.
+    pub fn delete_idempotency(&self, write: &mut StoreWrite, name: &str) {
+        if name.starts_with(META_IDEMPOTENCY_PREFIX) {
+            self.delete_meta(write, name);
+        }
     }
 
     fn put_meta(&self, write: &mut StoreWrite, name: &str, value: &[u8]) {

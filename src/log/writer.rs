@@ -30,10 +30,33 @@ pub(super) struct Append {
     pub reply: oneshot::Sender<Result<AppendInfo, LogError>>,
 }
 
+/// A request written under an idempotency key (HTTP writes): the key and what answers a retry
+/// are stored in the same write as the request's batches, or not at all.
+pub struct Keyed {
+    pub topic_id: uuid::Uuid,
+    pub key: String,
+    /// The door's part of the stored answer (its records' partitions and timestamps).
+    pub request: serde_json::Value,
+    /// Partitions written elsewhere before (through their leaders): index, base offset, append time.
+    pub forwarded: Vec<(i32, i64, i64)>,
+}
+
 /// Every durable change to the store, so that RocksDB has exactly one writer: this thread.
 pub(super) enum Command {
-    /// Every partition of one produce request, so that they share a group commit.
-    Append(Vec<Append>),
+    /// Every partition of one produce request, so that they share a group commit; with a key,
+    /// the request's answer is stored with its batches.
+    Append(Vec<Append>, Option<Keyed>),
+    /// Stores a keyed request's answer on its own, when all its partitions were written through
+    /// other brokers (in a cluster).
+    StoreIdempotency {
+        keyed: Keyed,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// Deletes idempotency keys (by store name) whose window has passed.
+    ExpireIdempotency {
+        names: Vec<String>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
     Truncate {
         partition: Arc<Partition>,
         log_start: i64,
@@ -259,6 +282,21 @@ fn assert_offsets(partition: &Partition) {
     );
 }
 
+/// Stages a keyed request's answer: its door's part, every partition's base offset and append
+/// time (`bases` written here, then those written elsewhere), and when.
+fn put_keyed(store: &Store, write: &mut StoreWrite, keyed: Keyed, mut bases: Vec<(i32, i64, i64)>, now: i64) {
+    bases.extend(keyed.forwarded.iter().copied());
+    let value = serde_json::json!({ "request": keyed.request, "bases": bases, "at_ms": now });
+    store.put_idempotency(write, keyed.topic_id, &keyed.key, value.to_string().as_bytes());
+}
+
+/// The appends of one group commit, and the keyed requests among them (by their appends' range).
+#[derive(Default)]
+struct Group {
+    appends: Vec<Append>,
+    keyed: Vec<(std::ops::Range<usize>, Keyed)>,
+}
+
 /// One partition's state and stored batches in the group commit being built.
 struct Staged {
     partition: Arc<Partition>,
@@ -275,15 +313,19 @@ struct Pending {
 impl Writer {
     /// Runs one group of commands; true when asked to stop.
     fn run(&mut self, first: Command, commands: &mut mpsc::Receiver<Command>) -> bool {
-        let mut group = Vec::new();
+        let mut group = Group::default();
         let mut group_bytes = 0;
         let mut next = Some(first);
         while let Some(command) = next.take() {
             match command {
-                Command::Append(appends) => {
+                Command::Append(appends, keyed) => {
+                    let first = group.appends.len();
                     for append in appends {
                         group_bytes += append.batches.iter().map(|b| b.bytes.len()).sum::<usize>();
-                        group.push(append);
+                        group.appends.push(append);
+                    }
+                    if let Some(keyed) = keyed {
+                        group.keyed.push((first..group.appends.len(), keyed));
                     }
                 }
                 Command::Stop => {
@@ -322,13 +364,15 @@ impl Writer {
         Ok(state)
     }
 
-    fn commit_appends(&mut self, group: Vec<Append>) {
-        if group.is_empty() {
+    fn commit_appends(&mut self, group: Group) {
+        let Group { appends: group, keyed } = group;
+        if group.is_empty() && keyed.is_empty() {
             return;
         }
         let mut write = StoreWrite::default();
         let mut staged: HashMap<PartitionKey, Staged> = HashMap::new();
         let mut pending = Vec::with_capacity(group.len());
+        let group_indexes: Vec<i32> = group.iter().map(|a| a.partition.index).collect();
         let now = now_ms();
         for Append { partition, timestamp_type, batches, reply } in group {
             let key = partition.key;
@@ -354,6 +398,18 @@ impl Writer {
             entry.state.leader_epoch = partition.leader_epoch();
             let result = self.apply(&mut write, key, entry, timestamp_type, batches, now);
             pending.push(Pending { reply, result });
+        }
+        // Each keyed request whose appends all succeeded stores its answer with them.
+        for (range, keyed) in keyed {
+            let results: Option<Vec<(i32, i64, i64)>> = pending[range.clone()]
+                .iter()
+                .zip(&group_indexes[range])
+                .map(|(p, index)| {
+                    p.result.as_ref().ok().map(|info| (*index, info.base_offset, info.log_append_time_ms))
+                })
+                .collect();
+            let Some(bases) = results else { continue };
+            put_keyed(&self.store, &mut write, keyed, bases, now);
         }
         let started = std::time::Instant::now();
         let written = self.store.write(write, self.sync_each_commit);
@@ -499,7 +555,21 @@ impl Writer {
 
     fn run_other(&mut self, command: Command) {
         match command {
-            Command::Append(_) | Command::Stop => unreachable!("handled by run"),
+            Command::Append(..) | Command::Stop => unreachable!("handled by run"),
+            Command::StoreIdempotency { keyed, reply } => {
+                let _ = reply.send(self.write_with(self.sync_each_commit, |store, write| {
+                    put_keyed(store, write, keyed, Vec::new(), now_ms());
+                    Ok(())
+                }));
+            }
+            Command::ExpireIdempotency { names, reply } => {
+                let _ = reply.send(self.write_with(false, |store, write| {
+                    for name in &names {
+                        store.delete_idempotency(write, name);
+                    }
+                    Ok(())
+                }));
+            }
             Command::Truncate { partition, log_start, reply } => {
                 let _ = reply.send(self.truncate(&partition, log_start));
             }

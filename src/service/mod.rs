@@ -324,13 +324,29 @@ impl BrokerService {
     /// Queues validated partitions as one writer command, so that they share a group commit
     /// and a request is written whole or not at all; one pending append per partition, in order.
     pub async fn append(&self, validated: Vec<Validated>) -> Result<Vec<PendingAppend>, LogError> {
+        self.append_keyed(validated, None).await
+    }
+
+    /// As `append`, with the request's answer stored under an idempotency key in the same write
+    /// (see `Log::idempotent_answer`).
+    pub async fn append_keyed(
+        &self,
+        validated: Vec<Validated>,
+        keyed: Option<crate::log::Keyed>,
+    ) -> Result<Vec<PendingAppend>, LogError> {
+        if validated.is_empty() {
+            if let Some(keyed) = keyed {
+                self.log().store_idempotent_answer(keyed).await?;
+            }
+            return Ok(Vec::new());
+        }
         let mut appends = Vec::with_capacity(validated.len());
         let mut counted = Vec::with_capacity(validated.len());
         for item in validated {
             appends.push((item.timestamp_type, item.partition, item.batches));
             counted.push(item.counted);
         }
-        let receivers = self.log().submit_appends(appends).await?;
+        let receivers = self.log().submit_appends_keyed(appends, keyed).await?;
         Ok(receivers
             .into_iter()
             .zip(counted)

@@ -198,7 +198,7 @@ async fn records_written_by_kafka_read_over_http_with_every_codec() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
-    let broker = TestBroker::start(&["--http-request-max-bytes", "4096"]);
+    let broker = TestBroker::start(&["--http-request-max-bytes", "4096", "--auto-create-topics", "false"]);
     let topic = unique_topic("http-bad");
     create_topic(&broker, &topic, 2, &[("max.message.bytes", "1500")]).await;
     let path = format!("/events/{topic}");
@@ -210,8 +210,14 @@ async fn bad_input_gets_a_clear_4xx_and_writes_nothing() {
         assert!(!body["message"].as_str().unwrap_or_default().is_empty());
         body
     };
-    expect(request(&broker.http, "POST", &path, Some("text/plain"), b"hi"), 415, "unsupported_media_type");
-    expect(request(&broker.http, "POST", &path, None, b"hi"), 415, "unsupported_media_type");
+    // Without --auto-create-topics, a write to a topic nobody created is refused, whatever its body;
+    // a malformed JSON body is refused as such before the topic is looked up.
+    expect(request(&broker.http, "POST", "/events/no-such-topic", Some("text/plain"), b"hi"), 404, "unknown_topic");
+    expect(
+        request(&broker.http, "POST", "/events/no-such-topic", Some("application/json"), b"{no"),
+        400,
+        "bad_request",
+    );
     expect(request(&broker.http, "POST", &path, Some("application/json"), &[b' '; 5000]), 413, "payload_too_large");
     let big = json!({"partition": 0, "value": "x".repeat(2000)});
     expect(post_json(&broker.http, &path, &big), 413, "payload_too_large");
@@ -675,4 +681,140 @@ async fn iceberg_sink_metrics_follow_the_commits() {
         assert!(Instant::now() < deadline, "the sink's lag never showed:\n{text}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Bytes no text encoding survives: a protobuf message with 0x00 and 0xff in it.
+const PROTOBUF: &[u8] = b"\x08\x96\x01\x12\x04\x00\xff\x00\x01\x1a\x03abc\xff";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_body_is_one_record_and_a_first_write_creates_the_topic() {
+    let broker = TestBroker::start(&[]);
+    // Nobody created this topic: the first write does, with the broker's defaults (1 partition).
+    let topic = unique_topic("http-raw");
+    let path = format!("/events/{topic}");
+    let types = [
+        Some("application/x-protobuf"),
+        Some("application/vnd.google.protobuf"),
+        Some("application/avro"),
+        Some("text/plain"),
+        Some("application/octet-stream"),
+        None,
+    ];
+    for (offset, content_type) in types.iter().enumerate() {
+        let written = request(&broker.http, "POST", &path, *content_type, PROTOBUF);
+        assert_eq!(written.status, 200, "{content_type:?}: {}", written.text());
+        let answer = written.json();
+        assert_eq!(answer["topic"], topic.as_str());
+        assert_eq!((answer["partition"].as_i64(), answer["offset"].as_i64()), (Some(0), Some(offset as i64)));
+        assert!(answer["timestamp"].as_i64().is_some_and(|t| t > 0), "{answer}");
+    }
+    // A key from the query string; the body is still the value, byte for byte.
+    let keyed =
+        request(&broker.http, "POST", &format!("{path}?key=device-7"), Some("application/x-protobuf"), PROTOBUF);
+    assert_eq!(keyed.json()["offset"], 6, "{}", keyed.text());
+    // A JSON body under a structured-syntax type is still record objects.
+    let json_typed = request(
+        &broker.http,
+        "POST",
+        &path,
+        Some("application/cloudevents+json; charset=utf-8"),
+        json!({"value": "as json"}).to_string().as_bytes(),
+    );
+    assert_eq!(json_typed.json()["offset"], 7, "{}", json_typed.text());
+
+    // The plan's read, literally: non-UTF-8 values come back as value_base64.
+    let read = get(&broker.http, &format!("{path}?offset=0&limit=10")).json();
+    let records = read["records"].as_array().expect("records");
+    assert_eq!(records.len(), 8, "{read}");
+    for (offset, record) in records.iter().take(7).enumerate() {
+        assert_eq!(record["offset"], offset as i64);
+        assert_eq!(record["value"], Value::Null, "{record}");
+        let value = BASE64.decode(record["value_base64"].as_str().expect("value_base64")).expect("base64");
+        assert_eq!(value, PROTOBUF);
+    }
+    assert_eq!(records[5]["key"], Value::Null);
+    assert_eq!(records[6]["key"], "device-7");
+    assert_eq!(records[7]["value"], "as json");
+
+    // And a Kafka consumer reads the same bytes.
+    let consumed = consume(&broker, &topic, &[0], 8);
+    for record in &consumed[..7] {
+        assert_eq!(record.value.as_deref(), Some(PROTOBUF), "offset {}", record.offset);
+        assert!(record.headers.is_empty());
+    }
+    assert_eq!(consumed[6].key.as_deref(), Some(&b"device-7"[..]));
+    assert_eq!(consumed[7].value.as_deref(), Some(&b"as json"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_under_an_idempotency_key_gets_the_first_offsets_even_after_kill_9() {
+    let mut broker = TestBroker::start(&[]);
+    let topic = unique_topic("http-idem");
+    create_topic(&broker, &topic, 3, &[]).await;
+    let path = format!("/events/{topic}");
+    let post = |broker: &TestBroker, key: &str, content_type: &str, body: &[u8]| {
+        let response = crate::http_client::request_with(
+            &broker.http,
+            "POST",
+            &path,
+            &[("Content-Type", content_type), ("Idempotency-Key", key)],
+            body,
+        );
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.json()
+    };
+
+    let first = post(&broker, "order-1", "application/x-protobuf", PROTOBUF);
+    assert_eq!(post(&broker, "order-1", "application/x-protobuf", PROTOBUF), first);
+    // The key belongs to the request, whatever the retry's body: the first answer stands.
+    assert_eq!(post(&broker, "order-1", "text/plain", b"something else"), first);
+    assert_eq!(log_ends(&broker, &topic).iter().sum::<i64>(), 1);
+
+    // A request over several partitions, its key as a field; the header form retries it.
+    let batch = json!([
+        {"partition": 0, "value": "a", "idempotency_key": "batch-7"},
+        {"partition": 2, "value": "b", "idempotency_key": "batch-7"},
+        {"partition": 0, "value": "c", "idempotency_key": "batch-7"},
+    ]);
+    let answered = post_json(&broker.http, &path, &batch);
+    assert_eq!(answered.status, 200, "{}", answered.text());
+    let answered = answered.json();
+    let offsets: Vec<(i64, i64)> = answered["offsets"]
+        .as_array()
+        .expect("offsets")
+        .iter()
+        .map(|o| (o["partition"].as_i64().expect("partition"), o["offset"].as_i64().expect("offset")))
+        .collect();
+    let first_on_0 = if first["partition"] == 0 { 1 } else { 0 };
+    let first_on_2 = if first["partition"] == 2 { 1 } else { 0 };
+    assert_eq!(offsets, vec![(0, first_on_0), (2, first_on_2), (0, first_on_0 + 1)]);
+    assert_eq!(post(&broker, "batch-7", "application/json", batch.to_string().as_bytes()), answered);
+    let ends = log_ends(&broker, &topic);
+    assert_eq!(ends.iter().sum::<i64>(), 4);
+
+    // Keys are durable: after kill -9, the retries still get the first answers and write nothing.
+    broker.kill_and_restart();
+    assert_eq!(post(&broker, "order-1", "application/x-protobuf", PROTOBUF), first);
+    assert_eq!(post(&broker, "batch-7", "application/json", batch.to_string().as_bytes()), answered);
+    assert_eq!(log_ends(&broker, &topic), ends);
+    // A new key writes.
+    let next =
+        post(&broker, "order-2", "application/json", json!({"partition": 1, "value": "x"}).to_string().as_bytes());
+    assert_eq!(next["offset"], ends[1]);
+    let values: Vec<Vec<u8>> = consume(&broker, &topic, &[0, 1, 2], 5).into_iter().filter_map(|r| r.value).collect();
+    assert_eq!(values.iter().filter(|v| v.as_slice() == PROTOBUF).count(), 1, "written once");
+
+    // Bad keys.
+    let refused = |headers: &[(&str, &str)], body: &Value| {
+        let response =
+            crate::http_client::request_with(&broker.http, "POST", &path, headers, body.to_string().as_bytes());
+        assert_eq!(response.status, 400, "{}", response.text());
+        assert_eq!(response.json()["error"], "bad_request");
+    };
+    let json_type = ("Content-Type", "application/json");
+    refused(&[json_type, ("Idempotency-Key", "a")], &json!({"value": "v", "idempotency_key": "b"}));
+    refused(&[json_type], &json!([{"value": "v", "idempotency_key": "a"}, {"value": "w", "idempotency_key": "b"}]));
+    refused(&[json_type, ("Idempotency-Key", &"k".repeat(257))], &json!({"value": "v"}));
+    refused(&[json_type], &json!({"value": "v", "idempotency_key": ""}));
+    assert_eq!(log_ends(&broker, &topic).iter().sum::<i64>(), 5);
 }

@@ -27,11 +27,17 @@ impl HttpResponse {
 
 /// Sends one request (`Connection: close`) and reads the whole response.
 pub fn request(address: &str, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> HttpResponse {
+    let headers: Vec<(&str, &str)> = content_type.map(|c| ("Content-Type", c)).into_iter().collect();
+    request_with(address, method, path, &headers, body)
+}
+
+/// As [`request`], with any request headers.
+pub fn request_with(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
     let mut stream = TcpStream::connect(address).expect("connect to the HTTP listener");
     stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
-    if let Some(content_type) = content_type {
-        head.push_str(&format!("Content-Type: {content_type}\r\n"));
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     if !body.is_empty() || method == "POST" {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
