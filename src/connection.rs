@@ -81,6 +81,8 @@ pub async fn serve<S: Stream>(stream: S, listener: &str, broker: Arc<Broker>, mu
         let frame = tokio::select! {
             frame = read_frame(&mut reader, max_bytes, &broker.request_budget, budget_kib_max) => frame,
             _ = shutdown.changed() => break,
+            // The writer stopped: the connection is closed (write error, or a failed acks=0 produce).
+            () = outgoing.closed() => break,
         };
         let (frame, budget) = match frame {
             Ok(Some(read)) => read,
@@ -172,6 +174,10 @@ async fn write_responses<W: AsyncWrite + Unpin>(
         let frame = match response {
             Response::Kind(kind) => protocol::encode(item.api_key, item.version, item.correlation_id, &kind),
             Response::RawV0(body) => Ok(protocol::frame_v0(item.correlation_id, &body)),
+            Response::Close => {
+                tracing::debug!("closing connection after a failed acks=0 produce");
+                break;
+            }
         };
         let frame = match frame {
             Ok(frame) => frame,

@@ -41,17 +41,25 @@ pub(super) async fn create_topics(
     version: i16,
 ) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
-    let mut seen = std::collections::HashSet::new();
+    // A name given twice creates nothing and is answered once, as Kafka does.
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for wanted in &request.topics {
+        *counts.entry(wanted.name.as_str().to_string()).or_default() += 1;
+    }
+    let mut answered = std::collections::HashSet::new();
     for wanted in request.topics {
         let name = wanted.name.as_str().to_string();
+        if !answered.insert(name.clone()) {
+            continue;
+        }
         let mut result = CreatableTopicResult::default();
         result.name = wanted.name.clone();
         result.num_partitions = -1;
         result.replication_factor = -1;
-        if !seen.insert(name.clone()) {
+        if counts.get(&name).is_some_and(|&count| count > 1) {
             result.error_code = ResponseError::InvalidRequest.code();
             result.error_message =
-                Some(str_bytes(format!("Create topics request from client contains topic {name} more than once")));
+                Some(str_bytes(format!("Create topics request from client contains a duplicate topic {name}")));
             response.topics.push(result);
             continue;
         }
@@ -102,6 +110,10 @@ async fn create_one(
             return Err(LogError::InvalidRequest(
                 "Both numPartitions or replicationFactor and replicasAssignments were set.".into(),
             ));
+        }
+        let ids = || wanted.assignments.iter().flat_map(|a| a.broker_ids.iter().map(|id| id.0));
+        if ids().any(|id| broker.cluster.broker(id).is_none()) {
+            return Err(LogError::InvalidReplicaAssignment("Unknown broker(s) in replica assignment".into()));
         }
         let node = broker.cluster.this_broker();
         if wanted.assignments.iter().any(|a| a.broker_ids.iter().any(|id| id.0 != node) || a.broker_ids.len() != 1) {

@@ -155,6 +155,7 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 pub(super) async fn list_offsets(
     broker: &Arc<Broker>,
@@ -182,9 +183,16 @@ pub(super) async fn list_offsets(
                 Ok((offset, timestamp)) => {
                     out.offset = offset;
                     out.timestamp = timestamp;
-                    // The leader epoch is a v4+ field; encoding it earlier is an error.
+                    // The leader epoch is a v4+ field; encoding it earlier is an error. As in
+                    // Kafka: the epoch that wrote the offset (the latest for the log end), -1
+                    // when no offset was found.
                     if version >= 4 {
-                        out.leader_epoch = partition.map_or(-1, |p| p.leader_epoch());
+                        out.leader_epoch = match partition {
+                            Some(_) if offset < 0 => -1,
+                            Some(p) if offset >= p.high_watermark() => p.leader_epoch(),
+                            Some(p) => p.epoch_at(offset).unwrap_or(-1),
+                            None => -1,
+                        };
                     }
                 }
                 Err(error) => {
@@ -217,8 +225,12 @@ async fn offset_at(
         // topic without remote storage (UnifiedLog.fetchOffsetByTimestamp).
         EARLIEST_LOCAL => Ok((partition.local_start().max(partition.log_start()), -1)),
         MAX_TIMESTAMP => Ok(broker.unified.max_timestamp(partition).await?.unwrap_or((-1, -1))),
+        // The last offset in the object store (KIP-1005), -1 when nothing is there yet.
+        LATEST_TIERED => Ok((partition.remote_end() - 1, -1)),
         t if t >= 0 => Ok(broker.unified.offset_for_timestamp(partition, t).await?.unwrap_or((-1, -1))),
-        other => Err(LogError::InvalidRequest(format!("unknown ListOffsets timestamp {other}"))),
+        // A special timestamp of a later version (-6, EARLIEST_PENDING_UPLOAD, is v11): Kafka
+        // answers UNSUPPORTED_VERSION.
+        _ => Err(LogError::UnsupportedVersion),
     }
 }
 

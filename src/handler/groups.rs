@@ -32,6 +32,7 @@ use crate::protocol::{CountErrors, ErrorCounts};
 use crate::service::session::Session;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// JoinGroup records each member's client id and host, so they come along.
 pub(super) async fn handle(
@@ -80,7 +81,11 @@ pub(super) fn find_coordinator(
     let entry = |key: &str| {
         let mut entry = CoordinatorEntry::default();
         entry.key = str_bytes(key);
-        if request.key_type == KEY_TYPE_GROUP {
+        if request.key_type != KEY_TYPE_GROUP && request.key_type != KEY_TYPE_TRANSACTION {
+            entry.node_id = (-1).into();
+            entry.error_code = ResponseError::InvalidRequest.code();
+            entry.error_message = Some(str_bytes(format!("unknown coordinator key type {}", request.key_type)));
+        } else if request.key_type == KEY_TYPE_GROUP {
             match cluster.broker(cluster.coordinator_for(key)) {
                 Some(node) => {
                     entry.node_id = node.node_id.into();
@@ -93,10 +98,12 @@ pub(super) fn find_coordinator(
                 }
             }
         } else {
-            // Transactions are not built, so there is no transaction coordinator.
+            // Transactions are not built, so there is no transaction coordinator. A retriable
+            // error (COORDINATOR_NOT_AVAILABLE) had the Java producer's initTransactions() wait
+            // out max.block.ms; this one fails it at once, as InitProducerId does.
             entry.node_id = (-1).into();
-            entry.error_code = ResponseError::CoordinatorNotAvailable.code();
-            entry.error_message = Some(str_bytes("transactions are not supported"));
+            entry.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            entry.error_message = Some(str_bytes("transactions are not supported by this broker"));
         }
         entry
     };
@@ -238,7 +245,11 @@ pub(super) async fn leave(broker: &Arc<Broker>, request: LeaveGroupRequest, vers
     let mut response = LeaveGroupResponse::default();
     let left = match not_coordinating(broker, request.group_id.as_str()) {
         Some(error) => Err(error.code()),
-        None => broker.coordinator.leave(request.group_id.as_str(), &members).await,
+        // An unknown group knows none of the members: Kafka answers each UNKNOWN_MEMBER_ID
+        // (v3+; v0–2 at the top level).
+        None => broker.coordinator.leave(request.group_id.as_str(), &members).await.or_else(|code| {
+            if code == ResponseError::UnknownMemberId.code() { Ok(vec![code; members.len()]) } else { Err(code) }
+        }),
     };
     match left {
         Ok(codes) if version < 3 => response.error_code = codes.first().copied().unwrap_or(0),
@@ -505,7 +516,11 @@ impl CountErrors for ListGroupsResponse {
 
 pub(super) async fn delete_groups(broker: &Arc<Broker>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut response = DeleteGroupsResponse::default();
-    for id in request.groups_names {
+    let mut names = request.groups_names;
+    // A group named twice is answered once, as Kafka does.
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|id| seen.insert(id.as_str().to_string()));
+    for id in names {
         let mut result = DeletableGroupResult::default();
         result.error_code = match not_coordinating(broker, id.as_str()) {
             Some(error) => error.code(),

@@ -54,12 +54,15 @@ impl Handled {
     }
 }
 
-/// What goes back on the wire: a typed response, or a body encoded by hand (Produce v0–v2).
-/// Moved once per request, so the size difference between the variants costs nothing.
+/// What goes back on the wire: a typed response, a body encoded by hand (Produce v0–v2), or
+/// nothing and the end of the connection (a failed acks=0 produce: as in Kafka, the client's only
+/// sign of the error). Moved once per request, so the size difference between the variants
+/// costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum Response {
     Kind(ResponseKind),
     RawV0(bytes::Bytes),
+    Close,
 }
 
 /// Everything a handler may use.

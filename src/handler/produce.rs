@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{Broker, Handled, PendingResponse, Response, str_bytes};
+use crate::log::batch::BatchError;
 use crate::log::{AppendInfo, LogError};
 use crate::protocol::apis::Family;
 use crate::protocol::legacy_produce::{self, LegacyProduce};
@@ -59,12 +60,12 @@ pub(super) async fn handle(
             };
             partitions.push((data.index, outcome));
         }
-        topics.push((topic_data.name, topic_data.topic_id, partitions));
+        topics.push((topic_data.name, topic_data.topic_id, topic.ok(), partitions));
     }
     let pending = if ready.is_empty() { Ok(Vec::new()) } else { service.append(ready).await };
     // If queueing failed, every queued partition fails the same way.
     let mut pending = pending.unwrap_or_default().into_iter();
-    for (_, _, partitions) in &mut topics {
+    for (_, _, _, partitions) in &mut topics {
         for (_, outcome) in partitions.iter_mut() {
             if matches!(outcome, Outcome::Queued) {
                 *outcome = match pending.next() {
@@ -75,26 +76,30 @@ pub(super) async fn handle(
         }
     }
     if acks == 0 {
-        // Kafka sends no response at all for acks=0; errors are only logged.
+        // Kafka sends no response at all for acks=0; a failure closes the connection, which
+        // tells the client (the Java producer then refreshes its metadata).
         return Box::pin(async move {
-            for (_, _, partitions) in topics {
+            let mut failed = false;
+            for (_, _, _, partitions) in topics {
                 for (_, outcome) in partitions {
                     if let Err(error) = finish(outcome).await {
                         tracing::debug!(%error, "acks=0 produce failed");
+                        failed = true;
                     }
                 }
             }
-            None
+            failed.then(|| Handled { response: Response::Close, errors: ErrorCounts::default() })
         });
     }
     Box::pin(async move {
         let mut response = ProduceResponse::default();
-        for (name, topic_id, partitions) in topics {
+        for (name, topic_id, topic, partitions) in topics {
             let mut topic_response = TopicProduceResponse::default();
             topic_response.name = name;
             topic_response.topic_id = topic_id;
             for (index, outcome) in partitions {
-                topic_response.partition_responses.push(partition_response(index, finish(outcome).await));
+                let log_start = || topic.as_ref().and_then(|t| t.partition(index)).map_or(-1, |p| p.log_start());
+                topic_response.partition_responses.push(partition_response(index, finish(outcome).await, log_start));
             }
             response.responses.push(topic_response);
         }
@@ -117,7 +122,12 @@ async fn finish(outcome: Outcome) -> Result<AppendInfo, LogError> {
     }
 }
 
-fn partition_response(index: i32, result: Result<AppendInfo, LogError>) -> PartitionProduceResponse {
+/// The partition's answer; `log_start` gives its log start for the errors Kafka reports it with.
+fn partition_response(
+    index: i32,
+    result: Result<AppendInfo, LogError>,
+    log_start: impl FnOnce() -> i64,
+) -> PartitionProduceResponse {
     let mut response = PartitionProduceResponse::default();
     response.index = index;
     match result {
@@ -130,7 +140,25 @@ fn partition_response(index: i32, result: Result<AppendInfo, LogError>) -> Parti
             response.error_code = error.code();
             response.base_offset = -1;
             response.log_append_time_ms = -1;
-            response.log_start_offset = -1;
+            // Kafka's ReplicaManager answers -1 for errors found before the partition's log is
+            // reached, and the log start for those the log found (records, sequences, epochs).
+            response.log_start_offset = match error {
+                LogError::UnknownTopicOrPartition
+                | LogError::UnknownTopicId
+                | LogError::NotLeaderOrFollower
+                | LogError::InvalidRequiredAcks(_)
+                | LogError::Batch(
+                    BatchError::Corrupt
+                    | BatchError::CrcMismatch
+                    | BatchError::TooLarge { .. }
+                    | BatchError::Empty
+                    | BatchError::Transactional,
+                )
+                | LogError::TransactionsUnsupported
+                | LogError::Storage(_)
+                | LogError::Unavailable => -1,
+                _ => log_start(),
+            };
             response.error_message = Some(str_bytes(error.to_string()));
             if let LogError::InvalidRecords { record_errors, .. } = error {
                 response.record_errors = record_errors

@@ -52,6 +52,8 @@ pub enum BatchError {
     UnsupportedMagic(i8),
     #[error("invalid record batch: {0}")]
     Invalid(&'static str),
+    #[error("invalid record batch: produce request carries no record batch")]
+    Empty,
     #[error("unknown compression codec {0}")]
     UnknownCompression(i16),
     #[error("transactional batches are not supported")]
@@ -133,6 +135,10 @@ pub struct ValidBatch {
     pub bytes: BytesMut,
 }
 
+/// The smallest message of the oldest format (v0) after its offset and size: Kafka's
+/// `LegacyRecord.RECORD_OVERHEAD_V0`.
+const LEGACY_RECORD_OVERHEAD_V0: i32 = 14;
+
 /// Splits the records of one partition of a produce request into validated batches.
 ///
 /// Nothing is decompressed: the CRC covers the compressed bytes and the header carries the counts.
@@ -140,13 +146,18 @@ pub fn validate(records: &Bytes, max_message_bytes: usize) -> Result<Vec<ValidBa
     let mut batches = Vec::new();
     let mut rest = &records[..];
     if rest.is_empty() {
-        return Err(BatchError::Invalid("produce request carries no record batch"));
+        return Err(BatchError::Empty);
     }
     while !rest.is_empty() {
         if rest.len() < LOG_OVERHEAD_BYTES + 5 {
             return Err(BatchError::Corrupt);
         }
         let batch_length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        // Checked in Kafka's order: shorter than any record format (a zeroed batch) is corrupt,
+        // then the magic, then the v2 header's size.
+        if batch_length < LEGACY_RECORD_OVERHEAD_V0 {
+            return Err(BatchError::Corrupt);
+        }
         let magic = rest[MAGIC_AT] as i8;
         if magic != 2 {
             return Err(BatchError::UnsupportedMagic(magic));

@@ -84,6 +84,12 @@ pub enum LogError {
     /// Transactions are not built: their APIs are not advertised.
     #[error("Transactions are not supported by this broker.")]
     TransactionsUnsupported,
+    /// A request needs a later version of its API than the one it was sent at.
+    #[error("The version of API is not supported.")]
+    UnsupportedVersion,
+    /// A produce asked for acks other than -1, 0 or 1.
+    #[error("Produce request specified an invalid value for required acks: {0}.")]
+    InvalidRequiredAcks(i16),
     /// The disk or RocksDB failed.
     #[error(transparent)]
     Storage(#[from] StoreError),
@@ -107,12 +113,14 @@ impl LogError {
             LogError::InvalidConfig(_) => ResponseError::InvalidConfig,
             LogError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             LogError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            LogError::InvalidRequiredAcks(_) => ResponseError::InvalidRequiredAcks,
+            LogError::UnsupportedVersion => ResponseError::UnsupportedVersion,
             LogError::Batch(BatchError::Corrupt | BatchError::CrcMismatch) => ResponseError::CorruptMessage,
             LogError::Batch(BatchError::TooLarge { .. } | BatchError::DecompressedTooLarge { .. }) => {
                 ResponseError::MessageTooLarge
             }
             LogError::Batch(BatchError::UnknownCompression(_)) => ResponseError::UnsupportedCompressionType,
-            LogError::Batch(BatchError::UnsupportedMagic(_) | BatchError::Invalid(_))
+            LogError::Batch(BatchError::UnsupportedMagic(_) | BatchError::Invalid(_) | BatchError::Empty)
             | LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,
             LogError::Batch(BatchError::Transactional) | LogError::TransactionsUnsupported => {
                 ResponseError::TransactionalIdAuthorizationFailed

@@ -183,15 +183,30 @@ impl Partition {
         self.leader_epoch.load(Ordering::Acquire)
     }
 
-    /// OffsetForLeaderEpoch (Kafka's leader epoch cache): the largest epoch at or below `epoch`
-    /// and the offset where it ended (the start of the next epoch; the log end for the current
-    /// one), or `None` when `epoch` precedes every epoch the log knows.
+    /// OffsetForLeaderEpoch, as Kafka's leader epoch cache (`endOffsetFor`) answers: the current
+    /// epoch ends at the log end; an earlier one, with the largest known epoch at or below it,
+    /// where the next known epoch starts (an epoch before every known one: itself, ending where
+    /// the first starts); `None` (undefined) for a negative epoch or one above the current.
     pub fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {
+        if epoch < 0 {
+            return None;
+        }
         let epochs = self.epochs.read();
+        let &(latest, _) = epochs.last()?;
+        if epoch == latest {
+            return Some((epoch, self.high_watermark()));
+        }
         let position = epochs.partition_point(|&(e, _)| e <= epoch);
-        let (found, _) = *epochs.get(position.checked_sub(1)?)?;
-        let end = epochs.get(position).map_or_else(|| self.high_watermark(), |&(_, start)| start);
-        Some((found, end))
+        let &(_, next_start) = epochs.get(position)?;
+        let found = position.checked_sub(1).map_or(epoch, |floor| epochs[floor].0);
+        Some((found, next_start))
+    }
+
+    /// The leader epoch that wrote `offset` (Kafka's `epochForOffset`), if the cache knows it.
+    pub fn epoch_at(&self, offset: i64) -> Option<i32> {
+        let epochs = self.epochs.read();
+        let position = epochs.partition_point(|&(_, start)| start <= offset);
+        epochs.get(position.checked_sub(1)?).map(|&(epoch, _)| epoch)
     }
 
     /// A new leadership of the partition from the log end on: later appends carry `epoch`.
@@ -1458,7 +1473,7 @@ mod tests {
         assert_eq!(partition.epoch_end_offset(3), Some((3, 25)));
         assert_eq!(partition.epoch_end_offset(4), Some((3, 25)));
         assert_eq!(partition.epoch_end_offset(5), Some((5, 40)));
-        assert_eq!(partition.epoch_end_offset(9), Some((5, 40)));
+        assert_eq!(partition.epoch_end_offset(9), None, "above the current epoch: undefined, as in Kafka");
         assert_eq!(partition.epoch_end_offset(-1), None);
         // An epoch never goes back.
         partition.begin_leader_epoch(4);

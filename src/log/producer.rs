@@ -32,10 +32,12 @@ pub enum SequenceCheck {
     FencedEpoch,
 }
 
-/// Checks a batch from `(epoch, first, last)` against the producer's entry, as Kafka does.
+/// Checks a batch from `(epoch, first, last)` against the producer's entry, as Kafka does. A
+/// producer the partition has no state for may start at any sequence (KIP-360): its state may
+/// have expired, been deleted with the records, or (after a takeover) never reached this broker.
 pub fn check(entry: Option<&ProducerEntry>, epoch: i16, first_sequence: i32, last_sequence: i32) -> SequenceCheck {
     let Some(entry) = entry else {
-        return if first_sequence == 0 { SequenceCheck::Next } else { SequenceCheck::OutOfOrder };
+        return SequenceCheck::Next;
     };
     if epoch < entry.epoch {
         return SequenceCheck::FencedEpoch;
@@ -125,7 +127,7 @@ mod tests {
     #[test]
     fn sequences_must_follow_on() {
         assert_eq!(check(None, 0, 0, 4), SequenceCheck::Next);
-        assert_eq!(check(None, 0, 5, 9), SequenceCheck::OutOfOrder);
+        assert_eq!(check(None, 0, 5, 9), SequenceCheck::Next, "no state: any sequence starts");
         let entry = entry_after(&[(0, 4, 100), (5, 9, 105)]);
         assert_eq!(check(Some(&entry), 0, 10, 12), SequenceCheck::Next);
         assert_eq!(check(Some(&entry), 0, 11, 12), SequenceCheck::OutOfOrder);

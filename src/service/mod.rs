@@ -306,7 +306,7 @@ impl BrokerService {
         let partition = topic.partition(index).ok_or(LogError::UnknownTopicOrPartition)?;
         self.metadata.check_leader(partition, -1)?;
         if !matches!(acks, -1..=1) {
-            return Err(LogError::InvalidRequest(format!("acks must be -1, 0 or 1, not {acks}")));
+            return Err(LogError::InvalidRequiredAcks(acks));
         }
         if acks == -1 && topic.config.min_insync_replicas > 1 {
             return Err(LogError::NotEnoughReplicas);

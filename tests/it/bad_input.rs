@@ -27,6 +27,11 @@ const INVALID_CONFIG: i16 = 40;
 const OUT_OF_ORDER_SEQUENCE: i16 = 45;
 
 pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Bytes {
+    batch_with_key(None, values, producer)
+}
+
+/// As [`batch`], every record with `key`.
+pub fn batch_with_key(key: Option<&[u8]>, values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Bytes {
     let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = values
         .iter()
@@ -44,7 +49,7 @@ pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Bytes {
             // sequence follows the offset even without a producer id: one batch, always.
             sequence: if sequence < 0 { i as i32 } else { sequence + i as i32 },
             timestamp: 1_700_000_000_000,
-            key: None,
+            key: key.map(Bytes::copy_from_slice),
             value: Some(Bytes::copy_from_slice(value)),
             headers: IndexMap::new(),
         })
@@ -241,6 +246,12 @@ fn idempotent_sequences_are_checked_and_duplicates_get_their_first_offset() {
     let gap = (producer.0, producer.1, 7);
     assert_eq!(produce(&mut raw, &topic, batch(&[b"x"], Some(gap))).0, OUT_OF_ORDER_SEQUENCE);
     assert_eq!(latest_offset(&mut raw, &topic), 3);
+    // A producer the partition has no state for (expired, or its state lost with a broker) may
+    // start anywhere, as in Kafka (KIP-360); from then on its sequences are checked.
+    let stranger = (init.producer_id.0 + 1000, 0, 7);
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"s7"], Some(stranger))), (0, 3));
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"s9"], Some((stranger.0, 0, 9)))).0, OUT_OF_ORDER_SEQUENCE);
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"s8"], Some((stranger.0, 0, 8)))), (0, 4));
 }
 
 #[test]
@@ -589,4 +600,43 @@ fn tiered_storage_is_refused_for_compacted_topics() {
     assert_eq!(alter_topic(&mut raw, &tiered, &both), refused);
     let kept = vec![("remote.storage.enable".to_string(), "true".to_string())];
     assert_eq!(explicit_topic_configs(&mut raw, &tiered), kept);
+}
+
+/// Produce errors as Apache Kafka answers them (compat/differential compares the rest): acks
+/// outside -1..1, a zeroed batch, a failed acks=0 produce (the connection closes: the client's
+/// only sign), and a failed produce that still names the partition's log start.
+#[test]
+fn produce_errors_are_kafkas() {
+    let broker = TestBroker::start(&[]);
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let topic = unique_topic("produce-errors");
+    assert_eq!(create_topic_raw(&mut raw, &topic, &[("cleanup.policy", "compact")]), 0);
+    let keyed = |value: &[u8]| batch_with_key(Some(b"k"), &[value], None);
+    assert_eq!(produce(&mut raw, &topic, keyed(b"a")), (0, 0));
+
+    let mut request = produce_request(&topic, 0, keyed(b"b"));
+    request.acks = 2;
+    let answer = raw.call(9, &request);
+    assert_eq!(answer.responses[0].partition_responses[0].error_code, 21, "INVALID_REQUIRED_ACKS");
+
+    let answer = raw.call(9, &produce_request(&topic, 0, Bytes::from(vec![0u8; 70])));
+    let partition = &answer.responses[0].partition_responses[0];
+    assert_eq!((partition.error_code, partition.log_start_offset), (CORRUPT_MESSAGE, -1));
+
+    // A record without a key on a compacted topic fails in the log, which reports its start.
+    let answer = raw.call(9, &produce_request(&topic, 0, batch(&[b"no key"], None)));
+    let partition = &answer.responses[0].partition_responses[0];
+    assert_eq!((partition.error_code, partition.log_start_offset), (87, 0), "INVALID_RECORD");
+
+    // acks=0: a good produce gets no answer and the connection stays; a failed one closes it.
+    let mut request = produce_request(&topic, 0, keyed(b"c"));
+    request.acks = 0;
+    raw.send(9, &request);
+    assert_eq!(produce(&mut raw, &topic, keyed(b"d")), (0, 2), "the acks=0 record came first");
+    let mut request = produce_request("no-such-topic", 0, keyed(b"e"));
+    request.acks = 0;
+    raw.send(9, &request);
+    assert!(raw.is_closed(), "a failed acks=0 produce closes the connection");
+    let mut raw = Raw::connect(&broker.bootstrap);
+    assert_eq!(produce(&mut raw, &topic, keyed(b"f")), (0, 3), "nothing else was written");
 }
