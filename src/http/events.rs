@@ -478,7 +478,7 @@ pub(super) async fn read(
 }
 
 /// The offset after the last batch in `bytes`.
-fn last_offset_after(mut bytes: &[u8]) -> Option<i64> {
+pub(super) fn last_offset_after(mut bytes: &[u8]) -> Option<i64> {
     let mut last = None;
     while let Ok(header) = batch::BatchHeader::parse(bytes) {
         last = Some(header.last_offset() + 1);
@@ -487,7 +487,7 @@ fn last_offset_after(mut bytes: &[u8]) -> Option<i64> {
     last
 }
 
-fn record_json(stored: &StoredRecord, force_base64: bool) -> Value {
+pub(super) fn record_json(stored: &StoredRecord, force_base64: bool) -> Value {
     let mut object = Map::new();
     object.insert("offset".into(), json!(stored.offset));
     object.insert("timestamp".into(), json!(stored.timestamp_ms));

@@ -1,5 +1,5 @@
 //! The HTTP listener: health, Prometheus metrics, the events API (produce and read records), group
-//! offsets and lag, admin views and the web console. Routes and bodies are documented in docs/http.md.
+//! offsets and lag, consumer instances (REST Proxy v2), admin views and the web console. Routes and bodies are documented in docs/http.md.
 //!
 //! Writes and reads go through the broker service, as Kafka's do: records become a magic v2
 //! batch, the service checks it against the topic's rules (`BrokerService::validate`) and queues
@@ -7,6 +7,7 @@
 //! exactly like a Kafka one.
 
 mod admin;
+mod consumers;
 mod events;
 pub use events::IDEMPOTENCY_WINDOW_MS;
 mod groups;
@@ -21,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -59,6 +60,17 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/events/{topic}", post(events::produce).get(events::read))
         .route("/v3/clusters/{cluster_id}/topics/{topic}/records", post(events::produce_v3))
         .route("/consumers/lag", get(groups::lag))
+        .route("/consumers/join", post(consumers::join))
+        .route("/consumers/leave", post(consumers::leave_by_body))
+        .route("/consumers/{group_id}", post(consumers::create))
+        .route("/consumers/{group_id}/instances/{name}", delete(consumers::delete))
+        .route(
+            "/consumers/{group_id}/instances/{name}/subscription",
+            post(consumers::subscribe).get(consumers::subscription).delete(consumers::unsubscribe),
+        )
+        .route("/consumers/{group_id}/instances/{name}/assignments", get(consumers::assignments))
+        .route("/consumers/{group_id}/instances/{name}/records", get(consumers::records))
+        .route("/consumers/{group_id}/instances/{name}/offsets", post(consumers::commit))
         .route("/consumers/{group_id}/offsets", get(groups::fetch_offsets).post(groups::commit_offsets))
         .route("/admin/topics", get(admin::topics))
         .route("/admin/groups", get(admin::groups))
@@ -67,6 +79,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route_layer(middleware::from_fn_with_state(broker.clone(), observe))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(std::sync::Arc::new(consumers::Consumers::default())))
         .with_state(broker)
 }
 
@@ -134,7 +147,12 @@ pub enum ApiError {
     #[error("topic {topic} has no partition {partition}")]
     UnknownPartition { topic: String, partition: i32 },
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Conflict(String),
+    /// Served by another broker of the cluster.
+    #[error("{0}")]
+    Misdirected(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -154,7 +172,9 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownTopic(_) | ApiError::UnknownPartition { .. } => {
                 StatusCode::NOT_FOUND
             }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::OffsetOutOfRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -169,7 +189,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownTopic(_) => "unknown_topic",
             ApiError::UnknownPartition { .. } => "unknown_partition",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Misdirected(_) => "misdirected",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::OffsetOutOfRange { .. } => "offset_out_of_range",

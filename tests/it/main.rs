@@ -10,6 +10,7 @@ mod durability;
 mod groups;
 mod http;
 mod http_client;
+mod http_consumers;
 mod http_limits;
 mod iceberg;
 mod iceberg_catalogs;
