@@ -329,7 +329,13 @@ async fn sync_topic(
     let mut conflicts = 0;
     while !*stopped.borrow() {
         let table = load_or_create(sink, catalog, topic).await?;
-        let committed = committed_offsets(&table, topic)?;
+        let committed = match committed_offsets(&table, topic) {
+            Err(SinkError::OtherTopic { found, .. }) => {
+                archive(catalog, &table, &found).await?;
+                continue;
+            }
+            committed => committed?,
+        };
         sink.update(&topic.name, |state| state.committed = committed.clone());
         match commit_round(sink, catalog, log, topic, table, committed).await {
             Ok(true) => conflicts = 0,
@@ -349,15 +355,44 @@ async fn load_or_create(sink: &IcebergSink, catalog: &SqlCatalog, topic: &Topic)
     if catalog.table_exists(&ident).await? {
         return Ok(catalog.load_table(&ident).await?);
     }
+    // Beside an archived table of an earlier topic of this name, the new table gets a directory
+    // of its own: the archived table's files stay where they are, and the new table's orphan
+    // sweep must never see them.
+    let archived_prefix = format!("{}{ARCHIVED_TABLE_SEPARATOR}", topic.name);
+    let mut location = None;
+    for archived in catalog.list_tables(ident.namespace()).await? {
+        if archived.name().starts_with(&archived_prefix) {
+            let archived = catalog.load_table(&archived).await?;
+            let base = archived.metadata().location().trim_end_matches('/').to_string();
+            location = Some(format!("{base}-{}", topic.id.simple()));
+            break;
+        }
+    }
     let creation = TableCreation::builder()
         .name(topic.name.clone())
         .schema(table::schema()?)
         .partition_spec(table::partition_spec(sink.settings.partition_by)?)
         .properties(table::properties())
+        .location_opt(location)
         .build();
     let created = catalog.create_table(ident.namespace(), creation).await?;
     tracing::info!(table = %ident, "iceberg table created");
     Ok(created)
+}
+
+/// Between a topic's name and the id of the earlier topic whose table was archived under it.
+const ARCHIVED_TABLE_SEPARATOR: &str = "__";
+
+/// The table holds the rows of an earlier topic of the same name (deleted, then created again):
+/// it is kept whole under `<topic>__<old topic id, no hyphens>` for queries, and the new topic
+/// gets a table of its own on the next round, rather than mixing two topics' offsets in one.
+async fn archive(catalog: &SqlCatalog, table: &Table, old_topic_id: &str) -> Result<(), SinkError> {
+    let from = table.identifier();
+    let name = format!("{}{ARCHIVED_TABLE_SEPARATOR}{}", from.name(), old_topic_id.replace('-', ""));
+    let to = TableIdent::new(from.namespace().clone(), name);
+    catalog.rename_table(from, &to).await?;
+    tracing::warn!(table = %from, archived_as = %to, "the table held an earlier topic of this name; archived it");
+    Ok(())
 }
 
 /// The next offset per partition recorded by the newest snapshot of the table's history that

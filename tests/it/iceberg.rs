@@ -337,6 +337,41 @@ async fn the_topic_config_switches_a_table_off_and_on() {
     assert_exact(&seen, &expected_off);
 }
 
+/// A topic deleted and created again under the same name: the table of the earlier topic is kept
+/// whole under `<topic>__<its id>`, and the new topic fills a table of its own from offset 0 (the
+/// sink used to refuse the name until someone dropped the old table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_gets_a_new_table_and_the_old_one_is_kept() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+
+    let broker = TestBroker::start(&broker_args("1"));
+    let admin: AdminClient<DefaultClientContext> = broker.client_config().create().expect("admin");
+    let topic = unique_topic("ice-recreated");
+    let first = produce(&broker, &topic, 1, 0..10, "none").await;
+    let seen = wait_for_rows(&broker, &topic, 10);
+    assert_exact(&seen, &first);
+    let old_id = seen["pyiceberg"]["summary"]["zombi.topic-id"].as_str().expect("topic id").to_string();
+
+    for deleted in admin.delete_topics(&[&topic], &AdminOptions::new()).await.expect("delete") {
+        deleted.expect("topic deleted");
+    }
+    let new_topic = NewTopic::new(&topic, 1, TopicReplication::Fixed(1));
+    let deadline = Instant::now() + WAIT_MAX;
+    while admin.create_topics([&new_topic], &AdminOptions::new()).await.expect("create")[0].is_err() {
+        assert!(Instant::now() < deadline, "the topic could not be created again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = produce(&broker, &topic, 1, 10..16, "none").await;
+    assert_eq!(second.iter().map(|e| e.offset).collect::<Vec<_>>(), (0..6).collect::<Vec<_>>());
+    let seen = wait_for_rows(&broker, &topic, 6);
+    assert_exact(&seen, &second);
+    assert_ne!(seen["pyiceberg"]["summary"]["zombi.topic-id"], Value::String(old_id.clone()));
+    let archived = format!("{topic}__{}", old_id.replace('-', ""));
+    let kept = read_table(&broker, &archived).expect("the earlier topic's table is kept");
+    assert_exact(&kept, &first);
+}
+
 /// A catalog that cannot be opened (its directory cannot be created) costs produce and fetch
 /// nothing, and the broker still stops cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
