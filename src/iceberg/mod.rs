@@ -36,7 +36,7 @@ use crate::log::Log;
 pub use crate::config::iceberg_settings::{
     CatalogLocation, IcebergFlags, IcebergSettings, MaintenanceSettings, PartitionBy,
 };
-pub use sink::{SinkError, run};
+pub use sink::{SinkError, open_reader_catalog, run};
 
 /// The catalog name in the SQL catalog's tables (pyiceberg: `SqlCatalog("zombi", uri=...)`).
 pub const CATALOG_NAME: &str = "zombi";

@@ -237,6 +237,16 @@ async fn open_catalog(sink: &IcebergSink, s3: Option<S3Files>) -> Result<Arc<Sql
     Ok(Arc::new(catalog))
 }
 
+/// The catalog for readers (the REST catalog the HTTP listener serves): its own connections, on
+/// the caller's runtime, so that serving readers never waits behind the sink's commits.
+pub async fn open_reader_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, String> {
+    let s3 = match S3Path::parse(&sink.settings.warehouse) {
+        Some(_) => Some(S3Files::connect(&sink.settings.s3).await.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    open_catalog(sink, s3).await.map_err(|e| e.to_string())
+}
+
 /// sqlx's connection errors may quote the URL; the password must not reach the log or the
 /// admin view through them.
 fn redact_catalog_error(catalog: &super::CatalogLocation, text: &str) -> String {

@@ -372,6 +372,67 @@ async fn a_recreated_topic_gets_a_new_table_and_the_old_one_is_kept() {
     assert_exact(&kept, &first);
 }
 
+/// zombi's Iceberg REST catalog at `/iceberg`: pyiceberg's RestCatalog, polars through it, and
+/// DuckDB's REST attach each read every (partition, offset) exactly as produced; the catalog
+/// lists, pages, answers missing tables in the spec's error shape, and refuses writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_open_the_tables_through_the_rest_catalog() {
+    use crate::http_client::{get, post_json, request};
+
+    let broker = TestBroker::start(&broker_args("3"));
+    let topic = unique_topic("ice-rest");
+    let other = unique_topic("ice-rest-other");
+    let expected = produce(&broker, &topic, 3, 0..60, "zstd").await;
+    produce(&broker, &other, 3, 0..3, "none").await;
+    wait_for_rows(&broker, &topic, 60);
+    wait_for_rows(&broker, &other, 3);
+
+    let uri = format!("http://{}/iceberg", broker.http);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/iceberg_rest_read.py");
+    let output = Command::new(python()).arg(script).args([&uri, "zombi", &topic]).output().expect("python");
+    assert!(output.status.success(), "iceberg_rest_read.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_slice(&output.stdout).expect("json");
+    let mut expected = expected;
+    expected.sort();
+    for reader in ["pyiceberg", "polars", "duckdb"] {
+        assert_eq!(rows(&seen, reader), expected, "{reader} through the REST catalog");
+    }
+    let catalog = &seen["catalog"];
+    assert_eq!(catalog["namespaces"], serde_json::json!([["zombi"]]));
+    let mut tables = vec![topic.clone(), other.clone()];
+    tables.sort();
+    assert_eq!(catalog["tables"], serde_json::json!(tables));
+    assert_eq!(catalog["table_exists"], true);
+    assert_eq!(catalog["missing_table_exists"], false);
+    assert_ne!(catalog["write"], "accepted", "a reader must not create namespaces");
+
+    // The raw protocol: paging, the spec's errors, and writes refused with 406.
+    let first = get(&broker.http, "/iceberg/v1/namespaces/zombi/tables?pageToken=&pageSize=1").json();
+    assert_eq!(first["identifiers"].as_array().expect("identifiers").len(), 1);
+    let token = first["next-page-token"].as_str().expect("a next page").to_string();
+    let second = get(&broker.http, &format!("/iceberg/v1/namespaces/zombi/tables?pageToken={token}&pageSize=1")).json();
+    assert_eq!(second["identifiers"][0]["name"], tables[1]);
+    assert!(second["next-page-token"].is_null());
+    let missing = get(&broker.http, "/iceberg/v1/namespaces/zombi/tables/nope");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"]["type"], "NoSuchTableException");
+    assert_eq!(missing.json()["error"]["code"], 404);
+    assert_eq!(
+        get(&broker.http, "/iceberg/v1/namespaces/nope/tables").json()["error"]["type"],
+        "NoSuchNamespaceException"
+    );
+    let head = request(&broker.http, "HEAD", &format!("/iceberg/v1/namespaces/zombi/tables/{topic}"), None, b"");
+    assert_eq!(head.status, 204);
+    let create = post_json(&broker.http, "/iceberg/v1/namespaces/zombi/tables", &serde_json::json!({"name": "t"}));
+    assert_eq!(create.status, 406);
+    assert_eq!(create.json()["error"]["type"], "UnsupportedOperationException");
+    let drop = request(&broker.http, "DELETE", &format!("/iceberg/v1/namespaces/zombi/tables/{topic}"), None, b"");
+    assert_eq!(drop.status, 406);
+    let loaded = get(&broker.http, &format!("/iceberg/v1/namespaces/zombi/tables/{topic}?snapshots=all")).json();
+    assert!(loaded["metadata-location"].as_str().expect("location").ends_with(".metadata.json"));
+    assert_eq!(loaded["metadata"]["format-version"], 2);
+}
+
 /// A catalog that cannot be opened (its directory cannot be created) costs produce and fetch
 /// nothing, and the broker still stops cleanly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
