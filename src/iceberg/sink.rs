@@ -473,8 +473,11 @@ async fn commit_round(
     let mut budget = settings.commit_bytes_max;
     let mut read_bytes = 0usize;
     let mut more = false;
-    // Only partitions led here: their records are complete in this broker's log.
-    for partition in topic.partitions.iter().filter(|p| p.is_leading()) {
+    // Only partitions led here: their records are complete in this broker's log. Leadership may
+    // move during the round; what counts at commit is the set read here, whose rows are in the
+    // files.
+    let taken: Vec<i32> = topic.partitions.iter().filter(|p| p.is_leading()).map(|p| p.index).collect();
+    for partition in topic.partitions.iter().filter(|p| taken.contains(&p.index)) {
         let mut offset = committed.get(&partition.index).copied().unwrap_or(0);
         let log_start = partition.log_start();
         if offset < log_start {
@@ -545,10 +548,11 @@ async fn commit_round(
     };
     // The partitions this round took in must still be where it started (see the module
     // comment); in a cluster, the others' leaders may have committed theirs meanwhile, and
-    // those offsets are carried forward as the table has them now.
+    // those offsets are carried forward as the table has them now. Each partition whose rows
+    // are in the files gets its offset in this same snapshot, even if its leadership moved
+    // during the round: leaving one out would let its next leader write its rows again.
     let current = catalog.load_table(table.identifier()).await?;
     let mut merged = committed_offsets(&current, topic)?;
-    let taken: Vec<i32> = topic.partitions.iter().filter(|p| p.is_leading()).map(|p| p.index).collect();
     if taken.iter().any(|p| merged.get(p) != committed.get(p)) {
         return Err(SinkError::Moved);
     }
