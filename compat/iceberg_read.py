@@ -38,12 +38,23 @@ def row(partition, offset, timestamp_us, key, value, headers):
     }
 
 
+def scan_rows(table):
+    """Every row of a pyiceberg table, as `row` prints it."""
+    import pyarrow as pa
+
+    arrow = table.scan().to_arrow()
+    timestamps = arrow.column("timestamp").cast(pa.int64()).to_pylist()
+    return [
+        row(r["partition"], r["offset"], ts, r["key"], r["value"], r["headers"])
+        for r, ts in zip(arrow.to_pylist(), timestamps)
+    ]
+
+
 def s3_credentials():
     return (os.environ.get("AWS_ACCESS_KEY_ID", "test"), os.environ.get("AWS_SECRET_ACCESS_KEY", "test"))
 
 
 def read_pyiceberg(catalog_arg, namespace, table_name, s3_endpoint):
-    import pyarrow as pa
     import pyarrow.parquet as pq
     from pyiceberg.catalog.sql import SqlCatalog
     from pyiceberg.exceptions import NoSuchTableError
@@ -65,12 +76,7 @@ def read_pyiceberg(catalog_arg, namespace, table_name, s3_endpoint):
     except NoSuchTableError:
         sys.exit(3)
     snapshot = table.current_snapshot()
-    arrow = table.scan().to_arrow()
-    timestamps = arrow.column("timestamp").cast(pa.int64()).to_pylist()
-    rows = [
-        row(r["partition"], r["offset"], ts, r["key"], r["value"], r["headers"])
-        for r, ts in zip(arrow.to_pylist(), timestamps)
-    ]
+    rows = scan_rows(table)
     files = []
     for f in table.inspect.files().to_pylist():
         parquet = pq.ParquetFile(table.io.new_input(f["file_path"]).open())

@@ -20,13 +20,12 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from iceberg_read import row  # noqa: E402
+from iceberg_read import row, scan_rows  # noqa: E402
 
 CREDENTIAL = ("reader", "secret")
 
 
 def read_pyiceberg(uri, namespace, table_name):
-    import pyarrow as pa
     from pyiceberg.catalog.rest import RestCatalog
     from pyiceberg.exceptions import NoSuchTableError
 
@@ -36,12 +35,7 @@ def read_pyiceberg(uri, namespace, table_name):
     except NoSuchTableError:
         sys.exit(3)
     snapshot = table.current_snapshot()
-    arrow = table.scan().to_arrow()
-    timestamps = arrow.column("timestamp").cast(pa.int64()).to_pylist()
-    rows = [
-        row(r["partition"], r["offset"], ts, r["key"], r["value"], r["headers"])
-        for r, ts in zip(arrow.to_pylist(), timestamps)
-    ]
+    rows = scan_rows(table)
     try:
         catalog.create_namespace(("written_by_a_reader",))
         write = "accepted"

@@ -89,8 +89,16 @@ impl KafkaMember {
         }
     }
 
-    fn take_seen(&self) -> Vec<(i32, i64, String)> {
-        std::mem::take(&mut *self.seen.lock().unwrap())
+    /// Waits until the member has consumed `count` more records, and answers them.
+    fn read(&self, count: usize) -> Vec<(i32, i64, String)> {
+        let deadline = Instant::now() + WAIT_MAX;
+        let mut records = Vec::new();
+        while records.len() < count {
+            assert!(Instant::now() < deadline, "the Kafka member read {} of {count}", records.len());
+            records.extend(std::mem::take(&mut *self.seen.lock().unwrap()));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        records
     }
 }
 
@@ -234,13 +242,7 @@ async fn http_instances_and_a_kafka_consumer_share_a_group() {
     // Each record once, from its owner.
     let from_a = http_read(&broker, group, "a", 20, &shares[0]);
     let from_b = http_read(&broker, group, "b", 20, &shares[1]);
-    let deadline = Instant::now() + WAIT_MAX;
-    let mut from_kafka = Vec::new();
-    while from_kafka.len() < 20 {
-        assert!(Instant::now() < deadline, "the Kafka member read {} of 20", from_kafka.len());
-        from_kafka.extend(kafka.take_seen());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let from_kafka = kafka.read(20);
     assert!(from_kafka.iter().all(|(p, _, _)| shares[2].contains(&(topic.clone(), *p))));
     assert_exactly_once(vec![from_a, from_b, from_kafka], &first);
 
@@ -262,13 +264,7 @@ async fn http_instances_and_a_kafka_consumer_share_a_group() {
     // The next round resumes from the commits: each new record once, nothing old again.
     let second = produce(&broker, &topic, 5, "second");
     let from_b = http_read(&broker, group, "b", 15, &shares[0]);
-    let deadline = Instant::now() + WAIT_MAX;
-    let mut from_kafka = Vec::new();
-    while from_kafka.len() < 15 {
-        assert!(Instant::now() < deadline, "the Kafka member read {} of 15", from_kafka.len());
-        from_kafka.extend(kafka.take_seen());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let from_kafka = kafka.read(15);
     assert_exactly_once(vec![from_b, from_kafka], &second);
     assert_eq!(total_lag(&broker, group).0, 30, "committed at 10 of 15 on each partition");
 
