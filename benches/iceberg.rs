@@ -26,7 +26,7 @@ use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record};
 use tokio::sync::watch;
-use zombi::config::{Config, Settings};
+use zombi::config::Config;
 use zombi::iceberg::{IcebergSink, status};
 use zombi::log::batch;
 use zombi::unified::UnifiedLog;
@@ -75,14 +75,17 @@ async fn open(dir: &std::path::Path, interval_ms: u64) -> (UnifiedLog, Arc<Icebe
 }
 
 async fn open_with(dir: &std::path::Path, interval_ms: u64, maintenance_ms: u64) -> (UnifiedLog, Arc<IcebergSink>) {
-    let settings = Settings {
-        data_dir: Some(dir.to_path_buf()),
-        iceberg_commit_interval_ms: Some(interval_ms),
-        iceberg_compaction_interval_ms: Some(maintenance_ms),
-        log_retention_ms: Some(-1),
-        ..Settings::default()
-    };
-    let config = Config::resolve(settings, Settings::default()).expect("config");
+    let args = [
+        "zombi".to_string(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--iceberg-commit-interval-ms".into(),
+        interval_ms.to_string(),
+        "--iceberg-compaction-interval-ms".into(),
+        maintenance_ms.to_string(),
+        "--log-retention-ms=-1".into(),
+    ];
+    let config = Config::try_parse_from(args).expect("config");
     let log = UnifiedLog::open(&config).await.expect("open");
     (log, IcebergSink::new(config.iceberg.clone()))
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use zombi::config::{Config, Settings};
+use zombi::config::Config;
 use zombi::log::{ReadRequest, batch};
 use zombi::unified::UnifiedLog;
 use zombi::unified::remote_log_manager::RemoteLogManager;
@@ -30,14 +30,14 @@ fn make_batch(records: usize, timestamp: i64) -> Bytes {
 }
 
 async fn open(dir: &std::path::Path) -> UnifiedLog {
-    let mut settings = Settings { data_dir: Some(dir.to_path_buf()), ..Settings::default() };
+    let mut args = vec!["zombi".to_string(), "--data-dir".into(), dir.display().to_string()];
     if let (Ok(endpoint), Ok(bucket)) =
         (std::env::var("ZOMBI_BENCH_S3_ENDPOINT"), std::env::var("ZOMBI_BENCH_S3_BUCKET"))
     {
-        settings.object_store = Some(format!("s3://{bucket}/bench-{}-{}", std::process::id(), zombi::log::now_ms()));
-        settings.s3_endpoint = Some(endpoint);
+        let object_store = format!("s3://{bucket}/bench-{}-{}", std::process::id(), zombi::log::now_ms());
+        args.extend(["--object-store".into(), object_store, "--s3-endpoint".into(), endpoint]);
     }
-    let config = Config::resolve(settings, Settings::default()).expect("config");
+    let config = Config::try_parse_from(args).expect("config");
     let log = UnifiedLog::open(&config).await.expect("open");
     println!("object store: {}", log.tier().store().describe());
     log

@@ -72,11 +72,11 @@ pub async fn serve<S: Stream>(stream: S, listener: &str, broker: Arc<Broker>, mu
     // Without authentication every client is anonymous; SASL will set the principal here.
     let session = Session::anonymous(listener, &stream.client_host());
     let (read_half, write_half) = stream.split();
-    let (outgoing, queue) = mpsc::channel(broker.config.requests_in_flight_per_connection_max);
+    let (outgoing, queue) = mpsc::channel(broker.config.network.requests_in_flight_per_connection_max);
     let writer = tokio::spawn(write_responses(write_half, queue, broker.metrics.clone()).in_current_span());
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    let max_bytes = broker.config.socket_request_max_bytes;
-    let budget_kib_max = (broker.config.queued_request_bytes_max / 1024).max(1);
+    let max_bytes = broker.config.network.socket_request_max_bytes;
+    let budget_kib_max = (broker.config.network.queued_request_bytes_max / 1024).max(1);
     loop {
         let frame = tokio::select! {
             frame = read_frame(&mut reader, max_bytes, &broker.request_budget, budget_kib_max) => frame,

@@ -5,7 +5,7 @@
 //! shared lock: an atomic add, or one API's own histogram mutex. Gauges that mirror state the broker
 //! already keeps (offsets, lag, process) are read at scrape time by collectors instead of being
 //! updated on every change. Each subsystem registers its own collector (`log::metrics`,
-//! `coordinator::metrics`, `unified::metrics`, `iceberg::metrics`) through
+//! `coordinator::group::metrics`, `unified::metrics`, `iceberg::metrics`) through
 //! [`Metrics::register_collector`]; this module knows none of them.
 
 use std::sync::Arc;
@@ -292,8 +292,8 @@ impl Metrics {
     }
 
     /// Registers a collector that is asked for its series on every scrape.
-    pub fn register_collector(&self, collector: Box<dyn Collector>) {
-        self.registry.lock().register_collector(collector);
+    pub fn register_collector(&self, collector: impl ScrapeCollector) {
+        self.registry.lock().register_collector(Box::new(Registered(collector)));
     }
 
     /// Everything, in the OpenMetrics text format. Collectors read the log and the coordinator
@@ -419,6 +419,27 @@ pub fn encode_metric(
     metric: &impl EncodeMetric,
 ) -> Result<(), std::fmt::Error> {
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// What a subsystem reads when `/metrics` is scraped: prometheus-client's `Collector` without
+/// its `Debug` bound, which `Registered` meets once for every collector.
+pub trait ScrapeCollector: Send + Sync + 'static {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error>;
+}
+
+/// A registered collector, shown by its type's name (it holds handles to whole subsystems).
+struct Registered<C>(C);
+
+impl<C> std::fmt::Debug for Registered<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::any::type_name::<C>())
+    }
+}
+
+impl<C: ScrapeCollector> Collector for Registered<C> {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
 }
 
 /// The process's CPU time, memory and file descriptors from `/proc/self` (Linux only; elsewhere

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::cluster::node::ClusterNode;
 use crate::config::Config;
 use crate::connection;
-use crate::coordinator::Coordinator;
+use crate::coordinator::group::GroupCoordinator;
 use crate::coordinator::group::GroupLimits;
 use crate::handler::Broker;
 use crate::http;
@@ -38,18 +38,18 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the log, serves Kafka and HTTP until `shutdown` resolves, then drains connections.
 pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let kafka = TcpListener::bind(config.kafka_listen)
+    let kafka = TcpListener::bind(config.network.kafka_listen)
         .await
-        .map_err(|source| ServerError::Bind { address: config.kafka_listen, source })?;
+        .map_err(|source| ServerError::Bind { address: config.network.kafka_listen, source })?;
     let kafka_address =
-        kafka.local_addr().map_err(|source| ServerError::Bind { address: config.kafka_listen, source })?;
+        kafka.local_addr().map_err(|source| ServerError::Bind { address: config.network.kafka_listen, source })?;
     if !config.kafka_advertised_explicit {
         config.kafka_advertised_port = i32::from(kafka_address.port());
     }
-    let http = TcpListener::bind(config.http_listen)
+    let http = TcpListener::bind(config.http.listen)
         .await
-        .map_err(|source| ServerError::Bind { address: config.http_listen, source })?;
-    let http_address = http.local_addr().map_err(|source| ServerError::Bind { address: config.http_listen, source })?;
+        .map_err(|source| ServerError::Bind { address: config.http.listen, source })?;
+    let http_address = http.local_addr().map_err(|source| ServerError::Bind { address: config.http.listen, source })?;
     // In a cluster: register first (the cluster id comes from there), then open the log as a
     // cache of the cluster's.
     let cluster_node = match &config.coordinator {
@@ -64,33 +64,28 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         node.sync_once(&unified).await?;
     }
     let log = unified.log().clone();
-    let limits = GroupLimits {
-        session_timeout_ms_min: config.group_min_session_timeout_ms,
-        session_timeout_ms_max: config.group_max_session_timeout_ms,
-        initial_rebalance_delay_ms: config.group_initial_rebalance_delay_ms,
-        members_max: config.group_members_max,
-    };
+    let limits = GroupLimits::from(&config.groups);
+    let offsets_retention_ms = config.groups.offsets_retention_ms();
     // A single broker coordinates every group from its own store; in a cluster, the groups of
     // the slots this broker is given, from PostgreSQL.
     let coordinator = match &cluster_node {
-        Some(node) => Coordinator::with_store(node.group_store(), limits, config.offsets_retention_ms),
-        None => Coordinator::open(log.clone(), limits, config.offsets_retention_ms).await?,
+        Some(node) => GroupCoordinator::with_store(node.group_store(), limits, offsets_retention_ms),
+        None => GroupCoordinator::open(log.clone(), limits, offsets_retention_ms).await?,
     };
     let config = Arc::new(config);
     let sink = crate::iceberg::IcebergSink::new(config.iceberg.clone());
     let cache = cluster_node.as_ref().map(|node| node.cache.clone() as Arc<dyn crate::cluster::MetadataCache>);
     let broker = Arc::new(Broker::new(unified.clone(), coordinator.clone(), config.clone(), sink.clone(), cache));
     // Each subsystem reads its own state when /metrics is scraped.
-    broker.metrics.register_collector(Box::new(crate::log::metrics::LogCollector { log: log.clone() }));
-    broker.metrics.register_collector(Box::new(crate::coordinator::metrics::GroupCollector {
+    broker.metrics.register_collector(crate::log::metrics::LogCollector { log: log.clone() });
+    broker.metrics.register_collector(crate::coordinator::group::metrics::GroupCollector {
         coordinator: coordinator.clone(),
         log: log.clone(),
-    }));
-    broker.metrics.register_collector(Box::new(crate::unified::metrics::TierCollector { unified: unified.clone() }));
-    broker.metrics.register_collector(Box::new(crate::iceberg::metrics::IcebergCollector {
-        sink: sink.clone(),
-        log: log.clone(),
-    }));
+    });
+    broker.metrics.register_collector(crate::unified::metrics::TierCollector { unified: unified.clone() });
+    broker
+        .metrics
+        .register_collector(crate::iceberg::metrics::IcebergCollector { sink: sink.clone(), log: log.clone() });
     let (stop, stopped) = watch::channel(false);
     if let Some(wal) = unified.wal() {
         // Another process claimed this node's write-ahead log, or a successor took its
@@ -106,14 +101,14 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
 
     let mut background = JoinSet::new();
     background.spawn(http::serve(http, broker.clone(), stopped.clone()));
-    background.spawn(retention_loop(log.clone(), config.retention_check_interval_ms, stopped.clone()));
+    background.spawn(retention_loop(log.clone(), config.log.retention_check_interval_ms, stopped.clone()));
     background.spawn(crate::unified::remote_log_manager::run(unified.clone(), stopped.clone()));
     // The Iceberg sink has its own thread; it is awaited at shutdown so that the log outlives it.
     let sink_task = tokio::spawn(crate::iceberg::run(sink, unified.clone(), stopped.clone()));
     background.spawn(
         coordinator
             .clone()
-            .run_timers(Duration::from_millis(config.offsets_retention_check_interval_ms), stopped.clone()),
+            .run_timers(Duration::from_millis(config.groups.offsets_retention_check_interval_ms), stopped.clone()),
     );
     // The cluster loop hands every partition over when stopped, before connections drain.
     let cluster_task =
@@ -142,7 +137,7 @@ async fn accept_loop(
     stopped: watch::Receiver<bool>,
     shutdown: impl Future<Output = ()>,
 ) -> JoinSet<()> {
-    let permits = Arc::new(Semaphore::new(broker.config.connections_max));
+    let permits = Arc::new(Semaphore::new(broker.config.network.connections_max));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {

@@ -1,6 +1,41 @@
 //! Cluster mode's settings (`--coordinator` and the broker's membership): several brokers on one
 //! object store, coordinated through PostgreSQL (docs/cluster.md).
 
+use super::ConfigError;
+
+/// The flags as given; the flags' help, defaults and TOML keys are their rows in `definitions.rs`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterFlags {
+    #[arg(long = "coordinator", env = "ZOMBI_COORDINATOR")]
+    pub coordinator: Option<String>,
+    #[arg(long = "broker-rack", env = "ZOMBI_BROKER_RACK")]
+    pub rack: Option<String>,
+    #[arg(long = "broker-session-timeout-ms", env = "ZOMBI_BROKER_SESSION_TIMEOUT_MS")]
+    pub session_timeout_ms: u64,
+    #[arg(long = "broker-heartbeat-interval-ms", env = "ZOMBI_BROKER_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: u64,
+}
+
+impl ClusterFlags {
+    /// Cluster mode, when `--coordinator` is given; it needs a write-ahead log.
+    pub(super) fn resolve(self, with_wal: bool) -> Result<Option<ClusterConfig>, ConfigError> {
+        let Some(coordinator_url) = self.coordinator else { return Ok(None) };
+        let cluster = ClusterConfig {
+            coordinator_url,
+            rack: self.rack,
+            session_timeout_ms: self.session_timeout_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+        };
+        cluster.validate().map_err(|(name, reason)| ConfigError::Invalid { name, reason })?;
+        if !with_wal {
+            let reason = "cluster mode needs --wal-store: no acknowledged record may live on one disk only";
+            return Err(ConfigError::Invalid { name: "coordinator", reason: reason.into() });
+        }
+        Ok(Some(cluster))
+    }
+}
+
 /// How this broker joins a cluster.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -14,10 +49,6 @@ pub struct ClusterConfig {
     /// `--broker-heartbeat-interval-ms` (Kafka's `broker.heartbeat.interval.ms`).
     pub heartbeat_interval_ms: u64,
 }
-
-/// Kafka's defaults for the same names.
-pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 9000;
-pub const HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2000;
 
 impl std::fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1,7 +1,22 @@
 //! The shared write-ahead log's settings (`--wal-*`): with `--wal-store`, a produce is
 //! acknowledged only once the object store holds its batch (docs/wal.md).
 
+use super::ConfigError;
 use super::storage::Location;
+
+/// The flags as given; the flags' help, defaults and TOML keys are their rows in `definitions.rs`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Write-ahead log")]
+pub struct WalFlags {
+    #[arg(long = "wal-store", env = "ZOMBI_WAL_STORE")]
+    pub store: Option<String>,
+    #[arg(long = "wal-interval-ms", env = "ZOMBI_WAL_INTERVAL_MS")]
+    pub interval_ms: u64,
+    #[arg(long = "wal-bytes-max", env = "ZOMBI_WAL_BYTES_MAX")]
+    pub bytes_max: usize,
+    #[arg(long = "wal-stream-roll-ms", env = "ZOMBI_WAL_STREAM_ROLL_MS")]
+    pub stream_roll_ms: u64,
+}
 
 /// Where the write-ahead log goes and how it paces its objects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,9 +33,21 @@ pub struct WalConfig {
     pub stream_roll_ms: u64,
 }
 
-pub const WAL_INTERVAL_MS_DEFAULT: u64 = 250;
-pub const WAL_BYTES_MAX_DEFAULT: usize = 8 * 1024 * 1024;
-pub const WAL_STREAM_ROLL_MS_DEFAULT: u64 = 600_000;
+impl WalFlags {
+    /// The write-ahead log, when `--wal-store` is given; its other flags are checked only then.
+    pub(super) fn resolve(self) -> Result<Option<WalConfig>, ConfigError> {
+        let Some(text) = self.store else { return Ok(None) };
+        let store = Location::parse(&text).map_err(|reason| ConfigError::Invalid { name: "wal-store", reason })?;
+        let wal = WalConfig {
+            store,
+            interval_ms: self.interval_ms,
+            bytes_max: self.bytes_max,
+            stream_roll_ms: self.stream_roll_ms,
+        };
+        wal.validate().map_err(|(name, reason)| ConfigError::Invalid { name, reason })?;
+        Ok(Some(wal))
+    }
+}
 
 impl WalConfig {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {

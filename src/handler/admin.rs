@@ -1,4 +1,5 @@
-//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords, InitProducerId.
+//! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords; and
+//! InitProducerId, which the producer-id manager answers (`coordinator::producer_ids`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -121,7 +122,7 @@ async fn create_one(
         }
     }
     let partitions = match (wanted.num_partitions, wanted.assignments.len()) {
-        (-1, 0) => broker.config.num_partitions,
+        (-1, 0) => broker.config.log.num_partitions,
         (-1, assigned) => assigned as i32,
         (count, _) => count,
     };
@@ -252,28 +253,15 @@ impl CountErrors for DeleteRecordsResponse {
     }
 }
 
+/// InitProducerId, answered by the producer-id manager (`coordinator::producer_ids`).
 pub(super) async fn init_producer_id(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.as_str());
+    let result =
+        broker.producer_ids.init_producer_id(transactional_id, request.producer_id.0, request.producer_epoch).await;
     let mut response = InitProducerIdResponse::default();
-    response.producer_id = (-1).into();
-    response.producer_epoch = -1;
-    if request.transactional_id.is_some() {
-        response.error_code = LogError::TransactionsUnsupported.code();
-        return response;
-    }
-    // KIP-360: an idempotent producer may ask to bump its epoch to reset its sequences.
-    let existing = request.producer_id.0;
-    if existing >= 0 && request.producer_epoch >= 0 && request.producer_epoch < i16::MAX - 1 {
-        response.producer_id = existing.into();
-        response.producer_epoch = request.producer_epoch + 1;
-        return response;
-    }
-    match broker.log.init_producer_id().await {
-        Ok((id, epoch)) => {
-            response.producer_id = id.into();
-            response.producer_epoch = epoch;
-        }
-        Err(error) => response.error_code = error.code(),
-    }
+    response.producer_id = result.producer_id.into();
+    response.producer_epoch = result.producer_epoch;
+    response.error_code = result.error;
     response
 }
 

@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
 
 use super::admin::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::{Broker, Handled, str_bytes};
-use crate::config::Durability;
+use crate::config::definitions::{self, Scope};
 use crate::log::{LogError, topic_config};
 use crate::protocol::apis::Family;
 
@@ -47,6 +47,11 @@ pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
+        let scope = match resource.resource_type {
+            RESOURCE_TOPIC => Scope::Topic,
+            RESOURCE_GROUP => Scope::Group,
+            _ => Scope::Broker,
+        };
         let entries = match resource.resource_type {
             RESOURCE_TOPIC => match broker.log.topic(resource.resource_name.as_str()) {
                 Some(topic) => Ok(topic_config::describe(&topic.config)
@@ -80,7 +85,7 @@ pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version
                     entry.config_source = source;
                     entry.read_only = read_only;
                     if version >= 3 {
-                        entry.config_type = topic_config::config_type(entry.name.as_str());
+                        entry.config_type = definitions::described_type(scope, entry.name.as_str());
                     }
                     result.configs.push(entry);
                 }
@@ -102,53 +107,14 @@ fn is_this_broker(broker: &Broker, name: &str) -> bool {
 /// This broker's configs under Kafka's names. Every value is the one the broker runs with: its
 /// flags, environment and file (static), replaced by AlterConfigs' values (dynamic), which are
 /// applied where they are topic defaults (`Log::defaults`). Read-only are those AlterConfigs
-/// cannot set, as Kafka marks them.
+/// cannot set, as Kafka marks them. Which configs, in which order: `config::definitions`.
 fn broker_configs(broker: &Broker) -> Vec<(String, String, i8, bool)> {
-    let config = &broker.config;
-    let advertised = format!("PLAINTEXT://{}:{}", config.kafka_advertised_host, config.kafka_advertised_port);
-    // `fsync` syncs every group commit before acknowledging it: Kafka's flush after each message.
-    let (flush_messages, flush_ms) = match config.durability {
-        Durability::Fsync => ("1".to_string(), "null".to_string()),
-        Durability::Periodic => (i64::MAX.to_string(), config.fsync_interval_ms.to_string()),
-    };
-    let entries = [
-        ("advertised.listeners", advertised),
-        ("auto.create.topics.enable", config.auto_create_topics.to_string()),
-        ("broker.id", config.node_id.to_string()),
-        ("log.retention.bytes", config.log_retention_bytes.to_string()),
-        ("log.retention.ms", config.log_retention_ms.to_string()),
-        ("log.segment.bytes", config.log_segment_bytes.to_string()),
-        ("log.roll.ms", config.log_roll_ms.to_string()),
-        ("log.local.retention.bytes", config.log_local_retention_bytes.to_string()),
-        ("log.local.retention.ms", config.log_local_retention_ms.to_string()),
-        ("log.flush.interval.messages", flush_messages),
-        ("log.flush.interval.ms", flush_ms),
-        ("message.max.bytes", config.message_max_bytes.to_string()),
-        ("node.id", config.node_id.to_string()),
-        ("num.partitions", config.num_partitions.to_string()),
-        ("socket.request.max.bytes", config.socket_request_max_bytes.to_string()),
-        ("group.initial.rebalance.delay.ms", config.group_initial_rebalance_delay_ms.to_string()),
-        ("group.min.session.timeout.ms", config.group_min_session_timeout_ms.to_string()),
-        ("group.max.session.timeout.ms", config.group_max_session_timeout_ms.to_string()),
-        ("offsets.retention.minutes", (config.offsets_retention_ms / 60_000).to_string()),
-        ("default.replication.factor", "1".to_string()),
-        // What topics that set nothing get (see `TopicConfig::resolve`).
-        ("min.insync.replicas", "1".to_string()),
-        ("compression.type", "producer".to_string()),
-        ("log.cleanup.policy", "delete".to_string()),
-        ("log.message.timestamp.type", "CreateTime".to_string()),
-        ("unclean.leader.election.enable", "false".to_string()),
-        // Kafka's defaults of settings that mean nothing here, listed because tools read them.
-        ("background.threads", "10".to_string()),
-        ("num.io.threads", "8".to_string()),
-        ("num.network.threads", "3".to_string()),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_string(), value, SOURCE_STATIC_BROKER, !topic_config::is_broker_dynamic(name)))
-    .collect::<Vec<_>>();
+    let entries = definitions::described_broker_configs(&broker.config)
+        .into_iter()
+        .map(|(name, value, dynamic)| (name.to_string(), value, SOURCE_STATIC_BROKER, !dynamic));
     // Dynamic values (AlterConfigs) replace the static ones and are listed after them.
     let dynamic = broker.log.dynamic_configs("broker");
-    let mut entries: Vec<_> = entries.into_iter().filter(|(name, ..)| !dynamic.contains_key(name)).collect();
+    let mut entries: Vec<_> = entries.filter(|(name, ..)| !dynamic.contains_key(name)).collect();
     entries.extend(dynamic.into_iter().map(|(name, value)| (name, value, SOURCE_DYNAMIC_BROKER, false)));
     entries
 }
@@ -173,7 +139,7 @@ async fn alter_resource(
             let mut configs = broker.log.dynamic_configs("broker");
             change(&mut configs)?;
             for (key, value) in &configs {
-                topic_config::validate_broker(key, value).map_err(LogError::InvalidConfig)?;
+                definitions::validate(Scope::Broker, key, value).map_err(LogError::InvalidConfig)?;
             }
             if validate_only { Ok(()) } else { broker.log.set_dynamic_configs("broker", configs).await }
         }
@@ -183,7 +149,7 @@ async fn alter_resource(
             let mut configs = broker.log.dynamic_configs(&scope);
             change(&mut configs)?;
             for (key, value) in &configs {
-                topic_config::validate_group(key, value).map_err(LogError::InvalidConfig)?;
+                definitions::validate(Scope::Group, key, value).map_err(LogError::InvalidConfig)?;
             }
             if validate_only { Ok(()) } else { broker.log.set_dynamic_configs(&scope, configs).await }
         }

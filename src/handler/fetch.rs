@@ -91,7 +91,7 @@ pub(super) async fn fetch(
             wanted.push(Wanted { topic_index, partition_index: partition.partition, target });
         }
     }
-    let wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0).min(broker.config.fetch_wait_ms_max);
+    let wait_ms = u64::try_from(request.max_wait_ms).unwrap_or(0).min(broker.config.network.fetch_wait_ms_max);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     // A partition the request could not resolve answers at once, as Kafka's fetch does.
     let wait = wanted
@@ -99,7 +99,7 @@ pub(super) async fn fetch(
         .all(|w| w.target.is_ok())
         .then_some(ReadWait { min_bytes: request.min_bytes.max(0) as usize, deadline });
     // Kafka caps a fetch response with fetch.max.bytes whatever the client asks for.
-    let total_bytes_max = (request.max_bytes.max(0) as usize).min(broker.config.fetch_bytes_max);
+    let total_bytes_max = (request.max_bytes.max(0) as usize).min(broker.config.network.fetch_bytes_max);
     let isolation =
         if request.isolation_level == READ_COMMITTED { Isolation::Committed } else { Isolation::HighWatermark };
     let reads = wanted.iter().filter_map(|w| w.target.as_ref().ok().cloned()).collect();

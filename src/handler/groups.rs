@@ -25,8 +25,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{Broker, Handled, str_bytes, topic_name};
-use crate::coordinator::group::{JoinRequest, JoinResult, SyncResult};
-use crate::coordinator::{CommitRequest, CommittedOffset};
+use crate::coordinator::group::{CommitRequest, CommittedOffset, JoinRequest, JoinResult, SyncResult};
 use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
 use crate::service::session::Session;

@@ -157,7 +157,7 @@ impl CountErrors for MetadataResponse {
 }
 
 async fn lookup(broker: &Broker, session: &Session, name: &str, allow_create: bool) -> Result<Arc<Topic>, LogError> {
-    if broker.log.topic(name).is_none() && allow_create && broker.config.auto_create_topics {
+    if broker.log.topic(name).is_none() && allow_create && broker.config.log.auto_create_topics {
         crate::log::validate_topic_name(name)?;
     }
     broker.service.topic_or_create(session, name, allow_create).await

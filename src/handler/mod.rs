@@ -20,7 +20,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::{MetadataCache, SingleNode};
 use crate::config::Config;
-use crate::coordinator::Coordinator;
+use crate::coordinator::group::GroupCoordinator;
+use crate::coordinator::producer_ids::ProducerIdManager;
 use crate::log::Log;
 use crate::protocol::apis::Family;
 use crate::protocol::{Body, CountErrors, ErrorCounts, Request};
@@ -74,7 +75,9 @@ pub struct Broker {
     pub log: Log,
     /// The log over the hot tier and the object store, for reads.
     pub unified: UnifiedLog,
-    pub coordinator: Coordinator,
+    pub coordinator: GroupCoordinator,
+    /// InitProducerId's producer ids.
+    pub producer_ids: ProducerIdManager,
     pub config: Arc<Config>,
     /// KiB of requests read and not yet answered (see `queued_request_bytes_max`).
     pub request_budget: Arc<tokio::sync::Semaphore>,
@@ -87,27 +90,28 @@ impl Broker {
     /// `cluster` answers who leads what: `None` for a single broker leading everything.
     pub fn new(
         unified: UnifiedLog,
-        coordinator: Coordinator,
+        coordinator: GroupCoordinator,
         config: Arc<Config>,
         iceberg: Arc<crate::iceberg::IcebergSink>,
         cluster: Option<Arc<dyn MetadataCache>>,
     ) -> Broker {
-        let budget_kib = (config.queued_request_bytes_max / 1024).max(1);
+        let budget_kib = (config.network.queued_request_bytes_max / 1024).max(1);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         // In a cluster, the HTTP door forwards to the leaders of partitions led elsewhere.
         let forwarder: Option<Arc<dyn crate::cluster::forward::Forwarder>> =
             cluster.as_ref().map(|_| Arc::new(crate::cluster::forward::KafkaForwarder) as _);
         let cluster: Arc<dyn MetadataCache> = cluster.unwrap_or_else(|| SingleNode::new(&config));
         let settings = ServiceSettings {
-            auto_create_topics: config.auto_create_topics,
-            num_partitions: config.num_partitions,
-            record_batch_decompressed_bytes_max: config.record_batch_decompressed_bytes_max,
+            auto_create_topics: config.log.auto_create_topics,
+            num_partitions: config.log.num_partitions,
+            record_batch_decompressed_bytes_max: config.log.record_batch_decompressed_bytes_max,
         };
         let mut service =
             BrokerService::new(unified.clone(), cluster.clone(), Arc::new(AllowAll), metrics.clone(), settings);
         if let Some(forwarder) = forwarder {
             service = service.with_forwarder(forwarder);
         }
+        let producer_ids = ProducerIdManager::new(unified.log().metadata_store());
         Broker {
             service: Arc::new(service),
             cluster,
@@ -115,6 +119,7 @@ impl Broker {
             log: unified.log().clone(),
             unified,
             coordinator,
+            producer_ids,
             config,
             request_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)),
             metrics,

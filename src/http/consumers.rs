@@ -35,7 +35,7 @@ use tokio::sync::{Notify, watch};
 use super::events::{last_offset_after, record_json};
 use super::records::{self, StoredRecord};
 use super::{ApiError, HttpSession};
-use crate::coordinator::CommitRequest;
+use crate::coordinator::group::CommitRequest;
 use crate::coordinator::group::JoinRequest;
 use crate::handler::Broker;
 use crate::log::{Isolation, LogError, now_ms};
@@ -256,7 +256,7 @@ fn new_instance(
         }
     };
     let session_timeout_ms = body.session_timeout_ms.unwrap_or(SESSION_TIMEOUT_MS_DEFAULT);
-    let (min, max) = (broker.config.group_min_session_timeout_ms, broker.config.group_max_session_timeout_ms);
+    let (min, max) = (broker.config.groups.min_session_timeout_ms, broker.config.groups.max_session_timeout_ms);
     if !(min..=max).contains(&session_timeout_ms) {
         return Err(ApiError::BadRequest(format!(
             "session.timeout.ms must be between {min} and {max} (group.min/max.session.timeout.ms)"
@@ -510,7 +510,7 @@ pub(super) async fn records(
     let Query(query) = query?;
     let instance = consumers.get(&group, &name)?;
     let bytes_max =
-        query.max_bytes.unwrap_or(broker.config.http_read_bytes_max).clamp(1, broker.config.http_read_bytes_max);
+        query.max_bytes.unwrap_or(broker.config.http.read_bytes_max).clamp(1, broker.config.http.read_bytes_max);
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(query.timeout.unwrap_or(RECORDS_WAIT_MS_DEFAULT).min(RECORDS_WAIT_MS_MAX));
     if instance.auto_commit {
@@ -558,7 +558,7 @@ pub(super) async fn records(
             return Err(ApiError::from_log(error, &topic));
         }
     }
-    let limit = broker.config.record_batch_decompressed_bytes_max;
+    let limit = broker.config.log.record_batch_decompressed_bytes_max;
     let decoded = tokio::task::spawn_blocking(move || {
         fetched
             .into_iter()

@@ -407,7 +407,7 @@ pub(super) async fn read(
     let index = query.partition.unwrap_or(0);
     let partition =
         found.partition(index).ok_or_else(|| ApiError::UnknownPartition { topic: topic.clone(), partition: index })?;
-    let records_max = broker.config.http_read_records_max;
+    let records_max = broker.config.http.read_records_max;
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > records_max {
         return Err(ApiError::BadRequest(format!("limit must be between 1 and {records_max}")));
@@ -431,7 +431,7 @@ pub(super) async fn read(
     }
     let mut records: Vec<StoredRecord> = Vec::new();
     let mut next = offset;
-    let mut bytes_left = broker.config.http_read_bytes_max;
+    let mut bytes_left = broker.config.http.read_bytes_max;
     let mut high_watermark = if remote { i64::MAX } else { partition.high_watermark() };
     while records.len() < limit && next < high_watermark && bytes_left > 0 {
         let read = if remote {
@@ -453,7 +453,7 @@ pub(super) async fn read(
         bytes_left = bytes_left.saturating_sub(read.records.len());
         let from = next;
         let batch_bytes = read.records.clone();
-        let limit = broker.config.record_batch_decompressed_bytes_max;
+        let limit = broker.config.log.record_batch_decompressed_bytes_max;
         let decoded = tokio::task::spawn_blocking(move || records::decode_batches(&batch_bytes, from, limit))
             .await
             .map_err(|_| ApiError::Unavailable)?

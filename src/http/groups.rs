@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
-use crate::coordinator::{CommitRequest, OFFSET_METADATA_BYTES_MAX, PartitionLag};
+use crate::coordinator::group::{CommitRequest, OFFSET_METADATA_BYTES_MAX, PartitionLag};
 use crate::handler::Broker;
 
 #[derive(Debug, Deserialize)]

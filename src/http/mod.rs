@@ -43,16 +43,16 @@ const CONSOLE_HTML: &str = include_str!("console.html");
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, stopped: watch::Receiver<bool>) {
     let config = &broker.config;
     let limits = listener::Limits {
-        connections_max: config.http_connections_max,
-        header_read_timeout: std::time::Duration::from_millis(config.http_header_read_timeout_ms),
-        idle_timeout: std::time::Duration::from_millis(config.http_idle_timeout_ms),
+        connections_max: config.http.connections_max,
+        header_read_timeout: std::time::Duration::from_millis(config.http.header_read_timeout_ms),
+        idle_timeout: std::time::Duration::from_millis(config.http.idle_timeout_ms),
     };
     let metrics = broker.metrics.clone();
     listener::serve(listener, router(broker), limits, metrics, stopped).await;
 }
 
 pub fn router(broker: Arc<Broker>) -> Router {
-    let body_limit = broker.config.http_request_bytes_max;
+    let body_limit = broker.config.http.request_bytes_max;
     Router::new()
         .route("/", get(|| async { Html(CONSOLE_HTML) }))
         .route("/health/live", get(|| async { "ok\n" }))

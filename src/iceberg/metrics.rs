@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -11,7 +10,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 
 use super::IcebergSink;
 use crate::log::Log;
-use crate::metrics::{PartitionLabels, encode_metric};
+use crate::metrics::{PartitionLabels, ScrapeCollector, encode_metric};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
@@ -24,13 +23,7 @@ pub struct IcebergCollector {
     pub log: Log,
 }
 
-impl std::fmt::Debug for IcebergCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IcebergCollector").finish_non_exhaustive()
-    }
-}
-
-impl Collector for IcebergCollector {
+impl ScrapeCollector for IcebergCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         encode_iceberg(&mut encoder, &super::status(&self.sink, &self.log))
     }

@@ -33,9 +33,7 @@ use serde::Serialize;
 
 use crate::log::Log;
 
-pub use crate::config::iceberg_settings::{
-    CatalogLocation, IcebergFlags, IcebergSettings, MaintenanceSettings, PartitionBy,
-};
+pub use crate::config::iceberg::{CatalogLocation, IcebergSettings, MaintenanceSettings, PartitionBy};
 pub use sink::{SinkError, open_reader_catalog, run};
 
 /// The catalog name in the SQL catalog's tables (pyiceberg: `SqlCatalog("zombi", uri=...)`).

@@ -630,13 +630,11 @@ mod tests {
     #[tokio::test]
     async fn offsets_come_from_the_newest_own_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let flags = super::super::IcebergFlags {
-            commit_interval_ms: 1000,
-            target_file_bytes: 1 << 20,
-            ..super::super::IcebergFlags::default()
-        };
-        let settings = super::super::IcebergSettings::local(dir.path(), flags).unwrap();
-        let sink = IcebergSink::new(settings);
+        let data_dir = dir.path().to_str().unwrap();
+        let flags = ["zombi", "--data-dir", data_dir, "--iceberg-commit-interval-ms", "1000"];
+        let config =
+            crate::config::Config::try_parse_from(flags.into_iter().chain(["--iceberg-target-file-bytes", "1048576"]));
+        let sink = IcebergSink::new(config.unwrap().iceberg);
         let catalog = open_catalog(&sink, None).await.unwrap();
         let ours = topic("orders.v1-eu");
         let table = load_or_create(&sink, &catalog, &ours).await.unwrap();

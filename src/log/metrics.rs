@@ -1,26 +1,19 @@
 //! The log's series at scrape time: each partition's log start and end, the partition count, and
 //! RocksDB's own figures.
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 
 use super::Log;
-use crate::metrics::{PartitionLabels, encode_metric};
+use crate::metrics::{PartitionLabels, ScrapeCollector, encode_metric};
 
 /// Reads the log when `/metrics` is scraped.
 pub struct LogCollector {
     pub log: Log,
 }
 
-impl std::fmt::Debug for LogCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogCollector").finish_non_exhaustive()
-    }
-}
-
-impl Collector for LogCollector {
+impl ScrapeCollector for LogCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let log_start = Family::<PartitionLabels, Gauge>::default();
         let log_end = Family::<PartitionLabels, Gauge>::default();

@@ -419,8 +419,6 @@ struct Inner {
     commands: mpsc::Sender<Command>,
     /// Topics, producer-id blocks, dynamic configs and the remote index.
     metadata: Arc<dyn MetadataStore>,
-    /// The rest of the current producer-id block; refilled from `metadata` when empty.
-    producer_ids: Mutex<std::ops::Range<i64>>,
     /// Bumped after every group commit; long-polling fetches watch it.
     appended: watch::Receiver<u64>,
     /// Defaults from flags and file; `defaults` adds the dynamic broker configs.
@@ -473,21 +471,21 @@ impl Log {
         let store = Store::open(
             &path,
             StoreOptions {
-                memtable_bytes: config.memtable_bytes,
-                memtables_max: config.memtables_max,
-                block_cache_bytes: config.block_cache_bytes,
-                background_bytes_per_second: config.background_write_bytes_per_second,
+                memtable_bytes: config.log.memtable_bytes,
+                memtables_max: config.log.memtables_max,
+                block_cache_bytes: config.log.block_cache_bytes,
+                background_bytes_per_second: config.log.background_write_bytes_per_second,
             },
         )?;
         let defaults = BrokerDefaults {
-            retention_ms: config.log_retention_ms,
-            retention_bytes: config.log_retention_bytes,
-            max_message_bytes: config.message_max_bytes,
-            segment_bytes: config.log_segment_bytes,
-            segment_ms: config.log_roll_ms,
-            local_retention_ms: config.log_local_retention_ms,
-            local_retention_bytes: config.log_local_retention_bytes,
-            remote_storage_enable: config.remote_storage_enable,
+            retention_ms: config.log.retention_ms,
+            retention_bytes: config.log.retention_bytes,
+            max_message_bytes: config.log.message_max_bytes,
+            segment_bytes: config.log.segment_bytes,
+            segment_ms: config.log.roll_ms,
+            local_retention_ms: config.log.local_retention_ms,
+            local_retention_bytes: config.log.local_retention_bytes,
+            remote_storage_enable: config.log.remote_storage_enable,
             iceberg_enable: config.iceberg.enable,
         };
         let mut dynamic = HashMap::new();
@@ -510,17 +508,17 @@ impl Log {
         }
         let stored_cluster_id = store.cluster_id()?;
         let (appended_tx, appended) = watch::channel(0u64);
-        let (commands, receiver) = mpsc::channel(config.append_queue_max);
+        let (commands, receiver) = mpsc::channel(config.log.append_queue_max);
         let local_is_durable = config.wal.is_none();
         let settings = writer::WriterSettings {
-            sync_each_commit: local_is_durable && config.durability == Durability::Fsync,
-            group_bytes_max: config.group_commit_bytes_max,
+            sync_each_commit: local_is_durable && config.log.durability == Durability::Fsync,
+            group_bytes_max: config.log.group_commit_bytes_max,
             commit_log,
         };
         let mut threads = vec![writer::spawn(store.clone(), receiver, appended_tx, settings)?];
         let stop_syncer = Arc::new(AtomicBool::new(false));
-        if local_is_durable && config.durability == Durability::Periodic {
-            let interval = Duration::from_millis(config.fsync_interval_ms);
+        if local_is_durable && config.log.durability == Durability::Periodic {
+            let interval = Duration::from_millis(config.log.fsync_interval_ms);
             threads.push(writer::spawn_wal_syncer(store.clone(), interval, stop_syncer.clone())?);
         }
         let cluster_id = match Self::cluster_id_from(stored_cluster_id, config.cluster_id.as_deref()) {
@@ -551,7 +549,6 @@ impl Log {
                         None => local,
                     }
                 },
-                producer_ids: Mutex::new(0..0),
                 commands,
                 appended,
                 static_defaults,
@@ -560,8 +557,8 @@ impl Log {
                 cluster_id,
                 threads: SyncMutex::new(threads),
                 stop_syncer,
-                record_batch_decompressed_bytes_max: config.record_batch_decompressed_bytes_max,
-                partitions_per_topic_max: config.partitions_per_topic_max,
+                record_batch_decompressed_bytes_max: config.log.record_batch_decompressed_bytes_max,
+                partitions_per_topic_max: config.log.partitions_per_topic_max,
                 leads_by_default,
             }),
         })
@@ -1030,15 +1027,10 @@ impl Log {
         Ok(count)
     }
 
-    /// Allocates a new idempotent producer id (epoch 0) from the current block; ids never repeat,
-    /// across restarts too (a restart skips the rest of a block).
-    pub async fn init_producer_id(&self) -> Result<(i64, i16), LogError> {
-        let mut ids = self.inner.producer_ids.lock().await;
-        if ids.is_empty() {
-            *ids = self.inner.metadata.allocate_producer_ids().await?;
-        }
-        let id = ids.next().ok_or(LogError::Unavailable)?;
-        Ok((id, 0))
+    /// Where topics, producer-id blocks, dynamic configs and the remote index are kept (the
+    /// producer-id manager allocates its blocks there).
+    pub fn metadata_store(&self) -> Arc<dyn MetadataStore> {
+        self.inner.metadata.clone()
     }
 
     /// Moves a partition's log start to `offset` (DeleteRecords); -1 means the high watermark.

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::config::definitions::{self, Scope};
+
 /// How record timestamps are set (`message.timestamp.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimestampType {
@@ -69,98 +71,14 @@ pub struct TopicConfig {
     pub overrides: BTreeMap<String, String>,
 }
 
-enum Kind {
-    Long { min: i64 },
-    Int { min: i64 },
-    Ratio,
-    Bool,
-    Text,
-    OneOf(&'static [&'static str]),
-}
-
-/// Every topic config Apache Kafka 4 accepts, so that tools and client test suites can set them.
-/// Enforced here: `retention.ms`, `retention.bytes`, `max.message.bytes`, `message.timestamp.type`,
-/// `min.insync.replicas` (acks=all above 1 gets NOT_ENOUGH_REPLICAS), the tiering settings
-/// (`segment.bytes`, `segment.ms`, `local.retention.*`, `remote.storage.enable`,
-/// `remote.log.copy.disable`) and, for `cleanup.policy` with `compact`, Kafka's rules that records
-/// need keys and that the topic is not tiered (`validate_all`). Stored and described but without effect: the index, flush and replication settings
-/// (one replica), `compression.type` other than `producer` (batches are stored as produced), and key
-/// compaction itself (a compacted topic keeps every record).
-///
-/// Zombi's own topic configs start with `zombi.`: `zombi.iceberg.enable` turns the topic's Iceberg
-/// table on or off (default: `--iceberg-enable`).
-const KNOWN: &[(&str, Kind)] = &[
-    ("cleanup.policy", Kind::OneOf(&["delete", "compact", "compact,delete", "delete,compact"])),
-    ("compression.gzip.level", Kind::Int { min: -1 }),
-    ("compression.lz4.level", Kind::Int { min: 1 }),
-    ("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"])),
-    ("compression.zstd.level", Kind::Int { min: -131_072 }),
-    ("delete.retention.ms", Kind::Long { min: 0 }),
-    ("file.delete.delay.ms", Kind::Long { min: 0 }),
-    ("flush.messages", Kind::Long { min: 1 }),
-    ("flush.ms", Kind::Long { min: 0 }),
-    ("follower.replication.throttled.replicas", Kind::Text),
-    ("index.interval.bytes", Kind::Int { min: 0 }),
-    ("leader.replication.throttled.replicas", Kind::Text),
-    ("local.retention.bytes", Kind::Long { min: -2 }),
-    ("local.retention.ms", Kind::Long { min: -2 }),
-    ("max.compaction.lag.ms", Kind::Long { min: 1 }),
-    ("max.message.bytes", Kind::Int { min: 0 }),
-    ("message.downconversion.enable", Kind::Bool),
-    ("message.format.version", Kind::Text),
-    ("message.timestamp.after.max.ms", Kind::Long { min: 0 }),
-    ("message.timestamp.before.max.ms", Kind::Long { min: 0 }),
-    ("message.timestamp.difference.max.ms", Kind::Long { min: 0 }),
-    ("message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"])),
-    ("min.cleanable.dirty.ratio", Kind::Ratio),
-    ("min.compaction.lag.ms", Kind::Long { min: 0 }),
-    ("min.insync.replicas", Kind::Int { min: 1 }),
-    ("preallocate", Kind::Bool),
-    ("remote.log.copy.disable", Kind::Bool),
-    ("remote.log.delete.on.disable", Kind::Bool),
-    ("remote.storage.enable", Kind::Bool),
-    ("retention.bytes", Kind::Long { min: -1 }),
-    ("retention.ms", Kind::Long { min: -1 }),
-    ("segment.bytes", Kind::Int { min: 14 }),
-    ("segment.index.bytes", Kind::Int { min: 4 }),
-    ("segment.jitter.ms", Kind::Long { min: 0 }),
-    ("segment.ms", Kind::Long { min: 1 }),
-    ("unclean.leader.election.enable", Kind::Bool),
-    (ICEBERG_ENABLE, Kind::Bool),
-];
-
 /// The topic config that turns a topic's Iceberg table on or off.
-pub const ICEBERG_ENABLE: &str = "zombi.iceberg.enable";
-
-/// Apache Kafka's defaults of the configs that are described but not enforced.
-const DEFAULTS: &[(&str, &str)] = &[
-    ("compression.gzip.level", "-1"),
-    ("compression.lz4.level", "9"),
-    ("compression.zstd.level", "3"),
-    ("delete.retention.ms", "86400000"),
-    ("file.delete.delay.ms", "60000"),
-    ("flush.messages", "9223372036854775807"),
-    ("flush.ms", "9223372036854775807"),
-    ("index.interval.bytes", "4096"),
-    ("max.compaction.lag.ms", "9223372036854775807"),
-    ("message.downconversion.enable", "true"),
-    ("message.format.version", "3.0-IV1"),
-    ("message.timestamp.after.max.ms", "3600000"),
-    ("message.timestamp.before.max.ms", "9223372036854775807"),
-    ("message.timestamp.difference.max.ms", "9223372036854775807"),
-    ("min.cleanable.dirty.ratio", "0.5"),
-    ("min.compaction.lag.ms", "0"),
-    ("preallocate", "false"),
-    ("remote.log.copy.disable", "false"),
-    ("remote.log.delete.on.disable", "false"),
-    ("segment.index.bytes", "10485760"),
-    ("segment.jitter.ms", "0"),
-    ("unclean.leader.election.enable", "false"),
-];
+pub use crate::config::definitions::ICEBERG_ENABLE;
 
 /// Checks one topic config; the message is what the client sees with INVALID_CONFIG.
+/// Every topic config Apache Kafka 4 accepts is known (the table in `config::definitions`, which
+/// also says which ones are enforced).
 pub fn validate(name: &str, value: &str) -> Result<(), String> {
-    validate_in(KNOWN, "topic", name, value)
+    definitions::validate(Scope::Topic, name, value)
 }
 
 /// Apache Kafka 4.0's refusal of tiered storage for a compacted topic, word for word
@@ -192,119 +110,12 @@ fn is_compact_policy(configs: &BTreeMap<String, String>) -> bool {
     configs.get("cleanup.policy").is_some_and(|policy| policy.to_ascii_lowercase().contains("compact"))
 }
 
-fn validate_in(known: &[(&str, Kind)], scope: &str, name: &str, value: &str) -> Result<(), String> {
-    let Some((_, kind)) = known.iter().find(|(known, _)| *known == name) else {
-        return Err(format!("Unknown {scope} config name: {name}"));
-    };
-    let number_at_least = |min: i64, max: i64| match value.trim().parse::<i64>() {
-        Ok(number) if number >= min && number <= max => Ok(()),
-        _ => Err(format!("Invalid value {value} for configuration {name}: must be an integer from {min} to {max}")),
-    };
-    match kind {
-        Kind::Long { min } => number_at_least(*min, i64::MAX),
-        Kind::Int { min } => number_at_least(*min, i64::from(i32::MAX)),
-        Kind::Ratio => match value.trim().parse::<f64>() {
-            Ok(ratio) if (0.0..=1.0).contains(&ratio) => Ok(()),
-            _ => Err(format!("Invalid value {value} for configuration {name}: must be between 0 and 1")),
-        },
-        Kind::Bool if value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false") => Ok(()),
-        Kind::Bool => Err(format!("Invalid value {value} for configuration {name}: must be true or false")),
-        Kind::Text => Ok(()),
-        Kind::OneOf(allowed) if allowed.contains(&value) => Ok(()),
-        Kind::OneOf(allowed) => {
-            Err(format!("Invalid value {value} for configuration {name}: must be one of {allowed:?}"))
-        }
-    }
-}
-
-/// Broker configs that Apache Kafka lets AlterConfigs change at run time. Enforced here, as the
-/// defaults of topics that set nothing: `log.retention.ms`, `log.retention.bytes`,
-/// `message.max.bytes`, `log.segment.bytes`, `log.roll.ms` and `log.local.retention.*` (see
-/// `BrokerDefaults::with_dynamic`); the rest are stored and described (thread pools and the like
-/// do not exist here).
-const BROKER_DYNAMIC: &[(&str, Kind)] = &[
-    ("background.threads", Kind::Int { min: 1 }),
-    ("compression.type", Kind::OneOf(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"])),
-    ("log.cleaner.threads", Kind::Int { min: 0 }),
-    ("log.cleanup.policy", Kind::OneOf(&["delete", "compact", "compact,delete", "delete,compact"])),
-    ("log.flush.interval.messages", Kind::Long { min: 1 }),
-    ("log.flush.interval.ms", Kind::Long { min: 0 }),
-    ("log.local.retention.bytes", Kind::Long { min: -2 }),
-    ("log.local.retention.ms", Kind::Long { min: -2 }),
-    ("log.message.timestamp.type", Kind::OneOf(&["CreateTime", "LogAppendTime"])),
-    ("log.retention.bytes", Kind::Long { min: -1 }),
-    ("log.retention.ms", Kind::Long { min: -1 }),
-    ("log.roll.ms", Kind::Long { min: 1 }),
-    ("log.segment.bytes", Kind::Int { min: 14 }),
-    ("max.connections", Kind::Int { min: 0 }),
-    ("max.connections.per.ip", Kind::Int { min: 0 }),
-    ("message.max.bytes", Kind::Int { min: 0 }),
-    ("min.insync.replicas", Kind::Int { min: 1 }),
-    ("num.io.threads", Kind::Int { min: 1 }),
-    ("num.network.threads", Kind::Int { min: 1 }),
-    ("num.recovery.threads.per.data.dir", Kind::Int { min: 1 }),
-    ("num.replica.fetchers", Kind::Int { min: 1 }),
-    ("sasl.kerberos.min.time.before.relogin", Kind::Long { min: 0 }),
-    ("sasl.kerberos.ticket.renew.jitter", Kind::Ratio),
-    ("sasl.kerberos.ticket.renew.window.factor", Kind::Ratio),
-    ("unclean.leader.election.enable", Kind::Bool),
-];
-
-/// Group configs (KIP-848's per-group settings): stored and described; the classic protocol takes
-/// its timeouts from each member's JoinGroup.
-const GROUP: &[(&str, Kind)] = &[
-    ("consumer.heartbeat.interval.ms", Kind::Int { min: 1 }),
-    ("consumer.session.timeout.ms", Kind::Int { min: 1 }),
-    ("share.heartbeat.interval.ms", Kind::Int { min: 1 }),
-    ("share.record.lock.duration.ms", Kind::Int { min: 1 }),
-    ("share.session.timeout.ms", Kind::Int { min: 1 }),
-    ("streams.heartbeat.interval.ms", Kind::Int { min: 1 }),
-    ("streams.num.standby.replicas", Kind::Int { min: 0 }),
-    ("streams.session.timeout.ms", Kind::Int { min: 1 }),
-];
-
-/// DescribeConfigs' config type (BOOLEAN 1, STRING 2, INT 3, LONG 5, DOUBLE 6, LIST 7) of a topic,
-/// broker or group config name.
-pub fn config_type(name: &str) -> i8 {
-    if name.ends_with("cleanup.policy") || name.ends_with(".replicas") || name == "advertised.listeners" {
-        return 7;
-    }
-    let kind = [KNOWN, BROKER_DYNAMIC, GROUP].iter().find_map(|known| known.iter().find(|(n, _)| *n == name));
-    match kind.map(|(_, kind)| kind) {
-        Some(Kind::Long { .. }) => 5,
-        Some(Kind::Int { .. }) => 3,
-        Some(Kind::Ratio) => 6,
-        Some(Kind::Bool) => 1,
-        Some(Kind::Text | Kind::OneOf(_)) => 2,
-        None if name.ends_with(".ms") || name.ends_with(".bytes") => 5,
-        None if name.ends_with(".id") || name.ends_with(".partitions") => 3,
-        None if name.ends_with(".enable") => 1,
-        None => 2,
-    }
-}
-
-/// Checks a dynamic broker config.
-pub fn validate_broker(name: &str, value: &str) -> Result<(), String> {
-    validate_in(BROKER_DYNAMIC, "broker", name, value)
-}
-
-/// Whether AlterConfigs may set the broker config (DescribeConfigs marks the others read-only).
-pub fn is_broker_dynamic(name: &str) -> bool {
-    BROKER_DYNAMIC.iter().any(|(known, _)| *known == name)
-}
-
-/// Checks a group config.
-pub fn validate_group(name: &str, value: &str) -> Result<(), String> {
-    validate_in(GROUP, "group", name, value)
-}
-
 /// Every known topic config name with its effective value and whether the topic set it.
 pub fn describe(config: &TopicConfig) -> Vec<(&'static str, String, bool)> {
-    KNOWN
-        .iter()
-        .map(|(name, _)| {
-            let explicit = config.overrides.get(*name);
-            let value = match (*name, explicit) {
+    definitions::topic_config_names()
+        .map(|name| {
+            let explicit = config.overrides.get(name);
+            let value = match (name, explicit) {
                 (_, Some(value)) => value.clone(),
                 ("retention.ms", None) => config.retention_ms.to_string(),
                 ("retention.bytes", None) => config.retention_bytes.to_string(),
@@ -319,11 +130,9 @@ pub fn describe(config: &TopicConfig) -> Vec<(&'static str, String, bool)> {
                 ("local.retention.bytes", None) => config.local_retention_bytes.to_string(),
                 ("remote.storage.enable", None) => config.remote_copy.to_string(),
                 (ICEBERG_ENABLE, None) => config.iceberg_enable.to_string(),
-                (name, None) => {
-                    DEFAULTS.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string()).unwrap_or_default()
-                }
+                (name, None) => definitions::topic_default(name).to_string(),
             };
-            (*name, value, explicit.is_some())
+            (name, value, explicit.is_some())
         })
         .collect()
 }

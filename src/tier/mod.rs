@@ -24,7 +24,7 @@ use bytes::Bytes;
 use tokio::sync::{OnceCell, Semaphore};
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::TierConfig;
 use crate::log::{Log, LogError};
 use object_store::{Counted, ObjectStore, ObjectStoreError, RequestCounts};
 use segment::{Segment, SegmentInfo};
@@ -45,13 +45,13 @@ pub struct TierSettings {
 }
 
 impl Tier {
-    pub async fn open(config: &Config) -> Result<Tier, ObjectStoreError> {
+    pub async fn open(config: &TierConfig) -> Result<Tier, ObjectStoreError> {
         let store = object_store::open(&config.object_store, &config.s3).await?;
         tracing::info!(object_store = %store.describe(), "object store opened");
         Ok(Tier::new(
             store,
-            config.remote_fetch_cache_bytes,
-            TierSettings { task_interval_ms: config.remote_task_interval_ms, requests_max: config.remote_requests_max },
+            config.fetch_cache_bytes,
+            TierSettings { task_interval_ms: config.task_interval_ms, requests_max: config.requests_max },
         ))
     }
 

@@ -1,27 +1,20 @@
 //! Tiering's series at scrape time: each partition's local start, remote end, segments and
 //! uploads, and the object store's request counts.
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::UnifiedLog;
-use crate::metrics::{PartitionLabels, encode_metric};
+use crate::metrics::{PartitionLabels, ScrapeCollector, encode_metric};
 
 /// Reads the tiering state when `/metrics` is scraped.
 pub struct TierCollector {
     pub unified: UnifiedLog,
 }
 
-impl std::fmt::Debug for TierCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TierCollector").finish_non_exhaustive()
-    }
-}
-
-impl Collector for TierCollector {
+impl ScrapeCollector for TierCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         encode_tiering(&mut encoder, &crate::tier::status(self.unified.log(), self.unified.tier()))?;
         match self.unified.wal() {

@@ -63,7 +63,7 @@ impl UnifiedLog {
     /// and partitions are rebuilt when taken over, so nothing is recovered here but the claim
     /// of this broker's write-ahead log stream (which seals its earlier ones).
     pub async fn open_with(config: &Config, metadata: Option<MetadataWrapper>) -> Result<UnifiedLog, LogError> {
-        let tier = Arc::new(Tier::open(config).await.map_err(|e| LogError::Remote(e.to_string()))?);
+        let tier = Arc::new(Tier::open(&config.tier).await.map_err(|e| LogError::Remote(e.to_string()))?);
         let wal = match &config.wal {
             Some(settings) => Some(Arc::new(open_wal(config, settings).await?)),
             None => None,
@@ -275,13 +275,13 @@ fn remote(error: crate::tier::object_store::ObjectStoreError) -> LogError {
 
 /// Opens the write-ahead log's store and claims this broker's stream in it.
 async fn open_wal(config: &Config, settings: &WalConfig) -> Result<Wal, LogError> {
-    let store = crate::tier::object_store::open(&settings.store, &config.s3).await.map_err(remote)?;
+    let store = crate::tier::object_store::open(&settings.store, &config.tier.s3).await.map_err(remote)?;
     let requests = store.counts.clone();
     let wal_settings = WalSettings {
         interval_ms: settings.interval_ms,
         bytes_max: settings.bytes_max,
         in_flight_max: crate::wal::IN_FLIGHT_MAX,
-        queue_max: config.append_queue_max,
+        queue_max: config.log.append_queue_max,
         roll_ms: settings.stream_roll_ms,
     };
     Wal::open(Arc::new(store), requests, config.node_id, wal_settings).await

@@ -8,18 +8,15 @@ use bytes::{Bytes, BytesMut};
 
 use super::UnifiedLog;
 use super::remote_log_manager::RemoteLogManager;
-use crate::config::{Config, Settings};
+use crate::config::Config;
 use crate::log::batch::{self, tests::batch as make_batch};
 use crate::log::{LogError, ReadRequest};
 use crate::tier::segment::{self, Segment, SegmentInfo};
 
 async fn open(data_dir: &Path, objects: &Path) -> UnifiedLog {
-    let settings = Settings {
-        data_dir: Some(data_dir.to_path_buf()),
-        object_store: Some(format!("file://{}", objects.display())),
-        ..Settings::default()
-    };
-    let config = Config::resolve(settings, Settings::default()).expect("config");
+    let object_store = format!("file://{}", objects.display());
+    let args = ["zombi", "--data-dir", data_dir.to_str().unwrap(), "--object-store", &object_store];
+    let config = Config::try_parse_from(args).expect("config");
     UnifiedLog::open(&config).await.expect("open")
 }
 

@@ -1,13 +1,12 @@
 //! The group coordinator's series at scrape time: members, committed offsets and lag per group.
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::Coordinator;
+use super::GroupCoordinator;
 use crate::log::Log;
-use crate::metrics::encode_metric;
+use crate::metrics::{ScrapeCollector, encode_metric};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct GroupPartitionLabels {
@@ -24,17 +23,11 @@ struct GroupLabels {
 
 /// Reads the coordinator (and the log ends, for lag) when `/metrics` is scraped.
 pub struct GroupCollector {
-    pub coordinator: Coordinator,
+    pub coordinator: GroupCoordinator,
     pub log: Log,
 }
 
-impl std::fmt::Debug for GroupCollector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupCollector").finish_non_exhaustive()
-    }
-}
-
-impl Collector for GroupCollector {
+impl ScrapeCollector for GroupCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let lag = Family::<GroupPartitionLabels, Gauge>::default();
         let committed = Family::<GroupPartitionLabels, Gauge>::default();

@@ -1,4 +1,4 @@
-//! Coordinator tests with tokio's paused clock: rebalances, fencing, session expiry and offsets,
+//! GroupCoordinator tests with tokio's paused clock: rebalances, fencing, session expiry and offsets,
 //! driven through the same calls the handlers make.
 
 use std::time::Duration;
@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 
-use super::group::{GroupLimits, JoinRequest, JoinResult};
-use super::{CommitRequest, Coordinator};
+use super::{CommitRequest, GroupCoordinator};
+use super::{GroupLimits, JoinRequest, JoinResult};
 use crate::config::Durability;
 use crate::log::open_for_tests;
 
@@ -33,21 +33,26 @@ fn join_request(member_id: &str, instance_id: Option<&str>) -> JoinRequest {
     }
 }
 
-async fn open() -> (tempfile::TempDir, crate::log::Log, Coordinator) {
+async fn open() -> (tempfile::TempDir, crate::log::Log, GroupCoordinator) {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
-    let coordinator = Coordinator::open(log.clone(), LIMITS, 60_000).await.expect("coordinator");
+    let coordinator = GroupCoordinator::open(log.clone(), LIMITS, 60_000).await.expect("coordinator");
     (dir, log, coordinator)
 }
 
 /// KIP-394 first join, then the real join; returns the result of the second.
-async fn join_new(coordinator: &Coordinator, group: &str) -> JoinResult {
+async fn join_new(coordinator: &GroupCoordinator, group: &str) -> JoinResult {
     let first = coordinator.join(group, join_request("", None)).await;
     assert_eq!(first.error, ResponseError::MemberIdRequired.code());
     coordinator.join(group, join_request(&first.member_id, None)).await
 }
 
-async fn sync(coordinator: &Coordinator, group: &str, join: &JoinResult, assignments: Vec<(String, Bytes)>) -> i16 {
+async fn sync(
+    coordinator: &GroupCoordinator,
+    group: &str,
+    join: &JoinResult,
+    assignments: Vec<(String, Bytes)>,
+) -> i16 {
     coordinator
         .sync(group, &join.member_id, None, join.generation, Some("consumer"), Some("range"), assignments)
         .await
@@ -156,7 +161,7 @@ async fn commits_are_checked_and_survive_a_reopen() {
     log.close().await;
     drop(log);
     let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
-    let coordinator = Coordinator::open(log.clone(), LIMITS, 60_000).await.expect("coordinator");
+    let coordinator = GroupCoordinator::open(log.clone(), LIMITS, 60_000).await.expect("coordinator");
     let committed = coordinator.committed("g", None);
     assert_eq!(committed.len(), 1);
     let offset = committed[0].2.clone().expect("committed");
@@ -215,7 +220,7 @@ async fn offsets_of_empty_groups_expire_after_the_retention() {
     let dir = tempfile::tempdir().expect("temp dir");
     let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
     // A retention of 0 ms: anything committed before now is expired at the next tick.
-    let coordinator = Coordinator::open(log.clone(), LIMITS, 0).await.expect("coordinator");
+    let coordinator = GroupCoordinator::open(log.clone(), LIMITS, 0).await.expect("coordinator");
     let commit = CommitRequest { topic: "t".into(), partition: 0, offset: 3, leader_epoch: -1, metadata: None };
     assert_eq!(coordinator.commit("empty", -1, "", None, vec![commit.clone()]).await, Ok(vec![0]));
     let join = join_new(&coordinator, "busy").await;
@@ -232,7 +237,7 @@ async fn offsets_of_empty_groups_expire_after_the_retention() {
 }
 
 /// Runs the coordinator's timer task, as the server does, until the returned sender is dropped.
-fn run_timers(coordinator: &Coordinator) -> tokio::sync::watch::Sender<bool> {
+fn run_timers(coordinator: &GroupCoordinator) -> tokio::sync::watch::Sender<bool> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(coordinator.clone().run_timers(Duration::from_secs(3600), stopped));
     stop

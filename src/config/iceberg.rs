@@ -140,34 +140,37 @@ impl std::str::FromStr for PartitionBy {
     }
 }
 
-/// The Iceberg flags as given (`config.rs` merges the layers); [`IcebergSettings::resolve`]
-/// checks them and fills in the defaults.
-#[derive(Debug, Clone)]
+/// The Iceberg flags as given; [`IcebergSettings::resolve`] checks them and fills in the defaults
+/// that depend on other sections. The flags' help, defaults and TOML keys are their rows in
+/// `definitions.rs`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Iceberg")]
 pub struct IcebergFlags {
+    #[arg(long = "iceberg-catalog", env = "ZOMBI_ICEBERG_CATALOG")]
     pub catalog: Option<String>,
+    #[arg(long = "iceberg-warehouse", env = "ZOMBI_ICEBERG_WAREHOUSE")]
     pub warehouse: Option<String>,
+    #[arg(long = "iceberg-partition-by", env = "ZOMBI_ICEBERG_PARTITION_BY")]
+    pub partition_by: String,
+    #[arg(long = "iceberg-namespace", env = "ZOMBI_ICEBERG_NAMESPACE")]
     pub namespace: String,
+    #[arg(long = "iceberg-commit-interval-ms", env = "ZOMBI_ICEBERG_COMMIT_INTERVAL_MS")]
     pub commit_interval_ms: u64,
+    #[arg(long = "iceberg-target-file-bytes", env = "ZOMBI_ICEBERG_TARGET_FILE_BYTES")]
     pub target_file_bytes: usize,
+    #[arg(long = "iceberg-enable", env = "ZOMBI_ICEBERG_ENABLE", action = clap::ArgAction::Set)]
     pub enable: bool,
-    pub partition_by: Option<String>,
+    #[arg(long = "iceberg-compaction-interval-ms", env = "ZOMBI_ICEBERG_COMPACTION_INTERVAL_MS")]
+    pub compaction_interval_ms: u64,
+    #[arg(long = "iceberg-compaction-min-files", env = "ZOMBI_ICEBERG_COMPACTION_MIN_FILES")]
+    pub compaction_min_files: usize,
+    #[arg(long = "iceberg-snapshot-max-age-ms", env = "ZOMBI_ICEBERG_SNAPSHOT_MAX_AGE_MS")]
+    pub snapshot_max_age_ms: u64,
+    #[arg(long = "iceberg-orphan-min-age-ms", env = "ZOMBI_ICEBERG_ORPHAN_MIN_AGE_MS")]
+    pub orphan_min_age_ms: u64,
 }
 
-impl Default for IcebergFlags {
-    fn default() -> Self {
-        IcebergFlags {
-            catalog: None,
-            warehouse: None,
-            namespace: "zombi".to_string(),
-            commit_interval_ms: 60_000,
-            target_file_bytes: 128 * 1024 * 1024,
-            enable: true,
-            partition_by: None,
-        }
-    }
-}
-
-/// The sink's settings (flags in `config.rs`).
+/// The sink's settings, resolved (the Iceberg section of the config).
 #[derive(Debug, Clone)]
 pub struct IcebergSettings {
     pub catalog: CatalogLocation,
@@ -201,19 +204,29 @@ pub struct IcebergSettings {
 
 impl IcebergSettings {
     /// Defaults under `data_dir`, or under the object store's S3 prefix for the warehouse when
-    /// the log goes to S3; errors name the flag.
+    /// the log goes to S3; errors name the flag. In a cluster (`coordinator`, its PostgreSQL URL)
+    /// the tables are shared: their catalog defaults to the coordinator's PostgreSQL, and their
+    /// warehouse to the shared object store even when it is a directory.
     pub fn resolve(
         data_dir: &Path,
         flags: IcebergFlags,
         object_store: &Location,
         s3: &S3Options,
+        coordinator: Option<&str>,
     ) -> Result<Self, (&'static str, String)> {
         let data_dir = absolute(data_dir);
-        let catalog = match flags.catalog {
+        let shared_warehouse = match (coordinator, object_store) {
+            (Some(_), Location::Directory(dir)) => {
+                Some(format!("file://{}", absolute(dir).join("iceberg").join("warehouse").display()))
+            }
+            _ => None,
+        };
+        let warehouse = flags.warehouse.or(shared_warehouse);
+        let catalog = match flags.catalog.or(coordinator.map(str::to_string)) {
             Some(text) => CatalogLocation::parse(&text).map_err(|e| ("iceberg-catalog", e))?,
             None => CatalogLocation::Sqlite(data_dir.join("iceberg").join("catalog.db")),
         };
-        let warehouse = match (flags.warehouse, object_store) {
+        let warehouse = match (warehouse, object_store) {
             (Some(text), _) if text.starts_with("file:///") => text.trim_end_matches('/').to_string(),
             (Some(text), _) if text.starts_with("s3://") => match text["s3://".len()..].split('/').next() {
                 Some(bucket) if !bucket.is_empty() => text.trim_end_matches('/').to_string(),
@@ -231,11 +244,18 @@ impl IcebergSettings {
                 format!("file://{}", data_dir.join("iceberg").join("warehouse").display())
             }
         };
-        let partition_by = match flags.partition_by {
-            Some(text) => text.parse().map_err(|e| ("iceberg-partition-by", e))?,
-            None => PartitionBy::default(),
-        };
-        let IcebergFlags { namespace, commit_interval_ms, target_file_bytes, enable, .. } = flags;
+        let partition_by = flags.partition_by.parse().map_err(|e| ("iceberg-partition-by", e))?;
+        let IcebergFlags {
+            namespace,
+            commit_interval_ms,
+            target_file_bytes,
+            enable,
+            compaction_interval_ms,
+            compaction_min_files,
+            snapshot_max_age_ms,
+            orphan_min_age_ms,
+            ..
+        } = flags;
         if namespace.is_empty() || namespace.contains('.') {
             return Err(("iceberg-namespace", "must be a non-empty name without '.'".to_string()));
         }
@@ -245,6 +265,15 @@ impl IcebergSettings {
         if target_file_bytes < 1024 * 1024 {
             return Err(("iceberg-target-file-bytes", "must be at least 1 MiB".to_string()));
         }
+        if compaction_min_files < 2 {
+            return Err(("iceberg-compaction-min-files", "must be at least 2".to_string()));
+        }
+        let maintenance = MaintenanceSettings {
+            interval_ms: compaction_interval_ms,
+            min_files: compaction_min_files,
+            snapshot_max_age_ms,
+            orphan_min_age_ms,
+        };
         Ok(IcebergSettings {
             catalog,
             warehouse,
@@ -258,23 +287,8 @@ impl IcebergSettings {
             row_group_rows_max: 64 * 1024,
             retry_backoff_ms_max: 300_000,
             enable,
-            maintenance: MaintenanceSettings::default(),
+            maintenance,
         })
-    }
-
-    /// The defaults under `data_dir` with a local warehouse (tests and benchmarks).
-    pub fn local(data_dir: &Path, flags: IcebergFlags) -> Result<Self, (&'static str, String)> {
-        Self::resolve(data_dir, flags, &Location::Directory(data_dir.join("objects")), &S3Options::default())
-    }
-}
-
-impl IcebergSettings {
-    /// These settings with `maintenance`, checked; errors name the flag.
-    pub fn with_maintenance(self, maintenance: MaintenanceSettings) -> Result<Self, (&'static str, String)> {
-        if maintenance.min_files < 2 {
-            return Err(("iceberg-compaction-min-files", "must be at least 2".to_string()));
-        }
-        Ok(IcebergSettings { maintenance, ..self })
     }
 }
 
@@ -293,15 +307,4 @@ pub struct MaintenanceSettings {
     pub snapshot_max_age_ms: u64,
     /// Files no snapshot referenced are deleted once older than this.
     pub orphan_min_age_ms: u64,
-}
-
-impl Default for MaintenanceSettings {
-    fn default() -> Self {
-        MaintenanceSettings {
-            interval_ms: 300_000,
-            min_files: 8,
-            snapshot_max_age_ms: 3_600_000,
-            orphan_min_age_ms: 86_400_000,
-        }
-    }
 }

@@ -1,0 +1,29 @@
+//! HTTP: the listener of the console, `/metrics` and the events API, and its limits.
+
+use std::net::SocketAddr;
+
+/// The flags' help, defaults and TOML keys are their rows in `definitions.rs`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "HTTP")]
+pub struct HttpConfig {
+    #[arg(long = "http-listen", env = "ZOMBI_HTTP_LISTEN")]
+    pub listen: SocketAddr,
+    /// Largest HTTP request body (413 above it).
+    #[arg(long = "http-request-max-bytes", env = "ZOMBI_HTTP_REQUEST_MAX_BYTES")]
+    pub request_bytes_max: usize,
+    /// Most HTTP connections served at once (more are answered 503 and closed).
+    #[arg(id = "http_connections_max", long = "http-connections-max", env = "ZOMBI_HTTP_CONNECTIONS_MAX")]
+    pub connections_max: usize,
+    /// Time to receive a request's header, from when the server starts waiting for it.
+    #[arg(long = "http-header-read-timeout-ms", env = "ZOMBI_HTTP_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: u64,
+    /// Time without a byte read or written after which an HTTP connection is closed.
+    #[arg(long = "http-idle-timeout-ms", env = "ZOMBI_HTTP_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: u64,
+    /// Most records one `GET /events/{topic}` returns.
+    #[arg(skip = 1000_usize)]
+    pub read_records_max: usize,
+    /// Most batch bytes one `GET /events/{topic}` reads from the log.
+    #[arg(skip = 4 * 1024 * 1024_usize)]
+    pub read_bytes_max: usize,
+}

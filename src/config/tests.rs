@@ -1,0 +1,458 @@
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+
+use super::definitions::{self, DEFINITIONS, Scope};
+use super::*;
+
+fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+    Config::try_parse_from(std::iter::once("zombi").chain(args.iter().copied()))
+}
+
+/// A TOML file holding `text`, kept while the returned guard lives.
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(text.as_bytes()).expect("write");
+    file
+}
+
+/// Where the value of `--flag` came from, and what it was, after parsing `args`.
+fn source_of(args: &[&str], flag: &str) -> (Option<ValueSource>, Option<String>) {
+    let (cli, matches) = matches_from(std::iter::once("zombi").chain(args.iter().copied())).expect("parses");
+    let arg = cli.get_arguments().find(|arg| arg.get_long() == Some(flag)).expect("the flag exists");
+    let id = arg.get_id().as_str();
+    let raw = matches.try_get_raw(id).ok().flatten().and_then(|mut values| values.next());
+    (matches.value_source(id), raw.map(|value| value.to_string_lossy().into_owned()))
+}
+
+#[test]
+fn flags_win_over_file_and_defaults_fill_the_rest() {
+    let toml = file("num-partitions = 2\nnode-id = 7\n");
+    let path = toml.path().to_str().unwrap();
+    let config = parse(&["--config", path, "--num-partitions", "4"]).expect("valid");
+    assert_eq!(config.log.num_partitions, 4);
+    assert_eq!(config.node_id, 7);
+    assert_eq!(config.kafka_advertised_host, "127.0.0.1");
+    assert_eq!(config.kafka_advertised_port, 9092);
+}
+
+#[test]
+fn file_uses_kafka_names() {
+    let toml = file("\"socket.request.max.bytes\" = 2048\ndata-dir = \"/x\"");
+    let config = parse(&["--config", toml.path().to_str().unwrap()]).expect("parses");
+    assert_eq!(config.network.socket_request_max_bytes, 2048);
+    assert_eq!(config.data_dir, PathBuf::from("/x"));
+    let bogus = file("bogus = 1");
+    assert!(parse(&["--config", bogus.path().to_str().unwrap()]).is_err());
+}
+
+/// Every setting's default, as README's table states it, is the table's; the defaults resolve.
+#[test]
+fn defaults_resolve_as_readme_states_them() {
+    let config = parse(&[]).expect("the defaults are valid");
+    assert_eq!(config.data_dir, PathBuf::from("./data"));
+    assert_eq!(
+        (config.log.retention_ms, config.log.segment_bytes, config.log.roll_ms),
+        (604_800_000, 64 << 20, 600_000)
+    );
+    assert_eq!(config.groups.offsets_retention_ms(), 10_080 * 60_000);
+    assert_eq!(config.network.requests_in_flight_per_connection_max, 64);
+    for (flag, readme_default) in readme_flags() {
+        let definition = definitions::setting_of(&flag).unwrap_or_else(|| panic!("README's --{flag} has no row"));
+        let literal =
+            readme_default.strip_prefix('`').and_then(|d| d.strip_suffix('`')).filter(|d| !d.contains(['<', '`']));
+        if let Some(literal) = literal {
+            assert_eq!(definition.default, Some(literal), "--{flag}");
+        }
+    }
+}
+
+/// README's flag tables: (flag, default cell).
+fn readme_flags() -> Vec<(String, String)> {
+    include_str!("../../README.md")
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `--"))
+        .map(|rest| {
+            let (flag, rest) = rest.split_once('`').expect("| `--flag` | default | meaning |");
+            let default = rest.trim_start_matches(" |").split(" | ").next().unwrap_or("").trim();
+            (flag.to_string(), default.to_string())
+        })
+        .collect()
+}
+
+/// A value each setting accepts.
+fn sample(flag: &str) -> String {
+    let given = match flag {
+        "cluster-id" => "zombi-cluster",
+        "kafka-advertised" => "kafka.local:19092",
+        "object-store" | "wal-store" => "file:///var/tmp/objects",
+        "s3-endpoint" => "http://127.0.0.1:9000",
+        "s3-region" => "eu-west-1",
+        "iceberg-catalog" => "sqlite:///var/tmp/catalog.db",
+        "iceberg-warehouse" => "file:///var/tmp/warehouse",
+        "coordinator" => "postgres://zombi:zombi@127.0.0.1:5432/zombi",
+        "broker-rack" => "rack-a",
+        _ => definitions::setting_of(flag).and_then(|definition| definition.default).expect("a default"),
+    };
+    given.to_string()
+}
+
+/// Every flag README lists (the cluster flags too) is a flag that parses and resolves, read from
+/// the command line.
+#[test]
+fn every_readme_flag_parses() {
+    let flags = readme_flags();
+    assert_eq!(flags.len(), 55, "README lists every flag but --config");
+    for (flag, _) in flags {
+        let value = sample(&flag);
+        let given = format!("--{flag}={value}");
+        let mut args = vec![given.as_str()];
+        if flag == "coordinator" {
+            args.extend(["--wal-store", "file:///var/tmp/wal"]);
+        }
+        parse(&args).unwrap_or_else(|error| panic!("--{flag}: {error}"));
+        assert_eq!(source_of(&args, &flag), (Some(ValueSource::CommandLine), Some(value)), "--{flag}");
+    }
+}
+
+/// The TOML keys accepted, exactly as before the table: each flag's name, Kafka's name instead
+/// for the settings README lists under Kafka's names, both for the cluster's `broker.*`.
+const FILE_KEYS: &[&str] = &[
+    "data-dir",
+    "node-id",
+    "cluster-id",
+    "kafka-listen",
+    "kafka-advertised",
+    "http-listen",
+    "http-request-max-bytes",
+    "http-connections-max",
+    "http-header-read-timeout-ms",
+    "http-idle-timeout-ms",
+    "record-batch-decompressed-max-bytes",
+    "auto-create-topics",
+    "num-partitions",
+    "durability",
+    "fsync-interval-ms",
+    "socket.request.max.bytes",
+    "message.max.bytes",
+    "log.retention.ms",
+    "log.retention.bytes",
+    "retention-check-interval-ms",
+    "connections-max",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
+    "offsets.retention.minutes",
+    "log-format",
+    "object-store",
+    "s3-endpoint",
+    "s3-region",
+    "log.segment.bytes",
+    "log.roll.ms",
+    "log.local.retention.ms",
+    "log.local.retention.bytes",
+    "remote.storage.enable",
+    "remote.log.manager.task.interval.ms",
+    "remote-fetch-cache-bytes",
+    "iceberg-catalog",
+    "iceberg-warehouse",
+    "iceberg-partition-by",
+    "iceberg-namespace",
+    "iceberg-commit-interval-ms",
+    "iceberg-target-file-bytes",
+    "iceberg-enable",
+    "iceberg-compaction-interval-ms",
+    "iceberg-compaction-min-files",
+    "iceberg-snapshot-max-age-ms",
+    "iceberg-orphan-min-age-ms",
+    "wal-store",
+    "wal-interval-ms",
+    "wal-bytes-max",
+    "wal-stream-roll-ms",
+    "coordinator",
+    "broker-rack",
+    "broker.rack",
+    "broker-session-timeout-ms",
+    "broker.session.timeout.ms",
+    "broker-heartbeat-interval-ms",
+    "broker.heartbeat.interval.ms",
+];
+
+/// The file takes exactly those keys, each sets its setting, and the Kafka names README lists are
+/// among them; a flag's name where the file takes Kafka's is refused, as before.
+#[test]
+fn every_file_key_sets_its_setting() {
+    let table: BTreeSet<&str> = DEFINITIONS.iter().flat_map(|definition| definition.file_keys()).collect();
+    assert_eq!(table, FILE_KEYS.iter().copied().collect::<BTreeSet<_>>());
+    for key in FILE_KEYS {
+        let flag = definitions::flag_of_file_key(key).expect("a setting");
+        let value = sample(flag);
+        let literal = match value.parse::<i64>() {
+            Ok(number) => number.to_string(),
+            Err(_) if value == "true" || value == "false" => value.clone(),
+            Err(_) => format!("{value:?}"),
+        };
+        let toml = file(&format!("\"{key}\" = {literal}\n"));
+        let path = toml.path().to_str().unwrap();
+        let mut args = vec!["--config", path];
+        if flag == "coordinator" {
+            args.extend(["--wal-store", "file:///var/tmp/wal"]);
+        }
+        parse(&args).unwrap_or_else(|error| panic!("{key}: {error}"));
+        assert_eq!(source_of(&args, flag), (Some(ValueSource::DefaultValue), Some(value)), "{key}");
+    }
+    let readme = include_str!("../../README.md");
+    let paragraph = readme.split("In the TOML file the keys").nth(1).expect("README's TOML paragraph");
+    let paragraph = paragraph.split("\n\n").next().unwrap_or_default();
+    // The Kafka names are written `"log.retention.ms"`.
+    let quoted: Vec<&str> =
+        paragraph.split("`\"").skip(1).filter_map(|rest| rest.split_once('"').map(|(key, _)| key)).collect();
+    assert!(quoted.len() >= 10, "{quoted:?}");
+    for key in quoted {
+        assert!(FILE_KEYS.contains(&key), "README names {key}");
+    }
+    for refused in ["log-retention-ms", "socket-request-max-bytes", "auto.create.topics.enable", "config"] {
+        let toml = file(&format!("\"{refused}\" = 1\n"));
+        assert!(parse(&["--config", toml.path().to_str().unwrap()]).is_err(), "{refused}");
+    }
+}
+
+/// Each flag is a row of the table and each row with a flag is a flag, with the environment
+/// variable named after it; clap ids are unique (clap checks that only in debug builds).
+#[test]
+fn the_flags_are_the_table() {
+    let cli = command();
+    let mut ids = BTreeSet::new();
+    let mut flags = BTreeSet::new();
+    for arg in cli.get_arguments() {
+        let Some(flag) = arg.get_long() else { continue };
+        if matches!(flag, "help" | "version") {
+            continue;
+        }
+        assert!(ids.insert(arg.get_id().as_str().to_string()), "duplicate id {}", arg.get_id());
+        let env = arg.get_env().map(|env| env.to_string_lossy().into_owned());
+        let expected = format!("ZOMBI_{}", flag.to_uppercase().replace('-', "_"));
+        assert_eq!(env.as_deref(), Some(expected.as_str()), "--{flag}");
+        if flag != "config" {
+            let definition = definitions::setting_of(flag).expect("a row");
+            assert_eq!(definition.env().as_deref(), Some(expected.as_str()));
+            assert!(!definition.doc.is_empty(), "--{flag} has its help line");
+        }
+        flags.insert(flag.to_string());
+    }
+    for definition in DEFINITIONS {
+        if let Some(flag) = definition.flag {
+            assert!(flags.contains(flag), "the row of --{flag} has no flag");
+            assert_eq!(definition.scope, Scope::Broker);
+        }
+        if let Some(default) = definition.default {
+            assert!(definition.valid.check(default).is_ok(), "{}: {default}", definition.name());
+        }
+    }
+}
+
+/// A setting's value is checked by its row wherever it comes from, with the rules AlterConfigs
+/// applies to the same Kafka name.
+#[test]
+fn values_are_checked_by_their_rows() {
+    for bad in [
+        &["--log-segment-bytes", "13"][..],
+        &["--log-retention-ms=-5"],
+        &["--num-partitions", "10001"],
+        &["--node-id=-1"],
+        &["--socket-request-max-bytes", "100"],
+        &["--log-format", "yaml"],
+        &["--http-connections-max", "0"],
+        &["--message-max-bytes", "10"],
+        &["--durability", "periodic", "--fsync-interval-ms", "0"],
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?}");
+    }
+    let toml = file("\"log.roll.ms\" = 0\n");
+    assert!(parse(&["--config", toml.path().to_str().unwrap()]).is_err());
+    assert!(parse(&["--wal-interval-ms", "0"]).is_ok(), "checked only with --wal-store");
+    assert!(parse(&["--wal-store", "file:///w", "--wal-interval-ms", "0"]).is_err());
+}
+
+#[test]
+fn iceberg_defaults_live_in_the_data_dir_and_rest_catalogs_are_refused() {
+    use super::iceberg::{CatalogLocation, PartitionBy};
+    let config = parse(&["--data-dir", "/d"]).expect("valid");
+    assert_eq!(config.iceberg.catalog, CatalogLocation::Sqlite(PathBuf::from("/d/iceberg/catalog.db")));
+    assert_eq!(config.iceberg.warehouse, "file:///d/iceberg/warehouse");
+    assert_eq!((config.iceberg.namespace.as_str(), config.iceberg.commit_interval_ms), ("zombi", 60_000));
+    assert_eq!(config.iceberg.partition_by, PartitionBy::Day);
+    for catalog in ["https://rest", "mysql://x", "postgres://", "postgres:///db"] {
+        assert!(parse(&["--iceberg-catalog", catalog]).is_err(), "{catalog}");
+    }
+    for warehouse in ["s3://", "http://x/w", "/relative/without/scheme", "file://relative"] {
+        assert!(parse(&["--iceberg-warehouse", warehouse]).is_err(), "{warehouse}");
+    }
+}
+
+#[test]
+fn postgres_catalogs_never_show_their_password() {
+    use super::iceberg::CatalogLocation;
+    for url in ["postgres://zombi:s3cr3t@postgres:5432/zombi", "postgresql://zombi:s3cr3t@db/zombi?sslmode=disable"] {
+        let config = parse(&["--iceberg-catalog", url]).expect("valid");
+        assert_eq!(config.iceberg.catalog, CatalogLocation::Postgres(url.into()));
+        assert_eq!(config.iceberg.catalog.uri(), url, "sqlx gets the URL as given");
+        let shown = [config.iceberg.catalog.to_string(), format!("{:?}", config.iceberg), format!("{config:?}")];
+        for text in shown {
+            assert!(!text.contains("s3cr3t"), "{text}");
+            assert!(text.contains("zombi:***@"), "{text}");
+        }
+    }
+    let location = CatalogLocation::parse("postgres://u@h/db?password=p%40ss&application_name=z").unwrap();
+    assert_eq!(location.to_string(), "postgres://u@h/db?password=***&application_name=z");
+    assert_eq!(CatalogLocation::parse("postgres://h:5432/db").unwrap().to_string(), "postgres://h:5432/db");
+    let odd = CatalogLocation::parse("postgres://u:pa/ss@w@ord@h:5432/db").unwrap().to_string();
+    assert_eq!(odd, "postgres://u:***@h:5432/db");
+    let refused = CatalogLocation::parse("mysql://u:hidden@h/db").unwrap_err();
+    assert!(!refused.contains("hidden"), "{refused}");
+}
+
+#[test]
+fn the_warehouse_follows_an_s3_object_store() {
+    let s3 = |object_store: &str, warehouse: Option<&str>| {
+        let mut args = vec!["--object-store", object_store, "--s3-endpoint", "http://127.0.0.1:9000"];
+        if let Some(warehouse) = warehouse {
+            args.extend(["--iceberg-warehouse", warehouse]);
+        }
+        parse(&args).expect("valid").iceberg
+    };
+    assert_eq!(s3("s3://logs/prod/", None).warehouse, "s3://logs/prod/iceberg/warehouse");
+    assert_eq!(s3("s3://logs", None).warehouse, "s3://logs/iceberg/warehouse");
+    assert_eq!(s3("s3://logs", None).s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    assert_eq!(s3("s3://logs", Some("s3://lake/tables/")).warehouse, "s3://lake/tables");
+    assert_eq!(s3("s3://logs", Some("file:///w")).warehouse, "file:///w");
+    let local = s3("file:///objects", None).warehouse;
+    assert!(local.starts_with("file:///") && local.ends_with("/data/iceberg/warehouse"), "{local}");
+}
+
+#[test]
+fn partition_specs_parse_by_name() {
+    use super::iceberg::PartitionBy;
+    let by = |text: &str| parse(&["--iceberg-partition-by", text]).map(|c| c.iceberg.partition_by);
+    let named = [
+        ("day", PartitionBy::Day),
+        ("hour", PartitionBy::Hour),
+        ("month", PartitionBy::Month),
+        ("partition", PartitionBy::Partition),
+        ("none", PartitionBy::None),
+    ];
+    for (text, expected) in named {
+        assert_eq!(by(text).expect(text), expected);
+    }
+    for bad in ["", "Day", "week", "day(timestamp)"] {
+        assert!(by(bad).is_err(), "{bad:?}");
+    }
+    let toml = file("iceberg-partition-by = \"hour\"");
+    let config = parse(&["--config", toml.path().to_str().unwrap()]).expect("parses");
+    assert_eq!(config.iceberg.partition_by, PartitionBy::Hour);
+}
+
+/// Cluster mode needs a write-ahead log (no acknowledged record on one disk only); its
+/// Iceberg tables are shared: the catalog is the coordinator's PostgreSQL and the warehouse
+/// is in the shared object store, unless set; no password shows.
+#[test]
+fn cluster_mode_needs_the_write_ahead_log_and_shares_its_tables() {
+    let coordinator = "postgres://z:hidden@127.0.0.1:5432/z";
+    assert!(parse(&["--coordinator", coordinator]).is_err());
+    let cluster = ["--coordinator", coordinator, "--wal-store", "file:///w", "--object-store", "file:///shared/bucket"];
+    let config = parse(&cluster).expect("valid");
+    assert!(config.iceberg.enable);
+    assert_eq!(config.iceberg.catalog.uri(), "postgres://z:hidden@127.0.0.1:5432/z");
+    assert_eq!(config.iceberg.warehouse, "file:///shared/bucket/iceberg/warehouse");
+    assert_eq!(config.network.requests_in_flight_per_connection_max, 1024);
+    assert!(!format!("{config:?}").contains("hidden"));
+    let own_catalog = [&cluster[..], &["--iceberg-catalog", "sqlite:///c.db"]].concat();
+    let config = parse(&own_catalog).expect("valid");
+    assert!(config.iceberg.catalog.uri().starts_with("sqlite:///c.db"));
+    let single = parse(&[]).expect("valid");
+    assert!(single.iceberg.enable && single.coordinator.is_none() && single.wal.is_none());
+}
+
+#[test]
+fn advertised_rejects_unspecified_and_bad_ports() {
+    let listen = SocketAddr::from(([0, 0, 0, 0], 9092));
+    assert!(advertised_address(listen, Some("0.0.0.0:9092".into())).is_err());
+    assert!(advertised_address(listen, Some("host:0".into())).is_err());
+    assert!(advertised_address(listen, Some("host".into())).is_err());
+    assert_eq!(
+        advertised_address(listen, Some("kafka.local:19092".into())).expect("ok"),
+        ("kafka.local".into(), 19092)
+    );
+}
+
+/// DescribeConfigs lists the broker's configs in the order it always has, read-only where
+/// AlterConfigs cannot set them, and with the types it always reported.
+#[test]
+fn broker_configs_are_described_as_before() {
+    let config = parse(&["--durability", "periodic", "--fsync-interval-ms", "20", "--node-id", "3"]).expect("valid");
+    let described = definitions::described_broker_configs(&config);
+    let names: Vec<&str> = described.iter().map(|(name, ..)| *name).collect();
+    assert_eq!(
+        names,
+        [
+            "advertised.listeners",
+            "auto.create.topics.enable",
+            "broker.id",
+            "log.retention.bytes",
+            "log.retention.ms",
+            "log.segment.bytes",
+            "log.roll.ms",
+            "log.local.retention.bytes",
+            "log.local.retention.ms",
+            "log.flush.interval.messages",
+            "log.flush.interval.ms",
+            "message.max.bytes",
+            "node.id",
+            "num.partitions",
+            "socket.request.max.bytes",
+            "group.initial.rebalance.delay.ms",
+            "group.min.session.timeout.ms",
+            "group.max.session.timeout.ms",
+            "offsets.retention.minutes",
+            "default.replication.factor",
+            "min.insync.replicas",
+            "compression.type",
+            "log.cleanup.policy",
+            "log.message.timestamp.type",
+            "unclean.leader.election.enable",
+            "background.threads",
+            "num.io.threads",
+            "num.network.threads",
+        ]
+    );
+    let value = |name: &str| described.iter().find(|(n, ..)| *n == name).map(|(_, value, _)| value.as_str());
+    assert_eq!(value("log.flush.interval.ms"), Some("20"));
+    assert_eq!(value("log.flush.interval.messages"), Some("9223372036854775807"));
+    assert_eq!(value("broker.id"), Some("3"));
+    assert_eq!(value("advertised.listeners"), Some("PLAINTEXT://127.0.0.1:9092"));
+    let dynamic: Vec<&str> = described.iter().filter(|(.., dynamic)| *dynamic).map(|(name, ..)| *name).collect();
+    assert_eq!(dynamic.len(), 17, "{dynamic:?}");
+    let types = [
+        ("advertised.listeners", 7),
+        ("auto.create.topics.enable", 1),
+        ("broker.id", 3),
+        ("log.segment.bytes", 3),
+        ("log.roll.ms", 5),
+        ("socket.request.max.bytes", 5),
+        ("group.min.session.timeout.ms", 5),
+        ("offsets.retention.minutes", 2),
+        ("default.replication.factor", 2),
+        ("min.insync.replicas", 7),
+        ("log.cleanup.policy", 7),
+        ("sasl.kerberos.ticket.renew.jitter", 6),
+        ("max.connections", 3),
+    ];
+    for (name, ty) in types {
+        assert_eq!(definitions::described_type(Scope::Broker, name), ty, "{name}");
+    }
+    assert_eq!(definitions::described_type(Scope::Topic, "min.insync.replicas"), 7);
+    assert_eq!(definitions::described_type(Scope::Topic, "follower.replication.throttled.replicas"), 7);
+    assert_eq!(definitions::described_type(Scope::Group, "streams.num.standby.replicas"), 3);
+}
