@@ -195,24 +195,26 @@ pub(super) async fn incremental_alter(
 ) -> IncrementalAlterConfigsResponse {
     let mut response = IncrementalAlterConfigsResponse::default();
     for resource in request.resources {
-        let outcome = alter_resource(
-            broker,
-            resource.resource_type,
-            resource.resource_name.as_str(),
-            request.validate_only,
-            |configs| {
-                for config in &resource.configs {
-                    apply_operation(
-                        configs,
-                        config.name.as_str(),
-                        config.config_operation,
-                        config.value.as_ref().map(|v| v.as_str()),
-                    )?;
-                }
-                Ok(())
-            },
-        )
-        .await;
+        // A key given twice changes nothing, whatever the resource: Kafka checks it first.
+        let mut names = std::collections::HashSet::new();
+        let outcome = if !resource.configs.iter().all(|config| names.insert(config.name.as_str())) {
+            Err(LogError::InvalidRequest("Error due to duplicate config keys".to_string()))
+        } else {
+            alter_resource(
+                broker,
+                resource.resource_type,
+                resource.resource_name.as_str(),
+                request.validate_only,
+                |configs| {
+                    for config in &resource.configs {
+                        let value = config.value.as_ref().map(|v| v.as_str());
+                        apply_operation(configs, config.name.as_str(), config.config_operation, value)?;
+                    }
+                    Ok(())
+                },
+            )
+            .await
+        };
         let mut result = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name;
