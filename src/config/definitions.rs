@@ -10,6 +10,8 @@
 //! section structs (`--log-retention-ms` is `LogConfig::retention_ms`); a test checks that each
 //! field has its row and each row its field.
 
+use std::collections::BTreeMap;
+
 use super::Config;
 use super::log::{Durability, PARTITIONS_PER_TOPIC_MAX};
 
@@ -22,8 +24,8 @@ pub enum Scope {
     Group,
 }
 
-/// The type DescribeConfigs reports (Kafka's `ConfigType`), as this broker has always reported
-/// it; where that differs from Kafka's own, the row says so (`described_as`).
+/// The type DescribeConfigs reports (Kafka's `ConfigType` ids: SHORT, CLASS and PASSWORD are
+/// not used here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i8)]
 pub enum Type {
@@ -33,6 +35,34 @@ pub enum Type {
     Long = 5,
     Double = 6,
     List = 7,
+}
+
+/// Where a described value comes from (Kafka's `ConfigSource` ids), most specific first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i8)]
+pub enum Source {
+    /// Set on the topic (AlterConfigs, CreateTopics).
+    Topic = 1,
+    /// Set on this broker by AlterConfigs.
+    DynamicBroker = 2,
+    /// Set on the cluster-wide broker default (resource name "") by AlterConfigs.
+    DynamicDefaultBroker = 3,
+    /// A flag, its environment variable or the file: every setting zombi runs with is reported
+    /// as static, its defaults included, since they are zombi's and not Kafka's.
+    StaticBroker = 4,
+    /// The default (Kafka's, for configs zombi has no setting for).
+    Default = 5,
+    /// Set on the group.
+    Group = 8,
+}
+
+/// One place a config's value may come from, as DescribeConfigs lists it among the config's
+/// synonyms (Kafka's `DescribeConfigsSynonym`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synonym {
+    pub name: String,
+    pub value: String,
+    pub source: Source,
 }
 
 /// What a value must be. The messages are the ones clients see with INVALID_CONFIG.
@@ -112,6 +142,12 @@ pub struct Definition {
     /// AlterConfigs may set it (for the broker: dynamic, else read-only).
     pub dynamic: bool,
     pub describe: Describe,
+    /// A topic config's broker config (Kafka's `ServerTopicConfigSynonyms`): where its value
+    /// comes from when the topic sets none, listed among its synonyms.
+    pub synonym: Option<&'static str>,
+    /// Removed in Kafka 4: accepted and stored (without effect) so that clients written for
+    /// Kafka 3 may still set it, but never described, as Kafka 4 does not list it.
+    pub removed: bool,
     pub doc: &'static str,
 }
 
@@ -127,6 +163,8 @@ impl Definition {
             default: None,
             dynamic: false,
             describe: Describe::No,
+            synonym: None,
+            removed: false,
             doc: "",
         }
     }
@@ -178,10 +216,14 @@ impl Definition {
         Definition { ty: Type::List, ..self }
     }
 
-    /// DescribeConfigs reports `ty` for it where Kafka reports another type; kept so that answers
-    /// stay as they were.
-    const fn described_as(self, ty: Type) -> Self {
-        Definition { ty, ..self }
+    /// A topic config's broker config (its synonym).
+    const fn synonym(self, broker: &'static str) -> Self {
+        Definition { synonym: Some(broker), ..self }
+    }
+
+    /// Accepted, not described: Kafka 4 removed it.
+    const fn removed_in_kafka_4(self) -> Self {
+        Definition { removed: true, ..self }
     }
 
     const fn default(self, value: &'static str) -> Self {
@@ -377,46 +419,44 @@ pub const DEFINITIONS: &[Definition] = &[
         .kafka("socket.request.max.bytes")
         .kafka_in_file()
         .int(1024)
-        .described_as(Type::Long) // Kafka: INT
         .default("104857600")
         .value(|c| c.network.socket_request_max_bytes.to_string())
         .doc("Largest request frame accepted (Kafka's `socket.request.max.bytes`)"),
     setting("group-initial-rebalance-delay-ms")
         .kafka("group.initial.rebalance.delay.ms")
         .kafka_in_file()
-        .of(Type::Long) // Kafka: INT
+        .of(Type::Int)
         .default("3000")
         .value(|c| c.groups.initial_rebalance_delay_ms.to_string())
         .doc("How long an empty group waits for more members before its first rebalance"),
     setting("group-min-session-timeout-ms")
         .kafka("group.min.session.timeout.ms")
         .kafka_in_file()
-        .of(Type::Long) // Kafka: INT
+        .of(Type::Int)
         .default("6000")
         .value(|c| c.groups.min_session_timeout_ms.to_string())
         .doc("Smallest session timeout a group member may ask for"),
     setting("group-max-session-timeout-ms")
         .kafka("group.max.session.timeout.ms")
         .kafka_in_file()
-        .of(Type::Long) // Kafka: INT
+        .of(Type::Int)
         .default("1800000")
         .value(|c| c.groups.max_session_timeout_ms.to_string())
         .doc("Largest session timeout a group member may ask for"),
     setting("offsets-retention-minutes")
         .kafka("offsets.retention.minutes")
         .kafka_in_file()
-        .of(Type::String) // Kafka: INT
+        .of(Type::Int)
         .default("10080")
         .value(|c| c.groups.offsets_retention_minutes.to_string())
         .doc("How long committed offsets of an empty group are kept"),
     broker("default.replication.factor")
-        .described_as(Type::String) // Kafka: SHORT
+        .of(Type::Int)
         .default("1")
-        .described()
-        .doc("One replica: the object store and the write-ahead log keep the copies"),
+        .value(|_| "1".to_string())
+        .doc("One replica, always (static): the object store and the write-ahead log keep the copies"),
     broker("min.insync.replicas")
         .int(1)
-        .described_as(Type::List) // Kafka: INT
         .default("1")
         .dynamic()
         .described()
@@ -441,6 +481,7 @@ pub const DEFINITIONS: &[Definition] = &[
         .described()
         .doc("What topics that set nothing get"),
     broker("unclean.leader.election.enable").boolean().default("false").dynamic().described().doc("One replica"),
+    broker("delete.topic.enable").boolean().default("true").described().doc("Topics can always be deleted (read-only in Kafka 4)"),
     // Kafka's defaults of settings that mean nothing here, listed because tools read them.
     broker("background.threads").int(1).default("10").dynamic().described().doc("Stored and described"),
     broker("num.io.threads").int(1).default("8").dynamic().described().doc("Stored and described"),
@@ -588,43 +629,50 @@ pub const DEFINITIONS: &[Definition] = &[
     // `min.insync.replicas`, the tiering settings (`segment.*`, `local.retention.*`,
     // `remote.storage.enable`, `remote.log.copy.disable`), `cleanup.policy` with `compact` and
     // `zombi.iceberg.enable` (see `log::topic_config`). The others are stored and described with
-    // Kafka's defaults.
-    topic("cleanup.policy").one_of(CLEANUP_POLICIES).list(),
-    topic("compression.gzip.level").int(-1).default("-1"),
-    topic("compression.lz4.level").int(1).default("9"),
-    topic("compression.type").one_of(COMPRESSION_TYPES),
-    topic("compression.zstd.level").int(-131_072).default("3"),
-    topic("delete.retention.ms").long(0).default("86400000"),
-    topic("file.delete.delay.ms").long(0).default("60000"),
+    // Kafka's defaults. Three that Kafka 4 removed are still accepted, never described.
+    topic("cleanup.policy").one_of(CLEANUP_POLICIES).list().synonym("log.cleanup.policy"),
+    topic("compression.gzip.level").int(-1).default("-1").synonym("compression.gzip.level"),
+    topic("compression.lz4.level").int(1).default("9").synonym("compression.lz4.level"),
+    topic("compression.type").one_of(COMPRESSION_TYPES).synonym("compression.type"),
+    topic("compression.zstd.level").int(-131_072).default("3").synonym("compression.zstd.level"),
+    topic("delete.retention.ms").long(0).default("86400000").synonym("log.cleaner.delete.retention.ms"),
+    topic("file.delete.delay.ms").long(0).default("60000").synonym("log.segment.delete.delay.ms"),
+    // No synonym for `flush.*`: topics do not take `log.flush.*`, which follow `--durability`.
     topic("flush.messages").long(1).default("9223372036854775807"),
     topic("flush.ms").long(0).default("9223372036854775807"),
     topic("follower.replication.throttled.replicas").list(),
-    topic("index.interval.bytes").int(0).default("4096"),
+    topic("index.interval.bytes").int(0).default("4096").synonym("log.index.interval.bytes"),
     topic("leader.replication.throttled.replicas").list(),
-    topic("local.retention.bytes").long(-2),
-    topic("local.retention.ms").long(-2),
-    topic("max.compaction.lag.ms").long(1).default("9223372036854775807"),
-    topic("max.message.bytes").int(0),
-    topic("message.downconversion.enable").boolean().default("true"),
-    topic("message.format.version").default("3.0-IV1"),
-    topic("message.timestamp.after.max.ms").long(0).default("3600000"),
-    topic("message.timestamp.before.max.ms").long(0).default("9223372036854775807"),
-    topic("message.timestamp.difference.max.ms").long(0).default("9223372036854775807"),
-    topic("message.timestamp.type").one_of(TIMESTAMP_TYPES),
-    topic("min.cleanable.dirty.ratio").ratio().default("0.5"),
-    topic("min.compaction.lag.ms").long(0).default("0"),
-    topic("min.insync.replicas").int(1).described_as(Type::List), // Kafka: INT
-    topic("preallocate").boolean().default("false"),
+    topic("local.retention.bytes").long(-2).synonym("log.local.retention.bytes"),
+    topic("local.retention.ms").long(-2).synonym("log.local.retention.ms"),
+    topic("max.compaction.lag.ms").long(1).default("9223372036854775807").synonym("log.cleaner.max.compaction.lag.ms"),
+    topic("max.message.bytes").int(0).synonym("message.max.bytes"),
+    topic("message.downconversion.enable").boolean().removed_in_kafka_4(),
+    topic("message.format.version").removed_in_kafka_4(),
+    topic("message.timestamp.after.max.ms")
+        .long(0)
+        .default("3600000")
+        .synonym("log.message.timestamp.after.max.ms"),
+    topic("message.timestamp.before.max.ms")
+        .long(0)
+        .default("9223372036854775807")
+        .synonym("log.message.timestamp.before.max.ms"),
+    topic("message.timestamp.difference.max.ms").long(0).removed_in_kafka_4(),
+    topic("message.timestamp.type").one_of(TIMESTAMP_TYPES).synonym("log.message.timestamp.type"),
+    topic("min.cleanable.dirty.ratio").ratio().default("0.5").synonym("log.cleaner.min.cleanable.ratio"),
+    topic("min.compaction.lag.ms").long(0).default("0").synonym("log.cleaner.min.compaction.lag.ms"),
+    topic("min.insync.replicas").int(1).synonym("min.insync.replicas"),
+    topic("preallocate").boolean().default("false").synonym("log.preallocate"),
     topic("remote.log.copy.disable").boolean().default("false"),
     topic("remote.log.delete.on.disable").boolean().default("false"),
     topic("remote.storage.enable").boolean(),
-    topic("retention.bytes").long(-1),
-    topic("retention.ms").long(-1),
-    topic("segment.bytes").int(14),
-    topic("segment.index.bytes").int(4).default("10485760"),
-    topic("segment.jitter.ms").long(0).default("0"),
-    topic("segment.ms").long(1),
-    topic("unclean.leader.election.enable").boolean().default("false"),
+    topic("retention.bytes").long(-1).synonym("log.retention.bytes"),
+    topic("retention.ms").long(-1).synonym("log.retention.ms"),
+    topic("segment.bytes").int(14).synonym("log.segment.bytes"),
+    topic("segment.index.bytes").int(4).default("10485760").synonym("log.index.size.max.bytes"),
+    topic("segment.jitter.ms").long(0).default("0").synonym("log.roll.jitter.ms"),
+    topic("segment.ms").long(1).synonym("log.roll.ms"),
+    topic("unclean.leader.election.enable").boolean().default("false").synonym("unclean.leader.election.enable"),
     topic(ICEBERG_ENABLE).boolean(),
     // Group configs (KIP-848's per-group settings): stored and described; the classic protocol
     // takes its timeouts from each member's JoinGroup.
@@ -690,18 +738,86 @@ pub fn described_type(scope: Scope, name: &str) -> i8 {
     kafka_config(scope, name).map_or(Type::String, |definition| definition.ty) as i8
 }
 
-/// The broker configs DescribeConfigs lists, in order, with this broker's static values: the
-/// Kafka name, the value, and whether AlterConfigs may change it.
-pub fn described_broker_configs(config: &Config) -> Vec<(&'static str, String, bool)> {
-    of_scope(Scope::Broker)
-        .filter_map(|definition| {
-            let value = match definition.describe {
-                Describe::No => return None,
-                Describe::Default => definition.default.unwrap_or_default().to_string(),
-                Describe::Value(value) => value(config),
-            };
-            Some((definition.kafka?, value, definition.dynamic))
+/// One broker config as DescribeConfigs lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedConfig {
+    pub name: String,
+    /// The value in effect: the first synonym's.
+    pub value: String,
+    pub source: Source,
+    /// AlterConfigs cannot change it.
+    pub read_only: bool,
+    /// Every place a value is set, most specific first (Kafka's synonyms).
+    pub synonyms: Vec<Synonym>,
+}
+
+impl DescribedConfig {
+    fn from_synonyms(name: String, read_only: bool, synonyms: Vec<Synonym>) -> Option<Self> {
+        let first = synonyms.first()?;
+        let (value, source) = (first.value.clone(), first.source);
+        Some(DescribedConfig { name, value, source, read_only, synonyms })
+    }
+}
+
+/// Where the broker config `name` has a value, most specific first: AlterConfigs' value on this
+/// broker (`dynamic`), the value the broker runs with (static) and the default. Kafka's order.
+pub fn broker_synonyms(config: &Config, dynamic: &BTreeMap<String, String>, name: &str) -> Vec<Synonym> {
+    let synonym = |value: String, source| Synonym { name: name.to_string(), value, source };
+    let mut synonyms: Vec<Synonym> =
+        dynamic.get(name).map(|value| synonym(value.clone(), Source::DynamicBroker)).into_iter().collect();
+    let Some(definition) = kafka_config(Scope::Broker, name) else { return synonyms };
+    if let Describe::Value(value) = definition.describe {
+        synonyms.push(synonym(value(config), Source::StaticBroker));
+    }
+    if let Some(default) = definition.default {
+        synonyms.push(synonym(default.to_string(), Source::Default));
+    }
+    synonyms
+}
+
+/// The broker configs DescribeConfigs lists for this broker, each with its synonyms: first the
+/// described rows AlterConfigs did not set (in table order), then those it set (`dynamic`, by
+/// name), as this broker has always listed them. Read-only are those AlterConfigs cannot set,
+/// as Kafka marks them.
+pub fn described_broker_configs(config: &Config, dynamic: &BTreeMap<String, String>) -> Vec<DescribedConfig> {
+    let described = of_scope(Scope::Broker)
+        .filter(|definition| !matches!(definition.describe, Describe::No))
+        .filter_map(|definition| definition.kafka)
+        .filter(|name| !dynamic.contains_key(*name));
+    described
+        .chain(dynamic.keys().map(String::as_str))
+        .filter_map(|name| {
+            let synonyms = broker_synonyms(config, dynamic, name);
+            DescribedConfig::from_synonyms(name.to_string(), !is_broker_dynamic(name), synonyms)
         })
+        .collect()
+}
+
+/// DescribeConfigs of the cluster-wide broker default (resource name ""): as Kafka, only the
+/// values AlterConfigs set. This broker keeps one set of dynamic broker configs, which every
+/// broker of a cluster shares, so those are the cluster's defaults.
+pub fn described_cluster_defaults(dynamic: &BTreeMap<String, String>) -> Vec<DescribedConfig> {
+    dynamic
+        .iter()
+        .filter_map(|(name, value)| {
+            let synonym = Synonym { name: name.clone(), value: value.clone(), source: Source::DynamicDefaultBroker };
+            DescribedConfig::from_synonyms(name.clone(), !is_broker_dynamic(name), vec![synonym])
+        })
+        .collect()
+}
+
+/// A topic config's synonyms below the topic: its broker config's (`broker_synonyms`), or, where
+/// this broker has no such config, Kafka's default of it (the topic config's default).
+pub fn topic_synonyms(config: &Config, dynamic: &BTreeMap<String, String>, name: &str) -> Vec<Synonym> {
+    let Some(definition) = kafka_config(Scope::Topic, name) else { return Vec::new() };
+    let Some(broker) = definition.synonym else { return Vec::new() };
+    if kafka_config(Scope::Broker, broker).is_some() || dynamic.contains_key(broker) {
+        return broker_synonyms(config, dynamic, broker);
+    }
+    definition
+        .default
+        .map(|default| Synonym { name: broker.to_string(), value: default.to_string(), source: Source::Default })
+        .into_iter()
         .collect()
 }
 
@@ -710,9 +826,9 @@ pub fn topic_default(name: &str) -> &'static str {
     kafka_config(Scope::Topic, name).and_then(|definition| definition.default).unwrap_or_default()
 }
 
-/// The topic configs, in the order DescribeConfigs lists them.
+/// The topic configs DescribeConfigs lists, in order (not those Kafka 4 removed).
 pub fn topic_config_names() -> impl Iterator<Item = &'static str> {
-    of_scope(Scope::Topic).filter_map(|definition| definition.kafka)
+    of_scope(Scope::Topic).filter(|definition| !definition.removed).filter_map(|definition| definition.kafka)
 }
 
 /// Gives every flag of `command` its row's help, default and value name, and checks that each

@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -388,12 +388,14 @@ fn advertised_rejects_unspecified_and_bad_ports() {
 }
 
 /// DescribeConfigs lists the broker's configs in the order it always has, read-only where
-/// AlterConfigs cannot set them, and with the types it always reported.
+/// AlterConfigs cannot set them, with Kafka's types (the types once reported for
+/// `min.insync.replicas`, `default.replication.factor`, `offsets.retention.minutes`,
+/// `socket.request.max.bytes` and `group.*.ms` were not Kafka's: the differential harness).
 #[test]
-fn broker_configs_are_described_as_before() {
+fn broker_configs_are_described_with_kafkas_types() {
     let config = parse(&["--durability", "periodic", "--fsync-interval-ms", "20", "--node-id", "3"]).expect("valid");
-    let described = definitions::described_broker_configs(&config);
-    let names: Vec<&str> = described.iter().map(|(name, ..)| *name).collect();
+    let described = definitions::described_broker_configs(&config, &BTreeMap::new());
+    let names: Vec<&str> = described.iter().map(|entry| entry.name.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -422,17 +424,19 @@ fn broker_configs_are_described_as_before() {
             "log.cleanup.policy",
             "log.message.timestamp.type",
             "unclean.leader.election.enable",
+            "delete.topic.enable",
             "background.threads",
             "num.io.threads",
             "num.network.threads",
         ]
     );
-    let value = |name: &str| described.iter().find(|(n, ..)| *n == name).map(|(_, value, _)| value.as_str());
+    let value = |name: &str| described.iter().find(|entry| entry.name == name).map(|entry| entry.value.as_str());
     assert_eq!(value("log.flush.interval.ms"), Some("20"));
     assert_eq!(value("log.flush.interval.messages"), Some("9223372036854775807"));
     assert_eq!(value("broker.id"), Some("3"));
     assert_eq!(value("advertised.listeners"), Some("PLAINTEXT://127.0.0.1:9092"));
-    let dynamic: Vec<&str> = described.iter().filter(|(.., dynamic)| *dynamic).map(|(name, ..)| *name).collect();
+    let dynamic: Vec<&str> =
+        described.iter().filter(|entry| !entry.read_only).map(|entry| entry.name.as_str()).collect();
     assert_eq!(dynamic.len(), 17, "{dynamic:?}");
     let types = [
         ("advertised.listeners", 7),
@@ -440,11 +444,13 @@ fn broker_configs_are_described_as_before() {
         ("broker.id", 3),
         ("log.segment.bytes", 3),
         ("log.roll.ms", 5),
-        ("socket.request.max.bytes", 5),
-        ("group.min.session.timeout.ms", 5),
-        ("offsets.retention.minutes", 2),
-        ("default.replication.factor", 2),
-        ("min.insync.replicas", 7),
+        ("socket.request.max.bytes", 3),
+        ("group.initial.rebalance.delay.ms", 3),
+        ("group.min.session.timeout.ms", 3),
+        ("group.max.session.timeout.ms", 3),
+        ("offsets.retention.minutes", 3),
+        ("default.replication.factor", 3),
+        ("min.insync.replicas", 3),
         ("log.cleanup.policy", 7),
         ("sasl.kerberos.ticket.renew.jitter", 6),
         ("max.connections", 3),
@@ -452,7 +458,79 @@ fn broker_configs_are_described_as_before() {
     for (name, ty) in types {
         assert_eq!(definitions::described_type(Scope::Broker, name), ty, "{name}");
     }
-    assert_eq!(definitions::described_type(Scope::Topic, "min.insync.replicas"), 7);
+    assert_eq!(definitions::described_type(Scope::Topic, "min.insync.replicas"), 3);
     assert_eq!(definitions::described_type(Scope::Topic, "follower.replication.throttled.replicas"), 7);
     assert_eq!(definitions::described_type(Scope::Group, "streams.num.standby.replicas"), 3);
+}
+
+/// Each described broker config says where its value comes from, most specific first, as Kafka's
+/// synonyms do: AlterConfigs' value, then the value the broker runs with (every setting zombi
+/// has is static), then the default; configs zombi has no setting for come from the default.
+/// The source is the first synonym's.
+#[test]
+fn broker_configs_list_their_synonyms_most_specific_first() {
+    use definitions::Source::{Default, DynamicBroker, DynamicDefaultBroker, StaticBroker};
+    let config = parse(&["--log-segment-bytes", "1048576"]).expect("valid");
+    let dynamic = BTreeMap::from([("log.roll.ms".to_string(), "7000".to_string())]);
+    let described = definitions::described_broker_configs(&config, &dynamic);
+    let synonyms = |name: &str| {
+        let entry = described.iter().find(|entry| entry.name == name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!((entry.value.as_str(), entry.source), (entry.synonyms[0].value.as_str(), entry.synonyms[0].source));
+        entry.synonyms.iter().map(|s| (s.name.as_str(), s.value.as_str(), s.source)).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        synonyms("log.segment.bytes"),
+        [("log.segment.bytes", "1048576", StaticBroker), ("log.segment.bytes", "67108864", Default)]
+    );
+    assert_eq!(
+        synonyms("log.roll.ms"),
+        [
+            ("log.roll.ms", "7000", DynamicBroker),
+            ("log.roll.ms", "600000", StaticBroker),
+            ("log.roll.ms", "600000", Default)
+        ]
+    );
+    assert_eq!(synonyms("log.cleanup.policy"), [("log.cleanup.policy", "delete", Default)]);
+    assert_eq!(synonyms("broker.id"), [("broker.id", "0", StaticBroker)]);
+    assert_eq!(described.last().map(|entry| entry.name.as_str()), Some("log.roll.ms"), "dynamic ones come last");
+
+    // The cluster-wide default lists only what AlterConfigs set, as Kafka does.
+    assert!(definitions::described_cluster_defaults(&BTreeMap::new()).is_empty());
+    let defaults = definitions::described_cluster_defaults(&dynamic);
+    assert_eq!(defaults.len(), 1);
+    assert_eq!((defaults[0].name.as_str(), defaults[0].source), ("log.roll.ms", DynamicDefaultBroker));
+}
+
+/// A topic config's synonyms below the topic are its broker config's (Kafka's
+/// `ServerTopicConfigSynonyms`), or Kafka's default where zombi has no such broker config.
+#[test]
+fn topic_configs_have_their_broker_configs_as_synonyms() {
+    use definitions::Source::{Default, StaticBroker};
+    let config = parse(&[]).expect("valid");
+    let synonyms = |name: &str| {
+        definitions::topic_synonyms(&config, &BTreeMap::new(), name)
+            .into_iter()
+            .map(|s| (s.name, s.value, s.source))
+            .collect::<Vec<_>>()
+    };
+    let owned = |name: &str, value: &str, source| (name.to_string(), value.to_string(), source);
+    assert_eq!(synonyms("cleanup.policy"), [owned("log.cleanup.policy", "delete", Default)]);
+    assert_eq!(
+        synonyms("max.message.bytes"),
+        [owned("message.max.bytes", "1048588", StaticBroker), owned("message.max.bytes", "1048588", Default)]
+    );
+    assert_eq!(synonyms("delete.retention.ms"), [owned("log.cleaner.delete.retention.ms", "86400000", Default)]);
+    assert!(synonyms("remote.storage.enable").is_empty(), "Kafka has no broker synonym for it");
+}
+
+/// The topic configs Kafka 4 removed are still accepted (older clients set them) but no longer
+/// described, as Kafka 4 lists them no more.
+#[test]
+fn topic_configs_removed_in_kafka_4_are_accepted_not_described() {
+    for name in ["message.format.version", "message.downconversion.enable", "message.timestamp.difference.max.ms"] {
+        assert!(!definitions::topic_config_names().any(|listed| listed == name), "{name} is not described");
+        assert!(definitions::kafka_config(Scope::Topic, name).is_some(), "{name} is accepted");
+    }
+    assert!(definitions::validate(Scope::Topic, "message.format.version", "0.10.0").is_ok());
+    assert!(definitions::validate(Scope::Topic, "message.downconversion.enable", "maybe").is_err());
 }

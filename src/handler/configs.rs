@@ -4,26 +4,24 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, RequestKind, alter_configs_response,
     incremental_alter_configs_response,
 };
 
-use super::admin::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use super::{Broker, Handled, str_bytes};
-use crate::config::definitions::{self, Scope};
-use crate::log::{LogError, topic_config};
+use crate::config::definitions::{self, DescribedConfig, Scope, Source, Synonym};
+use crate::log::LogError;
+use crate::log::topic_config::{self, TopicConfig};
 use crate::protocol::apis::Family;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 const RESOURCE_GROUP: i8 = 32;
-const SOURCE_DYNAMIC_BROKER: i8 = 2;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_GROUP: i8 = 8;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -43,6 +41,8 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: 
 
 pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
+    // Synonyms exist from v1; v0 has no field for them.
+    let include_synonyms = request.include_synonyms && version >= 1;
     for resource in request.resources {
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
@@ -52,47 +52,30 @@ pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version
             RESOURCE_GROUP => Scope::Group,
             _ => Scope::Broker,
         };
-        let entries = match resource.resource_type {
-            RESOURCE_TOPIC => match broker.log.topic(resource.resource_name.as_str()) {
-                Some(topic) => Ok(topic_config::describe(&topic.config)
-                    .into_iter()
-                    .map(|(name, value, explicit)| {
-                        (name.to_string(), value, if explicit { SOURCE_TOPIC } else { SOURCE_DEFAULT }, false)
-                    })
-                    .collect::<Vec<_>>()),
-                None => Err((ResponseError::UnknownTopicOrPartition.code(), "Topic not found".to_string())),
-            },
-            RESOURCE_BROKER if is_this_broker(broker, resource.resource_name.as_str()) => Ok(broker_configs(broker)),
-            RESOURCE_GROUP => Ok(broker
-                .log
-                .dynamic_configs(&format!("group/{}", resource.resource_name.as_str()))
-                .into_iter()
-                .map(|(name, value)| (name, value, SOURCE_GROUP, false))
-                .collect()),
-            RESOURCE_BROKER => Err((ResponseError::InvalidRequest.code(), "Unknown broker id".to_string())),
-            other => Err((ResponseError::InvalidRequest.code(), format!("Unsupported resource type {other}"))),
-        };
-        match entries {
+        match described(broker, resource.resource_type, resource.resource_name.as_str()) {
             Ok(entries) => {
                 let wanted = resource.configuration_keys.as_ref();
-                for (name, value, source, read_only) in entries {
-                    if wanted.is_some_and(|keys| !keys.iter().any(|k| k.as_str() == name)) {
+                for described in entries {
+                    if wanted.is_some_and(|keys| !keys.iter().any(|k| k.as_str() == described.name)) {
                         continue;
                     }
                     let mut entry = DescribeConfigsResourceResult::default();
-                    entry.name = str_bytes(name);
-                    entry.value = Some(str_bytes(value));
-                    entry.config_source = source;
-                    entry.read_only = read_only;
                     if version >= 3 {
-                        entry.config_type = definitions::described_type(scope, entry.name.as_str());
+                        entry.config_type = definitions::described_type(scope, &described.name);
                     }
+                    if include_synonyms {
+                        entry.synonyms = described.synonyms.into_iter().map(synonym).collect();
+                    }
+                    entry.name = str_bytes(described.name);
+                    entry.value = Some(str_bytes(described.value));
+                    entry.config_source = described.source as i8;
+                    entry.read_only = described.read_only;
                     result.configs.push(entry);
                 }
             }
-            Err((code, message)) => {
-                result.error_code = code;
-                result.error_message = Some(str_bytes(message));
+            Err(error) => {
+                result.error_code = error.code();
+                result.error_message = Some(str_bytes(error.to_string()));
             }
         }
         response.results.push(result);
@@ -100,23 +83,64 @@ pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version
     response
 }
 
-fn is_this_broker(broker: &Broker, name: &str) -> bool {
-    name.is_empty() || name.parse::<i32>() == Ok(broker.cluster.this_broker())
+fn synonym(synonym: Synonym) -> DescribeConfigsSynonym {
+    let mut out = DescribeConfigsSynonym::default();
+    out.name = str_bytes(synonym.name);
+    out.value = Some(str_bytes(synonym.value));
+    out.source = synonym.source as i8;
+    out
 }
 
-/// This broker's configs under Kafka's names. Every value is the one the broker runs with: its
-/// flags, environment and file (static), replaced by AlterConfigs' values (dynamic), which are
-/// applied where they are topic defaults (`Log::defaults`). Read-only are those AlterConfigs
-/// cannot set, as Kafka marks them. Which configs, in which order: `config::definitions`.
-fn broker_configs(broker: &Broker) -> Vec<(String, String, i8, bool)> {
-    let entries = definitions::described_broker_configs(&broker.config)
-        .into_iter()
-        .map(|(name, value, dynamic)| (name.to_string(), value, SOURCE_STATIC_BROKER, !dynamic));
-    // Dynamic values (AlterConfigs) replace the static ones and are listed after them.
+/// The configs of one resource, each with its source and synonyms.
+fn described(broker: &Broker, resource_type: i8, name: &str) -> Result<Vec<DescribedConfig>, LogError> {
+    match resource_type {
+        RESOURCE_TOPIC => {
+            crate::log::validate_topic_name(name)?;
+            let topic = broker.log.topic(name).ok_or(LogError::UnknownTopicOrPartition)?;
+            Ok(topic_configs(broker, &topic.config))
+        }
+        // "": the cluster-wide default, which lists only what AlterConfigs set there.
+        RESOURCE_BROKER if name.is_empty() => {
+            Ok(definitions::described_cluster_defaults(&broker.log.dynamic_configs("broker")))
+        }
+        RESOURCE_BROKER if is_this_broker(broker, name) => {
+            Ok(definitions::described_broker_configs(&broker.config, &broker.log.dynamic_configs("broker")))
+        }
+        RESOURCE_BROKER => Err(LogError::InvalidRequest(format!("Unexpected broker id {name}"))),
+        RESOURCE_GROUP => Ok(broker
+            .log
+            .dynamic_configs(&format!("group/{name}"))
+            .into_iter()
+            .map(|(name, value)| {
+                let synonyms = vec![Synonym { name: name.clone(), value: value.clone(), source: Source::Group }];
+                DescribedConfig { name, value, source: Source::Group, read_only: false, synonyms }
+            })
+            .collect()),
+        other => Err(LogError::InvalidRequest(format!("Unsupported resource type {other}"))),
+    }
+}
+
+/// A topic's configs: set on the topic (source TOPIC) or not (DEFAULT, also where the value comes
+/// from this broker's settings: clients read DEFAULT as "not set on the topic"); the synonyms
+/// say where the value comes from, as Kafka lists them: the topic's own, then its broker config's.
+fn topic_configs(broker: &Broker, config: &TopicConfig) -> Vec<DescribedConfig> {
     let dynamic = broker.log.dynamic_configs("broker");
-    let mut entries: Vec<_> = entries.filter(|(name, ..)| !dynamic.contains_key(name)).collect();
-    entries.extend(dynamic.into_iter().map(|(name, value)| (name, value, SOURCE_DYNAMIC_BROKER, false)));
-    entries
+    topic_config::describe(config)
+        .into_iter()
+        .map(|(name, value, explicit)| {
+            let source = if explicit { Source::Topic } else { Source::Default };
+            let own = explicit.then(|| Synonym { name: name.to_string(), value: value.clone(), source });
+            let below = definitions::topic_synonyms(&broker.config, &dynamic, name);
+            let synonyms = own.into_iter().chain(below).collect();
+            DescribedConfig { name: name.to_string(), value, source, read_only: false, synonyms }
+        })
+        .collect()
+}
+
+/// The broker resource names AlterConfigs takes for this broker: its id, or "" (the cluster-wide
+/// default; this broker's dynamic configs are shared by every broker of a cluster).
+fn is_this_broker(broker: &Broker, name: &str) -> bool {
+    name.is_empty() || name.parse::<i32>() == Ok(broker.cluster.this_broker())
 }
 
 /// Applies `change` to the explicit configs of a topic, of this broker, or of a group.
