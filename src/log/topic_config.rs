@@ -69,6 +69,9 @@ pub struct TopicConfig {
     pub iceberg_enable: bool,
     /// The values the topic set explicitly, by Kafka name.
     pub overrides: BTreeMap<String, String>,
+    /// What the topic inherits where it sets nothing (DescribeConfigs shows these, not the
+    /// values resolved against `cleanup.policy` and `retention.*`, as Kafka does).
+    pub defaults: BrokerDefaults,
 }
 
 /// The topic config that turns a topic's Iceberg table on or off.
@@ -110,15 +113,19 @@ fn is_compact_policy(configs: &BTreeMap<String, String>) -> bool {
     configs.get("cleanup.policy").is_some_and(|policy| policy.to_ascii_lowercase().contains("compact"))
 }
 
-/// Every known topic config name with its effective value and whether the topic set it.
+/// Every described topic config with its value and whether the topic set it. A value the topic
+/// did not set is what it inherits, as Kafka describes it: `retention.*` of a compact-only topic
+/// is the broker's default although nothing is deleted, and `local.retention.*` may stay -2 ("as
+/// `retention.*`"). The exception is `remote.storage.enable`, described as it applies (false for
+/// compacted topics, which are never tiered), since this broker's default differs from Kafka's.
 pub fn describe(config: &TopicConfig) -> Vec<(&'static str, String, bool)> {
     definitions::topic_config_names()
         .map(|name| {
             let explicit = config.overrides.get(name);
             let value = match (name, explicit) {
                 (_, Some(value)) => value.clone(),
-                ("retention.ms", None) => config.retention_ms.to_string(),
-                ("retention.bytes", None) => config.retention_bytes.to_string(),
+                ("retention.ms", None) => config.defaults.retention_ms.to_string(),
+                ("retention.bytes", None) => config.defaults.retention_bytes.to_string(),
                 ("max.message.bytes", None) => config.max_message_bytes.to_string(),
                 ("message.timestamp.type", None) => "CreateTime".to_string(),
                 ("cleanup.policy", None) => "delete".to_string(),
@@ -126,8 +133,8 @@ pub fn describe(config: &TopicConfig) -> Vec<(&'static str, String, bool)> {
                 ("min.insync.replicas", None) => "1".to_string(),
                 ("segment.bytes", None) => config.segment_bytes.to_string(),
                 ("segment.ms", None) => config.segment_ms.to_string(),
-                ("local.retention.ms", None) => config.local_retention_ms.to_string(),
-                ("local.retention.bytes", None) => config.local_retention_bytes.to_string(),
+                ("local.retention.ms", None) => config.defaults.local_retention_ms.to_string(),
+                ("local.retention.bytes", None) => config.defaults.local_retention_bytes.to_string(),
                 ("remote.storage.enable", None) => config.remote_copy.to_string(),
                 (ICEBERG_ENABLE, None) => config.iceberg_enable.to_string(),
                 (name, None) => definitions::topic_default(name).to_string(),
@@ -199,6 +206,7 @@ impl TopicConfig {
                 && !flag("remote.log.copy.disable", false),
             iceberg_enable: flag(ICEBERG_ENABLE, defaults.iceberg_enable),
             overrides,
+            defaults: defaults.clone(),
         }
     }
 }
@@ -225,6 +233,26 @@ mod tests {
         let overrides = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
         let config = TopicConfig::resolve(overrides, &defaults);
         assert_eq!((config.retention_ms, config.retention_bytes), (-1, -1));
+    }
+
+    /// DescribeConfigs shows what a topic set or inherits, not what it resolves to: a compact-only
+    /// topic deletes nothing, yet its `retention.ms` is the broker's default (so a DELETE of it
+    /// shows the default again), and `local.retention.bytes` stays -2 ("as `retention.bytes`").
+    #[test]
+    fn described_values_are_the_inherited_ones() {
+        let defaults = BrokerDefaults::basic(604_800_000, -1, 100);
+        let overrides = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
+        let config = TopicConfig::resolve(overrides, &defaults);
+        assert_eq!(config.retention_ms, -1, "compact-only: nothing expires");
+        let described = describe(&config);
+        let value = |name: &str| {
+            described.iter().find(|(n, ..)| *n == name).map(|(_, value, explicit)| (value.as_str(), *explicit))
+        };
+        assert_eq!(value("retention.ms"), Some(("604800000", false)));
+        assert_eq!(value("local.retention.bytes"), Some(("-2", false)));
+        assert_eq!(value("local.retention.ms"), Some(("600000", false)));
+        assert_eq!(value("cleanup.policy"), Some(("compact", true)));
+        assert_eq!(value("message.format.version"), None, "removed in Kafka 4");
     }
 
     #[test]
