@@ -630,7 +630,7 @@ pub const DEFINITIONS: &[Definition] = &[
     // `remote.storage.enable`, `remote.log.copy.disable`), `cleanup.policy` with `compact` and
     // `zombi.iceberg.enable` (see `log::topic_config`). The others are stored and described with
     // Kafka's defaults. Three that Kafka 4 removed are still accepted, never described.
-    topic("cleanup.policy").one_of(CLEANUP_POLICIES).list().synonym("log.cleanup.policy"),
+    topic("cleanup.policy").one_of(CLEANUP_POLICIES).list().default("delete").synonym("log.cleanup.policy"),
     topic("compression.gzip.level").int(-1).default("-1").synonym("compression.gzip.level"),
     topic("compression.lz4.level").int(1).default("9").synonym("compression.lz4.level"),
     topic("compression.type").one_of(COMPRESSION_TYPES).synonym("compression.type"),
@@ -731,6 +731,11 @@ pub fn validate_setting(flag: &str, value: &str) -> Result<(), String> {
 /// Whether AlterConfigs may set the broker config (DescribeConfigs marks the others read-only).
 pub fn is_broker_dynamic(name: &str) -> bool {
     kafka_config(Scope::Broker, name).is_some_and(|definition| definition.dynamic)
+}
+
+/// Whether a config of `scope` is a list (IncrementalAlterConfigs may APPEND and SUBTRACT).
+pub fn is_list(scope: Scope, name: &str) -> bool {
+    kafka_config(scope, name).is_some_and(|definition| definition.ty == Type::List)
 }
 
 /// DescribeConfigs' config type of a config of `scope` (STRING for a name no row has).

@@ -47,11 +47,7 @@ pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
-        let scope = match resource.resource_type {
-            RESOURCE_TOPIC => Scope::Topic,
-            RESOURCE_GROUP => Scope::Group,
-            _ => Scope::Broker,
-        };
+        let scope = scope_of(resource.resource_type);
         match described(broker, resource.resource_type, resource.resource_name.as_str()) {
             Ok(entries) => {
                 let wanted = resource.configuration_keys.as_ref();
@@ -89,6 +85,15 @@ fn synonym(synonym: Synonym) -> DescribeConfigsSynonym {
     out.value = Some(str_bytes(synonym.value));
     out.source = synonym.source as i8;
     out
+}
+
+/// Which rows of the table a resource type's configs are.
+fn scope_of(resource_type: i8) -> Scope {
+    match resource_type {
+        RESOURCE_TOPIC => Scope::Topic,
+        RESOURCE_GROUP => Scope::Group,
+        _ => Scope::Broker,
+    }
 }
 
 /// The configs of one resource, each with its source and synonyms.
@@ -232,7 +237,14 @@ pub(super) async fn incremental_alter(
                 |configs| {
                     for config in &resource.configs {
                         let value = config.value.as_ref().map(|v| v.as_str());
-                        apply_operation(configs, config.name.as_str(), config.config_operation, value)?;
+                        let name = config.name.as_str();
+                        apply_operation(
+                            configs,
+                            scope_of(resource.resource_type),
+                            name,
+                            config.config_operation,
+                            value,
+                        )?;
                     }
                     Ok(())
                 },
@@ -251,9 +263,11 @@ pub(super) async fn incremental_alter(
     response
 }
 
-/// SET, DELETE, and for list configs APPEND and SUBTRACT, as Kafka defines them.
+/// SET, DELETE, and for list configs (the table's LIST type) APPEND and SUBTRACT, as Kafka
+/// defines them: on the config's value, or its default where it has none.
 fn apply_operation(
     configs: &mut BTreeMap<String, String>,
+    scope: Scope,
     name: &str,
     operation: i8,
     value: Option<&str>,
@@ -267,9 +281,11 @@ fn apply_operation(
         OP_DELETE => {
             configs.remove(name);
         }
-        OP_APPEND | OP_SUBTRACT if name == "cleanup.policy" || name == "log.cleanup.policy" => {
-            let current = configs.get(name).cloned().unwrap_or_else(|| "delete".to_string());
-            let mut items: Vec<String> = current.split(',').map(str::to_string).collect();
+        OP_APPEND | OP_SUBTRACT if definitions::is_list(scope, name) => {
+            let default = || definitions::kafka_config(scope, name).and_then(|row| row.default).unwrap_or_default();
+            let current = configs.get(name).map_or_else(default, String::as_str);
+            let mut items: Vec<String> =
+                current.split(',').filter(|item| !item.is_empty()).map(str::to_string).collect();
             for item in list_value()?.split(',') {
                 match operation {
                     OP_APPEND if !items.iter().any(|i| i == item) => items.push(item.to_string()),
@@ -287,4 +303,28 @@ fn apply_operation(
         other => return Err(LogError::InvalidRequest(format!("Unknown config operation {other}"))),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// APPEND and SUBTRACT apply to the table's list configs, starting from the config's default
+    /// where the resource has no value (Kafka's rule), and are refused for any other config.
+    #[test]
+    fn append_and_subtract_follow_the_tables_list_type() {
+        let mut configs = BTreeMap::new();
+        apply_operation(&mut configs, Scope::Topic, "cleanup.policy", OP_APPEND, Some("compact")).expect("list");
+        assert_eq!(configs["cleanup.policy"], "delete,compact");
+        apply_operation(&mut configs, Scope::Topic, "cleanup.policy", OP_SUBTRACT, Some("delete")).expect("list");
+        assert_eq!(configs["cleanup.policy"], "compact");
+        let throttled = "leader.replication.throttled.replicas";
+        apply_operation(&mut configs, Scope::Topic, throttled, OP_APPEND, Some("0:0")).expect("list without default");
+        assert_eq!(configs[throttled], "0:0");
+        let refused = apply_operation(&mut configs, Scope::Topic, "retention.ms", OP_APPEND, Some("5"));
+        assert!(matches!(refused, Err(LogError::InvalidConfig(_))), "{refused:?}");
+        let broker = apply_operation(&mut configs, Scope::Broker, "log.cleanup.policy", OP_APPEND, Some("compact"));
+        assert!(broker.is_ok());
+        assert_eq!(configs["log.cleanup.policy"], "delete,compact");
+    }
 }
