@@ -98,7 +98,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::Extension(std::sync::Arc::new(consumers::Consumers::default())))
-        .layer(axum::Extension(std::sync::Arc::new(iceberg_rest::RestCatalog::default())))
+        .layer(axum::Extension(Arc::new(crate::iceberg::rest::ReaderCatalog::new(broker.iceberg.clone()))))
         .with_state(broker)
 }
 

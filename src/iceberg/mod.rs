@@ -20,6 +20,7 @@
 mod compact;
 pub mod metrics;
 pub mod records;
+pub mod rest;
 mod sink;
 pub mod storage;
 pub mod table;
