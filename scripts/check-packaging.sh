@@ -100,12 +100,10 @@ for line in open(catalog_file):
         properties[key.strip()] = value.strip()
 expected = {
     "connector.name": "iceberg",
-    "iceberg.catalog.type": "jdbc",
-    "iceberg.jdbc-catalog.catalog-name": "zombi",
-    "iceberg.jdbc-catalog.driver-class": "org.postgresql.Driver",
-    "iceberg.jdbc-catalog.connection-url": "jdbc:postgresql://postgres:5432/zombi",
-    "iceberg.jdbc-catalog.connection-user": "zombi",
-    "iceberg.jdbc-catalog.connection-password": "zombi",
+    # zombi's own Iceberg REST catalog, on its HTTP listener (8080 in the compose file).
+    "iceberg.catalog.type": "rest",
+    "iceberg.rest-catalog.uri": "http://zombi:8080/iceberg",
+    "iceberg.rest-catalog.security": "NONE",
     "fs.native-s3.enabled": "true",
     "s3.endpoint": "http://minio:9000",
     "s3.path-style-access": "true",
