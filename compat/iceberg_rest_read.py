@@ -60,15 +60,12 @@ def read_polars(table):
     import polars as pl
 
     frame = pl.scan_iceberg(table).collect()
-    rows = [
-        row(r["partition"], r["offset"], int(r["timestamp"].timestamp() * 1_000_000) if r["timestamp"] else None,
-            r["key"], r["value"], r["headers"])
-        for r in frame.with_columns(pl.col("timestamp").dt.replace_time_zone(None)).iter_rows(named=True)
-    ]
-    # Exact microseconds (a float product may round): from the integer representation.
+    # Exact microseconds from the integer representation (no float conversion).
     micros = frame.get_column("timestamp").cast(pl.Int64).to_list()
-    for r, us in zip(rows, micros):
-        r["timestamp_us"] = us
+    rows = [
+        row(r["partition"], r["offset"], us, r["key"], r["value"], r["headers"])
+        for r, us in zip(frame.iter_rows(named=True), micros)
+    ]
     return {"rows": rows}
 
 
