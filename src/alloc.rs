@@ -1,6 +1,13 @@
-//! The global allocator: the system allocator, except that huge requests get address space only.
+//! The global allocator: jemalloc, except that huge requests get address space only.
 //!
-//! `kafka-protocol` 0.18 sizes a decoded array with `Vec::with_capacity(n)` where `n` is the
+//! **jemalloc** (through `tikv-jemallocator`, unprefixed, so RocksDB's C++ allocations use it too):
+//! the broker's large buffers (request frames, group commits, memtable arenas, fetch reads) are
+//! freed on other threads than the ones that allocated them, and glibc's per-thread arenas kept
+//! that memory: peak RSS in the issue-15 benchmark went from about 550 MiB to about 310 MiB
+//! (docs/performance.md). Background threads return freed pages after half a second
+//! (`MALLOC_CONF` in the environment overrides `malloc_conf` below).
+//!
+//! **Huge requests**: `kafka-protocol` 0.18 sizes a decoded array with `Vec::with_capacity(n)` where `n` is the
 //! array length read from the wire, before it finds out that the frame is far too short for `n`
 //! elements. A ten-byte frame claiming two billion topics asks for hundreds of GiB, and a failed
 //! allocation aborts the process: any client could kill the broker. (Upstream pull requests #152,
@@ -11,7 +18,14 @@
 //! nothing until touched. The decoder then fails on the short frame after touching at most a few
 //! pages, and the mapping is released when the vector drops. Ordinary allocations are untouched.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read once at its start (a C string): purge freed pages from background
+/// threads, dirty pages after 500 ms, without keeping them as "muzzy" pages in between.
+#[unsafe(export_name = "malloc_conf")]
+pub static MALLOC_CONF: &u8 = &b"background_thread:true,dirty_decay_ms:500,muzzy_decay_ms:0\0"[0];
 
 /// Allocations at least this large are reserved lazily.
 const LAZY_BYTES_MIN: usize = 1 << 30;
@@ -31,7 +45,7 @@ unsafe impl GlobalAlloc for LazyHugeAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if !is_lazy(layout) {
             // SAFETY: forwarded unchanged under the caller's contract.
-            return unsafe { System.alloc(layout) };
+            return unsafe { Jemalloc.alloc(layout) };
         }
         // SAFETY: an anonymous private mapping has no preconditions; failure is checked.
         let pointer = unsafe {
@@ -50,7 +64,7 @@ unsafe impl GlobalAlloc for LazyHugeAllocator {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if !is_lazy(layout) {
             // SAFETY: forwarded unchanged under the caller's contract.
-            return unsafe { System.alloc_zeroed(layout) };
+            return unsafe { Jemalloc.alloc_zeroed(layout) };
         }
         // SAFETY: anonymous mappings are zero-filled.
         unsafe { self.alloc(layout) }
@@ -58,8 +72,8 @@ unsafe impl GlobalAlloc for LazyHugeAllocator {
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
         if !is_lazy(layout) {
-            // SAFETY: `pointer` came from `System` with this layout.
-            return unsafe { System.dealloc(pointer, layout) };
+            // SAFETY: `pointer` came from jemalloc with this layout.
+            return unsafe { Jemalloc.dealloc(pointer, layout) };
         }
         // SAFETY: `pointer` is a mapping of `layout.size()` bytes made by `alloc`.
         unsafe {
@@ -72,7 +86,7 @@ unsafe impl GlobalAlloc for LazyHugeAllocator {
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         if !is_lazy(layout) && !is_lazy(new_layout) {
             // SAFETY: forwarded unchanged under the caller's contract.
-            return unsafe { System.realloc(pointer, layout, new_size) };
+            return unsafe { Jemalloc.realloc(pointer, layout, new_size) };
         }
         // Moving between the two kinds: allocate, copy what both hold, free the old block.
         // SAFETY: `new_layout` is valid (see above); the copy stays within both blocks.
