@@ -75,6 +75,8 @@ async fn bench_read(log: &Log, topic_name: &str) {
             max_bytes: 1 << 20,
             at_least_one: true,
             isolation: Default::default(),
+            // As a Kafka client's fetch reads.
+            verify_checksums: false,
         };
         let result = log.read_local(vec![request], 50 << 20).await.remove(0).1.expect("read").expect("in the hot tier");
         bytes += result.records.len();

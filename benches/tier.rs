@@ -90,6 +90,7 @@ async fn uploads_and_catch_up(megabytes: u64) {
             max_bytes: 1 << 20,
             at_least_one: true,
             isolation: Default::default(),
+            verify_checksums: false,
         };
         let result = log.read(vec![request], 1 << 20).await.pop().expect("result").expect("read");
         let last = zombi::tier::segment::Segment::scan(result.records.clone()).expect("batches").info().expect("one");

@@ -141,8 +141,14 @@ async fn read_frame<R: AsyncRead + Unpin>(
     // A frame larger than the whole budget takes all of it, so it waits for the others.
     let kib = (size as usize).div_ceil(1024).clamp(1, budget_kib_max) as u32;
     let permit = budget.clone().acquire_many_owned(kib).await.map_err(|_| FrameError::Closed)?;
-    let mut frame = BytesMut::zeroed(size as usize);
-    reader.read_exact(&mut frame).await?;
+    // Read into uninitialised capacity: zeroing a large produce frame first costs a pass over it.
+    let mut frame = BytesMut::with_capacity(size as usize);
+    let mut limited = reader.take(size as u64);
+    while frame.len() < size as usize {
+        if limited.read_buf(&mut frame).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
     Ok(Some((frame.freeze(), permit)))
 }
 
@@ -186,8 +192,11 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                 return;
             }
         };
-        if writer.write_all(&frame).await.is_err() {
-            return;
+        // Parts of 64 KiB and more (the record sets of a fetch) bypass the buffer.
+        for part in &frame.parts {
+            if writer.write_all(part).await.is_err() {
+                return;
+            }
         }
         // Flush when nothing else is ready, so pipelined responses share a syscall.
         if queue.is_empty() && writer.flush().await.is_err() {

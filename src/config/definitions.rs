@@ -501,6 +501,11 @@ pub const DEFINITIONS: &[Definition] = &[
     setting("cluster-id").doc("Cluster id reported to clients (default: generated once and kept in the data dir)"),
     setting("kafka-advertised").doc("host:port clients are told to connect to"),
     setting("log-format").one_of(&["text", "json"]).default("text").doc("Log format: `text` or `json`"),
+    setting("memory-max-bytes").long(64 * 1024 * 1024).default("268435456").doc(
+        "Memory for the buffers that grow with load, shared out: RocksDB memtables 3/8, block cache 1/8, \
+         requests read but not yet answered 1/8 (held twice: as read and as validated batches), segments \
+         read back from the object store 1/8 (at most --remote-fetch-cache-bytes)",
+    ),
     // Network: the Kafka listener and its limits.
     setting("kafka-listen").default("0.0.0.0:9092").doc("Address the Kafka listener binds to"),
     setting("connections-max").long(1).default("4096").doc("Most client connections served at once"),

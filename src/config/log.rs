@@ -61,6 +61,9 @@ pub struct LogConfig {
     pub memtable_bytes: usize,
     #[arg(skip = 3_i32)]
     pub memtables_max: i32,
+    /// All memtables together (RocksDB's write buffer manager): set from `--memory-max-bytes`.
+    #[arg(skip = 96 * 1024 * 1024_usize)]
+    pub memtables_total_bytes: usize,
     /// RocksDB block cache for reads.
     #[arg(skip = 32 * 1024 * 1024_usize)]
     pub block_cache_bytes: usize,

@@ -55,6 +55,8 @@ pub struct BrokerFlags {
     pub kafka_advertised: Option<String>,
     #[arg(long = "log-format", env = "ZOMBI_LOG_FORMAT")]
     pub log_format: String,
+    #[arg(long = "memory-max-bytes", env = "ZOMBI_MEMORY_MAX_BYTES")]
+    pub memory_max_bytes: usize,
 }
 
 /// The flags, by section, as clap and the file gave them.
@@ -95,6 +97,8 @@ pub struct Config {
     /// Whether the advertised address was given (else it follows the bound listener).
     pub kafka_advertised_explicit: bool,
     pub log_format: String,
+    /// `--memory-max-bytes`: the budget `resolve` shares out (see `MemoryBudget`).
+    pub memory_max_bytes: usize,
     pub network: NetworkConfig,
     pub log: LogConfig,
     pub tier: TierConfig,
@@ -159,11 +163,18 @@ impl Config {
 
     /// Resolves what depends on several sections and checks what spans them.
     fn resolve(settings: Settings) -> Result<Self, ConfigError> {
-        let Settings { config: _, broker, mut network, log, tier, groups, http, iceberg, wal, cluster } = settings;
+        let Settings { config: _, broker, mut network, mut log, tier, groups, http, iceberg, wal, cluster } = settings;
         let kafka_advertised_explicit = broker.kafka_advertised.is_some();
         let (kafka_advertised_host, kafka_advertised_port) =
             advertised_address(network.kafka_listen, broker.kafka_advertised)?;
-        let tier = tier.resolve(&broker.data_dir)?;
+        let mut tier = tier.resolve(&broker.data_dir)?;
+        let budget = MemoryBudget::of(broker.memory_max_bytes);
+        network.queued_request_bytes_max = budget.queued_requests;
+        log.memtables_total_bytes = budget.memtables;
+        log.memtable_bytes = budget.memtables / log.memtables_max.max(1) as usize;
+        log.block_cache_bytes = budget.block_cache;
+        log.group_commit_bytes_max = log.group_commit_bytes_max.min(budget.queued_requests / 2);
+        tier.fetch_cache_bytes = tier.fetch_cache_bytes.min(budget.remote_fetch_cache);
         let wal = wal.resolve()?;
         let coordinator = cluster.resolve(wal.is_some())?;
         let coordinator_url = coordinator.as_ref().map(|cluster| cluster.coordinator_url.as_str());
@@ -182,6 +193,7 @@ impl Config {
             kafka_advertised_port,
             kafka_advertised_explicit,
             log_format: broker.log_format,
+            memory_max_bytes: broker.memory_max_bytes,
             network,
             log,
             tier,
@@ -191,6 +203,30 @@ impl Config {
             wal,
             coordinator,
         })
+    }
+}
+
+/// How `--memory-max-bytes` is shared out among the buffers that grow with load. What is left
+/// (a quarter) covers fetch responses on their way out and the Iceberg sink's encoding; the
+/// process itself (code, runtime, metadata) comes on top, some 30-40 MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// RocksDB memtables of every column family together (three eighths).
+    pub memtables: usize,
+    /// RocksDB block cache (an eighth).
+    pub block_cache: usize,
+    /// Requests read but not answered, over all connections (an eighth; Kafka's
+    /// `queued.max.request.bytes`): a produce request's bytes are held twice until its group
+    /// commit, once as read and once as validated batches.
+    pub queued_requests: usize,
+    /// Segments read back from the object store, at most `--remote-fetch-cache-bytes` (an eighth).
+    pub remote_fetch_cache: usize,
+}
+
+impl MemoryBudget {
+    pub fn of(bytes: usize) -> MemoryBudget {
+        let eighth = bytes / 8;
+        MemoryBudget { memtables: 3 * eighth, block_cache: eighth, queued_requests: eighth, remote_fetch_cache: eighth }
     }
 }
 

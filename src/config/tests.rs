@@ -104,7 +104,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 55, "README lists every flag but --config");
+    assert_eq!(flags.len(), 56, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -156,6 +156,7 @@ const FILE_KEYS: &[&str] = &[
     "remote.storage.enable",
     "remote.log.manager.task.interval.ms",
     "remote-fetch-cache-bytes",
+    "memory-max-bytes",
     "iceberg-catalog",
     "iceberg-warehouse",
     "iceberg-partition-by",
@@ -533,4 +534,35 @@ fn topic_configs_removed_in_kafka_4_are_accepted_not_described() {
     }
     assert!(definitions::validate(Scope::Topic, "message.format.version", "0.10.0").is_ok());
     assert!(definitions::validate(Scope::Topic, "message.downconversion.enable", "maybe").is_err());
+}
+
+/// `--memory-max-bytes` bounds the buffers that grow with load: the default keeps the ones it
+/// shares out (memtables, block cache, queued requests held twice, remote cache) within 7/8 of
+/// it, a smaller budget shrinks each, and `--remote-fetch-cache-bytes` can only lower its share.
+#[test]
+fn the_memory_budget_bounds_the_buffers() {
+    let shared = |config: &Config| {
+        config.log.memtables_total_bytes
+            + config.log.block_cache_bytes
+            + 2 * config.network.queued_request_bytes_max
+            + config.tier.fetch_cache_bytes
+    };
+    let default = parse(&[]).expect("defaults");
+    assert_eq!(default.memory_max_bytes, 256 << 20);
+    assert!(shared(&default) <= default.memory_max_bytes / 8 * 7, "{}", shared(&default));
+    assert_eq!(default.log.memtables_total_bytes, 96 << 20);
+    assert_eq!(default.log.memtable_bytes * default.log.memtables_max as usize, 96 << 20);
+    assert!(default.log.group_commit_bytes_max <= default.network.queued_request_bytes_max);
+
+    let small = parse(&["--memory-max-bytes", &(64u64 << 20).to_string()]).expect("64 MiB");
+    assert_eq!(
+        (small.log.memtables_total_bytes, small.log.block_cache_bytes, small.network.queued_request_bytes_max),
+        (24 << 20, 8 << 20, 8 << 20)
+    );
+    assert_eq!(small.tier.fetch_cache_bytes, 8 << 20);
+    assert!(small.log.group_commit_bytes_max <= 4 << 20);
+
+    let capped = parse(&["--remote-fetch-cache-bytes", "1048576"]).expect("a small remote cache");
+    assert_eq!(capped.tier.fetch_cache_bytes, 1 << 20);
+    assert!(parse(&["--memory-max-bytes", "1048576"]).is_err(), "below the 64 MiB floor");
 }

@@ -497,6 +497,7 @@ async fn commit_round(
                 at_least_one: true,
                 // A table holds what consumers that read committed records see.
                 isolation: Isolation::Committed,
+                verify_checksums: true,
             };
             let read = log.read(vec![request], settings.read_bytes_max).await.pop().ok_or(LogError::Unavailable)?;
             let read = match read {

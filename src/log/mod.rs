@@ -395,6 +395,12 @@ pub struct ReadRequest {
     pub max_bytes: usize,
     pub at_least_one: bool,
     pub isolation: Isolation,
+    /// Whether RocksDB checks the checksum of each block it reads from disk. Off for Kafka clients:
+    /// every batch carries a CRC32C of its records that consumers check (`check.crcs`), Kafka
+    /// serves them unchecked from the page cache, and the block checksum cost a consumer reading
+    /// from disk a third of its throughput here (docs/performance.md). On for what the broker
+    /// itself decodes or uploads.
+    pub verify_checksums: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -473,6 +479,7 @@ impl Log {
             StoreOptions {
                 memtable_bytes: config.log.memtable_bytes,
                 memtables_max: config.log.memtables_max,
+                memtables_total_bytes: config.log.memtables_total_bytes,
                 block_cache_bytes: config.log.block_cache_bytes,
                 background_bytes_per_second: config.log.background_write_bytes_per_second,
             },
@@ -1135,7 +1142,7 @@ impl Log {
         let key = partition.key;
         tokio::task::spawn_blocking(move || {
             store.sync_wal()?;
-            Ok(store.read(key, from, end_offset, max_bytes, true)?)
+            Ok(store.read(key, from, end_offset, max_bytes, true, true)?)
         })
         .await
         .map_err(|_| LogError::Unavailable)?
@@ -1284,7 +1291,14 @@ fn read_local(store: &Store, request: &ReadRequest) -> Result<Option<ReadResult>
     if request.offset < partition.local_start() {
         return Ok(None);
     }
-    let records = store.read(partition.key, request.offset, end, request.max_bytes, request.at_least_one)?;
+    let records = store.read(
+        partition.key,
+        request.offset,
+        end,
+        request.max_bytes,
+        request.at_least_one,
+        request.verify_checksums,
+    )?;
     // The flusher may have dropped the batch holding the offset after local_start was read: then
     // what is read starts later (or is nothing), and the object store has the offset.
     let trimmed = match batch::BatchHeader::parse(&records) {

@@ -61,6 +61,7 @@ async fn run(ops: Vec<Op>) {
                     max_bytes: 1 << 20,
                     at_least_one: true,
                     isolation: Default::default(),
+                    verify_checksums: true,
                 };
                 let read =
                     log.read_local(vec![request], 1 << 20).await.remove(0).1.expect("read").expect("in the hot tier");

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, Direction, IteratorMode,
-    Options, ReadOptions, WriteBatch, WriteOptions,
+    Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions,
 };
 
 use super::batch::{BatchHeader, HEADER_BYTES};
@@ -167,6 +167,8 @@ fn read_u64(bytes: &[u8]) -> u64 {
 pub struct StoreOptions {
     pub memtable_bytes: usize,
     pub memtables_max: i32,
+    /// All column families' memtables together: a write stalls until a flush frees room.
+    pub memtables_total_bytes: usize,
     pub block_cache_bytes: usize,
     /// Write rate of flushes and compactions.
     pub background_bytes_per_second: i64,
@@ -181,6 +183,14 @@ pub struct Store {
 #[derive(Default)]
 pub struct StoreWrite {
     batch: WriteBatch,
+}
+
+impl StoreWrite {
+    /// A write with room for about `bytes` of keys and values: a group commit knows its size,
+    /// and a buffer grown by doubling would hold up to twice that while it copies.
+    pub fn with_capacity(bytes: usize) -> StoreWrite {
+        StoreWrite { batch: WriteBatch::with_capacity_bytes(bytes) }
+    }
 }
 
 impl Store {
@@ -210,6 +220,10 @@ impl Store {
         db_options.set_ratelimiter(options.background_bytes_per_second, 10_000, 10);
         db_options.set_max_total_wal_size(256 * 1024 * 1024);
         db_options.set_keep_log_file_num(4);
+        db_options.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(
+            options.memtables_total_bytes,
+            true,
+        ));
         let families = vec![
             family(CF_BATCHES, options.memtable_bytes),
             family(CF_TIMEINDEX, 4 << 20),
@@ -685,9 +699,11 @@ impl Store {
         end_offset: i64,
         max_bytes: usize,
         at_least_one: bool,
+        verify_checksums: bool,
     ) -> Result<Bytes, StoreError> {
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(key.batch_key(end_offset).to_vec());
+        options.set_verify_checksums(verify_checksums);
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_BATCHES), options);
         iter.seek_for_prev(key.batch_key(offset));
         if !iter.valid() || !iter.key().is_some_and(|k| k.starts_with(&key.prefix())) {

@@ -369,7 +369,9 @@ impl Writer {
         if group.is_empty() && keyed.is_empty() {
             return;
         }
-        let mut write = StoreWrite::default();
+        // Each batch is a value with a 24-byte key, plus a time-index entry and framing.
+        let bytes: usize = group.iter().flat_map(|a| &a.batches).map(|b| b.bytes.len() + 128).sum();
+        let mut write = StoreWrite::with_capacity(bytes + 4096);
         let mut staged: HashMap<PartitionKey, Staged> = HashMap::new();
         let mut pending = Vec::with_capacity(group.len());
         let group_indexes: Vec<i32> = group.iter().map(|a| a.partition.index).collect();

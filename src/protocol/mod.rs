@@ -6,9 +6,11 @@
 
 pub mod apis;
 mod error_counts;
+pub mod frame;
 pub mod legacy_produce;
 
 pub use error_counts::{CountErrors, ErrorCounts};
+pub use frame::Frame;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -103,32 +105,43 @@ pub struct EncodeError {
     pub reason: String,
 }
 
-/// Encodes a response with its header and 4-byte size prefix.
+/// Encodes a response with its header and 4-byte size prefix. A Fetch response's record sets
+/// are parts of the frame, not copies (`frame`).
 pub fn encode(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
-) -> Result<Bytes, EncodeError> {
+) -> Result<Frame, EncodeError> {
     let error = |e: anyhow::Error| EncodeError { api_key, version, reason: e.to_string() };
     let header_version = api_key.response_header_version(version);
     let mut header = ResponseHeader::default();
     header.correlation_id = correlation_id;
     let size = header.compute_size(header_version).map_err(error)? + response_size(response, version).map_err(error)?;
+    if let ResponseKind::Fetch(fetch) = response {
+        let shared: Vec<Bytes> =
+            fetch.responses.iter().flat_map(|t| &t.partitions).filter_map(|p| p.records.clone()).collect();
+        let shared_bytes: usize = shared.iter().map(Bytes::len).sum();
+        let mut out = frame::Splicing::new(shared, (4 + size).saturating_sub(shared_bytes));
+        out.put_i32(size as i32);
+        header.encode(&mut out, header_version).map_err(error)?;
+        fetch.encode(&mut out, version).map_err(error)?;
+        return Ok(out.finish());
+    }
     let mut out = BytesMut::with_capacity(4 + size);
     out.put_i32(size as i32);
     header.encode(&mut out, header_version).map_err(error)?;
     response.encode(&mut out, version).map_err(error)?;
-    Ok(out.freeze())
+    Ok(Frame { parts: vec![out.freeze()] })
 }
 
 /// Encodes raw body bytes (already encoded) behind a v0 response header.
-pub fn frame_v0(correlation_id: i32, body: &[u8]) -> Bytes {
+pub fn frame_v0(correlation_id: i32, body: &[u8]) -> Frame {
     let mut out = BytesMut::with_capacity(8 + body.len());
     out.put_i32(4 + body.len() as i32);
     out.put_i32(correlation_id);
     out.put_slice(body);
-    out.freeze()
+    Frame { parts: vec![out.freeze()] }
 }
 
 fn response_size(response: &ResponseKind, version: i16) -> anyhow::Result<usize> {

@@ -47,6 +47,7 @@ async fn read_all(log: &UnifiedLog, topic: &str, from: i64) -> Result<Bytes, Log
             max_bytes: 1500,
             at_least_one: true,
             isolation: Default::default(),
+            verify_checksums: true,
         };
         let read = log.read(vec![request], 1 << 20).await.pop().expect("one result")?;
         let info = Segment::scan(read.records.clone()).expect("whole batches").info().expect("not empty");
@@ -172,6 +173,7 @@ async fn retention_deletes_segments_and_moves_the_log_start() {
         max_bytes: 100,
         at_least_one: true,
         isolation: Default::default(),
+        verify_checksums: true,
     };
     assert!(matches!(log.read(vec![request], 100).await.pop(), Some(Err(LogError::OffsetOutOfRange))));
     log.log().close().await;
