@@ -504,7 +504,8 @@ pub const DEFINITIONS: &[Definition] = &[
     setting("memory-max-bytes").long(64 * 1024 * 1024).default("268435456").doc(
         "Memory for the buffers that grow with load, shared out: RocksDB memtables 3/8, block cache 1/8, \
          requests read but not yet answered 1/8 (held twice: as read and as validated batches), segments \
-         read back from the object store 1/8 (at most --remote-fetch-cache-bytes)",
+         read back from the object store 1/8 (at most --remote-fetch-cache-bytes), segments being \
+         uploaded 1/8 (one at a time when a segment is larger)",
     ),
     // Network: the Kafka listener and its limits.
     setting("kafka-listen").default("0.0.0.0:9092").doc("Address the Kafka listener binds to"),

@@ -175,6 +175,7 @@ impl Config {
         log.block_cache_bytes = budget.block_cache;
         log.group_commit_bytes_max = log.group_commit_bytes_max.min(budget.queued_requests / 2);
         tier.fetch_cache_bytes = tier.fetch_cache_bytes.min(budget.remote_fetch_cache);
+        tier.upload_bytes_max = budget.uploads;
         let wal = wal.resolve()?;
         let coordinator = cluster.resolve(wal.is_some())?;
         let coordinator_url = coordinator.as_ref().map(|cluster| cluster.coordinator_url.as_str());
@@ -206,9 +207,10 @@ impl Config {
     }
 }
 
-/// How `--memory-max-bytes` is shared out among the buffers that grow with load. What is left
-/// (a quarter) covers fetch responses on their way out and the Iceberg sink's encoding; the
-/// process itself (code, runtime, metadata) comes on top, some 30-40 MiB.
+/// How `--memory-max-bytes` is shared out among the buffers that grow with load. Requests are
+/// held twice until their group commit (as read, and as validated batches), so these shares add
+/// up to the whole budget; the process itself (code, runtime, metadata, fetch responses on their
+/// way out) comes on top, some 40 MiB at rest (docs/performance.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryBudget {
     /// RocksDB memtables of every column family together (three eighths).
@@ -216,17 +218,24 @@ pub struct MemoryBudget {
     /// RocksDB block cache (an eighth).
     pub block_cache: usize,
     /// Requests read but not answered, over all connections (an eighth; Kafka's
-    /// `queued.max.request.bytes`): a produce request's bytes are held twice until its group
-    /// commit, once as read and once as validated batches.
+    /// `queued.max.request.bytes`).
     pub queued_requests: usize,
     /// Segments read back from the object store, at most `--remote-fetch-cache-bytes` (an eighth).
     pub remote_fetch_cache: usize,
+    /// Segments being uploaded (an eighth): one at a time when a segment is larger.
+    pub uploads: usize,
 }
 
 impl MemoryBudget {
     pub fn of(bytes: usize) -> MemoryBudget {
         let eighth = bytes / 8;
-        MemoryBudget { memtables: 3 * eighth, block_cache: eighth, queued_requests: eighth, remote_fetch_cache: eighth }
+        MemoryBudget {
+            memtables: 3 * eighth,
+            block_cache: eighth,
+            queued_requests: eighth,
+            remote_fetch_cache: eighth,
+            uploads: eighth,
+        }
     }
 }
 

@@ -33,6 +33,9 @@ pub struct TierConfig {
     pub fetch_cache_bytes: usize,
     /// Segments uploaded (or read back) at once.
     pub requests_max: usize,
+    /// Bytes of segments being uploaded at once (from `--memory-max-bytes`); a segment larger
+    /// than this still goes, alone.
+    pub upload_bytes_max: usize,
 }
 
 impl TierFlags {
@@ -50,6 +53,7 @@ impl TierFlags {
             task_interval_ms: self.task_interval_ms,
             fetch_cache_bytes: self.fetch_cache_bytes,
             requests_max: 4,
+            upload_bytes_max: 32 * 1024 * 1024,
         })
     }
 }

@@ -39,7 +39,7 @@ pub use error::LogError;
 use metadata::{LocalMetadata, MetadataStore};
 pub use remote_index::SegmentInfo;
 pub use store::{PartitionKey, StoreError};
-use store::{Store, StoreOptions};
+use store::{ReadLimits, Store, StoreOptions};
 use topic_config::{BrokerDefaults, TimestampType, TopicConfig};
 use writer::Command;
 
@@ -1142,10 +1142,32 @@ impl Log {
         let key = partition.key;
         tokio::task::spawn_blocking(move || {
             store.sync_wal()?;
-            Ok(store.read(key, from, end_offset, max_bytes, true, true)?)
+            // Measured first (the blocks are then cached), so that a segment-sized read takes one
+            // buffer of its size rather than a doubling one that copies itself and holds up to
+            // three times that.
+            let limits = ReadLimits { max_bytes, at_least_one: true, reserve: 0 };
+            let reserve = store.read_bytes(key, from, end_offset, limits)?;
+            Ok(store.read(key, from, end_offset, ReadLimits { reserve, ..limits }, true)?)
         })
         .await
         .map_err(|_| LogError::Unavailable)?
+    }
+
+    /// The bytes of whole batches in the hot tier from the one holding `from` up to `end_offset`
+    /// when they are fewer than `bytes`, `None` when they reach it; found without reading them
+    /// out (the remote log manager measures a partition's tail with it).
+    pub async fn local_bytes_below(
+        &self,
+        partition: &Arc<Partition>,
+        from: i64,
+        end_offset: i64,
+        bytes: usize,
+    ) -> Result<Option<usize>, LogError> {
+        let store = self.inner.store.clone();
+        let key = partition.key;
+        tokio::task::spawn_blocking(move || Ok(store.bytes_below(key, from, end_offset, bytes)?))
+            .await
+            .map_err(|_| LogError::Unavailable)?
     }
 
     /// The base offset of the partition's first batch in the hot tier.
@@ -1267,6 +1289,9 @@ fn recover_partition(store: &Store, key: PartitionKey) -> Result<Recovered, LogE
     Ok(Recovered { log_start, local_start, log_end, remote })
 }
 
+/// The most a fetch's buffer starts with.
+const FETCH_RESERVE_BYTES_MAX: usize = 1 << 20;
+
 /// Reads one partition from the hot tier; `None` when the offset is only in the object store.
 fn read_local(store: &Store, request: &ReadRequest) -> Result<Option<ReadResult>, LogError> {
     let partition = &request.partition;
@@ -1291,14 +1316,14 @@ fn read_local(store: &Store, request: &ReadRequest) -> Result<Option<ReadResult>
     if request.offset < partition.local_start() {
         return Ok(None);
     }
-    let records = store.read(
-        partition.key,
-        request.offset,
-        end,
-        request.max_bytes,
-        request.at_least_one,
-        request.verify_checksums,
-    )?;
+    // A fetch is small (a partition's max bytes is 1 MiB by default): one buffer of that size
+    // at most, never regrown for a typical fetch.
+    let limits = ReadLimits {
+        max_bytes: request.max_bytes,
+        at_least_one: request.at_least_one,
+        reserve: request.max_bytes.min(FETCH_RESERVE_BYTES_MAX),
+    };
+    let records = store.read(partition.key, request.offset, end, limits, request.verify_checksums)?;
     // The flusher may have dropped the batch holding the offset after local_start was read: then
     // what is read starts later (or is nothing), and the object store has the offset.
     let trimmed = match batch::BatchHeader::parse(&records) {

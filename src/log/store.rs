@@ -162,6 +162,17 @@ fn read_u64(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(array)
 }
 
+/// Reads up to this size are copied out of a buffer much larger than they are.
+const SMALL_READ_BYTES: usize = 64 * 1024;
+
+/// How much one read takes (see `Store::read`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    pub max_bytes: usize,
+    pub at_least_one: bool,
+    pub reserve: usize,
+}
+
 /// Sizes that bound the store's memory.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
@@ -692,15 +703,72 @@ impl Store {
     ///
     /// Stops before a batch that would take the total past `max_bytes`, except that the first batch is
     /// always returned whole when `at_least_one` is set (Kafka's KIP-74 rule), so consumers progress.
+    /// `reserve` is the capacity to start with (the bytes expected, when known), so that a large
+    /// read is not copied again each time its buffer doubles.
     pub fn read(
         &self,
         key: PartitionKey,
         offset: i64,
         end_offset: i64,
-        max_bytes: usize,
-        at_least_one: bool,
+        limits: ReadLimits,
         verify_checksums: bool,
     ) -> Result<Bytes, StoreError> {
+        let mut out = BytesMut::with_capacity(limits.reserve.min(limits.max_bytes));
+        self.visit_batches(key, offset, end_offset, limits, verify_checksums, |batch| {
+            out.extend_from_slice(batch);
+            true
+        })?;
+        // A small read (a consumer at the tail) gives its large buffer back at once rather than
+        // holding it until the response is written.
+        if out.len() <= SMALL_READ_BYTES && out.capacity() > 2 * out.len().max(SMALL_READ_BYTES / 2) {
+            return Ok(Bytes::copy_from_slice(&out));
+        }
+        Ok(out.freeze())
+    }
+
+    /// The bytes `read` would return with these limits, without copying them.
+    pub fn read_bytes(
+        &self,
+        key: PartitionKey,
+        offset: i64,
+        end_offset: i64,
+        limits: ReadLimits,
+    ) -> Result<usize, StoreError> {
+        let mut total = 0;
+        self.visit_batches(key, offset, end_offset, limits, true, |batch| {
+            total += batch.len();
+            true
+        })?;
+        Ok(total)
+    }
+
+    /// The bytes of whole batches from the one holding `offset` up to `end_offset` when they are
+    /// fewer than `bytes`; `None` when they reach it. Found without copying them.
+    pub fn bytes_below(
+        &self,
+        key: PartitionKey,
+        offset: i64,
+        end_offset: i64,
+        bytes: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut total = 0;
+        let limits = ReadLimits { max_bytes: usize::MAX, at_least_one: true, reserve: 0 };
+        self.visit_batches(key, offset, end_offset, limits, true, |batch| {
+            total += batch.len();
+            total < bytes
+        })?;
+        Ok((total < bytes).then_some(total))
+    }
+
+    fn visit_batches(
+        &self,
+        key: PartitionKey,
+        offset: i64,
+        end_offset: i64,
+        limits: ReadLimits,
+        verify_checksums: bool,
+        mut take: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), StoreError> {
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(key.batch_key(end_offset).to_vec());
         options.set_verify_checksums(verify_checksums);
@@ -709,7 +777,7 @@ impl Store {
         if !iter.valid() || !iter.key().is_some_and(|k| k.starts_with(&key.prefix())) {
             iter.seek(key.batch_key(offset));
         }
-        let mut out = BytesMut::new();
+        let mut taken = 0;
         while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
             if !k.starts_with(&key.prefix()) {
                 break;
@@ -720,16 +788,19 @@ impl Store {
             let base_offset = read_u64(&k[8..]) as i64;
             let last_offset = base_offset + i64::from(i32::from_be_bytes([v[23], v[24], v[25], v[26]]));
             if last_offset >= offset {
-                let first = out.is_empty();
-                if out.len() + v.len() > max_bytes && !(first && at_least_one) {
+                let first = taken == 0;
+                if taken + v.len() > limits.max_bytes && !(first && limits.at_least_one) {
                     break;
                 }
-                out.extend_from_slice(v);
+                taken += v.len();
+                if !take(v) {
+                    break;
+                }
             }
             iter.next();
         }
         iter.status()?;
-        Ok(out.freeze())
+        Ok(())
     }
 
     /// Walks batches from the partition's start, handing each header to `visit` until it returns false.

@@ -35,6 +35,9 @@ pub struct Tier {
     cache: SegmentCache,
     /// Bounds the GETs in flight, and so the memory they hold beside the cache.
     gets: Semaphore,
+    /// KiB of segments being uploaded (see `upload_permit`).
+    uploads: Arc<Semaphore>,
+    uploads_kib_max: u32,
     pub settings: TierSettings,
 }
 
@@ -42,6 +45,7 @@ pub struct Tier {
 pub struct TierSettings {
     pub task_interval_ms: u64,
     pub requests_max: usize,
+    pub upload_bytes_max: usize,
 }
 
 impl Tier {
@@ -51,7 +55,11 @@ impl Tier {
         Ok(Tier::new(
             store,
             config.fetch_cache_bytes,
-            TierSettings { task_interval_ms: config.task_interval_ms, requests_max: config.requests_max },
+            TierSettings {
+                task_interval_ms: config.task_interval_ms,
+                requests_max: config.requests_max,
+                upload_bytes_max: config.upload_bytes_max,
+            },
         ))
     }
 
@@ -60,8 +68,18 @@ impl Tier {
             store,
             cache: SegmentCache::new(cache_bytes),
             gets: Semaphore::new(settings.requests_max.max(1)),
+            uploads: Arc::new(Semaphore::new((settings.upload_bytes_max / 1024).max(1))),
+            uploads_kib_max: (settings.upload_bytes_max / 1024).clamp(1, u32::MAX as usize) as u32,
             settings,
         }
+    }
+
+    /// Room for an upload of up to `bytes` (a segment is read into memory whole before its PUT),
+    /// within the uploads' share of the memory budget; a segment larger than the share waits for
+    /// all of it, so it goes alone.
+    pub async fn upload_permit(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = bytes.div_ceil(1024).clamp(1, u64::from(self.uploads_kib_max)) as u32;
+        self.uploads.clone().acquire_many_owned(kib).await.ok()
     }
 
     pub fn store(&self) -> &dyn ObjectStore {

@@ -264,6 +264,17 @@ async fn upload_next(
     if !due_by_size && !due_by_age {
         return Ok(Step::NotReady);
     }
+    // The first pass after a start measures the tail rather than reading it out: most tails
+    // are shorter than a segment, and every partition's would be in memory at once.
+    if cursor.mark.is_none() && !due_by_age {
+        let below = log.local_bytes_below(partition, from, high_watermark, segment_bytes as usize).await?;
+        if let Some(tail) = below {
+            // Shorter than a segment: the next passes wait for the rest cheaply, as below.
+            cursor.mark = Some(appended.saturating_sub(tail as u64));
+            return Ok(Step::NotReady);
+        }
+    }
+    let Some(_room) = tier.upload_permit(segment_bytes).await else { return Ok(Step::NotReady) };
     // Upload only what is durable, whatever the durability setting (see `Log::read_durable`).
     let bytes = log.read_durable(partition, from, high_watermark, segment_bytes as usize).await?;
     if bytes.is_empty() {

@@ -224,3 +224,28 @@ async fn deleting_a_topic_deletes_its_objects() {
     assert!(described.is_empty(), "a fresh broker must not bring the topic back");
     log.log().close().await;
 }
+
+/// A tail shorter than a segment is measured, not uploaded, on the first pass after a start; the
+/// batches appended after it count towards the segment, so it goes once they complete it.
+#[tokio::test]
+async fn a_short_tail_waits_for_its_segment_to_fill() {
+    let (dir, objects) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log = open(dir.path(), objects.path()).await;
+    // Batches are about 290 bytes: two are short of a segment, four fill it.
+    let topic_configs = configs(&[("segment.bytes", "1000"), ("segment.ms", "3600000")]);
+    log.log().create_topic("t", 1, topic_configs, false).await.expect("topic");
+    append(&log, "t", 2).await;
+    let partition = log.log().topic("t").unwrap().partitions[0].clone();
+    let mut manager = RemoteLogManager::new(log.clone());
+    settle(&mut manager, &log, "t").await;
+    assert_eq!(partition.remote_end(), 0, "a tail of two batches is not a segment");
+    assert!(data_objects(&log).await.is_empty());
+
+    append(&log, "t", 2).await;
+    settle(&mut manager, &log, "t").await;
+    let segments = partition.remote_segments();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    assert_eq!(segments[0].base_offset, 0);
+    assert!(segments[0].size_bytes <= 1000 && segments[0].next_offset >= 15, "{:?}", segments[0]);
+    assert_eq!(data_objects(&log).await.len(), 1);
+}
