@@ -178,7 +178,7 @@ pub struct ReadLimits {
 pub struct StoreOptions {
     pub memtable_bytes: usize,
     pub memtables_max: i32,
-    /// All column families' memtables together: a write stalls until a flush frees room.
+    /// All column families' memtables together: over it, the largest is flushed early.
     pub memtables_total_bytes: usize,
     pub block_cache_bytes: usize,
     /// Write rate of flushes and compactions.
@@ -231,9 +231,12 @@ impl Store {
         db_options.set_ratelimiter(options.background_bytes_per_second, 10_000, 10);
         db_options.set_max_total_wal_size(256 * 1024 * 1024);
         db_options.set_keep_log_file_num(4);
+        // Over the total, the largest memtable is flushed early; writes are not stalled for it
+        // (a stall held acknowledgements for 0.4 s in the benchmark): each family's own limit
+        // (size times count) still bounds it.
         db_options.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(
             options.memtables_total_bytes,
-            true,
+            false,
         ));
         let families = vec![
             family(CF_BATCHES, options.memtable_bytes),
