@@ -232,8 +232,8 @@ impl Store {
         db_options.set_max_total_wal_size(256 * 1024 * 1024);
         db_options.set_keep_log_file_num(4);
         // Over the total, the largest memtable is flushed early; writes are not stalled for it
-        // (a stall held acknowledgements for 0.4 s in the benchmark): each family's own limit
-        // (size times count) still bounds it.
+        // (acknowledgements would wait for a flush), since each family's own limit (size times
+        // count) still bounds it.
         db_options.set_write_buffer_manager(&WriteBufferManager::new_write_buffer_manager(
             options.memtables_total_bytes,
             false,
