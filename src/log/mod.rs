@@ -1142,11 +1142,10 @@ impl Log {
         let key = partition.key;
         tokio::task::spawn_blocking(move || {
             store.sync_wal()?;
-            // Measured first (the blocks are then cached), so that a segment-sized read takes one
-            // buffer of its size rather than a doubling one that copies itself and holds up to
-            // three times that.
+            // Counted first, so that a segment-sized read takes one buffer of its size rather
+            // than a doubling one that copies itself and holds up to three times that.
             let limits = ReadLimits { max_bytes, at_least_one: true, reserve: 0 };
-            let reserve = store.read_bytes(key, from, end_offset, limits)?;
+            let reserve = store.count_bytes(key, from, end_offset, limits, usize::MAX)?;
             Ok(store.read(key, from, end_offset, ReadLimits { reserve, ..limits }, true)?)
         })
         .await
@@ -1165,9 +1164,13 @@ impl Log {
     ) -> Result<Option<usize>, LogError> {
         let store = self.inner.store.clone();
         let key = partition.key;
-        tokio::task::spawn_blocking(move || Ok(store.bytes_below(key, from, end_offset, bytes)?))
-            .await
-            .map_err(|_| LogError::Unavailable)?
+        tokio::task::spawn_blocking(move || {
+            let limits = ReadLimits { max_bytes: usize::MAX, at_least_one: true, reserve: 0 };
+            let counted = store.count_bytes(key, from, end_offset, limits, bytes)?;
+            Ok((counted < bytes).then_some(counted))
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)?
     }
 
     /// The base offset of the partition's first batch in the hot tier.

@@ -729,38 +729,22 @@ impl Store {
         Ok(out.freeze())
     }
 
-    /// The bytes `read` would return with these limits, without copying them.
-    pub fn read_bytes(
+    /// The bytes `read` would return with these limits, counted without copying them, stopping
+    /// as soon as the count reaches `enough`.
+    pub fn count_bytes(
         &self,
         key: PartitionKey,
         offset: i64,
         end_offset: i64,
         limits: ReadLimits,
+        enough: usize,
     ) -> Result<usize, StoreError> {
         let mut total = 0;
         self.visit_batches(key, offset, end_offset, limits, true, |batch| {
             total += batch.len();
-            true
+            total < enough
         })?;
         Ok(total)
-    }
-
-    /// The bytes of whole batches from the one holding `offset` up to `end_offset` when they are
-    /// fewer than `bytes`; `None` when they reach it. Found without copying them.
-    pub fn bytes_below(
-        &self,
-        key: PartitionKey,
-        offset: i64,
-        end_offset: i64,
-        bytes: usize,
-    ) -> Result<Option<usize>, StoreError> {
-        let mut total = 0;
-        let limits = ReadLimits { max_bytes: usize::MAX, at_least_one: true, reserve: 0 };
-        self.visit_batches(key, offset, end_offset, limits, true, |batch| {
-            total += batch.len();
-            total < bytes
-        })?;
-        Ok((total < bytes).then_some(total))
     }
 
     fn visit_batches(
