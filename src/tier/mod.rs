@@ -36,8 +36,7 @@ pub struct Tier {
     /// Bounds the GETs in flight, and so the memory they hold beside the cache.
     gets: Semaphore,
     /// KiB of segments being uploaded (see `upload_permit`).
-    uploads: Arc<Semaphore>,
-    uploads_kib_max: u32,
+    uploads: Semaphore,
     pub settings: TierSettings,
 }
 
@@ -46,6 +45,13 @@ pub struct TierSettings {
     pub task_interval_ms: u64,
     pub requests_max: usize,
     pub upload_bytes_max: usize,
+}
+
+impl TierSettings {
+    /// The uploads' share in KiB, the unit of their semaphore (at least one).
+    fn upload_kib_max(&self) -> u32 {
+        (self.upload_bytes_max / 1024).clamp(1, u32::MAX as usize) as u32
+    }
 }
 
 impl Tier {
@@ -68,8 +74,7 @@ impl Tier {
             store,
             cache: SegmentCache::new(cache_bytes),
             gets: Semaphore::new(settings.requests_max.max(1)),
-            uploads: Arc::new(Semaphore::new((settings.upload_bytes_max / 1024).max(1))),
-            uploads_kib_max: (settings.upload_bytes_max / 1024).clamp(1, u32::MAX as usize) as u32,
+            uploads: Semaphore::new(settings.upload_kib_max() as usize),
             settings,
         }
     }
@@ -77,9 +82,9 @@ impl Tier {
     /// Room for an upload of up to `bytes` (a segment is read into memory whole before its PUT),
     /// within the uploads' share of the memory budget; a segment larger than the share waits for
     /// all of it, so it goes alone.
-    pub async fn upload_permit(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let kib = bytes.div_ceil(1024).clamp(1, u64::from(self.uploads_kib_max)) as u32;
-        self.uploads.clone().acquire_many_owned(kib).await.ok()
+    pub async fn upload_permit(&self, bytes: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let kib = bytes.div_ceil(1024).clamp(1, u64::from(self.settings.upload_kib_max())) as u32;
+        self.uploads.acquire_many(kib).await.ok()
     }
 
     pub fn store(&self) -> &dyn ObjectStore {
