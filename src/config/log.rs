@@ -56,16 +56,17 @@ pub struct LogConfig {
     /// Bytes one group commit gathers before it writes.
     #[arg(skip = 16 * 1024 * 1024_usize)]
     pub group_commit_bytes_max: usize,
-    /// RocksDB memtable size and count: bounds the hot tier's write memory.
-    #[arg(skip = 32 * 1024 * 1024_usize)]
+    /// RocksDB memtable size and count: bounds the hot tier's write memory. The size, the total
+    /// (RocksDB's write buffer manager over every family) and the block cache are shares of
+    /// `--memory-max-bytes` (`Config::resolve`).
+    #[arg(skip)]
     pub memtable_bytes: usize,
     #[arg(skip = 3_i32)]
     pub memtables_max: i32,
-    /// All memtables together (RocksDB's write buffer manager): set from `--memory-max-bytes`.
-    #[arg(skip = 96 * 1024 * 1024_usize)]
+    #[arg(skip)]
     pub memtables_total_bytes: usize,
     /// RocksDB block cache for reads.
-    #[arg(skip = 32 * 1024 * 1024_usize)]
+    #[arg(skip)]
     pub block_cache_bytes: usize,
     /// Pace of RocksDB's own writes (memtable flushes, compactions).
     #[arg(skip = 256 * 1024 * 1024_i64)]

@@ -167,15 +167,13 @@ impl Config {
         let kafka_advertised_explicit = broker.kafka_advertised.is_some();
         let (kafka_advertised_host, kafka_advertised_port) =
             advertised_address(network.kafka_listen, broker.kafka_advertised)?;
-        let mut tier = tier.resolve(&broker.data_dir)?;
         let budget = MemoryBudget::of(broker.memory_max_bytes);
+        let tier = tier.resolve(&broker.data_dir, &budget)?;
         network.queued_request_bytes_max = budget.queued_requests;
         log.memtables_total_bytes = budget.memtables;
         log.memtable_bytes = budget.memtables / log.memtables_max.max(1) as usize;
         log.block_cache_bytes = budget.block_cache;
         log.group_commit_bytes_max = log.group_commit_bytes_max.min(budget.queued_requests / 2);
-        tier.fetch_cache_bytes = tier.fetch_cache_bytes.min(budget.remote_fetch_cache);
-        tier.upload_bytes_max = budget.uploads;
         let wal = wal.resolve()?;
         let coordinator = cluster.resolve(wal.is_some())?;
         let coordinator_url = coordinator.as_ref().map(|cluster| cluster.coordinator_url.as_str());

@@ -22,7 +22,8 @@ pub struct NetworkConfig {
     pub socket_request_max_bytes: usize,
     /// Bytes of requests read but not yet answered, over all connections (Kafka's
     /// `queued.max.request.bytes`): bounds the memory a burst of large produce requests can take.
-    #[arg(skip = 96 * 1024 * 1024_usize)]
+    /// Its share of `--memory-max-bytes` (`Config::resolve`).
+    #[arg(skip)]
     pub queued_request_bytes_max: usize,
     /// See `REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX`.
     #[arg(skip = REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX)]

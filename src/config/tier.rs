@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::ConfigError;
 use super::storage::{Location, S3Options};
+use super::{ConfigError, MemoryBudget};
 
 /// The flags as given; the flags' help, defaults and TOML keys are their rows in `definitions.rs`.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,7 +40,7 @@ pub struct TierConfig {
 
 impl TierFlags {
     /// The object store defaults to `<data-dir>/objects`.
-    pub(super) fn resolve(self, data_dir: &Path) -> Result<TierConfig, ConfigError> {
+    pub(super) fn resolve(self, data_dir: &Path, budget: &MemoryBudget) -> Result<TierConfig, ConfigError> {
         let object_store = match self.object_store {
             Some(text) => {
                 Location::parse(&text).map_err(|reason| ConfigError::Invalid { name: "object-store", reason })?
@@ -51,9 +51,9 @@ impl TierFlags {
             object_store,
             s3: S3Options { endpoint: self.s3_endpoint, region: self.s3_region },
             task_interval_ms: self.task_interval_ms,
-            fetch_cache_bytes: self.fetch_cache_bytes,
+            fetch_cache_bytes: self.fetch_cache_bytes.min(budget.remote_fetch_cache),
             requests_max: 4,
-            upload_bytes_max: 32 * 1024 * 1024,
+            upload_bytes_max: budget.uploads,
         })
     }
 }
