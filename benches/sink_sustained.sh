@@ -12,8 +12,8 @@
 # the sink took to commit the rest (at most --drain-max seconds), and the peak RSS.
 # Keeping up means: the produce rate is reached and the lag stays within about one commit
 # interval's worth of records (`--iceberg-commit-interval-ms`, 60 s by default) instead of growing.
-# Same prerequisites as benches/rdkafka_perf.sh (which builds rdkafka_performance); a benchmark:
-# quiet machine only.
+# Same prerequisites as benches/rdkafka_perf.sh (benches/perf_lib.sh); a benchmark: quiet
+# machine only.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -31,19 +31,12 @@ while [ $# -gt 0 ]; do
     *) FLAGS+=("$1"); shift ;;
     esac
 done
-PY=${ZOMBI_PYTHON:-$CACHE/venv/bin/python}
-RKP=$(ls -t "$CACHE"/perf/rdkafka_performance-* 2>/dev/null | head -n 1 || true)
-[ -x "$RKP" ] || { echo "run benches/rdkafka_perf.sh once first (it builds rdkafka_performance)" >&2; exit 2; }
+. "$HERE/perf_lib.sh"
+rkp_build
 trap zombi_stop EXIT
 zombi_start "${FLAGS[@]}" 2>/dev/null
 HTTP=$(sed -nE 's/^zombi listening kafka=[^ ]+ http=([^ ]+).*/\1/p' "$ZOMBI_WORK/stdout" | head -n 1)
-"$PY" - "$ZOMBI_BOOTSTRAP" <<'PY'
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-admin = AdminClient({"bootstrap.servers": sys.argv[1]})
-for f in admin.create_topics([NewTopic("sustained", 4, 1)], request_timeout=30).values():
-    f.result()
-PY
+create_topic "$ZOMBI_BOOTSTRAP" sustained
 lag() {
     # -1 when /metrics has no lag at all (the sink is off, or the request failed).
     curl -s "http://$HTTP/metrics" | awk '/^zombi_iceberg_records_lag\{/ {s += $2; n++} END {print n ? s : -1}'
@@ -66,7 +59,7 @@ while [ "$(lag)" -gt 0 ] && [ "$DRAIN" -lt "$DRAIN_MAX" ]; do
     DRAIN=$((DRAIN + 1))
 done
 LEFT=$(lag)
-RSS=$(awk '/^VmHWM:/ {print int($2 / 1024)}' "/proc/$ZOMBI_PID/status")
+RSS=$(peak_rss_mib "$ZOMBI_PID")
 "$PY" - "$SAMPLES" "$SAMPLES.prod" "$LAT" "$AT_END" "$DRAIN" "$LEFT" "$RSS" "$MBPS" "$SECONDS_RUN" "$(zombi_identity)" "${FLAGS[*]:-}" <<'PY'
 import re, sys
 samples, prod, lat, at_end, drain, left, rss, mbps, secs, ident, flags = sys.argv[1:12]
