@@ -6,6 +6,7 @@
 # Idempotent. (PostgreSQL itself, for the Postgres catalog tests, is a Debian package: scripts/deps.sh.)
 set -euo pipefail
 CONFLUENT_KAFKA_VERSION=2.16.1
+KAFKA_PYTHON_VERSION=3.0.12
 MOTO_VERSION=5.2.5
 PYICEBERG_VERSION=0.12.0
 DUCKDB_VERSION=1.5.5
@@ -33,6 +34,11 @@ sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA_VERSION')" >/dev/null 
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check \
         "confluent-kafka==$CONFLUENT_KAFKA_VERSION"
+fi
+if ! "$VENV/bin/python" -c "import sys, kafka
+sys.exit(kafka.__version__ != '$KAFKA_PYTHON_VERSION')" >/dev/null 2>&1; then
+    echo "compat: installing kafka-python==$KAFKA_PYTHON_VERSION (transactions, tests/it/transactions.rs) into $VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check "kafka-python==$KAFKA_PYTHON_VERSION"
 fi
 
 if ! "$VENV/bin/python" -c "import sys, moto

@@ -15,6 +15,8 @@ use crate::config::Config;
 use crate::connection;
 use crate::coordinator::group::GroupCoordinator;
 use crate::coordinator::group::GroupLimits;
+use crate::coordinator::producer_ids::ProducerIdManager;
+use crate::coordinator::txn::{TransactionCoordinator, TxnSettings};
 use crate::handler::Broker;
 use crate::http;
 use crate::log::{Log, LogError};
@@ -75,7 +77,30 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let config = Arc::new(config);
     let sink = crate::iceberg::IcebergSink::new(config.iceberg.clone());
     let cache = cluster_node.as_ref().map(|node| node.cache.clone() as Arc<dyn crate::cluster::MetadataCache>);
-    let broker = Arc::new(Broker::new(unified.clone(), coordinator.clone(), config.clone(), sink.clone(), cache));
+    let producer_ids = Arc::new(ProducerIdManager::new(log.metadata_store()));
+    // A single broker coordinates every transaction from its own store; a cluster has no
+    // transaction coordinator yet.
+    let transactions = match &cluster_node {
+        Some(_) => None,
+        None => Some(
+            TransactionCoordinator::open(
+                log.clone(),
+                producer_ids.clone(),
+                coordinator.clone(),
+                TxnSettings::from(&config.groups),
+            )
+            .await?,
+        ),
+    };
+    let broker = Arc::new(Broker::new(
+        unified.clone(),
+        coordinator.clone(),
+        config.clone(),
+        sink.clone(),
+        cache,
+        producer_ids,
+        transactions.clone(),
+    ));
     // Each subsystem reads its own state when /metrics is scraped.
     broker.metrics.register_collector(crate::log::metrics::LogCollector { log: log.clone() });
     broker.metrics.register_collector(crate::coordinator::group::metrics::GroupCollector {
@@ -83,6 +108,11 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         log: log.clone(),
     });
     broker.metrics.register_collector(crate::unified::metrics::TierCollector { unified: unified.clone() });
+    if let Some(transactions) = transactions {
+        broker
+            .metrics
+            .register_collector(crate::coordinator::txn::metrics::TxnCollector { transactions, log: log.clone() });
+    }
     broker
         .metrics
         .register_collector(crate::iceberg::metrics::IcebergCollector { sink: sink.clone(), log: log.clone() });

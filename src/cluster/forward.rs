@@ -180,6 +180,16 @@ impl Forwarder for KafkaForwarder {
             high_watermark: answer.high_watermark,
             last_stable_offset: answer.last_stable_offset,
             log_start: answer.log_start_offset,
+            aborted: answer
+                .aborted_transactions
+                .iter()
+                .flatten()
+                .map(|txn| crate::log::AbortedTxn {
+                    producer_id: txn.producer_id.0,
+                    first_offset: txn.first_offset,
+                    last_offset: -1,
+                })
+                .collect(),
         })
     }
 }

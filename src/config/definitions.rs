@@ -450,6 +450,27 @@ pub const DEFINITIONS: &[Definition] = &[
         .default("10080")
         .value(|c| c.groups.offsets_retention_minutes.to_string())
         .doc("How long committed offsets of an empty group are kept"),
+    setting("transaction-max-timeout-ms")
+        .kafka("transaction.max.timeout.ms")
+        .kafka_in_file()
+        .of(Type::Int)
+        .default("900000")
+        .value(|c| c.groups.transaction_max_timeout_ms.to_string())
+        .doc("Largest transaction.timeout.ms a transactional producer may ask for"),
+    setting("transactional-id-expiration-ms")
+        .kafka("transactional.id.expiration.ms")
+        .kafka_in_file()
+        .of(Type::Long)
+        .default("604800000")
+        .value(|c| c.groups.transactional_id_expiration_ms.to_string())
+        .doc("How long a transactional id with no transaction in progress is kept without activity"),
+    setting("transaction-abort-timed-out-transaction-cleanup-interval-ms")
+        .kafka("transaction.abort.timed.out.transaction.cleanup.interval.ms")
+        .kafka_in_file()
+        .of(Type::Int)
+        .default("10000")
+        .value(|c| c.groups.transaction_abort_timed_out_transaction_cleanup_interval_ms.to_string())
+        .doc("How often the transaction coordinator aborts transactions past their timeout"),
     broker("default.replication.factor")
         .of(Type::Int)
         .default("1")

@@ -1,5 +1,6 @@
 //! Consumer groups: the group protocol's limits and delays (Kafka's `group.*` broker configs) and
-//! how long committed offsets are kept.
+//! how long committed offsets are kept; and the transaction coordinator's timeouts (Kafka's
+//! `transaction.*` broker configs).
 
 /// The flags' help, defaults and TOML keys are their rows in `definitions.rs`.
 #[derive(Debug, Clone, clap::Args)]
@@ -13,6 +14,15 @@ pub struct GroupConfig {
     pub max_session_timeout_ms: i32,
     #[arg(long = "offsets-retention-minutes", env = "ZOMBI_OFFSETS_RETENTION_MINUTES")]
     pub offsets_retention_minutes: i64,
+    #[arg(long = "transaction-max-timeout-ms", env = "ZOMBI_TRANSACTION_MAX_TIMEOUT_MS")]
+    pub transaction_max_timeout_ms: i32,
+    #[arg(long = "transactional-id-expiration-ms", env = "ZOMBI_TRANSACTIONAL_ID_EXPIRATION_MS")]
+    pub transactional_id_expiration_ms: i64,
+    #[arg(
+        long = "transaction-abort-timed-out-transaction-cleanup-interval-ms",
+        env = "ZOMBI_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
+    )]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
     /// Members a group may have (Kafka's `group.max.size`).
     #[arg(skip = 1000_usize)]
     pub members_max: usize,

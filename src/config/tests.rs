@@ -104,7 +104,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 56, "README lists every flag but --config");
+    assert_eq!(flags.len(), 59, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -179,6 +179,9 @@ const FILE_KEYS: &[&str] = &[
     "broker.session.timeout.ms",
     "broker-heartbeat-interval-ms",
     "broker.heartbeat.interval.ms",
+    "transaction.max.timeout.ms",
+    "transactional.id.expiration.ms",
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms",
 ];
 
 /// The file takes exactly those keys, each sets its setting, and the Kafka names README lists are
@@ -419,6 +422,9 @@ fn broker_configs_are_described_with_kafkas_types() {
             "group.min.session.timeout.ms",
             "group.max.session.timeout.ms",
             "offsets.retention.minutes",
+            "transaction.max.timeout.ms",
+            "transactional.id.expiration.ms",
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms",
             "default.replication.factor",
             "min.insync.replicas",
             "compression.type",

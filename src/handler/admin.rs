@@ -30,7 +30,7 @@ pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: 
         RequestKind::DeleteTopics(body) => Handled::counted(delete_topics(broker, body).await),
         RequestKind::CreatePartitions(body) => Handled::counted(create_partitions(broker, body).await),
         RequestKind::DeleteRecords(body) => Handled::counted(delete_records(broker, body).await),
-        RequestKind::InitProducerId(body) => Handled::counted(init_producer_id(broker, body).await),
+        RequestKind::InitProducerId(body) => Handled::counted(init_producer_id(broker, body, version).await),
         _ => return super::misrouted(Family::Admin),
     };
     Some(handled)
@@ -253,11 +253,29 @@ impl CountErrors for DeleteRecordsResponse {
     }
 }
 
-/// InitProducerId, answered by the producer-id manager (`coordinator::producer_ids`).
-pub(super) async fn init_producer_id(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+/// InitProducerId: with a transactional id, answered by the transaction coordinator
+/// (`coordinator::txn`); without, by the producer-id manager (`coordinator::producer_ids`).
+pub(super) async fn init_producer_id(
+    broker: &Arc<Broker>,
+    request: InitProducerIdRequest,
+    version: i16,
+) -> InitProducerIdResponse {
     let transactional_id = request.transactional_id.as_ref().map(|id| id.as_str());
-    let result =
-        broker.producer_ids.init_producer_id(transactional_id, request.producer_id.0, request.producer_epoch).await;
+    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    let mut result = match (transactional_id, &broker.transactions) {
+        (Some(""), _) => crate::coordinator::producer_ids::InitProducerIdResult {
+            producer_id: -1,
+            producer_epoch: -1,
+            error: ResponseError::InvalidRequest.code(),
+        },
+        (Some(id), Some(transactions)) => {
+            transactions.init_producer_id(id, request.transaction_timeout_ms, producer_id, epoch).await
+        }
+        _ => broker.producer_ids.init_producer_id(transactional_id, producer_id, epoch).await,
+    };
+    if result.error == ResponseError::ProducerFenced.code() && version < 4 {
+        result.error = ResponseError::InvalidProducerEpoch.code();
+    }
     let mut response = InitProducerIdResponse::default();
     response.producer_id = result.producer_id.into();
     response.producer_epoch = result.producer_epoch;

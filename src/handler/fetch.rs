@@ -136,7 +136,16 @@ fn partition_data(index: i32, result: Result<ReadResult, LogError>, isolation_le
             data.high_watermark = read.high_watermark;
             data.last_stable_offset = read.last_stable_offset;
             data.log_start_offset = read.log_start;
-            data.aborted_transactions = (isolation_level == READ_COMMITTED).then(Vec::new);
+            data.aborted_transactions = (isolation_level == READ_COMMITTED).then(|| {
+                read.aborted
+                    .iter()
+                    .map(|txn| {
+                        kafka_protocol::messages::fetch_response::AbortedTransaction::default()
+                            .with_producer_id(txn.producer_id.into())
+                            .with_first_offset(txn.first_offset)
+                    })
+                    .collect()
+            });
             data.records = Some(read.records);
         }
         Err(error) => {

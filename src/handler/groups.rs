@@ -84,7 +84,8 @@ pub(super) fn find_coordinator(
             entry.node_id = (-1).into();
             entry.error_code = ResponseError::InvalidRequest.code();
             entry.error_message = Some(str_bytes(format!("unknown coordinator key type {}", request.key_type)));
-        } else if request.key_type == KEY_TYPE_GROUP {
+        } else if request.key_type == KEY_TYPE_GROUP || broker.transactions.is_some() {
+            // A single broker coordinates every group and every transactional id.
             match cluster.broker(cluster.coordinator_for(key)) {
                 Some(node) => {
                     entry.node_id = node.node_id.into();
@@ -97,12 +98,12 @@ pub(super) fn find_coordinator(
                 }
             }
         } else {
-            // Transactions are not built, so there is no transaction coordinator. A retriable
-            // error (COORDINATOR_NOT_AVAILABLE) had the Java producer's initTransactions() wait
-            // out max.block.ms; this one fails it at once, as InitProducerId does.
+            // A cluster has no transaction coordinator yet. A retriable error
+            // (COORDINATOR_NOT_AVAILABLE) had the Java producer's initTransactions() wait out
+            // max.block.ms; this one fails it at once, as InitProducerId does.
             entry.node_id = (-1).into();
             entry.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-            entry.error_message = Some(str_bytes("transactions are not supported by this broker"));
+            entry.error_message = Some(str_bytes("transactions are not supported by a zombi cluster yet"));
         }
         entry
     };
@@ -364,6 +365,7 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
                 continue;
             }
             let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
+            let unstable = unstable_offsets(broker, group.group_id.as_str(), request.require_stable);
             for (topic, partition, committed) in
                 broker.coordinator.committed(group.group_id.as_str(), wanted.as_deref())
             {
@@ -378,6 +380,10 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
                 p.committed_offset = offset;
                 p.committed_leader_epoch = epoch;
                 p.metadata = Some(str_bytes(metadata));
+                if unstable.contains(&(topic.clone(), partition)) {
+                    p.error_code = ResponseError::UnstableOffsetCommit.code();
+                    p.committed_offset = -1;
+                }
                 if let Some(last) = topics.last_mut() {
                     last.partitions.push(p);
                 }
@@ -399,6 +405,7 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
         .as_ref()
         .map(|topics| topics.iter().map(|t| (t.name.as_str().to_string(), t.partition_indexes.clone())).collect());
     let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
+    let unstable = unstable_offsets(broker, request.group_id.as_str(), version >= 7 && request.require_stable);
     for (topic, partition, committed) in broker.coordinator.committed(request.group_id.as_str(), wanted.as_deref()) {
         if topics.last().is_none_or(|t| t.name.as_str() != topic) {
             let mut entry = OffsetFetchResponseTopic::default();
@@ -413,12 +420,25 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
             p.committed_leader_epoch = epoch;
         }
         p.metadata = Some(str_bytes(metadata));
+        if unstable.contains(&(topic.clone(), partition)) {
+            p.error_code = ResponseError::UnstableOffsetCommit.code();
+            p.committed_offset = -1;
+        }
         if let Some(last) = topics.last_mut() {
             last.partitions.push(p);
         }
     }
     response.topics = topics;
     response
+}
+
+/// With `require_stable` (KIP-447), the partitions whose offsets a transaction in progress
+/// commits: they answer UNSTABLE_OFFSET_COMMIT until it ends, and the consumer retries.
+fn unstable_offsets(broker: &Broker, group: &str, require_stable: bool) -> std::collections::BTreeSet<(String, i32)> {
+    match (&broker.transactions, require_stable) {
+        (Some(transactions), true) => transactions.pending_offsets(group),
+        _ => Default::default(),
+    }
 }
 
 /// v0–7 answer one group at the top level, v8+ a list of groups.

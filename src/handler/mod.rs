@@ -10,6 +10,7 @@ mod fetch;
 mod groups;
 mod metadata;
 mod produce;
+mod txn;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +23,7 @@ use crate::cluster::{MetadataCache, SingleNode};
 use crate::config::Config;
 use crate::coordinator::group::GroupCoordinator;
 use crate::coordinator::producer_ids::ProducerIdManager;
+use crate::coordinator::txn::TransactionCoordinator;
 use crate::log::Log;
 use crate::protocol::apis::Family;
 use crate::protocol::{Body, CountErrors, ErrorCounts, Request};
@@ -77,7 +79,9 @@ pub struct Broker {
     pub unified: UnifiedLog,
     pub coordinator: GroupCoordinator,
     /// InitProducerId's producer ids.
-    pub producer_ids: ProducerIdManager,
+    pub producer_ids: Arc<ProducerIdManager>,
+    /// Transactions; `None` in a cluster, which refuses transactional producers for now.
+    pub transactions: Option<TransactionCoordinator>,
     pub config: Arc<Config>,
     /// KiB of requests read and not yet answered (see `queued_request_bytes_max`).
     pub request_budget: Arc<tokio::sync::Semaphore>,
@@ -88,12 +92,15 @@ pub struct Broker {
 
 impl Broker {
     /// `cluster` answers who leads what: `None` for a single broker leading everything.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         unified: UnifiedLog,
         coordinator: GroupCoordinator,
         config: Arc<Config>,
         iceberg: Arc<crate::iceberg::IcebergSink>,
         cluster: Option<Arc<dyn MetadataCache>>,
+        producer_ids: Arc<ProducerIdManager>,
+        transactions: Option<TransactionCoordinator>,
     ) -> Broker {
         let budget_kib = (config.network.queued_request_bytes_max / 1024).max(1);
         let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -111,7 +118,6 @@ impl Broker {
         if let Some(forwarder) = forwarder {
             service = service.with_forwarder(forwarder);
         }
-        let producer_ids = ProducerIdManager::new(unified.log().metadata_store());
         Broker {
             service: Arc::new(service),
             cluster,
@@ -120,6 +126,7 @@ impl Broker {
             unified,
             coordinator,
             producer_ids,
+            transactions,
             config,
             request_budget: Arc::new(tokio::sync::Semaphore::new(budget_kib)),
             metrics,
@@ -154,6 +161,7 @@ impl Broker {
                 groups::handle(self, kind, version, &session).await
             }
             Family::Cluster => cluster::handle(self, kind, version),
+            Family::Txn => txn::handle(self, kind, version).await,
         };
         ready(handled)
     }

@@ -25,6 +25,21 @@ enum Outcome {
     Waiting(PendingAppend),
 }
 
+/// A transactional write must belong to a transaction in progress that holds the partition
+/// (KIP-890's verification); a broker without a transaction coordinator refuses it.
+fn check_transaction(
+    broker: &Broker,
+    validated: &crate::service::Validated,
+    topic: &str,
+    index: i32,
+) -> Result<(), LogError> {
+    let Some((producer_id, producer_epoch)) = validated.transactional_producer() else { return Ok(()) };
+    match &broker.transactions {
+        Some(transactions) => transactions.check_write(producer_id, producer_epoch, topic, index),
+        None => Err(LogError::TransactionsUnsupported),
+    }
+}
+
 pub(super) async fn handle(
     broker: &Arc<Broker>,
     request: RequestKind,
@@ -51,10 +66,13 @@ pub(super) async fn handle(
             let outcome = match &topic {
                 Err(error) => Outcome::Done(Err(same_error(error))),
                 Ok(topic) => match service.validate(topic, data.index, &data.records.unwrap_or_default(), acks) {
-                    Ok(validated) => {
-                        ready.push(validated);
-                        Outcome::Queued
-                    }
+                    Ok(validated) => match check_transaction(broker, &validated, &topic.name, data.index) {
+                        Ok(()) => {
+                            ready.push(validated);
+                            Outcome::Queued
+                        }
+                        Err(error) => Outcome::Done(Err(error)),
+                    },
                     Err(error) => Outcome::Done(Err(error)),
                 },
             };
@@ -148,11 +166,7 @@ fn partition_response(
                 | LogError::NotLeaderOrFollower
                 | LogError::InvalidRequiredAcks(_)
                 | LogError::Batch(
-                    BatchError::Corrupt
-                    | BatchError::CrcMismatch
-                    | BatchError::TooLarge { .. }
-                    | BatchError::Empty
-                    | BatchError::Transactional,
+                    BatchError::Corrupt | BatchError::CrcMismatch | BatchError::TooLarge { .. } | BatchError::Empty,
                 )
                 | LogError::TransactionsUnsupported
                 | LogError::Storage(_)

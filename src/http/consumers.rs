@@ -38,7 +38,7 @@ use super::{ApiError, HttpSession};
 use crate::coordinator::group::CommitRequest;
 use crate::coordinator::group::JoinRequest;
 use crate::handler::Broker;
-use crate::log::{Isolation, LogError, now_ms};
+use crate::log::{AbortedTxn, Isolation, LogError, now_ms};
 use crate::service::authorizer::{Operation, Resource};
 use crate::service::session::Session;
 use crate::service::{PartitionRead, ReadWait};
@@ -528,22 +528,23 @@ pub(super) async fn records(
             local.push(PartitionRead::new(found, partition, *offset, bytes_max));
         }
     }
-    let mut fetched: Vec<(String, i32, i64, Bytes)> = Vec::new();
+    let mut fetched: Vec<(String, i32, i64, Bytes, Vec<AbortedTxn>)> = Vec::new();
     let mut failures: Vec<(String, i32, LogError)> = Vec::new();
     let keys: Vec<(String, i32, i64)> =
         local.iter().map(|r| (r.topic.name.clone(), r.partition.index, r.offset)).collect();
     // A partition led elsewhere cannot be waited on here: only wait when all are local.
     let wait = remote.is_empty().then_some(ReadWait { min_bytes: 1, deadline });
-    let results = broker.service.read(&session, local, Isolation::HighWatermark, bytes_max, wait).await;
+    // Consumer instances read committed records, as librdkafka's consumers do by default.
+    let results = broker.service.read(&session, local, Isolation::Committed, bytes_max, wait).await;
     for ((topic, index, offset), result) in keys.into_iter().zip(results) {
         match result {
-            Ok(read) => fetched.push((topic, index, offset, read.records)),
+            Ok(read) => fetched.push((topic, index, offset, read.records, read.aborted)),
             Err(error) => failures.push((topic, index, error)),
         }
     }
     for (found, index, offset) in remote {
         match broker.service.forward_read(&session, &found, index, offset, bytes_max).await {
-            Ok(read) => fetched.push((found.name.clone(), index, offset, read.records)),
+            Ok(read) => fetched.push((found.name.clone(), index, offset, read.records, read.aborted)),
             Err(error) => failures.push((found.name.clone(), index, error)),
         }
     }
@@ -562,9 +563,9 @@ pub(super) async fn records(
     let decoded = tokio::task::spawn_blocking(move || {
         fetched
             .into_iter()
-            .map(|(topic, index, from, bytes)| {
+            .map(|(topic, index, from, bytes, aborted)| {
                 let next = last_offset_after(&bytes).filter(|&after| after > from);
-                records::decode_batches(&bytes, from, limit).map(|records| (topic, index, records, next))
+                records::decode_batches(&bytes, from, limit, &aborted).map(|records| (topic, index, records, next))
             })
             .collect::<Result<Vec<_>, _>>()
     })

@@ -393,6 +393,9 @@ pub(super) struct ReadQuery {
     limit: Option<usize>,
     /// `base64`: every key, value and header value as base64, even when it is UTF-8 text.
     format: Option<String>,
+    /// `read_committed` (the default: records of aborted transactions are left out, and reading
+    /// stops at the last stable offset) or `read_uncommitted`, as Kafka's `isolation.level`.
+    isolation: Option<String>,
 }
 
 pub(super) async fn read(
@@ -417,6 +420,15 @@ pub(super) async fn read(
         Some("base64") => true,
         Some(other) => return Err(ApiError::BadRequest(format!("format must be text or base64, not {other:?}"))),
     };
+    let isolation = match query.isolation.as_deref() {
+        None | Some("read_committed") => Isolation::Committed,
+        Some("read_uncommitted") => Isolation::HighWatermark,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "isolation must be read_committed or read_uncommitted, not {other:?}"
+            )));
+        }
+    };
     let offset = query.offset.unwrap_or_else(|| partition.log_start());
     let out_of_range = |offset: i64| ApiError::OffsetOutOfRange {
         offset,
@@ -438,7 +450,7 @@ pub(super) async fn read(
             Some(broker.service.forward_read(&session, &found, index, next, bytes_left).await)
         } else {
             let request = PartitionRead::new(found.clone(), partition.clone(), next, bytes_left);
-            broker.service.read(&session, vec![request], Isolation::HighWatermark, bytes_left, None).await.pop()
+            broker.service.read(&session, vec![request], isolation, bytes_left, None).await.pop()
         };
         let read = match read {
             Some(Ok(read)) => read,
@@ -454,7 +466,8 @@ pub(super) async fn read(
         let from = next;
         let batch_bytes = read.records.clone();
         let limit = broker.config.log.record_batch_decompressed_bytes_max;
-        let decoded = tokio::task::spawn_blocking(move || records::decode_batches(&batch_bytes, from, limit))
+        let aborted = read.aborted.clone();
+        let decoded = tokio::task::spawn_blocking(move || records::decode_batches(&batch_bytes, from, limit, &aborted))
             .await
             .map_err(|_| ApiError::Unavailable)?
             .map_err(|e| ApiError::Internal(e.to_string()))?;

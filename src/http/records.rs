@@ -93,19 +93,22 @@ pub fn encode_batch(records: &[HttpRecord]) -> Bytes {
     out.freeze()
 }
 
-/// Decodes every record of the batches in `bytes` at or after `from_offset`; control batches are
-/// skipped, a batch that decompresses to more than `decompressed_bytes_max` is an error, and so
-/// is a partial batch at the end (reads return whole batches).
+/// Decodes every record of the batches in `bytes` at or after `from_offset`; control batches and
+/// the batches of the `aborted` transactions (a read_committed read's) are skipped, a batch that
+/// decompresses to more than `decompressed_bytes_max` is an error, and so is a partial batch at
+/// the end (reads return whole batches).
 pub fn decode_batches(
     bytes: &[u8],
     from_offset: i64,
     decompressed_bytes_max: usize,
+    aborted: &[crate::log::AbortedTxn],
 ) -> Result<Vec<StoredRecord>, DecodeError> {
     let mut out = Vec::new();
     let mut batches = Batches::new(Bytes::copy_from_slice(bytes));
+    let mut committed = log_records::CommittedFilter::new(aborted);
     for batch in &mut batches {
         let (header, batch) = batch?;
-        if header.is_control() || header.last_offset() < from_offset {
+        if !committed.keeps(&header, &batch) || header.last_offset() < from_offset {
             continue;
         }
         let log_append_time = header.attributes & TIMESTAMP_TYPE_LOG_APPEND != 0;
@@ -197,10 +200,10 @@ mod tests {
         let valid = batch::validate(&bytes, 1 << 20).expect("valid batch");
         assert_eq!(valid[0].header.record_count, 3);
         assert_eq!(valid[0].header.max_timestamp, 1_700_000_000_123);
-        let decoded = decode_batches(&bytes, 0, LIMIT).expect("decodes");
+        let decoded = decode_batches(&bytes, 0, LIMIT, &[]).expect("decodes");
         assert_eq!(decoded.iter().map(|r| r.record.clone()).collect::<Vec<_>>(), records);
         assert_eq!(decoded.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert_eq!(decode_batches(&bytes, 2, LIMIT).expect("decodes").len(), 1);
+        assert_eq!(decode_batches(&bytes, 2, LIMIT, &[]).expect("decodes").len(), 1);
     }
 
     #[test]
@@ -228,7 +231,7 @@ mod tests {
             let mut bytes = BytesMut::new();
             let options = RecordEncodeOptions { version: 2, compression };
             RecordBatchEncoder::encode(&mut bytes, &records, &options).expect("encodes");
-            let decoded = decode_batches(&bytes, 1, LIMIT).expect("decodes");
+            let decoded = decode_batches(&bytes, 1, LIMIT, &[]).expect("decodes");
             assert_eq!(decoded.len(), 2, "{compression:?}");
             assert_eq!(decoded[0].offset, 1);
             assert_eq!(decoded[1].record.key.as_deref(), Some(&b"key-2"[..]));
@@ -241,12 +244,12 @@ mod tests {
     fn truncated_batches_are_errors_not_panics() {
         let bytes = encode_batch(&[record(Some("k"), Some(b"value"), &[("h", Some(b"1"))])]);
         for cut in 0..bytes.len() {
-            let _ = decode_batches(&bytes[..cut], 0, LIMIT);
+            let _ = decode_batches(&bytes[..cut], 0, LIMIT, &[]);
         }
         let mut bad = BytesMut::from(&bytes[..]);
         let last = bad.len() - 3;
         bad[last] = 0x7f;
-        let _ = decode_batches(&bad, 0, LIMIT);
+        let _ = decode_batches(&bad, 0, LIMIT, &[]);
     }
 
     /// Vectors from Kafka's `UtilsTest.testMurmur2`.

@@ -69,7 +69,7 @@ fn encode_iceberg(encoder: &mut DescriptorEncoder, status: &super::IcebergStatus
         "When this broker last committed to the table, seconds since the Unix epoch",
         &last_commit,
     )?;
-    let counters: [(&str, &str, IcebergField); 17] = [
+    let counters: [(&str, &str, IcebergField); 18] = [
         ("zombi_iceberg_commits", "Snapshots the sink committed to the table", |t| t.commits),
         ("zombi_iceberg_records_written", "Records written to the table as rows", |t| t.records_written),
         ("zombi_iceberg_data_files_written", "Parquet data files the sink added to the table", |t| t.data_files),
@@ -83,6 +83,7 @@ fn encode_iceberg(encoder: &mut DescriptorEncoder, status: &super::IcebergStatus
             |t| t.skipped_below_log_start,
         ),
         ("zombi_iceberg_control_records", "Records of control batches, never rows", |t| t.control_records),
+        ("zombi_iceberg_aborted_records", "Records of aborted transactions, never rows", |t| t.aborted_records),
         ("zombi_iceberg_header_keys_replaced", "Header keys that were not UTF-8, stored with U+FFFD", |t| {
             t.header_keys_replaced
         }),

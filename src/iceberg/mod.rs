@@ -72,6 +72,7 @@ struct TableState {
     /// Records below the log start when the sink got to them (retention or DeleteRecords).
     skipped_below_log_start: u64,
     control_records: u64,
+    aborted_records: u64,
     header_keys_replaced: u64,
     timestamps_out_of_range: u64,
     /// The last time (ms since the epoch) the sink saw the table hold every record the log had
@@ -169,6 +170,8 @@ pub struct TopicIcebergStatus {
     pub last_error: Option<String>,
     pub skipped_below_log_start: u64,
     pub control_records: u64,
+    /// Records of aborted transactions, never rows.
+    pub aborted_records: u64,
     pub header_keys_replaced: u64,
     pub timestamps_out_of_range: u64,
     /// Replace snapshots committed by compaction, and what they rewrote.
@@ -234,6 +237,7 @@ pub fn status(sink: &IcebergSink, log: &Log) -> IcebergStatus {
                 last_error: state.last_error,
                 skipped_below_log_start: state.skipped_below_log_start,
                 control_records: state.control_records,
+                aborted_records: state.aborted_records,
                 header_keys_replaced: state.header_keys_replaced,
                 timestamps_out_of_range: state.timestamps_out_of_range,
                 compactions: state.compactions,

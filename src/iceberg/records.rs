@@ -50,6 +50,8 @@ pub struct Decoded {
     pub next_offset: i64,
     /// Records of control batches (transaction markers): never rows.
     pub control_records: u64,
+    /// Records of aborted transactions: never rows.
+    pub aborted_records: u64,
     pub unrepresentable: Unrepresentable,
 }
 
@@ -61,15 +63,21 @@ pub fn decode(
     partition: i32,
     from_offset: i64,
     decompressed_bytes_max: usize,
+    aborted: &[crate::log::AbortedTxn],
 ) -> Result<Decoded, DecodeError> {
     let mut decoded = Decoded { next_offset: from_offset, ..Decoded::default() };
+    let mut committed = log_records::CommittedFilter::new(aborted);
     for batch in Batches::new(bytes.clone()) {
         let (header, batch) = batch?;
+        let keeps = committed.keeps(&header, &batch);
         if header.last_offset() < from_offset {
             continue;
         }
+        let count = u64::try_from(header.record_count).unwrap_or(0);
         if header.is_control() {
-            decoded.control_records += u64::try_from(header.record_count).unwrap_or(0);
+            decoded.control_records += count;
+        } else if !keeps {
+            decoded.aborted_records += count;
         } else {
             for record in log_records::records(&header, &batch, decompressed_bytes_max)? {
                 let record = record?;
@@ -161,7 +169,7 @@ mod tests {
         for compression in
             [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]
         {
-            let decoded = decode(&encode(&records, compression), 3, 0, LIMIT).unwrap();
+            let decoded = decode(&encode(&records, compression), 3, 0, LIMIT, &[]).unwrap();
             assert_eq!(decoded.next_offset, 3, "{compression:?}");
             let rows = decoded.rows;
             assert_eq!(rows.len(), 3);
@@ -205,7 +213,7 @@ mod tests {
             records.put_slice(&r);
         }
         let batch = crate::log::batch::tests::batch_with_records(10, 2, &records);
-        let decoded = decode(&batch, 0, 11, LIMIT).unwrap();
+        let decoded = decode(&batch, 0, 11, LIMIT, &[]).unwrap();
         assert_eq!(decoded.next_offset, 12);
         assert_eq!(decoded.rows.len(), 1);
         let row = &decoded.rows[0];
@@ -227,7 +235,7 @@ mod tests {
             for b in bytes[cut..].iter_mut() {
                 *b = 0xff;
             }
-            let _ = decode(&bytes.freeze(), 0, 0, LIMIT);
+            let _ = decode(&bytes.freeze(), 0, 0, LIMIT, &[]);
         }
     }
 }

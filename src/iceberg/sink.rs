@@ -445,6 +445,7 @@ struct Intake {
     records: u64,
     skipped_below_log_start: u64,
     control_records: u64,
+    aborted_records: u64,
     header_keys_replaced: u64,
     timestamps_out_of_range: u64,
 }
@@ -511,6 +512,7 @@ async fn commit_round(
                 partition.index,
                 offset,
                 log.log().record_batch_decompressed_bytes_max(),
+                &read.aborted,
             )?;
             if decoded.next_offset <= offset {
                 // Nothing readable (a gap in the log): leave it for the next round.
@@ -520,6 +522,7 @@ async fn commit_round(
             budget = budget.saturating_sub(decoded.rows.iter().map(records::Row::size_bytes).sum());
             intake.records += decoded.rows.len() as u64;
             intake.control_records += decoded.control_records;
+            intake.aborted_records += decoded.aborted_records;
             intake.header_keys_replaced += decoded.unrepresentable.header_keys_replaced;
             intake.timestamps_out_of_range += decoded.unrepresentable.timestamps_out_of_range;
             if !decoded.rows.is_empty() {
@@ -590,6 +593,7 @@ async fn commit_round(
         state.data_file_bytes += file_bytes;
         state.skipped_below_log_start += intake.skipped_below_log_start;
         state.control_records += intake.control_records;
+        state.aborted_records += intake.aborted_records;
         state.header_keys_replaced += intake.header_keys_replaced;
         state.timestamps_out_of_range += intake.timestamps_out_of_range;
         state.last_error = None;

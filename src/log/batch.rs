@@ -56,8 +56,6 @@ pub enum BatchError {
     Empty,
     #[error("unknown compression codec {0}")]
     UnknownCompression(i16),
-    #[error("transactional batches are not supported")]
-    Transactional,
     #[error("record batch decompresses to more than {limit_bytes} bytes (--record-batch-decompressed-max-bytes)")]
     DecompressedTooLarge { limit_bytes: usize },
 }
@@ -196,8 +194,8 @@ fn validate_one(batch: &[u8]) -> Result<ValidBatch, BatchError> {
     if header.is_control() {
         return Err(BatchError::Invalid("clients may not write control batches"));
     }
-    if header.is_transactional() {
-        return Err(BatchError::Transactional);
+    if header.is_transactional() && !header.is_idempotent() {
+        return Err(BatchError::Invalid("transactional batch without a producer id"));
     }
     if header.is_idempotent() && (header.base_sequence < 0 || header.producer_epoch < 0) {
         return Err(BatchError::Invalid("idempotent batch without a sequence or epoch"));
@@ -226,6 +224,77 @@ impl ValidBatch {
         let crc = crc32c::crc32c(&self.bytes[ATTRIBUTES_AT..]);
         self.header.crc = crc;
         self.bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// A transaction marker (Kafka's control batch, `EndTransactionMarker`): one control record
+/// whose key is version 0 and the type (0 abort, 1 commit), and whose value is version 0 and the
+/// coordinator epoch. Stamped with offset 0; the writer assigns its offset like any batch's.
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    now_ms: i64,
+) -> ValidBatch {
+    let mut record = BytesMut::new();
+    record.put_i8(0); // attributes
+    super::records::put_varint(&mut record, 0); // timestamp delta
+    super::records::put_varint(&mut record, 0); // offset delta
+    super::records::put_varint(&mut record, 4);
+    record.put_i16(0);
+    record.put_i16(i16::from(commit));
+    super::records::put_varint(&mut record, 6);
+    record.put_i16(0);
+    record.put_i32(coordinator_epoch);
+    super::records::put_varint(&mut record, 0); // no headers
+    let mut body = BytesMut::new();
+    super::records::put_varint(&mut body, record.len() as i64);
+    body.put_slice(&record);
+    let mut out = BytesMut::with_capacity(HEADER_BYTES + body.len());
+    out.put_i64(0);
+    out.put_i32((HEADER_BYTES - LOG_OVERHEAD_BYTES + body.len()) as i32);
+    out.put_i32(0);
+    out.put_i8(2);
+    out.put_u32(0);
+    out.put_i16(TRANSACTIONAL | CONTROL);
+    out.put_i32(0);
+    out.put_i64(now_ms);
+    out.put_i64(now_ms);
+    out.put_i64(producer_id);
+    out.put_i16(producer_epoch);
+    out.put_i32(-1);
+    out.put_i32(1);
+    out.put_slice(&body);
+    let crc = crc32c::crc32c(&out[ATTRIBUTES_AT..]);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
+    let header = BatchHeader::parse(&out).expect("a control batch has a whole header");
+    ValidBatch { header, bytes: out }
+}
+
+/// Whether the control batch `batch` (whole, uncompressed, as the broker writes them) commits:
+/// `Some(true)` for a commit marker, `Some(false)` for an abort, `None` for anything else.
+pub fn marker_commits(batch: &[u8]) -> Option<bool> {
+    let header = BatchHeader::parse(batch).ok()?;
+    if !header.is_control() || header.compression() != 0 {
+        return None;
+    }
+    let mut rest = Bytes::copy_from_slice(batch.get(HEADER_BYTES..)?);
+    super::records::get_varint(&mut rest)?; // record length
+    if !rest.has_remaining() {
+        return None;
+    }
+    rest.advance(1); // attributes
+    super::records::get_varint(&mut rest)?; // timestamp delta
+    super::records::get_varint(&mut rest)?; // offset delta
+    let key_length = super::records::get_varint(&mut rest)?;
+    if key_length < 4 || rest.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([rest[2], rest[3]]) {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
     }
 }
 
@@ -352,6 +421,19 @@ pub(crate) mod tests {
         let mut old = BytesMut::from(&bytes[..]);
         old[MAGIC_AT] = 1;
         assert_eq!(validate(&old.freeze(), 1 << 20).unwrap_err(), BatchError::UnsupportedMagic(1));
+    }
+
+    /// A marker the broker builds is a valid control batch whose type reads back.
+    #[test]
+    fn markers_read_back_their_type() {
+        for commit in [true, false] {
+            let marker = control_batch(7, 3, commit, 0, 1_700_000_000_000);
+            assert!(marker.header.is_control() && marker.header.is_transactional());
+            assert_eq!((marker.header.producer_id, marker.header.producer_epoch), (7, 3));
+            assert!(marker.header.crc_matches(&marker.bytes));
+            assert_eq!(marker_commits(&marker.bytes), Some(commit));
+        }
+        assert_eq!(marker_commits(&batch(1, b"x", None)), None);
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub enum LogError {
     /// Transactions are not built: their APIs are not advertised.
     #[error("Transactions are not supported by this broker.")]
     TransactionsUnsupported,
+    /// A transactional write outside a transaction in progress that holds the partition.
+    #[error("The producer attempted a transactional operation in an invalid state.")]
+    InvalidTxnState,
     /// A request needs a later version of its API than the one it was sent at.
     #[error("The version of API is not supported.")]
     UnsupportedVersion,
@@ -122,11 +125,10 @@ impl LogError {
             LogError::Batch(BatchError::UnknownCompression(_)) => ResponseError::UnsupportedCompressionType,
             LogError::Batch(BatchError::UnsupportedMagic(_) | BatchError::Invalid(_) | BatchError::Empty)
             | LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,
-            LogError::Batch(BatchError::Transactional) | LogError::TransactionsUnsupported => {
-                ResponseError::TransactionalIdAuthorizationFailed
-            }
+            LogError::TransactionsUnsupported => ResponseError::TransactionalIdAuthorizationFailed,
             LogError::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
             LogError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+            LogError::InvalidTxnState => ResponseError::InvalidTxnState,
             LogError::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
             LogError::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
             LogError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,

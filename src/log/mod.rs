@@ -63,6 +63,11 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     high_watermark: AtomicI64,
+    /// The first offset of the earliest open transaction, or the high watermark when none is
+    /// open: what `read_committed` consumers may read up to. Published with the high watermark.
+    last_stable: AtomicI64,
+    /// Aborted transactions whose markers are in the log, for `read_committed` fetches.
+    aborted: RwLock<AbortedIndex>,
     log_start: AtomicI64,
     local_start: AtomicI64,
     /// The epoch of this partition's leader: stamped into every batch it appends, checked against
@@ -95,6 +100,34 @@ struct Recovered {
     local_start: i64,
     log_end: i64,
     remote: BTreeMap<i64, SegmentInfo>,
+    /// The first offset of the earliest transaction still open.
+    first_unstable: Option<i64>,
+    aborted: Vec<AbortedTxn>,
+}
+
+/// An aborted transaction of one producer on one partition: its records lie between its first
+/// offset and its abort marker (Kafka's `AbortedTxn`, as Fetch answers it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The offset of the abort marker.
+    pub last_offset: i64,
+}
+
+/// A partition's aborted transactions by the offset of their markers (Kafka's transaction
+/// index), with the widest span any of them has, which bounds a lookup.
+#[derive(Debug, Default)]
+struct AbortedIndex {
+    by_last: BTreeMap<i64, AbortedTxn>,
+    span_max: i64,
+}
+
+impl AbortedIndex {
+    fn insert(&mut self, txn: AbortedTxn) {
+        self.span_max = self.span_max.max(txn.last_offset - txn.first_offset);
+        self.by_last.insert(txn.last_offset, txn);
+    }
 }
 
 impl Partition {
@@ -104,6 +137,12 @@ impl Partition {
             topic_id,
             index: key.partition as i32,
             high_watermark: AtomicI64::new(recovered.log_end),
+            last_stable: AtomicI64::new(recovered.first_unstable.unwrap_or(i64::MAX).min(recovered.log_end)),
+            aborted: RwLock::new({
+                let mut index = AbortedIndex::default();
+                recovered.aborted.into_iter().for_each(|txn| index.insert(txn));
+                index
+            }),
             log_start: AtomicI64::new(recovered.log_start),
             local_start: AtomicI64::new(recovered.local_start),
             leader_epoch: AtomicI32::new(0),
@@ -159,7 +198,9 @@ impl Partition {
     /// `start`, the log from `log_start`, the remote index `segments`.
     fn reset(&self, log_start: i64, start: i64, segments: Vec<SegmentInfo>) {
         *self.remote.write() = segments.into_iter().map(|s| (s.base_offset, s)).collect();
+        *self.aborted.write() = AbortedIndex::default();
         self.high_watermark.store(start, Ordering::Release);
+        self.last_stable.store(start, Ordering::Release);
         self.local_start.store(start, Ordering::Release);
         self.log_start.store(log_start, Ordering::Release);
     }
@@ -259,9 +300,46 @@ impl Partition {
         self.log_start.load(Ordering::Acquire)
     }
 
-    /// No transactions are written, so the last stable offset is the high watermark.
+    /// The offset `read_committed` consumers read up to: the first offset of the earliest open
+    /// transaction, or the high watermark.
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
+        self.last_stable.load(Ordering::Acquire).min(self.high_watermark())
+    }
+
+    /// The aborted transactions a fetch from `from` that returns offsets below `upper` must
+    /// report (Kafka's `collectAbortedTransactions`): those ending at or after `from` that began
+    /// before `upper`.
+    pub fn aborted_between(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let index = self.aborted.read();
+        // A transaction ending past `upper + span_max` began after `upper`.
+        let last_bound = upper.saturating_add(index.span_max);
+        index
+            .by_last
+            .range(from..=last_bound.max(from))
+            .map(|(_, txn)| *txn)
+            .filter(|txn| txn.first_offset < upper)
+            .collect()
+    }
+
+    /// Publishes what a durable write made stable (the writer, with the high watermark).
+    fn publish_transactions(&self, last_stable: i64, aborted: Vec<AbortedTxn>) {
+        if !aborted.is_empty() {
+            let mut index = self.aborted.write();
+            aborted.into_iter().for_each(|txn| index.insert(txn));
+        }
+        self.last_stable.store(last_stable, Ordering::Release);
+    }
+
+    /// Forgets aborted transactions whose markers lie below `offset` (retention) or, with
+    /// `from`, at or after it (a cut log end).
+    fn forget_aborted(&self, below: Option<i64>, from: Option<i64>) {
+        let mut index = self.aborted.write();
+        if let Some(below) = below {
+            index.by_last = index.by_last.split_off(&below);
+        }
+        if let Some(from) = from {
+            index.by_last.split_off(&from);
+        }
     }
 }
 
@@ -409,6 +487,8 @@ pub struct ReadResult {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start: i64,
+    /// For a `read_committed` read, the aborted transactions among the records returned.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 /// Handle to the log; cheap to clone.
@@ -1242,6 +1322,48 @@ impl Log {
         self.call(|reply| Command::Groups { writes, reply }).await
     }
 
+    /// Makes the transaction coordinator's records durable: `(transactional id, record)`, `None`
+    /// deleting the id.
+    pub async fn write_transactions(&self, writes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), LogError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.call(|reply| Command::Transactions { writes, reply }).await
+    }
+
+    /// Every transactional id's record, for the transaction coordinator's recovery.
+    pub async fn load_transactions(&self) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || Ok(store.scan_txns()?)).await.map_err(|_| LogError::Unavailable)?
+    }
+
+    /// Appends a transaction marker for `producer_id` at `producer_epoch` to each partition, in
+    /// one group commit, and waits until they are durable: Kafka's `WriteTxnMarkers` on the
+    /// partitions this broker leads. Each partition's result, in order.
+    pub async fn write_markers(
+        &self,
+        partitions: Vec<Arc<Partition>>,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<Vec<Result<AppendInfo, LogError>>, LogError> {
+        let now = now_ms();
+        let appends = partitions
+            .into_iter()
+            .map(|partition| {
+                let marker = batch::control_batch(producer_id, producer_epoch, commit, coordinator_epoch, now);
+                (TimestampType::CreateTime, partition, vec![marker])
+            })
+            .collect();
+        let receivers = self.submit_appends(appends).await?;
+        let mut results = Vec::with_capacity(receivers.len());
+        for receiver in receivers {
+            results.push(receiver.await.map_err(|_| LogError::Unavailable).and_then(|result| result));
+        }
+        Ok(results)
+    }
+
     /// Every group record and committed offset, for the coordinator's recovery.
     pub async fn load_groups(&self) -> Result<GroupRecords, LogError> {
         let store = self.inner.store.clone();
@@ -1289,7 +1411,16 @@ fn recover_partition(store: &Store, key: PartitionKey) -> Result<Recovered, LogE
     let remote_end = remote.values().next_back().map_or(0, |s: &SegmentInfo| s.next_offset);
     let (log_start, log_end) = writer::recover_offsets(store, key, remote_end)?;
     let local_start = store.first_batch(key)?.map_or(log_end, |header| header.base_offset).max(log_start);
-    Ok(Recovered { log_start, local_start, log_end, remote })
+    let mut first_unstable = None;
+    for (_, bytes) in store.scan_partition_producers(key)? {
+        let entry = producer::ProducerEntry::decode(&bytes)
+            .ok_or_else(|| StoreError::corrupt(format!("producer entry of {key:?} is corrupt")))?;
+        if let Some(first) = entry.txn_first_offset {
+            first_unstable = Some(first_unstable.map_or(first, |f: i64| f.min(first)));
+        }
+    }
+    let aborted = store.scan_aborted(key)?;
+    Ok(Recovered { log_start, local_start, log_end, remote, first_unstable, aborted })
 }
 
 /// The most a fetch's buffer starts with.
@@ -1312,7 +1443,8 @@ fn read_local(store: &Store, request: &ReadRequest) -> Result<Option<ReadResult>
     if request.offset < log_start || request.offset > high_watermark {
         return Err(LogError::OffsetOutOfRange);
     }
-    let empty = ReadResult { records: Bytes::new(), high_watermark, last_stable_offset, log_start };
+    let empty =
+        ReadResult { records: Bytes::new(), high_watermark, last_stable_offset, log_start, aborted: Vec::new() };
     if request.offset >= end || request.max_bytes == 0 && !request.at_least_one {
         return Ok(Some(empty));
     }
@@ -1494,7 +1626,14 @@ mod tests {
     #[test]
     fn leader_epochs_end_where_the_next_begins() {
         let key = PartitionKey { topic_number: 1, partition: 0 };
-        let recovered = Recovered { log_start: 0, local_start: 0, log_end: 10, remote: BTreeMap::new() };
+        let recovered = Recovered {
+            log_start: 0,
+            local_start: 0,
+            log_end: 10,
+            remote: BTreeMap::new(),
+            first_unstable: None,
+            aborted: Vec::new(),
+        };
         let partition = Partition::new(key, Uuid::nil(), recovered);
         assert_eq!(partition.epoch_end_offset(0), Some((0, 10)));
         partition.begin_leader_epoch(3);

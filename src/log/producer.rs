@@ -1,5 +1,6 @@
 //! Idempotent producer state per partition (Kafka's `ProducerStateManager`): the epoch and the last
-//! five batches of each producer, so retries are answered with their original offsets.
+//! five batches of each producer, so retries are answered with their original offsets, and the
+//! first offset of the producer's open transaction, which holds the last stable offset back.
 
 use std::collections::VecDeque;
 
@@ -19,6 +20,9 @@ pub struct BatchSequence {
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<BatchSequence>,
+    /// The offset of the producer's first batch in its open transaction on this partition
+    /// (Kafka's `currentTxnFirstOffset`); `None` outside a transaction. A marker closes it.
+    pub txn_first_offset: Option<i64>,
 }
 
 /// What a new idempotent batch is, relative to what the producer wrote before.
@@ -61,9 +65,12 @@ pub fn check(entry: Option<&ProducerEntry>, epoch: i16, first_sequence: i32, las
 impl ProducerEntry {
     /// Records an appended batch, starting afresh when the epoch moved on.
     pub fn record(entry: Option<ProducerEntry>, epoch: i16, batch: BatchSequence) -> ProducerEntry {
+        // An open transaction outlives an epoch change: only its marker closes it, and the
+        // coordinator writes one before it hands out a new epoch.
+        let txn_first_offset = entry.as_ref().and_then(|e| e.txn_first_offset);
         let mut entry = match entry {
             Some(entry) if entry.epoch == epoch => entry,
-            _ => ProducerEntry { epoch, batches: VecDeque::with_capacity(BATCHES_REMEMBERED) },
+            _ => ProducerEntry { epoch, batches: VecDeque::with_capacity(BATCHES_REMEMBERED), txn_first_offset },
         };
         if entry.batches.len() == BATCHES_REMEMBERED {
             entry.batches.pop_front();
@@ -77,11 +84,17 @@ impl ProducerEntry {
     pub fn before(&self, offset: i64) -> Option<ProducerEntry> {
         let batches: VecDeque<BatchSequence> =
             self.batches.iter().copied().filter(|b| b.base_offset < offset).collect();
-        (!batches.is_empty()).then_some(ProducerEntry { epoch: self.epoch, batches })
+        let txn_first_offset = self.txn_first_offset.filter(|&first| first < offset);
+        (!batches.is_empty() || txn_first_offset.is_some()).then_some(ProducerEntry {
+            epoch: self.epoch,
+            batches,
+            txn_first_offset,
+        })
     }
 
+    /// `epoch`, the batch count, the batches, then the open transaction's first offset (-1: none).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(3 + self.batches.len() * 16);
+        let mut out = Vec::with_capacity(11 + self.batches.len() * 16);
         out.put_i16(self.epoch);
         out.put_u8(self.batches.len() as u8);
         for batch in &self.batches {
@@ -89,16 +102,19 @@ impl ProducerEntry {
             out.put_i32(batch.last_sequence);
             out.put_i64(batch.base_offset);
         }
+        out.put_i64(self.txn_first_offset.unwrap_or(-1));
         out
     }
 
+    /// Reads what `encode` wrote; entries stored before transactions existed end after their
+    /// batches.
     pub fn decode(mut bytes: &[u8]) -> Option<ProducerEntry> {
         if bytes.len() < 3 {
             return None;
         }
         let epoch = bytes.get_i16();
         let count = usize::from(bytes.get_u8());
-        if count > BATCHES_REMEMBERED || bytes.len() != count * 16 {
+        if count > BATCHES_REMEMBERED || (bytes.len() != count * 16 && bytes.len() != count * 16 + 8) {
             return None;
         }
         let batches = (0..count)
@@ -108,7 +124,8 @@ impl ProducerEntry {
                 base_offset: bytes.get_i64(),
             })
             .collect();
-        Some(ProducerEntry { epoch, batches })
+        let txn_first_offset = if bytes.len() == 8 { Some(bytes.get_i64()).filter(|&o| o >= 0) } else { None };
+        Some(ProducerEntry { epoch, batches, txn_first_offset })
     }
 }
 
@@ -143,7 +160,13 @@ mod tests {
         assert_eq!(check(Some(&entry), 0, 0, 0), SequenceCheck::OutOfOrder);
         assert_eq!(check(Some(&entry), 0, 1, 1), SequenceCheck::Duplicate(1));
         assert_eq!(check(Some(&entry), -1, 6, 6), SequenceCheck::FencedEpoch);
-        assert_eq!(ProducerEntry::decode(&entry.encode()), Some(entry));
+        assert_eq!(ProducerEntry::decode(&entry.encode()), Some(entry.clone()));
+        let in_txn = ProducerEntry { txn_first_offset: Some(3), ..entry.clone() };
+        assert_eq!(ProducerEntry::decode(&in_txn.encode()), Some(in_txn.clone()));
+        // An entry stored before transactions existed: no trailing first offset.
+        let old = &entry.encode()[..entry.encode().len() - 8];
+        assert_eq!(ProducerEntry::decode(old), Some(entry));
+        assert_eq!(in_txn.before(3).and_then(|e| e.txn_first_offset), None, "a cut at its start ends it");
     }
 
     #[test]

@@ -242,6 +242,42 @@ fn snappy(compressed: &[u8], bytes_max: usize) -> Result<Vec<u8>, Failure> {
     Ok(out)
 }
 
+/// Which batches a `read_committed` consumer keeps, as Kafka's consumers decide it from a
+/// fetch's aborted transactions: control batches never, and a transactional batch not when its
+/// producer is inside an aborted transaction (from the transaction's first offset until its
+/// abort marker). Feed it every batch of a read in offset order.
+#[derive(Debug, Default)]
+pub struct CommittedFilter {
+    /// Aborted transactions not reached yet, the first offset lowest last.
+    pending: Vec<super::AbortedTxn>,
+    aborted_producers: std::collections::HashSet<i64>,
+}
+
+impl CommittedFilter {
+    pub fn new(aborted: &[super::AbortedTxn]) -> Self {
+        let mut pending = aborted.to_vec();
+        pending.sort_by_key(|txn| std::cmp::Reverse(txn.first_offset));
+        CommittedFilter { pending, aborted_producers: Default::default() }
+    }
+
+    /// Whether the records of `batch` (whose header is `header`) are delivered.
+    pub fn keeps(&mut self, header: &BatchHeader, batch: &[u8]) -> bool {
+        if header.is_transactional() {
+            while let Some(next) = self.pending.last().filter(|next| next.first_offset <= header.last_offset()) {
+                self.aborted_producers.insert(next.producer_id);
+                self.pending.pop();
+            }
+        }
+        if header.is_control() {
+            if super::batch::marker_commits(batch) == Some(false) {
+                self.aborted_producers.remove(&header.producer_id);
+            }
+            return false;
+        }
+        !(header.is_transactional() && self.aborted_producers.contains(&header.producer_id))
+    }
+}
+
 /// A zigzag varint (Kafka's `varint` and `varlong`) of up to 64 bits; `None` if truncated or longer.
 pub fn get_varint(buf: &mut Bytes) -> Option<i64> {
     let mut value: u64 = 0;

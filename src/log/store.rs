@@ -14,6 +14,9 @@
 //!   (next offset, max timestamp, size; see `log::remote_index`)
 //! - `groups`:    `g` + group id → the group's record; `o` + group, topic (each u16-length-prefixed),
 //!   partition u32 → a committed offset
+//! - `aborted`:   `[topic number u32][partition u32][abort marker offset u64]` → producer id i64,
+//!   first offset i64 (Kafka's transaction index)
+//! - `meta` also holds `txn/<transactional id>` → the transaction coordinator's record (JSON)
 //!
 //! Every key is built here, and only the log's writer thread calls the methods that take a
 //! [`StoreWrite`], so RocksDB has one writer. Every call blocks: callers run it on the writer
@@ -36,6 +39,7 @@ const CF_PRODUCERS: &str = "producers";
 const CF_META: &str = "meta";
 const CF_GROUPS: &str = "groups";
 const CF_REMOTE: &str = "remote";
+const CF_ABORTED: &str = "aborted";
 
 const META_TOPIC_PREFIX: &str = "topic/";
 const META_DYNAMIC_PREFIX: &str = "dynamic/";
@@ -46,6 +50,7 @@ const META_NEXT_PRODUCER_ID: &str = "next-producer-id";
 const META_RECOVERED: &str = "tier/recovered";
 /// `idem/<topic id>/<key>`: what a request with an idempotency key was answered (HTTP writes).
 const META_IDEMPOTENCY_PREFIX: &str = "idem/";
+const META_TXN_PREFIX: &str = "txn/";
 
 fn log_start_key(key: PartitionKey) -> String {
     format!("log-start/{}/{}", key.topic_number, key.partition)
@@ -245,6 +250,7 @@ impl Store {
             family(CF_META, 4 << 20),
             family(CF_GROUPS, 8 << 20),
             family(CF_REMOTE, 4 << 20),
+            family(CF_ABORTED, 4 << 20),
         ];
         let db = DB::open_cf_descriptors(&db_options, path, families)?;
         Ok(Store { db: Arc::new(db) })
@@ -491,7 +497,7 @@ impl Store {
     /// Removes everything a partition stored.
     pub fn delete_partition(&self, write: &mut StoreWrite, key: PartitionKey) {
         let start = key.with_u64(0).to_vec();
-        for name in [CF_BATCHES, CF_TIMEINDEX, CF_PRODUCERS, CF_REMOTE] {
+        for name in [CF_BATCHES, CF_TIMEINDEX, CF_PRODUCERS, CF_REMOTE, CF_ABORTED] {
             write.batch.delete_range_cf(self.cf(name), start.clone(), key.end());
         }
         self.delete_meta(write, &log_start_key(key));
@@ -522,6 +528,82 @@ impl Store {
         }
         iter.status()?;
         Ok(out)
+    }
+
+    /// An aborted transaction, by the offset of its marker.
+    pub fn put_aborted(&self, write: &mut StoreWrite, key: PartitionKey, txn: &super::AbortedTxn) {
+        let mut value = [0u8; 16];
+        value[..8].copy_from_slice(&txn.producer_id.to_be_bytes());
+        value[8..].copy_from_slice(&txn.first_offset.to_be_bytes());
+        write.batch.put_cf(self.cf(CF_ABORTED), key.batch_key(txn.last_offset), value);
+    }
+
+    /// Deletes the aborted transactions whose markers lie below `below`.
+    pub fn delete_aborted_below(&self, write: &mut StoreWrite, key: PartitionKey, below: i64) {
+        write.batch.delete_range_cf(self.cf(CF_ABORTED), key.batch_key(0), key.batch_key(below));
+    }
+
+    /// Deletes the aborted transactions whose markers lie at or after `from`.
+    pub fn delete_aborted_from(&self, write: &mut StoreWrite, key: PartitionKey, from: i64) {
+        write.batch.delete_range_cf(self.cf(CF_ABORTED), key.batch_key(from).to_vec(), key.end());
+    }
+
+    /// The partition's aborted transactions, by marker offset.
+    pub fn scan_aborted(&self, key: PartitionKey) -> Result<Vec<super::AbortedTxn>, StoreError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(key.end());
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_ABORTED), options);
+        iter.seek(key.batch_key(0));
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if k.len() != 16 || v.len() != 16 {
+                return Err(StoreError::corrupt("aborted transaction entry has the wrong length"));
+            }
+            out.push(super::AbortedTxn {
+                producer_id: read_u64(&v[..8]) as i64,
+                first_offset: read_u64(&v[8..]) as i64,
+                last_offset: read_u64(&k[8..]) as i64,
+            });
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    /// The producer entries of one partition: `(producer id, entry bytes)`.
+    pub fn scan_partition_producers(&self, key: PartitionKey) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(key.end());
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_PRODUCERS), options);
+        iter.seek(key.with_u64(0));
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
+            if k.len() != 16 {
+                return Err(StoreError::corrupt("producer key has the wrong length"));
+            }
+            out.push((read_u64(&k[8..]) as i64, v.to_vec()));
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
+    /// The transaction coordinator's record of a transactional id.
+    pub fn put_txn(&self, write: &mut StoreWrite, transactional_id: &str, record: &[u8]) {
+        self.put_meta(write, &format!("{META_TXN_PREFIX}{transactional_id}"), record);
+    }
+
+    pub fn delete_txn(&self, write: &mut StoreWrite, transactional_id: &str) {
+        self.delete_meta(write, &format!("{META_TXN_PREFIX}{transactional_id}"));
+    }
+
+    /// Every transactional id's record: `(transactional id, record)`.
+    pub fn scan_txns(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .scan_meta(META_TXN_PREFIX)?
+            .into_iter()
+            .map(|(key, value)| (key[META_TXN_PREFIX.len()..].to_string(), value))
+            .collect())
     }
 
     /// Deletes the local batches wholly below `offset` (already in the object store) and their

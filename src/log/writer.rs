@@ -6,21 +6,21 @@
 //! current, the high watermarks move and the producers hear back; on failure every append of the
 //! group fails and nothing of it is visible, so offsets stay dense.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::batch::ValidBatch;
+use super::batch::{self, BatchHeader, ValidBatch};
 use super::commit_log::{CommitLog, CommittedBatches};
 use super::producer::{self, BatchSequence, ProducerEntry, SequenceCheck};
 use super::remote_index::SegmentInfo;
 use super::store::{PartitionKey, Store, StoreError, StoreWrite};
 use super::topic_config::TimestampType;
-use super::{AppendInfo, GroupWrite, LogError, Partition, TopicRecord, encode_record, now_ms};
+use super::{AbortedTxn, AppendInfo, GroupWrite, LogError, Partition, TopicRecord, encode_record, now_ms};
 
 /// One partition's batches from a produce request.
 pub(super) struct Append {
@@ -149,6 +149,11 @@ pub(super) enum Command {
         segments: Vec<SegmentInfo>,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
+    /// The transaction coordinator's records: `(transactional id, record)`, `None` deleting it.
+    Transactions {
+        writes: Vec<(String, Option<Vec<u8>>)>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
     /// Answers once every append queued before it is durable (or failed).
     Barrier {
         reply: oneshot::Sender<Result<(), LogError>>,
@@ -165,10 +170,64 @@ struct PartitionState {
     /// Running max timestamp: the time index gets an entry only when a batch raises it.
     max_timestamp: i64,
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions on the partition: `(first offset, producer id)`.
+    open_txns: BTreeSet<(i64, i64)>,
     /// Bytes staged by the group commit in progress.
     staged_bytes: u64,
     /// The partition's leader epoch when the group commit began, stamped into its batches.
     leader_epoch: i32,
+}
+
+impl PartitionState {
+    /// The last stable offset: the first offset of the earliest open transaction, else the log end.
+    fn last_stable(&self) -> i64 {
+        self.open_txns.first().map_or(self.next_offset, |&(first, _)| first.min(self.next_offset))
+    }
+
+    fn open_txns_of(producers: &HashMap<i64, ProducerEntry>) -> BTreeSet<(i64, i64)> {
+        producers.iter().filter_map(|(&id, entry)| entry.txn_first_offset.map(|first| (first, id))).collect()
+    }
+
+    /// What appending `header`'s batch at `base_offset` does to transactions, after its sequence
+    /// was recorded: a transactional data batch opens its producer's transaction here (if not
+    /// open yet); a marker closes it, and an abort marker yields the aborted transaction. Returns
+    /// the producer's entry to store, if it changed.
+    fn apply_transaction(
+        &mut self,
+        header: &BatchHeader,
+        bytes: &[u8],
+        base_offset: i64,
+        aborted: &mut Vec<AbortedTxn>,
+    ) -> Option<&ProducerEntry> {
+        let producer_id = header.producer_id;
+        if header.is_control() {
+            let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: Default::default(),
+                txn_first_offset: None,
+            });
+            if header.producer_epoch > entry.epoch {
+                entry.epoch = header.producer_epoch;
+                entry.batches.clear();
+            }
+            if let Some(first_offset) = entry.txn_first_offset.take() {
+                self.open_txns.remove(&(first_offset, producer_id));
+                if batch::marker_commits(bytes) == Some(false) {
+                    aborted.push(AbortedTxn { producer_id, first_offset, last_offset: base_offset });
+                }
+            }
+            return Some(entry);
+        }
+        if !header.is_transactional() {
+            return None;
+        }
+        let entry = self.producers.get_mut(&producer_id)?;
+        if entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(base_offset);
+            self.open_txns.insert((base_offset, producer_id));
+        }
+        Some(entry)
+    }
 }
 
 /// Reads a partition's log start and log end from the store; `remote_end` is where the segments
@@ -302,6 +361,8 @@ struct Staged {
     partition: Arc<Partition>,
     state: PartitionState,
     batches: Vec<bytes::Bytes>,
+    /// Transactions aborted by markers in this group commit.
+    aborted: Vec<AbortedTxn>,
 }
 
 /// An append applied to staged state, waiting for the write.
@@ -358,8 +419,17 @@ impl Writer {
         let remote_max = partition.remote_segments().iter().map(|s| s.max_timestamp).max().unwrap_or(i64::MIN);
         let max_timestamp = local_max.max(remote_max);
         let producers = self.producers.remove(&key).unwrap_or_default();
+        let open_txns = PartitionState::open_txns_of(&producers);
         let leader_epoch = partition.leader_epoch();
-        let state = PartitionState { next_offset, log_start, max_timestamp, producers, staged_bytes: 0, leader_epoch };
+        let state = PartitionState {
+            next_offset,
+            log_start,
+            max_timestamp,
+            producers,
+            open_txns,
+            staged_bytes: 0,
+            leader_epoch,
+        };
         self.partitions.insert(key, state.clone());
         Ok(state)
     }
@@ -390,7 +460,12 @@ impl Writer {
             let entry = match staged.entry(key) {
                 Entry::Occupied(entry) => entry.into_mut(),
                 Entry::Vacant(entry) => match self.state(&partition) {
-                    Ok(state) => entry.insert(Staged { partition: partition.clone(), state, batches: Vec::new() }),
+                    Ok(state) => entry.insert(Staged {
+                        partition: partition.clone(),
+                        state,
+                        batches: Vec::new(),
+                        aborted: Vec::new(),
+                    }),
                     Err(error) => {
                         pending.push(Pending { reply, result: Err(error) });
                         continue;
@@ -428,8 +503,14 @@ impl Writer {
         let needs_batches = self.commit_log.needs_batches();
         let mut published = Vec::with_capacity(staged.len());
         let mut committed = Vec::new();
-        for (key, Staged { partition, mut state, batches }) in staged {
-            published.push((partition.clone(), state.next_offset, std::mem::take(&mut state.staged_bytes)));
+        for (key, Staged { partition, mut state, batches, aborted }) in staged {
+            let transactions = (state.last_stable(), aborted);
+            published.push((
+                partition.clone(),
+                state.next_offset,
+                std::mem::take(&mut state.staged_bytes),
+                transactions,
+            ));
             if needs_batches && !batches.is_empty() {
                 committed.push(CommittedBatches { partition, batches });
             }
@@ -446,7 +527,10 @@ impl Writer {
                     }
                     return;
                 }
-                for (partition, next_offset, bytes) in published {
+                for (partition, next_offset, bytes, (last_stable, aborted)) in published {
+                    // The last stable offset first: it never runs ahead of the high watermark
+                    // a reader sees (readers take the smaller of the two).
+                    partition.publish_transactions(last_stable, aborted);
                     partition.high_watermark.fetch_max(next_offset, Ordering::AcqRel);
                     partition.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
                 }
@@ -479,6 +563,14 @@ impl Writer {
                 continue;
             }
             let entry = expected.get(&header.producer_id);
+            if header.is_control() {
+                // A marker carries no sequence; the coordinator fences with its epoch.
+                if entry.is_some_and(|entry| entry.epoch > header.producer_epoch) {
+                    return Err(LogError::InvalidProducerEpoch);
+                }
+                checks.push(SequenceCheck::Next);
+                continue;
+            }
             let check = producer::check(entry, header.producer_epoch, header.base_sequence, header.last_sequence());
             match check {
                 SequenceCheck::OutOfOrder => return Err(LogError::OutOfOrderSequence),
@@ -502,7 +594,8 @@ impl Writer {
             let base_offset = match check {
                 SequenceCheck::Duplicate(original) => original,
                 _ => {
-                    let base_offset = self.stage_batch(write, key, state, timestamp_type, &mut batch, now);
+                    let base_offset =
+                        self.stage_batch(write, key, state, timestamp_type, &mut batch, now, &mut staged.aborted);
                     staged.batches.push(std::mem::take(&mut batch.bytes).freeze());
                     base_offset
                 }
@@ -517,6 +610,7 @@ impl Writer {
         Ok(info)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn stage_batch(
         &self,
         write: &mut StoreWrite,
@@ -525,6 +619,7 @@ impl Writer {
         timestamp_type: TimestampType,
         batch: &mut ValidBatch,
         now: i64,
+        aborted: &mut Vec<AbortedTxn>,
     ) -> i64 {
         let base_offset = state.next_offset;
         batch.assign_offset(base_offset, state.leader_epoch);
@@ -538,7 +633,30 @@ impl Writer {
             state.max_timestamp = header.max_timestamp;
             self.store.put_time_index(write, key, header.max_timestamp, base_offset);
         }
-        if header.is_idempotent() {
+        self.stage_producer(write, key, state, &header, &batch.bytes, base_offset, aborted);
+        state.next_offset = header.last_offset() + 1;
+        // Offsets only move forward: a broken invariant here would corrupt the log.
+        assert!(state.next_offset > base_offset, "offsets must increase");
+        base_offset
+    }
+
+    /// Records an idempotent batch's sequence and its transactional effects in the producer's
+    /// entry, and stages the entry (and any transaction it aborted).
+    #[allow(clippy::too_many_arguments)]
+    fn stage_producer(
+        &self,
+        write: &mut StoreWrite,
+        key: PartitionKey,
+        state: &mut PartitionState,
+        header: &BatchHeader,
+        bytes: &[u8],
+        base_offset: i64,
+        aborted: &mut Vec<AbortedTxn>,
+    ) {
+        if !header.is_idempotent() {
+            return;
+        }
+        if !header.is_control() {
             let sequence = BatchSequence {
                 first_sequence: header.base_sequence,
                 last_sequence: header.last_sequence(),
@@ -546,13 +664,16 @@ impl Writer {
             };
             let previous = state.producers.remove(&header.producer_id);
             let entry = ProducerEntry::record(previous, header.producer_epoch, sequence);
-            self.store.put_producer(write, key, header.producer_id, &entry.encode());
             state.producers.insert(header.producer_id, entry);
         }
-        state.next_offset = header.last_offset() + 1;
-        // Offsets only move forward: a broken invariant here would corrupt the log.
-        assert!(state.next_offset > base_offset, "offsets must increase");
-        base_offset
+        let aborted_before = aborted.len();
+        state.apply_transaction(header, bytes, base_offset, aborted);
+        if let Some(entry) = state.producers.get(&header.producer_id) {
+            self.store.put_producer(write, key, header.producer_id, &entry.encode());
+        }
+        for txn in &aborted[aborted_before..] {
+            self.store.put_aborted(write, key, txn);
+        }
     }
 
     fn run_other(&mut self, command: Command) {
@@ -652,6 +773,17 @@ impl Writer {
             }
             Command::Reset { partition, log_start, start, segments, reply } => {
                 let _ = reply.send(self.reset(&partition, log_start, start, segments));
+            }
+            Command::Transactions { writes, reply } => {
+                let _ = reply.send(self.write_with(self.sync_each_commit, |store, write| {
+                    for (id, record) in &writes {
+                        match record {
+                            Some(record) => store.put_txn(write, id, record),
+                            None => store.delete_txn(write, id),
+                        }
+                    }
+                    Ok(())
+                }));
             }
             Command::Barrier { reply } => {
                 // The commit log answers in commit order: after every group committed before.
@@ -759,8 +891,10 @@ impl Writer {
         let time_index_end = self.store.time_entry_from_offset(key, first_kept)?;
         let mut write = StoreWrite::default();
         self.store.delete_batches_below(&mut write, key, first_kept, time_index_end);
+        self.store.delete_aborted_below(&mut write, key, first_kept);
         self.store.put_log_start(&mut write, key, log_start);
         self.store.write(write, self.sync_each_commit)?;
+        partition.forget_aborted(Some(first_kept), None);
         state.log_start = log_start;
         if time_index_end.is_none() {
             state.max_timestamp = i64::MIN;
@@ -790,6 +924,7 @@ impl Writer {
         let mut write = StoreWrite::default();
         let time_index_from = self.store.time_entry_from_offset(key, cut)?;
         self.store.delete_batches_from(&mut write, key, cut, time_index_from);
+        self.store.delete_aborted_from(&mut write, key, cut);
         for (producer_id, entry) in state.producers.clone() {
             match entry.before(cut) {
                 Some(kept) if kept == entry => {}
@@ -805,6 +940,9 @@ impl Writer {
         }
         self.store.write(write, self.sync_each_commit)?;
         state.next_offset = cut;
+        state.open_txns = PartitionState::open_txns_of(&state.producers);
+        partition.forget_aborted(None, Some(cut));
+        partition.publish_transactions(state.last_stable(), Vec::new());
         state.max_timestamp = match self.store.last_time_entry(key)? {
             Some((timestamp, _)) => timestamp,
             None => partition.remote_segments().iter().map(|s| s.max_timestamp).max().unwrap_or(i64::MIN),
@@ -819,6 +957,7 @@ impl Writer {
         let key = partition.key;
         let mut state = self.state(partition)?;
         let mut write = StoreWrite::default();
+        let mut aborted = Vec::new();
         for bytes in batches {
             let header = super::batch::BatchHeader::parse(&bytes)?;
             if header.base_offset != state.next_offset {
@@ -832,21 +971,12 @@ impl Writer {
                 state.max_timestamp = header.max_timestamp;
                 self.store.put_time_index(&mut write, key, header.max_timestamp, header.base_offset);
             }
-            if header.is_idempotent() {
-                let sequence = BatchSequence {
-                    first_sequence: header.base_sequence,
-                    last_sequence: header.last_sequence(),
-                    base_offset: header.base_offset,
-                };
-                let previous = state.producers.remove(&header.producer_id);
-                let entry = ProducerEntry::record(previous, header.producer_epoch, sequence);
-                self.store.put_producer(&mut write, key, header.producer_id, &entry.encode());
-                state.producers.insert(header.producer_id, entry);
-            }
+            self.stage_producer(&mut write, key, &mut state, &header, &bytes, header.base_offset, &mut aborted);
             state.next_offset = header.last_offset() + 1;
             partition.appended_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
         self.store.write(write, self.sync_each_commit)?;
+        partition.publish_transactions(state.last_stable(), aborted);
         partition.high_watermark.fetch_max(state.next_offset, Ordering::AcqRel);
         self.partitions.insert(key, state);
         self.appended.send_modify(|generation| *generation = generation.wrapping_add(1));

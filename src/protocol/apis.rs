@@ -24,6 +24,8 @@ pub enum Family {
     Groups,
     /// Replica and log-dir administration.
     Cluster,
+    /// Transactions (InitProducerId is `Admin`'s, FindCoordinator `Groups`').
+    Txn,
 }
 
 /// One row of [`APIS`].
@@ -46,7 +48,7 @@ const fn row(key: ApiKey, min_version: i16, max_version: i16, family: Family, be
 /// Produce is advertised from v0 because librdkafka enables Produce only when v0 is (KIP-896);
 /// v0–2 are decoded by `legacy_produce` and refused with UNSUPPORTED_VERSION.
 #[rustfmt::skip]
-pub static APIS: [Api; 32] = [
+pub static APIS: [Api; 38] = [
     //  key                                     min  max  family            before authentication
     row(ApiKey::Produce,                          0,  13, Family::Produce,  false),
     row(ApiKey::Fetch,                            4,  18, Family::Fetch,    false),
@@ -67,6 +69,10 @@ pub static APIS: [Api; 32] = [
     row(ApiKey::DeleteRecords,                    0,   2, Family::Admin,    false),
     row(ApiKey::InitProducerId,                   0,   5, Family::Admin,    false),
     row(ApiKey::OffsetForLeaderEpoch,             2,   4, Family::Fetch,    false),
+    row(ApiKey::AddPartitionsToTxn,               0,   3, Family::Txn,      false),
+    row(ApiKey::AddOffsetsToTxn,                  0,   3, Family::Txn,      false),
+    row(ApiKey::EndTxn,                           0,   4, Family::Txn,      false),
+    row(ApiKey::TxnOffsetCommit,                  0,   3, Family::Txn,      false),
     row(ApiKey::DescribeConfigs,                  1,   4, Family::Configs,  false),
     row(ApiKey::AlterConfigs,                     0,   2, Family::Configs,  false),
     row(ApiKey::AlterReplicaLogDirs,              1,   2, Family::Cluster,  false),
@@ -79,12 +85,14 @@ pub static APIS: [Api; 32] = [
     row(ApiKey::ListPartitionReassignments,       0,   0, Family::Cluster,  false),
     row(ApiKey::OffsetDelete,                     0,   0, Family::Groups,   false),
     row(ApiKey::DescribeCluster,                  0,   2, Family::Metadata, false),
+    row(ApiKey::DescribeTransactions,             0,   0, Family::Txn,      false),
+    row(ApiKey::ListTransactions,                 0,   1, Family::Txn,      false),
     row(ApiKey::DescribeTopicPartitions,          0,   0, Family::Metadata, false),
 ];
 
 /// The row of an API, if the broker answers it.
 pub fn find(key: ApiKey) -> Option<&'static Api> {
-    // The rows are sorted by key (a test checks), so this is a binary search of 32 rows.
+    // The rows are sorted by key (a test checks), so this is a binary search of 38 rows.
     APIS.binary_search_by_key(&(key as i16), |api| api.key as i16).ok().map(|index| &APIS[index])
 }
 
@@ -122,6 +130,9 @@ mod tests {
             AlterPartitionReassignments => AlterPartitionReassignmentsRequest,
             ListPartitionReassignments => ListPartitionReassignmentsRequest, OffsetDelete => OffsetDeleteRequest,
             DescribeCluster => DescribeClusterRequest, DescribeTopicPartitions => DescribeTopicPartitionsRequest,
+            AddPartitionsToTxn => AddPartitionsToTxnRequest, AddOffsetsToTxn => AddOffsetsToTxnRequest,
+            EndTxn => EndTxnRequest, TxnOffsetCommit => TxnOffsetCommitRequest,
+            DescribeTransactions => DescribeTransactionsRequest, ListTransactions => ListTransactionsRequest,
         }
     }
 

@@ -45,6 +45,14 @@ impl Validated {
     pub fn partition(&self) -> &Arc<Partition> {
         &self.partition
     }
+
+    /// The producer id and epoch of the first transactional batch, if any.
+    pub fn transactional_producer(&self) -> Option<(i64, i16)> {
+        self.batches
+            .iter()
+            .find(|b| b.header.is_transactional())
+            .map(|b| (b.header.producer_id, b.header.producer_epoch))
+    }
 }
 
 /// An append on its way to the log; `wait` resolves once it is durable (or failed) and counts it.

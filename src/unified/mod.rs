@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, Durability, WalConfig};
 use crate::log::{
-    Log, LogError, MetadataWrapper, Partition, ReadRequest, ReadResult, SegmentInfo, Topic, first_record_in,
+    Isolation, Log, LogError, MetadataWrapper, Partition, ReadRequest, ReadResult, SegmentInfo, Topic, first_record_in,
 };
 use crate::tier::{Tier, segment};
 use crate::wal::{Wal, WalSettings};
@@ -191,7 +191,7 @@ impl UnifiedLog {
                     read
                 }
             };
-            results.push(result);
+            results.push(result.map(|read| with_aborted(&request, read)));
         }
         results
     }
@@ -213,9 +213,13 @@ impl UnifiedLog {
             return Err(LogError::Remote(format!("no segment holds offset {offset}")));
         };
         let next = partition.remote_segment(segment.next_offset);
-        let records =
+        let mut records =
             self.tier.read(partition.topic_id, partition.index, segment, next, offset, max_bytes, at_least_one).await?;
-        Ok(ReadResult { records, high_watermark, last_stable_offset, log_start })
+        if request.isolation == Isolation::Committed {
+            // A segment may reach past the last stable offset; a read_committed reader stops there.
+            records = records.slice(..batches_before(&records, last_stable_offset));
+        }
+        Ok(ReadResult { records, high_watermark, last_stable_offset, log_start, aborted: Vec::new() })
     }
 
     /// The first offset whose record timestamp is at or after `timestamp_ms`, with that timestamp.
@@ -291,4 +295,36 @@ async fn open_wal(config: &Config, settings: &WalConfig) -> Result<Wal, LogError
 pub async fn open_for_tests(path: &Path, durability: Durability) -> Result<UnifiedLog, LogError> {
     let config = Config::for_tests(path, durability).map_err(|e| LogError::InvalidConfig(e.to_string()))?;
     UnifiedLog::open(&config).await
+}
+
+/// The bytes of the whole batches at the start of `records` that begin before `end`.
+fn batches_before(records: &[u8], end: i64) -> usize {
+    let mut position = 0;
+    while let Ok(header) = crate::log::batch::BatchHeader::parse(&records[position..]) {
+        let size = header.size_bytes();
+        if header.base_offset >= end || position + size > records.len() {
+            break;
+        }
+        position += size;
+    }
+    position
+}
+
+/// A read_committed read carries the aborted transactions among its records (Kafka's
+/// `collectAbortedTransactions` up to the offset after the last batch returned).
+fn with_aborted(request: &ReadRequest, mut read: ReadResult) -> ReadResult {
+    if request.isolation != Isolation::Committed || read.records.is_empty() {
+        return read;
+    }
+    let mut upper = request.offset;
+    let mut position = 0;
+    while let Ok(header) = crate::log::batch::BatchHeader::parse(&read.records[position..]) {
+        upper = upper.max(header.last_offset() + 1);
+        position += header.size_bytes();
+        if position >= read.records.len() {
+            break;
+        }
+    }
+    read.aborted = request.partition.aborted_between(request.offset, upper);
+    read
 }

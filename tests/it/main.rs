@@ -18,4 +18,5 @@ mod postgres;
 mod produce_consume;
 mod raw;
 mod tiering;
+mod transactions;
 mod wal;

@@ -327,6 +327,20 @@ impl GroupCoordinator {
         Ok(commit.codes)
     }
 
+    /// The offsets of a committed transaction (TxnOffsetCommit): checked when the producer sent
+    /// them, they become the group's committed offsets now, as Kafka's commit marker makes them
+    /// visible. No membership check: the group may have moved on meanwhile, as in Kafka.
+    pub async fn commit_transactional(&self, group_id: &str, offsets: Vec<CommitRequest>) -> Result<(), LogError> {
+        let _writes = self.inner.writes.lock().await;
+        let commit = OffsetMetadataManager::commit(group_id, offsets, crate::log::now_ms());
+        self.write(commit.writes).await?;
+        self.with_state(|state| {
+            state.groups.entry(group_id.to_string()).or_insert_with(|| ClassicGroup::new(group_id));
+            state.offsets.replay(group_id, commit.accepted)
+        });
+        Ok(())
+    }
+
     /// Committed offsets of a group: all of them, or those of the given partitions (None: none).
     pub fn committed(
         &self,

@@ -1,0 +1,295 @@
+//! Transactions: AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
+//! DescribeTransactions, ListTransactions, answered by the transaction coordinator
+//! (`coordinator::txn`). InitProducerId is dispatched by `admin.rs`, FindCoordinator by
+//! `groups.rs`.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, ListTransactionsRequest,
+    ListTransactionsResponse, RequestKind, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    describe_transactions_response, list_transactions_response,
+};
+
+use super::{Broker, Handled, misrouted, str_bytes, topic_name};
+use crate::coordinator::group::OFFSET_METADATA_BYTES_MAX;
+use crate::coordinator::txn::{PendingOffset, TransactionCoordinator, TxnState};
+use crate::protocol::apis::Family;
+use crate::protocol::{CountErrors, ErrorCounts};
+
+pub(super) async fn handle(broker: &Arc<Broker>, kind: RequestKind, version: i16) -> Option<Handled> {
+    Some(match kind {
+        RequestKind::AddPartitionsToTxn(body) => Handled::counted(add_partitions(broker, body, version).await),
+        RequestKind::AddOffsetsToTxn(body) => Handled::counted(add_offsets(broker, body, version).await),
+        RequestKind::EndTxn(body) => Handled::counted(end_txn(broker, body, version).await),
+        RequestKind::TxnOffsetCommit(body) => Handled::counted(txn_offset_commit(broker, body, version).await),
+        RequestKind::DescribeTransactions(body) => Handled::counted(describe(broker, body)),
+        RequestKind::ListTransactions(body) => Handled::counted(list(broker, body)),
+        _ => return misrouted(Family::Txn),
+    })
+}
+
+/// The coordinator, or the error a client gets where there is none (a cluster, for now).
+fn coordinator(broker: &Broker) -> Result<&TransactionCoordinator, ResponseError> {
+    broker.transactions.as_ref().ok_or(ResponseError::CoordinatorNotAvailable)
+}
+
+/// PRODUCER_FENCED for the versions that know it; INVALID_PRODUCER_EPOCH for older ones, as
+/// Kafka's `KafkaApis` maps it (KIP-588).
+pub(super) fn fenced_for(version: i16, known_from: i16, error: ResponseError) -> i16 {
+    if error == ResponseError::ProducerFenced && version < known_from {
+        return ResponseError::InvalidProducerEpoch.code();
+    }
+    error.code()
+}
+
+async fn add_partitions(
+    broker: &Broker,
+    request: AddPartitionsToTxnRequest,
+    version: i16,
+) -> AddPartitionsToTxnResponse {
+    let partitions: Vec<(String, i32)> = request
+        .v3_and_below_topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.as_str().to_string(), *p)))
+        .collect();
+    let result = match coordinator(broker) {
+        Ok(transactions) => {
+            transactions
+                .add_partitions(
+                    request.v3_and_below_transactional_id.as_str(),
+                    request.v3_and_below_producer_id.0,
+                    request.v3_and_below_producer_epoch,
+                    partitions.clone(),
+                )
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    // A refusal of the whole request is every partition's error.
+    let codes: Vec<(String, i32, i16)> = match result {
+        Ok(codes) => codes,
+        Err(error) => {
+            let code = fenced_for(version, 2, error);
+            partitions.into_iter().map(|(topic, index)| (topic, index, code)).collect()
+        }
+    };
+    let mut response = AddPartitionsToTxnResponse::default();
+    for (topic, index, code) in codes {
+        let result =
+            AddPartitionsToTxnPartitionResult::default().with_partition_index(index).with_partition_error_code(code);
+        match response.results_by_topic_v3_and_below.iter_mut().find(|t| t.name.as_str() == topic) {
+            Some(entry) => entry.results_by_partition.push(result),
+            None => response.results_by_topic_v3_and_below.push(
+                AddPartitionsToTxnTopicResult::default()
+                    .with_name(topic_name(&topic))
+                    .with_results_by_partition(vec![result]),
+            ),
+        }
+    }
+    response
+}
+
+impl CountErrors for AddPartitionsToTxnResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+        counts.add_all(
+            self.results_by_topic_v3_and_below
+                .iter()
+                .flat_map(|t| &t.results_by_partition)
+                .map(|p| p.partition_error_code),
+        );
+    }
+}
+
+async fn add_offsets(broker: &Broker, request: AddOffsetsToTxnRequest, version: i16) -> AddOffsetsToTxnResponse {
+    let result = match coordinator(broker) {
+        Ok(transactions) => {
+            transactions
+                .add_offsets(
+                    request.transactional_id.as_str(),
+                    request.producer_id.0,
+                    request.producer_epoch,
+                    request.group_id.as_str(),
+                )
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    AddOffsetsToTxnResponse::default().with_error_code(result.err().map_or(0, |e| fenced_for(version, 2, e)))
+}
+
+impl CountErrors for AddOffsetsToTxnResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
+}
+
+async fn end_txn(broker: &Broker, request: EndTxnRequest, version: i16) -> EndTxnResponse {
+    let result = match coordinator(broker) {
+        Ok(transactions) => {
+            transactions
+                .end_txn(
+                    request.transactional_id.as_str(),
+                    request.producer_id.0,
+                    request.producer_epoch,
+                    request.committed,
+                )
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    EndTxnResponse::default()
+        .with_error_code(result.err().map_or(0, |e| fenced_for(version, 2, e)))
+        .with_producer_id((-1).into())
+        .with_producer_epoch(-1)
+}
+
+impl CountErrors for EndTxnResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
+}
+
+async fn txn_offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
+    let group = request.group_id.as_str().to_string();
+    let mut offsets = Vec::new();
+    let mut codes: Vec<(String, i32, i16)> = Vec::new();
+    for topic in &request.topics {
+        for partition in &topic.partitions {
+            let name = topic.name.as_str().to_string();
+            let metadata = partition.committed_metadata.as_ref().map(|m| m.as_str().to_string());
+            if metadata.as_ref().is_some_and(|m| m.len() > OFFSET_METADATA_BYTES_MAX) {
+                codes.push((name, partition.partition_index, ResponseError::OffsetMetadataTooLarge.code()));
+                continue;
+            }
+            codes.push((name.clone(), partition.partition_index, 0));
+            offsets.push(PendingOffset {
+                group: group.clone(),
+                topic: name,
+                partition: partition.partition_index,
+                offset: partition.committed_offset,
+                leader_epoch: partition.committed_leader_epoch,
+                metadata,
+            });
+        }
+    }
+    let result = match coordinator(broker) {
+        Ok(transactions) => {
+            transactions
+                .commit_offsets(
+                    request.transactional_id.as_str(),
+                    request.producer_id.0,
+                    request.producer_epoch,
+                    offsets,
+                )
+                .await
+        }
+        Err(error) => Err(error),
+    };
+    if let Err(error) = result {
+        let code = fenced_for(version, 2, error);
+        codes.iter_mut().filter(|(_, _, c)| *c == 0).for_each(|(_, _, c)| *c = code);
+    }
+    let mut response = TxnOffsetCommitResponse::default();
+    for (topic, index, code) in codes {
+        let partition = TxnOffsetCommitResponsePartition::default().with_partition_index(index).with_error_code(code);
+        match response.topics.iter_mut().find(|t| t.name.as_str() == topic) {
+            Some(entry) => entry.partitions.push(partition),
+            None => response.topics.push(
+                TxnOffsetCommitResponseTopic::default().with_name(topic_name(&topic)).with_partitions(vec![partition]),
+            ),
+        }
+    }
+    response
+}
+
+impl CountErrors for TxnOffsetCommitResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().flat_map(|t| &t.partitions).map(|p| p.error_code));
+    }
+}
+
+fn describe(broker: &Broker, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let mut response = DescribeTransactionsResponse::default();
+    for id in &request.transactional_ids {
+        let mut state = describe_transactions_response::TransactionState::default().with_transactional_id(id.clone());
+        let found = coordinator(broker).map(|c| c.describe(id.as_str()));
+        match found {
+            Err(error) => state.error_code = error.code(),
+            Ok(None) => state.error_code = ResponseError::TransactionalIdNotFound.code(),
+            Ok(Some(txn)) => {
+                state.transaction_state = str_bytes(txn.state.name());
+                state.transaction_timeout_ms = txn.timeout_ms;
+                state.transaction_start_time_ms = if txn.state == TxnState::Ongoing { txn.start_ms } else { -1 };
+                state.producer_id = txn.producer_id.into();
+                state.producer_epoch = txn.producer_epoch;
+                let mut topics: Vec<describe_transactions_response::TopicData> = Vec::new();
+                for (topic, index) in &txn.partitions {
+                    match topics.iter_mut().find(|t| t.topic.as_str() == topic) {
+                        Some(entry) => entry.partitions.push(*index),
+                        None => topics.push(
+                            describe_transactions_response::TopicData::default()
+                                .with_topic(topic_name(topic))
+                                .with_partitions(vec![*index]),
+                        ),
+                    }
+                }
+                state.topics = topics;
+            }
+        }
+        response.transaction_states.push(state);
+    }
+    response
+}
+
+impl CountErrors for DescribeTransactionsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.transaction_states.iter().map(|s| s.error_code));
+    }
+}
+
+/// ListTransactions, with Kafka's filters: states (unknown names reported back), producer ids,
+/// and (v1) transactions running longer than a duration.
+fn list(broker: &Broker, request: ListTransactionsRequest) -> ListTransactionsResponse {
+    let mut response = ListTransactionsResponse::default();
+    let transactions = match coordinator(broker) {
+        Ok(transactions) => transactions,
+        Err(error) => return response.with_error_code(error.code()),
+    };
+    const STATES: [&str; 6] = ["Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort"];
+    response.unknown_state_filters =
+        request.state_filters.iter().filter(|s| !STATES.contains(&s.as_str())).cloned().collect();
+    let now = crate::log::now_ms();
+    for (id, txn) in transactions.list() {
+        let state_ok =
+            request.state_filters.is_empty() || request.state_filters.iter().any(|s| s.as_str() == txn.state.name());
+        let producer_ok = request.producer_id_filters.is_empty()
+            || request.producer_id_filters.iter().any(|p| p.0 == txn.producer_id);
+        let duration_ok = request.duration_filter < 0
+            || (txn.state == TxnState::Ongoing && now - txn.start_ms > request.duration_filter);
+        if state_ok && producer_ok && duration_ok {
+            response.transaction_states.push(
+                list_transactions_response::TransactionState::default()
+                    .with_transactional_id(str_bytes(id).into())
+                    .with_producer_id(txn.producer_id.into())
+                    .with_transaction_state(str_bytes(txn.state.name())),
+            );
+        }
+    }
+    response
+}
+
+impl CountErrors for ListTransactionsResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add(self.error_code);
+    }
+}

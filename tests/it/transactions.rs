@@ -1,0 +1,388 @@
+//! Transactions through librdkafka's transactional producer (the rdkafka crate): what
+//! read_committed and read_uncommitted consumers get, fencing of a second instance, the abort of
+//! a transaction left open, offsets committed with a transaction, and a commit decided just
+//! before a crash.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, config::ClientConfig};
+
+use crate::common::{TestBroker, WAIT_MAX, unique_topic};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn transactional_producer(
+    broker: &TestBroker,
+    id: &str,
+    extra: &[(&str, &str)],
+) -> ThreadedProducer<DefaultProducerContext> {
+    let mut config = broker.client_config();
+    config.set("transactional.id", id).set("linger.ms", "5");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create().expect("producer");
+    producer.init_transactions(TIMEOUT).expect("init_transactions");
+    producer
+}
+
+fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, partition: i32, value: &str) {
+    producer
+        .send(BaseRecord::<(), str>::to(topic).partition(partition).payload(value))
+        .map_err(|(error, _)| error)
+        .expect("queue a record");
+}
+
+fn consumer(broker: &TestBroker, isolation: &str) -> BaseConsumer {
+    let mut config: ClientConfig = broker.client_config();
+    config
+        .set("group.id", unique_topic("txn-readers"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .create()
+        .expect("consumer")
+}
+
+/// Reads every partition from the beginning until the consumer's position reaches `ends` (the
+/// offsets it must reach: markers are skipped, so positions pass them): (partition, offset, value).
+fn read_to(consumer: &BaseConsumer, topic: &str, ends: &BTreeMap<i32, i64>) -> Vec<(i32, i64, String)> {
+    let mut list = TopicPartitionList::new();
+    for &partition in ends.keys() {
+        list.add_partition_offset(topic, partition, Offset::Beginning).expect("assign");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let positions = consumer.position().expect("position");
+        let done = ends.iter().all(|(&partition, &end)| {
+            positions.find_partition(topic, partition).is_some_and(|p| p.offset() == Offset::Offset(end))
+        });
+        if done {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "positions {positions:?} did not reach {ends:?}; read {out:?}");
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            use rdkafka::Message;
+            let message = message.expect("consume");
+            let value = String::from_utf8(message.payload().expect("value").to_vec()).expect("utf-8");
+            out.push((message.partition(), message.offset(), value));
+        }
+    }
+}
+
+/// The high watermark as a consumer of the given isolation level sees it (librdkafka's
+/// ListOffsets carries its isolation level: read_committed is answered the last stable offset).
+fn visible_end(broker: &TestBroker, isolation: &str, topic: &str, partition: i32) -> i64 {
+    consumer(broker, isolation).fetch_watermarks(topic, partition, TIMEOUT).expect("watermarks").1
+}
+
+fn is_fenced(error: &KafkaError) -> bool {
+    let code = match error {
+        KafkaError::Transaction(error) => error.code(),
+        other => other.rdkafka_error_code().unwrap_or(RDKafkaErrorCode::Unknown),
+    };
+    matches!(code, RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::Fenced)
+}
+
+/// Six transactions over three partitions, committed and aborted in turn: a read_committed
+/// consumer gets exactly the committed records, in order, and a read_uncommitted one every
+/// record; each transaction's marker takes one offset in each partition, so offsets stay dense.
+#[test]
+fn read_committed_consumers_get_exactly_the_committed_records() {
+    let broker = TestBroker::start(&["--num-partitions", "3"]);
+    let topic = unique_topic("txn");
+    let producer = transactional_producer(&broker, "txn-alternating", &[]);
+    let per_partition = 10;
+    let mut committed = Vec::new();
+    let mut everything = Vec::new();
+    for round in 0..6 {
+        producer.begin_transaction().expect("begin");
+        for partition in 0..3 {
+            for i in 0..per_partition {
+                let value = format!("r{round}-p{partition}-{i}");
+                send(&producer, &topic, partition, &value);
+                everything.push((partition, value.clone()));
+                if round % 2 == 0 {
+                    committed.push((partition, value));
+                }
+            }
+        }
+        if round % 2 == 0 {
+            producer.commit_transaction(TIMEOUT).expect("commit");
+        } else {
+            // The records reach the log before the abort, so that there is something to skip.
+            producer.flush(TIMEOUT).expect("flush");
+            producer.abort_transaction(TIMEOUT).expect("abort");
+        }
+    }
+    // Per partition: 6 transactions of 10 records and one marker each.
+    let end = 6 * (per_partition + 1);
+    let ends: BTreeMap<i32, i64> = (0..3).map(|p| (p, end)).collect();
+    for partition in 0..3 {
+        assert_eq!(visible_end(&broker, "read_uncommitted", &topic, partition), end);
+        assert_eq!(visible_end(&broker, "read_committed", &topic, partition), end, "no transaction is open");
+    }
+    let read = read_to(&consumer(&broker, "read_committed"), &topic, &ends);
+    let got: Vec<(i32, String)> = {
+        let mut got: Vec<_> = read.iter().map(|(p, _, v)| (*p, v.clone())).collect();
+        got.sort_by_key(|(p, _)| *p);
+        got
+    };
+    let mut want = committed.clone();
+    want.sort_by_key(|(p, _)| *p);
+    assert_eq!(got, want, "read_committed: the committed records, in order per partition");
+    // Transaction t's records sit at offsets 11t..11t+9 of each partition, its marker at 11t+10.
+    for (partition, offset, value) in &read {
+        let round = offset / (per_partition + 1);
+        assert!(round % 2 == 0 && offset % (per_partition + 1) < per_partition, "{partition}/{offset} {value}");
+        assert!(value.starts_with(&format!("r{round}-p{partition}-")), "{partition}/{offset} {value}");
+    }
+    let all = read_to(&consumer(&broker, "read_uncommitted"), &topic, &ends);
+    assert_eq!(all.len(), everything.len(), "read_uncommitted: every record, aborted ones too");
+    for (partition, offset, value) in &all {
+        let (round, i) = (offset / (per_partition + 1), offset % (per_partition + 1));
+        assert_eq!(value, &format!("r{round}-p{partition}-{i}"));
+    }
+}
+
+/// A second producer with the same transactional id fences the first: its next transaction
+/// fails with the fencing error, and only the second one's records are committed after it.
+#[test]
+fn a_second_instance_fences_the_first() {
+    let broker = TestBroker::start(&["--num-partitions", "1"]);
+    let topic = unique_topic("txn-fence");
+    let first = transactional_producer(&broker, "txn-fenced", &[]);
+    first.begin_transaction().expect("begin");
+    send(&first, &topic, 0, "first-committed");
+    first.commit_transaction(TIMEOUT).expect("commit");
+
+    let second = transactional_producer(&broker, "txn-fenced", &[]);
+    first.begin_transaction().expect("begin locally");
+    send(&first, &topic, 0, "zombie");
+    let error = first.commit_transaction(TIMEOUT).expect_err("the fenced instance cannot commit");
+    assert!(is_fenced(&error), "fencing error expected, got {error:?}");
+
+    second.begin_transaction().expect("begin");
+    send(&second, &topic, 0, "second-committed");
+    second.commit_transaction(TIMEOUT).expect("commit");
+    let end = visible_end(&broker, "read_committed", &topic, 0);
+    let read = read_to(&consumer(&broker, "read_committed"), &topic, &BTreeMap::from([(0, end)]));
+    let values: Vec<&str> = read.iter().map(|(_, _, v)| v.as_str()).collect();
+    assert_eq!(values, vec!["first-committed", "second-committed"]);
+}
+
+/// A producer that stops in the middle of a transaction: the partition's last stable offset
+/// stays at the transaction's first offset, holding read_committed consumers back, until the
+/// coordinator aborts it at its timeout; then they read on past it, without its records, and
+/// the producer, whose epoch was bumped, cannot commit.
+#[test]
+fn a_transaction_left_open_is_aborted_at_its_timeout() {
+    let broker = TestBroker::start(&[
+        "--num-partitions",
+        "1",
+        "--transaction-abort-timed-out-transaction-cleanup-interval-ms",
+        "200",
+    ]);
+    let topic = unique_topic("txn-timeout");
+    let plain: ThreadedProducer<DefaultProducerContext> = broker.client_config().create().expect("producer");
+    send_plain(&plain, &topic, "before");
+    let stalled = transactional_producer(&broker, "txn-stalled", &[("transaction.timeout.ms", "3000")]);
+    stalled.begin_transaction().expect("begin");
+    for i in 0..3 {
+        send(&stalled, &topic, 0, &format!("open-{i}"));
+    }
+    stalled.flush(TIMEOUT).expect("flush");
+    send_plain(&plain, &topic, "after");
+    assert_eq!(visible_end(&broker, "read_uncommitted", &topic, 0), 5);
+    let lag_series = format!("zombi_partition_last_stable_offset_lag{{topic=\"{topic}\",partition=\"0\"}}");
+    let held = visible_end(&broker, "read_committed", &topic, 0);
+    let scraped = (metric(&broker, "zombi_transactions_open"), metric(&broker, &lag_series));
+    let held_after = visible_end(&broker, "read_committed", &topic, 0);
+    // Either still held at the transaction's first offset, or (on a slow machine) already past
+    // the abort marker: never anywhere between. The metrics agree while it is held.
+    assert!(held == 1 || held == 6, "last stable offset {held}");
+    if held_after == 1 {
+        assert_eq!(scraped, (Some(1.0), Some(4.0)), "open transactions and the partition's LSO lag");
+    }
+    let deadline = Instant::now() + WAIT_MAX;
+    while visible_end(&broker, "read_committed", &topic, 0) != 6 {
+        assert!(Instant::now() < deadline, "the open transaction was never aborted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(visible_end(&broker, "read_uncommitted", &topic, 0), 6, "one abort marker");
+    let read = read_to(&consumer(&broker, "read_committed"), &topic, &BTreeMap::from([(0, 6)]));
+    let values: Vec<&str> = read.iter().map(|(_, _, v)| v.as_str()).collect();
+    assert_eq!(values, vec!["before", "after"]);
+    let error = stalled.commit_transaction(TIMEOUT).expect_err("an aborted transaction cannot commit");
+    assert!(is_fenced(&error), "fencing error expected, got {error:?}");
+    assert_eq!(metric(&broker, "zombi_transactions_timed_out_total"), Some(1.0));
+    assert_eq!(metric(&broker, "zombi_transactions_aborted_total"), Some(1.0));
+    assert_eq!(metric(&broker, "zombi_transactions_open"), Some(0.0));
+    assert_eq!(metric(&broker, &lag_series), None, "no lag once nothing is open");
+}
+
+/// The value of the series `name{labels}` in a scrape of `/metrics`.
+fn metric(broker: &TestBroker, name_and_labels: &str) -> Option<f64> {
+    let scrape = crate::http_client::get(&broker.http, "/metrics");
+    let text = String::from_utf8(scrape.body).expect("utf-8");
+    text.lines().find_map(|line| line.strip_prefix(name_and_labels)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+}
+
+fn send_plain(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, value: &str) {
+    send(producer, topic, 0, value);
+    producer.flush(TIMEOUT).expect("flush");
+}
+
+/// Offsets sent with a transaction (TxnOffsetCommit) become the group's committed offsets when
+/// it commits, and not when it aborts.
+#[test]
+fn offsets_sent_with_a_transaction_commit_with_it() {
+    let broker = TestBroker::start(&["--num-partitions", "1"]);
+    let topic = unique_topic("txn-offsets");
+    let group = unique_topic("txn-group");
+    let producer = transactional_producer(&broker, "txn-offsets", &[]);
+    let input: BaseConsumer =
+        broker.client_config().set("group.id", &group).set("enable.auto.commit", "false").create().expect("consumer");
+    input.subscribe(&[&topic]).expect("subscribe");
+    let committed_offset = |consumer: &BaseConsumer| {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&topic, 0);
+        let committed = consumer.committed_offsets(list, TIMEOUT).expect("committed");
+        committed.find_partition(&topic, 0).expect("partition").offset()
+    };
+    for (offset, commit) in [(7, true), (42, false)] {
+        producer.begin_transaction().expect("begin");
+        send(&producer, &topic, 0, "out");
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(&topic, 0, Offset::Offset(offset)).expect("offset");
+        let metadata = input.group_metadata().expect("group metadata");
+        producer.send_offsets_to_transaction(&offsets, &metadata, TIMEOUT).expect("send offsets");
+        if commit {
+            producer.commit_transaction(TIMEOUT).expect("commit");
+        } else {
+            producer.abort_transaction(TIMEOUT).expect("abort");
+        }
+        assert_eq!(committed_offset(&input), Offset::Offset(7), "after the transaction that sent {offset}");
+    }
+}
+
+/// The broker crashes right after storing a commit decision, before writing any marker: when
+/// it comes back, the coordinator finishes the commit, and read_committed consumers get the
+/// transaction's records.
+#[test]
+fn a_commit_decided_before_a_crash_is_finished_after_it() {
+    let mut broker =
+        TestBroker::start_with_env(&["--num-partitions", "2"], &[("ZOMBI_FAILPOINT", "txn-after-prepare")]);
+    let topic = unique_topic("txn-crash");
+    let producer = transactional_producer(&broker, "txn-crash", &[("transaction.timeout.ms", "600000")]);
+    producer.begin_transaction().expect("begin");
+    for partition in 0..2 {
+        for i in 0..5 {
+            send(&producer, &topic, partition, &format!("p{partition}-{i}"));
+        }
+    }
+    producer.flush(TIMEOUT).expect("flush");
+    // The broker aborts at the failpoint, so the commit gets no answer from it.
+    let _ = producer.commit_transaction(Duration::from_secs(2));
+    let status = broker.wait_exit();
+    assert!(!status.success(), "the broker stopped at the failpoint");
+    drop(producer);
+    broker.restart_with(&["--num-partitions", "2"], &[]);
+    let ends: BTreeMap<i32, i64> = (0..2).map(|p| (p, 6)).collect();
+    let read = read_to(&consumer(&broker, "read_committed"), &topic, &ends);
+    let mut values: Vec<String> = read.into_iter().map(|(_, _, v)| v).collect();
+    values.sort();
+    let mut want: Vec<String> = (0..2).flat_map(|p| (0..5).map(move |i| format!("p{p}-{i}"))).collect();
+    want.sort();
+    assert_eq!(values, want);
+}
+
+/// The Iceberg table of a topic written transactionally holds exactly the committed records,
+/// as pyiceberg and DuckDB read it: no aborted record and no marker is a row, and the snapshot's
+/// next offsets pass the markers.
+#[test]
+fn the_iceberg_table_holds_exactly_the_committed_records() {
+    use crate::iceberg::{Expected, Reader, assert_exact, broker_args, hex, next_offsets, wait_for_rows_from};
+    let broker = TestBroker::start(&broker_args("2"));
+    let topic = unique_topic("txn-ice");
+    let producer = transactional_producer(&broker, "txn-iceberg", &[]);
+    let per_partition = 5;
+    let mut expected = Vec::new();
+    for round in 0..4i64 {
+        producer.begin_transaction().expect("begin");
+        for partition in 0..2 {
+            for i in 0..per_partition {
+                let value = format!("r{round}-p{partition}-{i}");
+                let timestamp_ms = 1_700_000_000_000 + round * 100 + i;
+                producer
+                    .send(
+                        BaseRecord::<(), str>::to(&topic).partition(partition).payload(&value).timestamp(timestamp_ms),
+                    )
+                    .map_err(|(error, _)| error)
+                    .expect("queue a record");
+                if round % 2 == 0 {
+                    expected.push(Expected {
+                        partition: i64::from(partition),
+                        offset: round * (per_partition + 1) + i,
+                        timestamp_us: timestamp_ms * 1000,
+                        key: None,
+                        value: Some(hex(value.as_bytes())),
+                        headers: Vec::new(),
+                    });
+                }
+            }
+        }
+        if round % 2 == 0 {
+            producer.commit_transaction(TIMEOUT).expect("commit");
+        } else {
+            producer.flush(TIMEOUT).expect("flush");
+            producer.abort_transaction(TIMEOUT).expect("abort");
+        }
+    }
+    let reader = Reader::sqlite(&broker);
+    let mut seen = wait_for_rows_from(&reader, &topic, expected.len());
+    // The rows may be there before the last (aborted) transaction's marker is passed.
+    let deadline = Instant::now() + WAIT_MAX;
+    while next_offsets(&seen) != BTreeMap::from([(0, 24), (1, 24)]) {
+        assert!(Instant::now() < deadline, "next offsets {:?}", next_offsets(&seen));
+        std::thread::sleep(Duration::from_millis(200));
+        seen = wait_for_rows_from(&reader, &topic, expected.len());
+    }
+    assert_exact(&seen, &expected);
+}
+
+/// confluent-kafka's and kafka-python's transactional producers, each through its own API
+/// (compat/transactional_clients.py), commit one transaction and abort one: read_committed
+/// consumers of both libraries get exactly the committed records, and each transaction's marker
+/// takes an offset.
+#[test]
+fn confluent_kafka_and_kafka_python_transactions() {
+    let broker = TestBroker::start(&["--num-partitions", "1"]);
+    let topic = unique_topic("txn-python");
+    let python = std::env::var("ZOMBI_PYTHON").unwrap_or_else(|_| {
+        format!("{}/.cache/zombi/venv/bin/python", std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/transactional_clients.py");
+    let output = std::process::Command::new(python)
+        .args([script, &broker.bootstrap, &topic])
+        .output()
+        .expect("python with confluent-kafka and kafka-python (compat/setup.sh installs them)");
+    assert!(output.status.success(), "transactional_clients.py: {}", String::from_utf8_lossy(&output.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    // Four transactions of five records, each with its marker.
+    assert_eq!(seen["high_watermark"], 24, "{seen}");
+    let want: Vec<String> = ["confluent", "kafka-python"]
+        .iter()
+        .flat_map(|client| (0..5).map(move |i| format!("{client}-commit-{i}")))
+        .collect();
+    for reader in ["confluent", "kafka_python"] {
+        let got: Vec<String> = serde_json::from_value(seen[reader].clone()).expect("values");
+        assert_eq!(got, want, "{reader}");
+    }
+}
