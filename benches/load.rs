@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use support::broker::Broker;
 use support::producer::{RECORD_BYTES, create_topic, latency, producer, send, wait_for};
 
 struct Args {
@@ -43,54 +43,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-struct Broker {
-    child: Option<Child>,
-    bootstrap: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Broker {
-    fn start(args: &Args) -> Broker {
-        if let Some(bootstrap) = &args.bootstrap {
-            return Broker { child: None, bootstrap: bootstrap.clone(), _dir: None };
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        // ZOMBI_BIN runs another build of the broker (a before/after comparison) under the same tool.
-        let binary = std::env::var_os("ZOMBI_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_zombi").into());
-        let mut child = Command::new(binary)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--durability", &args.durability])
-            .args(["--group-initial-rebalance-delay-ms", "0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start zombi");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("listening line");
-        let bootstrap =
-            line.split_whitespace().find_map(|p| p.strip_prefix("kafka=")).expect("kafka address").to_string();
-        Broker { child: Some(child), bootstrap, _dir: Some(dir) }
-    }
-
-    fn rss_kib(&self) -> Option<(u64, u64)> {
-        let pid = self.child.as_ref()?.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let field =
-            |name: &str| status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse::<u64>().ok();
-        Some((field("VmRSS:")?, field("VmHWM:")?))
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 fn throughput(bootstrap: &str, topic: &str, partitions: i32, records: u64) {
@@ -145,7 +97,7 @@ fn report(what: &str, partitions: i32, records: u64, seconds: f64, failed: u64) 
 
 fn main() {
     let args = parse_args();
-    let broker = Broker::start(&args);
+    let broker = Broker::start(args.bootstrap.as_deref(), &["--durability", &args.durability]);
     println!("zombi load tool: {} bytes/record, acks=all, durability={}", RECORD_BYTES, args.durability);
     // The fixed-rate runs come first, so the memory figure is that of this load on a fresh broker.
     for partitions in [1, 16] {

@@ -2,6 +2,7 @@
 // Each bench uses only some of these helpers.
 #![allow(dead_code)]
 
+pub mod broker;
 pub mod producer;
 
 use bytes::{Bytes, BytesMut};

@@ -182,8 +182,15 @@ async fn txn_offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, ver
             });
         }
     }
-    let result = match coordinator(broker) {
-        Ok(transactions) => {
+    let member = broker.coordinator.check_transactional_member(
+        &group,
+        request.member_id.as_str(),
+        request.group_instance_id.as_ref().map(|id| id.as_str()),
+        request.generation_id,
+    );
+    let result = match (coordinator(broker), member) {
+        (Err(error), _) | (_, Err(error)) => Err(error),
+        (Ok(transactions), Ok(())) => {
             transactions
                 .commit_offsets(
                     request.transactional_id.as_str(),
@@ -193,7 +200,6 @@ async fn txn_offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, ver
                 )
                 .await
         }
-        Err(error) => Err(error),
     };
     if let Err(error) = result {
         let code = fenced_for(version, 2, error);

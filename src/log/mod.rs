@@ -68,6 +68,8 @@ pub struct Partition {
     last_stable: AtomicI64,
     /// Aborted transactions whose markers are in the log, for `read_committed` fetches.
     aborted: RwLock<AbortedIndex>,
+    /// The transactions open on the partition, as the last durable write left them.
+    open_txns: RwLock<Vec<OpenTxn>>,
     log_start: AtomicI64,
     local_start: AtomicI64,
     /// The epoch of this partition's leader: stamped into every batch it appends, checked against
@@ -102,6 +104,7 @@ struct Recovered {
     remote: BTreeMap<i64, SegmentInfo>,
     /// The first offset of the earliest transaction still open.
     first_unstable: Option<i64>,
+    open_txns: Vec<OpenTxn>,
     aborted: Vec<AbortedTxn>,
 }
 
@@ -113,6 +116,15 @@ pub struct AbortedTxn {
     pub first_offset: i64,
     /// The offset of the abort marker.
     pub last_offset: i64,
+}
+
+/// A transaction open on one partition: its producer, that producer's epoch there, and the
+/// offset of its first batch (which holds the last stable offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenTxn {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub first_offset: i64,
 }
 
 /// A partition's aborted transactions by the offset of their markers (Kafka's transaction
@@ -143,6 +155,7 @@ impl Partition {
                 recovered.aborted.into_iter().for_each(|txn| index.insert(txn));
                 index
             }),
+            open_txns: RwLock::new(recovered.open_txns),
             log_start: AtomicI64::new(recovered.log_start),
             local_start: AtomicI64::new(recovered.local_start),
             leader_epoch: AtomicI32::new(0),
@@ -199,6 +212,7 @@ impl Partition {
     fn reset(&self, log_start: i64, start: i64, segments: Vec<SegmentInfo>) {
         *self.remote.write() = segments.into_iter().map(|s| (s.base_offset, s)).collect();
         *self.aborted.write() = AbortedIndex::default();
+        self.open_txns.write().clear();
         self.high_watermark.store(start, Ordering::Release);
         self.last_stable.store(start, Ordering::Release);
         self.local_start.store(start, Ordering::Release);
@@ -321,11 +335,19 @@ impl Partition {
             .collect()
     }
 
+    /// The transactions open on the partition (for the coordinator's search for hanging ones).
+    pub fn open_transactions(&self) -> Vec<OpenTxn> {
+        self.open_txns.read().clone()
+    }
+
     /// Publishes what a durable write made stable (the writer, with the high watermark).
-    fn publish_transactions(&self, last_stable: i64, aborted: Vec<AbortedTxn>) {
+    fn publish_transactions(&self, last_stable: i64, aborted: Vec<AbortedTxn>, open: Vec<OpenTxn>) {
         if !aborted.is_empty() {
             let mut index = self.aborted.write();
             aborted.into_iter().for_each(|txn| index.insert(txn));
+        }
+        if !open.is_empty() || !self.open_txns.read().is_empty() {
+            *self.open_txns.write() = open;
         }
         self.last_stable.store(last_stable, Ordering::Release);
     }
@@ -1411,16 +1433,17 @@ fn recover_partition(store: &Store, key: PartitionKey) -> Result<Recovered, LogE
     let remote_end = remote.values().next_back().map_or(0, |s: &SegmentInfo| s.next_offset);
     let (log_start, log_end) = writer::recover_offsets(store, key, remote_end)?;
     let local_start = store.first_batch(key)?.map_or(log_end, |header| header.base_offset).max(log_start);
-    let mut first_unstable = None;
-    for (_, bytes) in store.scan_partition_producers(key)? {
+    let mut open_txns = Vec::new();
+    for (producer_id, bytes) in store.scan_partition_producers(key)? {
         let entry = producer::ProducerEntry::decode(&bytes)
             .ok_or_else(|| StoreError::corrupt(format!("producer entry of {key:?} is corrupt")))?;
-        if let Some(first) = entry.txn_first_offset {
-            first_unstable = Some(first_unstable.map_or(first, |f: i64| f.min(first)));
+        if let Some(first_offset) = entry.txn_first_offset {
+            open_txns.push(OpenTxn { producer_id, producer_epoch: entry.epoch, first_offset });
         }
     }
+    let first_unstable = open_txns.iter().map(|txn| txn.first_offset).min();
     let aborted = store.scan_aborted(key)?;
-    Ok(Recovered { log_start, local_start, log_end, remote, first_unstable, aborted })
+    Ok(Recovered { log_start, local_start, log_end, remote, first_unstable, open_txns, aborted })
 }
 
 /// The most a fetch's buffer starts with.
@@ -1632,6 +1655,7 @@ mod tests {
             log_end: 10,
             remote: BTreeMap::new(),
             first_unstable: None,
+            open_txns: Vec::new(),
             aborted: Vec::new(),
         };
         let partition = Partition::new(key, Uuid::nil(), recovered);

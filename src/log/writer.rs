@@ -184,6 +184,18 @@ impl PartitionState {
         self.open_txns.first().map_or(self.next_offset, |&(first, _)| first.min(self.next_offset))
     }
 
+    /// The open transactions as readers see them.
+    fn open_list(&self) -> Vec<super::OpenTxn> {
+        self.open_txns
+            .iter()
+            .map(|&(first_offset, producer_id)| super::OpenTxn {
+                producer_id,
+                producer_epoch: self.producers.get(&producer_id).map_or(0, |entry| entry.epoch),
+                first_offset,
+            })
+            .collect()
+    }
+
     fn open_txns_of(producers: &HashMap<i64, ProducerEntry>) -> BTreeSet<(i64, i64)> {
         producers.iter().filter_map(|(&id, entry)| entry.txn_first_offset.map(|first| (first, id))).collect()
     }
@@ -504,7 +516,7 @@ impl Writer {
         let mut published = Vec::with_capacity(staged.len());
         let mut committed = Vec::new();
         for (key, Staged { partition, mut state, batches, aborted }) in staged {
-            let transactions = (state.last_stable(), aborted);
+            let transactions = (state.last_stable(), aborted, state.open_list());
             published.push((
                 partition.clone(),
                 state.next_offset,
@@ -527,10 +539,10 @@ impl Writer {
                     }
                     return;
                 }
-                for (partition, next_offset, bytes, (last_stable, aborted)) in published {
+                for (partition, next_offset, bytes, (last_stable, aborted, open)) in published {
                     // The last stable offset first: it never runs ahead of the high watermark
                     // a reader sees (readers take the smaller of the two).
-                    partition.publish_transactions(last_stable, aborted);
+                    partition.publish_transactions(last_stable, aborted, open);
                     partition.high_watermark.fetch_max(next_offset, Ordering::AcqRel);
                     partition.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
                 }
@@ -942,7 +954,7 @@ impl Writer {
         state.next_offset = cut;
         state.open_txns = PartitionState::open_txns_of(&state.producers);
         partition.forget_aborted(None, Some(cut));
-        partition.publish_transactions(state.last_stable(), Vec::new());
+        partition.publish_transactions(state.last_stable(), Vec::new(), state.open_list());
         state.max_timestamp = match self.store.last_time_entry(key)? {
             Some((timestamp, _)) => timestamp,
             None => partition.remote_segments().iter().map(|s| s.max_timestamp).max().unwrap_or(i64::MIN),
@@ -976,7 +988,7 @@ impl Writer {
             partition.appended_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         }
         self.store.write(write, self.sync_each_commit)?;
-        partition.publish_transactions(state.last_stable(), aborted);
+        partition.publish_transactions(state.last_stable(), aborted, state.open_list());
         partition.high_watermark.fetch_max(state.next_offset, Ordering::AcqRel);
         self.partitions.insert(key, state);
         self.appended.send_modify(|generation| *generation = generation.wrapping_add(1));

@@ -249,7 +249,17 @@ fn offsets_sent_with_a_transaction_commit_with_it() {
     let producer = transactional_producer(&broker, "txn-offsets", &[]);
     let input: BaseConsumer =
         broker.client_config().set("group.id", &group).set("enable.auto.commit", "false").create().expect("consumer");
+    // The topic exists before the consumer subscribes (consumers do not create topics).
+    let plain: ThreadedProducer<DefaultProducerContext> = broker.client_config().create().expect("producer");
+    send_plain(&plain, &topic, "input");
     input.subscribe(&[&topic]).expect("subscribe");
+    // A member of the group's current generation: TxnOffsetCommit then names its member id and
+    // generation, which the coordinator checks (KIP-447).
+    let deadline = Instant::now() + WAIT_MAX;
+    while input.assignment().expect("assignment").count() == 0 {
+        assert!(Instant::now() < deadline, "the consumer never joined its group");
+        let _ = input.poll(Duration::from_millis(100));
+    }
     let committed_offset = |consumer: &BaseConsumer| {
         let mut list = TopicPartitionList::new();
         list.add_partition(&topic, 0);

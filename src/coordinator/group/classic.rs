@@ -520,7 +520,12 @@ impl ClassicGroup {
     }
 
     /// Checks that a request comes from the current member and generation.
-    fn check_member(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+    pub fn check_member(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
         if let Some(instance_id) = instance_id
             && let Some(member) = self.member_by_instance(instance_id)
             && member.id != member_id

@@ -327,6 +327,26 @@ impl GroupCoordinator {
         Ok(commit.codes)
     }
 
+    /// TxnOffsetCommit's check of the member that sends offsets with a transaction (KIP-447):
+    /// none for a producer that names no member and no generation; otherwise the member must be
+    /// in the group's current generation, so a zombie of an earlier generation is fenced.
+    pub fn check_transactional_member(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), ResponseError> {
+        if generation < 0 && member_id.is_empty() {
+            return Ok(());
+        }
+        self.with_state(|state| match state.groups.get(group_id) {
+            None => Err(ResponseError::IllegalGeneration),
+            Some(group) if group.state == GroupState::Dead => Err(ResponseError::CoordinatorNotAvailable),
+            Some(group) => group.check_member(member_id, instance_id, generation),
+        })
+    }
+
     /// The offsets of a committed transaction (TxnOffsetCommit): checked when the producer sent
     /// them, they become the group's committed offsets now, as Kafka's commit marker makes them
     /// visible. No membership check: the group may have moved on meanwhile, as in Kafka.

@@ -14,6 +14,8 @@
 
 pub mod metadata;
 pub mod metrics;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +56,8 @@ pub struct TxnStats {
     pub aborts: AtomicU64,
     /// Aborts the coordinator decided because a transaction outlived its timeout.
     pub timeouts: AtomicU64,
+    /// Transactions left open on a partition after their transaction ended, aborted there.
+    pub hanging_aborted: AtomicU64,
 }
 
 /// The transaction coordinator: cheap to clone, every clone the same coordinator.
@@ -69,6 +73,9 @@ struct State {
     by_producer: HashMap<i64, String>,
     /// One lock per transactional id: its changes are decided and stored one at a time.
     locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Transactions open on a partition that no transaction in progress accounts for, seen by
+    /// the last timer pass: aborted if the next pass still finds them.
+    hanging: BTreeSet<(String, i32, i64, i64)>,
 }
 
 struct Inner {
@@ -462,9 +469,64 @@ impl TransactionCoordinator {
         });
     }
 
+    /// Aborts transactions left open on a partition that no transaction in progress accounts
+    /// for (a write that reached the partition after its transaction ended): otherwise the
+    /// partition's last stable offset would stay behind it for ever. A transaction is aborted
+    /// only when two passes in a row find it hanging, so a transaction that ends between reading
+    /// the partition and reading the coordinator is left alone.
+    async fn abort_hanging(&self) {
+        let mut found = BTreeSet::new();
+        for topic in self.inner.log.topics() {
+            for partition in &topic.partitions {
+                for open in partition.open_transactions() {
+                    let accounted = {
+                        let state = self.inner.state.lock();
+                        let txn = state.by_producer.get(&open.producer_id).and_then(|id| state.txns.get(id));
+                        txn.is_some_and(|txn| {
+                            txn.producer_id == open.producer_id
+                                && (txn.state.is_preparing()
+                                    || txn.state == TxnState::Ongoing
+                                        && txn.partitions.contains(&(topic.name.clone(), partition.index)))
+                        })
+                    };
+                    if !accounted {
+                        found.insert((topic.name.clone(), partition.index, open.producer_id, open.first_offset));
+                    }
+                }
+            }
+        }
+        let confirmed: Vec<_> = {
+            let mut state = self.inner.state.lock();
+            let confirmed = found.intersection(&state.hanging).cloned().collect();
+            state.hanging = found;
+            confirmed
+        };
+        for (topic, index, producer_id, first_offset) in confirmed {
+            let Some(partition) = self.inner.log.topic(&topic).and_then(|t| t.partition(index).cloned()) else {
+                continue;
+            };
+            let Some(open) = partition.open_transactions().into_iter().find(|o| o.producer_id == producer_id) else {
+                continue;
+            };
+            tracing::warn!(%topic, partition = index, producer_id, first_offset, "aborting a hanging transaction");
+            match self.inner.log.write_markers(vec![partition], producer_id, open.producer_epoch, false, 0).await {
+                Ok(results) => {
+                    if let Some(Err(error)) = results.into_iter().next() {
+                        tracing::warn!(%error, %topic, partition = index, "cannot abort a hanging transaction");
+                    } else {
+                        self.inner.stats.hanging_aborted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, %topic, partition = index, "cannot abort a hanging transaction"),
+            }
+        }
+    }
+
     /// One pass of the timer: aborts transactions past their timeout, finishes decided ones
-    /// whose markers failed, forgets ids idle past `transactional.id.expiration.ms`.
+    /// whose markers failed, forgets ids idle past `transactional.id.expiration.ms`, aborts
+    /// hanging transactions.
     async fn tick(&self) {
+        self.abort_hanging().await;
         let now = now_ms();
         let expiration_ms = self.inner.settings.id_expiration_ms;
         let due: Vec<(String, TxnState)> = {
