@@ -89,11 +89,12 @@ class Ctx:
                 time.sleep(0.02)
         raise TimeoutError("topic %s not ready after %d s" % (name, timeout))
 
-    def produce(self, topic, partition, records_bytes, acks=-1, version=None, conn=None):
+    def produce(self, topic, partition, records_bytes, acks=-1, version=None, conn=None,
+                transactional_id=None):
         """Produce one records blob; returns the partition's response dict."""
         c = conn or self.conn()
         v = version or self.v("Produce")
-        r = c.call("Produce", v, acks=acks, timeout_ms=30000,
+        r = c.call("Produce", v, acks=acks, timeout_ms=30000, transactional_id=transactional_id,
                    topic_data=[{"name": topic, "topic_id": self.topic_id(topic) if v >= 13 else None,
                                 "partition_data": [{"index": partition, "records": records_bytes}]}])
         if isinstance(r, str):
@@ -784,7 +785,7 @@ def idempotent_producer(ctx):
     return out
 
 
-@scenario(fast=False)
+@scenario()
 def init_producer_id_transactional(ctx):
     """A transactional producer's first steps: find its coordinator, then InitProducerId."""
     find = ctx.coordinator_ready("diff-txn", key_type=1, timeout=20)
@@ -793,6 +794,93 @@ def init_producer_id_transactional(ctx):
     return {"find_coordinator": find,
             "init": r if isinstance(r, str) else {"error_code": r["error_code"],
                                                   "epoch": r["producer_epoch"]}}
+
+
+@scenario()
+def transaction_errors(ctx):
+    """The transaction APIs' answers, right and wrong: a timeout over the maximum, a foreign
+    producer id, a stale epoch, an unknown partition, EndTxn with nothing in progress, a commit
+    and its retry, an abort after it; what read_committed sees of an aborted transaction."""
+    tid = "diff-txn-errors"
+    ctx.create("diff-txn-t", 2)
+    ctx.coordinator_ready(tid, key_type=1, timeout=20)
+    out = {}
+    c = ctx.conn()
+    r = c.call("InitProducerId", ctx.v("InitProducerId"), transactional_id=tid,
+               transaction_timeout_ms=10 ** 9, producer_id=-1, producer_epoch=-1)
+    out["timeout_too_large"] = r["error_code"]
+    r = ctx.init_producer_id(c, transactional_id=tid)
+    pid, epoch = r["producer_id"], r["producer_epoch"]
+    out["init"] = {"error_code": r["error_code"], "epoch": epoch}
+    av = ctx.v("AddPartitionsToTxn")
+
+    def add(partitions, p=None, e=None, topic="diff-txn-t"):
+        r = c.call("AddPartitionsToTxn", av, v3_and_below_transactional_id=tid,
+                   v3_and_below_producer_id=pid if p is None else p,
+                   v3_and_below_producer_epoch=epoch if e is None else e,
+                   v3_and_below_topics=[{"name": topic, "partitions": partitions}])
+        if isinstance(r, str):
+            return r
+        return sorted((t["name"], x["partition_index"], x["partition_error_code"])
+                      for t in r["results_by_topic_v3_and_below"] for x in t["results_by_partition"])
+
+    def end(commit, e=None):
+        r = c.call("EndTxn", ctx.v("EndTxn"), transactional_id=tid, producer_id=pid,
+                   producer_epoch=epoch if e is None else e, committed=commit)
+        return r if isinstance(r, str) else r["error_code"]
+
+    def completed():
+        """Waits until the transaction's markers are written: Kafka answers EndTxn once its
+        decision is stored and writes them after (CONCURRENT_TRANSACTIONS meanwhile), zombi
+        answers once they are written."""
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            d = c.call("DescribeTransactions", ctx.v("DescribeTransactions"), transactional_ids=[tid])
+            state = d["transaction_states"][0]["transaction_state"]
+            if state in ("CompleteCommit", "CompleteAbort"):
+                return state
+            time.sleep(0.05)
+        return "still " + state
+
+    out["end_with_nothing_in_progress"] = end(True)
+    out["add_foreign_producer_id"] = add([0], p=pid + 1000)
+    out["add_stale_epoch"] = add([0], e=epoch - 1 if epoch > 0 else epoch + 5)
+    out["add_unknown_partition"] = add([0, 7])
+    out["add"] = add([0, 1])
+    t = ctx.t0
+    for partition in (0, 1):
+        batch = wire.batch(recs(t, 3), producer_id=pid, producer_epoch=epoch, base_sequence=0,
+                           transactional=True)
+        out["produce_%d" % partition] = ctx.produce("diff-txn-t", partition, batch, conn=c,
+                                                     transactional_id=tid)["error_code"]
+    open_lso = ctx.list_offsets("diff-txn-t", 0, -1, isolation=1)
+    out["while_open"] = {"lso": open_lso.get("offset"),
+                         "end": ctx.list_offsets("diff-txn-t", 0, -1)["offset"]}
+    out["commit"] = end(True)
+    out["completed_commit"] = completed()
+    out["commit_retry"] = end(True)
+    out["abort_after_commit"] = end(False)
+    out["after_commit"] = {"lso": ctx.list_offsets("diff-txn-t", 0, -1, isolation=1)["offset"]}
+    out["add_again"] = add([0])
+    batch = wire.batch(recs(t, 2), producer_id=pid, producer_epoch=epoch, base_sequence=3,
+                       transactional=True)
+    out["produce_again"] = ctx.produce("diff-txn-t", 0, batch, conn=c, transactional_id=tid)["error_code"]
+    out["abort"] = end(False)
+    out["completed_abort"] = completed()
+    fetched = ctx.fetch("diff-txn-t", 0, 0, isolation=1)
+    if not isinstance(fetched, str):
+        p = fetched["partition"]
+        out["read_committed"] = {
+            "high_watermark": p["high_watermark"], "last_stable_offset": p["last_stable_offset"],
+            "aborted": [(a["producer_id"] == pid, a["first_offset"])
+                        for a in (p.get("aborted_transactions") or [])],
+            "batches": len(p["records"] or [])}
+    d = c.call("DescribeTransactions", ctx.v("DescribeTransactions"), transactional_ids=[tid])
+    if not isinstance(d, str):
+        s = d["transaction_states"][0]
+        out["describe"] = {"error_code": s["error_code"], "state": s["transaction_state"],
+                           "epoch": s["producer_epoch"] - epoch}
+    return out
 
 
 # ==================================================================== offsets

@@ -25,15 +25,21 @@ enum Outcome {
     Waiting(PendingAppend),
 }
 
-/// A transactional write must belong to a transaction in progress that holds the partition
-/// (KIP-890's verification); a broker without a transaction coordinator refuses it.
+/// A transactional write must name its transactional id in the request (Kafka authorizes its
+/// WRITE on it: without one, TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and belong to a transaction
+/// in progress that holds the partition (KIP-890's verification); a broker without a
+/// transaction coordinator refuses it.
 fn check_transaction(
     broker: &Broker,
     validated: &crate::service::Validated,
+    transactional_id: Option<&str>,
     topic: &str,
     index: i32,
 ) -> Result<(), LogError> {
     let Some((producer_id, producer_epoch)) = validated.transactional_producer() else { return Ok(()) };
+    if transactional_id.is_none() {
+        return Err(LogError::TransactionalIdAuthorizationFailed("null".into()));
+    }
     match &broker.transactions {
         Some(transactions) => transactions.check_write(producer_id, producer_epoch, topic, index),
         None => Err(LogError::TransactionsUnsupported),
@@ -48,6 +54,8 @@ pub(super) async fn handle(
 ) -> PendingResponse {
     let RequestKind::Produce(request) = request else { return super::ready(super::misrouted(Family::Produce)) };
     let acks = request.acks;
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.as_str().to_string());
+    let transactional_id = transactional_id.as_deref();
     let service = &broker.service;
     // First resolve and validate every partition through the broker service (the topic rules the
     // HTTP door applies too); then queue all valid ones as one unit, so a request's partitions
@@ -66,13 +74,15 @@ pub(super) async fn handle(
             let outcome = match &topic {
                 Err(error) => Outcome::Done(Err(same_error(error))),
                 Ok(topic) => match service.validate(topic, data.index, &data.records.unwrap_or_default(), acks) {
-                    Ok(validated) => match check_transaction(broker, &validated, &topic.name, data.index) {
-                        Ok(()) => {
-                            ready.push(validated);
-                            Outcome::Queued
+                    Ok(validated) => {
+                        match check_transaction(broker, &validated, transactional_id, &topic.name, data.index) {
+                            Ok(()) => {
+                                ready.push(validated);
+                                Outcome::Queued
+                            }
+                            Err(error) => Outcome::Done(Err(error)),
                         }
-                        Err(error) => Outcome::Done(Err(error)),
-                    },
+                    }
                     Err(error) => Outcome::Done(Err(error)),
                 },
             };
@@ -169,6 +179,7 @@ fn partition_response(
                     BatchError::Corrupt | BatchError::CrcMismatch | BatchError::TooLarge { .. } | BatchError::Empty,
                 )
                 | LogError::TransactionsUnsupported
+                | LogError::TransactionalIdAuthorizationFailed(_)
                 | LogError::Storage(_)
                 | LogError::Unavailable => -1,
                 _ => log_start(),
