@@ -601,3 +601,43 @@ async fn compacted_topics_are_never_tiered() {
     assert_eq!((entry.value.as_deref(), entry.is_default), (Some("false"), true));
     check_records(&consume(&broker, &compacted, &[0], 500), 0);
 }
+
+/// A topic written in transactions, every other one aborted, wholly uploaded to S3 and dropped
+/// from the broker's disk: a read_committed consumer reading it back from the object store gets
+/// exactly the committed records, as a read of the hot tier would (the aborted-transaction index
+/// stays with the broker when the batches leave its disk).
+#[test]
+fn read_committed_reads_of_tiered_segments_skip_aborted_records() {
+    use crate::transactions::{consumer, read_to, send, transactional_producer};
+    use rdkafka::producer::Producer;
+    let backend = Backend::s3();
+    let broker = backend.start_broker(&["--num-partitions", "1"]);
+    let topic = unique_topic("tiered-txn");
+    let producer = transactional_producer(&broker, "tiered-txn", &[]);
+    let timeout = Duration::from_secs(30);
+    let mut committed = Vec::new();
+    for round in 0..6 {
+        producer.begin_transaction().expect("begin");
+        for i in 0..20 {
+            let value = format!("r{round}-{i}");
+            send(&producer, &topic, 0, &value);
+            if round % 2 == 0 {
+                committed.push(value);
+            }
+        }
+        if round % 2 == 0 {
+            producer.commit_transaction(timeout).expect("commit");
+        } else {
+            producer.flush(timeout).expect("flush");
+            producer.abort_transaction(timeout).expect("abort");
+        }
+    }
+    // Six transactions of 20 records and a marker each.
+    let end = 6 * 21;
+    wait_for(&broker, &topic, 0, "all uploaded and trimmed", |p| {
+        offset(p, "remote_end_offset") == end && offset(p, "local_start_offset") == end
+    });
+    let read = read_to(&consumer(&broker, "read_committed"), &topic, &BTreeMap::from([(0, end)]));
+    let values: Vec<String> = read.into_iter().map(|(_, _, value)| value).collect();
+    assert_eq!(values, committed);
+}

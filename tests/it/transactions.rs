@@ -16,7 +16,7 @@ use crate::common::{TestBroker, WAIT_MAX, unique_topic};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn transactional_producer(
+pub(crate) fn transactional_producer(
     broker: &TestBroker,
     id: &str,
     extra: &[(&str, &str)],
@@ -31,14 +31,14 @@ fn transactional_producer(
     producer
 }
 
-fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, partition: i32, value: &str) {
+pub(crate) fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, partition: i32, value: &str) {
     producer
         .send(BaseRecord::<(), str>::to(topic).partition(partition).payload(value))
         .map_err(|(error, _)| error)
         .expect("queue a record");
 }
 
-fn consumer(broker: &TestBroker, isolation: &str) -> BaseConsumer {
+pub(crate) fn consumer(broker: &TestBroker, isolation: &str) -> BaseConsumer {
     let mut config: ClientConfig = broker.client_config();
     config
         .set("group.id", unique_topic("txn-readers"))
@@ -50,7 +50,7 @@ fn consumer(broker: &TestBroker, isolation: &str) -> BaseConsumer {
 
 /// Reads every partition from the beginning until the consumer's position reaches `ends` (the
 /// offsets it must reach: markers are skipped, so positions pass them): (partition, offset, value).
-fn read_to(consumer: &BaseConsumer, topic: &str, ends: &BTreeMap<i32, i64>) -> Vec<(i32, i64, String)> {
+pub(crate) fn read_to(consumer: &BaseConsumer, topic: &str, ends: &BTreeMap<i32, i64>) -> Vec<(i32, i64, String)> {
     let mut list = TopicPartitionList::new();
     for &partition in ends.keys() {
         list.add_partition_offset(topic, partition, Offset::Beginning).expect("assign");
