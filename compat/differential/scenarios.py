@@ -880,6 +880,13 @@ def transaction_errors(ctx):
         s = d["transaction_states"][0]
         out["describe"] = {"error_code": s["error_code"], "state": s["transaction_state"],
                            "epoch": s["producer_epoch"] - epoch}
+    for name, states in (("list_aborted", ["CompleteAbort", "Bogus"]), ("list_ongoing", ["Ongoing"])):
+        r = c.call("ListTransactions", ctx.v("ListTransactions"), state_filters=states,
+                   producer_id_filters=[pid], duration_filter=-1)
+        if not isinstance(r, str):
+            out[name] = {"error_code": r["error_code"], "unknown": r["unknown_state_filters"],
+                         "found": [(t["transactional_id"], t["transaction_state"])
+                                   for t in r["transaction_states"]]}
     return out
 
 
