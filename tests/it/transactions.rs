@@ -396,3 +396,128 @@ fn confluent_kafka_and_kafka_python_transactions() {
         assert_eq!(got, want, "{reader}");
     }
 }
+
+/// Consume-transform-produce with `send_offsets_to_transaction`, as an exactly-once application
+/// runs it, through crashes of both sides: the application is abandoned in the middle of a
+/// transaction (a new instance with the same transactional id takes over and resumes from the
+/// group's committed offset) and, separately, the broker is killed with -9 in the middle of one.
+/// In the end a read_committed reader finds each input record's output exactly once, in input
+/// order, and the group's committed offset is the input's end.
+#[test]
+fn consume_transform_produce_is_exactly_once_across_crashes() {
+    let mut broker = TestBroker::start(&["--num-partitions", "1", "--group-initial-rebalance-delay-ms", "0"]);
+    let (input, output, group) = (unique_topic("etl-in"), unique_topic("etl-out"), unique_topic("etl-group"));
+    let inputs = 300;
+    let plain: ThreadedProducer<DefaultProducerContext> = broker.client_config().create().expect("producer");
+    for i in 0..inputs {
+        send(&plain, &input, 0, &format!("in-{i}"));
+    }
+    plain.flush(TIMEOUT).expect("flush");
+    drop(plain);
+    // The application's instances, each abandoned (or cut off by the broker's crash) at some
+    // point; the last one runs to the end.
+    let mut instance = 0;
+    loop {
+        instance += 1;
+        assert!(instance < 20, "the application never finished");
+        let crash_after = match instance {
+            1 => Some((3, Crash::Application)),
+            2 => Some((2, Crash::Broker)),
+            3 => Some((4, Crash::Application)),
+            _ => None,
+        };
+        match run_application(&mut broker, &input, &output, &group, inputs, crash_after) {
+            Ok(true) => break,
+            Ok(false) | Err(_) => continue,
+        }
+    }
+    let end = visible_end(&broker, "read_uncommitted", &output, 0);
+    let read = read_to(&consumer(&broker, "read_committed"), &output, &BTreeMap::from([(0, end)]));
+    let values: Vec<String> = read.into_iter().map(|(_, _, value)| value).collect();
+    let want: Vec<String> = (0..inputs).map(|i| format!("out-{i}")).collect();
+    assert_eq!(values, want, "each input's output exactly once, in order");
+    let checker: BaseConsumer =
+        broker.client_config().set("group.id", &group).set("enable.auto.commit", "false").create().expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition(&input, 0);
+    let committed = checker.committed_offsets(list, TIMEOUT).expect("committed");
+    assert_eq!(committed.find_partition(&input, 0).expect("partition").offset(), Offset::Offset(inputs as i64));
+}
+
+#[derive(Clone, Copy)]
+enum Crash {
+    /// The application stops in the middle of a transaction, never to end it.
+    Application,
+    /// The broker is killed with -9 in the middle of a transaction and started again.
+    Broker,
+}
+
+/// One instance of the application: reads `input` from the group's committed offset, writes
+/// `out-i` for each `in-i` in transactions of up to 25 records with the offsets, until it has
+/// consumed `inputs` records (Ok(true)) or crashes after `crash_after.0` transactions (Ok(false));
+/// an error from a client (the broker was killed under it) is Err.
+fn run_application(
+    broker: &mut TestBroker,
+    input: &str,
+    output: &str,
+    group: &str,
+    inputs: usize,
+    crash_after: Option<(usize, Crash)>,
+) -> Result<bool, KafkaError> {
+    use rdkafka::Message;
+    let producer = transactional_producer(broker, "etl-app", &[]);
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[input])?;
+    let deadline = Instant::now() + WAIT_MAX;
+    let mut transactions = 0;
+    loop {
+        assert!(Instant::now() < deadline, "the application made no progress");
+        let mut batch = Vec::new();
+        while batch.len() < 25 {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(message) => {
+                    let message = message?;
+                    let value = String::from_utf8(message.payload().expect("value").to_vec()).expect("utf-8");
+                    batch.push((message.offset(), value));
+                }
+                None => break,
+            }
+        }
+        if batch.is_empty() {
+            let position = consumer.position()?;
+            if position.find_partition(input, 0).is_some_and(|p| p.offset() == Offset::Offset(inputs as i64)) {
+                return Ok(true);
+            }
+            continue;
+        }
+        producer.begin_transaction()?;
+        for (_, value) in &batch {
+            let n = value.strip_prefix("in-").expect("an input record");
+            send(&producer, output, 0, &format!("out-{n}"));
+        }
+        if let Some((after, crash)) = crash_after
+            && transactions == after
+        {
+            producer.flush(TIMEOUT)?;
+            if let Crash::Broker = crash {
+                broker.kill_and_restart();
+            }
+            // The instance is gone mid-transaction: its successor fences and aborts it.
+            return Ok(false);
+        }
+        let next = batch.last().expect("a record").0 + 1;
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(input, 0, Offset::Offset(next))?;
+        let metadata = consumer.group_metadata().expect("group metadata");
+        producer.send_offsets_to_transaction(&offsets, &metadata, TIMEOUT)?;
+        producer.commit_transaction(TIMEOUT)?;
+        transactions += 1;
+    }
+}
