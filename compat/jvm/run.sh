@@ -3,10 +3,15 @@
 # checks against Apache Kafka itself as the reference:
 #   - the Java client: Admin, the idempotent producer in every codec, classic group consumers
 #     (src/ClientCheck.java)
+#   - the Java client's transactions: committed and aborted transactions read read_committed and
+#     read_uncommitted, the last stable offset, fencing, consume-transform-produce with
+#     sendOffsetsToTransaction (src/TxnCheck.java)
 #   - the CLI tools through their main classes: kafka-topics, kafka-configs,
 #     kafka-consumer-groups (--describe, --reset-offsets), console producer and consumer,
 #     verifiable producer and consumer, producer and consumer perf tests (cli_checks.sh)
-#   - Kafka Streams word count, at_least_once, stopped mid-stream and restarted (src/StreamsCheck.java)
+#   - Kafka Streams word count and stream-table join, at_least_once, stopped mid-stream and
+#     restarted; the word count with exactly_once_v2, killed mid-stream and restarted
+#     (src/StreamsCheck.java)
 #   - Kafka Connect in distributed mode with the file source and sink, restarted (connect_check.sh)
 #
 #   ZOMBI_BIN=/path/to/zombi compat/jvm/run.sh
@@ -69,6 +74,8 @@ for peer in $PEERS; do
     {
         echo "## java-client"
         timeout -k 10 900 bash -c "$(declare -f jvm); jvm ClientCheck '$b' j" || true
+        echo "## java-transactions"
+        timeout -k 10 600 bash -c "$(declare -f jvm); jvm TxnCheck '$b' j" || true
         echo "## cli-tools"
         cli_checks "$b" j || true
         echo "## kafka-streams"

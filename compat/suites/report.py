@@ -106,8 +106,11 @@ def main():
             w("| %s | – | – | – | – | not run | – |" % suite)
             continue
         t = d["totals"]
+        run_at = d["generated"]
+        if d.get("meta", {}).get("rerun"):   # some tests rerun since (merged in; see Settings)
+            run_at += " (some tests rerun since: see below)"
         w("| %s | %s | %d | %d | %d | %s | %s |" % (suite, d["version"], t.get("pass", 0),
-          t.get("fail", 0), t.get("skip", 0), fmt_secs(d["duration_s"]), d["generated"]))
+          t.get("fail", 0), t.get("skip", 0), fmt_secs(d["duration_s"]), run_at))
     if missing:
         w("")
         w("Missing results: " + "; ".join(missing))

@@ -1,16 +1,21 @@
 // Kafka Streams (4.4) against one broker, processing.guarantee=at_least_once, each app stopped
 // mid-stream and restarted: a word count (every count update exactly once, in order) and a
-// stream-table join (every order joined exactly once with its customer).
+// stream-table join (every order joined exactly once with its customer). Then the word count
+// again with processing.guarantee=exactly_once_v2 (transactions), killed with SIGKILL mid-stream
+// and restarted.
 //
 //   java -cp 'LIB/*:CLASSES' StreamsCheck BOOTSTRAP RUN_TAG        (the driver)
-//   java -cp 'LIB/*:CLASSES' StreamsCheck app BOOTSTRAP APP_ID IN OUT STATE_DIR   (the app)
+//   java -cp 'LIB/*:CLASSES' StreamsCheck app BOOTSTRAP APP_ID IN OUT STATE_DIR [GUARANTEE]   (the app)
 //
 // The driver produces lines of known words, runs the app as a child JVM, stops it (SIGTERM: the
 // app's shutdown hook closes Streams, which commits) while input remains, starts it again,
 // produces more, and reads the output topic: for every word the updates must be 1, 2, ..., n
 // with n its number of occurrences (record caching off, so each input word yields one update).
 // A graceful stop under at_least_once neither loses nor repeats an update; a crash could repeat
-// some, which is why the stop is graceful. Last line: "N passed, M failed".
+// some, which is why the stop is graceful. Under exactly_once_v2 a crash may not repeat one
+// either: the app is killed (SIGKILL, no shutdown hook, its transaction left open) and the output
+// is read with isolation.level=read_committed; the updates must still be exactly 1, 2, ..., n.
+// Last line: "N passed, M failed".
 
 import java.io.File;
 import java.nio.file.Files;
@@ -33,7 +38,8 @@ public class StreamsCheck {
 
     public static void main(String[] args) throws Exception {
         if (args[0].equals("app")) {
-            app(args[1], args[2], args[3], args[4], args[5]);
+            app(args[1], args[2], args[3], args[4], args[5],
+                    args.length > 6 ? args[6] : StreamsConfig.AT_LEAST_ONCE);
             return;
         }
         if (args[0].equals("join-app")) {
@@ -60,15 +66,25 @@ public class StreamsCheck {
             e.printStackTrace(System.out);
             failed++;
         }
+        try {
+            drive(bootstrap, tag + "-eos", StreamsConfig.EXACTLY_ONCE_V2, true);
+            System.out.println("PASS streams_wordcount_exactly_once_v2_crash_restart");
+            passed++;
+        } catch (Throwable e) {
+            System.out.println("FAIL streams_wordcount_exactly_once_v2_crash_restart: " + e);
+            e.printStackTrace(System.out);
+            failed++;
+        }
         System.out.printf("%d passed, %d failed%n", passed, failed);
         System.exit(failed == 0 ? 0 : 1);
     }
 
-    static void app(String bootstrap, String appId, String in, String out, String stateDir) throws Exception {
+    static void app(String bootstrap, String appId, String in, String out, String stateDir, String guarantee)
+            throws Exception {
         Properties p = new Properties();
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
         p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
         p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
@@ -262,12 +278,13 @@ public class StreamsCheck {
         return p;
     }
 
-    static Process startApp(String bootstrap, String appId, String in, String out, File state, File log) throws Exception {
+    static Process startApp(String bootstrap, String appId, String in, String out, File state, File log,
+                            String guarantee) throws Exception {
         String java = System.getProperty("java.home") + "/bin/java";
         ProcessBuilder pb = new ProcessBuilder(java, "-Xmx256m", "-XX:+UseSerialGC",
                 "-Dlog4j2.configurationFile=" + System.getProperty("log4j2.configurationFile", ""),
                 "-cp", System.getProperty("java.class.path"), "StreamsCheck", "app", bootstrap, appId, in, out,
-                state.getPath());
+                state.getPath(), guarantee);
         pb.redirectErrorStream(true);
         pb.redirectOutput(ProcessBuilder.Redirect.appendTo(log));
         return pb.start();
@@ -282,6 +299,12 @@ public class StreamsCheck {
     }
 
     static void drive(String bootstrap, String tag) throws Exception {
+        drive(bootstrap, tag, StreamsConfig.AT_LEAST_ONCE, false);
+    }
+
+    /** crash: stop the first run with SIGKILL (only meaningful with exactly_once_v2, whose output
+     *  is then read read_committed) instead of SIGTERM. */
+    static void drive(String bootstrap, String tag, String guarantee, boolean crash) throws Exception {
         String in = "wc-in-" + tag, out = "wc-out-" + tag, appId = "wc-app-" + tag;
         File work = Files.createTempDirectory("zombi-streams").toFile();
         File log = new File(work, "app.log");
@@ -301,6 +324,7 @@ public class StreamsCheck {
         Properties cp = base(bootstrap);
         cp.put("key.deserializer", StringDeserializer.class.getName());
         cp.put("value.deserializer", LongDeserializer.class.getName());
+        if (!guarantee.equals(StreamsConfig.AT_LEAST_ONCE)) cp.put("isolation.level", "read_committed");
         Map<String, List<Long>> updates = new TreeMap<>();
         try (KafkaConsumer<String, Long> c = new KafkaConsumer<>(cp)) {
             List<TopicPartition> tps = List.of(new TopicPartition(out, 0), new TopicPartition(out, 1));
@@ -312,7 +336,7 @@ public class StreamsCheck {
             };
             java.util.function.IntSupplier seen = () -> updates.values().stream().mapToInt(List::size).sum();
 
-            Process app = startApp(bootstrap, appId, in, out, new File(work, "state"), log);
+            Process app = startApp(bootstrap, appId, in, out, new File(work, "state"), log, guarantee);
             int firstTotal = expected.values().stream().mapToInt(Integer::intValue).sum();
             // stop it mid-stream: once some output exists, well before all of it
             final Process first = app;
@@ -321,15 +345,21 @@ public class StreamsCheck {
                 alive(first, log);
                 return seen.getAsInt() >= 300;
             });
-            app.destroy();                             // SIGTERM: the shutdown hook closes Streams
-            truth(app.waitFor(60, TimeUnit.SECONDS), "app stopped within 60 s");
-            String text = Files.readString(log.toPath());
-            truth(text.contains("CLOSED"), "app closed cleanly");
+            if (crash) {
+                app.destroyForcibly();                 // SIGKILL: no shutdown hook, a transaction left open
+                truth(app.waitFor(60, TimeUnit.SECONDS), "app killed within 60 s");
+            } else {
+                app.destroy();                         // SIGTERM: the shutdown hook closes Streams
+                truth(app.waitFor(60, TimeUnit.SECONDS), "app stopped within 60 s");
+                String text = Files.readString(log.toPath());
+                truth(text.contains("CLOSED"), "app closed cleanly");
+            }
             int atStop = seen.getAsInt();
             truth(atStop < firstTotal, "stopped mid-stream (" + atStop + " of " + firstTotal + " updates)");
-            System.out.println("  stopped after " + atStop + " of " + firstTotal + " updates; restarting");
+            System.out.println("  " + (crash ? "killed" : "stopped") + " after " + atStop + " of " + firstTotal
+                    + " updates; restarting");
 
-            app = startApp(bootstrap, appId, in, out, new File(work, "state"), log);
+            app = startApp(bootstrap, appId, in, out, new File(work, "state"), log, guarantee);
             try (KafkaProducer<String, String> prod = new KafkaProducer<>(pp)) {
                 lines += produce(prod, in, rnd, 1500, expected, lines);
             }
@@ -355,7 +385,27 @@ public class StreamsCheck {
                 for (long i = 1; i <= e.getValue(); i++) want.add(i);
                 eq(want, got, "updates of " + e.getKey());
             }
-            System.out.println("  " + lines + " lines, " + total + " words, every update once and in order");
+            System.out.println("  " + guarantee + ": " + lines + " lines, " + total + " words, every update once and in order");
+            if (crash) {
+                // for the record (no assertion: how much the kill caught in flight varies): the
+                // output log read read_uncommitted, so the aborted updates are counted too
+                Properties up = base(bootstrap);
+                up.put("key.deserializer", StringDeserializer.class.getName());
+                up.put("value.deserializer", LongDeserializer.class.getName());
+                up.put("isolation.level", "read_uncommitted");
+                int raw = 0;
+                try (KafkaConsumer<String, Long> u = new KafkaConsumer<>(up)) {
+                    u.assign(tps);
+                    u.seekToBeginning(tps);
+                    Map<TopicPartition, Long> end = u.endOffsets(tps);
+                    long deadline = System.currentTimeMillis() + 30000;
+                    while (System.currentTimeMillis() < deadline
+                            && tps.stream().anyMatch(tp -> u.position(tp) < end.get(tp)))
+                        raw += u.poll(Duration.ofMillis(100)).count();
+                }
+                System.out.println("  output log read_uncommitted: " + raw + " records, " + (raw - total)
+                        + " more than the committed updates (aborted: in flight when the app was killed)");
+            }
         }
     }
 
