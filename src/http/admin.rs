@@ -79,6 +79,32 @@ pub(super) async fn groups(State(broker): State<Arc<Broker>>) -> Json<Value> {
     Json(json!({ "groups": groups }))
 }
 
+/// Every transactional id: state, producer id and epoch, timeout, the partitions of the
+/// transaction in progress and how long it has run; a cluster has no transaction coordinator.
+pub(super) async fn transactions(State(broker): State<Arc<Broker>>) -> Json<Value> {
+    let Some(coordinator) = &broker.transactions else {
+        return Json(json!({ "transactions": [], "coordinator": false }));
+    };
+    let now = crate::log::now_ms();
+    let transactions: Vec<Value> = coordinator
+        .list()
+        .into_iter()
+        .map(|(id, txn)| {
+            let ongoing = txn.state == crate::coordinator::txn::TxnState::Ongoing;
+            json!({
+                "transactional_id": id,
+                "state": txn.state.name(),
+                "producer_id": txn.producer_id,
+                "producer_epoch": txn.producer_epoch,
+                "timeout_ms": txn.timeout_ms,
+                "partitions": txn.partitions.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
+                "running_ms": if ongoing { json!(now - txn.start_ms) } else { Value::Null },
+            })
+        })
+        .collect();
+    Json(json!({ "transactions": transactions, "coordinator": true }))
+}
+
 /// Every partition's tiering state: log start, hot-tier start, remote end, uploads; object store
 /// request counts.
 pub(super) async fn tiering(State(broker): State<Arc<Broker>>) -> Json<crate::tier::TierStatus> {

@@ -92,6 +92,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/iceberg/{*rest}", axum::routing::any(iceberg_rest::refused))
         .route("/admin/topics", get(admin::topics))
         .route("/admin/groups", get(admin::groups))
+        .route("/admin/transactions", get(admin::transactions))
         .route("/admin/tiering", get(admin::tiering))
         .route("/admin/iceberg", get(admin::iceberg))
         .route_layer(middleware::from_fn_with_state(broker.clone(), observe))

@@ -59,6 +59,14 @@ async fn the_console_shows_topics_offsets_and_group_lag() {
     }
     let commit = json!({"offsets": [{"topic": topic, "partition": 0, "offset": 1}]});
     assert_eq!(post_json(&broker.http, "/consumers/console-readers/offsets", &commit).status, 200);
+    // A transaction left open on another topic (its producer lives until the test ends).
+    use rdkafka::producer::Producer;
+    let txn_topic = unique_topic("console-txn");
+    crate::http::create_topic(&broker, &txn_topic, 2, &[]).await;
+    let open_txn = crate::transactions::transactional_producer(&broker, "console-txn", &[]);
+    open_txn.begin_transaction().expect("begin");
+    crate::transactions::send(&open_txn, &txn_topic, 1, "open");
+    open_txn.flush(std::time::Duration::from_secs(30)).expect("flush");
 
     let dom = rendered_dom(&format!("http://{}/", broker.http));
     assert!(dom.contains("data-loaded=\"true\""), "the page's script did not finish a refresh:\n{dom}");
@@ -78,6 +86,9 @@ async fn the_console_shows_topics_offsets_and_group_lag() {
     let lag = row(&dom, &format!("<tr data-group=\"console-readers\" data-topic=\"{topic}\" data-partition=\"0\""));
     assert!(lag.contains("data-field=\"committed\">1</td>"), "{lag}");
     assert!(lag.contains("data-field=\"lag\">2</td>"), "{lag}");
+    let txn = row(&dom, "<tr data-transaction=\"console-txn\"");
+    assert!(txn.contains("data-field=\"state\">Ongoing</td>"), "{txn}");
+    assert!(txn.contains(&format!("data-field=\"partitions\">{txn_topic}/1</td>")), "{txn}");
     let cluster_id = get(&broker.http, "/admin/topics").json()["cluster_id"].as_str().expect("id").to_string();
     assert!(dom.contains(&format!("<span id=\"cluster-id\">{cluster_id}</span>")), "{dom}");
 }
