@@ -102,8 +102,7 @@ struct Recovered {
     local_start: i64,
     log_end: i64,
     remote: BTreeMap<i64, SegmentInfo>,
-    /// The first offset of the earliest transaction still open.
-    first_unstable: Option<i64>,
+    /// The transactions still open; the earliest holds the last stable offset.
     open_txns: Vec<OpenTxn>,
     aborted: Vec<AbortedTxn>,
 }
@@ -149,7 +148,9 @@ impl Partition {
             topic_id,
             index: key.partition as i32,
             high_watermark: AtomicI64::new(recovered.log_end),
-            last_stable: AtomicI64::new(recovered.first_unstable.unwrap_or(i64::MAX).min(recovered.log_end)),
+            last_stable: AtomicI64::new(
+                recovered.open_txns.iter().map(|txn| txn.first_offset).min().unwrap_or(i64::MAX).min(recovered.log_end),
+            ),
             aborted: RwLock::new({
                 let mut index = AbortedIndex::default();
                 recovered.aborted.into_iter().for_each(|txn| index.insert(txn));
@@ -1441,9 +1442,8 @@ fn recover_partition(store: &Store, key: PartitionKey) -> Result<Recovered, LogE
             open_txns.push(OpenTxn { producer_id, producer_epoch: entry.epoch, first_offset });
         }
     }
-    let first_unstable = open_txns.iter().map(|txn| txn.first_offset).min();
     let aborted = store.scan_aborted(key)?;
-    Ok(Recovered { log_start, local_start, log_end, remote, first_unstable, open_txns, aborted })
+    Ok(Recovered { log_start, local_start, log_end, remote, open_txns, aborted })
 }
 
 /// The most a fetch's buffer starts with.
@@ -1654,7 +1654,6 @@ mod tests {
             local_start: 0,
             log_end: 10,
             remote: BTreeMap::new(),
-            first_unstable: None,
             open_txns: Vec::new(),
             aborted: Vec::new(),
         };

@@ -514,14 +514,20 @@ impl Store {
 
     /// The partition's remote index: `(base offset, value)` in offset order.
     pub fn scan_remote(&self, key: PartitionKey) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        self.scan_partition(CF_REMOTE, key, "remote index")
+    }
+
+    /// Every entry of `family` under the partition `key`, in key order: the number that ends its
+    /// key (an offset, a producer id) and its value; `what` names the entries in an error.
+    fn scan_partition(&self, family: &str, key: PartitionKey, what: &str) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(key.end());
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_REMOTE), options);
-        iter.seek(key.batch_key(0));
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(family), options);
+        iter.seek(key.with_u64(0));
         let mut out = Vec::new();
         while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
             if k.len() != 16 {
-                return Err(StoreError::corrupt("remote index key has the wrong length"));
+                return Err(StoreError::corrupt(format!("{what} key has the wrong length")));
             }
             out.push((read_u64(&k[8..]) as i64, v.to_vec()));
             iter.next();
@@ -550,42 +556,24 @@ impl Store {
 
     /// The partition's aborted transactions, by marker offset.
     pub fn scan_aborted(&self, key: PartitionKey) -> Result<Vec<super::AbortedTxn>, StoreError> {
-        let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(key.end());
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_ABORTED), options);
-        iter.seek(key.batch_key(0));
-        let mut out = Vec::new();
-        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
-            if k.len() != 16 || v.len() != 16 {
-                return Err(StoreError::corrupt("aborted transaction entry has the wrong length"));
-            }
-            out.push(super::AbortedTxn {
-                producer_id: read_u64(&v[..8]) as i64,
-                first_offset: read_u64(&v[8..]) as i64,
-                last_offset: read_u64(&k[8..]) as i64,
-            });
-            iter.next();
-        }
-        iter.status()?;
-        Ok(out)
+        self.scan_partition(CF_ABORTED, key, "aborted transaction")?
+            .into_iter()
+            .map(|(last_offset, value)| {
+                if value.len() != 16 {
+                    return Err(StoreError::corrupt("aborted transaction entry has the wrong length"));
+                }
+                Ok(super::AbortedTxn {
+                    producer_id: read_u64(&value[..8]) as i64,
+                    first_offset: read_u64(&value[8..]) as i64,
+                    last_offset,
+                })
+            })
+            .collect()
     }
 
     /// The producer entries of one partition: `(producer id, entry bytes)`.
     pub fn scan_partition_producers(&self, key: PartitionKey) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        let mut options = ReadOptions::default();
-        options.set_iterate_upper_bound(key.end());
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_PRODUCERS), options);
-        iter.seek(key.with_u64(0));
-        let mut out = Vec::new();
-        while let (Some(k), Some(v)) = (iter.key(), iter.value()) {
-            if k.len() != 16 {
-                return Err(StoreError::corrupt("producer key has the wrong length"));
-            }
-            out.push((read_u64(&k[8..]) as i64, v.to_vec()));
-            iter.next();
-        }
-        iter.status()?;
-        Ok(out)
+        self.scan_partition(CF_PRODUCERS, key, "producer")
     }
 
     /// The transaction coordinator's record of a transactional id.
