@@ -120,6 +120,9 @@ impl ClusterNode {
         let mut ticks = tokio::time::interval(heartbeat);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::spawn(listen(self.store.clone(), self.refresh.clone()));
+        // The lease is renewed on its own task (and connection): a round that waits on
+        // PostgreSQL (a joining broker loading its share) must not delay it past the lease.
+        let renewing = tokio::spawn(self.clone().renew_lease(heartbeat));
         let mut duties = Duties { coordinator: Some(coordinator), ..Duties::default() };
         let mut collected = Instant::now();
         // The controller wakes when the first live lease runs out, not at the next heartbeat:
@@ -128,7 +131,7 @@ impl ClusterNode {
         loop {
             let expiry = next_expiry.unwrap_or_else(|| tokio::time::Instant::now() + heartbeat);
             tokio::select! {
-                _ = ticks.tick() => self.heartbeat().await,
+                _ = ticks.tick() => {}
                 () = self.refresh.notified() => {}
                 () = tokio::time::sleep_until(expiry), if next_expiry.is_some() => {}
                 _ = stopped.changed() => break,
@@ -144,7 +147,16 @@ impl ClusterNode {
                 }
             }
         }
-        self.shut_down(&unified, &mut duties).await;
+        self.shut_down(&unified, &mut duties, renewing).await;
+    }
+
+    async fn renew_lease(self: Arc<Self>, heartbeat: Duration) {
+        let mut ticks = tokio::time::interval(heartbeat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.heartbeat().await;
+        }
     }
 
     async fn heartbeat(&self) {
@@ -414,19 +426,19 @@ impl ClusterNode {
 
     /// Controlled shutdown: asks the controller to move every partition away, hands each over
     /// as asked, and ends the lease once this broker leads nothing (or after the session timeout).
-    async fn shut_down(self: &Arc<Self>, unified: &UnifiedLog, duties: &mut Duties) {
+    async fn shut_down(
+        self: &Arc<Self>,
+        unified: &UnifiedLog,
+        duties: &mut Duties,
+        renewing: tokio::task::JoinHandle<()>,
+    ) {
         if let Err(error) = self.store.set_shutting_down(self.node_id, self.broker_epoch).await {
             tracing::warn!(%error, "cannot announce the shutdown; partitions move once the lease ends");
+            renewing.abort();
             return;
         }
         let deadline = Instant::now() + Duration::from_millis(self.settings.session_timeout_ms);
-        let heartbeat = Duration::from_millis(self.settings.heartbeat_interval_ms);
-        let mut renewed = Instant::now();
         while Instant::now() < deadline {
-            if renewed.elapsed() >= heartbeat {
-                self.heartbeat().await;
-                renewed = Instant::now();
-            }
             if let Err(error) = self.round(unified, duties).await {
                 tracing::warn!(%error, "cluster round failed during shutdown");
             }
@@ -440,6 +452,9 @@ impl ClusterNode {
                 () = self.refresh.notified() => {}
             }
         }
+        // Not renewed after this: a renewal after the lease ends would read as a lapse.
+        renewing.abort();
+        let _ = renewing.await;
         if let Err(error) = self.store.unregister(self.node_id, self.broker_epoch).await {
             tracing::warn!(%error, "cannot end the lease; it expires by itself");
         }

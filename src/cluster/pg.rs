@@ -170,7 +170,15 @@ pub struct Snapshot {
 #[derive(Debug, Clone)]
 pub struct ClusterStore {
     pool: PgPool,
+    /// Lease renewals only, on a connection opened at start and kept: a burst of other work
+    /// (a joining broker loading its group slots and partitions) or a PostgreSQL at its
+    /// `max_connections` must never starve the lease, or the broker stops when it lapses.
+    lease_pool: PgPool,
 }
+
+/// Connections a broker opens to the cluster's PostgreSQL at most (docs/cluster.md counts them).
+pub const POOL_CONNECTIONS_MAX: u32 = 8;
+const LEASE_CONNECTIONS: u32 = 1;
 
 fn uuid_of(text: &str) -> Result<Uuid, PgError> {
     Uuid::parse_str(text).map_err(|e| PgError::Invalid(format!("topic id {text:?}: {e}")))
@@ -188,18 +196,23 @@ impl ClusterStore {
     /// Connects (with `statement_timeout` bounding every query) and brings the schema up to date.
     pub async fn connect(url: &str, query_timeout: Duration) -> Result<ClusterStore, PgError> {
         let timeout_ms = query_timeout.as_millis().max(1);
-        let pool = PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(query_timeout)
-            .after_connect(move |connection, _| {
+        let options = || {
+            PgPoolOptions::new().acquire_timeout(query_timeout).after_connect(move |connection, _| {
                 Box::pin(async move {
                     sqlx::query(&format!("SET statement_timeout = {timeout_ms}")).execute(&mut *connection).await?;
                     Ok(())
                 })
             })
+        };
+        let pool = options().max_connections(POOL_CONNECTIONS_MAX).connect(url).await?;
+        let lease_pool = options()
+            .max_connections(LEASE_CONNECTIONS)
+            .min_connections(LEASE_CONNECTIONS)
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect(url)
             .await?;
-        let store = ClusterStore { pool };
+        let store = ClusterStore { pool, lease_pool };
         store.migrate().await?;
         Ok(store)
     }
@@ -281,7 +294,7 @@ impl ClusterStore {
             "UPDATE zombi_brokers SET lease_until_ms = {NOW_MS} + $3
              WHERE node_id = $1 AND broker_epoch = $2 AND lease_until_ms >= {NOW_MS}"
         );
-        let done = sqlx::query(&sql).bind(node_id).bind(broker_epoch).bind(lease_ms).execute(&self.pool).await?;
+        let done = sqlx::query(&sql).bind(node_id).bind(broker_epoch).bind(lease_ms).execute(&self.lease_pool).await?;
         Ok(done.rows_affected() == 1)
     }
 

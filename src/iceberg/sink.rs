@@ -209,6 +209,9 @@ async fn open_all(sink: &IcebergSink) -> Result<(Arc<SqlCatalog>, Arc<Committer>
     Ok((catalog, Arc::new(committer), Arc::new(TableFiles::new(s3))))
 }
 
+/// Connections each of the sink's and the REST readers' catalogs opens at most.
+pub const CATALOG_CONNECTIONS_MAX: u32 = 4;
+
 async fn open_catalog(sink: &IcebergSink, s3: Option<S3Files>) -> Result<Arc<SqlCatalog>, SinkError> {
     let settings = &sink.settings;
     let bind_style = match &settings.catalog {
@@ -226,7 +229,9 @@ async fn open_catalog(sink: &IcebergSink, s3: Option<S3Files>) -> Result<Arc<Sql
         .warehouse_location(settings.warehouse.clone())
         .sql_bind_style(bind_style)
         .with_storage_factory(Arc::new(WarehouseStorageFactory::new(s3)))
-        .load(CATALOG_NAME, HashMap::new())
+        // The sink commits one table at a time per task; sqlx's default of 10 connections per
+        // pool, times the brokers of a cluster, would exhaust a PostgreSQL's `max_connections`.
+        .load(CATALOG_NAME, HashMap::from([("pool.max-connections".to_string(), CATALOG_CONNECTIONS_MAX.to_string())]))
         .await
         .map_err(|e| SinkError::Catalog(redact_catalog_error(&settings.catalog, &e.to_string())))?;
     let namespace = NamespaceIdent::new(settings.namespace.clone());

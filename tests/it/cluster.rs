@@ -529,6 +529,10 @@ async fn a_joining_broker_takes_its_share_and_serves_it_exact() {
     let (acked, failed) = load.finish().await;
     assert_eq!(failed, 0, "deliveries failed while partitions moved");
     verify(&cluster, &topic, partitions, acked);
+    // Joining is not a crash: loading its share must not starve its own lease.
+    assert!(cluster.brokers[3].is_running(), "the joining broker stopped");
+    let led = cluster.leaders(&topic, partitions).values().filter(|l| **l == 4).count();
+    assert_eq!(led, 2, "the joining broker kept its share");
 }
 
 /// A TCP proxy to PostgreSQL that the test can cut: open connections are dropped and new ones

@@ -113,6 +113,11 @@ impl TestBroker {
         }
     }
 
+    /// Whether the broker process is still running (it has not exited by itself).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// Starts again (after an exit) on the same port and data dir, with other flags and environment.
     pub fn restart_with(&mut self, args: &[&str], env: &[(&str, &str)]) {
         self.kill9();

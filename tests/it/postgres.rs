@@ -92,7 +92,7 @@ impl Postgres {
             ],
         );
         let mut options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=40",
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=100",
             postgres._dir.path().display()
         );
         if tls {
