@@ -6,7 +6,7 @@
 # packaging checks (hadolint, docker-compose config).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh kcat chromium postgresql
+scripts/deps.sh kcat chromium postgresql libssl-dev pkg-config openssl
 compat/setup.sh
 export ZOMBI_PYTHON="${ZOMBI_CACHE:-$HOME/.cache/zombi}/venv/bin/python"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zombi-target}"

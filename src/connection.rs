@@ -18,7 +18,8 @@ use tracing::Instrument;
 
 use crate::handler::{Broker, Handled, PendingResponse, Response};
 use crate::metrics::Metrics;
-use crate::protocol::{self, ErrorCounts};
+use crate::protocol::{self, Body, ErrorCounts};
+use crate::security::sasl::{Authenticator, Step};
 use crate::service::session::Session;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +41,11 @@ struct Outgoing {
     started: Instant,
     /// The request's share of the broker-wide request budget, released once answered.
     _budget: OwnedSemaphorePermit,
+    /// Close the connection once this response is written (a failed authentication).
+    close_after: bool,
 }
 
-/// A byte stream a client connection runs over, split into a read and a write half: TCP today,
-/// TLS once it exists.
+/// A byte stream a client connection runs over, split into a read and a write half: TCP or TLS.
 pub trait Stream: Send + 'static {
     type Read: AsyncRead + Unpin + Send + 'static;
     type Write: AsyncWrite + Unpin + Send + 'static;
@@ -66,11 +68,35 @@ impl Stream for TcpStream {
     }
 }
 
-/// Serves one client on `listener` (`PLAINTEXT`) until it leaves or the broker shuts down.
-pub async fn serve<S: Stream>(stream: S, listener: &str, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+
+    fn client_host(&self) -> String {
+        self.get_ref().0.client_host()
+    }
+
+    fn split(self) -> (Self::Read, Self::Write) {
+        let _ = self.get_ref().0.set_nodelay(true);
+        tokio::io::split(self)
+    }
+}
+
+/// Serves one client on `listener` (its name: `PLAINTEXT`, `SASL_SSL`, …) until it leaves or
+/// the broker shuts down. On a SASL listener the client must authenticate first: until then
+/// only ApiVersions and the SASL requests are answered, anything else closes the connection.
+pub async fn serve<S: Stream>(
+    stream: S,
+    listener: &str,
+    sasl: bool,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _open = broker.metrics.connection_opened();
-    // Without authentication every client is anonymous; SASL will set the principal here.
-    let session = Session::anonymous(listener, &stream.client_host());
+    // Anonymous until a SASL authentication names the principal.
+    let mut session = Session::anonymous(listener, &stream.client_host());
+    let mut authenticator = sasl.then(|| Authenticator::new(broker.credentials.clone(), broker.metrics.clone()));
+    let mut authenticated = !sasl;
     let (read_half, write_half) = stream.split();
     let (outgoing, queue) = mpsc::channel(broker.config.network.requests_in_flight_per_connection_max);
     let writer = tokio::spawn(write_responses(write_half, queue, broker.metrics.clone()).in_current_span());
@@ -110,17 +136,59 @@ pub async fn serve<S: Stream>(stream: S, listener: &str, broker: Arc<Broker>, mu
         };
         let (api_key, version, correlation_id) = (request.api.key, request.version, request.correlation_id);
         let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
-        let pending = broker.handle(request, &session).instrument(span).await;
+        let mut close_after = false;
+        let pending = match (api_key, &request.body) {
+            (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate, Body::Kind(kind)) => {
+                let step = authenticate(authenticator.as_mut(), kind).instrument(span).await;
+                if let Some(principal) = step.principal {
+                    session.principal = principal;
+                    authenticated = true;
+                }
+                close_after = step.close;
+                let handled = Handled { response: Response::Kind(step.response), errors: ErrorCounts::default() };
+                Box::pin(std::future::ready(Some(handled))) as PendingResponse
+            }
+            _ if !authenticated && !request.api.before_authentication => {
+                // As Kafka: no data before authentication, and no answer either.
+                tracing::info!(api = ?api_key, "request before SASL authentication; closing connection");
+                break;
+            }
+            _ => broker.handle(request, &session).instrument(span).await,
+        };
         if outgoing
-            .send(Outgoing { api_key, version, correlation_id, pending, started, _budget: budget })
+            .send(Outgoing { api_key, version, correlation_id, pending, started, _budget: budget, close_after })
             .await
             .is_err()
+            || close_after
         {
             break;
         }
     }
     drop(outgoing);
     let _ = writer.await;
+}
+
+/// SaslHandshake or SaslAuthenticate: answered by the connection's authenticator; on a listener
+/// without SASL, ILLEGAL_SASL_STATE and the end of the connection, as in Kafka.
+async fn authenticate(authenticator: Option<&mut Authenticator>, kind: &kafka_protocol::messages::RequestKind) -> Step {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::{RequestKind, SaslAuthenticateResponse, SaslHandshakeResponse};
+    match (authenticator, kind) {
+        (Some(authenticator), RequestKind::SaslHandshake(request)) => authenticator.handshake(request),
+        (Some(authenticator), RequestKind::SaslAuthenticate(request)) => authenticator.authenticate(request).await,
+        (_, RequestKind::SaslHandshake(_)) => Step {
+            response: SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code()).into(),
+            close: true,
+            principal: None,
+        },
+        _ => Step {
+            response: SaslAuthenticateResponse::default()
+                .with_error_code(ResponseError::IllegalSaslState.code())
+                .into(),
+            close: true,
+            principal: None,
+        },
+    }
 }
 
 /// Reads one frame, first taking its size (in KiB) from the broker-wide request budget.
@@ -197,6 +265,11 @@ async fn write_responses<W: AsyncWrite + Unpin>(
             if writer.write_all(part).await.is_err() {
                 return;
             }
+        }
+        if item.close_after {
+            let _ = writer.flush().await;
+            let _ = writer.shutdown().await;
+            return;
         }
         // Flush when nothing else is ready, so pipelined responses share a syscall.
         if queue.is_empty() && writer.flush().await.is_err() {

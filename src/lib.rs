@@ -3,7 +3,8 @@
 //! # Layout
 //! In data-path order:
 //! - [`server`]: the listeners, the connection limit and the shutdown drain.
-//! - [`connection`]: size-prefixed frames, the request size limit, in-order pipelined responses.
+//! - [`connection`]: size-prefixed frames, the request size limit, in-order pipelined responses;
+//!   TLS and SASL authentication ([`security`]) before any other request.
 //! - [`protocol`]: the wire format only (headers, versions, framing); no I/O, no state.
 //! - [`handler`]: one file per Kafka API family, each `decode → apply → encode`.
 //! - [`service`]: the broker service both front doors (handlers and HTTP) call: produce, read
@@ -37,6 +38,7 @@ pub mod iceberg;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod security;
 pub mod server;
 pub mod service;
 pub mod tier;

@@ -99,6 +99,13 @@ pub struct Metrics {
     http_connections: Gauge,
     http_connections_refused: Counter,
     http_connections_timed_out: Family<TimeoutLabels, Counter>,
+    authentications: Family<AuthenticationLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthenticationLabels {
+    mechanism: &'static str,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -210,6 +217,12 @@ impl Metrics {
             "HTTP connections closed by a timeout: header_read (no whole request header in time) or idle",
             http_connections_timed_out.clone(),
         );
+        let authentications = Family::<AuthenticationLabels, Counter>::default();
+        registry.register(
+            "zombi_sasl_authentications",
+            "SASL authentications on the Kafka listeners, per mechanism and result (success or failure)",
+            authentications.clone(),
+        );
         for timeout in [HTTP_TIMEOUT_HEADER_READ, HTTP_TIMEOUT_IDLE] {
             let _ = http_connections_timed_out.get_or_create_owned(&TimeoutLabels { timeout });
         }
@@ -228,6 +241,7 @@ impl Metrics {
             http_connections,
             http_connections_refused,
             http_connections_timed_out,
+            authentications,
         }
     }
 
@@ -270,6 +284,12 @@ impl Metrics {
     }
 
     /// An HTTP connection over the limit, answered 503.
+    /// A SASL authentication ended (`success` or `failure`).
+    pub fn authenticated(&self, mechanism: &'static str, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.authentications.get_or_create(&AuthenticationLabels { mechanism, result }).inc();
+    }
+
     pub fn http_connection_refused(&self) {
         self.http_connections_refused.inc();
     }

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::cluster::node::ClusterNode;
-use crate::config::Config;
+use crate::config::{Config, Listener};
 use crate::connection;
 use crate::coordinator::group::GroupCoordinator;
 use crate::coordinator::group::GroupLimits;
@@ -20,6 +20,7 @@ use crate::coordinator::txn::{TransactionCoordinator, TxnSettings};
 use crate::handler::Broker;
 use crate::http;
 use crate::log::{Log, LogError};
+use crate::security::tls::{Tls, TlsError};
 use crate::unified::UnifiedLog;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,21 +31,32 @@ pub enum ServerError {
     Log(#[from] LogError),
     #[error("cannot join the cluster: {0}")]
     Cluster(#[from] crate::cluster::node::JoinError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("--bootstrap-admin needs its password in {0}")]
+    BootstrapAdmin(&'static str),
 }
 
-/// The listener name of the Kafka port (Kafka's security protocol of the same name).
-const PLAINTEXT: &str = "PLAINTEXT";
+/// How long a client gets to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long connections get to finish their in-flight requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the log, serves Kafka and HTTP until `shutdown` resolves, then drains connections.
 pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let kafka = TcpListener::bind(config.network.kafka_listen)
-        .await
-        .map_err(|source| ServerError::Bind { address: config.network.kafka_listen, source })?;
-    let kafka_address =
-        kafka.local_addr().map_err(|source| ServerError::Bind { address: config.network.kafka_listen, source })?;
+    let tls = Tls::from_config(&config.security)?;
+    let mut kafka = Vec::new();
+    for spec in config.security.listeners.iter_mut() {
+        let address = spec.bind;
+        let listener = TcpListener::bind(address).await.map_err(|source| ServerError::Bind { address, source })?;
+        let bound = listener.local_addr().map_err(|source| ServerError::Bind { address, source })?;
+        if !spec.advertised_explicit {
+            spec.advertised_port = i32::from(bound.port());
+        }
+        kafka.push((listener, spec.clone(), bound));
+    }
+    let kafka_address = kafka[0].2;
     if !config.kafka_advertised_explicit {
         config.kafka_advertised_port = i32::from(kafka_address.port());
     }
@@ -101,6 +113,13 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         producer_ids,
         transactions.clone(),
     ));
+    if let Some(name) = &config.security.bootstrap_admin {
+        let env = crate::config::security::BOOTSTRAP_ADMIN_PASSWORD_ENV;
+        let password = std::env::var(env).ok().filter(|p| !p.is_empty()).ok_or(ServerError::BootstrapAdmin(env))?;
+        if broker.credentials.ensure_user(name, &password).await? {
+            tracing::info!(user = %name, "bootstrap admin created (SCRAM-SHA-256 and SCRAM-SHA-512)");
+        }
+    }
     // Each subsystem reads its own state when /metrics is scraped.
     broker.metrics.register_collector(crate::log::metrics::LogCollector { log: log.clone() });
     broker.metrics.register_collector(crate::coordinator::group::metrics::GroupCollector {
@@ -143,10 +162,34 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     // The cluster loop hands every partition over when stopped, before connections drain.
     let cluster_task =
         cluster_node.map(|node| tokio::spawn(node.run(unified.clone(), coordinator.clone(), stopped.clone())));
-    tracing::info!(kafka = %kafka_address, http = %http_address, "zombi is serving");
-    println!("zombi listening kafka={kafka_address} http={http_address}");
+    let listeners: Vec<String> = kafka.iter().map(|(_, spec, bound)| format!("{}://{bound}", spec.name)).collect();
+    let listeners = listeners.join(",");
+    tracing::info!(kafka = %kafka_address, http = %http_address, %listeners, "zombi is serving");
+    println!("zombi listening kafka={kafka_address} http={http_address} listeners={listeners}");
 
-    let connections = accept_loop(kafka, broker, stopped, shutdown).await;
+    let (closing, closing_watch) = watch::channel(false);
+    let permits = Arc::new(Semaphore::new(broker.config.network.connections_max));
+    let loops: Vec<_> = kafka
+        .into_iter()
+        .map(|(listener, spec, _)| {
+            let accepting = Accepting {
+                broker: broker.clone(),
+                tls: tls.clone(),
+                permits: permits.clone(),
+                stopped: stopped.clone(),
+                closing: closing_watch.clone(),
+            };
+            tokio::spawn(accept_loop(listener, spec, accepting))
+        })
+        .collect();
+    shutdown.await;
+    let _ = closing.send(true);
+    let mut connections = Vec::new();
+    for accepting in loops {
+        if let Ok(set) = accepting.await {
+            connections.push(set);
+        }
+    }
     let _ = stop.send(true);
     if let Some(task) = cluster_task {
         let _ = task.await;
@@ -161,34 +204,54 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     Ok(())
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What each listener's accept loop shares.
+struct Accepting {
     broker: Arc<Broker>,
+    tls: Option<Arc<Tls>>,
+    /// At most `connections_max` connections over every listener.
+    permits: Arc<Semaphore>,
+    /// The broker is stopping: connections finish their requests and close.
     stopped: watch::Receiver<bool>,
-    shutdown: impl Future<Output = ()>,
-) -> JoinSet<()> {
-    let permits = Arc::new(Semaphore::new(broker.config.network.connections_max));
+    /// No more connections are accepted.
+    closing: watch::Receiver<bool>,
+}
+
+async fn accept_loop(listener: TcpListener, spec: Listener, accepting: Accepting) -> JoinSet<()> {
+    let Accepting { broker, tls, permits, stopped, mut closing } = accepting;
     let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
+    let tls = if spec.protocol.tls() { tls } else { None };
+    let name: Arc<str> = Arc::from(spec.name.as_str());
+    let sasl = spec.protocol.sasl();
     loop {
         // Backpressure: a permit is taken before accepting, so at most connections_max are served.
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break },
-            _ = &mut shutdown => break,
+            _ = closing.wait_for(|closing| *closing) => break,
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = &mut shutdown => break,
+            _ = closing.wait_for(|closing| *closing) => break,
         };
         while connections.try_join_next().is_some() {}
         match accepted {
             Ok((stream, peer)) => {
-                let span = tracing::info_span!("connection", %peer);
+                let span = tracing::info_span!("connection", %peer, listener = %name);
                 let broker = broker.clone();
                 let stopped = stopped.clone();
+                let name = name.clone();
+                let acceptor = tls.as_ref().map(|tls| tls.acceptor());
                 connections.spawn(
                     async move {
-                        connection::serve(stream, PLAINTEXT, broker, stopped).await;
+                        match acceptor {
+                            None => connection::serve(stream, &name, sasl, broker, stopped).await,
+                            Some(acceptor) => {
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => connection::serve(stream, &name, sasl, broker, stopped).await,
+                                    Ok(Err(error)) => tracing::info!(%error, "TLS handshake failed"),
+                                    Err(_) => tracing::info!("TLS handshake timed out"),
+                                }
+                            }
+                        }
                         drop(permit);
                     }
                     .instrument(span),
@@ -204,8 +267,12 @@ async fn accept_loop(
     connections
 }
 
-async fn drain(mut connections: JoinSet<()>) {
-    let all_done = async { while connections.join_next().await.is_some() {} };
+async fn drain(connections: Vec<JoinSet<()>>) {
+    let all_done = async {
+        for mut set in connections {
+            while set.join_next().await.is_some() {}
+        }
+    };
     if tokio::time::timeout(DRAIN_TIMEOUT, all_done).await.is_err() {
         tracing::warn!("connections still open after the drain timeout");
     }

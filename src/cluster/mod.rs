@@ -57,6 +57,15 @@ pub trait MetadataCache: Send + Sync + std::fmt::Debug {
     fn broker(&self, node_id: i32) -> Option<BrokerInfo> {
         self.brokers().into_iter().find(|b| b.node_id == node_id)
     }
+    /// Every live broker at its address on `listener` (the listener a client came through):
+    /// a client is always told addresses of the listener it uses. A cluster has one listener.
+    fn brokers_on(&self, _listener: &str) -> Vec<BrokerInfo> {
+        self.brokers()
+    }
+    /// The live broker `node_id` at its address on `listener`.
+    fn broker_on(&self, node_id: i32, listener: &str) -> Option<BrokerInfo> {
+        self.brokers_on(listener).into_iter().find(|b| b.node_id == node_id)
+    }
     /// The broker that acts as the controller.
     fn controller(&self) -> i32;
     /// Who leads `partition`, at which epoch, with which replicas.
@@ -90,17 +99,22 @@ pub trait MetadataCache: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct SingleNode {
     broker: BrokerInfo,
+    /// This broker on each listener, by listener name.
+    listeners: Vec<(String, BrokerInfo)>,
 }
 
 impl SingleNode {
     pub fn new(config: &Config) -> Arc<SingleNode> {
+        let on =
+            |host: &str, port: i32| BrokerInfo { node_id: config.node_id, host: host.to_string(), port, rack: None };
         Arc::new(SingleNode {
-            broker: BrokerInfo {
-                node_id: config.node_id,
-                host: config.kafka_advertised_host.clone(),
-                port: config.kafka_advertised_port,
-                rack: None,
-            },
+            broker: on(&config.kafka_advertised_host, config.kafka_advertised_port),
+            listeners: config
+                .security
+                .listeners
+                .iter()
+                .map(|l| (l.name.clone(), on(&l.advertised_host, l.advertised_port)))
+                .collect(),
         })
     }
 }
@@ -112,6 +126,11 @@ impl MetadataCache for SingleNode {
 
     fn brokers(&self) -> Vec<BrokerInfo> {
         vec![self.broker.clone()]
+    }
+
+    fn brokers_on(&self, listener: &str) -> Vec<BrokerInfo> {
+        let on = self.listeners.iter().find(|(name, _)| name == listener).map(|(_, info)| info);
+        vec![on.unwrap_or(&self.broker).clone()]
     }
 
     fn controller(&self) -> i32 {

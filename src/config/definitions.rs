@@ -331,10 +331,20 @@ fn flush_ms(config: &Config) -> String {
 /// group configs.
 pub const DEFINITIONS: &[Definition] = &[
     // Broker configs DescribeConfigs lists, with the values the broker runs with.
-    broker("advertised.listeners")
+    setting("advertised-listeners")
+        .kafka("advertised.listeners")
+        .kafka_or_flag_in_file()
         .list()
-        .value(|c| format!("PLAINTEXT://{}:{}", c.kafka_advertised_host, c.kafka_advertised_port))
-        .doc("The Kafka listener as clients are told to reach it (`--kafka-advertised`)"),
+        .value(|c| {
+            let shown: Vec<String> = c
+                .security
+                .listeners
+                .iter()
+                .map(|l| format!("{}://{}:{}", l.name, l.advertised_host, l.advertised_port))
+                .collect();
+            shown.join(",")
+        })
+        .doc("The Kafka listeners as clients are told to reach them, `NAME://HOST:PORT,…` (Kafka's `advertised.listeners`); each name one of `--listeners`'. Without it, each listener's own address (`--kafka-advertised` for the one-listener shorthand)"),
     setting("auto-create-topics")
         .kafka("auto.create.topics.enable")
         .boolean()
@@ -630,6 +640,31 @@ pub const DEFINITIONS: &[Definition] = &[
         .doc("A write-ahead log object is started as soon as this many bytes have gathered"),
     setting("wal-stream-roll-ms").of(Type::Long).default("600000").doc(
         "How long the write-ahead log writer keeps one stream before sealing it and starting the next (older streams' objects are deleted once in segments)",
+    ),
+    // Listeners and security (docs/security.md).
+    setting("listeners")
+        .kafka("listeners")
+        .kafka_or_flag_in_file()
+        .list()
+        .doc("The Kafka listeners, `NAME://HOST:PORT,…` with NAME one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL (Kafka's `listeners`); replaces `--kafka-listen`"),
+    setting("ssl-cert-file")
+        .doc("PEM certificate chain of the SSL and SASL_SSL listeners (reread when the file changes)"),
+    setting("ssl-key-file").doc("PEM private key of `--ssl-cert-file` (PKCS#8, PKCS#1 or SEC1)"),
+    setting("ssl-ca-file").doc("PEM certificates of the authorities that sign client certificates"),
+    setting("ssl-client-auth")
+        .kafka("ssl.client.auth")
+        .kafka_or_flag_in_file()
+        .one_of(super::security::CLIENT_AUTH_MODES)
+        .default("none")
+        .doc("Whether TLS listeners ask clients for a certificate: none, requested or required (Kafka's `ssl.client.auth`)"),
+    setting("sasl-enabled-mechanisms")
+        .kafka("sasl.enabled.mechanisms")
+        .kafka_or_flag_in_file()
+        .list()
+        .default("PLAIN,SCRAM-SHA-256,SCRAM-SHA-512")
+        .doc("The SASL mechanisms SASL listeners offer (Kafka's `sasl.enabled.mechanisms`)"),
+    setting("bootstrap-admin").doc(
+        "A SCRAM user created at start when missing, with its password in ZOMBI_BOOTSTRAP_ADMIN_PASSWORD, so that a fresh secured broker can be administered",
     ),
     // Cluster mode.
     setting("coordinator").doc(

@@ -27,6 +27,7 @@ mod http;
 pub mod iceberg;
 mod log;
 mod network;
+pub mod security;
 mod storage;
 mod tier;
 pub mod wal;
@@ -37,6 +38,7 @@ pub use groups::GroupConfig;
 pub use http::HttpConfig;
 pub use log::{Durability, LogConfig, PARTITIONS_PER_TOPIC_MAX};
 pub use network::NetworkConfig;
+pub use security::{ClientAuth, Listener, SecurityConfig, SecurityFlags, SecurityProtocol};
 pub use storage::{Location, S3Options};
 pub use tier::{TierConfig, TierFlags};
 pub use wal::{WalConfig, WalFlags};
@@ -84,6 +86,8 @@ pub struct Settings {
     pub wal: WalFlags,
     #[command(flatten)]
     pub cluster: ClusterFlags,
+    #[command(flatten)]
+    pub security: SecurityFlags,
 }
 
 /// The resolved configuration: who this broker is, then one section per subsystem.
@@ -109,6 +113,8 @@ pub struct Config {
     pub wal: Option<WalConfig>,
     /// Cluster mode, when `--coordinator` is given.
     pub coordinator: Option<ClusterConfig>,
+    /// Listeners, TLS and SASL. `kafka_advertised_*` are the first listener's.
+    pub security: SecurityConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,10 +169,19 @@ impl Config {
 
     /// Resolves what depends on several sections and checks what spans them.
     fn resolve(settings: Settings) -> Result<Self, ConfigError> {
-        let Settings { config: _, broker, mut network, mut log, tier, groups, http, iceberg, wal, cluster } = settings;
+        let Settings { config: _, broker, mut network, mut log, tier, groups, http, iceberg, wal, cluster, security } =
+            settings;
         let kafka_advertised_explicit = broker.kafka_advertised.is_some();
         let (kafka_advertised_host, kafka_advertised_port) =
             advertised_address(network.kafka_listen, broker.kafka_advertised)?;
+        let security = security
+            .resolve(network.kafka_listen, (kafka_advertised_host, kafka_advertised_port, kafka_advertised_explicit))?;
+        // The first listener is the one the single-listener code paths (cluster registration,
+        // DescribeConfigs) name.
+        let first = security.listeners[0].clone();
+        network.kafka_listen = first.bind;
+        let (kafka_advertised_host, kafka_advertised_port, kafka_advertised_explicit) =
+            (first.advertised_host, first.advertised_port, first.advertised_explicit);
         let budget = MemoryBudget::of(broker.memory_max_bytes);
         let tier = tier.resolve(&broker.data_dir, &budget)?;
         network.queued_request_bytes_max = budget.queued_requests;
@@ -176,6 +191,10 @@ impl Config {
         log.group_commit_bytes_max = log.group_commit_bytes_max.min(budget.queued_requests / 2);
         let wal = wal.resolve()?;
         let coordinator = cluster.resolve(wal.is_some())?;
+        if coordinator.is_some() && security.listeners.len() > 1 {
+            let reason = "cluster mode takes one listener for now (each broker registers one address)";
+            return Err(ConfigError::Invalid { name: "listeners", reason: reason.into() });
+        }
         let coordinator_url = coordinator.as_ref().map(|cluster| cluster.coordinator_url.as_str());
         let iceberg =
             IcebergSettings::resolve(&broker.data_dir, iceberg, &tier.object_store, &tier.s3, coordinator_url)
@@ -201,6 +220,7 @@ impl Config {
             iceberg,
             wal,
             coordinator,
+            security,
         })
     }
 }

@@ -94,6 +94,12 @@ fn sample(flag: &str) -> String {
         "iceberg-warehouse" => "file:///var/tmp/warehouse",
         "coordinator" => "postgres://zombi:zombi@127.0.0.1:5432/zombi",
         "broker-rack" => "rack-a",
+        "listeners" => "PLAINTEXT://127.0.0.1:19092,SASL_PLAINTEXT://127.0.0.1:19093",
+        "advertised-listeners" => "PLAINTEXT://kafka.local:19092",
+        "ssl-cert-file" => "/etc/zombi/server.crt",
+        "ssl-key-file" => "/etc/zombi/server.key",
+        "ssl-ca-file" => "/etc/zombi/ca.crt",
+        "bootstrap-admin" => "admin",
         _ => definitions::setting_of(flag).and_then(|definition| definition.default).expect("a default"),
     };
     given.to_string()
@@ -104,13 +110,16 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 59, "README lists every flag but --config");
+    assert_eq!(flags.len(), 67, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
         let mut args = vec![given.as_str()];
         if flag == "coordinator" {
             args.extend(["--wal-store", "file:///var/tmp/wal"]);
+        }
+        if flag == "advertised-listeners" {
+            args.extend(["--listeners", "PLAINTEXT://127.0.0.1:9092"]);
         }
         parse(&args).unwrap_or_else(|error| panic!("--{flag}: {error}"));
         assert_eq!(source_of(&args, &flag), (Some(ValueSource::CommandLine), Some(value)), "--{flag}");
@@ -182,6 +191,17 @@ const FILE_KEYS: &[&str] = &[
     "transaction.max.timeout.ms",
     "transactional.id.expiration.ms",
     "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+    "listeners",
+    "advertised-listeners",
+    "advertised.listeners",
+    "ssl-cert-file",
+    "ssl-key-file",
+    "ssl-ca-file",
+    "ssl-client-auth",
+    "ssl.client.auth",
+    "sasl-enabled-mechanisms",
+    "sasl.enabled.mechanisms",
+    "bootstrap-admin",
 ];
 
 /// The file takes exactly those keys, each sets its setting, and the Kafka names README lists are
@@ -203,6 +223,9 @@ fn every_file_key_sets_its_setting() {
         let mut args = vec!["--config", path];
         if flag == "coordinator" {
             args.extend(["--wal-store", "file:///var/tmp/wal"]);
+        }
+        if flag == "advertised-listeners" {
+            args.extend(["--listeners", "PLAINTEXT://127.0.0.1:9092"]);
         }
         parse(&args).unwrap_or_else(|error| panic!("{key}: {error}"));
         assert_eq!(source_of(&args, flag), (Some(ValueSource::DefaultValue), Some(value)), "{key}");

@@ -41,7 +41,9 @@ pub(super) async fn handle(
     session: &Session,
 ) -> Option<Handled> {
     let handled = match request {
-        RequestKind::FindCoordinator(body) => Handled::counted(find_coordinator(broker, body, version)),
+        RequestKind::FindCoordinator(body) => {
+            Handled::counted(find_coordinator(broker, body, version, &session.listener))
+        }
         RequestKind::JoinGroup(body) => Handled::counted(join(broker, body, version, session).await),
         RequestKind::SyncGroup(body) => Handled::counted(sync(broker, body).await),
         RequestKind::Heartbeat(body) => Handled::counted(heartbeat(broker, body)),
@@ -75,6 +77,7 @@ pub(super) fn find_coordinator(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     let cluster = &broker.cluster;
     let entry = |key: &str| {
@@ -86,7 +89,7 @@ pub(super) fn find_coordinator(
             entry.error_message = Some(str_bytes(format!("unknown coordinator key type {}", request.key_type)));
         } else if request.key_type == KEY_TYPE_GROUP || broker.transactions.is_some() {
             // A single broker coordinates every group and every transactional id.
-            match cluster.broker(cluster.coordinator_for(key)) {
+            match cluster.broker_on(cluster.coordinator_for(key), listener) {
                 Some(node) => {
                     entry.node_id = node.node_id.into();
                     entry.host = str_bytes(node.host);

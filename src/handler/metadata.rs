@@ -39,7 +39,7 @@ pub(super) async fn handle(
     let handled = match request {
         RequestKind::ApiVersions(_) => Handled::counted(api_versions()),
         RequestKind::Metadata(body) => Handled::counted(metadata(broker, body, version, session).await),
-        RequestKind::DescribeCluster(body) => Handled::counted(describe_cluster(broker, body)),
+        RequestKind::DescribeCluster(body) => Handled::counted(describe_cluster(broker, body, &session.listener)),
         RequestKind::DescribeTopicPartitions(body) => Handled::uncounted(describe_topic_partitions(broker, body)),
         _ => return super::misrouted(Family::Metadata),
     };
@@ -87,7 +87,7 @@ pub(super) async fn metadata(
         response.cluster_authorized_operations = CLUSTER_OPERATIONS;
     }
     let topic_operations = version >= 8 && request.include_topic_authorized_operations;
-    for info in broker.cluster.brokers() {
+    for info in broker.cluster.brokers_on(&session.listener) {
         let mut node = MetadataResponseBroker::default();
         node.node_id = info.node_id.into();
         node.host = str_bytes(info.host);
@@ -184,14 +184,18 @@ fn describe_topic(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
     out
 }
 
-pub(super) fn describe_cluster(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub(super) fn describe_cluster(
+    broker: &Broker,
+    request: DescribeClusterRequest,
+    listener: &str,
+) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
     if request.include_cluster_authorized_operations {
         response.cluster_authorized_operations = CLUSTER_OPERATIONS;
     }
     response.cluster_id = str_bytes(broker.log.cluster_id());
     response.controller_id = broker.cluster.controller().into();
-    for info in broker.cluster.brokers() {
+    for info in broker.cluster.brokers_on(listener) {
         let mut node = DescribeClusterBroker::default();
         node.broker_id = info.node_id.into();
         node.host = str_bytes(info.host);

@@ -10,6 +10,7 @@ mod fetch;
 mod groups;
 mod metadata;
 mod produce;
+mod security;
 mod txn;
 
 use std::future::Future;
@@ -88,6 +89,8 @@ pub struct Broker {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The Iceberg sink's shared state, for the admin view.
     pub iceberg: Arc<crate::iceberg::IcebergSink>,
+    /// SCRAM credentials, which SASL listeners check and the SCRAM admin APIs manage.
+    pub credentials: crate::security::Credentials,
 }
 
 impl Broker {
@@ -119,6 +122,7 @@ impl Broker {
             service = service.with_forwarder(forwarder);
         }
         Broker {
+            credentials: crate::security::Credentials::new(unified.log().clone(), &config.security),
             service: Arc::new(service),
             cluster,
             iceberg,
@@ -162,6 +166,7 @@ impl Broker {
             }
             Family::Cluster => cluster::handle(self, kind, version),
             Family::Txn => txn::handle(self, kind, version).await,
+            Family::Security => security::handle(self, kind).await,
         };
         ready(handled)
     }

@@ -755,6 +755,11 @@ impl Log {
         self.inner.dynamic.read().get(scope).cloned().unwrap_or_default()
     }
 
+    /// The scopes with dynamic configs that start with `prefix` (`user/`).
+    pub fn dynamic_config_scopes(&self, prefix: &str) -> Vec<String> {
+        self.inner.dynamic.read().keys().filter(|scope| scope.starts_with(prefix)).cloned().collect()
+    }
+
     /// Replaces the dynamic configs of a scope (already validated); broker configs that are topic
     /// defaults take effect on every topic that does not set them itself.
     pub async fn set_dynamic_configs(&self, scope: &str, configs: BTreeMap<String, String>) -> Result<(), LogError> {

@@ -26,6 +26,9 @@ pub enum Family {
     Cluster,
     /// Transactions (InitProducerId is `Admin`'s, FindCoordinator `Groups`').
     Txn,
+    /// SCRAM credentials. SaslHandshake and SaslAuthenticate are answered by the connection
+    /// itself, since they change its session.
+    Security,
 }
 
 /// One row of [`APIS`].
@@ -48,7 +51,7 @@ const fn row(key: ApiKey, min_version: i16, max_version: i16, family: Family, be
 /// Produce is advertised from v0 because librdkafka enables Produce only when v0 is (KIP-896);
 /// v0–2 are decoded by `legacy_produce` and refused with UNSUPPORTED_VERSION.
 #[rustfmt::skip]
-pub static APIS: [Api; 38] = [
+pub static APIS: [Api; 42] = [
     //  key                                     min  max  family            before authentication
     row(ApiKey::Produce,                          0,  13, Family::Produce,  false),
     row(ApiKey::Fetch,                            4,  18, Family::Fetch,    false),
@@ -63,6 +66,7 @@ pub static APIS: [Api; 38] = [
     row(ApiKey::SyncGroup,                        0,   5, Family::Groups,   false),
     row(ApiKey::DescribeGroups,                   0,   6, Family::Groups,   false),
     row(ApiKey::ListGroups,                       0,   5, Family::Groups,   false),
+    row(ApiKey::SaslHandshake,                    1,   1, Family::Security, true),
     row(ApiKey::ApiVersions,                      0,   4, Family::Metadata, true),
     row(ApiKey::CreateTopics,                     2,   7, Family::Admin,    false),
     row(ApiKey::DeleteTopics,                     1,   6, Family::Admin,    false),
@@ -77,6 +81,7 @@ pub static APIS: [Api; 38] = [
     row(ApiKey::AlterConfigs,                     0,   2, Family::Configs,  false),
     row(ApiKey::AlterReplicaLogDirs,              1,   2, Family::Cluster,  false),
     row(ApiKey::DescribeLogDirs,                  1,   4, Family::Cluster,  false),
+    row(ApiKey::SaslAuthenticate,                 0,   2, Family::Security, true),
     row(ApiKey::CreatePartitions,                 0,   3, Family::Admin,    false),
     row(ApiKey::DeleteGroups,                     0,   2, Family::Groups,   false),
     row(ApiKey::ElectLeaders,                     0,   2, Family::Cluster,  false),
@@ -84,6 +89,8 @@ pub static APIS: [Api; 38] = [
     row(ApiKey::AlterPartitionReassignments,      0,   1, Family::Cluster,  false),
     row(ApiKey::ListPartitionReassignments,       0,   0, Family::Cluster,  false),
     row(ApiKey::OffsetDelete,                     0,   0, Family::Groups,   false),
+    row(ApiKey::DescribeUserScramCredentials,     0,   0, Family::Security, false),
+    row(ApiKey::AlterUserScramCredentials,        0,   0, Family::Security, false),
     row(ApiKey::DescribeCluster,                  0,   2, Family::Metadata, false),
     row(ApiKey::DescribeTransactions,             0,   0, Family::Txn,      false),
     row(ApiKey::ListTransactions,                 0,   1, Family::Txn,      false),
@@ -92,7 +99,7 @@ pub static APIS: [Api; 38] = [
 
 /// The row of an API, if the broker answers it.
 pub fn find(key: ApiKey) -> Option<&'static Api> {
-    // The rows are sorted by key (a test checks), so this is a binary search of 38 rows.
+    // The rows are sorted by key (a test checks), so this is a binary search of 42 rows.
     APIS.binary_search_by_key(&(key as i16), |api| api.key as i16).ok().map(|index| &APIS[index])
 }
 
@@ -133,6 +140,9 @@ mod tests {
             AddPartitionsToTxn => AddPartitionsToTxnRequest, AddOffsetsToTxn => AddOffsetsToTxnRequest,
             EndTxn => EndTxnRequest, TxnOffsetCommit => TxnOffsetCommitRequest,
             DescribeTransactions => DescribeTransactionsRequest, ListTransactions => ListTransactionsRequest,
+            SaslHandshake => SaslHandshakeRequest, SaslAuthenticate => SaslAuthenticateRequest,
+            DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
+            AlterUserScramCredentials => AlterUserScramCredentialsRequest,
         }
     }
 
@@ -168,13 +178,13 @@ mod tests {
             assert_eq!(find(api.key), Some(api));
         }
         assert_eq!(find(ApiKey::ConsumerGroupHeartbeat), None);
-        assert_eq!(find(ApiKey::SaslHandshake), None);
+        assert_eq!(find(ApiKey::Envelope), None);
     }
 
-    /// Without SASL, ApiVersions is the only API a client may send before authenticating.
+    /// ApiVersions and the SASL requests are all a client may send before authenticating.
     #[test]
-    fn only_api_versions_is_allowed_before_authentication() {
+    fn only_api_versions_and_sasl_are_allowed_before_authentication() {
         let before: Vec<ApiKey> = APIS.iter().filter(|api| api.before_authentication).map(|api| api.key).collect();
-        assert_eq!(before, vec![ApiKey::ApiVersions]);
+        assert_eq!(before, vec![ApiKey::SaslHandshake, ApiKey::ApiVersions, ApiKey::SaslAuthenticate]);
     }
 }

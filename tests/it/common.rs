@@ -27,6 +27,8 @@ pub struct TestBroker {
     child: Option<Child>,
     pub bootstrap: String,
     pub http: String,
+    /// Every Kafka listener, `NAME://HOST:PORT,…`, as the broker printed them.
+    pub listeners: String,
     pub data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     args: Vec<String>,
@@ -48,6 +50,7 @@ impl TestBroker {
             child: None,
             bootstrap: String::new(),
             http: String::new(),
+            listeners: String::new(),
             data_dir,
             _temp: Some(temp),
             args,
@@ -87,6 +90,7 @@ impl TestBroker {
         };
         self.bootstrap = field("kafka=");
         self.http = field("http=");
+        self.listeners = field("listeners=");
         self.child = Some(child);
     }
 
@@ -111,6 +115,16 @@ impl TestBroker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The address of the listener `name` (`SASL_SSL`).
+    pub fn listener(&self, name: &str) -> String {
+        let prefix = format!("{name}://");
+        self.listeners
+            .split(',')
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {name} listener in {}", self.listeners))
+            .to_string()
     }
 
     /// Whether the broker process is still running (it has not exited by itself).

@@ -17,6 +17,7 @@ mod iceberg_catalogs;
 mod postgres;
 mod produce_consume;
 mod raw;
+mod security;
 mod tiering;
 mod transactions;
 mod wal;

@@ -1,0 +1,283 @@
+//! Listeners and their security (issue 18): Kafka's listener model (`--listeners`,
+//! `--advertised-listeners`), TLS through rustls, and the SASL mechanisms a SASL listener offers.
+//! docs/security.md is the user's guide.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+
+use super::ConfigError;
+
+/// The flags as given; the flags' help, defaults and TOML keys are their rows in `definitions.rs`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Security")]
+pub struct SecurityFlags {
+    #[arg(long = "listeners", env = "ZOMBI_LISTENERS")]
+    pub listeners: Option<String>,
+    #[arg(long = "advertised-listeners", env = "ZOMBI_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    #[arg(long = "ssl-cert-file", env = "ZOMBI_SSL_CERT_FILE")]
+    pub ssl_cert_file: Option<PathBuf>,
+    #[arg(long = "ssl-key-file", env = "ZOMBI_SSL_KEY_FILE")]
+    pub ssl_key_file: Option<PathBuf>,
+    #[arg(long = "ssl-ca-file", env = "ZOMBI_SSL_CA_FILE")]
+    pub ssl_ca_file: Option<PathBuf>,
+    #[arg(long = "ssl-client-auth", env = "ZOMBI_SSL_CLIENT_AUTH")]
+    pub ssl_client_auth: String,
+    #[arg(long = "sasl-enabled-mechanisms", env = "ZOMBI_SASL_ENABLED_MECHANISMS")]
+    pub sasl_enabled_mechanisms: String,
+    #[arg(long = "bootstrap-admin", env = "ZOMBI_BOOTSTRAP_ADMIN")]
+    pub bootstrap_admin: Option<String>,
+}
+
+/// Kafka's security protocols, one per listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn parse(name: &str) -> Option<SecurityProtocol> {
+        match name {
+            "PLAINTEXT" => Some(SecurityProtocol::Plaintext),
+            "SSL" => Some(SecurityProtocol::Ssl),
+            "SASL_PLAINTEXT" => Some(SecurityProtocol::SaslPlaintext),
+            "SASL_SSL" => Some(SecurityProtocol::SaslSsl),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+}
+
+/// One Kafka listener: its name (the security protocol's), where it binds, and the address
+/// clients are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub protocol: SecurityProtocol,
+    pub bind: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// Whether the advertised address was given (else it follows the bound port).
+    pub advertised_explicit: bool,
+}
+
+/// Kafka's `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Requested,
+    Required,
+}
+
+/// Where the bootstrap admin's password comes from.
+pub const BOOTSTRAP_ADMIN_PASSWORD_ENV: &str = "ZOMBI_BOOTSTRAP_ADMIN_PASSWORD";
+
+/// The SASL mechanisms zombi implements.
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+pub const CLIENT_AUTH_MODES: &[&str] = &["none", "requested", "required"];
+
+/// The resolved security settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecurityConfig {
+    /// The first is the one `--kafka-listen` names when `--listeners` is not given.
+    pub listeners: Vec<Listener>,
+    pub ssl_cert_file: Option<PathBuf>,
+    pub ssl_key_file: Option<PathBuf>,
+    pub ssl_ca_file: Option<PathBuf>,
+    pub ssl_client_auth: ClientAuth,
+    pub sasl_mechanisms: Vec<String>,
+    /// `--bootstrap-admin`; its password is read from `ZOMBI_BOOTSTRAP_ADMIN_PASSWORD` at start
+    /// (`BOOTSTRAP_ADMIN_PASSWORD_ENV`), and never kept in the configuration.
+    pub bootstrap_admin: Option<String>,
+}
+
+impl std::fmt::Debug for SecurityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityConfig")
+            .field("listeners", &self.listeners)
+            .field("ssl_cert_file", &self.ssl_cert_file)
+            .field("ssl_key_file", &self.ssl_key_file)
+            .field("ssl_ca_file", &self.ssl_ca_file)
+            .field("ssl_client_auth", &self.ssl_client_auth)
+            .field("sasl_mechanisms", &self.sasl_mechanisms)
+            .field("bootstrap_admin", &self.bootstrap_admin)
+            .finish()
+    }
+}
+
+impl SecurityConfig {
+    pub fn any_tls(&self) -> bool {
+        self.listeners.iter().any(|l| l.protocol.tls())
+    }
+
+    pub fn any_sasl(&self) -> bool {
+        self.listeners.iter().any(|l| l.protocol.sasl())
+    }
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { name, reason: reason.into() }
+}
+
+impl SecurityFlags {
+    /// `kafka_listen` and `kafka_advertised` are the one-listener shorthand, used when
+    /// `--listeners` is not given.
+    pub(super) fn resolve(
+        self,
+        kafka_listen: SocketAddr,
+        kafka_advertised: (String, i32, bool),
+    ) -> Result<SecurityConfig, ConfigError> {
+        let listeners = match &self.listeners {
+            None => {
+                if self.advertised_listeners.is_some() {
+                    return Err(invalid("advertised-listeners", "needs --listeners"));
+                }
+                let (host, port, explicit) = kafka_advertised;
+                vec![Listener {
+                    name: "PLAINTEXT".to_string(),
+                    protocol: SecurityProtocol::Plaintext,
+                    bind: kafka_listen,
+                    advertised_host: host,
+                    advertised_port: port,
+                    advertised_explicit: explicit,
+                }]
+            }
+            Some(text) => listeners(text, self.advertised_listeners.as_deref())?,
+        };
+        let ssl_client_auth = match self.ssl_client_auth.as_str() {
+            "none" => ClientAuth::None,
+            "requested" => ClientAuth::Requested,
+            "required" => ClientAuth::Required,
+            other => {
+                return Err(invalid("ssl-client-auth", format!("{other:?} is not one of none, requested, required")));
+            }
+        };
+        let mut sasl_mechanisms = Vec::new();
+        for mechanism in self.sasl_enabled_mechanisms.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+            if !SASL_MECHANISMS.contains(&mechanism) {
+                return Err(invalid(
+                    "sasl-enabled-mechanisms",
+                    format!("{mechanism} is not supported (supported: {})", SASL_MECHANISMS.join(", ")),
+                ));
+            }
+            if !sasl_mechanisms.iter().any(|m| m == mechanism) {
+                sasl_mechanisms.push(mechanism.to_string());
+            }
+        }
+        let config = SecurityConfig {
+            listeners,
+            ssl_cert_file: self.ssl_cert_file,
+            ssl_key_file: self.ssl_key_file,
+            ssl_ca_file: self.ssl_ca_file,
+            ssl_client_auth,
+            sasl_mechanisms,
+            bootstrap_admin: None,
+        };
+        if config.any_tls() && (config.ssl_cert_file.is_none() || config.ssl_key_file.is_none()) {
+            return Err(invalid(
+                "ssl-cert-file",
+                "an SSL or SASL_SSL listener needs --ssl-cert-file and --ssl-key-file",
+            ));
+        }
+        if config.ssl_client_auth != ClientAuth::None && config.ssl_ca_file.is_none() {
+            return Err(invalid("ssl-ca-file", "--ssl-client-auth requested or required needs --ssl-ca-file"));
+        }
+        if config.any_sasl() && config.sasl_mechanisms.is_empty() {
+            return Err(invalid("sasl-enabled-mechanisms", "a SASL listener needs at least one mechanism"));
+        }
+        let bootstrap_admin = match self.bootstrap_admin {
+            Some(name) if name.is_empty() || name.contains(['=', ',']) => {
+                return Err(invalid("bootstrap-admin", "a user name without '=' or ','"));
+            }
+            other => other,
+        };
+        Ok(SecurityConfig { bootstrap_admin, ..config })
+    }
+}
+
+/// `NAME://host:port,…`: Kafka's listener syntax, each name one of its security protocols.
+fn endpoints(name: &'static str, text: &str) -> Result<Vec<(SecurityProtocol, String, u16)>, ConfigError> {
+    let mut found = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (protocol, address) =
+            part.split_once("://").ok_or_else(|| invalid(name, format!("{part:?} is not NAME://HOST:PORT")))?;
+        let protocol = SecurityProtocol::parse(protocol).ok_or_else(|| {
+            invalid(name, format!("{protocol:?} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"))
+        })?;
+        let (host, port) =
+            address.rsplit_once(':').ok_or_else(|| invalid(name, format!("{part:?} is not NAME://HOST:PORT")))?;
+        let port: u16 = port.parse().map_err(|_| invalid(name, format!("{part:?}: the port is not a number")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        if found.iter().any(|(p, _, _)| *p == protocol) {
+            return Err(invalid(name, format!("{} is named twice", protocol.name())));
+        }
+        found.push((protocol, host, port));
+    }
+    if found.is_empty() {
+        return Err(invalid(name, "no listener given"));
+    }
+    Ok(found)
+}
+
+fn listeners(text: &str, advertised: Option<&str>) -> Result<Vec<Listener>, ConfigError> {
+    let advertised = match advertised {
+        Some(text) => endpoints("advertised-listeners", text)?,
+        None => Vec::new(),
+    };
+    let mut listeners = Vec::new();
+    for (protocol, host, port) in endpoints("listeners", text)? {
+        let ip: IpAddr = if host.is_empty() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            match host.parse() {
+                Ok(ip) => ip,
+                Err(_) => (host.as_str(), port)
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut addresses| addresses.next())
+                    .map(|address| address.ip())
+                    .ok_or_else(|| invalid("listeners", format!("cannot resolve {host:?}")))?,
+            }
+        };
+        let bind = SocketAddr::new(ip, port);
+        let (advertised_host, advertised_port, advertised_explicit) =
+            match advertised.iter().find(|(p, _, _)| *p == protocol) {
+                Some((_, host, port)) => (host.clone(), i32::from(*port), true),
+                None => {
+                    let shown = if ip.is_unspecified() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { ip };
+                    (shown.to_string(), i32::from(port), false)
+                }
+            };
+        listeners.push(Listener {
+            name: protocol.name().to_string(),
+            protocol,
+            bind,
+            advertised_host,
+            advertised_port,
+            advertised_explicit,
+        });
+    }
+    if let Some((protocol, _, _)) = advertised.iter().find(|(p, _, _)| !listeners.iter().any(|l| l.protocol == *p)) {
+        return Err(invalid("advertised-listeners", format!("{} is not among --listeners", protocol.name())));
+    }
+    Ok(listeners)
+}

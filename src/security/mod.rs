@@ -1,0 +1,101 @@
+//! Authentication (issue 18; docs/security.md): TLS listeners, SASL PLAIN and SCRAM, and the
+//! SCRAM credentials they check. Credentials live where Kafka keeps them, as configs of the
+//! user (`user/NAME` → `SCRAM-SHA-256` = `salt=…,stored_key=…,server_key=…,iterations=…`): in
+//! the log's metadata store, so they are durable, and in PostgreSQL in a cluster, so that every
+//! broker shares them. No password is ever stored.
+
+pub mod sasl;
+pub mod scram;
+pub mod tls;
+
+use std::collections::BTreeMap;
+
+use crate::config::SecurityConfig;
+use crate::log::{Log, LogError};
+use scram::{Credential, Mechanism};
+
+/// The scope of a user's configs in the metadata store.
+fn user_scope(user: &str) -> String {
+    format!("user/{user}")
+}
+
+/// The SCRAM credentials of every user, and the mechanisms SASL listeners offer.
+#[derive(Clone)]
+pub struct Credentials {
+    log: Log,
+    mechanisms: Vec<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("mechanisms", &self.mechanisms).finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    pub fn new(log: Log, config: &SecurityConfig) -> Credentials {
+        Credentials { log, mechanisms: config.sasl_mechanisms.clone() }
+    }
+
+    pub fn mechanisms(&self) -> &[String] {
+        &self.mechanisms
+    }
+
+    pub fn credential(&self, user: &str, mechanism: Mechanism) -> Option<Credential> {
+        self.log.dynamic_configs(&user_scope(user)).get(mechanism.name()).and_then(|text| Credential::parse(text))
+    }
+
+    /// Every user with a SCRAM credential, with its mechanisms and iteration counts.
+    pub fn users(&self) -> BTreeMap<String, Vec<(Mechanism, u32)>> {
+        let mut users = BTreeMap::new();
+        for scope in self.log.dynamic_config_scopes("user/") {
+            let Some(user) = scope.strip_prefix("user/") else { continue };
+            let described = self.described(user);
+            if !described.is_empty() {
+                users.insert(user.to_string(), described);
+            }
+        }
+        users
+    }
+
+    /// A user's mechanisms and iteration counts (empty when it has none).
+    pub fn described(&self, user: &str) -> Vec<(Mechanism, u32)> {
+        Mechanism::ALL.into_iter().filter_map(|m| self.credential(user, m).map(|c| (m, c.iterations))).collect()
+    }
+
+    /// Sets (`Some`) or deletes (`None`) credentials of users, durably, in one change per user.
+    pub async fn apply(&self, changes: Vec<(String, Mechanism, Option<Credential>)>) -> Result<(), LogError> {
+        let mut by_user: BTreeMap<String, Vec<(Mechanism, Option<Credential>)>> = BTreeMap::new();
+        for (user, mechanism, credential) in changes {
+            by_user.entry(user).or_default().push((mechanism, credential));
+        }
+        for (user, changes) in by_user {
+            let scope = user_scope(&user);
+            let mut configs = self.log.dynamic_configs(&scope);
+            for (mechanism, credential) in changes {
+                match credential {
+                    Some(credential) => configs.insert(mechanism.name().to_string(), credential.format()),
+                    None => configs.remove(mechanism.name()),
+                };
+            }
+            self.log.set_dynamic_configs(&scope, configs).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the bootstrap admin's SCRAM-SHA-256 and SCRAM-SHA-512 credentials when it has
+    /// none (an existing password is never replaced from the environment).
+    pub async fn ensure_user(&self, user: &str, password: &str) -> Result<bool, LogError> {
+        if !self.described(user).is_empty() {
+            return Ok(false);
+        }
+        let password = password.to_string();
+        let credentials = tokio::task::spawn_blocking(move || {
+            Mechanism::ALL.map(|m| (m, Credential::from_password(m, &password, scram::ITERATIONS_MIN)))
+        })
+        .await
+        .map_err(|e| LogError::InvalidRequest(format!("deriving credentials: {e}")))?;
+        self.apply(credentials.into_iter().map(|(m, c)| (user.to_string(), m, Some(c))).collect()).await?;
+        Ok(true)
+    }
+}

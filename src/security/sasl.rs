@@ -1,0 +1,217 @@
+//! One connection's SASL authentication on a SASL listener: SaslHandshake (v1) names the
+//! mechanism, SaslAuthenticate carries its tokens (KIP-152). PLAIN takes one round, SCRAM two.
+//! A failed authentication is answered with SASL_AUTHENTICATION_FAILED after a short delay, and
+//! the connection closes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{
+    ResponseKind, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::Credentials;
+use super::scram::{self, Mechanism, ServerExchange};
+use crate::metrics::Metrics;
+use crate::service::session::Principal;
+
+/// Kafka's `connection.failed.authentication.delay.ms` default: slows down password guessing.
+const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SaslMechanism {
+    Plain,
+    Scram(Mechanism),
+}
+
+impl SaslMechanism {
+    fn parse(name: &str) -> Option<SaslMechanism> {
+        match name {
+            "PLAIN" => Some(SaslMechanism::Plain),
+            other => Mechanism::from_name(other).map(SaslMechanism::Scram),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::Scram(m) => m.name(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for SaslHandshake (also after a success: KIP-368 re-authentication).
+    Handshake,
+    Authenticate(SaslMechanism),
+    /// SCRAM: the server's first message was sent.
+    ScramFinal(Box<ServerExchange>),
+}
+
+/// What the connection does with one SASL request.
+pub struct Step {
+    pub response: ResponseKind,
+    /// Close the connection once the response is written.
+    pub close: bool,
+    /// The principal, when this step completed an authentication.
+    pub principal: Option<Principal>,
+}
+
+/// Why an authentication failed, for the log (never the secret).
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Scram(#[from] scram::ScramError),
+    #[error("malformed PLAIN message")]
+    PlainMalformed,
+    #[error("unknown user or wrong password")]
+    InvalidCredentials,
+}
+
+#[derive(Debug)]
+pub struct Authenticator {
+    credentials: Credentials,
+    metrics: Arc<Metrics>,
+    state: State,
+    /// The principal of an earlier authentication on this connection: re-authentication must
+    /// keep it (KIP-368).
+    authenticated: Option<Principal>,
+}
+
+impl Authenticator {
+    pub fn new(credentials: Credentials, metrics: Arc<Metrics>) -> Authenticator {
+        Authenticator { credentials, metrics, state: State::Handshake, authenticated: None }
+    }
+
+    pub fn handshake(&mut self, request: &SaslHandshakeRequest) -> Step {
+        let offered: Vec<StrBytes> =
+            self.credentials.mechanisms().iter().map(|m| StrBytes::from_string(m.clone())).collect();
+        let response = SaslHandshakeResponse::default().with_mechanisms(offered);
+        let wanted = request.mechanism.as_str();
+        if !matches!(self.state, State::Handshake) {
+            let response = response.with_error_code(ResponseError::IllegalSaslState.code());
+            return Step { response: response.into(), close: true, principal: None };
+        }
+        match SaslMechanism::parse(wanted).filter(|_| self.credentials.mechanisms().iter().any(|m| m == wanted)) {
+            Some(mechanism) => {
+                self.state = State::Authenticate(mechanism);
+                Step { response: response.into(), close: false, principal: None }
+            }
+            None => {
+                tracing::info!(mechanism = wanted, "SASL mechanism not enabled");
+                let response = response.with_error_code(ResponseError::UnsupportedSaslMechanism.code());
+                Step { response: response.into(), close: true, principal: None }
+            }
+        }
+    }
+
+    pub async fn authenticate(&mut self, request: &SaslAuthenticateRequest) -> Step {
+        let state = std::mem::replace(&mut self.state, State::Handshake);
+        let outcome = match state {
+            State::Handshake => {
+                let message = "SaslAuthenticate before SaslHandshake";
+                return refused(ResponseError::IllegalSaslState, message);
+            }
+            State::Authenticate(SaslMechanism::Plain) => {
+                self.plain(&request.auth_bytes).await.map(|p| (SaslMechanism::Plain, p, Bytes::new()))
+            }
+            State::Authenticate(SaslMechanism::Scram(mechanism)) => {
+                match self.scram_first(mechanism, &request.auth_bytes) {
+                    Ok(exchange) => {
+                        let reply = Bytes::from(exchange.server_first().to_string());
+                        self.state = State::ScramFinal(Box::new(exchange));
+                        let response = SaslAuthenticateResponse::default().with_auth_bytes(reply);
+                        return Step { response: response.into(), close: false, principal: None };
+                    }
+                    Err(failure) => Err((SaslMechanism::Scram(mechanism), failure)),
+                }
+            }
+            State::ScramFinal(exchange) => {
+                let mechanism = SaslMechanism::Scram(exchange.mechanism());
+                let text = std::str::from_utf8(&request.auth_bytes).unwrap_or_default();
+                match exchange.finish(text) {
+                    Ok(server_final) => Ok((mechanism, user_principal(exchange.user()), Bytes::from(server_final))),
+                    Err(error) => Err((mechanism, error.into())),
+                }
+            }
+        };
+        let (Ok((mechanism, ..)) | Err((mechanism, _))) = &outcome;
+        self.metrics.authenticated(mechanism.name(), outcome.is_ok());
+        match outcome {
+            Ok((_, principal, reply)) => {
+                if let Some(earlier) = &self.authenticated
+                    && *earlier != principal
+                {
+                    let message = "re-authentication must keep the principal";
+                    return refused(ResponseError::SaslAuthenticationFailed, message);
+                }
+                tracing::debug!(%principal, "authenticated");
+                self.authenticated = Some(principal.clone());
+                let response = SaslAuthenticateResponse::default().with_auth_bytes(reply);
+                Step { response: response.into(), close: false, principal: Some(principal) }
+            }
+            Err((mechanism, failure)) => {
+                tracing::warn!(mechanism = mechanism.name(), reason = %failure, "authentication failed");
+                tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+                let message = format!(
+                    "Authentication failed during authentication due to invalid credentials with SASL mechanism {}",
+                    mechanism.name()
+                );
+                refused(ResponseError::SaslAuthenticationFailed, &message)
+            }
+        }
+    }
+
+    /// `[authzid] NUL user NUL password`, checked against the user's SCRAM credential.
+    async fn plain(&self, token: &[u8]) -> Result<Principal, (SaslMechanism, Failure)> {
+        let fail = |failure| (SaslMechanism::Plain, failure);
+        let text = std::str::from_utf8(token).map_err(|_| fail(Failure::PlainMalformed))?;
+        let mut parts = text.split('\0');
+        let (Some(authzid), Some(user), Some(password), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(fail(Failure::PlainMalformed));
+        };
+        if user.is_empty() || (!authzid.is_empty() && authzid != user) {
+            return Err(fail(Failure::PlainMalformed));
+        }
+        let stored = [Mechanism::Sha512, Mechanism::Sha256]
+            .into_iter()
+            .find_map(|m| self.credentials.credential(user, m).map(|c| (m, c)));
+        let password = password.to_string();
+        // PBKDF2 is milliseconds of CPU: off the async runtime.
+        let verified = tokio::task::spawn_blocking(move || match stored {
+            Some((mechanism, credential)) => credential.verifies(mechanism, &password),
+            None => {
+                // The same work for an unknown user, so timing does not tell users apart.
+                let _ = scram::Credential::from_password(Mechanism::Sha512, &password, scram::ITERATIONS_MIN);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if verified { Ok(user_principal(user)) } else { Err(fail(Failure::InvalidCredentials)) }
+    }
+
+    fn scram_first(&self, mechanism: Mechanism, token: &[u8]) -> Result<ServerExchange, Failure> {
+        let text = std::str::from_utf8(token).map_err(|_| scram::ScramError::Malformed("not UTF-8"))?;
+        let first = scram::parse_client_first(text)?;
+        let credential = self.credentials.credential(&first.user, mechanism);
+        Ok(ServerExchange::start(mechanism, first, credential))
+    }
+}
+
+fn user_principal(user: &str) -> Principal {
+    Principal { kind: "User".to_string(), name: user.to_string() }
+}
+
+fn refused(error: ResponseError, message: &str) -> Step {
+    let response = SaslAuthenticateResponse::default()
+        .with_error_code(error.code())
+        .with_error_message(Some(StrBytes::from_string(message.to_string())));
+    Step { response: response.into(), close: true, principal: None }
+}

@@ -1,0 +1,304 @@
+//! Listeners, TLS and SASL (issue 18), with real clients: rdkafka over SASL_PLAINTEXT, SSL and
+//! SASL_SSL with PLAIN and both SCRAM mechanisms, confluent-kafka's AdminClient managing SCRAM
+//! users, and raw requests for the exact error codes and for what a client sends before it
+//! authenticates.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::common::{TestBroker, unique_topic};
+use crate::raw::Raw;
+
+const ADMIN: &str = "admin";
+const ADMIN_PASSWORD: &str = "admin-secret";
+
+/// A broker with a PLAINTEXT and a SASL_PLAINTEXT listener and the bootstrap admin.
+fn secured(listeners: &str, extra: &[&str]) -> TestBroker {
+    let mut args = vec!["--listeners", listeners, "--bootstrap-admin", ADMIN];
+    args.extend_from_slice(extra);
+    TestBroker::start_with_env(&args, &[("ZOMBI_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)])
+}
+
+fn sasl(address: &str, protocol: &str, mechanism: &str, user: &str, password: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", address)
+        .set("security.protocol", protocol)
+        .set("sasl.mechanism", mechanism)
+        .set("sasl.username", user)
+        .set("sasl.password", password)
+        .set("message.timeout.ms", "30000");
+    config
+}
+
+/// Produces `values` to partition 0, one at a time, and returns their offsets.
+async fn produce(config: &ClientConfig, topic: &str, values: &[String]) -> Vec<i64> {
+    let producer: FutureProducer = config.create().expect("producer");
+    let mut offsets = Vec::new();
+    for value in values {
+        let record = FutureRecord::<(), _>::to(topic).partition(0).payload(value.as_bytes());
+        let delivered = producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("delivered");
+        offsets.push(delivered.offset);
+    }
+    offsets
+}
+
+/// Reads `count` records of partition 0 from the start.
+fn consume(config: &ClientConfig, topic: &str, count: usize) -> Vec<(i64, String)> {
+    let consumer: BaseConsumer = config
+        .clone()
+        .set("group.id", "security-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, Offset::Beginning).expect("offset");
+    consumer.assign(&list).expect("assign");
+    let deadline = std::time::Instant::now() + crate::common::WAIT_MAX;
+    let mut read = Vec::new();
+    while read.len() < count {
+        assert!(std::time::Instant::now() < deadline, "read {} of {count}", read.len());
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consume");
+            let value = String::from_utf8(message.payload().unwrap_or_default().to_vec()).expect("utf-8");
+            read.push((message.offset(), value));
+        }
+    }
+    read
+}
+
+/// PLAIN and both SCRAM mechanisms authenticate the bootstrap admin; records written through
+/// each are read back exactly; Metadata on the SASL listener advertises the SASL listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_and_scram_clients_produce_and_consume_exactly() {
+    let broker = secured("PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0", &[]);
+    let address = broker.listener("SASL_PLAINTEXT");
+    let topic = unique_topic("sasl");
+    let mut expected = Vec::new();
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let config = sasl(&address, "SASL_PLAINTEXT", mechanism, ADMIN, ADMIN_PASSWORD);
+        let values: Vec<String> = (0..5).map(|i| format!("{mechanism}-{i}")).collect();
+        let offsets = produce(&config, &topic, &values).await;
+        let first = expected.len() as i64;
+        assert_eq!(offsets, (first..first + 5).collect::<Vec<_>>(), "{mechanism}: dense offsets");
+        expected.extend(offsets.into_iter().zip(values));
+    }
+    let config = sasl(&address, "SASL_PLAINTEXT", "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
+    assert_eq!(consume(&config, &topic, expected.len()), expected);
+    let consumer: BaseConsumer = config.create().expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
+    let port = address.rsplit_once(':').expect("port").1;
+    assert_eq!(metadata.brokers()[0].port().to_string(), port, "the SASL listener's address is advertised on it");
+    // The PLAINTEXT listener still serves, anonymously, and advertises itself.
+    let plain: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &broker.bootstrap).create().expect("c");
+    let metadata = plain.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
+    assert_eq!(metadata.brokers()[0].port().to_string(), broker.bootstrap.rsplit_once(':').expect("port").1);
+}
+
+fn handshake(raw: &mut Raw, mechanism: &str) -> (i16, Vec<String>) {
+    let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.to_string()));
+    let response = raw.call(1, &request);
+    (response.error_code, response.mechanisms.iter().map(|m| m.to_string()).collect())
+}
+
+fn authenticate(raw: &mut Raw, token: &[u8]) -> (i16, Option<String>) {
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token));
+    let response = raw.call(2, &request);
+    (response.error_code, response.error_message.map(|m| m.to_string()))
+}
+
+/// The exact answers: ApiVersions lists the SASL APIs; any other request before authentication
+/// closes the connection unanswered; an unknown mechanism gets UNSUPPORTED_SASL_MECHANISM with
+/// the enabled list; a wrong password SASL_AUTHENTICATION_FAILED and the end of the connection;
+/// the right one, then Metadata, is answered.
+#[test]
+fn sasl_requests_get_kafkas_error_codes_and_nothing_is_served_before_authentication() {
+    let broker = secured("SASL_PLAINTEXT://127.0.0.1:0", &["--sasl-enabled-mechanisms", "PLAIN,SCRAM-SHA-512"]);
+    let address = broker.listener("SASL_PLAINTEXT");
+
+    let mut raw = Raw::connect(&address);
+    let versions = raw.call(3, &ApiVersionsRequest::default());
+    let keys: Vec<i16> = versions.api_keys.iter().map(|k| k.api_key).collect();
+    assert!(keys.contains(&(ApiKey::SaslHandshake as i16)) && keys.contains(&(ApiKey::SaslAuthenticate as i16)));
+    raw.send(12, &MetadataRequest::default());
+    assert_eq!(raw.read_frame(), None, "no answer, and the connection closed, before authentication");
+
+    let mut raw = Raw::connect(&address);
+    let (code, offered) = handshake(&mut raw, "GSSAPI");
+    assert_eq!(code, 33, "UNSUPPORTED_SASL_MECHANISM");
+    assert_eq!(offered, vec!["PLAIN".to_string(), "SCRAM-SHA-512".to_string()]);
+    assert!(raw.is_closed());
+
+    let mut raw = Raw::connect(&address);
+    assert_eq!(handshake(&mut raw, "PLAIN").0, 0);
+    let (code, message) = authenticate(&mut raw, format!("\0{ADMIN}\0wrong").as_bytes());
+    assert_eq!(code, 58, "SASL_AUTHENTICATION_FAILED");
+    assert!(message.unwrap_or_default().contains("Authentication failed"));
+    assert!(raw.is_closed());
+
+    let mut raw = Raw::connect(&address);
+    assert_eq!(handshake(&mut raw, "PLAIN").0, 0);
+    assert_eq!(authenticate(&mut raw, format!("\0{ADMIN}\0{ADMIN_PASSWORD}").as_bytes()).0, 0);
+    let metadata = raw.call(12, &MetadataRequest::default());
+    assert_eq!(metadata.brokers.len(), 1);
+    let metrics = crate::http_client::get(&broker.http, "/metrics").text();
+    let count = |series: &str| -> f64 {
+        metrics.lines().find_map(|l| l.strip_prefix(series)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+    };
+    assert_eq!(count("zombi_sasl_authentications_total{mechanism=\"PLAIN\",result=\"failure\"}"), 1.0, "{metrics}");
+    assert_eq!(count("zombi_sasl_authentications_total{mechanism=\"PLAIN\",result=\"success\"}"), 1.0);
+
+    // A real client with a wrong password or an unknown user gets nowhere.
+    for (mechanism, user, password) in [("SCRAM-SHA-512", ADMIN, "wrong"), ("PLAIN", "nobody", "x")] {
+        let consumer: BaseConsumer = sasl(&address, "SASL_PLAINTEXT", mechanism, user, password)
+            .set("socket.timeout.ms", "5000")
+            .create()
+            .expect("consumer");
+        assert!(consumer.fetch_metadata(None, Duration::from_secs(5)).is_err(), "{mechanism} {user} was let in");
+    }
+}
+
+/// The Python interpreter with confluent-kafka that scripts/test.sh installs.
+fn python() -> String {
+    std::env::var("ZOMBI_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/zombi/venv/bin/python")
+    })
+}
+
+fn scram_admin(broker: &TestBroker, args: &[&str]) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/scram_admin.py");
+    let output = Command::new(python())
+        .arg(script)
+        .args([broker.listener("SASL_PLAINTEXT").as_str(), ADMIN, ADMIN_PASSWORD])
+        .args(args)
+        .output()
+        .expect("run scram_admin.py");
+    assert!(output.status.success(), "scram_admin.py: {}", String::from_utf8_lossy(&output.stderr));
+    let line = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+fn authenticates(broker: &TestBroker, mechanism: &str, user: &str, password: &str) -> bool {
+    let consumer: BaseConsumer = sasl(&broker.listener("SASL_PLAINTEXT"), "SASL_PLAINTEXT", mechanism, user, password)
+        .set("socket.timeout.ms", "5000")
+        .create()
+        .expect("consumer");
+    consumer.fetch_metadata(None, Duration::from_secs(5)).is_ok()
+}
+
+/// confluent-kafka's AdminClient creates, describes and deletes a SCRAM user; the user
+/// authenticates with SCRAM and with PLAIN (checked against the same credential), survives
+/// kill -9, and is refused once deleted. Bad iteration counts get UNACCEPTABLE_CREDENTIAL.
+#[test]
+fn scram_users_are_managed_by_the_admin_api_and_survive_kill_9() {
+    let mut broker = secured("PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0", &[]);
+    let created = scram_admin(&broker, &["upsert", "alice", "alice-pw", "SCRAM-SHA-256", "8192"]);
+    assert_eq!(created["ok"], true, "{created}");
+    let described = scram_admin(&broker, &["describe", "alice"]);
+    assert_eq!(described["users"]["alice"], serde_json::json!([["SCRAM_SHA_256", 8192]]), "{described}");
+    let all = scram_admin(&broker, &["describe"]);
+    assert_eq!(
+        all["users"][ADMIN],
+        serde_json::json!([["SCRAM_SHA_256", 4096], ["SCRAM_SHA_512", 4096]]),
+        "the bootstrap admin: {all}"
+    );
+    let refused = scram_admin(&broker, &["upsert", "bob", "bob-pw", "SCRAM-SHA-512", "1000"]);
+    assert_eq!(refused["error"], "UNACCEPTABLE_CREDENTIAL", "{refused}");
+
+    assert!(authenticates(&broker, "SCRAM-SHA-256", "alice", "alice-pw"));
+    assert!(authenticates(&broker, "PLAIN", "alice", "alice-pw"));
+    assert!(!authenticates(&broker, "SCRAM-SHA-512", "alice", "alice-pw"), "alice has no SCRAM-SHA-512 credential");
+    assert!(!authenticates(&broker, "SCRAM-SHA-256", "alice", "wrong"));
+
+    broker.kill_and_restart();
+    assert!(authenticates(&broker, "SCRAM-SHA-256", "alice", "alice-pw"), "credentials survive kill -9");
+
+    let deleted = scram_admin(&broker, &["delete", "alice", "SCRAM-SHA-256"]);
+    assert_eq!(deleted["ok"], true, "{deleted}");
+    let missing = scram_admin(&broker, &["describe", "alice"]);
+    assert_eq!(missing["error"], "RESOURCE_NOT_FOUND", "{missing}");
+    assert!(!authenticates(&broker, "SCRAM-SHA-256", "alice", "alice-pw"));
+    assert!(!authenticates(&broker, "PLAIN", "alice", "alice-pw"));
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
+fn certificates(dir: &Path, name: &str) {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(status.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&status.stderr));
+    };
+    let (ca_key, ca_crt) = (format!("{name}-ca.key"), format!("{name}-ca.crt"));
+    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &ca_key, "-out", &ca_crt, "-days", "2"]
+        .iter()
+        .copied()
+        .chain(["-subj", &format!("/CN={name}-ca")])
+        .collect::<Vec<_>>());
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("ext");
+    let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_crt,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &crt,
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+/// SSL and SASL_SSL listeners (rustls) serve rdkafka clients that trust the CA, byte for byte;
+/// a client trusting another CA is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listeners_serve_clients_that_trust_the_ca() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    certificates(dir.path(), "server");
+    certificates(dir.path(), "other");
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let (cert, key) = (file("server.crt"), file("server.key"));
+    let broker =
+        secured("SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0", &["--ssl-cert-file", &cert, "--ssl-key-file", &key]);
+    let topic = unique_topic("tls");
+    let mut ssl = ClientConfig::new();
+    ssl.set("bootstrap.servers", broker.listener("SSL"))
+        .set("security.protocol", "SSL")
+        .set("ssl.ca.location", file("server-ca.crt"));
+    let values: Vec<String> = (0..5).map(|i| format!("over-tls-{i}")).collect();
+    assert_eq!(produce(&ssl, &topic, &values).await, vec![0, 1, 2, 3, 4]);
+    let mut sasl_ssl = sasl(&broker.listener("SASL_SSL"), "SASL_SSL", "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
+    sasl_ssl.set("ssl.ca.location", file("server-ca.crt"));
+    let more: Vec<String> = (0..5).map(|i| format!("over-sasl-ssl-{i}")).collect();
+    assert_eq!(produce(&sasl_ssl, &topic, &more).await, vec![5, 6, 7, 8, 9]);
+    let expected: Vec<(i64, String)> = (0..).zip(values.into_iter().chain(more)).collect();
+    assert_eq!(consume(&sasl_ssl, &topic, 10), expected);
+    assert_eq!(consume(&ssl, &topic, 10), expected);
+
+    let distrusting: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.listener("SSL"))
+        .set("security.protocol", "SSL")
+        .set("ssl.ca.location", file("other-ca.crt"))
+        .create()
+        .expect("consumer");
+    assert!(distrusting.fetch_metadata(None, Duration::from_secs(5)).is_err(), "a client of another CA got in");
+}
