@@ -22,6 +22,10 @@ use crate::protocol::{self, Body, ErrorCounts};
 use crate::security::sasl::{Authenticator, Step};
 use crate::service::session::Session;
 
+/// The largest request an unauthenticated client may send on a SASL listener (Kafka's
+/// `sasl.server.max.receive.size`): a stranger cannot make the broker buffer 100 MiB frames.
+const SASL_RECEIVE_MAX_BYTES: usize = 524_288;
+
 #[derive(Debug, thiserror::Error)]
 enum FrameError {
     #[error("request of {0} bytes exceeds socket.request.max.bytes")]
@@ -105,7 +109,8 @@ pub async fn serve<S: Stream>(
     let budget_kib_max = (broker.config.network.queued_request_bytes_max / 1024).max(1);
     loop {
         let frame = tokio::select! {
-            frame = read_frame(&mut reader, max_bytes, &broker.request_budget, budget_kib_max) => frame,
+            frame = read_frame(&mut reader, if authenticated { max_bytes } else { max_bytes.min(SASL_RECEIVE_MAX_BYTES) },
+                &broker.request_budget, budget_kib_max) => frame,
             _ = shutdown.changed() => break,
             // The writer stopped: the connection is closed (write error, or a failed acks=0 produce).
             () = outgoing.closed() => break,

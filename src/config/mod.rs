@@ -191,8 +191,12 @@ impl Config {
         log.group_commit_bytes_max = log.group_commit_bytes_max.min(budget.queued_requests / 2);
         let wal = wal.resolve()?;
         let coordinator = cluster.resolve(wal.is_some())?;
-        if coordinator.is_some() && security.listeners.len() > 1 {
-            let reason = "cluster mode takes one listener for now (each broker registers one address)";
+        // Each broker registers one address, and brokers forward HTTP requests to each other
+        // over it without credentials: one PLAINTEXT listener until inter-broker listeners exist.
+        if coordinator.is_some()
+            && (security.listeners.len() > 1 || security.listeners[0].protocol != SecurityProtocol::Plaintext)
+        {
+            let reason = "cluster mode takes one PLAINTEXT listener for now";
             return Err(ConfigError::Invalid { name: "listeners", reason: reason.into() });
         }
         let coordinator_url = coordinator.as_ref().map(|cluster| cluster.coordinator_url.as_str());

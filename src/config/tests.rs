@@ -596,3 +596,58 @@ fn the_memory_budget_bounds_the_buffers() {
     assert_eq!(capped.tier.fetch_cache_bytes, 1 << 20);
     assert!(parse(&["--memory-max-bytes", "1048576"]).is_err(), "below the 64 MiB floor");
 }
+
+/// Kafka's listener syntax: each listener's protocol, bind address and advertised address; the
+/// first listener is the one `kafka_advertised_*` names.
+#[test]
+fn listeners_parse_in_kafkas_syntax() {
+    let config = parse(&[
+        "--listeners",
+        "PLAINTEXT://127.0.0.1:9092,SASL_SSL://:9093",
+        "--advertised-listeners",
+        "SASL_SSL://kafka.example.com:19093",
+        "--ssl-cert-file",
+        "/etc/zombi/server.crt",
+        "--ssl-key-file",
+        "/etc/zombi/server.key",
+    ])
+    .expect("parses");
+    let shown: Vec<(String, String, String, i32)> = config
+        .security
+        .listeners
+        .iter()
+        .map(|l| (l.name.clone(), l.bind.to_string(), l.advertised_host.clone(), l.advertised_port))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            ("PLAINTEXT".into(), "127.0.0.1:9092".into(), "127.0.0.1".into(), 9092),
+            ("SASL_SSL".into(), "0.0.0.0:9093".into(), "kafka.example.com".into(), 19093),
+        ]
+    );
+    assert_eq!((config.kafka_advertised_host.as_str(), config.kafka_advertised_port), ("127.0.0.1", 9092));
+    assert_eq!(config.security.sasl_mechanisms, vec!["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]);
+}
+
+/// Bad listener settings are refused with the flag's name and a reason.
+#[test]
+fn bad_listener_settings_are_refused() {
+    let refused = |args: &[&str], flag: &str| match parse(args) {
+        Err(ConfigError::Invalid { name, .. }) => assert_eq!(name, flag, "{args:?}"),
+        other => panic!("{args:?} was not refused: {other:?}"),
+    };
+    refused(&["--listeners", "HTTP://127.0.0.1:9092"], "listeners");
+    refused(&["--listeners", "PLAINTEXT://127.0.0.1:9092,PLAINTEXT://127.0.0.1:9093"], "listeners");
+    refused(&["--listeners", "PLAINTEXT://127.0.0.1"], "listeners");
+    refused(&["--listeners", "PLAINTEXT://:9092", "--advertised-listeners", "SSL://a:1"], "advertised-listeners");
+    refused(&["--advertised-listeners", "PLAINTEXT://a:1"], "advertised-listeners");
+    refused(&["--listeners", "SSL://:9093"], "ssl-cert-file");
+    refused(&["--ssl-client-auth", "required"], "ssl-ca-file");
+    refused(
+        &["--listeners", "SASL_PLAINTEXT://:9093", "--sasl-enabled-mechanisms", "GSSAPI"],
+        "sasl-enabled-mechanisms",
+    );
+    refused(&["--bootstrap-admin", "a=b"], "bootstrap-admin");
+    let cluster = ["--coordinator", "postgres://z:z@127.0.0.1:5432/z", "--wal-store", "file:///var/tmp/wal"];
+    refused(&[&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9093"]].concat(), "listeners");
+}

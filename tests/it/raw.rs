@@ -42,6 +42,22 @@ impl Raw {
         matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
     }
 
+    /// True when the broker closed the connection (end of stream or reset) within 10 s; false
+    /// when it is still open and silent.
+    pub fn closed_by_broker(&mut self) -> bool {
+        use std::io::ErrorKind;
+        self.stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(error) => matches!(
+                error.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+            ),
+        }
+    }
+
     pub fn frame<R: Request>(&mut self, version: i16, body: &R) -> BytesMut {
         self.correlation_id += 1;
         let mut header = RequestHeader::default();

@@ -135,18 +135,24 @@ fn sasl_requests_get_kafkas_error_codes_and_nothing_is_served_before_authenticat
     raw.send(12, &MetadataRequest::default());
     assert_eq!(raw.read_frame(), None, "no answer, and the connection closed, before authentication");
 
+    // A stranger cannot make the broker buffer a large frame (Kafka's sasl.server.max.receive.size).
+    let mut raw = Raw::connect(&address);
+    raw.send_bytes(&(1_048_576_i32).to_be_bytes());
+    raw.send_bytes(&[0; 1024]);
+    assert!(raw.closed_by_broker(), "a 1 MiB frame before authentication closes the connection");
+
     let mut raw = Raw::connect(&address);
     let (code, offered) = handshake(&mut raw, "GSSAPI");
     assert_eq!(code, 33, "UNSUPPORTED_SASL_MECHANISM");
     assert_eq!(offered, vec!["PLAIN".to_string(), "SCRAM-SHA-512".to_string()]);
-    assert!(raw.is_closed());
+    assert!(raw.closed_by_broker());
 
     let mut raw = Raw::connect(&address);
     assert_eq!(handshake(&mut raw, "PLAIN").0, 0);
     let (code, message) = authenticate(&mut raw, format!("\0{ADMIN}\0wrong").as_bytes());
     assert_eq!(code, 58, "SASL_AUTHENTICATION_FAILED");
     assert!(message.unwrap_or_default().contains("Authentication failed"));
-    assert!(raw.is_closed());
+    assert!(raw.closed_by_broker());
 
     let mut raw = Raw::connect(&address);
     assert_eq!(handshake(&mut raw, "PLAIN").0, 0);
