@@ -205,6 +205,36 @@ fn authenticates(broker: &TestBroker, mechanism: &str, user: &str, password: &st
     consumer.fetch_metadata(None, Duration::from_secs(5)).is_ok()
 }
 
+/// kafka-python and confluent-kafka, each configured the usual way, authenticate with PLAIN
+/// and both SCRAM mechanisms; every record is read back at its offset.
+#[test]
+fn kafka_python_and_confluent_kafka_authenticate_with_every_mechanism() {
+    let broker = secured("SASL_PLAINTEXT://127.0.0.1:0", &[]);
+    let topic = unique_topic("sasl-py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/sasl_clients.py");
+    let output = Command::new(python())
+        .args([script, &broker.listener("SASL_PLAINTEXT"), &topic, ADMIN, ADMIN_PASSWORD])
+        .output()
+        .expect("run sasl_clients.py");
+    assert!(output.status.success(), "sasl_clients.py: {}", String::from_utf8_lossy(&output.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    let mut expected = Vec::new();
+    for client in ["kafka-python", "confluent-kafka"] {
+        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+            let first = expected.len() as i64;
+            assert_eq!(
+                result[client][mechanism],
+                serde_json::json!([first, first + 1, first + 2]),
+                "{client} {mechanism}"
+            );
+            for i in 0..3 {
+                expected.push(serde_json::json!([first + i, format!("{client}-{mechanism}-{i}")]));
+            }
+        }
+    }
+    assert_eq!(result["read"], serde_json::Value::Array(expected));
+}
+
 /// confluent-kafka's AdminClient creates, describes and deletes a SCRAM user; the user
 /// authenticates with SCRAM and with PLAIN (checked against the same credential), survives
 /// kill -9, and is refused once deleted. Bad iteration counts get UNACCEPTABLE_CREDENTIAL.
@@ -272,6 +302,86 @@ fn certificates(dir: &Path, name: &str) {
         "-extfile",
         "san.ext",
     ]);
+}
+
+/// A client certificate for `name`, signed by the CA of `certificates(dir, ca)`.
+fn client_certificate(dir: &Path, ca: &str, name: &str) {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+        assert!(status.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&status.stderr));
+    };
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+    let (ca_crt, ca_key) = (format!("{ca}-ca.crt"), format!("{ca}-ca.key"));
+    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca_crt,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &crt,
+        "-days",
+        "2",
+        "-extfile",
+        "client.ext",
+    ]);
+}
+
+/// With `--ssl-client-auth required`, a client without a certificate is refused and one with a
+/// certificate of the CA is served; a new certificate written over the files is used for new
+/// connections without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_and_new_certificates_are_picked_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    certificates(dir.path(), "server");
+    certificates(dir.path(), "renewed");
+    client_certificate(dir.path(), "server", "client");
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    // The broker reads live.crt and live.key, which start as the server's.
+    std::fs::copy(file("server.crt"), file("live.crt")).expect("copy");
+    std::fs::copy(file("server.key"), file("live.key")).expect("copy");
+    let (cert, key, ca) = (file("live.crt"), file("live.key"), file("server-ca.crt"));
+    let broker = secured(
+        "SSL://127.0.0.1:0",
+        &["--ssl-cert-file", &cert, "--ssl-key-file", &key, "--ssl-ca-file", &ca, "--ssl-client-auth", "required"],
+    );
+    let client = |trusted_ca: &str, certificate: bool| {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", broker.listener("SSL"))
+            .set("security.protocol", "SSL")
+            .set("ssl.ca.location", file(trusted_ca))
+            .set("message.timeout.ms", "30000");
+        if certificate {
+            config.set("ssl.certificate.location", file("client.crt")).set("ssl.key.location", file("client.key"));
+        }
+        config
+    };
+    let anonymous: BaseConsumer = client("server-ca.crt", false).create().expect("consumer");
+    assert!(anonymous.fetch_metadata(None, Duration::from_secs(5)).is_err(), "served without a client certificate");
+    let topic = unique_topic("mtls");
+    let values: Vec<String> = (0..3).map(|i| format!("mtls-{i}")).collect();
+    assert_eq!(produce(&client("server-ca.crt", true), &topic, &values).await, vec![0, 1, 2]);
+
+    // Renewal: another certificate (of another CA) written over the files.
+    std::fs::copy(file("renewed.crt"), file("live.crt")).expect("copy");
+    std::fs::copy(file("renewed.key"), file("live.key")).expect("copy");
+    let deadline = std::time::Instant::now() + crate::common::WAIT_MAX;
+    loop {
+        let renewed: BaseConsumer = client("renewed-ca.crt", true).create().expect("consumer");
+        if renewed.fetch_metadata(None, Duration::from_secs(5)).is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the renewed certificate was never served");
+    }
+    let expected: Vec<(i64, String)> = (0..).zip(values).collect();
+    assert_eq!(consume(&client("renewed-ca.crt", true), &topic, 3), expected);
 }
 
 /// SSL and SASL_SSL listeners (rustls) serve rdkafka clients that trust the CA, byte for byte;
