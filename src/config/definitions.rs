@@ -589,6 +589,9 @@ pub const DEFINITIONS: &[Definition] = &[
     setting("http-idle-timeout-ms").long(1).default("60000").doc(
         "An HTTP connection with no bytes read or written for this long is closed (a stalled body upload, a client that stopped reading its response)",
     ),
+    setting("http-auth").one_of(&["none", "basic"]).default("none").doc(
+        "Authentication on the HTTP listener: `none`, or `basic` (HTTP basic auth with the SCRAM users' passwords; `/health/live`, `/health/ready` and `/metrics` stay open). `bearer` and `any` arrive with OAUTHBEARER",
+    ),
     // Iceberg.
     setting("iceberg-catalog").doc(
         "Iceberg catalog: `sqlite://PATH` (default `sqlite://<data-dir>/iceberg/catalog.db`) or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`). REST catalogs are not built yet",

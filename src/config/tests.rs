@@ -110,7 +110,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 67, "README lists every flag but --config");
+    assert_eq!(flags.len(), 68, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -202,6 +202,7 @@ const FILE_KEYS: &[&str] = &[
     "sasl-enabled-mechanisms",
     "sasl.enabled.mechanisms",
     "bootstrap-admin",
+    "http-auth",
 ];
 
 /// The file takes exactly those keys, each sets its setting, and the Kafka names README lists are

@@ -95,6 +95,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/admin/transactions", get(admin::transactions))
         .route("/admin/tiering", get(admin::tiering))
         .route("/admin/iceberg", get(admin::iceberg))
+        .route_layer(middleware::from_fn_with_state(broker.clone(), authenticate))
         .route_layer(middleware::from_fn_with_state(broker.clone(), observe))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -104,7 +105,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
 }
 
 /// The session an HTTP request is served in: set per connection by the listener (client host on
-/// the `HTTP` listener, no principal until HTTP authentication exists).
+/// the `HTTP` listener), with the principal of `--http-auth basic` when it is on.
 pub(crate) struct HttpSession(pub Session);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for HttpSession {
@@ -134,6 +135,52 @@ async fn ready(State(broker): State<Arc<Broker>>) -> Response {
     };
     let body = json!({ "error": format!("object store {} unreachable: {problem}", store.describe()) });
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+}
+
+/// Routes served without authentication whatever `--http-auth` says: probes and scrapers.
+const OPEN_ROUTES: &[&str] = &["/health/live", "/health/ready", "/metrics"];
+
+/// `--http-auth basic`: the request's principal from HTTP basic auth, checked against the SCRAM
+/// users' passwords (as PLAIN does on the Kafka listeners); 401 with a `WWW-Authenticate`
+/// challenge otherwise.
+async fn authenticate(State(broker): State<Arc<Broker>>, mut request: Request, next: Next) -> Response {
+    if broker.config.http.auth == "none" || OPEN_ROUTES.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let Some((user, password)) = basic_credentials(request.headers()) else {
+        return unauthorized("this listener needs HTTP basic authentication");
+    };
+    if !broker.credentials.verify_password(&user, &password).await {
+        broker.metrics.authenticated("HTTP_BASIC", false);
+        tracing::warn!(%user, "HTTP authentication failed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        return unauthorized("authentication failed: unknown user or wrong password");
+    }
+    broker.metrics.authenticated("HTTP_BASIC", true);
+    let mut session =
+        request.extensions().get::<Session>().cloned().unwrap_or_else(|| Session::anonymous(HTTP_LISTENER, ""));
+    session.principal = crate::service::session::Principal { kind: "User".to_string(), name: user };
+    request.extensions_mut().insert(session);
+    next.run(request).await
+}
+
+/// `Authorization: Basic base64(user:password)`.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+fn unauthorized(message: &str) -> Response {
+    let body = json!({ "error_code": 401, "error": "unauthorized", "message": message });
+    let challenge = [(header::WWW_AUTHENTICATE, "Basic realm=\"zombi\", charset=\"UTF-8\"")];
+    (StatusCode::UNAUTHORIZED, challenge, axum::Json(body)).into_response()
 }
 
 /// One span and one `zombi_http_requests_total` count per request, labelled by route template.

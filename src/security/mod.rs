@@ -8,7 +8,10 @@ pub mod sasl;
 pub mod scram;
 pub mod tls;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::config::SecurityConfig;
 use crate::log::{Log, LogError};
@@ -24,7 +27,17 @@ fn user_scope(user: &str) -> String {
 pub struct Credentials {
     log: Log,
     mechanisms: Vec<String>,
+    /// Passwords checked for HTTP basic auth, by user and a hash of the password, with the
+    /// stored key they matched: a request with the same password skips PBKDF2 while the
+    /// credential is unchanged, and a changed or deleted credential is checked afresh.
+    verified: Arc<Mutex<VerifiedPasswords>>,
 }
+
+/// (user, SHA-256 of the password) → the stored key the password matched.
+type VerifiedPasswords = HashMap<(String, Vec<u8>), Vec<u8>>;
+
+/// Verified passwords remembered at most (the cache is emptied when full).
+const VERIFIED_MAX: usize = 1024;
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -34,7 +47,7 @@ impl std::fmt::Debug for Credentials {
 
 impl Credentials {
     pub fn new(log: Log, config: &SecurityConfig) -> Credentials {
-        Credentials { log, mechanisms: config.sasl_mechanisms.clone() }
+        Credentials { log, mechanisms: config.sasl_mechanisms.clone(), verified: Arc::default() }
     }
 
     pub fn mechanisms(&self) -> &[String] {
@@ -81,6 +94,43 @@ impl Credentials {
             self.log.set_dynamic_configs(&scope, configs).await?;
         }
         Ok(())
+    }
+
+    /// The user's credential to check a password against: SCRAM-SHA-512 when it has one.
+    pub fn password_credential(&self, user: &str) -> Option<(Mechanism, Credential)> {
+        [Mechanism::Sha512, Mechanism::Sha256].into_iter().find_map(|m| self.credential(user, m).map(|c| (m, c)))
+    }
+
+    /// Whether `password` is `user`'s (PLAIN and HTTP basic auth). PBKDF2 runs on a blocking
+    /// thread; an unknown user costs the same work.
+    pub async fn verify_password(&self, user: &str, password: &str) -> bool {
+        let stored = self.password_credential(user);
+        let digest = ring::digest::digest(&ring::digest::SHA256, password.as_bytes()).as_ref().to_vec();
+        let key = (user.to_string(), digest);
+        if let Some((_, credential)) = &stored
+            && self.verified.lock().get(&key).is_some_and(|k| scram::constant_time_eq(k, &credential.stored_key))
+        {
+            return true;
+        }
+        let password = password.to_string();
+        let check = stored.clone();
+        let verified = tokio::task::spawn_blocking(move || match check {
+            Some((mechanism, credential)) => credential.verifies(mechanism, &password),
+            None => {
+                let _ = Credential::from_password(Mechanism::Sha512, &password, scram::ITERATIONS_MIN);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
+        if verified && let Some((_, credential)) = stored {
+            let mut cache = self.verified.lock();
+            if cache.len() >= VERIFIED_MAX {
+                cache.clear();
+            }
+            cache.insert(key, credential.stored_key);
+        }
+        verified
     }
 
     /// Creates the bootstrap admin's SCRAM-SHA-256 and SCRAM-SHA-512 credentials when it has

@@ -270,6 +270,42 @@ fn scram_users_are_managed_by_the_admin_api_and_survive_kill_9() {
     assert!(!authenticates(&broker, "PLAIN", "alice", "alice-pw"));
 }
 
+/// `--http-auth basic`: the events API answers 401 with a challenge without credentials or with
+/// a wrong password, and serves the SCRAM users with theirs; probes and `/metrics` stay open.
+#[test]
+fn http_basic_auth_takes_the_scram_users() {
+    use crate::http_client::{get, request_with};
+    use base64::Engine;
+    let broker = secured("SASL_PLAINTEXT://127.0.0.1:0", &["--http-auth", "basic"]);
+    let topic = unique_topic("http-auth");
+    let path = format!("/events/{topic}");
+    let basic = |user: &str, password: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    };
+    let post = |authorization: Option<&str>| {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(value) = authorization {
+            headers.push(("Authorization", value));
+        }
+        request_with(&broker.http, "POST", &path, &headers, br#"{"value": "behind basic auth"}"#)
+    };
+    let anonymous = post(None);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.text());
+    assert_eq!(anonymous.header("www-authenticate"), Some("Basic realm=\"zombi\", charset=\"UTF-8\""));
+    assert_eq!(post(Some(&basic(ADMIN, "wrong"))).status, 401);
+    assert_eq!(post(Some(&basic("nobody", ADMIN_PASSWORD))).status, 401);
+    let written = post(Some(&basic(ADMIN, ADMIN_PASSWORD)));
+    assert_eq!(written.status, 200, "{}", written.text());
+    let authorization = basic(ADMIN, ADMIN_PASSWORD);
+    let read =
+        request_with(&broker.http, "GET", &format!("{path}?offset=0"), &[("Authorization", &authorization)], b"");
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(read.json()["records"][0]["value"], "behind basic auth");
+    assert_eq!(get(&broker.http, &format!("{path}?offset=0")).status, 401, "reads need credentials too");
+    assert_eq!(get(&broker.http, "/health/live").status, 200);
+    assert_eq!(get(&broker.http, "/metrics").status, 200);
+}
+
 /// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
 fn certificates(dir: &Path, name: &str) {
     let run = |args: &[&str]| {
