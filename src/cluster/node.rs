@@ -125,6 +125,7 @@ impl ClusterNode {
         let renewing = tokio::spawn(self.clone().renew_lease(heartbeat));
         let mut duties = Duties { coordinator: Some(coordinator), ..Duties::default() };
         let mut collected = Instant::now();
+        let mut collecting: Option<tokio::task::JoinHandle<()>> = None;
         // The controller wakes when the first live lease runs out, not at the next heartbeat:
         // a dead broker's partitions move as soon as its lease says it is dead.
         let mut next_expiry: Option<tokio::time::Instant> = None;
@@ -140,11 +141,16 @@ impl ClusterNode {
                 Ok(expiry) => next_expiry = expiry,
                 Err(error) => tracing::warn!(%error, "cluster round failed; trying again"),
             }
-            if collected.elapsed() >= WAL_COLLECT_INTERVAL {
+            // On its own task: listing and deleting objects can take seconds on a slow store,
+            // and the rounds (which keep this broker's metadata current) must not wait for it.
+            if collected.elapsed() >= WAL_COLLECT_INTERVAL && collecting.as_ref().is_none_or(|c| c.is_finished()) {
                 collected = Instant::now();
-                if let Err(error) = self.collect_wal(&unified).await {
-                    tracing::warn!(%error, "cannot delete covered write-ahead log objects yet");
-                }
+                let (node, unified) = (self.clone(), unified.clone());
+                collecting = Some(tokio::spawn(async move {
+                    if let Err(error) = node.collect_wal(&unified).await {
+                        tracing::warn!(%error, "cannot delete covered write-ahead log objects yet");
+                    }
+                }));
             }
         }
         self.shut_down(&unified, &mut duties, renewing).await;
