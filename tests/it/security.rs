@@ -306,12 +306,14 @@ fn http_basic_auth_takes_the_scram_users() {
     assert_eq!(get(&broker.http, "/metrics").status, 200);
 }
 
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
 /// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
 fn certificates(dir: &Path, name: &str) {
-    let run = |args: &[&str]| {
-        let status = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-        assert!(status.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&status.stderr));
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     let (ca_key, ca_crt) = (format!("{name}-ca.key"), format!("{name}-ca.crt"));
     run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &ca_key, "-out", &ca_crt, "-days", "2"]
         .iter()
@@ -342,10 +344,7 @@ fn certificates(dir: &Path, name: &str) {
 
 /// A client certificate for `name`, signed by the CA of `certificates(dir, ca)`.
 fn client_certificate(dir: &Path, ca: &str, name: &str) {
-    let run = |args: &[&str]| {
-        let status = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-        assert!(status.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&status.stderr));
-    };
+    let run = |args: &[&str]| openssl(dir, args);
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
     let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
     let (ca_crt, ca_key) = (format!("{ca}-ca.crt"), format!("{ca}-ca.key"));
