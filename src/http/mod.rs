@@ -153,7 +153,7 @@ async fn authenticate(State(broker): State<Arc<Broker>>, mut request: Request, n
     if !broker.credentials.verify_password(&user, &password).await {
         broker.metrics.authenticated("HTTP_BASIC", false);
         tracing::warn!(%user, "HTTP authentication failed");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(crate::security::sasl::FAILED_AUTHENTICATION_DELAY).await;
         return unauthorized("authentication failed: unknown user or wrong password");
     }
     broker.metrics.authenticated("HTTP_BASIC", true);

@@ -97,7 +97,7 @@ impl Credentials {
     }
 
     /// The user's credential to check a password against: SCRAM-SHA-512 when it has one.
-    pub fn password_credential(&self, user: &str) -> Option<(Mechanism, Credential)> {
+    fn password_credential(&self, user: &str) -> Option<(Mechanism, Credential)> {
         [Mechanism::Sha512, Mechanism::Sha256].into_iter().find_map(|m| self.credential(user, m).map(|c| (m, c)))
     }
 

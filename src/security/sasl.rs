@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::service::session::Principal;
 
 /// Kafka's `connection.failed.authentication.delay.ms` default: slows down password guessing.
-const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
+pub const FAILED_AUTHENTICATION_DELAY: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SaslMechanism {

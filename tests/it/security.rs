@@ -313,59 +313,26 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
 fn certificates(dir: &Path, name: &str) {
-    let run = |args: &[&str]| openssl(dir, args);
-    let (ca_key, ca_crt) = (format!("{name}-ca.key"), format!("{name}-ca.crt"));
-    run(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &ca_key, "-out", &ca_crt, "-days", "2"]
-        .iter()
-        .copied()
-        .chain(["-subj", &format!("/CN={name}-ca")])
-        .collect::<Vec<_>>());
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("ext");
-    let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca_crt,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-out",
-        &crt,
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
+    let (ca_key, ca_crt, subject) = (format!("{name}-ca.key"), format!("{name}-ca.crt"), format!("/CN={name}-ca"));
+    let ca = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &ca_key, "-out", &ca_crt];
+    openssl(dir, &[&ca[..], &["-days", "2", "-subj", &subject]].concat());
+    signed_certificate(dir, name, name, "/CN=localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost");
 }
 
 /// A client certificate for `name`, signed by the CA of `certificates(dir, ca)`.
 fn client_certificate(dir: &Path, ca: &str, name: &str) {
-    let run = |args: &[&str]| openssl(dir, args);
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    signed_certificate(dir, ca, name, &format!("/CN={name}"), "extendedKeyUsage=clientAuth");
+}
+
+/// `name.key` and `name.crt` with `subject` and the X.509v3 `extension`, signed by `ca`'s CA.
+fn signed_certificate(dir: &Path, ca: &str, name: &str, subject: &str, extension: &str) {
+    let extensions = format!("{name}.ext");
+    std::fs::write(dir.join(&extensions), format!("{extension}\n")).expect("extensions file");
     let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
     let (ca_crt, ca_key) = (format!("{ca}-ca.crt"), format!("{ca}-ca.key"));
-    run(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &format!("/CN={name}")]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        &ca_crt,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-out",
-        &crt,
-        "-days",
-        "2",
-        "-extfile",
-        "client.ext",
-    ]);
+    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject]);
+    let sign = ["x509", "-req", "-in", &csr, "-CA", &ca_crt, "-CAkey", &ca_key, "-CAcreateserial", "-out", &crt];
+    openssl(dir, &[&sign[..], &["-days", "2", "-extfile", &extensions]].concat());
 }
 
 /// With `--ssl-client-auth required`, a client without a certificate is refused and one with a
