@@ -589,8 +589,8 @@ pub const DEFINITIONS: &[Definition] = &[
     setting("http-idle-timeout-ms").long(1).default("60000").doc(
         "An HTTP connection with no bytes read or written for this long is closed (a stalled body upload, a client that stopped reading its response)",
     ),
-    setting("http-auth").one_of(&["none", "basic"]).default("none").doc(
-        "Authentication on the HTTP listener: `none`, or `basic` (HTTP basic auth with the SCRAM users' passwords; `/health/live`, `/health/ready` and `/metrics` stay open). `bearer` and `any` arrive with OAUTHBEARER",
+    setting("http-auth").one_of(&["none", "basic"]).doc(
+        "Authentication on the HTTP listener: `none`, or `basic` (HTTP basic auth with the SCRAM users' passwords; `/health/live`, `/health/ready` and `/metrics` stay open). Default `basic` with `--authorizer standard`, else `none`. `bearer` and `any` arrive with OAUTHBEARER",
     ),
     // Iceberg.
     setting("iceberg-catalog").doc(
@@ -669,6 +669,20 @@ pub const DEFINITIONS: &[Definition] = &[
     setting("bootstrap-admin").doc(
         "A SCRAM user created at start when missing, with its password in ZOMBI_BOOTSTRAP_ADMIN_PASSWORD, so that a fresh secured broker can be administered",
     ),
+    setting("authorizer")
+        .one_of(super::security::AUTHORIZERS)
+        .default("none")
+        .doc("`standard`: ACLs decide what each principal may do, with the semantics of Kafka's StandardAuthorizer (CreateAcls, DescribeAcls, DeleteAcls manage them); `none`: every client may do everything"),
+    setting("super-users")
+        .kafka("super.users")
+        .kafka_or_flag_in_file()
+        .doc("Principals that every ACL check lets through, `User:NAME;User:OTHER` (Kafka's `super.users`); the bootstrap admin is one"),
+    setting("allow-everyone-if-no-acl-found")
+        .kafka("allow.everyone.if.no.acl.found")
+        .kafka_or_flag_in_file()
+        .boolean()
+        .default("false")
+        .doc("With `--authorizer standard`, whether a resource that no ACL names is open to everyone (Kafka's `allow.everyone.if.no.acl.found`)"),
     // Cluster mode.
     setting("coordinator").doc(
         "Cluster mode: the PostgreSQL that coordinates the brokers sharing `--object-store` (`postgres://USER:PASSWORD@HOST:PORT/DB`). Needs `--wal-store`",

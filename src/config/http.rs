@@ -20,8 +20,12 @@ pub struct HttpConfig {
     /// Time without a byte read or written after which an HTTP connection is closed.
     #[arg(long = "http-idle-timeout-ms", env = "ZOMBI_HTTP_IDLE_TIMEOUT_MS")]
     pub idle_timeout_ms: u64,
-    /// `none` or `basic` (docs/security.md); `bearer` and `any` wait for OAUTHBEARER.
-    #[arg(long = "http-auth", env = "ZOMBI_HTTP_AUTH")]
+    /// `--http-auth` as given: `none` or `basic` (docs/security.md); `bearer` and `any` wait
+    /// for OAUTHBEARER. Without it, `basic` when an authorizer is on, else `none` (see `auth`).
+    #[arg(id = "http_auth", long = "http-auth", env = "ZOMBI_HTTP_AUTH")]
+    pub auth_flag: Option<String>,
+    /// The resolved `--http-auth`.
+    #[arg(skip = String::from("none"))]
     pub auth: String,
     /// Most records one `GET /events/{topic}` returns.
     #[arg(skip = 1000_usize)]

@@ -169,13 +169,30 @@ impl Config {
 
     /// Resolves what depends on several sections and checks what spans them.
     fn resolve(settings: Settings) -> Result<Self, ConfigError> {
-        let Settings { config: _, broker, mut network, mut log, tier, groups, http, iceberg, wal, cluster, security } =
-            settings;
+        let Settings {
+            config: _,
+            broker,
+            mut network,
+            mut log,
+            tier,
+            groups,
+            mut http,
+            iceberg,
+            wal,
+            cluster,
+            security,
+        } = settings;
         let kafka_advertised_explicit = broker.kafka_advertised.is_some();
         let (kafka_advertised_host, kafka_advertised_port) =
             advertised_address(network.kafka_listen, broker.kafka_advertised)?;
         let security = security
             .resolve(network.kafka_listen, (kafka_advertised_host, kafka_advertised_port, kafka_advertised_explicit))?;
+        // With ACLs on, the HTTP door asks who is calling unless told otherwise.
+        http.auth = match &http.auth_flag {
+            Some(auth) => auth.clone(),
+            None if security.acls => "basic".to_string(),
+            None => "none".to_string(),
+        };
         // The first listener is the one the single-listener code paths (cluster registration,
         // DescribeConfigs) name.
         let first = security.listeners[0].clone();
@@ -198,6 +215,11 @@ impl Config {
         {
             let reason = "cluster mode takes one PLAINTEXT listener for now";
             return Err(ConfigError::Invalid { name: "listeners", reason: reason.into() });
+        }
+        // Brokers forward to each other as anonymous clients, which ACLs would refuse.
+        if coordinator.is_some() && security.acls {
+            let reason = "cluster mode does not take ACLs yet (brokers forward to each other unauthenticated)";
+            return Err(ConfigError::Invalid { name: "authorizer", reason: reason.into() });
         }
         let coordinator_url = coordinator.as_ref().map(|cluster| cluster.coordinator_url.as_str());
         let iceberg =

@@ -27,6 +27,18 @@ pub struct SecurityFlags {
     pub sasl_enabled_mechanisms: String,
     #[arg(long = "bootstrap-admin", env = "ZOMBI_BOOTSTRAP_ADMIN")]
     pub bootstrap_admin: Option<String>,
+    #[arg(long = "authorizer", env = "ZOMBI_AUTHORIZER")]
+    pub authorizer: String,
+    #[arg(long = "super-users", env = "ZOMBI_SUPER_USERS")]
+    pub super_users: Option<String>,
+    #[arg(
+        long = "allow-everyone-if-no-acl-found",
+        env = "ZOMBI_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 /// Kafka's security protocols, one per listener.
@@ -94,6 +106,7 @@ pub const BOOTSTRAP_ADMIN_PASSWORD_ENV: &str = "ZOMBI_BOOTSTRAP_ADMIN_PASSWORD";
 /// The SASL mechanisms zombi implements.
 pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 pub const CLIENT_AUTH_MODES: &[&str] = &["none", "requested", "required"];
+pub const AUTHORIZERS: &[&str] = &["none", "standard"];
 
 /// The resolved security settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -108,6 +121,11 @@ pub struct SecurityConfig {
     /// `--bootstrap-admin`; its password is read from `ZOMBI_BOOTSTRAP_ADMIN_PASSWORD` at start
     /// (`BOOTSTRAP_ADMIN_PASSWORD_ENV`), and never kept in the configuration.
     pub bootstrap_admin: Option<String>,
+    /// `--authorizer standard`: Kafka's StandardAuthorizer over ACLs (`security::acl`).
+    pub acls: bool,
+    /// `--super-users` and the bootstrap admin, as principals (`User:NAME`).
+    pub super_users: Vec<String>,
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 impl std::fmt::Debug for SecurityConfig {
@@ -120,6 +138,9 @@ impl std::fmt::Debug for SecurityConfig {
             .field("ssl_client_auth", &self.ssl_client_auth)
             .field("sasl_mechanisms", &self.sasl_mechanisms)
             .field("bootstrap_admin", &self.bootstrap_admin)
+            .field("acls", &self.acls)
+            .field("super_users", &self.super_users)
+            .field("allow_everyone_if_no_acl_found", &self.allow_everyone_if_no_acl_found)
             .finish()
     }
 }
@@ -191,6 +212,16 @@ impl SecurityFlags {
             ssl_client_auth,
             sasl_mechanisms,
             bootstrap_admin: None,
+            acls: match self.authorizer.as_str() {
+                "none" => false,
+                "standard" => true,
+                other => return Err(invalid("authorizer", format!("{other:?} is not one of none, standard"))),
+            },
+            super_users: match &self.super_users {
+                Some(text) => crate::security::acl::parse_super_users(text).map_err(|e| invalid("super-users", e))?,
+                None => Vec::new(),
+            },
+            allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
         };
         if config.any_tls() && (config.ssl_cert_file.is_none() || config.ssl_key_file.is_none()) {
             return Err(invalid(
@@ -210,7 +241,14 @@ impl SecurityFlags {
             }
             other => other,
         };
-        Ok(SecurityConfig { bootstrap_admin, ..config })
+        // The bootstrap admin administers a fresh secured broker: it is a super user.
+        let mut super_users = config.super_users.clone();
+        if let Some(admin) = &bootstrap_admin
+            && !super_users.contains(&format!("User:{admin}"))
+        {
+            super_users.push(format!("User:{admin}"));
+        }
+        Ok(SecurityConfig { bootstrap_admin, super_users, ..config })
     }
 }
 

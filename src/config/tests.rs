@@ -100,6 +100,8 @@ fn sample(flag: &str) -> String {
         "ssl-key-file" => "/etc/zombi/server.key",
         "ssl-ca-file" => "/etc/zombi/ca.crt",
         "bootstrap-admin" => "admin",
+        "super-users" => "User:admin;User:ops",
+        "http-auth" => "basic",
         _ => definitions::setting_of(flag).and_then(|definition| definition.default).expect("a default"),
     };
     given.to_string()
@@ -110,7 +112,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 68, "README lists every flag but --config");
+    assert_eq!(flags.len(), 71, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -202,6 +204,11 @@ const FILE_KEYS: &[&str] = &[
     "sasl-enabled-mechanisms",
     "sasl.enabled.mechanisms",
     "bootstrap-admin",
+    "authorizer",
+    "super-users",
+    "super.users",
+    "allow-everyone-if-no-acl-found",
+    "allow.everyone.if.no.acl.found",
     "http-auth",
 ];
 

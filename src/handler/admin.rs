@@ -19,18 +19,25 @@ use super::{Broker, Handled, str_bytes, topic_name};
 use crate::log::{LogError, topic_config};
 use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
+use crate::service::authorizer::{Operation, Resource};
+use crate::service::session::Session;
 
 /// DescribeConfigs' config source for a value set on the topic, and for a default.
 pub(super) const SOURCE_TOPIC: i8 = 1;
 pub(super) const SOURCE_DEFAULT: i8 = 5;
 
-pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    request: RequestKind,
+    version: i16,
+    session: &Session,
+) -> Option<Handled> {
     let handled = match request {
-        RequestKind::CreateTopics(body) => Handled::counted(create_topics(broker, body, version).await),
-        RequestKind::DeleteTopics(body) => Handled::counted(delete_topics(broker, body).await),
-        RequestKind::CreatePartitions(body) => Handled::counted(create_partitions(broker, body).await),
-        RequestKind::DeleteRecords(body) => Handled::counted(delete_records(broker, body).await),
-        RequestKind::InitProducerId(body) => Handled::counted(init_producer_id(broker, body, version).await),
+        RequestKind::CreateTopics(body) => Handled::counted(create_topics(broker, body, version, session).await),
+        RequestKind::DeleteTopics(body) => Handled::counted(delete_topics(broker, body, session).await),
+        RequestKind::CreatePartitions(body) => Handled::counted(create_partitions(broker, body, session).await),
+        RequestKind::DeleteRecords(body) => Handled::counted(delete_records(broker, body, session).await),
+        RequestKind::InitProducerId(body) => Handled::counted(init_producer_id(broker, body, version, session).await),
         _ => return super::misrouted(Family::Admin),
     };
     Some(handled)
@@ -40,6 +47,7 @@ pub(super) async fn create_topics(
     broker: &Arc<Broker>,
     request: CreateTopicsRequest,
     version: i16,
+    session: &Session,
 ) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
     // A name given twice creates nothing and is answered once, as Kafka does.
@@ -64,13 +72,23 @@ pub(super) async fn create_topics(
             response.topics.push(result);
             continue;
         }
+        if !broker.service.may_create_topic(session, &name) {
+            result.error_code = ResponseError::TopicAuthorizationFailed.code();
+            result.error_message = Some(str_bytes("Authorization failed."));
+            response.topics.push(result);
+            continue;
+        }
         let created = create_one(broker, &wanted, request.validate_only).await;
         match created {
             Ok(topic) => {
                 result.topic_id = if request.validate_only { Default::default() } else { topic.id };
                 result.num_partitions = topic.partitions.len() as i32;
                 result.replication_factor = 1;
-                if version >= 5 {
+                // The configs come back to those who may describe them, as in Kafka.
+                if version >= 5 && !broker.service.allowed(session, Operation::DescribeConfigs, Resource::Topic(&name))
+                {
+                    result.topic_config_error_code = ResponseError::TopicAuthorizationFailed.code();
+                } else if version >= 5 {
                     result.configs = Some(
                         topic_config::describe(&topic.config)
                             .into_iter()
@@ -143,7 +161,11 @@ async fn create_one(
     broker.service.create_topic(wanted.name.as_str(), partitions, configs, validate_only).await
 }
 
-pub(super) async fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsRequest) -> DeleteTopicsResponse {
+pub(super) async fn delete_topics(
+    broker: &Arc<Broker>,
+    request: DeleteTopicsRequest,
+    session: &Session,
+) -> DeleteTopicsResponse {
     let mut response = DeleteTopicsResponse::default();
     // v0–5 name topics in topic_names; v6 in topics, by name or id.
     let mut targets: Vec<(Option<String>, uuid::Uuid)> =
@@ -152,9 +174,15 @@ pub(super) async fn delete_topics(broker: &Arc<Broker>, request: DeleteTopicsReq
     for (name, id) in targets {
         let mut result = DeletableTopicResult::default();
         result.topic_id = id;
+        let may_delete = |name: &str| broker.service.allowed(session, Operation::Delete, Resource::Topic(name));
         let topic = match &name {
+            Some(name) if !may_delete(name) => Err(LogError::TopicAuthorizationFailed(name.clone())),
             Some(name) => broker.log.topic(name).ok_or(LogError::UnknownTopicOrPartition),
-            None => broker.log.topic_by_id(id).ok_or(LogError::UnknownTopicId),
+            None => match broker.log.topic_by_id(id) {
+                Some(topic) if !may_delete(&topic.name) => Err(LogError::TopicAuthorizationFailed(String::new())),
+                Some(topic) => Ok(topic),
+                None => Err(LogError::UnknownTopicId),
+            },
         };
         let outcome = match topic {
             Ok(topic) => {
@@ -189,12 +217,15 @@ impl CountErrors for DeleteTopicsResponse {
 pub(super) async fn create_partitions(
     broker: &Arc<Broker>,
     request: CreatePartitionsRequest,
+    session: &Session,
 ) -> CreatePartitionsResponse {
     let mut response = CreatePartitionsResponse::default();
     for wanted in request.topics {
         let mut result = CreatePartitionsTopicResult::default();
         result.name = wanted.name.clone();
-        let outcome = if wanted.assignments.as_ref().is_some_and(|a| {
+        let outcome = if !broker.service.allowed(session, Operation::Alter, Resource::Topic(wanted.name.as_str())) {
+            Err(LogError::TopicAuthorizationFailed(wanted.name.to_string()))
+        } else if wanted.assignments.as_ref().is_some_and(|a| {
             a.iter().any(|assignment| assignment.broker_ids.iter().any(|id| id.0 != broker.cluster.this_broker()))
         }) {
             Err(LogError::InvalidRequest("Replica assignments may only name this broker.".into()))
@@ -220,18 +251,25 @@ impl CountErrors for CreatePartitionsResponse {
     }
 }
 
-pub(super) async fn delete_records(broker: &Arc<Broker>, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub(super) async fn delete_records(
+    broker: &Arc<Broker>,
+    request: DeleteRecordsRequest,
+    session: &Session,
+) -> DeleteRecordsResponse {
     let mut response = DeleteRecordsResponse::default();
     for topic in request.topics {
-        let found = broker.log.topic(topic.name.as_str());
+        let found = broker.service.topic(session, topic.name.as_str(), Operation::Delete);
         let mut topic_result = DeleteRecordsTopicResult::default();
         topic_result.name = topic.name;
         for wanted in topic.partitions {
             let mut result = DeleteRecordsPartitionResult::default();
             result.partition_index = wanted.partition_index;
-            let outcome = match found.as_ref().and_then(|t| t.partition(wanted.partition_index)) {
-                Some(partition) => broker.log.delete_records(partition, wanted.offset).await,
-                None => Err(LogError::UnknownTopicOrPartition),
+            let outcome = match &found {
+                Err(error) => Err(super::same_error(error)),
+                Ok(t) => match t.partition(wanted.partition_index) {
+                    Some(partition) => broker.log.delete_records(partition, wanted.offset).await,
+                    None => Err(LogError::UnknownTopicOrPartition),
+                },
             };
             match outcome {
                 Ok(low_watermark) => result.low_watermark = low_watermark,
@@ -259,15 +297,30 @@ pub(super) async fn init_producer_id(
     broker: &Arc<Broker>,
     request: InitProducerIdRequest,
     version: i16,
+    session: &Session,
 ) -> InitProducerIdResponse {
     let transactional_id = request.transactional_id.as_ref().map(|id| id.as_str());
     let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    let refused = |error: ResponseError| crate::coordinator::producer_ids::InitProducerIdResult {
+        producer_id: -1,
+        producer_epoch: -1,
+        error: error.code(),
+    };
+    let service = &broker.service;
+    // A transactional producer needs WRITE on its transactional id; an idempotent one
+    // IDEMPOTENT_WRITE on the cluster or WRITE on some topic (KIP-679).
+    let authorized = match transactional_id {
+        Some("") => true,
+        Some(id) => service.allowed(session, Operation::Write, Resource::TransactionalId(id)),
+        None => {
+            service.allowed(session, Operation::IdempotentWrite, Resource::Cluster)
+                || service.allowed_on_any_topic(session, Operation::Write)
+        }
+    };
     let mut result = match (transactional_id, &broker.transactions) {
-        (Some(""), _) => crate::coordinator::producer_ids::InitProducerIdResult {
-            producer_id: -1,
-            producer_epoch: -1,
-            error: ResponseError::InvalidRequest.code(),
-        },
+        (Some(""), _) => refused(ResponseError::InvalidRequest),
+        (Some(_), _) if !authorized => refused(ResponseError::TransactionalIdAuthorizationFailed),
+        (None, _) if !authorized => refused(ResponseError::ClusterAuthorizationFailed),
         (Some(id), Some(transactions)) => {
             transactions.init_producer_id(id, request.transaction_timeout_ms, producer_id, epoch).await
         }

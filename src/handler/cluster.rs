@@ -23,18 +23,59 @@ use kafka_protocol::messages::{
 
 use super::{Broker, Handled, str_bytes, topic_name};
 use crate::protocol::apis::Family;
+use crate::service::authorizer::{Operation, Resource};
+use crate::service::session::Session;
 
 /// None of these answers waits on anything. Their error codes are not counted (docs/metrics.md
 /// lists the APIs whose are).
-pub(super) fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+pub(super) fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16, session: &Session) -> Option<Handled> {
+    // Each needs ALTER or DESCRIBE on the cluster; without it, every code in the answer is
+    // CLUSTER_AUTHORIZATION_FAILED and nothing is described.
+    let may = |operation: Operation| broker.service.allowed(session, operation, Resource::Cluster);
+    let refused = ResponseError::ClusterAuthorizationFailed.code();
     let handled = match request {
-        RequestKind::ElectLeaders(body) => Handled::uncounted(elect_leaders(broker, body)),
-        RequestKind::ListPartitionReassignments(body) => Handled::uncounted(list_partition_reassignments(body)),
+        RequestKind::ElectLeaders(body) => {
+            let mut response = elect_leaders(broker, body);
+            if !may(Operation::Alter) {
+                response.error_code = refused;
+                let results = response.replica_election_results.iter_mut().flat_map(|r| &mut r.partition_result);
+                results.for_each(|p| p.error_code = refused);
+            }
+            Handled::uncounted(response)
+        }
+        RequestKind::ListPartitionReassignments(body) => {
+            let mut response = list_partition_reassignments(body);
+            if !may(Operation::Describe) {
+                response.error_code = refused;
+            }
+            Handled::uncounted(response)
+        }
         RequestKind::AlterPartitionReassignments(body) => {
-            Handled::uncounted(alter_partition_reassignments(broker, body))
+            let mut response = alter_partition_reassignments(broker, body);
+            if !may(Operation::Alter) {
+                response.error_code = refused;
+                response.responses.iter_mut().flat_map(|r| &mut r.partitions).for_each(|p| {
+                    p.error_code = refused;
+                    p.error_message = None;
+                });
+            }
+            Handled::uncounted(response)
+        }
+        RequestKind::DescribeLogDirs(_) if !may(Operation::Describe) => {
+            let mut response = DescribeLogDirsResponse::default();
+            if version >= 3 {
+                response.error_code = refused;
+            }
+            Handled::uncounted(response)
         }
         RequestKind::DescribeLogDirs(body) => Handled::uncounted(describe_log_dirs(broker, body, version)),
-        RequestKind::AlterReplicaLogDirs(body) => Handled::uncounted(alter_replica_log_dirs(broker, body)),
+        RequestKind::AlterReplicaLogDirs(body) => {
+            let mut response = alter_replica_log_dirs(broker, body);
+            if !may(Operation::Alter) {
+                response.results.iter_mut().flat_map(|r| &mut r.partitions).for_each(|p| p.error_code = refused);
+            }
+            Handled::uncounted(response)
+        }
         _ => return super::misrouted(Family::Cluster),
     };
     Some(handled)

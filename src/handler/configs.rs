@@ -18,6 +18,8 @@ use crate::config::definitions::{self, DescribedConfig, Scope, Source, Synonym};
 use crate::log::LogError;
 use crate::log::topic_config::{self, TopicConfig};
 use crate::protocol::apis::Family;
+use crate::service::authorizer::{Operation, Resource};
+use crate::service::session::Session;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -29,17 +31,47 @@ const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
 /// The config APIs' error codes are not counted (docs/metrics.md lists the APIs whose are).
-pub(super) async fn handle(broker: &Arc<Broker>, request: RequestKind, version: i16) -> Option<Handled> {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    request: RequestKind,
+    version: i16,
+    session: &Session,
+) -> Option<Handled> {
     let handled = match request {
-        RequestKind::DescribeConfigs(body) => Handled::uncounted(describe(broker, body, version)),
-        RequestKind::AlterConfigs(body) => Handled::uncounted(alter(broker, body).await),
-        RequestKind::IncrementalAlterConfigs(body) => Handled::uncounted(incremental_alter(broker, body).await),
+        RequestKind::DescribeConfigs(body) => Handled::uncounted(describe(broker, body, version, session)),
+        RequestKind::AlterConfigs(body) => Handled::uncounted(alter(broker, body, session).await),
+        RequestKind::IncrementalAlterConfigs(body) => {
+            Handled::uncounted(incremental_alter(broker, body, session).await)
+        }
         _ => return super::misrouted(Family::Configs),
     };
     Some(handled)
 }
 
-pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+/// Refuses what the session may not do to a resource's configs (DESCRIBE_CONFIGS or
+/// ALTER_CONFIGS on the topic, the group, or the cluster for a broker), with Kafka's error code.
+fn authorize(
+    broker: &Broker,
+    session: &Session,
+    operation: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), LogError> {
+    let resource = match resource_type {
+        RESOURCE_TOPIC => Resource::Topic(name),
+        RESOURCE_BROKER => Resource::Cluster,
+        RESOURCE_GROUP => Resource::Group(name),
+        _ => return Ok(()),
+    };
+    broker.service.authorize(session, operation, resource)
+}
+
+pub(super) fn describe(
+    broker: &Broker,
+    request: DescribeConfigsRequest,
+    version: i16,
+    session: &Session,
+) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
     // Synonyms exist from v1; v0 has no field for them.
     let include_synonyms = request.include_synonyms && version >= 1;
@@ -48,7 +80,10 @@ pub(super) fn describe(broker: &Broker, request: DescribeConfigsRequest, version
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
         let scope = scope_of(resource.resource_type);
-        match described(broker, resource.resource_type, resource.resource_name.as_str()) {
+        let (resource_type, name) = (resource.resource_type, resource.resource_name.as_str());
+        let described = authorize(broker, session, Operation::DescribeConfigs, resource_type, name)
+            .and_then(|()| described(broker, resource_type, name));
+        match described {
             Ok(entries) => {
                 let wanted = resource.configuration_keys.as_ref();
                 for described in entries {
@@ -186,9 +221,24 @@ async fn alter_resource(
     }
 }
 
-pub(super) async fn alter(broker: &Arc<Broker>, request: AlterConfigsRequest) -> AlterConfigsResponse {
+pub(super) async fn alter(
+    broker: &Arc<Broker>,
+    request: AlterConfigsRequest,
+    session: &Session,
+) -> AlterConfigsResponse {
     let mut response = AlterConfigsResponse::default();
     for resource in request.resources {
+        let (resource_type, name) = (resource.resource_type, resource.resource_name.as_str());
+        if let Err(error) = authorize(broker, session, Operation::AlterConfigs, resource_type, name) {
+            response.responses.push(
+                alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(resource.resource_name.clone())
+                    .with_error_code(error.code())
+                    .with_error_message(Some(str_bytes(error.to_string()))),
+            );
+            continue;
+        }
         // AlterConfigs replaces the whole set of explicit configs.
         let outcome = alter_resource(
             broker,
@@ -221,12 +271,17 @@ pub(super) async fn alter(broker: &Arc<Broker>, request: AlterConfigsRequest) ->
 pub(super) async fn incremental_alter(
     broker: &Arc<Broker>,
     request: IncrementalAlterConfigsRequest,
+    session: &Session,
 ) -> IncrementalAlterConfigsResponse {
     let mut response = IncrementalAlterConfigsResponse::default();
     for resource in request.resources {
         // A key given twice changes nothing, whatever the resource: Kafka checks it first.
         let mut names = std::collections::HashSet::new();
-        let outcome = if !resource.configs.iter().all(|config| names.insert(config.name.as_str())) {
+        let (resource_type, name) = (resource.resource_type, resource.resource_name.as_str());
+        let authorized = authorize(broker, session, Operation::AlterConfigs, resource_type, name);
+        let outcome = if let Err(error) = authorized {
+            Err(error)
+        } else if !resource.configs.iter().all(|config| names.insert(config.name.as_str())) {
             Err(LogError::InvalidRequest("Error due to duplicate config keys".to_string()))
         } else {
             alter_resource(

@@ -13,10 +13,11 @@ use kafka_protocol::messages::{
 };
 use tokio::time::Instant;
 
-use super::{Broker, Handled};
+use super::{Broker, Handled, same_error};
 use crate::log::{Isolation, LogError, Partition, ReadResult};
 use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
+use crate::service::authorizer::Operation;
 use crate::service::session::Session;
 use crate::service::{PartitionRead, ReadWait};
 
@@ -30,8 +31,8 @@ pub(super) async fn handle(
 ) -> Option<Handled> {
     let handled = match request {
         RequestKind::Fetch(body) => Handled::counted(fetch(broker, body, version, session).await),
-        RequestKind::ListOffsets(body) => Handled::counted(list_offsets(broker, body, version).await),
-        RequestKind::OffsetForLeaderEpoch(body) => Handled::uncounted(offset_for_leader_epoch(broker, body)),
+        RequestKind::ListOffsets(body) => Handled::counted(list_offsets(broker, body, version, session).await),
+        RequestKind::OffsetForLeaderEpoch(body) => Handled::uncounted(offset_for_leader_epoch(broker, body, session)),
         _ => return super::misrouted(Family::Fetch),
     };
     Some(handled)
@@ -170,20 +171,22 @@ pub(super) async fn list_offsets(
     broker: &Arc<Broker>,
     request: ListOffsetsRequest,
     version: i16,
+    session: &Session,
 ) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
     let isolation_level = request.isolation_level;
     for topic in request.topics {
-        let found = broker.log.topic(topic.name.as_str());
+        let found = broker.service.topic(session, topic.name.as_str(), Operation::Describe);
         let mut topic_response = ListOffsetsTopicResponse::default();
         topic_response.name = topic.name;
         for wanted in topic.partitions {
             let mut out = ListOffsetsPartitionResponse::default();
             out.partition_index = wanted.partition_index;
-            let partition = found.as_ref().and_then(|t| t.partition(wanted.partition_index));
-            let result = match partition {
-                None => Err(LogError::UnknownTopicOrPartition),
-                Some(partition) => match broker.cluster.check_leader(partition, wanted.current_leader_epoch) {
+            let partition = found.as_ref().ok().and_then(|t| t.partition(wanted.partition_index));
+            let result = match (&found, partition) {
+                (Err(error), _) => Err(same_error(error)),
+                (_, None) => Err(LogError::UnknownTopicOrPartition),
+                (_, Some(partition)) => match broker.cluster.check_leader(partition, wanted.current_leader_epoch) {
                     Ok(()) => offset_at(broker, partition, wanted.timestamp, isolation_level).await,
                     Err(error) => Err(error),
                 },
@@ -246,19 +249,21 @@ async fn offset_at(
 pub(super) fn offset_for_leader_epoch(
     broker: &Broker,
     request: OffsetForLeaderEpochRequest,
+    session: &Session,
 ) -> OffsetForLeaderEpochResponse {
     let mut response = OffsetForLeaderEpochResponse::default();
     for topic in request.topics {
-        let found = broker.log.topic(topic.topic.as_str());
+        let found = broker.service.topic(session, topic.topic.as_str(), Operation::Describe);
         let mut topic_result = OffsetForLeaderTopicResult::default();
         topic_result.topic = topic.topic;
         for wanted in topic.partitions {
             let mut out = EpochEndOffset::default();
             out.partition = wanted.partition;
-            let partition = found.as_ref().and_then(|t| t.partition(wanted.partition));
-            let checked = match partition {
-                None => Err(LogError::UnknownTopicOrPartition),
-                Some(p) => broker.cluster.check_leader(p, wanted.current_leader_epoch).map(|()| p),
+            let partition = found.as_ref().ok().and_then(|t| t.partition(wanted.partition));
+            let checked = match (&found, partition) {
+                (Err(error), _) => Err(same_error(error)),
+                (_, None) => Err(LogError::UnknownTopicOrPartition),
+                (_, Some(p)) => broker.cluster.check_leader(p, wanted.current_leader_epoch).map(|()| p),
             };
             match checked {
                 Err(error) => {

@@ -28,6 +28,7 @@ use super::{Broker, Handled, str_bytes, topic_name};
 use crate::coordinator::group::{CommitRequest, CommittedOffset, JoinRequest, JoinResult, SyncResult};
 use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
+use crate::service::authorizer::{Operation, Resource};
 use crate::service::session::Session;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -41,19 +42,17 @@ pub(super) async fn handle(
     session: &Session,
 ) -> Option<Handled> {
     let handled = match request {
-        RequestKind::FindCoordinator(body) => {
-            Handled::counted(find_coordinator(broker, body, version, &session.listener))
-        }
+        RequestKind::FindCoordinator(body) => Handled::counted(find_coordinator(broker, body, version, session)),
         RequestKind::JoinGroup(body) => Handled::counted(join(broker, body, version, session).await),
-        RequestKind::SyncGroup(body) => Handled::counted(sync(broker, body).await),
-        RequestKind::Heartbeat(body) => Handled::counted(heartbeat(broker, body)),
-        RequestKind::LeaveGroup(body) => Handled::counted(leave(broker, body, version).await),
-        RequestKind::OffsetCommit(body) => Handled::counted(offset_commit(broker, body).await),
-        RequestKind::OffsetFetch(body) => Handled::counted(offset_fetch(broker, body, version)),
-        RequestKind::DescribeGroups(body) => Handled::counted(describe_groups(broker, body, version)),
-        RequestKind::ListGroups(body) => Handled::counted(list_groups(broker, body)),
-        RequestKind::DeleteGroups(body) => Handled::counted(delete_groups(broker, body).await),
-        RequestKind::OffsetDelete(body) => Handled::uncounted(offset_delete(broker, body).await),
+        RequestKind::SyncGroup(body) => Handled::counted(sync(broker, body, session).await),
+        RequestKind::Heartbeat(body) => Handled::counted(heartbeat(broker, body, session)),
+        RequestKind::LeaveGroup(body) => Handled::counted(leave(broker, body, version, session).await),
+        RequestKind::OffsetCommit(body) => Handled::counted(offset_commit(broker, body, session).await),
+        RequestKind::OffsetFetch(body) => Handled::counted(offset_fetch(broker, body, version, session)),
+        RequestKind::DescribeGroups(body) => Handled::counted(describe_groups(broker, body, version, session)),
+        RequestKind::ListGroups(body) => Handled::counted(list_groups(broker, body, session)),
+        RequestKind::DeleteGroups(body) => Handled::counted(delete_groups(broker, body, session).await),
+        RequestKind::OffsetDelete(body) => Handled::uncounted(offset_delete(broker, body, session).await),
         _ => return super::misrouted(Family::Groups),
     };
     Some(handled)
@@ -69,6 +68,16 @@ fn not_coordinating(broker: &Broker, group_id: &str) -> Option<ResponseError> {
     }
 }
 
+/// Why the group request is not answered: the session may not do `operation` on the group
+/// (GROUP_AUTHORIZATION_FAILED, checked first, as Kafka does), or this broker does not
+/// coordinate it; `None` when it is answered.
+fn refused(broker: &Broker, session: &Session, operation: Operation, group_id: &str) -> Option<ResponseError> {
+    if !broker.service.allowed(session, operation, Resource::Group(group_id)) {
+        return Some(ResponseError::GroupAuthorizationFailed);
+    }
+    not_coordinating(broker, group_id)
+}
+
 fn text(value: &Option<kafka_protocol::protocol::StrBytes>) -> Option<String> {
     value.as_ref().map(|s| s.as_str().to_string())
 }
@@ -77,16 +86,31 @@ pub(super) fn find_coordinator(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
-    listener: &str,
+    session: &Session,
 ) -> FindCoordinatorResponse {
     let cluster = &broker.cluster;
+    let listener = &session.listener;
     let entry = |key: &str| {
         let mut entry = CoordinatorEntry::default();
         entry.key = str_bytes(key);
+        let denied = match request.key_type {
+            KEY_TYPE_GROUP if !broker.service.allowed(session, Operation::Describe, Resource::Group(key)) => {
+                Some(ResponseError::GroupAuthorizationFailed)
+            }
+            KEY_TYPE_TRANSACTION
+                if !broker.service.allowed(session, Operation::Describe, Resource::TransactionalId(key)) =>
+            {
+                Some(ResponseError::TransactionalIdAuthorizationFailed)
+            }
+            _ => None,
+        };
         if request.key_type != KEY_TYPE_GROUP && request.key_type != KEY_TYPE_TRANSACTION {
             entry.node_id = (-1).into();
             entry.error_code = ResponseError::InvalidRequest.code();
             entry.error_message = Some(str_bytes(format!("unknown coordinator key type {}", request.key_type)));
+        } else if let Some(error) = denied {
+            entry.node_id = (-1).into();
+            entry.error_code = error.code();
         } else if request.key_type == KEY_TYPE_GROUP || broker.transactions.is_some() {
             // A single broker coordinates every group and every transactional id.
             match cluster.broker_on(cluster.coordinator_for(key), listener) {
@@ -150,7 +174,7 @@ pub(super) async fn join(
         requires_known_member_id: version >= 4,
         supports_skip_assignment: version >= 9,
     };
-    let result = match not_coordinating(broker, request.group_id.as_str()) {
+    let result = match refused(broker, session, Operation::Read, request.group_id.as_str()) {
         Some(error) => JoinResult::error(error, request.member_id.as_str()),
         None => broker.coordinator.join(request.group_id.as_str(), join).await,
     };
@@ -183,10 +207,10 @@ impl CountErrors for JoinGroupResponse {
     }
 }
 
-pub(super) async fn sync(broker: &Arc<Broker>, request: SyncGroupRequest) -> SyncGroupResponse {
+pub(super) async fn sync(broker: &Arc<Broker>, request: SyncGroupRequest, session: &Session) -> SyncGroupResponse {
     let assignments =
         request.assignments.iter().map(|a| (a.member_id.as_str().to_string(), a.assignment.clone())).collect();
-    let result = match not_coordinating(broker, request.group_id.as_str()) {
+    let result = match refused(broker, session, Operation::Read, request.group_id.as_str()) {
         Some(error) => SyncResult::error(error),
         None => {
             broker
@@ -217,9 +241,9 @@ impl CountErrors for SyncGroupResponse {
     }
 }
 
-pub(super) fn heartbeat(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
+pub(super) fn heartbeat(broker: &Broker, request: HeartbeatRequest, session: &Session) -> HeartbeatResponse {
     let mut response = HeartbeatResponse::default();
-    if let Some(error) = not_coordinating(broker, request.group_id.as_str()) {
+    if let Some(error) = refused(broker, session, Operation::Read, request.group_id.as_str()) {
         response.error_code = error.code();
         return response;
     }
@@ -238,7 +262,12 @@ impl CountErrors for HeartbeatResponse {
     }
 }
 
-pub(super) async fn leave(broker: &Arc<Broker>, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub(super) async fn leave(
+    broker: &Arc<Broker>,
+    request: LeaveGroupRequest,
+    version: i16,
+    session: &Session,
+) -> LeaveGroupResponse {
     // v0–2 name one member; v3+ a batch of members, static ones by instance id.
     let members: Vec<(String, Option<String>)> = if version < 3 {
         vec![(request.member_id.as_str().to_string(), None)]
@@ -246,7 +275,7 @@ pub(super) async fn leave(broker: &Arc<Broker>, request: LeaveGroupRequest, vers
         request.members.iter().map(|m| (m.member_id.as_str().to_string(), text(&m.group_instance_id))).collect()
     };
     let mut response = LeaveGroupResponse::default();
-    let left = match not_coordinating(broker, request.group_id.as_str()) {
+    let left = match refused(broker, session, Operation::Read, request.group_id.as_str()) {
         Some(error) => Err(error.code()),
         // An unknown group knows none of the members: Kafka answers each UNKNOWN_MEMBER_ID
         // (v3+; v0–2 at the top level).
@@ -281,15 +310,26 @@ impl CountErrors for LeaveGroupResponse {
     }
 }
 
-pub(super) async fn offset_commit(broker: &Arc<Broker>, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub(super) async fn offset_commit(
+    broker: &Arc<Broker>,
+    request: OffsetCommitRequest,
+    session: &Session,
+) -> OffsetCommitResponse {
     let mut requests = Vec::new();
     let mut layout = Vec::new();
     for topic in &request.topics {
-        let found = broker.log.topic(topic.name.as_str());
+        // Committing needs READ on each topic; the others are answered without the coordinator.
+        let found = broker.service.topic(session, topic.name.as_str(), Operation::Read);
         let mut partitions = Vec::new();
         for partition in &topic.partitions {
-            let known = found.as_ref().is_some_and(|t| t.partition(partition.partition_index).is_some());
-            if known {
+            let refused = match &found {
+                Err(error) => Some(super::same_error(error).code()),
+                Ok(t) if t.partition(partition.partition_index).is_none() => {
+                    Some(ResponseError::UnknownTopicOrPartition.code())
+                }
+                Ok(_) => None,
+            };
+            if refused.is_none() {
                 requests.push(CommitRequest {
                     topic: topic.name.as_str().to_string(),
                     partition: partition.partition_index,
@@ -298,11 +338,11 @@ pub(super) async fn offset_commit(broker: &Arc<Broker>, request: OffsetCommitReq
                     metadata: text(&partition.committed_metadata),
                 });
             }
-            partitions.push((partition.partition_index, known));
+            partitions.push((partition.partition_index, refused));
         }
         layout.push((topic.name.clone(), partitions));
     }
-    let outcome = match not_coordinating(broker, request.group_id.as_str()) {
+    let outcome = match refused(broker, session, Operation::Read, request.group_id.as_str()) {
         Some(error) => Err(error.code()),
         None => {
             broker
@@ -325,13 +365,13 @@ pub(super) async fn offset_commit(broker: &Arc<Broker>, request: OffsetCommitReq
     for (name, partitions) in layout {
         let mut topic = OffsetCommitResponseTopic::default();
         topic.name = name;
-        for (index, known) in partitions {
+        for (index, refused) in partitions {
             let mut partition = OffsetCommitResponsePartition::default();
             partition.partition_index = index;
-            partition.error_code = match (&outcome, known) {
+            partition.error_code = match (&outcome, refused) {
                 (Err(code), _) => *code,
-                (Ok(_), false) => ResponseError::UnknownTopicOrPartition.code(),
-                (Ok(_), true) => codes.next().unwrap_or(0),
+                (Ok(_), Some(code)) => code,
+                (Ok(_), None) => codes.next().unwrap_or(0),
             };
             topic.partitions.push(partition);
         }
@@ -353,7 +393,29 @@ fn fetch_partition(index: i32, committed: Option<CommittedOffset>) -> (i32, i64,
     }
 }
 
-pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+/// How OffsetFetch answers a committed offset of a topic the session may not describe: asked for
+/// by name, TOPIC_AUTHORIZATION_FAILED without the offset; asked for as "every topic", left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visibility {
+    Shown,
+    Refused,
+    Hidden,
+}
+
+fn visibility(broker: &Broker, session: &Session, topic: &str, named: bool) -> Visibility {
+    match (broker.service.allowed(session, Operation::Describe, Resource::Topic(topic)), named) {
+        (true, _) => Visibility::Shown,
+        (false, true) => Visibility::Refused,
+        (false, false) => Visibility::Hidden,
+    }
+}
+
+pub(super) fn offset_fetch(
+    broker: &Broker,
+    request: OffsetFetchRequest,
+    version: i16,
+    session: &Session,
+) -> OffsetFetchResponse {
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
         for group in &request.groups {
@@ -362,7 +424,7 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
             });
             let mut out = OffsetFetchResponseGroup::default();
             out.group_id = group.group_id.clone();
-            if let Some(error) = not_coordinating(broker, group.group_id.as_str()) {
+            if let Some(error) = refused(broker, session, Operation::Describe, group.group_id.as_str()) {
                 out.error_code = error.code();
                 response.groups.push(out);
                 continue;
@@ -372,6 +434,10 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
             for (topic, partition, committed) in
                 broker.coordinator.committed(group.group_id.as_str(), wanted.as_deref())
             {
+                let visibility = visibility(broker, session, &topic, wanted.is_some());
+                if visibility == Visibility::Hidden {
+                    continue;
+                }
                 if topics.last().is_none_or(|t| t.name.as_str() != topic) {
                     let mut entry = OffsetFetchResponseTopics::default();
                     entry.name = topic_name(&topic);
@@ -387,6 +453,10 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
                     p.error_code = ResponseError::UnstableOffsetCommit.code();
                     p.committed_offset = -1;
                 }
+                if visibility == Visibility::Refused {
+                    p.error_code = ResponseError::TopicAuthorizationFailed.code();
+                    (p.committed_offset, p.committed_leader_epoch, p.metadata) = (-1, -1, Some(str_bytes("")));
+                }
                 if let Some(last) = topics.last_mut() {
                     last.partitions.push(p);
                 }
@@ -397,7 +467,7 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
         return response;
     }
     // The top-level error is a v2+ field.
-    if let Some(error) = not_coordinating(broker, request.group_id.as_str())
+    if let Some(error) = refused(broker, session, Operation::Describe, request.group_id.as_str())
         && version >= 2
     {
         response.error_code = error.code();
@@ -410,6 +480,10 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
     let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
     let unstable = unstable_offsets(broker, request.group_id.as_str(), version >= 7 && request.require_stable);
     for (topic, partition, committed) in broker.coordinator.committed(request.group_id.as_str(), wanted.as_deref()) {
+        let visibility = visibility(broker, session, &topic, wanted.is_some());
+        if visibility == Visibility::Hidden {
+            continue;
+        }
         if topics.last().is_none_or(|t| t.name.as_str() != topic) {
             let mut entry = OffsetFetchResponseTopic::default();
             entry.name = topic_name(&topic);
@@ -426,6 +500,10 @@ pub(super) fn offset_fetch(broker: &Broker, request: OffsetFetchRequest, version
         if unstable.contains(&(topic.clone(), partition)) {
             p.error_code = ResponseError::UnstableOffsetCommit.code();
             p.committed_offset = -1;
+        }
+        if visibility == Visibility::Refused {
+            p.error_code = ResponseError::TopicAuthorizationFailed.code();
+            (p.committed_offset, p.committed_leader_epoch, p.metadata) = (-1, -1, Some(str_bytes("")));
         }
         if let Some(last) = topics.last_mut() {
             last.partitions.push(p);
@@ -456,11 +534,16 @@ impl CountErrors for OffsetFetchResponse {
     }
 }
 
-pub(super) fn describe_groups(broker: &Broker, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+pub(super) fn describe_groups(
+    broker: &Broker,
+    request: DescribeGroupsRequest,
+    version: i16,
+    session: &Session,
+) -> DescribeGroupsResponse {
     let mut response = DescribeGroupsResponse::default();
     for id in request.groups {
         let mut group = DescribedGroup::default();
-        if let Some(error) = not_coordinating(broker, id.as_str()) {
+        if let Some(error) = refused(broker, session, Operation::Describe, id.as_str()) {
             group.error_code = error.code();
             group.group_state = str_bytes("Dead");
             group.group_id = id;
@@ -497,6 +580,10 @@ pub(super) fn describe_groups(broker: &Broker, request: DescribeGroupsRequest, v
                 }
             }
         }
+        if version >= 3 && request.include_authorized_operations {
+            let resource = Resource::Group(id.as_str());
+            group.authorized_operations = broker.service.authorized_operations(session, resource, &Operation::GROUP);
+        }
         group.group_id = id;
         response.groups.push(group);
     }
@@ -509,11 +596,16 @@ impl CountErrors for DescribeGroupsResponse {
     }
 }
 
-pub(super) fn list_groups(broker: &Broker, request: ListGroupsRequest) -> ListGroupsResponse {
+pub(super) fn list_groups(broker: &Broker, request: ListGroupsRequest, session: &Session) -> ListGroupsResponse {
     let mut response = ListGroupsResponse::default();
+    // DESCRIBE on the cluster lists every group; otherwise those the session may describe.
+    let every = broker.service.allowed(session, Operation::Describe, Resource::Cluster);
     let states: Vec<String> = request.states_filter.iter().map(|s| s.as_str().to_lowercase()).collect();
     let types: Vec<String> = request.types_filter.iter().map(|s| s.as_str().to_lowercase()).collect();
     for (id, protocol_type, state) in broker.coordinator.list() {
+        if !every && !broker.service.allowed(session, Operation::Describe, Resource::Group(&id)) {
+            continue;
+        }
         if !states.is_empty() && !states.contains(&state.to_lowercase()) {
             continue;
         }
@@ -536,7 +628,11 @@ impl CountErrors for ListGroupsResponse {
     }
 }
 
-pub(super) async fn delete_groups(broker: &Arc<Broker>, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub(super) async fn delete_groups(
+    broker: &Arc<Broker>,
+    request: DeleteGroupsRequest,
+    session: &Session,
+) -> DeleteGroupsResponse {
     let mut response = DeleteGroupsResponse::default();
     let mut names = request.groups_names;
     // A group named twice is answered once, as Kafka does.
@@ -544,7 +640,7 @@ pub(super) async fn delete_groups(broker: &Arc<Broker>, request: DeleteGroupsReq
     names.retain(|id| seen.insert(id.as_str().to_string()));
     for id in names {
         let mut result = DeletableGroupResult::default();
-        result.error_code = match not_coordinating(broker, id.as_str()) {
+        result.error_code = match refused(broker, session, Operation::Delete, id.as_str()) {
             Some(error) => error.code(),
             None => broker.coordinator.delete_group(id.as_str()).await,
         };
@@ -560,35 +656,53 @@ impl CountErrors for DeleteGroupsResponse {
     }
 }
 
-pub(super) async fn offset_delete(broker: &Arc<Broker>, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
-    let partitions: Vec<(String, i32)> = request
+pub(super) async fn offset_delete(
+    broker: &Arc<Broker>,
+    request: OffsetDeleteRequest,
+    session: &Session,
+) -> OffsetDeleteResponse {
+    // Deleting a topic's offsets needs READ on it; those refused are left alone.
+    let topics: Vec<_> = request
         .topics
+        .into_iter()
+        .map(|topic| {
+            let found = broker.service.topic(session, topic.name.as_str(), Operation::Read);
+            let refused = |index: i32| match &found {
+                Err(error) => Some(super::same_error(error).code()),
+                Ok(t) if t.partition(index).is_none() => Some(ResponseError::UnknownTopicOrPartition.code()),
+                Ok(_) => None,
+            };
+            let partitions: Vec<(i32, Option<i16>)> =
+                topic.partitions.iter().map(|p| (p.partition_index, refused(p.partition_index))).collect();
+            (topic.name, partitions)
+        })
+        .collect();
+    let deletable: Vec<(String, i32)> = topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str().to_string(), p.partition_index)))
+        .flat_map(|(name, partitions)| {
+            partitions.iter().filter(|(_, refused)| refused.is_none()).map(|(index, _)| (name.to_string(), *index))
+        })
         .collect();
     let mut response = OffsetDeleteResponse::default();
-    let deleted = match not_coordinating(broker, request.group_id.as_str()) {
+    let deleted = match refused(broker, session, Operation::Delete, request.group_id.as_str()) {
         Some(error) => Err(error.code()),
-        None => broker.coordinator.delete_offsets(request.group_id.as_str(), &partitions).await,
+        None => broker.coordinator.delete_offsets(request.group_id.as_str(), &deletable).await,
     };
     match deleted {
         Ok(codes) => {
             let mut codes = codes.into_iter();
-            for topic in request.topics {
+            for (name, partitions) in topics {
                 let mut out = OffsetDeleteResponseTopic::default();
-                let known = broker.log.topic(topic.name.as_str());
-                for partition in topic.partitions {
+                for (index, refused) in partitions {
                     let mut p = OffsetDeleteResponsePartition::default();
-                    p.partition_index = partition.partition_index;
-                    let code = codes.next().unwrap_or(0);
-                    p.error_code = if known.as_ref().is_some_and(|t| t.partition(partition.partition_index).is_some()) {
-                        code
-                    } else {
-                        ResponseError::UnknownTopicOrPartition.code()
+                    p.partition_index = index;
+                    p.error_code = match refused {
+                        Some(code) => code,
+                        None => codes.next().unwrap_or(0),
                     };
                     out.partitions.push(p);
                 }
-                out.name = topic.name;
+                out.name = name;
                 response.topics.push(out);
             }
         }

@@ -21,14 +21,17 @@ use super::{Broker, Handled, str_bytes, topic_name};
 use crate::log::{LogError, Topic};
 use crate::protocol::apis::{APIS, Family};
 use crate::protocol::{CountErrors, ErrorCounts};
+use crate::service::authorizer::{Operation, Resource};
 use crate::service::session::Session;
 
-/// With no authorizer every client may do everything a resource supports, which Kafka reports as
-/// these bit sets (AclOperation codes): a topic's READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS, and the cluster's CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE.
-const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
-const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+/// The cluster's authorized operations as Kafka reports them: those the session may do, or none
+/// at all without DESCRIBE on the cluster.
+pub(super) fn cluster_operations(broker: &Broker, session: &Session) -> i32 {
+    if !broker.service.allowed(session, Operation::Describe, Resource::Cluster) {
+        return 0;
+    }
+    broker.service.authorized_operations(session, Resource::Cluster, &Operation::CLUSTER)
+}
 
 pub(super) async fn handle(
     broker: &Arc<Broker>,
@@ -39,8 +42,10 @@ pub(super) async fn handle(
     let handled = match request {
         RequestKind::ApiVersions(_) => Handled::counted(api_versions()),
         RequestKind::Metadata(body) => Handled::counted(metadata(broker, body, version, session).await),
-        RequestKind::DescribeCluster(body) => Handled::counted(describe_cluster(broker, body, &session.listener)),
-        RequestKind::DescribeTopicPartitions(body) => Handled::uncounted(describe_topic_partitions(broker, body)),
+        RequestKind::DescribeCluster(body) => Handled::counted(describe_cluster(broker, body, session)),
+        RequestKind::DescribeTopicPartitions(body) => {
+            Handled::uncounted(describe_topic_partitions(broker, body, session))
+        }
         _ => return super::misrouted(Family::Metadata),
     };
     Some(handled)
@@ -84,8 +89,11 @@ pub(super) async fn metadata(
 ) -> MetadataResponse {
     let mut response = MetadataResponse::default();
     if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+        response.cluster_authorized_operations = cluster_operations(broker, session);
     }
+    let service = &broker.service;
+    let topic_operations_of =
+        |name: &str| service.authorized_operations(session, Resource::Topic(name), &Operation::TOPIC);
     let topic_operations = version >= 8 && request.include_topic_authorized_operations;
     for info in broker.cluster.brokers_on(&session.listener) {
         let mut node = MetadataResponseBroker::default();
@@ -104,9 +112,18 @@ pub(super) async fn metadata(
         Some(topics) => topics.is_empty() && version == 0,
     };
     if all {
-        response.topics = broker.log.topics().iter().map(|topic| describe_topic(broker, topic)).collect();
+        // Only the topics the session may describe are listed.
+        let described = broker
+            .log
+            .topics()
+            .into_iter()
+            .filter(|topic| service.allowed(session, Operation::Describe, Resource::Topic(&topic.name)));
+        response.topics = described.map(|topic| describe_topic(broker, &topic)).collect();
         if topic_operations {
-            response.topics.iter_mut().for_each(|t| t.topic_authorized_operations = TOPIC_OPERATIONS);
+            for topic in &mut response.topics {
+                let name = topic.name.as_ref().map(|n| n.as_str()).unwrap_or_default();
+                topic.topic_authorized_operations = topic_operations_of(name);
+            }
         }
         return response;
     }
@@ -115,10 +132,20 @@ pub(super) async fn metadata(
     for wanted in request.topics.unwrap_or_default() {
         let existed = wanted.name.as_ref().is_some_and(|name| broker.log.topic(name.as_str()).is_some());
         let found = match &wanted.name {
+            Some(name) if !service.allowed(session, Operation::Describe, Resource::Topic(name.as_str())) => {
+                Err((LogError::TopicAuthorizationFailed(name.to_string()), Some(name.clone())))
+            }
             Some(name) => {
                 lookup(broker, session, name.as_str(), allow_create).await.map_err(|e| (e, Some(name.clone())))
             }
-            None => broker.log.topic_by_id(wanted.topic_id).ok_or((LogError::UnknownTopicId, None)),
+            // A topic asked for by id that the session may not describe is not named.
+            None => match broker.log.topic_by_id(wanted.topic_id) {
+                Some(topic) if !service.allowed(session, Operation::Describe, Resource::Topic(&topic.name)) => {
+                    Err((LogError::TopicAuthorizationFailed(String::new()), None))
+                }
+                Some(topic) => Ok(topic),
+                None => Err((LogError::UnknownTopicId, None)),
+            },
         };
         let topic = match found {
             // Kafka answers the request that auto-creates a topic with LEADER_NOT_AVAILABLE; clients
@@ -133,7 +160,7 @@ pub(super) async fn metadata(
             Ok(topic) => {
                 let mut described = describe_topic(broker, &topic);
                 if topic_operations {
-                    described.topic_authorized_operations = TOPIC_OPERATIONS;
+                    described.topic_authorized_operations = topic_operations_of(&topic.name);
                 }
                 described
             }
@@ -187,11 +214,12 @@ fn describe_topic(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
 pub(super) fn describe_cluster(
     broker: &Broker,
     request: DescribeClusterRequest,
-    listener: &str,
+    session: &Session,
 ) -> DescribeClusterResponse {
+    let listener = &session.listener;
     let mut response = DescribeClusterResponse::default();
     if request.include_cluster_authorized_operations {
-        response.cluster_authorized_operations = CLUSTER_OPERATIONS;
+        response.cluster_authorized_operations = cluster_operations(broker, session);
     }
     response.cluster_id = str_bytes(broker.log.cluster_id());
     response.controller_id = broker.cluster.controller().into();
@@ -216,10 +244,12 @@ impl CountErrors for DescribeClusterResponse {
 pub(super) fn describe_topic_partitions(
     broker: &Broker,
     request: DescribeTopicPartitionsRequest,
+    session: &Session,
 ) -> DescribeTopicPartitionsResponse {
     let limit = usize::try_from(request.response_partition_limit).unwrap_or(0).clamp(1, 2000);
+    let may_describe = |name: &str| broker.service.allowed(session, Operation::Describe, Resource::Topic(name));
     let mut names: Vec<String> = if request.topics.is_empty() {
-        broker.log.topics().iter().map(|t| t.name.clone()).collect()
+        broker.log.topics().iter().map(|t| t.name.clone()).filter(|name| may_describe(name)).collect()
     } else {
         request.topics.iter().map(|t| t.name.as_str().to_string()).collect()
     };
@@ -234,6 +264,11 @@ pub(super) fn describe_topic_partitions(
     for name in names.into_iter().filter(|n| cursor_topic.as_ref().is_none_or(|c| n >= c)) {
         let mut out = DescribeTopicPartitionsResponseTopic::default();
         out.name = Some(topic_name(&name));
+        if !may_describe(&name) {
+            out.error_code = ResponseError::TopicAuthorizationFailed.code();
+            response.topics.push(out);
+            continue;
+        }
         let Some(topic) = broker.log.topic(&name) else {
             out.error_code = ResponseError::UnknownTopicOrPartition.code();
             response.topics.push(out);

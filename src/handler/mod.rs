@@ -3,6 +3,7 @@
 //! error codes it put in it counted. `protocol::apis` says which family answers each API; each
 //! family's `handle` matches its own request kinds.
 
+mod acls;
 mod admin;
 mod cluster;
 mod configs;
@@ -25,10 +26,11 @@ use crate::config::Config;
 use crate::coordinator::group::GroupCoordinator;
 use crate::coordinator::producer_ids::ProducerIdManager;
 use crate::coordinator::txn::TransactionCoordinator;
-use crate::log::Log;
+use crate::log::{Log, LogError};
 use crate::protocol::apis::Family;
 use crate::protocol::{Body, CountErrors, ErrorCounts, Request};
-use crate::service::authorizer::AllowAll;
+use crate::security::acl::StandardAuthorizer;
+use crate::service::authorizer::{AllowAll, Authorizer};
 use crate::service::session::Session;
 use crate::service::{BrokerService, ServiceSettings};
 use crate::unified::UnifiedLog;
@@ -116,8 +118,14 @@ impl Broker {
             num_partitions: config.log.num_partitions,
             record_batch_decompressed_bytes_max: config.log.record_batch_decompressed_bytes_max,
         };
-        let mut service =
-            BrokerService::new(unified.clone(), cluster.clone(), Arc::new(AllowAll), metrics.clone(), settings);
+        let authorizer: Arc<dyn Authorizer> = if config.security.acls {
+            let super_users = config.security.super_users.iter().cloned().collect();
+            let open = config.security.allow_everyone_if_no_acl_found;
+            Arc::new(StandardAuthorizer::new(unified.log().clone(), super_users, open))
+        } else {
+            Arc::new(AllowAll)
+        };
+        let mut service = BrokerService::new(unified.clone(), cluster.clone(), authorizer, metrics.clone(), settings);
         if let Some(forwarder) = forwarder {
             service = service.with_forwarder(forwarder);
         }
@@ -158,15 +166,15 @@ impl Broker {
             Family::Produce => return produce::handle(self, kind, version, session).await,
             Family::Fetch => fetch::handle(self, kind, version, session).await,
             Family::Metadata => metadata::handle(self, kind, version, session).await,
-            Family::Admin => admin::handle(self, kind, version).await,
-            Family::Configs => configs::handle(self, kind, version).await,
+            Family::Admin => admin::handle(self, kind, version, session).await,
+            Family::Configs => configs::handle(self, kind, version, session).await,
             Family::Groups => {
                 let session = session.with_client_id(&request.client_id.unwrap_or_default());
                 groups::handle(self, kind, version, &session).await
             }
-            Family::Cluster => cluster::handle(self, kind, version),
-            Family::Txn => txn::handle(self, kind, version).await,
-            Family::Security => security::handle(self, kind).await,
+            Family::Cluster => cluster::handle(self, kind, version, session),
+            Family::Txn => txn::handle(self, kind, version, session).await,
+            Family::Security => security::handle(self, kind, version, session).await,
         };
         ready(handled)
     }
@@ -180,6 +188,17 @@ fn ready(handled: Option<Handled>) -> PendingResponse {
 fn misrouted(family: Family) -> Option<Handled> {
     tracing::error!(?family, "request routed to a family without a handler for it; see protocol::apis");
     None
+}
+
+/// A topic lookup's error, repeated for each of its partitions.
+pub(crate) fn same_error(error: &LogError) -> LogError {
+    match error {
+        LogError::UnknownTopicId => LogError::UnknownTopicId,
+        LogError::InvalidTopic(reason) => LogError::InvalidTopic(reason.clone()),
+        LogError::Unavailable => LogError::Unavailable,
+        LogError::TopicAuthorizationFailed(name) => LogError::TopicAuthorizationFailed(name.clone()),
+        _ => LogError::UnknownTopicOrPartition,
+    }
 }
 
 pub(crate) fn topic_name(name: &str) -> TopicName {

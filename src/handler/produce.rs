@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use super::{Broker, Handled, PendingResponse, Response, str_bytes};
+use super::{Broker, Handled, PendingResponse, Response, same_error, str_bytes};
 use crate::log::batch::BatchError;
 use crate::log::{AppendInfo, LogError};
 use crate::protocol::apis::Family;
 use crate::protocol::legacy_produce::{self, LegacyProduce};
 use crate::protocol::{CountErrors, ErrorCounts};
 use crate::service::PendingAppend;
-use crate::service::authorizer::Operation;
+use crate::service::authorizer::{Operation, Resource};
 use crate::service::session::Session;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
@@ -33,9 +33,13 @@ fn check_transaction(
     broker: &Broker,
     validated: &crate::service::Validated,
     transactional_id: Option<&str>,
+    session: &Session,
     topic: &str,
     index: i32,
 ) -> Result<(), LogError> {
+    if let Some(id) = transactional_id {
+        broker.service.authorize(session, Operation::Write, Resource::TransactionalId(id))?;
+    }
     let Some((producer_id, producer_epoch)) = validated.transactional_producer() else { return Ok(()) };
     if transactional_id.is_none() {
         return Err(LogError::TransactionalIdAuthorizationFailed("null".into()));
@@ -75,7 +79,8 @@ pub(super) async fn handle(
                 Err(error) => Outcome::Done(Err(same_error(error))),
                 Ok(topic) => match service.validate(topic, data.index, &data.records.unwrap_or_default(), acks) {
                     Ok(validated) => {
-                        match check_transaction(broker, &validated, transactional_id, &topic.name, data.index) {
+                        match check_transaction(broker, &validated, transactional_id, session, &topic.name, data.index)
+                        {
                             Ok(()) => {
                                 ready.push(validated);
                                 Outcome::Queued
@@ -198,16 +203,6 @@ fn partition_response(
         }
     }
     response
-}
-
-/// The topic lookup error, repeated for each of its partitions.
-fn same_error(error: &LogError) -> LogError {
-    match error {
-        LogError::UnknownTopicId => LogError::UnknownTopicId,
-        LogError::InvalidTopic(reason) => LogError::InvalidTopic(reason.clone()),
-        LogError::Unavailable => LogError::Unavailable,
-        _ => LogError::UnknownTopicOrPartition,
-    }
 }
 
 /// Produce v0–v2 is advertised for librdkafka's sake and refused, as Apache Kafka 4 does. The

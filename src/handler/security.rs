@@ -18,11 +18,43 @@ use kafka_protocol::messages::{
 use super::{Broker, Handled, misrouted, str_bytes};
 use crate::protocol::apis::Family;
 use crate::security::scram::{self, Credential, Mechanism};
+use crate::service::authorizer::{Operation, Resource};
+use crate::service::session::Session;
 
-pub(super) async fn handle(broker: &Arc<Broker>, kind: RequestKind) -> Option<Handled> {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    kind: RequestKind,
+    version: i16,
+    session: &Session,
+) -> Option<Handled> {
+    let may = |operation: Operation| broker.service.allowed(session, operation, Resource::Cluster);
+    let refused = ResponseError::ClusterAuthorizationFailed;
     Some(match kind {
+        RequestKind::DescribeUserScramCredentials(_) if !may(Operation::Describe) => Handled::uncounted(
+            DescribeUserScramCredentialsResponse::default()
+                .with_error_code(refused.code())
+                .with_error_message(Some(str_bytes(refused.to_string()))),
+        ),
         RequestKind::DescribeUserScramCredentials(body) => Handled::uncounted(describe(broker, body)),
+        RequestKind::AlterUserScramCredentials(body) if !may(Operation::Alter) => {
+            let users: BTreeSet<String> = body
+                .deletions
+                .iter()
+                .map(|d| d.name.to_string())
+                .chain(body.upsertions.iter().map(|u| u.name.to_string()))
+                .collect();
+            let results = users.into_iter().map(|user| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(str_bytes(user))
+                    .with_error_code(refused.code())
+                    .with_error_message(Some(str_bytes(refused.to_string())))
+            });
+            Handled::uncounted(AlterUserScramCredentialsResponse::default().with_results(results.collect()))
+        }
         RequestKind::AlterUserScramCredentials(body) => Handled::uncounted(alter(broker, body).await),
+        RequestKind::CreateAcls(body) => Handled::uncounted(super::acls::create(broker, body, session).await),
+        RequestKind::DescribeAcls(body) => Handled::uncounted(super::acls::describe(broker, body, version, session)),
+        RequestKind::DeleteAcls(body) => Handled::uncounted(super::acls::delete(broker, body, session).await),
         _ => return misrouted(Family::Security),
     })
 }

@@ -24,15 +24,22 @@ use crate::coordinator::group::OFFSET_METADATA_BYTES_MAX;
 use crate::coordinator::txn::{PendingOffset, TransactionCoordinator, TxnState};
 use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
+use crate::service::authorizer::{Operation, Resource};
+use crate::service::session::Session;
 
-pub(super) async fn handle(broker: &Arc<Broker>, kind: RequestKind, version: i16) -> Option<Handled> {
+pub(super) async fn handle(
+    broker: &Arc<Broker>,
+    kind: RequestKind,
+    version: i16,
+    session: &Session,
+) -> Option<Handled> {
     Some(match kind {
-        RequestKind::AddPartitionsToTxn(body) => Handled::counted(add_partitions(broker, body, version).await),
-        RequestKind::AddOffsetsToTxn(body) => Handled::counted(add_offsets(broker, body, version).await),
-        RequestKind::EndTxn(body) => Handled::counted(end_txn(broker, body, version).await),
-        RequestKind::TxnOffsetCommit(body) => Handled::counted(txn_offset_commit(broker, body, version).await),
-        RequestKind::DescribeTransactions(body) => Handled::counted(describe(broker, body)),
-        RequestKind::ListTransactions(body) => Handled::counted(list(broker, body)),
+        RequestKind::AddPartitionsToTxn(body) => Handled::counted(add_partitions(broker, body, version, session).await),
+        RequestKind::AddOffsetsToTxn(body) => Handled::counted(add_offsets(broker, body, version, session).await),
+        RequestKind::EndTxn(body) => Handled::counted(end_txn(broker, body, version, session).await),
+        RequestKind::TxnOffsetCommit(body) => Handled::counted(txn_offset_commit(broker, body, version, session).await),
+        RequestKind::DescribeTransactions(body) => Handled::counted(describe(broker, body, session)),
+        RequestKind::ListTransactions(body) => Handled::counted(list(broker, body, session)),
         _ => return misrouted(Family::Txn),
     })
 }
@@ -40,6 +47,23 @@ pub(super) async fn handle(broker: &Arc<Broker>, kind: RequestKind, version: i16
 /// The coordinator, or the error a client gets where there is none (a cluster, for now).
 fn coordinator(broker: &Broker) -> Result<&TransactionCoordinator, ResponseError> {
     broker.transactions.as_ref().ok_or(ResponseError::CoordinatorNotAvailable)
+}
+
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED when the session may not do `operation` on the
+/// transactional id.
+fn authorize_txn(broker: &Broker, session: &Session, operation: Operation, id: &str) -> Result<(), ResponseError> {
+    match broker.service.allowed(session, operation, Resource::TransactionalId(id)) {
+        true => Ok(()),
+        false => Err(ResponseError::TransactionalIdAuthorizationFailed),
+    }
+}
+
+/// GROUP_AUTHORIZATION_FAILED when the session may not read (commit offsets for) the group.
+fn authorize_group(broker: &Broker, session: &Session, group: &str) -> Result<(), ResponseError> {
+    match broker.service.allowed(session, Operation::Read, Resource::Group(group)) {
+        true => Ok(()),
+        false => Err(ResponseError::GroupAuthorizationFailed),
+    }
 }
 
 /// PRODUCER_FENCED for the versions that know it; INVALID_PRODUCER_EPOCH for older ones, as
@@ -55,13 +79,30 @@ async fn add_partitions(
     broker: &Broker,
     request: AddPartitionsToTxnRequest,
     version: i16,
+    session: &Session,
 ) -> AddPartitionsToTxnResponse {
     let partitions: Vec<(String, i32)> = request
         .v3_and_below_topics
         .iter()
         .flat_map(|t| t.partitions.iter().map(|p| (t.name.as_str().to_string(), *p)))
         .collect();
+    // As in Kafka: a topic the session may not write fails the whole request, its partitions
+    // with TOPIC_AUTHORIZATION_FAILED and the others with OPERATION_NOT_ATTEMPTED.
+    let may_write = |topic: &str| broker.service.allowed(session, Operation::Write, Resource::Topic(topic));
+    let topics_refused = partitions.iter().any(|(topic, _)| !may_write(topic));
+    let authorized = authorize_txn(broker, session, Operation::Write, request.v3_and_below_transactional_id.as_str());
     let result = match coordinator(broker) {
+        _ if authorized.is_err() => authorized.map(|()| Vec::new()),
+        _ if topics_refused => Ok(partitions
+            .iter()
+            .map(|(topic, index)| {
+                let code = match may_write(topic) {
+                    true => ResponseError::OperationNotAttempted.code(),
+                    false => ResponseError::TopicAuthorizationFailed.code(),
+                };
+                (topic.clone(), *index, code)
+            })
+            .collect()),
         Ok(transactions) => {
             transactions
                 .add_partitions(
@@ -110,8 +151,16 @@ impl CountErrors for AddPartitionsToTxnResponse {
     }
 }
 
-async fn add_offsets(broker: &Broker, request: AddOffsetsToTxnRequest, version: i16) -> AddOffsetsToTxnResponse {
+async fn add_offsets(
+    broker: &Broker,
+    request: AddOffsetsToTxnRequest,
+    version: i16,
+    session: &Session,
+) -> AddOffsetsToTxnResponse {
+    let authorized = authorize_txn(broker, session, Operation::Write, request.transactional_id.as_str())
+        .and_then(|()| authorize_group(broker, session, request.group_id.as_str()));
     let result = match coordinator(broker) {
+        _ if authorized.is_err() => authorized,
         Ok(transactions) => {
             transactions
                 .add_offsets(
@@ -133,8 +182,10 @@ impl CountErrors for AddOffsetsToTxnResponse {
     }
 }
 
-async fn end_txn(broker: &Broker, request: EndTxnRequest, version: i16) -> EndTxnResponse {
+async fn end_txn(broker: &Broker, request: EndTxnRequest, version: i16, session: &Session) -> EndTxnResponse {
+    let authorized = authorize_txn(broker, session, Operation::Write, request.transactional_id.as_str());
     let result = match coordinator(broker) {
+        _ if authorized.is_err() => authorized,
         Ok(transactions) => {
             transactions
                 .end_txn(
@@ -159,13 +210,29 @@ impl CountErrors for EndTxnResponse {
     }
 }
 
-async fn txn_offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, version: i16) -> TxnOffsetCommitResponse {
+async fn txn_offset_commit(
+    broker: &Broker,
+    request: TxnOffsetCommitRequest,
+    version: i16,
+    session: &Session,
+) -> TxnOffsetCommitResponse {
     let group = request.group_id.as_str().to_string();
     let mut offsets = Vec::new();
     let mut codes: Vec<(String, i32, i16)> = Vec::new();
+    let authorized = authorize_txn(broker, session, Operation::Write, request.transactional_id.as_str())
+        .and_then(|()| authorize_group(broker, session, &group));
     for topic in &request.topics {
+        let may_read = broker.service.allowed(session, Operation::Read, Resource::Topic(topic.name.as_str()));
         for partition in &topic.partitions {
             let name = topic.name.as_str().to_string();
+            if let Err(error) = authorized {
+                codes.push((name, partition.partition_index, error.code()));
+                continue;
+            }
+            if !may_read {
+                codes.push((name, partition.partition_index, ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let metadata = partition.committed_metadata.as_ref().map(|m| m.as_str().to_string());
             if metadata.as_ref().is_some_and(|m| m.len() > OFFSET_METADATA_BYTES_MAX) {
                 codes.push((name, partition.partition_index, ResponseError::OffsetMetadataTooLarge.code()));
@@ -189,6 +256,7 @@ async fn txn_offset_commit(broker: &Broker, request: TxnOffsetCommitRequest, ver
         request.generation_id,
     );
     let result = match (coordinator(broker), member) {
+        _ if authorized.is_err() => Ok(()),
         (Err(error), _) | (_, Err(error)) => Err(error),
         (Ok(transactions), Ok(())) => {
             transactions
@@ -224,11 +292,13 @@ impl CountErrors for TxnOffsetCommitResponse {
     }
 }
 
-fn describe(broker: &Broker, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+fn describe(broker: &Broker, request: DescribeTransactionsRequest, session: &Session) -> DescribeTransactionsResponse {
     let mut response = DescribeTransactionsResponse::default();
     for id in &request.transactional_ids {
         let mut state = describe_transactions_response::TransactionState::default().with_transactional_id(id.clone());
-        let found = coordinator(broker).map(|c| c.describe(id.as_str()));
+        let found = authorize_txn(broker, session, Operation::Describe, id.as_str())
+            .and_then(|()| coordinator(broker))
+            .map(|c| c.describe(id.as_str()));
         match found {
             Err(error) => state.error_code = error.code(),
             Ok(None) => state.error_code = ResponseError::TransactionalIdNotFound.code(),
@@ -239,7 +309,12 @@ fn describe(broker: &Broker, request: DescribeTransactionsRequest) -> DescribeTr
                 state.producer_id = txn.producer_id.into();
                 state.producer_epoch = txn.producer_epoch;
                 let mut topics: Vec<describe_transactions_response::TopicData> = Vec::new();
-                for (topic, index) in &txn.partitions {
+                // Only the topics the session may describe are named.
+                let described = txn
+                    .partitions
+                    .iter()
+                    .filter(|(topic, _)| broker.service.allowed(session, Operation::Describe, Resource::Topic(topic)));
+                for (topic, index) in described {
                     match topics.iter_mut().find(|t| t.topic.as_str() == topic) {
                         Some(entry) => entry.partitions.push(*index),
                         None => topics.push(
@@ -265,7 +340,7 @@ impl CountErrors for DescribeTransactionsResponse {
 
 /// ListTransactions, with Kafka's filters: states (unknown names reported back), producer ids,
 /// and (v1) transactions running longer than a duration.
-fn list(broker: &Broker, request: ListTransactionsRequest) -> ListTransactionsResponse {
+fn list(broker: &Broker, request: ListTransactionsRequest, session: &Session) -> ListTransactionsResponse {
     let mut response = ListTransactionsResponse::default();
     let transactions = match coordinator(broker) {
         Ok(transactions) => transactions,
@@ -282,7 +357,8 @@ fn list(broker: &Broker, request: ListTransactionsRequest) -> ListTransactionsRe
             || request.producer_id_filters.iter().any(|p| p.0 == txn.producer_id);
         let duration_ok = request.duration_filter < 0
             || (txn.state == TxnState::Ongoing && now - txn.start_ms > request.duration_filter);
-        if state_ok && producer_ok && duration_ok {
+        let described = broker.service.allowed(session, Operation::Describe, Resource::TransactionalId(&id));
+        if state_ok && producer_ok && duration_ok && described {
             response.transaction_states.push(
                 list_transactions_response::TransactionState::default()
                     .with_transactional_id(str_bytes(id).into())

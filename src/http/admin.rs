@@ -1,6 +1,7 @@
 //! Admin views as JSON: topics with their partitions' offsets, groups with members and lag, and
 //! tiering state.
-//! The web console draws these.
+//! The web console draws these. Each lists only what the session may describe (with ACLs on);
+//! tiering and the Iceberg sink need DESCRIBE on the cluster.
 
 use std::sync::Arc;
 
@@ -9,13 +10,28 @@ use axum::extract::State;
 use serde_json::{Value, json};
 
 use super::groups::lag_json;
+use super::{ApiError, HttpSession};
 use crate::handler::Broker;
+use crate::service::authorizer::{Operation, Resource};
+use crate::service::session::Session;
 
-pub(super) async fn topics(State(broker): State<Arc<Broker>>) -> Json<Value> {
+fn may(broker: &Broker, session: &Session, operation: Operation, resource: Resource<'_>) -> bool {
+    broker.service.allowed(session, operation, resource)
+}
+
+fn cluster_describe(broker: &Broker, session: &Session) -> Result<(), ApiError> {
+    match may(broker, session, Operation::Describe, Resource::Cluster) {
+        true => Ok(()),
+        false => Err(ApiError::Forbidden("not authorized to describe the cluster".into())),
+    }
+}
+
+pub(super) async fn topics(State(broker): State<Arc<Broker>>, HttpSession(session): HttpSession) -> Json<Value> {
     let topics: Vec<Value> = broker
         .log
         .topics()
         .iter()
+        .filter(|topic| may(&broker, &session, Operation::Describe, Resource::Topic(&topic.name)))
         .map(|topic| {
             let partitions: Vec<Value> = topic
                 .partitions
@@ -41,11 +57,12 @@ pub(super) async fn topics(State(broker): State<Arc<Broker>>) -> Json<Value> {
     Json(json!({ "cluster_id": broker.log.cluster_id(), "topics": topics }))
 }
 
-pub(super) async fn groups(State(broker): State<Arc<Broker>>) -> Json<Value> {
+pub(super) async fn groups(State(broker): State<Arc<Broker>>, HttpSession(session): HttpSession) -> Json<Value> {
     let groups: Vec<Value> = broker
         .coordinator
         .list()
         .into_iter()
+        .filter(|(group_id, _, _)| may(&broker, &session, Operation::Describe, Resource::Group(group_id)))
         .map(|(group_id, protocol_type, state)| {
             let description = broker.coordinator.describe(&group_id);
             let members: Vec<Value> = description
@@ -64,7 +81,8 @@ pub(super) async fn groups(State(broker): State<Arc<Broker>>) -> Json<Value> {
                         .collect()
                 })
                 .unwrap_or_default();
-            let lag = broker.coordinator.lag(&group_id, &broker.log);
+            let mut lag = broker.coordinator.lag(&group_id, &broker.log);
+            lag.retain(|p| may(&broker, &session, Operation::Describe, Resource::Topic(&p.topic)));
             json!({
                 "group_id": group_id,
                 "state": state,
@@ -81,7 +99,7 @@ pub(super) async fn groups(State(broker): State<Arc<Broker>>) -> Json<Value> {
 
 /// Every transactional id: state, producer id and epoch, timeout, the partitions of the
 /// transaction in progress and how long it has run; a cluster has no transaction coordinator.
-pub(super) async fn transactions(State(broker): State<Arc<Broker>>) -> Json<Value> {
+pub(super) async fn transactions(State(broker): State<Arc<Broker>>, HttpSession(session): HttpSession) -> Json<Value> {
     let Some(coordinator) = &broker.transactions else {
         return Json(json!({ "transactions": [], "coordinator": false }));
     };
@@ -89,6 +107,7 @@ pub(super) async fn transactions(State(broker): State<Arc<Broker>>) -> Json<Valu
     let transactions: Vec<Value> = coordinator
         .list()
         .into_iter()
+        .filter(|(id, _)| may(&broker, &session, Operation::Describe, Resource::TransactionalId(id)))
         .map(|(id, txn)| {
             let ongoing = txn.state == crate::coordinator::txn::TxnState::Ongoing;
             json!({
@@ -107,11 +126,19 @@ pub(super) async fn transactions(State(broker): State<Arc<Broker>>) -> Json<Valu
 
 /// Every partition's tiering state: log start, hot-tier start, remote end, uploads; object store
 /// request counts.
-pub(super) async fn tiering(State(broker): State<Arc<Broker>>) -> Json<crate::tier::TierStatus> {
-    Json(crate::tier::status(&broker.log, broker.unified.tier()))
+pub(super) async fn tiering(
+    State(broker): State<Arc<Broker>>,
+    HttpSession(session): HttpSession,
+) -> Result<Json<crate::tier::TierStatus>, ApiError> {
+    cluster_describe(&broker, &session)?;
+    Ok(Json(crate::tier::status(&broker.log, broker.unified.tier())))
 }
 
 /// Every topic's table: committed offsets, records behind, commits, files, errors.
-pub(super) async fn iceberg(State(broker): State<Arc<Broker>>) -> Json<crate::iceberg::IcebergStatus> {
-    Json(crate::iceberg::status(&broker.iceberg, &broker.log))
+pub(super) async fn iceberg(
+    State(broker): State<Arc<Broker>>,
+    HttpSession(session): HttpSession,
+) -> Result<Json<crate::iceberg::IcebergStatus>, ApiError> {
+    cluster_describe(&broker, &session)?;
+    Ok(Json(crate::iceberg::status(&broker.iceberg, &broker.log)))
 }

@@ -12,9 +12,11 @@ use kafka_protocol::ResponseError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ApiError;
+use super::{ApiError, HttpSession};
 use crate::coordinator::group::{CommitRequest, OFFSET_METADATA_BYTES_MAX, PartitionLag};
 use crate::handler::Broker;
+use crate::service::authorizer::{Operation, Resource};
+use crate::service::session::Session;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,20 +33,37 @@ struct CommitEntry {
     metadata: Option<String>,
 }
 
+/// 403 unless the session may do `operation` on the group.
+fn authorize_group(broker: &Broker, session: &Session, operation: Operation, group_id: &str) -> Result<(), ApiError> {
+    match broker.service.allowed(session, operation, Resource::Group(group_id)) {
+        true => Ok(()),
+        false => Err(ApiError::Forbidden(format!("not authorized to access group {group_id}"))),
+    }
+}
+
+fn may_describe_topic(broker: &Broker, session: &Session, topic: &str) -> bool {
+    broker.service.allowed(session, Operation::Describe, Resource::Topic(topic))
+}
+
 pub(super) async fn commit_offsets(
     State(broker): State<Arc<Broker>>,
+    HttpSession(session): HttpSession,
     group_id: Result<Path<String>, PathRejection>,
     body: Result<Json<CommitBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(group_id) = group_id?;
     let Json(body) = body?;
+    authorize_group(&broker, &session, Operation::Read, &group_id)?;
     if body.offsets.is_empty() {
         return Err(ApiError::BadRequest("offsets is empty".into()));
     }
     // Everything is checked before the commit, which then writes all of it at once.
     let mut requests = Vec::with_capacity(body.offsets.len());
     for entry in body.offsets {
-        let topic = broker.log.topic(&entry.topic).ok_or_else(|| ApiError::UnknownTopic(entry.topic.clone()))?;
+        let topic = broker
+            .service
+            .topic(&session, &entry.topic, Operation::Read)
+            .map_err(|e| ApiError::from_log(e, &entry.topic))?;
         topic
             .partition(entry.partition)
             .ok_or_else(|| ApiError::UnknownPartition { topic: entry.topic.clone(), partition: entry.partition })?;
@@ -81,14 +100,17 @@ pub(super) async fn commit_offsets(
 
 pub(super) async fn fetch_offsets(
     State(broker): State<Arc<Broker>>,
+    HttpSession(session): HttpSession,
     group_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Path(group_id) = group_id?;
+    authorize_group(&broker, &session, Operation::Describe, &group_id)?;
     group_state(&broker, &group_id)?;
     let offsets: Vec<Value> = broker
         .coordinator
         .committed(&group_id, None)
         .into_iter()
+        .filter(|(topic, _, _)| may_describe_topic(&broker, &session, topic))
         .filter_map(|(topic, partition, committed)| {
             let committed = committed?;
             Some(json!({
@@ -111,12 +133,15 @@ pub(super) struct LagQuery {
 
 pub(super) async fn lag(
     State(broker): State<Arc<Broker>>,
+    HttpSession(session): HttpSession,
     query: Result<Query<LagQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
     let group_id = query.group_id.ok_or_else(|| ApiError::BadRequest("group_id is required".into()))?;
+    authorize_group(&broker, &session, Operation::Describe, &group_id)?;
     let state = group_state(&broker, &group_id)?;
-    let partitions = broker.coordinator.lag(&group_id, &broker.log);
+    let mut partitions = broker.coordinator.lag(&group_id, &broker.log);
+    partitions.retain(|p| may_describe_topic(&broker, &session, &p.topic));
     Ok(Json(json!({
         "group_id": group_id,
         "state": state,

@@ -276,6 +276,10 @@ impl ApiError {
             )),
             LogError::Unavailable => ApiError::Unavailable,
             LogError::Storage(error) => ApiError::Internal(error.to_string()),
+            error @ (LogError::TopicAuthorizationFailed(_)
+            | LogError::GroupAuthorizationFailed(_)
+            | LogError::TransactionalIdAuthorizationFailed(_)
+            | LogError::ClusterAuthorizationFailed) => ApiError::Forbidden(error.to_string()),
             other => ApiError::BadRequest(other.to_string()),
         }
     }

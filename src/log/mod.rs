@@ -535,6 +535,9 @@ struct Inner {
     defaults: RwLock<BrokerDefaults>,
     /// Dynamic configs by scope (`broker`, `group/<id>`), as AlterConfigs left them.
     dynamic: RwLock<HashMap<String, BTreeMap<String, String>>>,
+    /// Bumped after every change to `dynamic`, so that what is derived from it (the ACLs'
+    /// index) is rebuilt only when it changed.
+    dynamic_generation: AtomicU64,
     cluster_id: String,
     threads: SyncMutex<Vec<std::thread::JoinHandle<()>>>,
     stop_syncer: Arc<AtomicBool>,
@@ -664,6 +667,7 @@ impl Log {
                 static_defaults,
                 defaults: RwLock::new(defaults),
                 dynamic: RwLock::new(dynamic),
+                dynamic_generation: AtomicU64::new(0),
                 cluster_id,
                 threads: SyncMutex::new(threads),
                 stop_syncer,
@@ -760,6 +764,17 @@ impl Log {
         self.inner.dynamic.read().keys().filter(|scope| scope.starts_with(prefix)).cloned().collect()
     }
 
+    /// Every scope that starts with `prefix`, with its configs, read at one instant.
+    pub fn dynamic_configs_under(&self, prefix: &str) -> Vec<(String, BTreeMap<String, String>)> {
+        let dynamic = self.inner.dynamic.read();
+        dynamic.iter().filter(|(scope, _)| scope.starts_with(prefix)).map(|(s, c)| (s.clone(), c.clone())).collect()
+    }
+
+    /// Changes with every change to the dynamic configs (of any scope).
+    pub fn dynamic_generation(&self) -> u64 {
+        self.inner.dynamic_generation.load(Ordering::Acquire)
+    }
+
     /// Replaces the dynamic configs of a scope (already validated); broker configs that are topic
     /// defaults take effect on every topic that does not set them itself.
     pub async fn set_dynamic_configs(&self, scope: &str, configs: BTreeMap<String, String>) -> Result<(), LogError> {
@@ -782,6 +797,7 @@ impl Log {
             }
         }
         self.inner.dynamic.write().insert(scope.to_string(), configs);
+        self.inner.dynamic_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// A copy of a topic's identity, to rebuild it with new configs.

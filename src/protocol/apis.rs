@@ -51,7 +51,7 @@ const fn row(key: ApiKey, min_version: i16, max_version: i16, family: Family, be
 /// Produce is advertised from v0 because librdkafka enables Produce only when v0 is (KIP-896);
 /// v0–2 are decoded by `legacy_produce` and refused with UNSUPPORTED_VERSION.
 #[rustfmt::skip]
-pub static APIS: [Api; 42] = [
+pub static APIS: [Api; 45] = [
     //  key                                     min  max  family            before authentication
     row(ApiKey::Produce,                          0,  13, Family::Produce,  false),
     row(ApiKey::Fetch,                            4,  18, Family::Fetch,    false),
@@ -77,6 +77,9 @@ pub static APIS: [Api; 42] = [
     row(ApiKey::AddOffsetsToTxn,                  0,   3, Family::Txn,      false),
     row(ApiKey::EndTxn,                           0,   4, Family::Txn,      false),
     row(ApiKey::TxnOffsetCommit,                  0,   3, Family::Txn,      false),
+    row(ApiKey::DescribeAcls,                     1,   3, Family::Security, false),
+    row(ApiKey::CreateAcls,                       1,   3, Family::Security, false),
+    row(ApiKey::DeleteAcls,                       1,   3, Family::Security, false),
     row(ApiKey::DescribeConfigs,                  1,   4, Family::Configs,  false),
     row(ApiKey::AlterConfigs,                     0,   2, Family::Configs,  false),
     row(ApiKey::AlterReplicaLogDirs,              1,   2, Family::Cluster,  false),
@@ -143,6 +146,7 @@ mod tests {
             SaslHandshake => SaslHandshakeRequest, SaslAuthenticate => SaslAuthenticateRequest,
             DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
             AlterUserScramCredentials => AlterUserScramCredentialsRequest,
+            DescribeAcls => DescribeAclsRequest, CreateAcls => CreateAclsRequest, DeleteAcls => DeleteAclsRequest,
         }
     }
 

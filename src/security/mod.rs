@@ -4,6 +4,7 @@
 //! the log's metadata store, so they are durable, and in PostgreSQL in a cluster, so that every
 //! broker shares them. No password is ever stored.
 
+pub mod acl;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

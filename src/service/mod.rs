@@ -200,6 +200,36 @@ impl BrokerService {
         &self.metrics
     }
 
+    /// Whether the authorizer lets the session do `operation` on `resource`.
+    pub fn allowed(&self, session: &Session, operation: Operation, resource: Resource<'_>) -> bool {
+        self.authorizer.authorize(session, operation, resource)
+    }
+
+    /// Whether the session may do `operation` on at least one topic.
+    pub fn allowed_on_any_topic(&self, session: &Session, operation: Operation) -> bool {
+        self.authorizer.authorize_any_topic(session, operation)
+    }
+
+    /// Whether ACLs are on (`--authorizer standard`).
+    pub fn acls_enabled(&self) -> bool {
+        self.authorizer.enabled()
+    }
+
+    /// Kafka's authorized operations of a resource: one bit (`1 << code`) per operation of
+    /// `operations` the session may do.
+    pub fn authorized_operations(&self, session: &Session, resource: Resource<'_>, operations: &[Operation]) -> i32 {
+        operations
+            .iter()
+            .filter(|op| self.authorizer.authorize(session, **op, resource))
+            .fold(0, |bits, op| bits | (1 << op.code()))
+    }
+
+    /// Whether the session may create the topic: CREATE on the cluster or on the topic.
+    pub fn may_create_topic(&self, session: &Session, name: &str) -> bool {
+        self.allowed(session, Operation::Create, Resource::Cluster)
+            || self.allowed(session, Operation::Create, Resource::Topic(name))
+    }
+
     /// Refuses what the authorizer refuses, with the error code Kafka gives for the resource.
     pub fn authorize(&self, session: &Session, operation: Operation, resource: Resource<'_>) -> Result<(), LogError> {
         if self.authorizer.authorize(session, operation, resource) {
@@ -247,7 +277,9 @@ impl BrokerService {
         if !(create && self.settings.auto_create_topics) {
             return Err(LogError::UnknownTopicOrPartition);
         }
-        self.authorize(session, Operation::Create, Resource::Topic(name))?;
+        if !self.may_create_topic(session, name) {
+            return Err(LogError::TopicAuthorizationFailed(name.to_string()));
+        }
         match self.create_topic(name, self.settings.num_partitions, BTreeMap::new(), false).await {
             Ok(topic) => Ok(topic),
             // Another connection created it first.

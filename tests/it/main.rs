@@ -1,5 +1,6 @@
 //! Black-box tests: the real `zombi` binary, driven over TCP by the rdkafka crate and raw frames.
 
+mod acls;
 mod admin;
 mod bad_input;
 mod cluster;

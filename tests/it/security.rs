@@ -21,17 +21,17 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::common::{TestBroker, unique_topic};
 use crate::raw::Raw;
 
-const ADMIN: &str = "admin";
-const ADMIN_PASSWORD: &str = "admin-secret";
+pub(crate) const ADMIN: &str = "admin";
+pub(crate) const ADMIN_PASSWORD: &str = "admin-secret";
 
 /// A broker with a PLAINTEXT and a SASL_PLAINTEXT listener and the bootstrap admin.
-fn secured(listeners: &str, extra: &[&str]) -> TestBroker {
+pub(crate) fn secured(listeners: &str, extra: &[&str]) -> TestBroker {
     let mut args = vec!["--listeners", listeners, "--bootstrap-admin", ADMIN];
     args.extend_from_slice(extra);
     TestBroker::start_with_env(&args, &[("ZOMBI_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)])
 }
 
-fn sasl(address: &str, protocol: &str, mechanism: &str, user: &str, password: &str) -> ClientConfig {
+pub(crate) fn sasl(address: &str, protocol: &str, mechanism: &str, user: &str, password: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", address)
@@ -44,7 +44,7 @@ fn sasl(address: &str, protocol: &str, mechanism: &str, user: &str, password: &s
 }
 
 /// Produces `values` to partition 0, one at a time, and returns their offsets.
-async fn produce(config: &ClientConfig, topic: &str, values: &[String]) -> Vec<i64> {
+pub(crate) async fn produce(config: &ClientConfig, topic: &str, values: &[String]) -> Vec<i64> {
     let producer: FutureProducer = config.create().expect("producer");
     let mut offsets = Vec::new();
     for value in values {
@@ -107,13 +107,13 @@ async fn plain_and_scram_clients_produce_and_consume_exactly() {
     assert_eq!(metadata.brokers()[0].port().to_string(), broker.bootstrap.rsplit_once(':').expect("port").1);
 }
 
-fn handshake(raw: &mut Raw, mechanism: &str) -> (i16, Vec<String>) {
+pub(crate) fn handshake(raw: &mut Raw, mechanism: &str) -> (i16, Vec<String>) {
     let request = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.to_string()));
     let response = raw.call(1, &request);
     (response.error_code, response.mechanisms.iter().map(|m| m.to_string()).collect())
 }
 
-fn authenticate(raw: &mut Raw, token: &[u8]) -> (i16, Option<String>) {
+pub(crate) fn authenticate(raw: &mut Raw, token: &[u8]) -> (i16, Option<String>) {
     let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::copy_from_slice(token));
     let response = raw.call(2, &request);
     (response.error_code, response.error_message.map(|m| m.to_string()))
@@ -177,14 +177,14 @@ fn sasl_requests_get_kafkas_error_codes_and_nothing_is_served_before_authenticat
 }
 
 /// The Python interpreter with confluent-kafka that scripts/test.sh installs.
-fn python() -> String {
+pub(crate) fn python() -> String {
     std::env::var("ZOMBI_PYTHON").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
         format!("{home}/.cache/zombi/venv/bin/python")
     })
 }
 
-fn scram_admin(broker: &TestBroker, args: &[&str]) -> serde_json::Value {
+pub(crate) fn scram_admin(broker: &TestBroker, args: &[&str]) -> serde_json::Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/scram_admin.py");
     let output = Command::new(python())
         .arg(script)
