@@ -181,5 +181,30 @@ print(sum(len(o) for o in seen.values()), dense and values == {str(i) for i in r
     if [ $ok = 1 ]; then
         cli_pass kafka-topics_delete
     else cli_fail kafka-topics_delete "topic still listed" "$CLI_OUT"; fi
+
+    # kafka-acls (the broker runs with an authorizer and User:ANONYMOUS as a super user): add a
+    # prefixed ALLOW and a DENY, list them back, match a name, remove one
+    local ACLS=org.apache.kafka.tools.AclCommand
+    local a="acl-$tag"
+    if tool $ACLS --bootstrap-server "$b" --add --allow-principal User:alice --operation Read \
+            --operation Write --topic "$a" --resource-pattern-type prefixed &&
+        tool $ACLS --bootstrap-server "$b" --add --deny-principal User:bob --operation All --group "$a-g" &&
+        tool $ACLS --bootstrap-server "$b" --list --topic "$a" --resource-pattern-type prefixed &&
+        grep -q "principal=User:alice, host=\*, operation=READ, permissionType=ALLOW" "$CLI_OUT" &&
+        grep -q "principal=User:alice, host=\*, operation=WRITE, permissionType=ALLOW" "$CLI_OUT"; then
+        cli_pass kafka-acls_add_list
+    else cli_fail kafka-acls_add_list "alice's READ and WRITE not listed" "$CLI_OUT"; fi
+    if tool $ACLS --bootstrap-server "$b" --list --topic "$a-orders" --resource-pattern-type match &&
+        grep -q "name=$a, patternType=PREFIXED" "$CLI_OUT"; then
+        cli_pass kafka-acls_match
+    else cli_fail kafka-acls_match "the prefixed ACL does not match $a-orders" "$CLI_OUT"; fi
+    if tool $ACLS --bootstrap-server "$b" --remove --force --allow-principal User:alice --operation Read \
+            --topic "$a" --resource-pattern-type prefixed &&
+        tool $ACLS --bootstrap-server "$b" --list --topic "$a" --resource-pattern-type prefixed &&
+        grep -q "operation=WRITE" "$CLI_OUT" && ! grep -q "operation=READ" "$CLI_OUT" &&
+        tool $ACLS --bootstrap-server "$b" --list --group "$a-g" &&
+        grep -q "principal=User:bob, host=\*, operation=ALL, permissionType=DENY" "$CLI_OUT"; then
+        cli_pass kafka-acls_remove
+    else cli_fail kafka-acls_remove "READ still listed or the DENY gone" "$CLI_OUT"; fi
     rm -rf "$dir"
 }

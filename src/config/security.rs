@@ -218,7 +218,7 @@ impl SecurityFlags {
                 other => return Err(invalid("authorizer", format!("{other:?} is not one of none, standard"))),
             },
             super_users: match &self.super_users {
-                Some(text) => crate::security::acl::parse_super_users(text).map_err(|e| invalid("super-users", e))?,
+                Some(text) => parse_super_users(text).map_err(|e| invalid("super-users", e))?,
                 None => Vec::new(),
             },
             allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
@@ -250,6 +250,18 @@ impl SecurityFlags {
         }
         Ok(SecurityConfig { bootstrap_admin, super_users, ..config })
     }
+}
+
+/// `--super-users`: Kafka's `super.users`, `User:NAME;User:OTHER`.
+fn parse_super_users(text: &str) -> Result<Vec<String>, String> {
+    let mut users = Vec::new();
+    for user in text.split(';').map(str::trim).filter(|u| !u.is_empty()) {
+        match user.split_once(':') {
+            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => users.push(user.to_string()),
+            _ => return Err(format!("{user:?} is not a principal (User:NAME)")),
+        }
+    }
+    Ok(users)
 }
 
 /// `NAME://host:port,…`: Kafka's listener syntax, each name one of its security protocols.

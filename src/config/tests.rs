@@ -658,4 +658,25 @@ fn bad_listener_settings_are_refused() {
     refused(&["--bootstrap-admin", "a=b"], "bootstrap-admin");
     let cluster = ["--coordinator", "postgres://z:z@127.0.0.1:5432/z", "--wal-store", "file:///var/tmp/wal"];
     refused(&[&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9093"]].concat(), "listeners");
+    refused(&[&cluster[..], &["--authorizer", "standard"]].concat(), "authorizer");
+    refused(&["--authorizer", "acl"], "authorizer");
+    refused(&["--super-users", "admin"], "super-users");
+}
+
+/// ACL settings: super users as Kafka writes them, with the bootstrap admin added; HTTP basic
+/// auth by default once an authorizer is on, unless `--http-auth` says otherwise.
+#[test]
+fn acl_settings_resolve_as_kafka_names_them() {
+    let config =
+        parse(&["--authorizer", "standard", "--super-users", "User:ops; User:audit", "--bootstrap-admin", "root"])
+            .expect("parses");
+    assert!(config.security.acls);
+    assert_eq!(config.security.super_users, vec!["User:ops", "User:audit", "User:root"]);
+    assert!(!config.security.allow_everyone_if_no_acl_found);
+    assert_eq!(config.http.auth, "basic");
+    let open = parse(&["--authorizer", "standard", "--http-auth", "none", "--allow-everyone-if-no-acl-found"])
+        .expect("parses");
+    assert_eq!(open.http.auth, "none");
+    assert!(open.security.allow_everyone_if_no_acl_found);
+    assert_eq!(parse(&[]).expect("defaults").http.auth, "none");
 }

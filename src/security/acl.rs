@@ -555,18 +555,6 @@ impl Authorizer for StandardAuthorizer {
     }
 }
 
-/// `--super-users`: Kafka's `super.users`, `User:NAME;User:OTHER`.
-pub fn parse_super_users(text: &str) -> Result<Vec<String>, String> {
-    let mut users = Vec::new();
-    for user in text.split(';').map(str::trim).filter(|u| !u.is_empty()) {
-        match user.split_once(':') {
-            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => users.push(user.to_string()),
-            _ => return Err(format!("{user:?} is not a principal (User:NAME)")),
-        }
-    }
-    Ok(users)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,11 +634,5 @@ mod tests {
         let any = AclFilter::from_codes(1, Some("ord"), 1, None, None, 1, 1).unwrap();
         assert!(any.matches(&prefixed) && !any.matches(&literal));
         assert!(AclFilter::from_codes(0, None, 1, None, None, 1, 1).is_err());
-    }
-
-    #[test]
-    fn super_users_parse_as_kafka_writes_them() {
-        assert_eq!(parse_super_users("User:admin; User:ops").unwrap(), vec!["User:admin", "User:ops"]);
-        assert!(parse_super_users("admin").is_err());
     }
 }
