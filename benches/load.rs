@@ -3,8 +3,10 @@
 //! with acks=all, on 1 and 16 partitions; plus the broker's resident memory.
 //!
 //! `cargo bench --bench load -- [--records N] [--rate R] [--seconds S] [--bootstrap HOST:PORT]
-//!  [--durability fsync|periodic]`; `ZOMBI_BIN=PATH` starts that broker binary instead of the one
-//!  cargo built (to compare two builds under the same tool).
+//!  [--durability fsync|periodic] [--security plaintext|ssl|sasl_ssl]`; `ZOMBI_BIN=PATH` starts
+//!  that broker binary instead of the one cargo built (to compare two builds under the same
+//!  tool). `--security ssl` serves one TLS listener, `sasl_ssl` one SASL_SSL listener with
+//!  SCRAM-SHA-512 and `--authorizer standard` (support/security.rs).
 
 mod support;
 
@@ -12,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -25,10 +26,18 @@ struct Args {
     seconds: u64,
     bootstrap: Option<String>,
     durability: String,
+    security: String,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { records: 300_000, rate: 10_000, seconds: 10, bootstrap: None, durability: "fsync".into() };
+    let mut args = Args {
+        records: 300_000,
+        rate: 10_000,
+        seconds: 10,
+        bootstrap: None,
+        durability: "fsync".into(),
+        security: "plaintext".into(),
+    };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
         let mut value = || iter.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -38,6 +47,7 @@ fn parse_args() -> Args {
             "--seconds" => args.seconds = value().parse().expect("--seconds S"),
             "--bootstrap" => args.bootstrap = Some(value()),
             "--durability" => args.durability = value(),
+            "--security" => args.security = value(),
             "--bench" => {}
             _ => {}
         }
@@ -57,8 +67,7 @@ fn throughput(bootstrap: &str, topic: &str, partitions: i32, records: u64) {
     let failed = delivered.failed.load(Ordering::Relaxed);
     report("produce", partitions, records, seconds, failed);
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer = support::client(bootstrap)
         .set("group.id", "zombi-load")
         .set("enable.auto.commit", "false")
         .set("fetch.max.bytes", "52428800")
@@ -97,8 +106,16 @@ fn report(what: &str, partitions: i32, records: u64, seconds: f64, failed: u64) 
 
 fn main() {
     let args = parse_args();
-    let broker = Broker::start(args.bootstrap.as_deref(), &["--durability", &args.durability]);
-    println!("zombi load tool: {} bytes/record, acks=all, durability={}", RECORD_BYTES, args.durability);
+    let certificates = tempfile::tempdir().expect("temp dir");
+    let mode = support::security::mode(&args.security, certificates.path());
+    support::set_client_settings(mode.client);
+    let mut flags = vec!["--durability", &args.durability];
+    flags.extend(mode.flags.iter().map(String::as_str));
+    let broker = Broker::start_with_env(args.bootstrap.as_deref(), &flags, &mode.env);
+    println!(
+        "zombi load tool: {} bytes/record, acks=all, durability={}, security={}",
+        RECORD_BYTES, args.durability, args.security
+    );
     // The fixed-rate runs come first, so the memory figure is that of this load on a fresh broker.
     for partitions in [1, 16] {
         let topic = format!("latency-{partitions}-{}", std::process::id());
@@ -127,8 +144,7 @@ struct Member {
 }
 
 fn start_member(bootstrap: &str, topic: &str, group: &str, consumed: Arc<AtomicU64>) -> Member {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer = support::client(bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "true")
         .set("auto.offset.reset", "earliest")

@@ -35,6 +35,8 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error("--bootstrap-admin needs its password in {0}")]
     BootstrapAdmin(&'static str),
+    #[error("--oauthbearer-jwks-file: {0}")]
+    Jwks(#[from] crate::security::jwt::JwtError),
 }
 
 /// How long a client gets to finish its TLS handshake.
@@ -46,6 +48,9 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Opens the log, serves Kafka and HTTP until `shutdown` resolves, then drains connections.
 pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let tls = Tls::from_config(&config.security)?;
+    if let Some(settings) = &config.security.oauthbearer {
+        crate::security::jwt::JwtValidator::new(settings.clone())?;
+    }
     let mut kafka = Vec::new();
     for spec in config.security.listeners.iter_mut() {
         let address = spec.bind;

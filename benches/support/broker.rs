@@ -13,6 +13,11 @@ pub struct Broker {
 impl Broker {
     /// Starts zombi with `extra` flags, or uses the broker at `bootstrap`.
     pub fn start(bootstrap: Option<&str>, extra: &[&str]) -> Broker {
+        Broker::start_with_env(bootstrap, extra, &[])
+    }
+
+    /// The same, with environment variables for the broker.
+    pub fn start_with_env(bootstrap: Option<&str>, extra: &[&str], env: &[(String, String)]) -> Broker {
         if let Some(bootstrap) = bootstrap {
             return Broker { child: None, bootstrap: bootstrap.to_string(), _dir: None };
         }
@@ -25,14 +30,23 @@ impl Broker {
             .args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .args(["--group-initial-rebalance-delay-ms", "0"])
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .spawn()
             .expect("start zombi");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("listening line");
-        let bootstrap =
-            line.split_whitespace().find_map(|p| p.strip_prefix("kafka=")).expect("kafka address").to_string();
+        // `kafka=ADDR` (one listener) or `listeners=NAME://ADDR,…` (the first is used).
+        let bootstrap = line
+            .split_whitespace()
+            .find_map(|p| {
+                p.strip_prefix("kafka=").map(str::to_string).or_else(|| {
+                    let first = p.strip_prefix("listeners=")?.split(',').next()?;
+                    first.split_once("://").map(|(_, address)| address.to_string())
+                })
+            })
+            .expect("kafka address");
         Broker { child: Some(child), bootstrap, _dir: Some(dir) }
     }
 

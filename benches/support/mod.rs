@@ -4,6 +4,25 @@
 
 pub mod broker;
 pub mod producer;
+pub mod security;
+
+/// Client settings every librdkafka client of the run takes (a secured listener's).
+static CLIENT_SETTINGS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Sets the client settings of the run, once, before any client is made.
+pub fn set_client_settings(settings: Vec<(String, String)>) {
+    CLIENT_SETTINGS.set(settings).expect("client settings are set once");
+}
+
+/// A client config for `bootstrap` with the run's client settings.
+pub fn client(bootstrap: &str) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (key, value) in CLIENT_SETTINGS.get().map(Vec::as_slice).unwrap_or_default() {
+        config.set(key, value);
+    }
+    config
+}
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;

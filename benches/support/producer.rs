@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 
@@ -49,8 +48,7 @@ pub fn producer(bootstrap: &str, linger_ms: &str) -> (ThreadedProducer<Context>,
         latencies: std::sync::Mutex::new(Histogram::new(3).expect("histogram")),
         start: Instant::now(),
     });
-    let producer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let producer = super::client(bootstrap)
         .set("acks", "all")
         .set("linger.ms", linger_ms)
         .set("batch.size", "1000000")
@@ -121,7 +119,7 @@ pub fn latency(bootstrap: &str, topic: &str, partitions: i32, rate: u64, seconds
 
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<_> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin");
+    let admin: AdminClient<_> = super::client(bootstrap).create().expect("admin");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let results = runtime.block_on(admin.create_topics([&new_topic], &AdminOptions::new())).expect("create topic");

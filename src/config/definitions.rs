@@ -589,8 +589,8 @@ pub const DEFINITIONS: &[Definition] = &[
     setting("http-idle-timeout-ms").long(1).default("60000").doc(
         "An HTTP connection with no bytes read or written for this long is closed (a stalled body upload, a client that stopped reading its response)",
     ),
-    setting("http-auth").one_of(&["none", "basic"]).doc(
-        "Authentication on the HTTP listener: `none`, or `basic` (HTTP basic auth with the SCRAM users' passwords; `/health/live`, `/health/ready` and `/metrics` stay open). Default `basic` with `--authorizer standard`, else `none`. `bearer` and `any` arrive with OAUTHBEARER",
+    setting("http-auth").one_of(&["none", "basic", "bearer", "any"]).doc(
+        "Authentication on the HTTP listener: `none`; `basic` (HTTP basic auth with the SCRAM users' passwords); `bearer` (JWTs checked as OAUTHBEARER checks them); `any` (either). `/health/live`, `/health/ready` and `/metrics` stay open. Default `basic` with `--authorizer standard`, else `none`",
     ),
     // Iceberg.
     setting("iceberg-catalog").doc(
@@ -683,6 +683,16 @@ pub const DEFINITIONS: &[Definition] = &[
         .boolean()
         .default("false")
         .doc("With `--authorizer standard`, whether a resource that no ACL names is open to everyone (Kafka's `allow.everyone.if.no.acl.found`)"),
+    setting("oauthbearer-jwks-file").doc(
+        "JWKS file of the keys that sign OAUTHBEARER tokens (and HTTP bearer tokens); reread when it changes. Needed for `OAUTHBEARER` in `--sasl-enabled-mechanisms`",
+    ),
+    setting("oauthbearer-issuer").doc("The `iss` every OAUTHBEARER token must carry (not checked when unset)"),
+    setting("oauthbearer-audience").doc("An `aud` every OAUTHBEARER token must carry (not checked when unset)"),
+    setting("oauthbearer-sub-claim-name")
+        .kafka("sasl.oauthbearer.sub.claim.name")
+        .kafka_or_flag_in_file()
+        .default("sub")
+        .doc("The token claim that names the principal (Kafka's `sasl.oauthbearer.sub.claim.name`)"),
     // Cluster mode.
     setting("coordinator").doc(
         "Cluster mode: the PostgreSQL that coordinates the brokers sharing `--object-store` (`postgres://USER:PASSWORD@HOST:PORT/DB`). Needs `--wal-store`",

@@ -38,7 +38,7 @@ pub use groups::GroupConfig;
 pub use http::HttpConfig;
 pub use log::{Durability, LogConfig, PARTITIONS_PER_TOPIC_MAX};
 pub use network::NetworkConfig;
-pub use security::{ClientAuth, Listener, SecurityConfig, SecurityFlags, SecurityProtocol};
+pub use security::{ClientAuth, Listener, OAuthBearerConfig, SecurityConfig, SecurityFlags, SecurityProtocol};
 pub use storage::{Location, S3Options};
 pub use tier::{TierConfig, TierFlags};
 pub use wal::{WalConfig, WalFlags};
@@ -187,6 +187,10 @@ impl Config {
             advertised_address(network.kafka_listen, broker.kafka_advertised)?;
         let security = security
             .resolve(network.kafka_listen, (kafka_advertised_host, kafka_advertised_port, kafka_advertised_explicit))?;
+        if matches!(http.auth_flag.as_deref(), Some("bearer" | "any")) && security.oauthbearer.is_none() {
+            let reason = "bearer tokens need --oauthbearer-jwks-file";
+            return Err(ConfigError::Invalid { name: "http-auth", reason: reason.into() });
+        }
         // With ACLs on, the HTTP door asks who is calling unless told otherwise.
         http.auth = match &http.auth_flag {
             Some(auth) => auth.clone(),

@@ -39,6 +39,14 @@ pub struct SecurityFlags {
         default_missing_value = "true"
     )]
     pub allow_everyone_if_no_acl_found: bool,
+    #[arg(long = "oauthbearer-jwks-file", env = "ZOMBI_OAUTHBEARER_JWKS_FILE")]
+    pub oauthbearer_jwks_file: Option<PathBuf>,
+    #[arg(long = "oauthbearer-issuer", env = "ZOMBI_OAUTHBEARER_ISSUER")]
+    pub oauthbearer_issuer: Option<String>,
+    #[arg(long = "oauthbearer-audience", env = "ZOMBI_OAUTHBEARER_AUDIENCE")]
+    pub oauthbearer_audience: Option<String>,
+    #[arg(long = "oauthbearer-sub-claim-name", env = "ZOMBI_OAUTHBEARER_SUB_CLAIM_NAME")]
+    pub oauthbearer_sub_claim_name: String,
 }
 
 /// Kafka's security protocols, one per listener.
@@ -104,9 +112,19 @@ pub enum ClientAuth {
 pub const BOOTSTRAP_ADMIN_PASSWORD_ENV: &str = "ZOMBI_BOOTSTRAP_ADMIN_PASSWORD";
 
 /// The SASL mechanisms zombi implements.
-pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 pub const CLIENT_AUTH_MODES: &[&str] = &["none", "requested", "required"];
 pub const AUTHORIZERS: &[&str] = &["none", "standard"];
+
+/// What OAUTHBEARER (and HTTP bearer) tokens are checked against (`security::jwt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthBearerConfig {
+    pub jwks_file: PathBuf,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// The claim that names the principal (Kafka's `sasl.oauthbearer.sub.claim.name`).
+    pub principal_claim: String,
+}
 
 /// The resolved security settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -126,6 +144,8 @@ pub struct SecurityConfig {
     /// `--super-users` and the bootstrap admin, as principals (`User:NAME`).
     pub super_users: Vec<String>,
     pub allow_everyone_if_no_acl_found: bool,
+    /// OAUTHBEARER's JWT validation, when `--oauthbearer-jwks-file` is given.
+    pub oauthbearer: Option<OAuthBearerConfig>,
 }
 
 impl std::fmt::Debug for SecurityConfig {
@@ -141,6 +161,7 @@ impl std::fmt::Debug for SecurityConfig {
             .field("acls", &self.acls)
             .field("super_users", &self.super_users)
             .field("allow_everyone_if_no_acl_found", &self.allow_everyone_if_no_acl_found)
+            .field("oauthbearer", &self.oauthbearer)
             .finish()
     }
 }
@@ -222,7 +243,16 @@ impl SecurityFlags {
                 None => Vec::new(),
             },
             allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
+            oauthbearer: self.oauthbearer_jwks_file.map(|jwks_file| OAuthBearerConfig {
+                jwks_file,
+                issuer: self.oauthbearer_issuer,
+                audience: self.oauthbearer_audience,
+                principal_claim: self.oauthbearer_sub_claim_name,
+            }),
         };
+        if config.sasl_mechanisms.iter().any(|m| m == "OAUTHBEARER") && config.oauthbearer.is_none() {
+            return Err(invalid("oauthbearer-jwks-file", "OAUTHBEARER needs --oauthbearer-jwks-file"));
+        }
         if config.any_tls() && (config.ssl_cert_file.is_none() || config.ssl_key_file.is_none()) {
             return Err(invalid(
                 "ssl-cert-file",

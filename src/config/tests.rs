@@ -101,6 +101,9 @@ fn sample(flag: &str) -> String {
         "ssl-ca-file" => "/etc/zombi/ca.crt",
         "bootstrap-admin" => "admin",
         "super-users" => "User:admin;User:ops",
+        "oauthbearer-jwks-file" => "/etc/zombi/jwks.json",
+        "oauthbearer-issuer" => "https://idp.example",
+        "oauthbearer-audience" => "zombi",
         "http-auth" => "basic",
         _ => definitions::setting_of(flag).and_then(|definition| definition.default).expect("a default"),
     };
@@ -112,7 +115,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 71, "README lists every flag but --config");
+    assert_eq!(flags.len(), 75, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -209,6 +212,11 @@ const FILE_KEYS: &[&str] = &[
     "super.users",
     "allow-everyone-if-no-acl-found",
     "allow.everyone.if.no.acl.found",
+    "oauthbearer-jwks-file",
+    "oauthbearer-issuer",
+    "oauthbearer-audience",
+    "oauthbearer-sub-claim-name",
+    "sasl.oauthbearer.sub.claim.name",
     "http-auth",
 ];
 

@@ -140,28 +140,52 @@ async fn ready(State(broker): State<Arc<Broker>>) -> Response {
 /// Routes served without authentication whatever `--http-auth` says: probes and scrapers.
 const OPEN_ROUTES: &[&str] = &["/health/live", "/health/ready", "/metrics"];
 
-/// `--http-auth basic`: the request's principal from HTTP basic auth, checked against the SCRAM
-/// users' passwords (as PLAIN does on the Kafka listeners); 401 with a `WWW-Authenticate`
-/// challenge otherwise.
+/// `--http-auth basic|bearer|any`: the request's principal from HTTP basic auth (checked
+/// against the SCRAM users' passwords, as PLAIN does on the Kafka listeners) or a bearer JWT
+/// (checked as OAUTHBEARER does); 401 with a `WWW-Authenticate` challenge otherwise.
 async fn authenticate(State(broker): State<Arc<Broker>>, mut request: Request, next: Next) -> Response {
-    if broker.config.http.auth == "none" || OPEN_ROUTES.contains(&request.uri().path()) {
+    let mode = broker.config.http.auth.as_str();
+    if mode == "none" || OPEN_ROUTES.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    let Some((user, password)) = basic_credentials(request.headers()) else {
-        return unauthorized("this listener needs HTTP basic authentication");
+    let (basic, bearer) = (mode == "basic" || mode == "any", mode == "bearer" || mode == "any");
+    let user = match (basic_credentials(request.headers()).filter(|_| basic), bearer_token(request.headers())) {
+        (Some((user, password)), _) => {
+            let verified = broker.credentials.verify_password(&user, &password).await;
+            broker.metrics.authenticated("HTTP_BASIC", verified);
+            if !verified {
+                tracing::warn!(%user, "HTTP authentication failed");
+                tokio::time::sleep(crate::security::sasl::FAILED_AUTHENTICATION_DELAY).await;
+                return unauthorized(mode, "authentication failed: unknown user or wrong password");
+            }
+            user
+        }
+        (None, Some(token)) if bearer => match broker.credentials.verify_token(&token) {
+            Ok(user) => {
+                broker.metrics.authenticated("HTTP_BEARER", true);
+                user
+            }
+            Err(error) => {
+                broker.metrics.authenticated("HTTP_BEARER", false);
+                tracing::warn!(reason = %error, "HTTP bearer token refused");
+                tokio::time::sleep(crate::security::sasl::FAILED_AUTHENTICATION_DELAY).await;
+                return unauthorized(mode, "authentication failed: the bearer token was refused");
+            }
+        },
+        _ => return unauthorized(mode, &format!("this listener needs HTTP authentication ({mode})")),
     };
-    if !broker.credentials.verify_password(&user, &password).await {
-        broker.metrics.authenticated("HTTP_BASIC", false);
-        tracing::warn!(%user, "HTTP authentication failed");
-        tokio::time::sleep(crate::security::sasl::FAILED_AUTHENTICATION_DELAY).await;
-        return unauthorized("authentication failed: unknown user or wrong password");
-    }
-    broker.metrics.authenticated("HTTP_BASIC", true);
     let mut session =
         request.extensions().get::<Session>().cloned().unwrap_or_else(|| Session::anonymous(HTTP_LISTENER, ""));
     session.principal = crate::service::session::Principal { kind: "User".to_string(), name: user };
     request.extensions_mut().insert(session);
     next.run(request).await
+}
+
+/// `Authorization: Bearer TOKEN`.
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
 }
 
 /// `Authorization: Basic base64(user:password)`.
@@ -177,10 +201,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-fn unauthorized(message: &str) -> Response {
+fn unauthorized(mode: &str, message: &str) -> Response {
     let body = json!({ "error_code": 401, "error": "unauthorized", "message": message });
-    let challenge = [(header::WWW_AUTHENTICATE, "Basic realm=\"zombi\", charset=\"UTF-8\"")];
-    (StatusCode::UNAUTHORIZED, challenge, axum::Json(body)).into_response()
+    let challenge = match mode {
+        "bearer" => "Bearer realm=\"zombi\"",
+        _ => "Basic realm=\"zombi\", charset=\"UTF-8\"",
+    };
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)], axum::Json(body)).into_response()
 }
 
 /// One span and one `zombi_http_requests_total` count per request, labelled by route template.

@@ -5,6 +5,7 @@
 //! broker shares them. No password is ever stored.
 
 pub mod acl;
+pub mod jwt;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
@@ -32,6 +33,8 @@ pub struct Credentials {
     /// stored key they matched: a request with the same password skips PBKDF2 while the
     /// credential is unchanged, and a changed or deleted credential is checked afresh.
     verified: Arc<Mutex<VerifiedPasswords>>,
+    /// OAUTHBEARER's token validation, with `--oauthbearer-jwks-file`.
+    tokens: Option<Arc<jwt::JwtValidator>>,
 }
 
 /// (user, SHA-256 of the password) → the stored key the password matched.
@@ -47,8 +50,25 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
+    /// `server::run` has checked the JWKS file of `--oauthbearer-jwks-file` already; one that
+    /// became unreadable since refuses every token.
     pub fn new(log: Log, config: &SecurityConfig) -> Credentials {
-        Credentials { log, mechanisms: config.sasl_mechanisms.clone(), verified: Arc::default() }
+        let tokens = config.oauthbearer.as_ref().and_then(|settings| match jwt::JwtValidator::new(settings.clone()) {
+            Ok(validator) => Some(Arc::new(validator)),
+            Err(error) => {
+                tracing::error!(%error, "OAUTHBEARER tokens will be refused");
+                None
+            }
+        });
+        Credentials { log, mechanisms: config.sasl_mechanisms.clone(), verified: Arc::default(), tokens }
+    }
+
+    /// The principal name of a valid OAUTHBEARER or HTTP bearer token.
+    pub fn verify_token(&self, token: &str) -> Result<String, jwt::JwtError> {
+        let tokens = self.tokens.as_ref().ok_or(jwt::JwtError::Jwks("no --oauthbearer-jwks-file".into()))?;
+        let now_s =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        tokens.validate(token, now_s)
     }
 
     pub fn mechanisms(&self) -> &[String] {

@@ -15,6 +15,7 @@ mod http_consumers;
 mod http_limits;
 mod iceberg;
 mod iceberg_catalogs;
+mod oauthbearer;
 mod postgres;
 mod produce_consume;
 mod raw;

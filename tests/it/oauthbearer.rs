@@ -1,0 +1,193 @@
+//! OAUTHBEARER (issue 18): JWTs signed with a key of `--oauthbearer-jwks-file`, checked for
+//! signature, expiry, issuer and audience. rdkafka clients that fetch their token through
+//! `generate_oauth_token` (as applications wire an identity provider) produce and consume as the
+//! token's subject, under the ACLs of that principal; a token from another issuer, and
+//! librdkafka's unsecured tokens, are refused. The HTTP door takes the same tokens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use rdkafka::client::OAuthToken;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use serde_json::json;
+
+use crate::common::{TestBroker, unique_topic};
+use crate::http_client::request_with;
+use crate::security::{ADMIN, ADMIN_PASSWORD};
+
+const ISSUER: &str = "https://idp.test";
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An identity provider: a P-256 key whose public half is in the broker's JWKS file.
+struct Idp {
+    key: EcdsaKeyPair,
+}
+
+impl Idp {
+    fn new() -> Idp {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
+        Idp { key: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).expect("pair") }
+    }
+
+    fn jwks(&self) -> serde_json::Value {
+        let public = self.key.public_key().as_ref();
+        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "test-key", "use": "sig",
+            "x": b64(&public[1..33]), "y": b64(&public[33..65])}]})
+    }
+
+    /// A token for `subject` from `issuer`, valid for a minute.
+    fn token(&self, subject: &str, issuer: &str) -> (String, i64) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+        let header = b64(json!({"alg": "ES256", "typ": "JWT", "kid": "test-key"}).to_string().as_bytes());
+        let claims = json!({"sub": subject, "iss": issuer, "aud": "zombi", "iat": now, "exp": now + 60});
+        let signed = format!("{header}.{}", b64(claims.to_string().as_bytes()));
+        let signature = self.key.sign(&SystemRandom::new(), signed.as_bytes()).expect("sign");
+        (format!("{signed}.{}", b64(signature.as_ref())), (now + 60) * 1000)
+    }
+}
+
+/// A client context that asks the identity provider for a token, as applications do.
+struct TokenContext {
+    idp: Arc<Idp>,
+    subject: String,
+    issuer: String,
+}
+
+impl ClientContext for TokenContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        let (token, lifetime_ms) = self.idp.token(&self.subject, &self.issuer);
+        Ok(OAuthToken { token, principal_name: self.subject.clone(), lifetime_ms })
+    }
+}
+
+impl ConsumerContext for TokenContext {}
+impl rdkafka::producer::ProducerContext for TokenContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+fn oauth_config(broker: &TestBroker) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", broker.listener("SASL_PLAINTEXT"))
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanism", "OAUTHBEARER")
+        .set("socket.timeout.ms", "10000");
+    config
+}
+
+fn context(idp: &Arc<Idp>, subject: &str, issuer: &str) -> TokenContext {
+    TokenContext { idp: idp.clone(), subject: subject.to_string(), issuer: issuer.to_string() }
+}
+
+/// A service authenticated with a signed token writes and reads exactly, under its principal's
+/// ACLs; a token from another issuer and an unsecured token get no metadata at all; the HTTP
+/// door takes the same token (and basic auth, with `--http-auth any`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_tokens_authenticate_clients_and_others_are_refused() {
+    let idp = Arc::new(Idp::new());
+    let dir = tempfile::tempdir().expect("dir");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, idp.jwks().to_string()).expect("jwks");
+    let broker = TestBroker::start_with_env(
+        &[
+            "--listeners",
+            "SASL_PLAINTEXT://127.0.0.1:0",
+            "--sasl-enabled-mechanisms",
+            "SCRAM-SHA-256,OAUTHBEARER",
+            "--oauthbearer-jwks-file",
+            jwks.to_str().expect("path"),
+            "--oauthbearer-issuer",
+            ISSUER,
+            "--oauthbearer-audience",
+            "zombi",
+            "--authorizer",
+            "standard",
+            "--bootstrap-admin",
+            ADMIN,
+            "--http-auth",
+            "any",
+        ],
+        &[("ZOMBI_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)],
+    );
+    let topic = unique_topic("oauth");
+    let admin = crate::security::sasl(
+        &broker.listener("SASL_PLAINTEXT"),
+        "SASL_PLAINTEXT",
+        "SCRAM-SHA-256",
+        ADMIN,
+        ADMIN_PASSWORD,
+    );
+    assert_eq!(crate::security::produce(&admin, &topic, &["by the admin".to_string()]).await, vec![0]);
+    let granted = json!([
+        ["TOPIC", topic, "LITERAL", "User:svc-orders", "*", "WRITE", "ALLOW"],
+        ["TOPIC", topic, "LITERAL", "User:svc-orders", "*", "READ", "ALLOW"],
+        ["GROUP", "svc-orders-group", "LITERAL", "User:svc-orders", "*", "READ", "ALLOW"],
+    ]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/acl_admin.py");
+    let output = std::process::Command::new(crate::security::python())
+        .args([script, &broker.listener("SASL_PLAINTEXT"), ADMIN, ADMIN_PASSWORD, "create", &granted.to_string()])
+        .output()
+        .expect("acl_admin.py");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("\"ok\": true"), "{output:?}");
+
+    let producer: FutureProducer<TokenContext> = oauth_config(&broker)
+        .set("message.timeout.ms", "30000")
+        .create_with_context(context(&idp, "svc-orders", ISSUER))
+        .expect("producer");
+    let mut offsets = Vec::new();
+    for i in 0..3 {
+        let payload = format!("token-{i}");
+        let record = FutureRecord::<(), _>::to(&topic).partition(0).payload(payload.as_bytes());
+        let delivered = producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("delivered");
+        offsets.push(delivered.offset);
+    }
+    assert_eq!(offsets, vec![1, 2, 3]);
+
+    let consumer: BaseConsumer<TokenContext> = oauth_config(&broker)
+        .set("group.id", "svc-orders-group")
+        .create_with_context(context(&idp, "svc-orders", ISSUER))
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(&topic, 0, Offset::Beginning).expect("offset");
+    consumer.assign(&list).expect("assign");
+    let deadline = std::time::Instant::now() + crate::common::WAIT_MAX;
+    let mut read = Vec::new();
+    while read.len() < 4 && std::time::Instant::now() < deadline {
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("consume");
+            read.push((message.offset(), String::from_utf8_lossy(message.payload().unwrap_or_default()).to_string()));
+        }
+    }
+    let expected: Vec<(i64, String)> =
+        [(0, "by the admin"), (1, "token-0"), (2, "token-1"), (3, "token-2")].map(|(o, v)| (o, v.to_string())).into();
+    assert_eq!(read, expected);
+
+    let foreign: BaseConsumer<TokenContext> =
+        oauth_config(&broker).create_with_context(context(&idp, "svc-orders", "https://elsewhere")).expect("consumer");
+    assert!(foreign.fetch_metadata(None, Duration::from_secs(5)).is_err(), "a token from another issuer");
+    let unsecured: BaseConsumer =
+        oauth_config(&broker).set("sasl.oauthbearer.config", "principal=svc-orders").create().expect("consumer");
+    assert!(unsecured.fetch_metadata(None, Duration::from_secs(5)).is_err(), "an unsecured token");
+
+    let path = format!("/events/{topic}?offset=0");
+    let bearer = format!("Bearer {}", idp.token("svc-orders", ISSUER).0);
+    let over_http = request_with(&broker.http, "GET", &path, &[("Authorization", &bearer)], b"");
+    assert_eq!(over_http.status, 200, "{}", over_http.text());
+    assert_eq!(over_http.json()["records"].as_array().map(Vec::len), Some(4));
+    let foreign = format!("Bearer {}", idp.token("svc-orders", "https://elsewhere").0);
+    assert_eq!(request_with(&broker.http, "GET", &path, &[("Authorization", &foreign)], b"").status, 401);
+    let other = format!("Bearer {}", idp.token("svc-payments", ISSUER).0);
+    assert_eq!(request_with(&broker.http, "GET", &path, &[("Authorization", &other)], b"").status, 403);
+}
