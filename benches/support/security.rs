@@ -17,7 +17,8 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// `ca.crt`, and `server.crt`/`server.key` for 127.0.0.1 signed by it, in `dir`.
 fn certificates(dir: &Path) {
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt"]);
+    let ca = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt"];
+    openssl(dir, &[&ca[..], &["-days", "2", "-subj", "/CN=zombi-load-ca"]].concat());
     std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("ext");
     openssl(
         dir,

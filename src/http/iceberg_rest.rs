@@ -6,20 +6,28 @@
 //! offsets, so other engines may not commit. Every write answers 406 UnsupportedOperationException;
 //! `GET /v1/config` lists what is served in `endpoints`, so clients refuse writes on their side.
 //!
+//! With `--authorizer standard` a table is its topic as ACLs see it: listing shows the tables
+//! whose topics the principal may describe, loading one needs READ on its topic (403
+//! ForbiddenException otherwise).
+//!
 //! This is the HTTP side; the catalog side, with `iceberg-catalog-rest`'s wire types, is
 //! `iceberg::rest`.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use iceberg_catalog_rest::ErrorModel;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::HttpSession;
+use crate::handler::Broker;
 use crate::iceberg::rest::{Page, ReaderCatalog, RestCatalogError};
+use crate::service::authorizer::{Operation, Resource};
+use crate::service::session::Session;
 
 const TOKEN_LIFETIME_S: u64 = 3600;
 
@@ -114,13 +122,29 @@ pub(super) async fn load_namespace(
     Ok(Json(catalog.load_namespace(&namespace).await?).into_response())
 }
 
-/// `GET /iceberg/v1/namespaces/{namespace}/tables?pageToken=&pageSize=`.
+/// `GET /iceberg/v1/namespaces/{namespace}/tables?pageToken=&pageSize=`: the tables whose
+/// topics the session may describe.
 pub(super) async fn list_tables(
+    State(broker): State<Arc<Broker>>,
+    HttpSession(session): HttpSession,
     Extension(catalog): Extension<Arc<ReaderCatalog>>,
     Path(namespace): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, RestError> {
-    Ok(Json(catalog.list_tables(&namespace, &query.page()).await?).into_response())
+    let visible = |table: &str| broker.service.allowed(&session, Operation::Describe, Resource::Topic(table));
+    Ok(Json(catalog.list_tables(&namespace, &query.page(), visible).await?).into_response())
+}
+
+/// 403 unless the session may read the table's topic.
+fn authorize_read(broker: &Broker, session: &Session, table: &str) -> Result<(), RestError> {
+    if broker.service.allowed(session, Operation::Read, Resource::Topic(table)) {
+        return Ok(());
+    }
+    Err(RestError {
+        status: StatusCode::FORBIDDEN,
+        kind: "ForbiddenException",
+        message: format!("not authorized to read topic {table}"),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +156,8 @@ pub(super) struct LoadQuery {
 /// current metadata and its location. (`refs` gets every snapshot too, a superset that clients
 /// accept.)
 pub(super) async fn load_table(
+    State(broker): State<Arc<Broker>>,
+    HttpSession(session): HttpSession,
     Extension(catalog): Extension<Arc<ReaderCatalog>>,
     method: Method,
     Path((namespace, table)): Path<(String, String)>,
@@ -140,6 +166,7 @@ pub(super) async fn load_table(
     if !matches!(query.snapshots.as_deref(), None | Some("all") | Some("refs")) {
         return Err(RestCatalogError::BadRequest("snapshots must be all or refs".into()).into());
     }
+    authorize_read(&broker, &session, &table)?;
     if method == Method::HEAD {
         catalog.table_exists(&namespace, &table).await?;
         return Ok(StatusCode::NO_CONTENT.into_response());

@@ -131,9 +131,16 @@ impl ReaderCatalog {
         Ok(NamespaceResponse::from(&catalog.get_namespace(&ident).await?))
     }
 
-    pub async fn list_tables(&self, namespace: &str, page: &Page) -> Result<ListTablesResponse, RestCatalogError> {
+    /// The namespace's tables for which `visible` holds, a page of them.
+    pub async fn list_tables(
+        &self,
+        namespace: &str,
+        page: &Page,
+        visible: impl Fn(&str) -> bool,
+    ) -> Result<ListTablesResponse, RestCatalogError> {
         let (catalog, ident) = self.existing_namespace(namespace).await?;
         let mut tables = catalog.list_tables(&ident).await?;
+        tables.retain(|table| visible(table.name()));
         tables.sort_by(|a, b| a.name().cmp(b.name()));
         let (identifiers, next_page_token) = page.cut(&tables)?;
         Ok(ListTablesResponse { identifiers, next_page_token })

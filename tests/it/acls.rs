@@ -339,3 +339,49 @@ fn the_http_door_applies_the_same_acls() {
     let all = request_with(&broker.http, "GET", "/admin/topics", &[("Authorization", &as_admin)], b"").json();
     assert_eq!(all["topics"].as_array().expect("topics").len(), 2, "the super user sees both");
 }
+
+/// The Iceberg REST catalog answers as the topics' ACLs say: a reader with READ on one topic
+/// lists only that topic's table and loads it; the other table is 403 ForbiddenException.
+#[test]
+fn the_rest_catalog_shows_each_reader_the_tables_of_its_topics() {
+    use crate::http_client::request_with;
+    use base64::Engine;
+    let mut args = vec!["--authorizer", "standard"];
+    args.extend(crate::iceberg::broker_args("1"));
+    let broker = secured("SASL_PLAINTEXT://127.0.0.1:0", &args);
+    let (mine, theirs) = (unique_topic("rest-mine"), unique_topic("rest-theirs"));
+    let basic = |user: &str, password: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    };
+    let (as_admin, as_alice) = (basic(ADMIN, ADMIN_PASSWORD), basic("alice", "alice-pw"));
+    for topic in [&mine, &theirs] {
+        let headers = [("Content-Type", "application/json"), ("Authorization", as_admin.as_str())];
+        let written = request_with(&broker.http, "POST", &format!("/events/{topic}"), &headers, br#"{"value": "v"}"#);
+        assert_eq!(written.status, 200, "{}", written.text());
+    }
+    // Both tables exist once the sink has committed each topic's record.
+    let deadline = std::time::Instant::now() + crate::common::WAIT_MAX;
+    loop {
+        let view = request_with(&broker.http, "GET", "/admin/iceberg", &[("Authorization", &as_admin)], b"").text();
+        if view.matches("\"committed_offset\":1").count() >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the sink did not commit both topics: {view}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    user(&broker, "alice");
+    let granted = json!([acl("TOPIC", &mine, "LITERAL", "User:alice", "READ", "ALLOW")]);
+    assert_eq!(admin(&broker, "create", granted)["ok"], true);
+
+    let get_as = |path: &str| request_with(&broker.http, "GET", path, &[("Authorization", &as_alice)], b"");
+    let listed = get_as("/iceberg/v1/namespaces/zombi/tables").json();
+    let names: Vec<&str> =
+        listed["identifiers"].as_array().expect("identifiers").iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, vec![mine.as_str()], "{listed}");
+    let loaded = get_as(&format!("/iceberg/v1/namespaces/zombi/tables/{mine}"));
+    assert_eq!(loaded.status, 200, "{}", loaded.text());
+    assert!(loaded.json()["metadata-location"].is_string());
+    let refused = get_as(&format!("/iceberg/v1/namespaces/zombi/tables/{theirs}"));
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["error"]["type"], "ForbiddenException");
+}
