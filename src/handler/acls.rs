@@ -33,6 +33,32 @@ fn refused(broker: &Broker, session: &Session, operation: Operation) -> Option<(
     None
 }
 
+/// DescribeAcls' request and DeleteAcls' filters carry the same fields.
+trait FilterFields {
+    fn filter(&self) -> Result<AclFilter, crate::security::acl::InvalidAcl>;
+}
+
+macro_rules! filter_fields {
+    ($type:ty) => {
+        impl FilterFields for $type {
+            fn filter(&self) -> Result<AclFilter, crate::security::acl::InvalidAcl> {
+                AclFilter::from_codes(
+                    self.resource_type_filter,
+                    self.resource_name_filter.as_deref(),
+                    self.pattern_type_filter,
+                    self.principal_filter.as_deref(),
+                    self.host_filter.as_deref(),
+                    self.operation,
+                    self.permission_type,
+                )
+            }
+        }
+    };
+}
+
+filter_fields!(DescribeAclsRequest);
+filter_fields!(kafka_protocol::messages::delete_acls_request::DeleteAclsFilter);
+
 pub(super) async fn create(broker: &Broker, request: CreateAclsRequest, session: &Session) -> CreateAclsResponse {
     let failed = |error: ResponseError, message: String| {
         AclCreationResult::default().with_error_code(error.code()).with_error_message(Some(str_bytes(message)))
@@ -89,16 +115,7 @@ pub(super) fn describe(
     if let Some((error, message)) = refused(broker, session, Operation::Describe) {
         return failed(error, &message);
     }
-    let filter = AclFilter::from_codes(
-        request.resource_type_filter,
-        request.resource_name_filter.as_deref(),
-        request.pattern_type_filter,
-        request.principal_filter.as_deref(),
-        request.host_filter.as_deref(),
-        request.operation,
-        request.permission_type,
-    );
-    let filter = match filter {
+    let filter = match request.filter() {
         Ok(filter) => filter,
         Err(invalid) => return failed(ResponseError::InvalidRequest, &invalid.0),
     };
@@ -138,16 +155,7 @@ pub(super) async fn delete(broker: &Broker, request: DeleteAclsRequest, session:
     let mut deleted: BTreeSet<AclBinding> = BTreeSet::new();
     let mut per_filter: Vec<Result<Vec<AclBinding>, String>> = Vec::new();
     for f in &request.filters {
-        let filter = AclFilter::from_codes(
-            f.resource_type_filter,
-            f.resource_name_filter.as_deref(),
-            f.pattern_type_filter,
-            f.principal_filter.as_deref(),
-            f.host_filter.as_deref(),
-            f.operation,
-            f.permission_type,
-        );
-        per_filter.push(match filter {
+        per_filter.push(match f.filter() {
             Err(invalid) => Err(invalid.0),
             Ok(filter) => {
                 let matching: Vec<AclBinding> =

@@ -361,34 +361,30 @@ impl AclStore {
 
     /// Adds `acls` (those that exist already stay as they are), durably.
     pub async fn create(&self, acls: &[AclBinding]) -> Result<(), LogError> {
-        let mut by_scope: BTreeMap<String, Vec<&AclBinding>> = BTreeMap::new();
-        for acl in acls {
-            by_scope.entry(acl.scope()).or_default().push(acl);
-        }
-        for (scope, acls) in by_scope {
-            let mut configs = self.log.dynamic_configs(&scope);
-            let before = configs.len();
-            configs.extend(acls.iter().map(|acl| (acl.key(), String::new())));
-            if configs.len() != before {
-                self.log.set_dynamic_configs(&scope, configs).await?;
-            }
-        }
-        Ok(())
+        self.change(acls, true).await
     }
 
     /// Removes `acls`, durably.
     pub async fn delete(&self, acls: &[AclBinding]) -> Result<(), LogError> {
+        self.change(acls, false).await
+    }
+
+    /// Adds (`present`) or removes `acls`, one write per resource pattern that changes.
+    async fn change(&self, acls: &[AclBinding], present: bool) -> Result<(), LogError> {
         let mut by_scope: BTreeMap<String, Vec<&AclBinding>> = BTreeMap::new();
         for acl in acls {
             by_scope.entry(acl.scope()).or_default().push(acl);
         }
         for (scope, acls) in by_scope {
             let mut configs = self.log.dynamic_configs(&scope);
-            let before = configs.len();
+            let before = configs.clone();
             for acl in acls {
-                configs.remove(&acl.key());
+                match present {
+                    true => configs.insert(acl.key(), String::new()),
+                    false => configs.remove(&acl.key()),
+                };
             }
-            if configs.len() != before {
+            if configs != before {
                 self.log.set_dynamic_configs(&scope, configs).await?;
             }
         }
