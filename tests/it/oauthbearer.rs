@@ -1,8 +1,9 @@
 //! OAUTHBEARER (issue 18): JWTs signed with a key of `--oauthbearer-jwks-file`, checked for
 //! signature, expiry, issuer and audience. rdkafka clients that fetch their token through
 //! `generate_oauth_token` (as applications wire an identity provider) produce and consume as the
-//! token's subject, under the ACLs of that principal; a token from another issuer, and
-//! librdkafka's unsecured tokens, are refused. The HTTP door takes the same tokens.
+//! token's subject, under the ACLs of that principal, and so do confluent-kafka and kafka-python
+//! (compat/oauth_clients.py); a token from another issuer, and librdkafka's unsecured tokens, are
+//! refused. The HTTP door takes the same tokens.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,6 +175,23 @@ async fn signed_tokens_authenticate_clients_and_others_are_refused() {
         [(0, "by the admin"), (1, "token-0"), (2, "token-1"), (3, "token-2")].map(|(o, v)| (o, v.to_string())).into();
     assert_eq!(read, expected);
 
+    // confluent-kafka and kafka-python, each with its own token hook, hand over the same kind of token.
+    let (token, expiry_ms) = idp.token("svc-orders", ISSUER);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/oauth_clients.py");
+    let expiry_s = (expiry_ms / 1000).to_string();
+    let output = std::process::Command::new(crate::security::python())
+        .args([script, &broker.listener("SASL_PLAINTEXT"), &topic, "svc-orders-group", &token, &expiry_s])
+        .output()
+        .expect("oauth_clients.py");
+    assert!(output.status.success(), "oauth_clients.py: {}", String::from_utf8_lossy(&output.stderr));
+    let clients: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(clients["confluent-kafka"], json!([4, 5, 6]), "{clients}");
+    assert_eq!(clients["kafka-python"], json!([7, 8, 9]), "{clients}");
+    let mut everything: Vec<serde_json::Value> = expected.iter().map(|(o, v)| json!([o, v])).collect();
+    everything.extend((0..3).map(|i| json!([4 + i, format!("confluent-kafka-{i}")])));
+    everything.extend((0..3).map(|i| json!([7 + i, format!("kafka-python-{i}")])));
+    assert_eq!(clients["read"], serde_json::Value::Array(everything));
+
     let foreign: BaseConsumer<TokenContext> =
         oauth_config(&broker).create_with_context(context(&idp, "svc-orders", "https://elsewhere")).expect("consumer");
     assert!(foreign.fetch_metadata(None, Duration::from_secs(5)).is_err(), "a token from another issuer");
@@ -185,7 +203,7 @@ async fn signed_tokens_authenticate_clients_and_others_are_refused() {
     let bearer = format!("Bearer {}", idp.token("svc-orders", ISSUER).0);
     let over_http = request_with(&broker.http, "GET", &path, &[("Authorization", &bearer)], b"");
     assert_eq!(over_http.status, 200, "{}", over_http.text());
-    assert_eq!(over_http.json()["records"].as_array().map(Vec::len), Some(4));
+    assert_eq!(over_http.json()["records"].as_array().map(Vec::len), Some(10));
     let foreign = format!("Bearer {}", idp.token("svc-orders", "https://elsewhere").0);
     assert_eq!(request_with(&broker.http, "GET", &path, &[("Authorization", &foreign)], b"").status, 401);
     let other = format!("Bearer {}", idp.token("svc-payments", ISSUER).0);
