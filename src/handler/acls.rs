@@ -60,11 +60,11 @@ filter_fields!(DescribeAclsRequest);
 filter_fields!(kafka_protocol::messages::delete_acls_request::DeleteAclsFilter);
 
 pub(super) async fn create(broker: &Broker, request: CreateAclsRequest, session: &Session) -> CreateAclsResponse {
-    let failed = |error: ResponseError, message: String| {
-        AclCreationResult::default().with_error_code(error.code()).with_error_message(Some(str_bytes(message)))
+    let failed = |code: i16, message: String| {
+        AclCreationResult::default().with_error_code(code).with_error_message(Some(str_bytes(message)))
     };
     if let Some((error, message)) = refused(broker, session, Operation::Alter) {
-        let results = request.creations.iter().map(|_| failed(error, message.to_string())).collect();
+        let results = request.creations.iter().map(|_| failed(error.code(), message.clone())).collect();
         return CreateAclsResponse::default().with_results(results);
     }
     let checked: Vec<Result<AclBinding, String>> = request
@@ -93,10 +93,8 @@ pub(super) async fn create(broker: &Broker, request: CreateAclsRequest, session:
     let results = checked
         .into_iter()
         .map(|checked| match (checked, &stored) {
-            (Err(message), _) => failed(ResponseError::InvalidRequest, message),
-            (Ok(_), Err(error)) => AclCreationResult::default()
-                .with_error_code(error.code())
-                .with_error_message(Some(str_bytes(error.to_string()))),
+            (Err(message), _) => failed(ResponseError::InvalidRequest.code(), message),
+            (Ok(_), Err(error)) => failed(error.code(), error.to_string()),
             (Ok(_), Ok(())) => AclCreationResult::default(),
         })
         .collect();
@@ -142,11 +140,11 @@ pub(super) fn describe(
 }
 
 pub(super) async fn delete(broker: &Broker, request: DeleteAclsRequest, session: &Session) -> DeleteAclsResponse {
-    let failed = |error: ResponseError, message: &str| {
-        DeleteAclsFilterResult::default().with_error_code(error.code()).with_error_message(Some(str_bytes(message)))
+    let failed = |code: i16, message: &str| {
+        DeleteAclsFilterResult::default().with_error_code(code).with_error_message(Some(str_bytes(message)))
     };
     if let Some((error, message)) = refused(broker, session, Operation::Alter) {
-        let results = request.filters.iter().map(|_| failed(error, &message)).collect();
+        let results = request.filters.iter().map(|_| failed(error.code(), &message)).collect();
         return DeleteAclsResponse::default().with_filter_results(results);
     }
     let store = AclStore::new(broker.log.clone());
@@ -175,10 +173,8 @@ pub(super) async fn delete(broker: &Broker, request: DeleteAclsRequest, session:
     let results = per_filter
         .into_iter()
         .map(|outcome| match (outcome, &stored) {
-            (Err(message), _) => failed(ResponseError::InvalidRequest, &message),
-            (Ok(_), Err(error)) => {
-                failed(ResponseError::UnknownServerError, &error.to_string()).with_error_code(error.code())
-            }
+            (Err(message), _) => failed(ResponseError::InvalidRequest.code(), &message),
+            (Ok(_), Err(error)) => failed(error.code(), &error.to_string()),
             (Ok(matching), Ok(())) => DeleteAclsFilterResult::default().with_matching_acls(
                 matching
                     .into_iter()

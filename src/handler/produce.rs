@@ -28,17 +28,20 @@ enum Outcome {
 /// A transactional write must name its transactional id in the request (Kafka authorizes its
 /// WRITE on it: without one, TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and belong to a transaction
 /// in progress that holds the partition (KIP-890's verification); a broker without a
-/// transaction coordinator refuses it.
+/// transaction coordinator refuses it. `id_authorized`: whether the session may WRITE the
+/// request's transactional id, decided once per request.
 fn check_transaction(
     broker: &Broker,
     validated: &crate::service::Validated,
     transactional_id: Option<&str>,
-    session: &Session,
+    id_authorized: bool,
     topic: &str,
     index: i32,
 ) -> Result<(), LogError> {
-    if let Some(id) = transactional_id {
-        broker.service.authorize(session, Operation::Write, Resource::TransactionalId(id))?;
+    if let Some(id) = transactional_id
+        && !id_authorized
+    {
+        return Err(LogError::TransactionalIdAuthorizationFailed(id.to_string()));
     }
     let Some((producer_id, producer_epoch)) = validated.transactional_producer() else { return Ok(()) };
     if transactional_id.is_none() {
@@ -61,6 +64,8 @@ pub(super) async fn handle(
     let transactional_id = request.transactional_id.as_ref().map(|id| id.as_str().to_string());
     let transactional_id = transactional_id.as_deref();
     let service = &broker.service;
+    let id_authorized =
+        transactional_id.is_none_or(|id| service.allowed(session, Operation::Write, Resource::TransactionalId(id)));
     // First resolve and validate every partition through the broker service (the topic rules the
     // HTTP door applies too); then queue all valid ones as one unit, so a request's partitions
     // share one group commit (and one fsync).
@@ -79,8 +84,14 @@ pub(super) async fn handle(
                 Err(error) => Outcome::Done(Err(same_error(error))),
                 Ok(topic) => match service.validate(topic, data.index, &data.records.unwrap_or_default(), acks) {
                     Ok(validated) => {
-                        match check_transaction(broker, &validated, transactional_id, session, &topic.name, data.index)
-                        {
+                        match check_transaction(
+                            broker,
+                            &validated,
+                            transactional_id,
+                            id_authorized,
+                            &topic.name,
+                            data.index,
+                        ) {
                             Ok(()) => {
                                 ready.push(validated);
                                 Outcome::Queued
