@@ -5,8 +5,11 @@
 //! can have up to `requests_in_flight_per_connection_max` requests pipelined while answers keep
 //! their order, as the Kafka protocol requires.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -19,6 +22,7 @@ use tracing::Instrument;
 use crate::handler::{Broker, Handled, PendingResponse, Response};
 use crate::metrics::Metrics;
 use crate::protocol::{self, Body, ErrorCounts};
+use crate::security::quota::{QuotaKind, Quotas};
 use crate::security::sasl::{Authenticator, Step};
 use crate::service::session::Session;
 
@@ -47,6 +51,53 @@ struct Outgoing {
     _budget: OwnedSemaphorePermit,
     /// Close the connection once this response is written (a failed authentication).
     close_after: bool,
+    /// Until when the client's produce or request-time quota says to throttle it (the fetch
+    /// quota's throttle is in the fetch response).
+    throttle: Throttle,
+}
+
+/// A throttle a quota imposed, and which quota (for the metrics). It ends at an instant, not
+/// after a time: a client's allowance refills from when its request was measured, so the time
+/// until its response is sent counts towards the throttle.
+#[derive(Clone, Copy)]
+struct Throttle {
+    until: Option<tokio::time::Instant>,
+    quota: QuotaKind,
+}
+
+impl Throttle {
+    const NONE: Throttle = Throttle { until: None, quota: QuotaKind::Request };
+
+    /// A throttle of `time` from now (none for zero).
+    fn after(time: Duration, quota: QuotaKind) -> Throttle {
+        Throttle { until: (!time.is_zero()).then(|| tokio::time::Instant::now() + time), quota }
+    }
+
+    fn max(self, other: Throttle) -> Throttle {
+        if other.until > self.until { other } else { self }
+    }
+}
+
+/// Until when the reader must not read the next request: a throttled client's connection is
+/// muted for its throttle time once its response is sent, as Kafka does (KIP-219).
+type Mute = watch::Sender<Option<tokio::time::Instant>>;
+
+/// A future and the time spent inside its `poll`: the work of a request, not its waiting, for
+/// `request_percentage` quotas.
+struct Busy<F> {
+    inner: Pin<Box<F>>,
+    busy: Duration,
+}
+
+impl<F: Future> Future for Busy<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let started = Instant::now();
+        let polled = self.inner.as_mut().poll(cx);
+        self.busy += started.elapsed();
+        polled.map(|output| (output, self.busy))
+    }
 }
 
 /// A byte stream a client connection runs over, split into a read and a write half: TCP or TLS.
@@ -103,11 +154,20 @@ pub async fn serve<S: Stream>(
     let mut authenticated = !sasl;
     let (read_half, write_half) = stream.split();
     let (outgoing, queue) = mpsc::channel(broker.config.network.requests_in_flight_per_connection_max);
-    let writer = tokio::spawn(write_responses(write_half, queue, broker.metrics.clone()).in_current_span());
+    let (mute, mut muted) = watch::channel(None);
+    let writer = tokio::spawn(write_responses(write_half, queue, broker.metrics.clone(), mute).in_current_span());
     let mut reader = BufReader::with_capacity(64 * 1024, read_half);
     let max_bytes = broker.config.network.socket_request_max_bytes;
     let budget_kib_max = (broker.config.network.queued_request_bytes_max / 1024).max(1);
     loop {
+        let until = *muted.borrow_and_update();
+        if let Some(until) = until.filter(|until| *until > tokio::time::Instant::now()) {
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                _ = shutdown.changed() => break,
+                () = outgoing.closed() => break,
+            }
+        }
         let frame = tokio::select! {
             frame = read_frame(&mut reader, if authenticated { max_bytes } else { max_bytes.min(SASL_RECEIVE_MAX_BYTES) },
                 &broker.request_budget, budget_kib_max) => frame,
@@ -140,6 +200,14 @@ pub async fn serve<S: Stream>(
             }
         };
         let (api_key, version, correlation_id) = (request.api.key, request.version, request.correlation_id);
+        if request.client_id.as_deref().unwrap_or_default() != session.client_id {
+            session.client_id = request.client_id.clone().unwrap_or_default();
+        }
+        let mut throttle = Throttle::NONE;
+        if api_key == ApiKey::Produce && authenticated {
+            let time = broker.quotas.record(QuotaKind::Produce, &session, frame.len() as f64);
+            throttle = Throttle::after(time, QuotaKind::Produce);
+        }
         let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
         let mut close_after = false;
         let pending = match (api_key, &request.body) {
@@ -158,10 +226,26 @@ pub async fn serve<S: Stream>(
                 tracing::info!(api = ?api_key, "request before SASL authentication; closing connection");
                 break;
             }
+            _ if broker.quotas.enabled(QuotaKind::Request) => {
+                let handling =
+                    Busy { inner: Box::pin(broker.handle(request, &session).instrument(span)), busy: Duration::ZERO };
+                let (pending, busy) = handling.await;
+                throttle = throttle.max(request_throttle(&broker.quotas, &session, busy));
+                pending
+            }
             _ => broker.handle(request, &session).instrument(span).await,
         };
         if outgoing
-            .send(Outgoing { api_key, version, correlation_id, pending, started, _budget: budget, close_after })
+            .send(Outgoing {
+                api_key,
+                version,
+                correlation_id,
+                pending,
+                started,
+                _budget: budget,
+                close_after,
+                throttle,
+            })
             .await
             .is_err()
             || close_after
@@ -171,6 +255,13 @@ pub async fn serve<S: Stream>(
     }
     drop(outgoing);
     let _ = writer.await;
+}
+
+/// Records a request's handling time against the session's `request_percentage` quota (in
+/// percent of one thread's second, as Kafka measures it).
+fn request_throttle(quotas: &Quotas, session: &Session, busy: Duration) -> Throttle {
+    let time = quotas.record(QuotaKind::Request, session, busy.as_secs_f64() * 100.0);
+    Throttle::after(time, QuotaKind::Request)
 }
 
 /// SaslHandshake or SaslAuthenticate: answered by the connection's authenticator; on a listener
@@ -229,6 +320,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(
     write_half: W,
     mut queue: mpsc::Receiver<Outgoing>,
     metrics: Arc<Metrics>,
+    mute: Mute,
 ) {
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
     while let Some(mut item) = queue.recv().await {
@@ -244,10 +336,38 @@ async fn write_responses<W: AsyncWrite + Unpin>(
                 (&mut item.pending).await
             }
         };
-        let (response, errors) = match handled {
+        let (mut response, errors) = match handled {
             Some(Handled { response, errors }) => (Some(response), errors),
             None => (None, ErrorCounts::default()),
         };
+        let mut throttle = item.throttle;
+        if let Some(Response::Kind(kind)) = &response {
+            let fetch = Duration::from_millis(u64::try_from(protocol::throttle::throttle_time(kind)).unwrap_or(0));
+            throttle = throttle.max(Throttle::after(fetch, QuotaKind::Fetch));
+        }
+        let now = tokio::time::Instant::now();
+        let remaining = throttle.until.map_or(Duration::ZERO, |until| until.saturating_duration_since(now));
+        // Muted from when the response is sent; a version without `throttle_time_ms` gets its
+        // response late instead (Kafka before KIP-219).
+        let mut mute_until = None;
+        if !remaining.is_zero() {
+            metrics.throttled(throttle.quota.name(), remaining.as_millis() as u64);
+            let ms = i32::try_from(remaining.as_millis()).unwrap_or(i32::MAX);
+            let told = match &mut response {
+                Some(Response::Kind(kind)) => protocol::throttle::raise_throttle_time(kind, item.version, ms),
+                _ => false,
+            };
+            if told || response.is_none() {
+                mute_until = Some(now + remaining);
+            } else if writer.flush().await.is_err() {
+                return;
+            } else {
+                tokio::time::sleep(remaining).await;
+            }
+        }
+        if let Some(until) = mute_until {
+            mute.send_modify(|muted| *muted = Some(muted.map_or(until, |m| m.max(until))));
+        }
         metrics.request_done(item.api_key, item.started.elapsed(), &errors);
         let Some(response) = response else { continue };
         let frame = match response {

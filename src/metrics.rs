@@ -100,6 +100,13 @@ pub struct Metrics {
     http_connections_refused: Counter,
     http_connections_timed_out: Family<TimeoutLabels, Counter>,
     authentications: Family<AuthenticationLabels, Counter>,
+    throttled: Family<QuotaLabels, Counter>,
+    throttle_ms: Family<QuotaLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    quota: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -223,6 +230,18 @@ impl Metrics {
             "SASL authentications on the Kafka listeners, per mechanism and result (success or failure)",
             authentications.clone(),
         );
+        let throttled = Family::<QuotaLabels, Counter>::default();
+        registry.register(
+            "zombi_quota_throttled_responses",
+            "Responses throttled by a client quota, per quota (produce, fetch, request)",
+            throttled.clone(),
+        );
+        let throttle_ms = Family::<QuotaLabels, Counter>::default();
+        registry.register(
+            "zombi_quota_throttle_time_ms",
+            "Milliseconds clients were throttled for by their quotas, per quota (produce, fetch, request)",
+            throttle_ms.clone(),
+        );
         for timeout in [HTTP_TIMEOUT_HEADER_READ, HTTP_TIMEOUT_IDLE] {
             let _ = http_connections_timed_out.get_or_create_owned(&TimeoutLabels { timeout });
         }
@@ -242,6 +261,8 @@ impl Metrics {
             http_connections_refused,
             http_connections_timed_out,
             authentications,
+            throttled,
+            throttle_ms,
         }
     }
 
@@ -288,6 +309,13 @@ impl Metrics {
     pub fn authenticated(&self, mechanism: &'static str, success: bool) {
         let result = if success { "success" } else { "failure" };
         self.authentications.get_or_create(&AuthenticationLabels { mechanism, result }).inc();
+    }
+
+    /// A response throttled for `ms` by the client's `quota` (`produce`, `fetch`, `request`).
+    pub fn throttled(&self, quota: &'static str, ms: u64) {
+        let labels = QuotaLabels { quota };
+        self.throttled.get_or_create(&labels).inc();
+        self.throttle_ms.get_or_create(&labels).inc_by(ms);
     }
 
     pub fn http_connection_refused(&self) {

@@ -206,5 +206,27 @@ print(sum(len(o) for o in seen.values()), dense and values == {str(i) for i in r
         grep -q "principal=User:bob, host=\*, operation=ALL, permissionType=DENY" "$CLI_OUT"; then
         cli_pass kafka-acls_remove
     else cli_fail kafka-acls_remove "READ still listed or the DENY gone" "$CLI_OUT"; fi
+
+    # kafka-configs client quotas: set a user's and a user's client's quotas, describe them back,
+    # remove one (AlterClientQuotas and DescribeClientQuotas)
+    local CONFIGS=org.apache.kafka.tools.ConfigCommand
+    local u="quota-$tag"
+    if tool $CONFIGS --bootstrap-server "$b" --alter --entity-type users --entity-name "$u" \
+            --add-config producer_byte_rate=1048576,consumer_byte_rate=2097152 &&
+        tool $CONFIGS --bootstrap-server "$b" --alter --entity-type users --entity-name "$u" \
+            --entity-type clients --entity-name app --add-config request_percentage=50 &&
+        tool $CONFIGS --bootstrap-server "$b" --describe --entity-type users --entity-name "$u" &&
+        grep -q "consumer_byte_rate=2097152.0, producer_byte_rate=1048576.0" "$CLI_OUT" &&
+        tool $CONFIGS --bootstrap-server "$b" --describe --entity-type users --entity-name "$u" \
+            --entity-type clients --entity-name app &&
+        grep -q "request_percentage=50.0" "$CLI_OUT"; then
+        cli_pass kafka-configs_quotas
+    else cli_fail kafka-configs_quotas "the quotas set are not described back" "$CLI_OUT"; fi
+    if tool $CONFIGS --bootstrap-server "$b" --alter --entity-type users --entity-name "$u" \
+            --delete-config producer_byte_rate &&
+        tool $CONFIGS --bootstrap-server "$b" --describe --entity-type users --entity-name "$u" &&
+        grep -q "consumer_byte_rate=2097152.0" "$CLI_OUT" && ! grep -q "producer_byte_rate" "$CLI_OUT"; then
+        cli_pass kafka-configs_quota_delete
+    else cli_fail kafka-configs_quota_delete "producer_byte_rate still described" "$CLI_OUT"; fi
     rm -rf "$dir"
 }

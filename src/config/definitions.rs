@@ -432,6 +432,20 @@ pub const DEFINITIONS: &[Definition] = &[
         .default("104857600")
         .value(|c| c.network.socket_request_max_bytes.to_string())
         .doc("Largest request frame accepted (Kafka's `socket.request.max.bytes`)"),
+    setting("quota-window-num")
+        .kafka("quota.window.num")
+        .kafka_in_file()
+        .int(1)
+        .default("11")
+        .value(|c| c.network.quota_window_num.to_string())
+        .doc("Samples a client's rate is measured over for its quotas (Kafka's `quota.window.num`)"),
+    setting("quota-window-size-seconds")
+        .kafka("quota.window.size.seconds")
+        .kafka_in_file()
+        .int(1)
+        .default("1")
+        .value(|c| c.network.quota_window_size_seconds.to_string())
+        .doc("Time each quota sample covers (Kafka's `quota.window.size.seconds`)"),
     setting("group-initial-rebalance-delay-ms")
         .kafka("group.initial.rebalance.delay.ms")
         .kafka_in_file()

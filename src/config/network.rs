@@ -28,6 +28,12 @@ pub struct NetworkConfig {
     /// See `REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX`.
     #[arg(skip = REQUESTS_IN_FLIGHT_PER_CONNECTION_MAX)]
     pub requests_in_flight_per_connection_max: usize,
+    /// Kafka's `quota.window.num`: the samples a client's rate is measured over.
+    #[arg(long = "quota-window-num", env = "ZOMBI_QUOTA_WINDOW_NUM")]
+    pub quota_window_num: u32,
+    /// Kafka's `quota.window.size.seconds`: the time each sample covers.
+    #[arg(long = "quota-window-size-seconds", env = "ZOMBI_QUOTA_WINDOW_SIZE_SECONDS")]
+    pub quota_window_size_seconds: u32,
     /// Longest time a Fetch may wait (caps the client's max_wait_ms).
     #[arg(skip = 30_000_u64)]
     pub fetch_wait_ms_max: u64,

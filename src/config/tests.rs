@@ -115,7 +115,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 75, "README lists every flag but --config");
+    assert_eq!(flags.len(), 77, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -218,6 +218,8 @@ const FILE_KEYS: &[&str] = &[
     "oauthbearer-sub-claim-name",
     "sasl.oauthbearer.sub.claim.name",
     "http-auth",
+    "quota.window.num",
+    "quota.window.size.seconds",
 ];
 
 /// The file takes exactly those keys, each sets its setting, and the Kafka names README lists are
@@ -457,6 +459,8 @@ fn broker_configs_are_described_with_kafkas_types() {
             "node.id",
             "num.partitions",
             "socket.request.max.bytes",
+            "quota.window.num",
+            "quota.window.size.seconds",
             "group.initial.rebalance.delay.ms",
             "group.min.session.timeout.ms",
             "group.max.session.timeout.ms",
@@ -491,6 +495,8 @@ fn broker_configs_are_described_with_kafkas_types() {
         ("log.segment.bytes", 3),
         ("log.roll.ms", 5),
         ("socket.request.max.bytes", 3),
+        ("quota.window.num", 3),
+        ("quota.window.size.seconds", 3),
         ("group.initial.rebalance.delay.ms", 3),
         ("group.min.session.timeout.ms", 3),
         ("group.max.session.timeout.ms", 3),

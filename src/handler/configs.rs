@@ -1,5 +1,6 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics, this broker (dynamic
-//! configs, over the static ones from flags, environment and file) and groups.
+//! configs, over the static ones from flags, environment and file) and groups; client quotas
+//! (`quotas`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub(super) async fn handle(
         RequestKind::IncrementalAlterConfigs(body) => {
             Handled::uncounted(incremental_alter(broker, body, session).await)
         }
+        RequestKind::DescribeClientQuotas(body) => Handled::uncounted(super::quotas::describe(broker, body, session)),
+        RequestKind::AlterClientQuotas(body) => Handled::uncounted(super::quotas::alter(broker, body, session).await),
         _ => return super::misrouted(Family::Configs),
     };
     Some(handled)

@@ -17,6 +17,7 @@ use super::{Broker, Handled, same_error};
 use crate::log::{Isolation, LogError, Partition, ReadResult};
 use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
+use crate::security::quota::QuotaKind;
 use crate::service::authorizer::Operation;
 use crate::service::session::Session;
 use crate::service::{PartitionRead, ReadWait};
@@ -100,7 +101,12 @@ pub(super) async fn fetch(
         .all(|w| w.target.is_ok())
         .then_some(ReadWait { min_bytes: request.min_bytes.max(0) as usize, deadline });
     // Kafka caps a fetch response with fetch.max.bytes whatever the client asks for.
-    let total_bytes_max = (request.max_bytes.max(0) as usize).min(broker.config.network.fetch_bytes_max);
+    let mut total_bytes_max = (request.max_bytes.max(0) as usize).min(broker.config.network.fetch_bytes_max);
+    // And, for a client with a consumer quota, with what one quota window allows.
+    let quota_bytes_max = broker.quotas.fetch_bytes_max(session);
+    if let Some(quota_bytes_max) = quota_bytes_max {
+        total_bytes_max = total_bytes_max.min(quota_bytes_max.max(1));
+    }
     let isolation =
         if request.isolation_level == READ_COMMITTED { Isolation::Committed } else { Isolation::HighWatermark };
     let reads = wanted.iter().filter_map(|w| w.target.as_ref().ok().cloned()).collect();
@@ -125,7 +131,25 @@ pub(super) async fn fetch(
         topics[w.topic_index].partitions.push(data);
     }
     response.responses = topics;
+    if quota_bytes_max.is_some() {
+        return throttled(broker, session, response);
+    }
     response
+}
+
+/// A fetch by a client with a consumer quota: its response's bytes are recorded, and one that
+/// takes the client over its quota is answered empty with the throttle time instead (and not
+/// counted), as Kafka does.
+fn throttled(broker: &Broker, session: &Session, response: FetchResponse) -> FetchResponse {
+    let bytes: usize =
+        response.responses.iter().flat_map(|t| &t.partitions).filter_map(|p| p.records.as_ref()).map(|r| r.len()).sum();
+    let throttle = broker.quotas.record(QuotaKind::Fetch, session, bytes as f64);
+    if throttle.is_zero() {
+        return response;
+    }
+    broker.quotas.unrecord(QuotaKind::Fetch, session, bytes as f64);
+    let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+    FetchResponse::default().with_throttle_time_ms(ms).with_session_id(response.session_id)
 }
 
 fn partition_data(index: i32, result: Result<ReadResult, LogError>, isolation_level: i8) -> PartitionData {

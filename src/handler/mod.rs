@@ -11,6 +11,7 @@ mod fetch;
 mod groups;
 mod metadata;
 mod produce;
+mod quotas;
 mod security;
 mod txn;
 
@@ -30,6 +31,7 @@ use crate::log::{Log, LogError};
 use crate::protocol::apis::Family;
 use crate::protocol::{Body, CountErrors, ErrorCounts, Request};
 use crate::security::acl::StandardAuthorizer;
+use crate::security::quota::{QuotaWindow, Quotas};
 use crate::service::authorizer::{AllowAll, Authorizer};
 use crate::service::session::Session;
 use crate::service::{BrokerService, ServiceSettings};
@@ -93,6 +95,8 @@ pub struct Broker {
     pub iceberg: Arc<crate::iceberg::IcebergSink>,
     /// SCRAM credentials, which SASL listeners check and the SCRAM admin APIs manage.
     pub credentials: crate::security::Credentials,
+    /// Client quotas: what each client is measured against, and how long to throttle it.
+    pub quotas: Arc<Quotas>,
 }
 
 impl Broker {
@@ -131,6 +135,13 @@ impl Broker {
         }
         Broker {
             credentials: crate::security::Credentials::new(unified.log().clone(), &config.security),
+            quotas: Arc::new(Quotas::new(
+                unified.log().clone(),
+                QuotaWindow {
+                    samples: config.network.quota_window_num.max(1),
+                    size: std::time::Duration::from_secs(u64::from(config.network.quota_window_size_seconds.max(1))),
+                },
+            )),
             service: Arc::new(service),
             cluster,
             iceberg,
@@ -150,8 +161,8 @@ impl Broker {
     /// Starts handling one request. Work that must keep the connection's order (queueing appends)
     /// is done before this returns; the returned future finishes the response.
     ///
-    /// `session` is the connection's (its principal, listener and client host); the request's
-    /// client id comes with the request.
+    /// `session` is the connection's (its principal, listener and client host), with the client
+    /// id of this request.
     pub async fn handle(self: &Arc<Self>, request: Request, session: &Session) -> PendingResponse {
         let version = request.version;
         let kind = match request.body {
@@ -168,10 +179,7 @@ impl Broker {
             Family::Metadata => metadata::handle(self, kind, version, session).await,
             Family::Admin => admin::handle(self, kind, version, session).await,
             Family::Configs => configs::handle(self, kind, version, session).await,
-            Family::Groups => {
-                let session = session.with_client_id(&request.client_id.unwrap_or_default());
-                groups::handle(self, kind, version, &session).await
-            }
+            Family::Groups => groups::handle(self, kind, version, session).await,
             Family::Cluster => cluster::handle(self, kind, version, session),
             Family::Txn => txn::handle(self, kind, version, session).await,
             Family::Security => security::handle(self, kind, version, session).await,

@@ -51,7 +51,7 @@ const fn row(key: ApiKey, min_version: i16, max_version: i16, family: Family, be
 /// Produce is advertised from v0 because librdkafka enables Produce only when v0 is (KIP-896);
 /// v0–2 are decoded by `legacy_produce` and refused with UNSUPPORTED_VERSION.
 #[rustfmt::skip]
-pub static APIS: [Api; 45] = [
+pub static APIS: [Api; 47] = [
     //  key                                     min  max  family            before authentication
     row(ApiKey::Produce,                          0,  13, Family::Produce,  false),
     row(ApiKey::Fetch,                            4,  18, Family::Fetch,    false),
@@ -92,6 +92,8 @@ pub static APIS: [Api; 45] = [
     row(ApiKey::AlterPartitionReassignments,      0,   1, Family::Cluster,  false),
     row(ApiKey::ListPartitionReassignments,       0,   0, Family::Cluster,  false),
     row(ApiKey::OffsetDelete,                     0,   0, Family::Groups,   false),
+    row(ApiKey::DescribeClientQuotas,             0,   1, Family::Configs,  false),
+    row(ApiKey::AlterClientQuotas,                0,   1, Family::Configs,  false),
     row(ApiKey::DescribeUserScramCredentials,     0,   0, Family::Security, false),
     row(ApiKey::AlterUserScramCredentials,        0,   0, Family::Security, false),
     row(ApiKey::DescribeCluster,                  0,   2, Family::Metadata, false),
@@ -147,6 +149,7 @@ mod tests {
             DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
             AlterUserScramCredentials => AlterUserScramCredentialsRequest,
             DescribeAcls => DescribeAclsRequest, CreateAcls => CreateAclsRequest, DeleteAcls => DeleteAclsRequest,
+            DescribeClientQuotas => DescribeClientQuotasRequest, AlterClientQuotas => AlterClientQuotasRequest,
         }
     }
 

@@ -8,6 +8,7 @@ pub mod apis;
 mod error_counts;
 pub mod frame;
 pub mod legacy_produce;
+pub mod throttle;
 
 pub use error_counts::{CountErrors, ErrorCounts};
 pub use frame::Frame;

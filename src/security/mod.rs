@@ -6,6 +6,7 @@
 
 pub mod acl;
 pub mod jwt;
+pub mod quota;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -45,9 +45,4 @@ impl Session {
             client_id: String::new(),
         }
     }
-
-    /// The same session for a request that named `client_id`.
-    pub fn with_client_id(&self, client_id: &str) -> Session {
-        Session { client_id: client_id.to_string(), ..self.clone() }
-    }
 }

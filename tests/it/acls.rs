@@ -45,7 +45,7 @@ fn admin(broker: &TestBroker, action: &str, argument: Value) -> Value {
     acl_admin(broker, ADMIN, ADMIN_PASSWORD, action, argument)
 }
 
-fn user(broker: &TestBroker, name: &str) {
+pub(crate) fn user(broker: &TestBroker, name: &str) {
     let created = scram_admin(broker, &["upsert", name, &format!("{name}-pw"), "SCRAM-SHA-256", "4096"]);
     assert_eq!(created["ok"], true, "{created}");
 }
@@ -175,7 +175,7 @@ async fn acls_decide_what_each_user_may_do() {
 }
 
 /// A raw connection authenticated with PLAIN.
-fn authenticated(address: &str, user: &str, password: &str) -> Raw {
+pub(crate) fn authenticated(address: &str, user: &str, password: &str) -> Raw {
     let mut raw = Raw::connect(address);
     assert_eq!(handshake(&mut raw, "PLAIN").0, 0);
     assert_eq!(authenticate(&mut raw, format!("\0{user}\0{password}").as_bytes()).0, 0);

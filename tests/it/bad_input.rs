@@ -367,7 +367,7 @@ fn create_topic_partitions(raw: &mut Raw, name: &str, partitions: i32, configs: 
     raw.call(7, &request).topics[0].error_code
 }
 
-fn create_topic_raw(raw: &mut Raw, name: &str, configs: &[(&str, &str)]) -> i16 {
+pub(crate) fn create_topic_raw(raw: &mut Raw, name: &str, configs: &[(&str, &str)]) -> i16 {
     create_topic_partitions(raw, name, 1, configs)
 }
 

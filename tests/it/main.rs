@@ -18,6 +18,7 @@ mod iceberg_catalogs;
 mod oauthbearer;
 mod postgres;
 mod produce_consume;
+mod quotas;
 mod raw;
 mod security;
 mod tiering;

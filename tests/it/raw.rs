@@ -12,13 +12,19 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 pub struct Raw {
     stream: TcpStream,
     correlation_id: i32,
+    client_id: &'static str,
 }
 
 impl Raw {
     pub fn connect(address: &str) -> Raw {
         let stream = TcpStream::connect(address).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-        Raw { stream, correlation_id: 0 }
+        Raw { stream, correlation_id: 0, client_id: "raw-test" }
+    }
+
+    /// The same connection, sending `client_id` in its request headers.
+    pub fn with_client_id(self, client_id: &'static str) -> Raw {
+        Raw { client_id, ..self }
     }
 
     pub fn send_bytes(&mut self, bytes: &[u8]) {
@@ -64,7 +70,7 @@ impl Raw {
         header.request_api_key = R::KEY;
         header.request_api_version = version;
         header.correlation_id = self.correlation_id;
-        header.client_id = Some(StrBytes::from_static_str("raw-test"));
+        header.client_id = Some(StrBytes::from_static_str(self.client_id));
         let mut payload = BytesMut::new();
         header.encode(&mut payload, R::header_version(version)).expect("header");
         body.encode(&mut payload, version).expect("body");
