@@ -24,7 +24,7 @@ use crate::metrics::Metrics;
 use crate::protocol::{self, Body, ErrorCounts};
 use crate::security::quota::{QuotaKind, Quotas};
 use crate::security::sasl::{Authenticator, Step};
-use crate::service::session::Session;
+use crate::service::session::{Principal, Session};
 
 /// The largest request an unauthenticated client may send on a SASL listener (Kafka's
 /// `sasl.server.max.receive.size`): a stranger cannot make the broker buffer 100 MiB frames.
@@ -106,6 +106,10 @@ pub trait Stream: Send + 'static {
     type Write: AsyncWrite + Unpin + Send + 'static;
     /// The client's address as Kafka shows it (`/127.0.0.1`).
     fn client_host(&self) -> String;
+    /// The client's TLS certificate (DER), if it presented one.
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        None
+    }
     fn split(self) -> (Self::Read, Self::Write);
 }
 
@@ -131,6 +135,10 @@ impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
         self.get_ref().0.client_host()
     }
 
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.get_ref().1.peer_certificates()?.first().map(|certificate| certificate.to_vec())
+    }
+
     fn split(self) -> (Self::Read, Self::Write) {
         let _ = self.get_ref().0.set_nodelay(true);
         tokio::io::split(self)
@@ -148,8 +156,18 @@ pub async fn serve<S: Stream>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _open = broker.metrics.connection_opened();
-    // Anonymous until a SASL authentication names the principal.
+    // Anonymous until a SASL authentication names the principal; on an SSL listener, a client
+    // certificate names it (`--ssl-principal-mapping-rules`), as in Kafka.
     let mut session = Session::anonymous(listener, &stream.client_host());
+    if let Some(certificate) = stream.peer_certificate().filter(|_| !sasl) {
+        match broker.principals.principal(&certificate) {
+            Ok(name) => session.principal = Principal { kind: "User".to_string(), name },
+            Err(error) => {
+                tracing::warn!(%error, "closing connection");
+                return;
+            }
+        }
+    }
     let mut authenticator = sasl.then(|| Authenticator::new(broker.credentials.clone(), broker.metrics.clone()));
     let mut authenticated = !sasl;
     let (read_half, write_half) = stream.split();

@@ -606,6 +606,9 @@ pub const DEFINITIONS: &[Definition] = &[
     setting("http-auth").one_of(&["none", "basic", "bearer", "any"]).doc(
         "Authentication on the HTTP listener: `none`; `basic` (HTTP basic auth with the SCRAM users' passwords); `bearer` (JWTs checked as OAUTHBEARER checks them); `any` (either). `/health/live`, `/health/ready` and `/metrics` stay open. Default `basic` with `--authorizer standard`, else `none`",
     ),
+    setting("http-metrics-auth").boolean().default("false").doc(
+        "Whether `/metrics` needs the authentication of `--http-auth` (and, with an authorizer, DESCRIBE on the cluster) instead of being open to scrapers",
+    ),
     // Iceberg.
     setting("iceberg-catalog").doc(
         "Iceberg catalog: `sqlite://PATH` (default `sqlite://<data-dir>/iceberg/catalog.db`) or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`). REST catalogs are not built yet",
@@ -674,6 +677,11 @@ pub const DEFINITIONS: &[Definition] = &[
         .one_of(super::security::CLIENT_AUTH_MODES)
         .default("none")
         .doc("Whether TLS listeners ask clients for a certificate: none, requested or required (Kafka's `ssl.client.auth`)"),
+    setting("ssl-principal-mapping-rules")
+        .kafka("ssl.principal.mapping.rules")
+        .kafka_or_flag_in_file()
+        .default("DEFAULT")
+        .doc("How a client certificate's subject (`CN=alice,OU=eng,O=acme`) names its principal on SSL listeners: `RULE:pattern/replacement/[LU]` and `DEFAULT`, comma-separated (Kafka's `ssl.principal.mapping.rules`)"),
     setting("sasl-enabled-mechanisms")
         .kafka("sasl.enabled.mechanisms")
         .kafka_or_flag_in_file()

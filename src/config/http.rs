@@ -24,6 +24,16 @@ pub struct HttpConfig {
     /// for OAUTHBEARER. Without it, `basic` when an authorizer is on, else `none` (see `auth`).
     #[arg(id = "http_auth", long = "http-auth", env = "ZOMBI_HTTP_AUTH")]
     pub auth_flag: Option<String>,
+    /// `--http-metrics-auth`: `/metrics` needs the authentication of `--http-auth` (and, with an
+    /// authorizer, DESCRIBE on the cluster) instead of being open to scrapers.
+    #[arg(
+        long = "http-metrics-auth",
+        env = "ZOMBI_HTTP_METRICS_AUTH",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub metrics_auth: bool,
     /// The resolved `--http-auth`.
     #[arg(skip = String::from("none"))]
     pub auth: String,

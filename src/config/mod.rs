@@ -38,7 +38,9 @@ pub use groups::GroupConfig;
 pub use http::HttpConfig;
 pub use log::{Durability, LogConfig, PARTITIONS_PER_TOPIC_MAX};
 pub use network::NetworkConfig;
-pub use security::{ClientAuth, Listener, OAuthBearerConfig, SecurityConfig, SecurityFlags, SecurityProtocol};
+pub use security::{
+    Case, ClientAuth, Listener, OAuthBearerConfig, PrincipalRule, SecurityConfig, SecurityFlags, SecurityProtocol,
+};
 pub use storage::{Location, S3Options};
 pub use tier::{TierConfig, TierFlags};
 pub use wal::{WalConfig, WalFlags};

@@ -23,6 +23,8 @@ pub struct SecurityFlags {
     pub ssl_ca_file: Option<PathBuf>,
     #[arg(long = "ssl-client-auth", env = "ZOMBI_SSL_CLIENT_AUTH")]
     pub ssl_client_auth: String,
+    #[arg(long = "ssl-principal-mapping-rules", env = "ZOMBI_SSL_PRINCIPAL_MAPPING_RULES")]
+    pub ssl_principal_mapping_rules: String,
     #[arg(long = "sasl-enabled-mechanisms", env = "ZOMBI_SASL_ENABLED_MECHANISMS")]
     pub sasl_enabled_mechanisms: String,
     #[arg(long = "bootstrap-admin", env = "ZOMBI_BOOTSTRAP_ADMIN")]
@@ -116,6 +118,75 @@ pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"
 pub const CLIENT_AUTH_MODES: &[&str] = &["none", "requested", "required"];
 pub const AUTHORIZERS: &[&str] = &["none", "standard"];
 
+/// One of Kafka's `ssl.principal.mapping.rules`: how a client certificate's subject (as
+/// RFC 2253 writes it, `CN=alice,OU=eng,O=acme`) becomes the name of its principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalRule {
+    /// The whole subject.
+    Default,
+    /// When `pattern` matches the whole subject, the subject with every match of `pattern`
+    /// replaced by `replacement` (Java's `replaceAll`, `$1` naming a group), in lower or upper
+    /// case if asked.
+    Rule { pattern: String, replacement: String, case: Option<Case> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Case {
+    Lower,
+    Upper,
+}
+
+/// Kafka's rules syntax: `RULE:pattern/replacement/[LU]` and `DEFAULT`, separated by commas or
+/// new lines; a `/` inside a pattern or replacement is escaped as `\/`.
+pub fn parse_principal_rules(text: &str) -> Result<Vec<PrincipalRule>, String> {
+    let mut rules = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("DEFAULT") {
+            rules.push(PrincipalRule::Default);
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("RULE:") {
+            let (pattern, after) = until_slash(after).ok_or_else(|| format!("{rest:?}: no `/` after the pattern"))?;
+            let (replacement, after) =
+                until_slash(after).ok_or_else(|| format!("{rest:?}: no `/` after the replacement"))?;
+            let (case, after) = match after.chars().next() {
+                Some('L') => (Some(Case::Lower), &after[1..]),
+                Some('U') => (Some(Case::Upper), &after[1..]),
+                _ => (None, after),
+            };
+            regex::Regex::new(&pattern).map_err(|e| format!("{pattern:?} is not a regular expression: {e}"))?;
+            rules.push(PrincipalRule::Rule { pattern, replacement, case });
+            rest = after;
+        } else {
+            let rule = rest.split([',', '\n']).next().unwrap_or(rest);
+            return Err(format!("Invalid rule: {rule}"));
+        }
+        rest = rest.trim_start();
+        match rest.chars().next() {
+            None => {}
+            Some(',' | '\n') => rest = rest[1..].trim_start(),
+            Some(_) => return Err(format!("Invalid rule: {}", rest.split([',', '\n']).next().unwrap_or(rest))),
+        }
+    }
+    if rules.is_empty() {
+        return Err("no rule (DEFAULT is the default)".to_string());
+    }
+    Ok(rules)
+}
+
+/// The text up to the first unescaped `/` (escapes kept, as Kafka keeps them) and what follows it.
+fn until_slash(text: &str) -> Option<(String, &str)> {
+    let mut escaped = false;
+    for (index, c) in text.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '/' if !escaped => return Some((text[..index].to_string(), &text[index + 1..])),
+            _ => escaped = false,
+        }
+    }
+    None
+}
+
 /// What OAUTHBEARER (and HTTP bearer) tokens are checked against (`security::jwt`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthBearerConfig {
@@ -135,6 +206,9 @@ pub struct SecurityConfig {
     pub ssl_key_file: Option<PathBuf>,
     pub ssl_ca_file: Option<PathBuf>,
     pub ssl_client_auth: ClientAuth,
+    /// `--ssl-principal-mapping-rules`: how a client certificate names the principal on an SSL
+    /// listener.
+    pub ssl_principal_mapping_rules: Vec<PrincipalRule>,
     pub sasl_mechanisms: Vec<String>,
     /// `--bootstrap-admin`; its password is read from `ZOMBI_BOOTSTRAP_ADMIN_PASSWORD` at start
     /// (`BOOTSTRAP_ADMIN_PASSWORD_ENV`), and never kept in the configuration.
@@ -156,6 +230,7 @@ impl std::fmt::Debug for SecurityConfig {
             .field("ssl_key_file", &self.ssl_key_file)
             .field("ssl_ca_file", &self.ssl_ca_file)
             .field("ssl_client_auth", &self.ssl_client_auth)
+            .field("ssl_principal_mapping_rules", &self.ssl_principal_mapping_rules)
             .field("sasl_mechanisms", &self.sasl_mechanisms)
             .field("bootstrap_admin", &self.bootstrap_admin)
             .field("acls", &self.acls)
@@ -231,6 +306,8 @@ impl SecurityFlags {
             ssl_key_file: self.ssl_key_file,
             ssl_ca_file: self.ssl_ca_file,
             ssl_client_auth,
+            ssl_principal_mapping_rules: parse_principal_rules(&self.ssl_principal_mapping_rules)
+                .map_err(|e| invalid("ssl-principal-mapping-rules", e))?,
             sasl_mechanisms,
             bootstrap_admin: None,
             acls: match self.authorizer.as_str() {

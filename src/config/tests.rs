@@ -115,7 +115,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 77, "README lists every flag but --config");
+    assert_eq!(flags.len(), 79, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -204,6 +204,8 @@ const FILE_KEYS: &[&str] = &[
     "ssl-ca-file",
     "ssl-client-auth",
     "ssl.client.auth",
+    "ssl-principal-mapping-rules",
+    "ssl.principal.mapping.rules",
     "sasl-enabled-mechanisms",
     "sasl.enabled.mechanisms",
     "bootstrap-admin",
@@ -218,6 +220,7 @@ const FILE_KEYS: &[&str] = &[
     "oauthbearer-sub-claim-name",
     "sasl.oauthbearer.sub.claim.name",
     "http-auth",
+    "http-metrics-auth",
     "quota.window.num",
     "quota.window.size.seconds",
 ];
@@ -693,4 +696,29 @@ fn acl_settings_resolve_as_kafka_names_them() {
     assert_eq!(open.http.auth, "none");
     assert!(open.security.allow_everyone_if_no_acl_found);
     assert_eq!(parse(&[]).expect("defaults").http.auth, "none");
+}
+
+/// Kafka's `ssl.principal.mapping.rules` syntax: rules and DEFAULT, commas inside a pattern's
+/// braces kept, an escaped `/`, L and U; anything else is refused with Kafka's message.
+#[test]
+fn principal_mapping_rules_parse_as_kafkas() {
+    use super::{Case, PrincipalRule, security::parse_principal_rules};
+    let rules =
+        parse_principal_rules("RULE:^CN=([^,]+),OU=(.*)$/$1@$2/L, RULE:^O=a\\/b$/ab/U,\nDEFAULT").expect("valid");
+    assert_eq!(
+        rules,
+        vec![
+            PrincipalRule::Rule {
+                pattern: "^CN=([^,]+),OU=(.*)$".into(),
+                replacement: "$1@$2".into(),
+                case: Some(Case::Lower)
+            },
+            PrincipalRule::Rule { pattern: "^O=a\\/b$".into(), replacement: "ab".into(), case: Some(Case::Upper) },
+            PrincipalRule::Default,
+        ]
+    );
+    assert_eq!(parse_principal_rules("DEFAULT"), Ok(vec![PrincipalRule::Default]));
+    assert!(parse_principal_rules("RULE:^CN=(.*$/$1/").is_err(), "not a regular expression");
+    assert!(parse_principal_rules("RULE:^CN=.*$").is_err(), "no replacement");
+    assert_eq!(parse_principal_rules("DEFAULT,bogus"), Err("Invalid rule: bogus".to_string()));
 }

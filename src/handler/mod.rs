@@ -97,6 +97,8 @@ pub struct Broker {
     pub credentials: crate::security::Credentials,
     /// Client quotas: what each client is measured against, and how long to throttle it.
     pub quotas: Arc<Quotas>,
+    /// How a client certificate names its principal on an SSL listener.
+    pub principals: crate::security::tls::PrincipalMapper,
 }
 
 impl Broker {
@@ -135,6 +137,7 @@ impl Broker {
         }
         Broker {
             credentials: crate::security::Credentials::new(unified.log().clone(), &config.security),
+            principals: crate::security::tls::PrincipalMapper::new(&config.security.ssl_principal_mapping_rules),
             quotas: Arc::new(Quotas::new(
                 unified.log().clone(),
                 QuotaWindow {

@@ -19,7 +19,7 @@ fn may(broker: &Broker, session: &Session, operation: Operation, resource: Resou
     broker.service.allowed(session, operation, resource)
 }
 
-fn cluster_describe(broker: &Broker, session: &Session) -> Result<(), ApiError> {
+pub(super) fn cluster_describe(broker: &Broker, session: &Session) -> Result<(), ApiError> {
     match may(broker, session, Operation::Describe, Resource::Cluster) {
         true => Ok(()),
         false => Err(ApiError::Forbidden("not authorized to describe the cluster".into())),

@@ -137,15 +137,20 @@ async fn ready(State(broker): State<Arc<Broker>>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
-/// Routes served without authentication whatever `--http-auth` says: probes and scrapers.
-const OPEN_ROUTES: &[&str] = &["/health/live", "/health/ready", "/metrics"];
+/// Routes served without authentication whatever `--http-auth` says: probes, and scrapers unless
+/// `--http-metrics-auth`.
+const OPEN_ROUTES: &[&str] = &["/health/live", "/health/ready"];
+
+fn open_route(broker: &Broker, path: &str) -> bool {
+    OPEN_ROUTES.contains(&path) || (path == "/metrics" && !broker.config.http.metrics_auth)
+}
 
 /// `--http-auth basic|bearer|any`: the request's principal from HTTP basic auth (checked
 /// against the SCRAM users' passwords, as PLAIN does on the Kafka listeners) or a bearer JWT
 /// (checked as OAUTHBEARER does); 401 with a `WWW-Authenticate` challenge otherwise.
 async fn authenticate(State(broker): State<Arc<Broker>>, mut request: Request, next: Next) -> Response {
     let mode = broker.config.http.auth.as_str();
-    if mode == "none" || OPEN_ROUTES.contains(&request.uri().path()) {
+    if mode == "none" || open_route(&broker, request.uri().path()) {
         return next.run(request).await;
     }
     let (basic, bearer) = (mode == "basic" || mode == "any", mode == "bearer" || mode == "any");
@@ -219,7 +224,10 @@ async fn observe(State(broker): State<Arc<Broker>>, request: Request, next: Next
     response
 }
 
-async fn metrics(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
+async fn metrics(State(broker): State<Arc<Broker>>, HttpSession(session): HttpSession) -> Result<Response, ApiError> {
+    if broker.config.http.metrics_auth {
+        admin::cluster_describe(&broker, &session)?;
+    }
     let metrics = broker.metrics.clone();
     let text = tokio::task::spawn_blocking(move || metrics.encode())
         .await

@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{ClientAuth, SecurityConfig};
+use crate::config::{Case, ClientAuth, PrincipalRule, SecurityConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -139,4 +139,199 @@ fn build(files: &Files) -> Result<TlsAcceptor, TlsError> {
     };
     let config = builder.with_single_cert(chain, key)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A client certificate whose subject no `--ssl-principal-mapping-rules` rule maps (Kafka's
+/// `NoMatchingRule`), or that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PrincipalError {
+    #[error("the client certificate cannot be parsed")]
+    Unreadable,
+    #[error("no rule of --ssl-principal-mapping-rules applies to {0}")]
+    NoMatchingRule(String),
+}
+
+enum Rule {
+    Default,
+    Rule { whole: regex::Regex, pattern: regex::Regex, replacement: String, case: Option<Case> },
+}
+
+/// Names the principal of a TLS client by its certificate, as Kafka's `SslPrincipalMapper`
+/// does: the first rule that matches the subject gives the name.
+pub struct PrincipalMapper {
+    rules: Vec<Rule>,
+}
+
+impl std::fmt::Debug for PrincipalMapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrincipalMapper").field("rules", &self.rules.len()).finish()
+    }
+}
+
+impl PrincipalMapper {
+    /// The rules come checked from the configuration; one that does not compile is skipped.
+    pub fn new(rules: &[PrincipalRule]) -> PrincipalMapper {
+        let rules = rules
+            .iter()
+            .filter_map(|rule| match rule {
+                PrincipalRule::Default => Some(Rule::Default),
+                PrincipalRule::Rule { pattern, replacement, case } => Some(Rule::Rule {
+                    whole: regex::Regex::new(&format!("^(?:{pattern})$")).ok()?,
+                    pattern: regex::Regex::new(pattern).ok()?,
+                    // Java's `$1` is Rust's `${1}` (Rust would read `$1a` as a group named `1a`).
+                    replacement: java_replacement(replacement),
+                    case: *case,
+                }),
+            })
+            .collect();
+        PrincipalMapper { rules }
+    }
+
+    /// The principal name of the client with this DER certificate.
+    pub fn principal(&self, certificate: &[u8]) -> Result<String, PrincipalError> {
+        let subject = subject_name(certificate).ok_or(PrincipalError::Unreadable)?;
+        self.map(&subject)
+    }
+
+    fn map(&self, subject: &str) -> Result<String, PrincipalError> {
+        for rule in &self.rules {
+            match rule {
+                Rule::Default => return Ok(subject.to_string()),
+                Rule::Rule { whole, pattern, replacement, case } if whole.is_match(subject) => {
+                    let name = pattern.replace_all(subject, replacement.as_str()).into_owned();
+                    return Ok(match case {
+                        Some(Case::Lower) => name.to_lowercase(),
+                        Some(Case::Upper) => name.to_uppercase(),
+                        None => name,
+                    });
+                }
+                Rule::Rule { .. } => {}
+            }
+        }
+        Err(PrincipalError::NoMatchingRule(subject.to_string()))
+    }
+}
+
+fn java_replacement(replacement: &str) -> String {
+    let mut out = String::with_capacity(replacement.len());
+    let mut chars = replacement.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next().map(|next| if next == '$' { "$$".to_string() } else { next.to_string() })),
+            '$' if chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut group = String::new();
+                while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                    group.push(digit);
+                }
+                out.push_str(&format!("${{{group}}}"));
+            }
+            '$' => out.push_str("$$"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The subject of a DER certificate as Java's `X500Principal.getName()` writes it (RFC 2253),
+/// which is what Kafka's rules match: the RDNs last first, `CN=alice,OU=eng,O=acme`.
+pub fn subject_name(certificate: &[u8]) -> Option<String> {
+    use x509_cert::der::Decode;
+    let certificate = x509_cert::Certificate::from_der(certificate).ok()?;
+    let mut out = String::new();
+    for (i, rdn) in certificate.tbs_certificate.subject.0.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, attribute) in rdn.0.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            out.push_str(&attribute_text(attribute));
+        }
+    }
+    Some(out)
+}
+
+/// `KEYWORD=value` for the attributes RFC 2253 names, `OID=#hex` of the DER value otherwise.
+fn attribute_text(attribute: &x509_cert::attr::AttributeTypeAndValue) -> String {
+    use x509_cert::der::{Encode, Tag, Tagged};
+    let keyword = match attribute.oid.to_string().as_str() {
+        "2.5.4.3" => Some("CN"),
+        "2.5.4.6" => Some("C"),
+        "2.5.4.7" => Some("L"),
+        "2.5.4.8" => Some("ST"),
+        "2.5.4.9" => Some("STREET"),
+        "2.5.4.10" => Some("O"),
+        "2.5.4.11" => Some("OU"),
+        "0.9.2342.19200300.100.1.1" => Some("UID"),
+        "0.9.2342.19200300.100.1.25" => Some("DC"),
+        _ => None,
+    };
+    let bytes = attribute.value.value();
+    let text = match attribute.value.tag() {
+        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String | Tag::TeletexString => {
+            std::str::from_utf8(bytes).ok().map(str::to_string)
+        }
+        Tag::BmpString => {
+            let units: Vec<u16> = bytes.chunks_exact(2).map(|pair| u16::from_be_bytes([pair[0], pair[1]])).collect();
+            String::from_utf16(&units).ok()
+        }
+        _ => None,
+    };
+    match (keyword, text) {
+        (Some(keyword), Some(text)) => format!("{keyword}={}", escape(&text)),
+        _ => {
+            let der = attribute.value.to_der().unwrap_or_default();
+            let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{}=#{hex}", keyword.map_or_else(|| attribute.oid.to_string(), str::to_string))
+        }
+    }
+}
+
+/// RFC 2253's escaping of an attribute value.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapper(rules: &str) -> PrincipalMapper {
+        PrincipalMapper::new(&crate::config::security::parse_principal_rules(rules).expect("rules"))
+    }
+
+    /// Kafka's own examples: the first matching rule names the principal, `$1` its group, L and
+    /// U its case; DEFAULT is the whole subject; no match refuses the client.
+    #[test]
+    fn rules_map_subjects_as_kafka_does() {
+        let rules = mapper(
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/,RULE:^CN=(.*?),OU=(.*?),O=(.*?),L=(.*?),ST=(.*?),C=(.*?)$/$1@$2/L,RULE:^cn=(.*?),ou=(.*?),dc=(.*?),dc=(.*?)$/$1@$2/U,DEFAULT",
+        );
+        let map = |subject: &str| rules.map(subject).expect("mapped");
+        assert_eq!(map("CN=kafka-server1,OU=ServiceUsers,O=Org,C=US"), "kafka-server1");
+        assert_eq!(map("CN=Duke,OU=JavaSoft,O=Sun Microsystems,L=Santa Clara,ST=CA,C=US"), "duke@javasoft");
+        assert_eq!(map("cn=duke,ou=javasoft,dc=example,dc=com"), "DUKE@JAVASOFT");
+        assert_eq!(map("CN=someone,O=elsewhere"), "CN=someone,O=elsewhere");
+        assert!(matches!(mapper("RULE:^CN=(.*)$/$1/").map("O=x"), Err(PrincipalError::NoMatchingRule(_))));
+    }
+
+    #[test]
+    fn values_are_escaped_as_rfc_2253_says() {
+        assert_eq!(escape("a,b+c"), "a\\,b\\+c");
+        assert_eq!(escape(" x "), "\\ x\\ ");
+        assert_eq!(escape("#1"), "\\#1");
+        assert_eq!(java_replacement("$1@$2x\\$"), "${1}@${2}x$$");
+    }
 }

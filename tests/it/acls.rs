@@ -182,7 +182,14 @@ pub(crate) fn authenticated(address: &str, user: &str, password: &str) -> Raw {
     raw
 }
 
-fn creation(kind: i8, name: &str, pattern: i8, principal: &str, operation: i8, permission: i8) -> AclCreation {
+pub(crate) fn creation(
+    kind: i8,
+    name: &str,
+    pattern: i8,
+    principal: &str,
+    operation: i8,
+    permission: i8,
+) -> AclCreation {
     AclCreation::default()
         .with_resource_type(kind)
         .with_resource_name(StrBytes::from_string(name.to_string()))

@@ -306,6 +306,29 @@ fn http_basic_auth_takes_the_scram_users() {
     assert_eq!(get(&broker.http, "/metrics").status, 200);
 }
 
+/// `--http-metrics-auth`: `/metrics` needs credentials (401 without), and with an authorizer
+/// DESCRIBE on the cluster (403 for a user without, 200 for the admin); `/health/live` stays
+/// open.
+#[test]
+fn metrics_can_be_put_behind_authentication() {
+    use crate::http_client::{get, request_with};
+    use base64::Engine;
+    let broker = secured("SASL_PLAINTEXT://127.0.0.1:0", &["--authorizer", "standard", "--http-metrics-auth"]);
+    crate::acls::user(&broker, "carol");
+    let basic = |user: &str, password: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    };
+    let scrape = |user: &str, password: &str| {
+        request_with(&broker.http, "GET", "/metrics", &[("Authorization", &basic(user, password))], b"")
+    };
+    assert_eq!(get(&broker.http, "/metrics").status, 401);
+    assert_eq!(scrape("carol", "carol-pw").status, 403);
+    let scraped = scrape(ADMIN, ADMIN_PASSWORD);
+    assert_eq!(scraped.status, 200);
+    assert!(scraped.text().contains("kafka_network_requestmetrics_requests_total"));
+    assert_eq!(get(&broker.http, "/health/live").status, 200);
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
     assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
@@ -419,4 +442,81 @@ async fn tls_listeners_serve_clients_that_trust_the_ca() {
         .create()
         .expect("consumer");
     assert!(distrusting.fetch_metadata(None, Duration::from_secs(5)).is_err(), "a client of another CA got in");
+}
+
+/// On an SSL listener a client certificate names the principal through
+/// `--ssl-principal-mapping-rules`, and ACLs decide by it: alice's certificate
+/// (`CN=alice,OU=eng,O=acme`) maps to `User:alice` and gets what her ACLs allow; bob's, which no
+/// rule but DEFAULT maps, is `User:CN=Bob,O=other` (RFC 2253, the last RDN first) and may write
+/// only once an ACL names that principal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_name_principals_through_the_mapping_rules() {
+    use kafka_protocol::messages::CreateAclsRequest;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    certificates(dir.path(), "server");
+    signed_certificate(dir.path(), "server", "alice", "/O=acme/OU=eng/CN=alice", "extendedKeyUsage=clientAuth");
+    signed_certificate(dir.path(), "server", "bob", "/O=other/CN=Bob", "extendedKeyUsage=clientAuth");
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let (cert, key, ca) = (file("server.crt"), file("server.key"), file("server-ca.crt"));
+    let broker = secured(
+        "SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+        &[
+            "--ssl-cert-file",
+            &cert,
+            "--ssl-key-file",
+            &key,
+            "--ssl-ca-file",
+            &ca,
+            "--ssl-client-auth",
+            "required",
+            "--authorizer",
+            "standard",
+            "--ssl-principal-mapping-rules",
+            "RULE:^CN=([^,]+),OU=eng,O=acme$/$1/L,DEFAULT",
+        ],
+    );
+    let topic = unique_topic("mtls-principal");
+    let mut admin = crate::acls::authenticated(&broker.listener("SASL_PLAINTEXT"), ADMIN, ADMIN_PASSWORD);
+    assert_eq!(crate::bad_input::create_topic_raw(&mut admin, &topic, &[]), 0);
+    let (topic_type, group_type, literal, read, write, allow) = (2, 3, 3, 3, 4, 3);
+    let grant = |principal: &str, kind: i8, name: &str, operation: i8| {
+        crate::acls::creation(kind, name, literal, principal, operation, allow)
+    };
+    let acls = CreateAclsRequest::default().with_creations(vec![
+        grant("User:alice", topic_type, &topic, write),
+        grant("User:alice", topic_type, &topic, read),
+        grant("User:alice", group_type, "security-reader", read),
+    ]);
+    assert!(admin.call(3, &acls).results.iter().all(|r| r.error_code == 0));
+
+    let client = |name: &str| {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", broker.listener("SSL"))
+            .set("security.protocol", "SSL")
+            .set("ssl.ca.location", file("server-ca.crt"))
+            .set("ssl.certificate.location", file(&format!("{name}.crt")))
+            .set("ssl.key.location", file(&format!("{name}.key")))
+            .set("message.timeout.ms", "30000");
+        config
+    };
+    let values: Vec<String> = (0..2).map(|i| format!("from-alice-{i}")).collect();
+    assert_eq!(produce(&client("alice"), &topic, &values).await, vec![0, 1]);
+
+    let bob: FutureProducer = client("bob").create().expect("producer");
+    let refused =
+        bob.send(FutureRecord::<(), _>::to(&topic).partition(0).payload("from-bob"), Duration::from_secs(30)).await;
+    assert!(
+        matches!(refused, Err((KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed), _))),
+        "{refused:?}"
+    );
+    let acls =
+        CreateAclsRequest::default().with_creations(vec![grant("User:CN=Bob,O=other", topic_type, &topic, write)]);
+    assert!(admin.call(3, &acls).results.iter().all(|r| r.error_code == 0));
+    let more = vec!["from-bob".to_string()];
+    assert_eq!(produce(&client("bob"), &topic, &more).await, vec![2]);
+    let expected: Vec<(i64, String)> = (0..).zip(values.into_iter().chain(more)).collect();
+    assert_eq!(consume(&client("alice"), &topic, 3), expected);
 }
