@@ -47,7 +47,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Opens the log, serves Kafka and HTTP until `shutdown` resolves, then drains connections.
 pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    let tls = Tls::from_config(&config.security)?;
+    let tls = Tls::from_config(&config.security, config.http.tls)?;
     if let Some(settings) = &config.security.oauthbearer {
         crate::security::jwt::JwtValidator::new(settings.clone())?;
     }
@@ -154,7 +154,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     }
 
     let mut background = JoinSet::new();
-    background.spawn(http::serve(http, broker.clone(), stopped.clone()));
+    let https = tls.clone().filter(|_| broker.config.http.tls);
+    background.spawn(http::serve(http, https, broker.clone(), stopped.clone()));
     background.spawn(retention_loop(log.clone(), config.log.retention_check_interval_ms, stopped.clone()));
     background.spawn(crate::unified::remote_log_manager::run(unified.clone(), stopped.clone()));
     // The Iceberg sink has its own thread; it is awaited at shutdown so that the log outlives it.

@@ -606,6 +606,9 @@ pub const DEFINITIONS: &[Definition] = &[
     setting("http-auth").one_of(&["none", "basic", "bearer", "any"]).doc(
         "Authentication on the HTTP listener: `none`; `basic` (HTTP basic auth with the SCRAM users' passwords); `bearer` (JWTs checked as OAUTHBEARER checks them); `any` (either). `/health/live`, `/health/ready` and `/metrics` stay open. Default `basic` with `--authorizer standard`, else `none`",
     ),
+    setting("http-tls").boolean().default("false").doc(
+        "Serve the HTTP listener over TLS (HTTPS) with `--ssl-cert-file` and `--ssl-key-file`, client certificates as `--ssl-client-auth` says",
+    ),
     setting("http-metrics-auth").boolean().default("false").doc(
         "Whether `/metrics` needs the authentication of `--http-auth` (and, with an authorizer, DESCRIBE on the cluster) instead of being open to scrapers",
     ),

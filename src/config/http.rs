@@ -34,6 +34,16 @@ pub struct HttpConfig {
         default_missing_value = "true"
     )]
     pub metrics_auth: bool,
+    /// `--http-tls`: the HTTP listener serves HTTPS with the certificate of `--ssl-cert-file`
+    /// (and asks for client certificates as `--ssl-client-auth` says).
+    #[arg(
+        long = "http-tls",
+        env = "ZOMBI_HTTP_TLS",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub tls: bool,
     /// The resolved `--http-auth`.
     #[arg(skip = String::from("none"))]
     pub auth: String,

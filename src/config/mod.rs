@@ -193,6 +193,10 @@ impl Config {
             let reason = "bearer tokens need --oauthbearer-jwks-file";
             return Err(ConfigError::Invalid { name: "http-auth", reason: reason.into() });
         }
+        if http.tls && (security.ssl_cert_file.is_none() || security.ssl_key_file.is_none()) {
+            let reason = "HTTPS needs --ssl-cert-file and --ssl-key-file";
+            return Err(ConfigError::Invalid { name: "http-tls", reason: reason.into() });
+        }
         // With ACLs on, the HTTP door asks who is calling unless told otherwise.
         http.auth = match &http.auth_flag {
             Some(auth) => auth.clone(),

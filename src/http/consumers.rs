@@ -97,6 +97,8 @@ struct Instance {
     group: String,
     name: String,
     client_host: String,
+    /// Whether the listener serves HTTPS (`--http-tls`), for the instance's `base_uri`.
+    https: bool,
     format: Format,
     reset: Reset,
     auto_commit: bool,
@@ -146,7 +148,8 @@ impl Instance {
 
     fn base_uri(&self, headers: &HeaderMap) -> String {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-        format!("http://{host}/consumers/{}/instances/{}", self.group, self.name)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{host}/consumers/{}/instances/{}", self.group, self.name)
     }
 
     /// Gives up every partition (a rebalance began or membership was lost).
@@ -268,6 +271,7 @@ fn new_instance(
         group: group.to_string(),
         name: name.to_string(),
         client_host: session.client_host.clone(),
+        https: broker.config.http.tls,
         format,
         reset,
         auto_commit,

@@ -29,7 +29,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::metrics::{HTTP_TIMEOUT_HEADER_READ, HTTP_TIMEOUT_IDLE, Metrics};
+use crate::security::tls::Tls;
 use crate::service::session::Session;
+
+/// How long an HTTPS client gets to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The listener's limits (from `Config`).
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +64,7 @@ const REFUSAL: &str = concat!(
 /// requests (up to a drain timeout).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     router: Router,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -90,14 +95,30 @@ pub async fn serve(
                 // Every request on the connection carries its session (see `HttpSession`).
                 let session = Session::anonymous(super::HTTP_LISTENER, &format!("/{}", peer.ip()));
                 let router = router.clone().layer(axum::Extension(session));
-                let connection = serve_connection(stream, router, limits, metrics.clone(), closing_seen.clone());
+                let (metrics, closing_seen) = (metrics.clone(), closing_seen.clone());
+                let acceptor = tls.as_ref().map(|tls| tls.acceptor());
                 connections.spawn(
                     async move {
-                        connection.await;
+                        match acceptor {
+                            None => serve_connection(stream, router, limits, metrics, closing_seen).await,
+                            Some(acceptor) => {
+                                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => {
+                                        serve_connection(stream, router, limits, metrics, closing_seen).await
+                                    }
+                                    Ok(Err(error)) => tracing::debug!(%error, "HTTPS handshake failed"),
+                                    Err(_) => tracing::debug!("HTTPS handshake timed out"),
+                                }
+                            }
+                        }
                         drop(permit);
                     }
                     .instrument(span),
                 );
+            }
+            Err(_) if tls.is_some() => {
+                // An HTTPS client cannot read a plain 503; it sees the connection close.
+                metrics.http_connection_refused();
             }
             Err(_) => {
                 metrics.http_connection_refused();
@@ -117,8 +138,8 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     router: Router,
     limits: Limits,
     metrics: Arc<Metrics>,
@@ -182,22 +203,22 @@ async fn close_refused(mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
     let _ = tokio::time::timeout(REFUSAL_TIMEOUT, exchange).await;
 }
 
-/// A socket that notes when it last moved a byte, for the idle timeout.
-struct Watched {
-    inner: TcpStream,
+/// A socket (TCP or TLS) that notes when it last moved a byte, for the idle timeout.
+struct Watched<S> {
+    inner: S,
     started: Instant,
     /// Milliseconds after `started`.
     last_activity_ms: Arc<AtomicU64>,
 }
 
-impl Watched {
+impl<S> Watched<S> {
     fn touch(&self) {
         let elapsed_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_activity_ms.store(elapsed_ms, Ordering::Relaxed);
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
@@ -208,7 +229,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {

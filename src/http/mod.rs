@@ -40,7 +40,12 @@ const CONSOLE_HTML: &str = include_str!("console.html");
 /// Serves until `stopped` turns true. The broker only starts this after the log has recovered and
 /// the Kafka listener is bound, so readiness is true for as long as it answers.
 /// Connections are capped and timed out as `listener` describes.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, stopped: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<crate::security::tls::Tls>>,
+    broker: Arc<Broker>,
+    stopped: watch::Receiver<bool>,
+) {
     let config = &broker.config;
     let limits = listener::Limits {
         connections_max: config.http.connections_max,
@@ -48,7 +53,7 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, stopped: watch::R
         idle_timeout: std::time::Duration::from_millis(config.http.idle_timeout_ms),
     };
     let metrics = broker.metrics.clone();
-    listener::serve(listener, router(broker), limits, metrics, stopped).await;
+    listener::serve(listener, tls, router(broker), limits, metrics, stopped).await;
 }
 
 pub fn router(broker: Arc<Broker>) -> Router {

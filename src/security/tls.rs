@@ -55,10 +55,10 @@ struct Current {
 }
 
 impl Tls {
-    /// `None` when no listener uses TLS.
-    pub fn from_config(config: &SecurityConfig) -> Result<Option<Arc<Tls>>, TlsError> {
+    /// `None` when no listener uses TLS (`http_tls`: the HTTP listener does).
+    pub fn from_config(config: &SecurityConfig, http_tls: bool) -> Result<Option<Arc<Tls>>, TlsError> {
         let (Some(cert), Some(key)) = (&config.ssl_cert_file, &config.ssl_key_file) else { return Ok(None) };
-        if !config.any_tls() {
+        if !config.any_tls() && !http_tls {
             return Ok(None);
         }
         let files = Files {

@@ -520,3 +520,41 @@ async fn client_certificates_name_principals_through_the_mapping_rules() {
     let expected: Vec<(i64, String)> = (0..).zip(values.into_iter().chain(more)).collect();
     assert_eq!(consume(&client("alice"), &topic, 3), expected);
 }
+
+/// `--http-tls`: the HTTP listener serves HTTPS with the Kafka listeners' certificate. A client
+/// trusting the CA (Python's urllib) writes a record and reads it back over it; a plain HTTP
+/// request and a client trusting another CA get nothing.
+#[test]
+fn the_http_listener_serves_https() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    certificates(dir.path(), "server");
+    certificates(dir.path(), "other");
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let (cert, key) = (file("server.crt"), file("server.key"));
+    let broker = TestBroker::start(&["--ssl-cert-file", &cert, "--ssl-key-file", &key, "--http-tls"]);
+    let topic = unique_topic("https");
+    let script = r#"
+import json, ssl, sys, urllib.request
+scheme, address, ca, topic = sys.argv[1:5]
+context = ssl.create_default_context(cafile=ca)
+base = f"{scheme}://{address}/events/{topic}"
+try:
+    post = urllib.request.Request(base, data=json.dumps({"value": "over https"}).encode(),
+                                  headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(post, context=context, timeout=10).read()
+    read = json.load(urllib.request.urlopen(base + "?offset=0", context=context, timeout=10))
+    print(json.dumps([[r["offset"], r["value"]] for r in read["records"]]))
+except Exception as error:
+    print("refused", type(error).__name__)
+"#;
+    let run = |scheme: &str, ca: &str| {
+        let output = Command::new(python())
+            .args(["-c", script, scheme, &broker.http, &file(ca), &topic])
+            .output()
+            .expect("python");
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    assert_eq!(run("https", "server-ca.crt"), r#"[[0, "over https"]]"#);
+    assert!(run("http", "server-ca.crt").starts_with("refused"), "plain HTTP on the HTTPS listener");
+    assert!(run("https", "other-ca.crt").starts_with("refused"), "a client of another CA");
+}
