@@ -168,8 +168,13 @@ pub async fn serve<S: Stream>(
             }
         }
     }
-    let mut authenticator = sasl.then(|| Authenticator::new(broker.credentials.clone(), broker.metrics.clone()));
+    let reauth_ms = broker.config.security.connections_max_reauth_ms;
+    let mut authenticator =
+        sasl.then(|| Authenticator::new(broker.credentials.clone(), broker.metrics.clone(), reauth_ms));
     let mut authenticated = !sasl;
+    // When the session's authentication ends (KIP-368): past it, only a re-authentication is
+    // answered.
+    let mut session_expires: Option<Instant> = None;
     let (read_half, write_half) = stream.split();
     let (outgoing, queue) = mpsc::channel(broker.config.network.requests_in_flight_per_connection_max);
     let (mute, mut muted) = watch::channel(None);
@@ -234,6 +239,7 @@ pub async fn serve<S: Stream>(
                 if let Some(principal) = step.principal {
                     session.principal = principal;
                     authenticated = true;
+                    session_expires = step.expires;
                 }
                 close_after = step.close;
                 let handled = Handled { response: Response::Kind(step.response), errors: ErrorCounts::default() };
@@ -242,6 +248,13 @@ pub async fn serve<S: Stream>(
             _ if !authenticated && !request.api.before_authentication => {
                 // As Kafka: no data before authentication, and no answer either.
                 tracing::info!(api = ?api_key, "request before SASL authentication; closing connection");
+                break;
+            }
+            _ if session_expires.is_some_and(|expires| expires <= Instant::now())
+                && !request.api.before_authentication =>
+            {
+                // As Kafka: a session past its lifetime that did not re-authenticate is closed.
+                tracing::info!(api = ?api_key, "SASL session expired without re-authentication; closing connection");
                 break;
             }
             _ if broker.quotas.enabled(QuotaKind::Request) => {
@@ -294,6 +307,7 @@ async fn authenticate(authenticator: Option<&mut Authenticator>, kind: &kafka_pr
             response: SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code()).into(),
             close: true,
             principal: None,
+            expires: None,
         },
         _ => Step {
             response: SaslAuthenticateResponse::default()
@@ -301,6 +315,7 @@ async fn authenticate(authenticator: Option<&mut Authenticator>, kind: &kafka_pr
                 .into(),
             close: true,
             principal: None,
+            expires: None,
         },
     }
 }

@@ -27,6 +27,8 @@ pub struct SecurityFlags {
     pub ssl_principal_mapping_rules: String,
     #[arg(long = "sasl-enabled-mechanisms", env = "ZOMBI_SASL_ENABLED_MECHANISMS")]
     pub sasl_enabled_mechanisms: String,
+    #[arg(long = "connections-max-reauth-ms", env = "ZOMBI_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: u64,
     #[arg(long = "bootstrap-admin", env = "ZOMBI_BOOTSTRAP_ADMIN")]
     pub bootstrap_admin: Option<String>,
     #[arg(long = "authorizer", env = "ZOMBI_AUTHORIZER")]
@@ -210,6 +212,10 @@ pub struct SecurityConfig {
     /// listener.
     pub ssl_principal_mapping_rules: Vec<PrincipalRule>,
     pub sasl_mechanisms: Vec<String>,
+    /// Kafka's `connections.max.reauth.ms` (KIP-368): how long a SASL authentication lasts
+    /// before the client must re-authenticate on the same connection (0: for the connection's
+    /// life).
+    pub connections_max_reauth_ms: u64,
     /// `--bootstrap-admin`; its password is read from `ZOMBI_BOOTSTRAP_ADMIN_PASSWORD` at start
     /// (`BOOTSTRAP_ADMIN_PASSWORD_ENV`), and never kept in the configuration.
     pub bootstrap_admin: Option<String>,
@@ -232,6 +238,7 @@ impl std::fmt::Debug for SecurityConfig {
             .field("ssl_client_auth", &self.ssl_client_auth)
             .field("ssl_principal_mapping_rules", &self.ssl_principal_mapping_rules)
             .field("sasl_mechanisms", &self.sasl_mechanisms)
+            .field("connections_max_reauth_ms", &self.connections_max_reauth_ms)
             .field("bootstrap_admin", &self.bootstrap_admin)
             .field("acls", &self.acls)
             .field("super_users", &self.super_users)
@@ -309,6 +316,7 @@ impl SecurityFlags {
             ssl_principal_mapping_rules: parse_principal_rules(&self.ssl_principal_mapping_rules)
                 .map_err(|e| invalid("ssl-principal-mapping-rules", e))?,
             sasl_mechanisms,
+            connections_max_reauth_ms: self.connections_max_reauth_ms,
             bootstrap_admin: None,
             acls: match self.authorizer.as_str() {
                 "none" => false,

@@ -135,6 +135,14 @@ impl JwtValidator {
         Ok(keys.keys.clone())
     }
 
+    /// The `exp` of a token (seconds since the epoch), read without checking it: for a token
+    /// `validate` accepted.
+    pub fn expiry(token: &str) -> Option<f64> {
+        let payload = token.split('.').nth(1)?;
+        let claims: Value = serde_json::from_slice(&b64(payload).ok()?).ok()?;
+        claims.get("exp").and_then(Value::as_f64)
+    }
+
     /// The principal name a valid token carries, at `now_s` (seconds since the epoch).
     pub fn validate(&self, token: &str, now_s: i64) -> Result<String, JwtError> {
         let mut parts = token.split('.');

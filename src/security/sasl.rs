@@ -63,6 +63,8 @@ pub struct Step {
     pub close: bool,
     /// The principal, when this step completed an authentication.
     pub principal: Option<Principal>,
+    /// When the authentication this step completed ends (KIP-368), if it does.
+    pub expires: Option<std::time::Instant>,
 }
 
 /// Why an authentication failed, for the log (never the secret).
@@ -88,11 +90,37 @@ pub struct Authenticator {
     /// The principal of an earlier authentication on this connection: re-authentication must
     /// keep it (KIP-368).
     authenticated: Option<Principal>,
+    /// `--connections-max-reauth-ms` (0: authentications do not expire).
+    reauth_ms: u64,
+    /// The `exp` of the OAUTHBEARER token being authenticated, which ends the session sooner.
+    token_expiry_s: Option<f64>,
 }
 
 impl Authenticator {
-    pub fn new(credentials: Credentials, metrics: Arc<Metrics>) -> Authenticator {
-        Authenticator { credentials, metrics, state: State::Handshake, authenticated: None }
+    pub fn new(credentials: Credentials, metrics: Arc<Metrics>, reauth_ms: u64) -> Authenticator {
+        Authenticator {
+            credentials,
+            metrics,
+            state: State::Handshake,
+            authenticated: None,
+            reauth_ms,
+            token_expiry_s: None,
+        }
+    }
+
+    /// How long the session just authenticated lasts (KIP-368): `--connections-max-reauth-ms`,
+    /// or less if the OAUTHBEARER token expires first; `None` when sessions do not expire.
+    fn session_lifetime(&mut self) -> Option<std::time::Duration> {
+        let token_expiry_s = self.token_expiry_s.take();
+        if self.reauth_ms == 0 {
+            return None;
+        }
+        let mut lifetime = std::time::Duration::from_millis(self.reauth_ms);
+        if let Some(exp) = token_expiry_s {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            lifetime = lifetime.min(std::time::Duration::from_secs_f64((exp - now.as_secs_f64()).max(0.0)));
+        }
+        Some(lifetime)
     }
 
     pub fn handshake(&mut self, request: &SaslHandshakeRequest) -> Step {
@@ -102,17 +130,17 @@ impl Authenticator {
         let wanted = request.mechanism.as_str();
         if !matches!(self.state, State::Handshake) {
             let response = response.with_error_code(ResponseError::IllegalSaslState.code());
-            return Step { response: response.into(), close: true, principal: None };
+            return Step { response: response.into(), close: true, principal: None, expires: None };
         }
         match SaslMechanism::parse(wanted).filter(|_| self.credentials.mechanisms().iter().any(|m| m == wanted)) {
             Some(mechanism) => {
                 self.state = State::Authenticate(mechanism);
-                Step { response: response.into(), close: false, principal: None }
+                Step { response: response.into(), close: false, principal: None, expires: None }
             }
             None => {
                 tracing::info!(mechanism = wanted, "SASL mechanism not enabled");
                 let response = response.with_error_code(ResponseError::UnsupportedSaslMechanism.code());
-                Step { response: response.into(), close: true, principal: None }
+                Step { response: response.into(), close: true, principal: None, expires: None }
             }
         }
     }
@@ -137,7 +165,7 @@ impl Authenticator {
                         let reply = Bytes::from(exchange.server_first().to_string());
                         self.state = State::ScramFinal(Box::new(exchange));
                         let response = SaslAuthenticateResponse::default().with_auth_bytes(reply);
-                        return Step { response: response.into(), close: false, principal: None };
+                        return Step { response: response.into(), close: false, principal: None, expires: None };
                     }
                     Err(failure) => Err((SaslMechanism::Scram(mechanism), failure)),
                 }
@@ -163,8 +191,12 @@ impl Authenticator {
                 }
                 tracing::debug!(%principal, "authenticated");
                 self.authenticated = Some(principal.clone());
-                let response = SaslAuthenticateResponse::default().with_auth_bytes(reply);
-                Step { response: response.into(), close: false, principal: Some(principal) }
+                let lifetime = self.session_lifetime();
+                let lifetime_ms = lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
+                let response =
+                    SaslAuthenticateResponse::default().with_auth_bytes(reply).with_session_lifetime_ms(lifetime_ms);
+                let expires = lifetime.map(|lifetime| std::time::Instant::now() + lifetime);
+                Step { response: response.into(), close: false, principal: Some(principal), expires }
             }
             Err((mechanism, failure)) => {
                 tracing::warn!(mechanism = mechanism.name(), reason = %failure, "authentication failed");
@@ -198,7 +230,7 @@ impl Authenticator {
     /// RFC 7628's initial response, `n,[a=authzid],^Aauth=Bearer TOKEN^A…^A^A`: the token
     /// names the principal. A refused token fails at once (Kafka's server first answers with an
     /// error challenge that the client acknowledges; both end in SASL_AUTHENTICATION_FAILED).
-    fn oauthbearer(&self, token: &[u8]) -> Result<Principal, Failure> {
+    fn oauthbearer(&mut self, token: &[u8]) -> Result<Principal, Failure> {
         let text = std::str::from_utf8(token).map_err(|_| Failure::OAuthBearerMalformed)?;
         let (gs2, pairs) = text.split_once('\u{1}').ok_or(Failure::OAuthBearerMalformed)?;
         if !gs2.starts_with("n,") && !gs2.starts_with("y,") {
@@ -212,6 +244,7 @@ impl Authenticator {
             .map(|(_, token)| token.trim())
             .ok_or(Failure::OAuthBearerMalformed)?;
         let name = self.credentials.verify_token(bearer)?;
+        self.token_expiry_s = super::jwt::JwtValidator::expiry(bearer);
         let authzid = gs2.split(',').find_map(|part| part.strip_prefix("a="));
         if authzid.is_some_and(|a| !a.is_empty() && a != name) {
             return Err(Failure::OAuthBearerMalformed);
@@ -235,5 +268,5 @@ fn refused(error: ResponseError, message: &str) -> Step {
     let response = SaslAuthenticateResponse::default()
         .with_error_code(error.code())
         .with_error_message(Some(StrBytes::from_string(message.to_string())));
-    Step { response: response.into(), close: true, principal: None }
+    Step { response: response.into(), close: true, principal: None, expires: None }
 }

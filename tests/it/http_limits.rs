@@ -43,7 +43,7 @@ fn live_on(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
-fn metric(broker: &TestBroker, series: &str) -> f64 {
+pub(crate) fn metric(broker: &TestBroker, series: &str) -> f64 {
     let text = get(&broker.http, "/metrics").text();
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())

@@ -558,3 +558,47 @@ except Exception as error:
     assert!(run("http", "server-ca.crt").starts_with("refused"), "plain HTTP on the HTTPS listener");
     assert!(run("https", "other-ca.crt").starts_with("refused"), "a client of another CA");
 }
+
+/// KIP-368 with `--connections-max-reauth-ms`: SaslAuthenticate answers the session lifetime; a
+/// client that does not re-authenticate is served until it passes and then closed; librdkafka
+/// re-authenticates on its open connections and keeps producing, every offset in order (more
+/// successful authentications than connections opened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_and_clients_re_authenticate() {
+    use crate::http_limits::metric;
+    use kafka_protocol::messages::{MetadataRequest, SaslAuthenticateRequest};
+    let broker = secured("SASL_PLAINTEXT://127.0.0.1:0", &["--connections-max-reauth-ms", "1500"]);
+    let address = broker.listener("SASL_PLAINTEXT");
+    let mut raw = Raw::connect(&address);
+    assert_eq!(handshake(&mut raw, "PLAIN").0, 0);
+    let token = Bytes::from(format!("\0{ADMIN}\0{ADMIN_PASSWORD}"));
+    let answer = raw.call(2, &SaslAuthenticateRequest::default().with_auth_bytes(token));
+    assert_eq!((answer.error_code, answer.session_lifetime_ms), (0, 1500));
+    let metadata = MetadataRequest::default().with_topics(None);
+    assert_eq!(raw.call(12, &metadata).brokers.len(), 1, "served within the session");
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    raw.send(12, &metadata);
+    assert!(raw.closed_by_broker(), "served after the session expired");
+
+    let successes = r#"zombi_sasl_authentications_total{mechanism="SCRAM-SHA-256",result="success"}"#;
+    let connections = "kafka_server_socketservermetrics_connection_creation_total";
+    let connections_before = metric(&broker, connections);
+    let topic = unique_topic("reauth");
+    let producer: FutureProducer =
+        sasl(&address, "SASL_PLAINTEXT", "SCRAM-SHA-256", ADMIN, ADMIN_PASSWORD).create().expect("producer");
+    let mut offsets = Vec::new();
+    for i in 0..20 {
+        let value = format!("r{i}");
+        let record = FutureRecord::<(), _>::to(&topic).partition(0).payload(&value);
+        let delivered = producer.send(record, Duration::from_secs(30)).await.map_err(|(e, _)| e).expect("delivered");
+        offsets.push(delivered.offset);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(offsets, (0..20).collect::<Vec<i64>>());
+    let opened = metric(&broker, connections) - connections_before;
+    let authenticated = metric(&broker, successes);
+    assert!(
+        authenticated > opened,
+        "{authenticated} SCRAM authentications over {opened} connections: no re-authentication"
+    );
+}
