@@ -161,7 +161,7 @@ pub async fn serve<S: Stream>(
     let mut session = Session::anonymous(listener, &stream.client_host());
     if let Some(certificate) = stream.peer_certificate().filter(|_| !sasl) {
         match broker.principals.principal(&certificate) {
-            Ok(name) => session.principal = Principal { kind: "User".to_string(), name },
+            Ok(name) => session.principal = Principal::user(&name),
             Err(error) => {
                 tracing::warn!(%error, "closing connection");
                 return;

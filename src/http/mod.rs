@@ -186,7 +186,7 @@ async fn authenticate(State(broker): State<Arc<Broker>>, mut request: Request, n
     };
     let mut session =
         request.extensions().get::<Session>().cloned().unwrap_or_else(|| Session::anonymous(HTTP_LISTENER, ""));
-    session.principal = crate::service::session::Principal { kind: "User".to_string(), name: user };
+    session.principal = crate::service::session::Principal::user(&user);
     request.extensions_mut().insert(session);
     next.run(request).await
 }

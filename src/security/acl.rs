@@ -12,8 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
-
 use crate::log::{Log, LogError};
 use crate::service::authorizer::{Authorizer, CLUSTER_RESOURCE_NAME, Operation, Resource};
 use crate::service::session::Session;
@@ -471,7 +469,7 @@ pub struct StandardAuthorizer {
     super_users: HashSet<String>,
     allow_everyone_if_no_acl_found: bool,
     /// The index, and the dynamic configs' generation it was built from.
-    index: RwLock<(u64, Arc<AclIndex>)>,
+    index: super::DerivedFromConfigs<AclIndex>,
 }
 
 impl StandardAuthorizer {
@@ -480,23 +478,12 @@ impl StandardAuthorizer {
             acls: AclStore::new(log),
             super_users,
             allow_everyone_if_no_acl_found,
-            index: RwLock::new((u64::MAX, Arc::default())),
+            index: super::DerivedFromConfigs::new(),
         }
     }
 
     fn index(&self) -> Arc<AclIndex> {
-        let generation = self.acls.log.dynamic_generation();
-        {
-            let current = self.index.read();
-            if current.0 == generation {
-                return current.1.clone();
-            }
-        }
-        // Built from configs at least as new as `generation`: a change in between only makes
-        // the next check build it again.
-        let index = Arc::new(AclIndex::build(self.acls.all()));
-        *self.index.write() = (generation, index.clone());
-        index
+        self.index.get(&self.acls.log, || AclIndex::build(self.acls.all()))
     }
 }
 

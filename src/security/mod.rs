@@ -20,6 +20,36 @@ use crate::config::SecurityConfig;
 use crate::log::{Log, LogError};
 use scram::{Credential, Mechanism};
 
+/// A value derived from the log's dynamic configs (the ACL index, the quota index), rebuilt only
+/// when they have changed since it was built, so that a check per request is a lookup.
+#[derive(Debug)]
+struct DerivedFromConfigs<T> {
+    /// The value, and the dynamic configs' generation it was built from.
+    current: parking_lot::RwLock<(u64, Arc<T>)>,
+}
+
+impl<T: Default> DerivedFromConfigs<T> {
+    fn new() -> DerivedFromConfigs<T> {
+        DerivedFromConfigs { current: parking_lot::RwLock::new((u64::MAX, Arc::default())) }
+    }
+
+    /// The value for the configs as they are now, built with `build` if they changed.
+    fn get(&self, log: &Log, build: impl FnOnce() -> T) -> Arc<T> {
+        let generation = log.dynamic_generation();
+        {
+            let current = self.current.read();
+            if current.0 == generation {
+                return current.1.clone();
+            }
+        }
+        // Built from configs at least as new as `generation`: a change in between only makes
+        // the next call build it again.
+        let value = Arc::new(build());
+        *self.current.write() = (generation, value.clone());
+        value
+    }
+}
+
 /// The scope of a user's configs in the metadata store.
 fn user_scope(user: &str) -> String {
     format!("user/{user}")

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::log::{Log, LogError};
 use crate::service::session::Session;
@@ -384,7 +384,7 @@ pub struct Quotas {
     log: Log,
     window: QuotaWindow,
     /// The index, and the dynamic configs' generation it was built from.
-    index: RwLock<(u64, Arc<QuotaIndex>)>,
+    index: super::DerivedFromConfigs<QuotaIndex>,
     sensors: Mutex<HashMap<SensorKey, Sensor>>,
 }
 
@@ -396,20 +396,11 @@ impl std::fmt::Debug for Quotas {
 
 impl Quotas {
     pub fn new(log: Log, window: QuotaWindow) -> Quotas {
-        Quotas { log, window, index: RwLock::new((u64::MAX, Arc::default())), sensors: Mutex::default() }
+        Quotas { log, window, index: super::DerivedFromConfigs::new(), sensors: Mutex::default() }
     }
 
     fn index(&self) -> Arc<QuotaIndex> {
-        let generation = self.log.dynamic_generation();
-        {
-            let current = self.index.read();
-            if current.0 == generation {
-                return current.1.clone();
-            }
-        }
-        let index = Arc::new(QuotaIndex::build(&self.log));
-        *self.index.write() = (generation, index.clone());
-        index
+        self.index.get(&self.log, || QuotaIndex::build(&self.log))
     }
 
     /// Whether any quota of `kind` is set (when none is, nothing is measured).

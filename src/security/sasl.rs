@@ -174,7 +174,7 @@ impl Authenticator {
                 let mechanism = SaslMechanism::Scram(exchange.mechanism());
                 let text = std::str::from_utf8(&request.auth_bytes).unwrap_or_default();
                 match exchange.finish(text) {
-                    Ok(server_final) => Ok((mechanism, user_principal(exchange.user()), Bytes::from(server_final))),
+                    Ok(server_final) => Ok((mechanism, Principal::user(exchange.user()), Bytes::from(server_final))),
                     Err(error) => Err((mechanism, error.into())),
                 }
             }
@@ -224,7 +224,7 @@ impl Authenticator {
             return Err(fail(Failure::PlainMalformed));
         }
         let verified = self.credentials.verify_password(user, password).await;
-        if verified { Ok(user_principal(user)) } else { Err(fail(Failure::InvalidCredentials)) }
+        if verified { Ok(Principal::user(user)) } else { Err(fail(Failure::InvalidCredentials)) }
     }
 
     /// RFC 7628's initial response, `n,[a=authzid],^Aauth=Bearer TOKEN^A…^A^A`: the token
@@ -249,7 +249,7 @@ impl Authenticator {
         if authzid.is_some_and(|a| !a.is_empty() && a != name) {
             return Err(Failure::OAuthBearerMalformed);
         }
-        Ok(user_principal(&name))
+        Ok(Principal::user(&name))
     }
 
     fn scram_first(&self, mechanism: Mechanism, token: &[u8]) -> Result<ServerExchange, Failure> {
@@ -258,10 +258,6 @@ impl Authenticator {
         let credential = self.credentials.credential(&first.user, mechanism);
         Ok(ServerExchange::start(mechanism, first, credential))
     }
-}
-
-fn user_principal(user: &str) -> Principal {
-    Principal { kind: "User".to_string(), name: user.to_string() }
 }
 
 fn refused(error: ResponseError, message: &str) -> Step {

@@ -12,7 +12,12 @@ pub struct Principal {
 
 impl Principal {
     pub fn anonymous() -> Principal {
-        Principal { kind: "User".to_string(), name: "ANONYMOUS".to_string() }
+        Principal::user("ANONYMOUS")
+    }
+
+    /// `User:name`: the principal SASL, client certificates and HTTP authentication name.
+    pub fn user(name: &str) -> Principal {
+        Principal { kind: "User".to_string(), name: name.to_string() }
     }
 }
 
