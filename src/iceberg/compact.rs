@@ -1,6 +1,7 @@
-//! Table maintenance, run by the sink thread between commits (one writer per table in this
-//! process, so maintenance never races the sink): compaction, snapshot expiry and the removal of
-//! files that no snapshot references.
+//! Table maintenance, run by the sink thread between commits (so it never races this process's
+//! sink; in a cluster, by the broker leading partition 0, and the other brokers' commits fail it
+//! by compare-and-swap): compaction, snapshot expiry and the removal of files that no snapshot
+//! references.
 //!
 //! **Compaction.** The sink commits one small file per table partition and interval at low
 //! traffic. Small files (under ¾ of the target size) are rewritten into files near the target
@@ -19,10 +20,9 @@
 //! out of the table: readers of any snapshot see the same rows, in fewer files.
 //!
 //! iceberg-rust 0.10 can only commit fast appends, so the snapshot is built here on its manifest
-//! writers and committed the way the SQL catalog commits: a new metadata file, then a
-//! compare-and-swap of `metadata_location` in `iceberg_tables` (what pyiceberg's SqlCatalog and
-//! Iceberg's JDBC catalog do). A crash before the swap leaves unreferenced files only; after it,
-//! the table is complete.
+//! writers and committed by `super::commit`: a new metadata file, then a compare-and-swap of
+//! `metadata_location` in `iceberg_tables`. A crash before the swap leaves unreferenced files
+//! only; after it, the table is complete.
 //!
 //! **Expiry.** Snapshots older than `snapshot_max_age_ms` are expired (never the current one),
 //! through iceberg-rust's expire action.
@@ -35,7 +35,6 @@
 //! table's directories, so it runs on a table's first pass and then every quarter of that age.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::str::FromStr;
 use std::time::SystemTime;
 
 use ::iceberg::spec::{
@@ -45,16 +44,15 @@ use ::iceberg::spec::{
 };
 use ::iceberg::table::Table;
 use ::iceberg::transaction::{ApplyTransactionAction, Transaction};
-use ::iceberg::{Catalog, MetadataLocation, TableRequirement, TableUpdate};
+use ::iceberg::{Catalog, TableRequirement, TableUpdate};
 use arrow_array::RecordBatch;
 use iceberg_catalog_sql::SqlCatalog;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
 use uuid::Uuid;
 
+use super::commit::{CommitError, Committer};
 use super::table::CommitWriter;
-use super::{CATALOG_NAME, CatalogLocation, MaintenanceSettings, NEXT_OFFSET_PROPERTY_PREFIX, TOPIC_ID_PROPERTY};
+use super::{MaintenanceSettings, NEXT_OFFSET_PROPERTY_PREFIX, TOPIC_ID_PROPERTY};
 use crate::tier::s3::{S3Files, S3Path};
 
 /// Data files the sink writes are named `zombi-<uuid>-…`: only those are rewritten.
@@ -69,14 +67,12 @@ const MANIFESTS_MAX: usize = 16;
 pub enum MaintenanceError {
     #[error("iceberg: {0}")]
     Iceberg(#[from] ::iceberg::Error),
-    #[error("catalog database: {0}")]
-    Sql(#[from] sqlx::Error),
     #[error("reading a data file: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("data file rows: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
-    #[error("the table changed during the rewrite (another writer?); trying again next time")]
-    Conflict,
+    #[error("committing: {0}")]
+    Commit(#[from] CommitError),
     #[error("rewrite of {files} files wrote {written} rows, not {expected}; nothing committed")]
     RowCount { files: usize, expected: u64, written: u64 },
     #[error("table format {0} is not maintained (only v2)")]
@@ -103,82 +99,6 @@ pub struct Outcome {
     pub orphans_deleted: u64,
     /// Data files in the current snapshot when the pass ended (its summary's `total-data-files`).
     pub live_data_files: Option<u64>,
-}
-
-/// Commits table metadata to the SQL catalog the way the catalog itself does (see the module
-/// comment): new metadata file, then a compare-and-swap of the table's `metadata_location`.
-pub struct Committer {
-    pool: AnyPool,
-    dollar_placeholders: bool,
-}
-
-impl Committer {
-    pub async fn connect(catalog: &CatalogLocation) -> Result<Self, MaintenanceError> {
-        sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new().max_connections(1).connect(&catalog.uri()).await?;
-        Ok(Committer { pool, dollar_placeholders: catalog.dollar_placeholders() })
-    }
-
-    /// Applies `updates` to `table` if `requirements` hold and the catalog still points at the
-    /// metadata `table` was loaded from.
-    async fn commit(
-        &self,
-        table: &Table,
-        requirements: &[TableRequirement],
-        updates: Vec<TableUpdate>,
-    ) -> Result<(), MaintenanceError> {
-        for requirement in requirements {
-            requirement.check(Some(table.metadata()))?;
-        }
-        let current = table.metadata_location_result()?;
-        let mut builder = table.metadata().clone().into_builder(Some(current.to_string()));
-        for update in updates {
-            builder = update.apply(builder)?;
-        }
-        let metadata = builder.build()?.metadata;
-        let location = MetadataLocation::from_str(current)?.with_next_version().with_new_metadata(&metadata);
-        metadata.write_to(table.file_io(), &location).await?;
-        crate::failpoint::hit("iceberg-commit-before-swap");
-        let location = location.to_string();
-        let mut sql = "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
-                       WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
-                       AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?"
-            .to_string();
-        if self.dollar_placeholders {
-            sql = numbered_placeholders(&sql);
-        }
-        let ident = table.identifier();
-        let namespace = ident.namespace().join(".");
-        let updated = sqlx::query(&sql)
-            .bind(location.as_str())
-            .bind(current)
-            .bind(CATALOG_NAME)
-            .bind(namespace.as_str())
-            .bind(ident.name())
-            .bind(current)
-            .execute(&self.pool)
-            .await?;
-        if updated.rows_affected() == 0 {
-            let _ = table.file_io().delete(&location).await;
-            return Err(MaintenanceError::Conflict);
-        }
-        Ok(())
-    }
-}
-
-/// `?` placeholders as `$1, $2, …` (Postgres).
-fn numbered_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            out.push_str(&format!("${n}"));
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// What a pass needs beside the table.
@@ -477,7 +397,8 @@ impl Maintainer<'_> {
                 reference: SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
             },
         ];
-        self.committer.commit(table, &requirements, updates).await
+        self.committer.commit(table, &requirements, updates).await?;
+        Ok(())
     }
 }
 
@@ -734,10 +655,5 @@ mod tests {
         assert_eq!(hour(&Struct::from_iter([Some(Literal::int(2))])), Some(3 * 3_600_000));
         let identity = partition_closing(Some((1, Transform::Identity)), 1);
         assert_eq!(identity(&Struct::from_iter([Some(Literal::int(2))])), None);
-    }
-
-    #[test]
-    fn postgres_gets_numbered_placeholders() {
-        assert_eq!(numbered_placeholders("a = ? AND b = ?"), "a = $1 AND b = $2");
     }
 }

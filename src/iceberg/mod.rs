@@ -17,6 +17,7 @@
 //! and Parquet encoding never take a worker of the runtime that serves produce and fetch, and a slow or down
 //! catalog only delays the tables. This is the only module that imports `iceberg`.
 
+mod commit;
 mod compact;
 pub mod metrics;
 pub mod records;

@@ -7,8 +7,11 @@
 //!    records and stream them into Parquet files, at most `commit_bytes_max` record bytes a round.
 //! 3. Reload the table: if its offsets moved (a commit that reported an error but happened, or
 //!    another writer), the files are abandoned and the next round starts from the table again.
-//! 4. Commit one fast-append snapshot with the files and the new offsets. iceberg-rust's commit
-//!    retry is off for these tables (it would re-apply the append on a base we did not check).
+//! 4. Commit one fast-append snapshot with the files and the new offsets, as a compare-and-swap
+//!    from the table reloaded in step 3: if anyone committed since (in a cluster, the leader of
+//!    other partitions), nothing is committed and step 3 runs again on the new table, with the
+//!    same files. iceberg-rust's own commit would instead re-apply the append, offsets and all,
+//!    on top of the other commit, setting its partitions back (see `super::commit`).
 //!
 //! A crash before step 4 leaves unreferenced files and nothing else; after it, the snapshot holds
 //! both rows and offsets. Hence no row twice and none missing.
@@ -25,7 +28,8 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::compact::{Committer, Maintainer, MaintenanceError, Outcome, TableFiles};
+use super::commit::Committer;
+use super::compact::{Maintainer, MaintenanceError, Outcome, TableFiles};
 use super::records::{self, DecodeError};
 use super::storage::WarehouseStorageFactory;
 use super::table::{self, CommitWriter};
@@ -147,7 +151,7 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: UnifiedLog, mut stopped: watch::
             let backoff = backoffs.entry(topic.name.clone()).or_default();
             if ready(backoff) && !sink.caught_up(&topic) {
                 let span = tracing::info_span!("table", topic = %topic.name);
-                match sync_topic(&sink, &catalog, &log, &topic, &stopped).instrument(span).await {
+                match sync_topic(&sink, &catalog, &committer, &log, &topic, &stopped).instrument(span).await {
                     Ok(()) => *backoff = Backoff::default(),
                     Err(error) => {
                         tracing::warn!(topic = %topic.name, %error, "iceberg commit failed; retrying");
@@ -335,6 +339,7 @@ async fn maintain_topic(
 async fn sync_topic(
     sink: &IcebergSink,
     catalog: &SqlCatalog,
+    committer: &Committer,
     log: &UnifiedLog,
     topic: &Topic,
     stopped: &watch::Receiver<bool>,
@@ -352,7 +357,7 @@ async fn sync_topic(
             committed => committed?,
         };
         sink.update(&topic.name, |state| state.committed = committed.clone());
-        match commit_round(sink, catalog, log, topic, table, committed).await {
+        match commit_round(sink, catalog, committer, log, topic, table, committed).await {
             Ok(true) => conflicts = 0,
             Ok(false) => break,
             Err(error) if error.is_conflict() && conflicts < COMMIT_CONFLICTS_MAX => {
@@ -459,6 +464,7 @@ struct Intake {
 async fn commit_round(
     sink: &IcebergSink,
     catalog: &SqlCatalog,
+    committer: &Committer,
     log: &UnifiedLog,
     topic: &Topic,
     table: Table,
@@ -560,25 +566,41 @@ async fn commit_round(
     // those offsets are carried forward as the table has them now. Each partition whose rows
     // are in the files gets its offset in this same snapshot, even if its leadership moved
     // during the round: leaving one out would let its next leader write its rows again.
-    let current = catalog.load_table(table.identifier()).await?;
-    let mut merged = committed_offsets(&current, topic)?;
-    if taken.iter().any(|p| merged.get(p) != committed.get(p)) {
-        return Err(SinkError::Moved);
-    }
-    for partition in &taken {
-        if let Some(offset) = next.get(partition) {
-            merged.insert(*partition, *offset);
-        }
-    }
-    let mut properties: HashMap<String, String> =
-        merged.iter().map(|(p, o)| (format!("{NEXT_OFFSET_PROPERTY_PREFIX}{p}"), o.to_string())).collect();
-    properties.insert(TOPIC_ID_PROPERTY.to_string(), topic.id.to_string());
     let written = started.elapsed();
     let file_count = files.len() as u64;
     let file_bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
-    let transaction = Transaction::new(&current);
-    let action = transaction.fast_append().add_data_files(files).set_snapshot_properties(properties);
-    action.apply(transaction)?.commit(catalog).await?;
+    let mut swaps_lost = 0;
+    loop {
+        let current = catalog.load_table(table.identifier()).await?;
+        let mut merged = committed_offsets(&current, topic)?;
+        if taken.iter().any(|p| merged.get(p) != committed.get(p)) {
+            return Err(SinkError::Moved);
+        }
+        for partition in &taken {
+            if let Some(offset) = next.get(partition) {
+                merged.insert(*partition, *offset);
+            }
+        }
+        let mut properties: HashMap<String, String> =
+            merged.iter().map(|(p, o)| (format!("{NEXT_OFFSET_PROPERTY_PREFIX}{p}"), o.to_string())).collect();
+        properties.insert(TOPIC_ID_PROPERTY.to_string(), topic.id.to_string());
+        let transaction = Transaction::new(&current);
+        let action = transaction.fast_append().add_data_files(files.clone()).set_snapshot_properties(properties);
+        // A swap from `current`: the offsets above are right only on top of it (see `commit`).
+        match committer.commit_transaction(&current, action.apply(transaction)?).await {
+            Ok(_) => break,
+            // Another partition's leader committed between the load and the swap: this round's
+            // partitions are checked again on the new table, and the same files go on top of it.
+            Err(error)
+                if error.kind() == ::iceberg::ErrorKind::CatalogCommitConflicts
+                    && swaps_lost < COMMIT_CONFLICTS_MAX =>
+            {
+                swaps_lost += 1;
+                tracing::debug!(%error, swaps_lost, "another writer committed first; merging again");
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
     tracing::debug!(
         records = intake.records,
         read_bytes,
@@ -664,6 +686,52 @@ mod tests {
         let table = load_or_create(&sink, &catalog, &foreign).await.unwrap();
         let table = commit(&catalog, &table, &[("written-by", "spark".into())]).await;
         assert!(matches!(committed_offsets(&table, &foreign), Err(SinkError::NoOffsets { .. })));
+    }
+
+    /// A snapshot's offsets are committed only on top of the table they were computed from: a
+    /// writer whose table another writer committed to meanwhile gets a conflict, and the other
+    /// writer's offsets stay (iceberg-rust's own commit re-applied the append on the newer table
+    /// and set them back, so that partition's rows were written twice).
+    #[tokio::test]
+    async fn a_commit_on_a_table_another_writer_moved_is_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = ["zombi", "--data-dir", dir.path().to_str().unwrap()];
+        let sink = IcebergSink::new(crate::config::Config::try_parse_from(flags).unwrap().iceberg);
+        let catalog = open_catalog(&sink, None).await.unwrap();
+        let committer = Committer::connect(&sink.settings.catalog).await.unwrap();
+        let ours = topic("moved");
+        let id = ours.id.to_string();
+        let next = |p: i32| format!("{NEXT_OFFSET_PROPERTY_PREFIX}{p}");
+        let snapshot = |offsets: &[(i32, i64)]| -> HashMap<String, String> {
+            let mut properties: HashMap<String, String> =
+                offsets.iter().map(|(p, o)| (next(*p), o.to_string())).collect();
+            properties.insert(TOPIC_ID_PROPERTY.to_string(), id.clone());
+            properties
+        };
+        let append = |table: &Table, offsets: &[(i32, i64)]| {
+            let transaction = Transaction::new(table);
+            let action = transaction.fast_append().set_snapshot_properties(snapshot(offsets));
+            action.apply(transaction).unwrap()
+        };
+        let base = load_or_create(&sink, &catalog, &ours).await.unwrap();
+        let first = committer.commit_transaction(&base, append(&base, &[(0, 5), (1, 0)])).await.unwrap();
+        assert_eq!(committed_offsets(&first, &ours).unwrap(), BTreeMap::from([(0, 5), (1, 0)]));
+
+        // Writer A read `first`; writer B commits partition 0's next rows on it.
+        let b = committer.commit_transaction(&first, append(&first, &[(0, 9), (1, 0)])).await.unwrap();
+        assert_eq!(committed_offsets(&b, &ours).unwrap(), BTreeMap::from([(0, 9), (1, 0)]));
+        let stale = committer.commit_transaction(&first, append(&first, &[(0, 5), (1, 4)])).await;
+        let error = stale.expect_err("a commit on a table that moved");
+        assert_eq!(error.kind(), ::iceberg::ErrorKind::CatalogCommitConflicts);
+        let now = catalog.load_table(first.identifier()).await.unwrap();
+        assert_eq!(now.metadata().current_snapshot_id(), b.metadata().current_snapshot_id());
+        assert_eq!(committed_offsets(&now, &ours).unwrap(), BTreeMap::from([(0, 9), (1, 0)]));
+
+        // Started over from the table as it is, the commit goes through.
+        let retried = committer.commit_transaction(&now, append(&now, &[(0, 9), (1, 4)])).await.unwrap();
+        let reloaded = catalog.load_table(first.identifier()).await.unwrap();
+        assert_eq!(reloaded.metadata_location(), retried.metadata_location());
+        assert_eq!(committed_offsets(&reloaded, &ours).unwrap(), BTreeMap::from([(0, 9), (1, 4)]));
     }
 
     #[test]
