@@ -37,6 +37,25 @@ pub enum ServerError {
     BootstrapAdmin(&'static str),
     #[error("--oauthbearer-jwks-file: {0}")]
     Jwks(#[from] crate::security::jwt::JwtError),
+    #[error(
+        "with --authorizer in a cluster, brokers reach each other on {listener} as {principal}, which must be one of --super-users"
+    )]
+    InterBrokerPrincipal { listener: String, principal: String },
+}
+
+/// Brokers forward to each other as the principal they have on the inter-broker listener; with
+/// ACLs, the other brokers must let it do anything (as Kafka's brokers are super users).
+fn check_inter_broker_principal(security: &crate::config::SecurityConfig) -> Result<(), ServerError> {
+    let listener = security.inter_broker();
+    let principal = match listener.protocol.tls() {
+        true => crate::security::tls::own_principal(security)?,
+        false => "ANONYMOUS".to_string(),
+    };
+    let principal = format!("User:{principal}");
+    if security.super_users.contains(&principal) {
+        return Ok(());
+    }
+    Err(ServerError::InterBrokerPrincipal { listener: listener.name.clone(), principal })
 }
 
 /// How long a client gets to finish its TLS handshake.
@@ -50,6 +69,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let tls = Tls::from_config(&config.security, config.http.tls)?;
     if let Some(settings) = &config.security.oauthbearer {
         crate::security::jwt::JwtValidator::new(settings.clone())?;
+    }
+    if config.coordinator.is_some() && config.security.acls {
+        check_inter_broker_principal(&config.security)?;
     }
     let mut kafka = Vec::new();
     for spec in config.security.listeners.iter_mut() {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::groups::Slots;
 use super::pg::{GROUPS_TOPIC_ID, Snapshot};
-use super::{BrokerInfo, Leadership, MetadataCache};
+use super::{BrokerInfo, Leadership, ListenerAddress, MetadataCache};
 use crate::log::Partition;
 
 /// How many virtual slots groups are spread over (Kafka's `offsets.topic.num.partitions`).
@@ -20,6 +20,8 @@ pub const GROUP_SLOTS: u32 = 50;
 struct State {
     /// Live brokers, by node id.
     brokers: Vec<BrokerInfo>,
+    /// Each live broker's addresses on its listeners (empty: registered with one).
+    listeners: HashMap<i32, Vec<ListenerAddress>>,
     controller: Option<i32>,
     /// (topic, partition) → (leader, leader epoch).
     leaders: HashMap<(Uuid, i32), (i32, i32)>,
@@ -55,9 +57,15 @@ impl ClusterCache {
             .filter(|b| b.live)
             .map(|b| BrokerInfo { node_id: b.node_id, host: b.host.clone(), port: b.port, rack: b.rack.clone() })
             .collect();
+        let listeners = snapshot
+            .brokers
+            .iter()
+            .filter(|b| b.live)
+            .map(|b| (b.node_id, ListenerAddress::parse_all(&b.listeners)))
+            .collect();
         let leaders =
             snapshot.partitions.iter().map(|p| ((p.topic_id, p.partition), (p.leader, p.leader_epoch))).collect();
-        *self.state.write() = State { brokers, controller: snapshot.controller, leaders };
+        *self.state.write() = State { brokers, listeners, controller: snapshot.controller, leaders };
     }
 
     /// A renewal sent at `sent` secured the lease for `lease` (less a margin for clock rates).
@@ -100,6 +108,24 @@ impl MetadataCache for ClusterCache {
 
     fn brokers(&self) -> Vec<BrokerInfo> {
         self.state.read().brokers.clone()
+    }
+
+    /// Each broker at its address on `listener`; a broker without that listener is left out, as
+    /// Kafka leaves it out of the listener's Metadata (one registered with a single listener is
+    /// at its one address).
+    fn brokers_on(&self, listener: &str) -> Vec<BrokerInfo> {
+        let state = self.state.read();
+        state
+            .brokers
+            .iter()
+            .filter_map(|broker| match state.listeners.get(&broker.node_id) {
+                Some(addresses) if !addresses.is_empty() => {
+                    let address = addresses.iter().find(|a| a.name == listener)?;
+                    Some(BrokerInfo { host: address.host.clone(), port: address.port, ..broker.clone() })
+                }
+                _ => Some(broker.clone()),
+            })
+            .collect()
     }
 
     fn controller(&self) -> i32 {

@@ -2,9 +2,11 @@
 //! may ask any broker, and the broker it asked produces to or reads from the leader for it, as a
 //! Kafka client would (Produce v9 with acks=all, Fetch v12).
 //!
-//! One short connection per call: the HTTP door is not the hot path, and a connection that is
-//! never pooled can never be stale after a leader moves.
+//! One short connection per call, to the leader's address on the inter-broker listener (over
+//! TLS with this broker's certificate when that listener is SSL): the HTTP door is not the hot
+//! path, and a connection that is never pooled can never be stale after a leader moves.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,11 +18,17 @@ use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::BrokerInfo;
 use crate::log::{AppendInfo, LogError, ReadResult};
+
+/// How a broker opens TLS to another broker's SSL listener, as itself (`security::tls`).
+pub trait BrokerTls: Send + Sync + std::fmt::Debug {
+    /// A connector from the current files: a renewed certificate is used at once.
+    fn connector(&self) -> Result<tokio_rustls::TlsConnector, String>;
+}
 
 /// Produces to and reads from a partition's leader on behalf of a client of another door.
 #[async_trait]
@@ -33,6 +41,8 @@ pub trait Forwarder: Send + Sync + std::fmt::Debug {
         partition: i32,
         records: Bytes,
     ) -> Result<AppendInfo, LogError>;
+    /// The listener whose addresses it connects to.
+    fn listener(&self) -> &str;
     /// Reads from `offset` up to `max_bytes` (the first batch whole).
     async fn read(
         &self,
@@ -44,9 +54,20 @@ pub trait Forwarder: Send + Sync + std::fmt::Debug {
     ) -> Result<ReadResult, LogError>;
 }
 
-/// Forwards over the Kafka protocol.
-#[derive(Debug, Default)]
-pub struct KafkaForwarder;
+/// Forwards over the Kafka protocol, on the inter-broker listener.
+#[derive(Debug)]
+pub struct KafkaForwarder {
+    listener: String,
+    /// On an SSL listener: how to connect, as this broker.
+    tls: Option<Arc<dyn BrokerTls>>,
+}
+
+impl KafkaForwarder {
+    /// Forwards on `listener`, over TLS with `tls`.
+    pub fn new(listener: &str, tls: Option<Arc<dyn BrokerTls>>) -> KafkaForwarder {
+        KafkaForwarder { listener: listener.to_string(), tls }
+    }
+}
 
 const PRODUCE_VERSION: i16 = 9;
 const FETCH_VERSION: i16 = 12;
@@ -69,13 +90,39 @@ fn code_error(code: i16) -> LogError {
     }
 }
 
-/// Sends one request to `leader` and reads its answer.
-async fn call<Req, Resp>(leader: &BrokerInfo, key: ApiKey, version: i16, request: &Req) -> Result<Resp, LogError>
+/// Sends one request to `leader` (over TLS with `tls`) and reads its answer.
+async fn call<Req, Resp>(
+    leader: &BrokerInfo,
+    tls: Option<&dyn BrokerTls>,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> Result<Resp, LogError>
 where
     Req: Encodable + HeaderVersion,
     Resp: Decodable + HeaderVersion,
 {
     let exchange = async {
+        let stream = TcpStream::connect((leader.host.as_str(), leader.port as u16)).await.map_err(unavailable)?;
+        match tls {
+            None => exchange(stream, key, version, request).await,
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(leader.host.clone()).map_err(unavailable)?;
+                let stream = tls.connector().map_err(unavailable)?.connect(name, stream).await.map_err(unavailable)?;
+                exchange(stream, key, version, request).await
+            }
+        }
+    };
+    tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| unavailable("timed out"))?
+}
+
+async fn exchange<S, Req, Resp>(mut stream: S, key: ApiKey, version: i16, request: &Req) -> Result<Resp, LogError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    Req: Encodable + HeaderVersion,
+    Resp: Decodable + HeaderVersion,
+{
+    {
         let mut header = RequestHeader::default();
         header.request_api_key = key as i16;
         header.request_api_version = version;
@@ -84,7 +131,6 @@ where
         let mut body = BytesMut::new();
         header.encode(&mut body, Req::header_version(version)).map_err(unavailable)?;
         request.encode(&mut body, version).map_err(unavailable)?;
-        let mut stream = TcpStream::connect((leader.host.as_str(), leader.port as u16)).await.map_err(unavailable)?;
         let mut frame = BytesMut::with_capacity(4 + body.len());
         frame.put_i32(body.len() as i32);
         frame.put_slice(&body);
@@ -101,12 +147,15 @@ where
             return Err(unavailable("trailing bytes"));
         }
         Ok(response)
-    };
-    tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| unavailable("timed out"))?
+    }
 }
 
 #[async_trait]
 impl Forwarder for KafkaForwarder {
+    fn listener(&self) -> &str {
+        &self.listener
+    }
+
     async fn produce(
         &self,
         leader: &BrokerInfo,
@@ -122,7 +171,8 @@ impl Forwarder for KafkaForwarder {
             .with_acks(-1)
             .with_timeout_ms(TIMEOUT.as_millis() as i32)
             .with_topic_data(vec![topic_data]);
-        let response: ProduceResponse = call(leader, ApiKey::Produce, PRODUCE_VERSION, &request).await?;
+        let response: ProduceResponse =
+            call(leader, self.tls.as_deref(), ApiKey::Produce, PRODUCE_VERSION, &request).await?;
         let answer = response
             .responses
             .first()
@@ -163,7 +213,7 @@ impl Forwarder for KafkaForwarder {
             .with_max_bytes(max_bytes)
             .with_session_epoch(-1)
             .with_topics(vec![fetch_topic]);
-        let response: FetchResponse = call(leader, ApiKey::Fetch, FETCH_VERSION, &request).await?;
+        let response: FetchResponse = call(leader, self.tls.as_deref(), ApiKey::Fetch, FETCH_VERSION, &request).await?;
         if response.error_code != 0 {
             return Err(code_error(response.error_code));
         }

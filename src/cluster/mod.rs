@@ -38,6 +38,38 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
 }
 
+/// A broker's advertised address on one of its listeners, as registered in PostgreSQL
+/// (`NAME://HOST:PORT`, comma-separated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerAddress {
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+}
+
+impl ListenerAddress {
+    /// `NAME://HOST:PORT,…`; entries that do not parse are left out.
+    pub fn parse_all(text: &str) -> Vec<ListenerAddress> {
+        text.split(',')
+            .filter_map(|entry| {
+                let (name, address) = entry.trim().split_once("://")?;
+                let (host, port) = address.rsplit_once(':')?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                Some(ListenerAddress { name: name.to_string(), host: host.to_string(), port: port.parse().ok()? })
+            })
+            .collect()
+    }
+
+    /// The registered form of `addresses`.
+    pub fn format_all(addresses: &[ListenerAddress]) -> String {
+        let entry = |a: &ListenerAddress| match a.host.contains(':') {
+            true => format!("{}://[{}]:{}", a.name, a.host, a.port),
+            false => format!("{}://{}:{}", a.name, a.host, a.port),
+        };
+        addresses.iter().map(entry).collect::<Vec<_>>().join(",")
+    }
+}
+
 /// A partition's leadership, as Metadata answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leadership {
@@ -70,7 +102,7 @@ pub trait MetadataCache: Send + Sync + std::fmt::Debug {
     fn controller(&self) -> i32;
     /// Who leads `partition`, at which epoch, with which replicas.
     fn leadership(&self, partition: &Partition) -> Leadership;
-    /// The broker that coordinates the group (or, later, the transactional id) `key`.
+    /// The broker that coordinates the group `key`.
     fn coordinator_for(&self, key: &str) -> i32;
 
     /// Whether this broker coordinates the group `key` now: NOT_COORDINATOR when another broker
@@ -144,5 +176,24 @@ impl MetadataCache for SingleNode {
 
     fn coordinator_for(&self, _key: &str) -> i32 {
         self.broker.node_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ListenerAddress;
+
+    #[test]
+    fn listener_addresses_read_back_as_registered() {
+        let addresses = vec![
+            ListenerAddress { name: "PLAINTEXT".into(), host: "10.0.0.1".into(), port: 9092 },
+            ListenerAddress { name: "SASL_SSL".into(), host: "broker-1.example.com".into(), port: 9094 },
+            ListenerAddress { name: "SSL".into(), host: "::1".into(), port: 9093 },
+        ];
+        let text = ListenerAddress::format_all(&addresses);
+        assert_eq!(text, "PLAINTEXT://10.0.0.1:9092,SASL_SSL://broker-1.example.com:9094,SSL://[::1]:9093");
+        assert_eq!(ListenerAddress::parse_all(&text), addresses);
+        assert_eq!(ListenerAddress::parse_all(""), Vec::new());
+        assert_eq!(ListenerAddress::parse_all("SSL://host:x,PLAINTEXT://h:1").len(), 1);
     }
 }

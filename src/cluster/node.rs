@@ -60,7 +60,7 @@ pub enum JoinError {
 
 impl ClusterNode {
     /// Connects to the coordinator, agrees the cluster id (into `config`) and registers this
-    /// broker at `host:port`.
+    /// broker at `host:port` and at its address on every listener.
     pub async fn join(config: &mut Config, host: &str, port: i32) -> Result<ClusterNode, JoinError> {
         let settings = config
             .coordinator
@@ -75,8 +75,19 @@ impl ClusterNode {
         let node_id = config.node_id;
         let sent = Instant::now();
         let lease_ms = settings.session_timeout_ms as i64;
+        let listeners: Vec<_> = config
+            .security
+            .listeners
+            .iter()
+            .map(|l| super::ListenerAddress {
+                name: l.name.clone(),
+                host: l.advertised_host.clone(),
+                port: l.advertised_port,
+            })
+            .collect();
+        let listeners = super::ListenerAddress::format_all(&listeners);
         let broker_epoch = store
-            .register(node_id, host, port, settings.rack.as_deref(), lease_ms)
+            .register(node_id, host, port, &listeners, settings.rack.as_deref(), lease_ms)
             .await?
             .ok_or(JoinError::NodeIdTaken(node_id))?;
         let cache = ClusterCache::new(node_id);

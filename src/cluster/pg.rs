@@ -88,6 +88,9 @@ const MIGRATIONS: &[&str] = &[
     // The broker epoch of the leader that served an epoch (set before it serves): a leader that
     // has since registered again sealed that incarnation's streams itself.
     "ALTER TABLE zombi_partition_epochs ADD COLUMN broker_epoch bigint",
+    // Each broker's address on every listener, `NAME://HOST:PORT,…` (empty: registered by a
+    // version that had one listener, at host and port).
+    "ALTER TABLE zombi_brokers ADD COLUMN listeners text NOT NULL DEFAULT ''",
 ];
 
 /// The pseudo-topic whose partitions are the group coordinator slots (Kafka's
@@ -105,6 +108,8 @@ pub struct BrokerRow {
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Its address on every listener, `NAME://HOST:PORT,…` (see [`super::ListenerAddress`]).
+    pub listeners: String,
     /// Whether its lease has not expired (by PostgreSQL's clock when read).
     pub live: bool,
     /// How long its lease had left when read (negative: expired that long ago).
@@ -262,14 +267,15 @@ impl ClusterStore {
         node_id: i32,
         host: &str,
         port: i32,
+        listeners: &str,
         rack: Option<&str>,
         lease_ms: i64,
     ) -> Result<Option<i64>, PgError> {
         let sql = format!(
-            "INSERT INTO zombi_brokers AS b (node_id, broker_epoch, host, port, rack, lease_until_ms)
-             VALUES ($1, 1, $2, $3, $4, {NOW_MS} + $5)
+            "INSERT INTO zombi_brokers AS b (node_id, broker_epoch, host, port, rack, lease_until_ms, listeners)
+             VALUES ($1, 1, $2, $3, $4, {NOW_MS} + $5, $6)
              ON CONFLICT (node_id) DO UPDATE SET broker_epoch = b.broker_epoch + 1, host = $2, port = $3,
-                 rack = $4, lease_until_ms = {NOW_MS} + $5, shutting_down = false
+                 rack = $4, lease_until_ms = {NOW_MS} + $5, shutting_down = false, listeners = $6
              WHERE b.lease_until_ms < {NOW_MS}
              RETURNING broker_epoch"
         );
@@ -279,6 +285,7 @@ impl ClusterStore {
             .bind(port)
             .bind(rack)
             .bind(lease_ms)
+            .bind(listeners)
             .fetch_optional(&self.pool)
             .await?;
         if row.is_some() {
@@ -362,7 +369,7 @@ impl ClusterStore {
         let (version, controller, controller_live): (i64, Option<i32>, bool) = (row.get(0), row.get(1), row.get(2));
         let sql = format!(
             "SELECT node_id, broker_epoch, host, port, rack, lease_until_ms >= {NOW_MS}, shutting_down,
-                    lease_until_ms - {NOW_MS}
+                    lease_until_ms - {NOW_MS}, listeners
              FROM zombi_brokers ORDER BY node_id"
         );
         let brokers = sqlx::query(&sql)
@@ -378,6 +385,7 @@ impl ClusterStore {
                 live: row.get(5),
                 shutting_down: row.get(6),
                 lease_remaining_ms: row.get(7),
+                listeners: row.get(8),
             })
             .collect();
         let mut topics = Vec::new();

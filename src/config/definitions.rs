@@ -345,6 +345,11 @@ pub const DEFINITIONS: &[Definition] = &[
             shown.join(",")
         })
         .doc("The Kafka listeners as clients are told to reach them, `NAME://HOST:PORT,…` (Kafka's `advertised.listeners`); each name one of `--listeners`'. Without it, each listener's own address (`--kafka-advertised` for the one-listener shorthand)"),
+    setting("inter-broker-listener-name")
+        .kafka("inter.broker.listener.name")
+        .kafka_or_flag_in_file()
+        .value(|c| c.security.inter_broker_listener.clone())
+        .doc("The listener the brokers of a cluster reach each other on (Kafka's `inter.broker.listener.name`), `PLAINTEXT` or `SSL`; by default PLAINTEXT if there is one, else SSL"),
     setting("auto-create-topics")
         .kafka("auto.create.topics.enable")
         .boolean()

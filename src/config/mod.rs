@@ -218,18 +218,22 @@ impl Config {
         log.group_commit_bytes_max = log.group_commit_bytes_max.min(budget.queued_requests / 2);
         let wal = wal.resolve()?;
         let coordinator = cluster.resolve(wal.is_some())?;
-        // Each broker registers one address, and brokers forward HTTP requests to each other
-        // over it without credentials: one PLAINTEXT listener until inter-broker listeners exist.
-        if coordinator.is_some()
-            && (security.listeners.len() > 1 || security.listeners[0].protocol != SecurityProtocol::Plaintext)
-        {
-            let reason = "cluster mode takes one PLAINTEXT listener for now";
-            return Err(ConfigError::Invalid { name: "listeners", reason: reason.into() });
-        }
-        // Brokers forward to each other as anonymous clients, which ACLs would refuse.
-        if coordinator.is_some() && security.acls {
-            let reason = "cluster mode does not take ACLs yet (brokers forward to each other unauthenticated)";
-            return Err(ConfigError::Invalid { name: "authorizer", reason: reason.into() });
+        // Brokers forward HTTP requests to each other over the inter-broker listener, as clients
+        // without SASL credentials: over TLS they present this broker's certificate.
+        if coordinator.is_some() {
+            let inter_broker = security.inter_broker();
+            if inter_broker.protocol.sasl() {
+                let reason = format!(
+                    "brokers reach each other on a PLAINTEXT or SSL listener, not {} (name one with --inter-broker-listener-name)",
+                    inter_broker.name
+                );
+                return Err(ConfigError::Invalid { name: "inter-broker-listener-name", reason });
+            }
+            if inter_broker.protocol.tls() && security.ssl_ca_file.is_none() {
+                let reason =
+                    "an SSL inter-broker listener needs --ssl-ca-file, to check the other brokers' certificates";
+                return Err(ConfigError::Invalid { name: "ssl-ca-file", reason: reason.into() });
+            }
         }
         let coordinator_url = coordinator.as_ref().map(|cluster| cluster.coordinator_url.as_str());
         let iceberg =

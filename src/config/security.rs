@@ -15,6 +15,8 @@ pub struct SecurityFlags {
     pub listeners: Option<String>,
     #[arg(long = "advertised-listeners", env = "ZOMBI_ADVERTISED_LISTENERS")]
     pub advertised_listeners: Option<String>,
+    #[arg(long = "inter-broker-listener-name", env = "ZOMBI_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
     #[arg(long = "ssl-cert-file", env = "ZOMBI_SSL_CERT_FILE")]
     pub ssl_cert_file: Option<PathBuf>,
     #[arg(long = "ssl-key-file", env = "ZOMBI_SSL_KEY_FILE")]
@@ -204,6 +206,9 @@ pub struct OAuthBearerConfig {
 pub struct SecurityConfig {
     /// The first is the one `--kafka-listen` names when `--listeners` is not given.
     pub listeners: Vec<Listener>,
+    /// The listener brokers of a cluster reach each other on (Kafka's
+    /// `inter.broker.listener.name`): given, else PLAINTEXT, else SSL, else the first.
+    pub inter_broker_listener: String,
     pub ssl_cert_file: Option<PathBuf>,
     pub ssl_key_file: Option<PathBuf>,
     pub ssl_ca_file: Option<PathBuf>,
@@ -232,6 +237,7 @@ impl std::fmt::Debug for SecurityConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecurityConfig")
             .field("listeners", &self.listeners)
+            .field("inter_broker_listener", &self.inter_broker_listener)
             .field("ssl_cert_file", &self.ssl_cert_file)
             .field("ssl_key_file", &self.ssl_key_file)
             .field("ssl_ca_file", &self.ssl_ca_file)
@@ -249,6 +255,11 @@ impl std::fmt::Debug for SecurityConfig {
 }
 
 impl SecurityConfig {
+    /// The listener brokers reach each other on.
+    pub fn inter_broker(&self) -> &Listener {
+        self.listeners.iter().find(|l| l.name == self.inter_broker_listener).unwrap_or(&self.listeners[0])
+    }
+
     pub fn any_tls(&self) -> bool {
         self.listeners.iter().any(|l| l.protocol.tls())
     }
@@ -307,8 +318,20 @@ impl SecurityFlags {
                 sasl_mechanisms.push(mechanism.to_string());
             }
         }
+        let inter_broker_listener = match &self.inter_broker_listener_name {
+            Some(name) if listeners.iter().any(|l| &l.name == name) => name.clone(),
+            Some(name) => {
+                return Err(invalid("inter-broker-listener-name", format!("{name} is not one of --listeners")));
+            }
+            None => ["PLAINTEXT", "SSL"]
+                .into_iter()
+                .find(|name| listeners.iter().any(|l| l.name == *name))
+                .unwrap_or(&listeners[0].name)
+                .to_string(),
+        };
         let config = SecurityConfig {
             listeners,
+            inter_broker_listener,
             ssl_cert_file: self.ssl_cert_file,
             ssl_key_file: self.ssl_key_file,
             ssl_ca_file: self.ssl_ca_file,

@@ -96,6 +96,7 @@ fn sample(flag: &str) -> String {
         "broker-rack" => "rack-a",
         "listeners" => "PLAINTEXT://127.0.0.1:19092,SASL_PLAINTEXT://127.0.0.1:19093",
         "advertised-listeners" => "PLAINTEXT://kafka.local:19092",
+        "inter-broker-listener-name" => "PLAINTEXT",
         "ssl-cert-file" => "/etc/zombi/server.crt",
         "ssl-key-file" => "/etc/zombi/server.key",
         "ssl-ca-file" => "/etc/zombi/ca.crt",
@@ -115,7 +116,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 81, "README lists every flag but --config");
+    assert_eq!(flags.len(), 82, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -199,6 +200,8 @@ const FILE_KEYS: &[&str] = &[
     "listeners",
     "advertised-listeners",
     "advertised.listeners",
+    "inter-broker-listener-name",
+    "inter.broker.listener.name",
     "ssl-cert-file",
     "ssl-key-file",
     "ssl-ca-file",
@@ -451,6 +454,7 @@ fn broker_configs_are_described_with_kafkas_types() {
         names,
         [
             "advertised.listeners",
+            "inter.broker.listener.name",
             "auto.create.topics.enable",
             "broker.id",
             "log.retention.bytes",
@@ -677,10 +681,35 @@ fn bad_listener_settings_are_refused() {
     );
     refused(&["--bootstrap-admin", "a=b"], "bootstrap-admin");
     let cluster = ["--coordinator", "postgres://z:z@127.0.0.1:5432/z", "--wal-store", "file:///var/tmp/wal"];
-    refused(&[&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9093"]].concat(), "listeners");
-    refused(&[&cluster[..], &["--authorizer", "standard"]].concat(), "authorizer");
+    refused(&[&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9093"]].concat(), "inter-broker-listener-name");
+    let tls = ["--listeners", "SSL://:9093", "--ssl-cert-file", "/c.pem", "--ssl-key-file", "/k.pem"];
+    refused(&[&cluster[..], &tls[..]].concat(), "ssl-ca-file");
+    refused(&["--listeners", "PLAINTEXT://:9092", "--inter-broker-listener-name", "SSL"], "inter-broker-listener-name");
     refused(&["--authorizer", "acl"], "authorizer");
     refused(&["--super-users", "admin"], "super-users");
+}
+
+/// The inter-broker listener: the one named, else PLAINTEXT, else SSL, else the first; in a
+/// cluster it may be SSL (with the CA that checks the other brokers) but not SASL.
+#[test]
+fn the_inter_broker_listener_is_plaintext_or_ssl() {
+    let name = |args: &[&str]| parse(args).expect("parses").security.inter_broker_listener;
+    let tls = ["--ssl-cert-file", "/c.pem", "--ssl-key-file", "/k.pem", "--ssl-ca-file", "/ca.pem"];
+    assert_eq!(name(&[]), "PLAINTEXT");
+    assert_eq!(
+        name(&[&["--listeners", "SASL_SSL://:9094,SSL://:9093,PLAINTEXT://:9092"], &tls[..]].concat()),
+        "PLAINTEXT"
+    );
+    assert_eq!(name(&[&["--listeners", "SASL_SSL://:9094,SSL://:9093"], &tls[..]].concat()), "SSL");
+    assert_eq!(name(&["--listeners", "SASL_PLAINTEXT://:9094"]), "SASL_PLAINTEXT");
+    let named = [&["--listeners", "PLAINTEXT://:9092,SSL://:9093", "--inter-broker-listener-name", "SSL"], &tls[..]];
+    assert_eq!(name(&named.concat()), "SSL");
+    let cluster = ["--coordinator", "postgres://z:z@127.0.0.1:5432/z", "--wal-store", "file:///var/tmp/wal"];
+    let secured =
+        [&cluster[..], &["--listeners", "SASL_SSL://:9094,SSL://:9093", "--authorizer", "standard"], &tls[..]];
+    let config = parse(&secured.concat()).expect("a secured cluster parses");
+    assert_eq!(config.security.inter_broker().name, "SSL");
+    assert!(config.security.acls);
 }
 
 /// ACL settings: super users as Kafka writes them, with the bootstrap admin added; HTTP basic

@@ -116,8 +116,15 @@ impl Broker {
         let budget_kib = (config.network.queued_request_bytes_max / 1024).max(1);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         // In a cluster, the HTTP door forwards to the leaders of partitions led elsewhere.
-        let forwarder: Option<Arc<dyn crate::cluster::forward::Forwarder>> =
-            cluster.as_ref().map(|_| Arc::new(crate::cluster::forward::KafkaForwarder) as _);
+        let forwarder: Option<Arc<dyn crate::cluster::forward::Forwarder>> = cluster.as_ref().map(|_| {
+            let listener = config.security.inter_broker();
+            let tls = match listener.protocol.tls() {
+                true => crate::security::tls::ClientTls::from_config(&config.security)
+                    .map(|tls| Arc::new(tls) as Arc<dyn crate::cluster::forward::BrokerTls>),
+                false => None,
+            };
+            Arc::new(crate::cluster::forward::KafkaForwarder::new(&listener.name, tls)) as _
+        });
         let cluster: Arc<dyn MetadataCache> = cluster.unwrap_or_else(|| SingleNode::new(&config));
         let settings = ServiceSettings {
             auto_create_topics: config.log.auto_create_topics,

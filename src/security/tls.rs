@@ -141,6 +141,60 @@ fn build(files: &Files) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// How this broker connects to another broker's SSL listener: it trusts the authorities of
+/// `--ssl-ca-file` and presents its own certificate (`--ssl-cert-file`), which names its
+/// principal there. The files are read at each connection, so a renewed certificate is used
+/// at once (brokers connect to each other only for the HTTP door's forwards).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+impl ClientTls {
+    /// `None` without the files (the configuration checks they are there for SSL).
+    pub fn from_config(config: &SecurityConfig) -> Option<ClientTls> {
+        Some(ClientTls {
+            cert: config.ssl_cert_file.clone()?,
+            key: config.ssl_key_file.clone()?,
+            ca: config.ssl_ca_file.clone()?,
+        })
+    }
+
+    fn build_connector(&self) -> Result<tokio_rustls::TlsConnector, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in certificates(&self.ca)? {
+            roots.add(certificate).map_err(|e| file_error(&self.ca, e))?;
+        }
+        let chain = certificates(&self.cert)?;
+        let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| file_error(&self.key, e))?;
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)?;
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
+}
+
+impl crate::cluster::forward::BrokerTls for ClientTls {
+    fn connector(&self) -> Result<tokio_rustls::TlsConnector, String> {
+        self.build_connector().map_err(|e| e.to_string())
+    }
+}
+
+/// The principal this broker has on its own SSL listeners: its certificate's subject through
+/// `--ssl-principal-mapping-rules`, or `ANONYMOUS` where no client certificate is asked for.
+pub fn own_principal(config: &SecurityConfig) -> Result<String, TlsError> {
+    let (Some(cert), ClientAuth::Requested | ClientAuth::Required) = (&config.ssl_cert_file, config.ssl_client_auth)
+    else {
+        return Ok("ANONYMOUS".to_string());
+    };
+    let chain = certificates(cert)?;
+    PrincipalMapper::new(&config.ssl_principal_mapping_rules).principal(&chain[0]).map_err(|e| file_error(cert, e))
+}
+
 /// A client certificate whose subject no `--ssl-principal-mapping-rules` rule maps (Kafka's
 /// `NoMatchingRule`), or that cannot be read.
 #[derive(Debug, thiserror::Error)]

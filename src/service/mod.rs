@@ -180,7 +180,8 @@ impl BrokerService {
         let forwarder = self.forwarder.as_ref().ok_or(LogError::NotLeaderOrFollower)?;
         let partition = topic.partition(index).ok_or(LogError::UnknownTopicOrPartition)?;
         let leader = self.metadata.leadership(partition).leader;
-        let info = self.metadata.broker(leader).filter(|b| b.node_id != self.metadata.this_broker());
+        let info =
+            self.metadata.broker_on(leader, forwarder.listener()).filter(|b| b.node_id != self.metadata.this_broker());
         Ok((forwarder, info.ok_or(LogError::NotLeaderOrFollower)?))
     }
 

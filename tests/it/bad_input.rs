@@ -360,7 +360,7 @@ fn creatable(name: &str, partitions: i32, factor: i16, configs: &[(&str, &str)])
 }
 
 /// Creates one topic with `partitions` partitions; returns the error code.
-fn create_topic_partitions(raw: &mut Raw, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
+pub(crate) fn create_topic_partitions(raw: &mut Raw, name: &str, partitions: i32, configs: &[(&str, &str)]) -> i16 {
     let mut request = CreateTopicsRequest::default();
     request.timeout_ms = 30_000;
     request.topics = vec![creatable(name, partitions, 1, configs)];

@@ -34,6 +34,8 @@ pub struct Cluster {
     pub brokers: Vec<TestBroker>,
     /// Flags every broker gets beside the cluster's own.
     extra: Vec<String>,
+    /// Environment variables every broker gets beside the S3 credentials.
+    env: Vec<(String, String)>,
 }
 
 /// Credentials for moto, which accepts any.
@@ -60,9 +62,19 @@ impl Cluster {
     }
 
     fn start_on_with(count: i32, shared: Shared, extra: &[&str]) -> Cluster {
+        Self::start_on_with_env(count, shared, extra, &[])
+    }
+
+    /// On a shared directory, with `extra` flags and `env` for every broker.
+    pub fn start_with_env(count: i32, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
+        Self::start_on_with_env(count, Shared::Directory(tempfile::tempdir().expect("temp dir")), extra, env)
+    }
+
+    fn start_on_with_env(count: i32, shared: Shared, extra: &[&str], env: &[(&str, &str)]) -> Cluster {
         let pg = Postgres::start();
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut cluster = Cluster { pg, shared, brokers: Vec::new(), extra };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut cluster = Cluster { pg, shared, brokers: Vec::new(), extra, env };
         for node in 1..=count {
             let broker = cluster.start_broker(node);
             cluster.brokers.push(broker);
@@ -73,7 +85,9 @@ impl Cluster {
     pub fn start_broker(&self, node: i32) -> TestBroker {
         let args = self.args(node);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        TestBroker::start_with_env(&args, AWS_TEST_ENV)
+        let mut env: Vec<(&str, &str)> = AWS_TEST_ENV.to_vec();
+        env.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        TestBroker::start_with_env(&args, &env)
     }
 
     fn store_args(&self) -> Vec<String> {
@@ -580,7 +594,7 @@ async fn a_broker_cut_from_postgres_loses_its_partitions_and_nothing_acknowledge
     let pg = Postgres::start();
     let proxy = Proxy::start(pg.port).await;
     let shared = Shared::Directory(tempfile::tempdir().expect("temp dir"));
-    let mut cluster = Cluster { pg, shared, brokers: Vec::new(), extra: Vec::new() };
+    let mut cluster = Cluster { pg, shared, brokers: Vec::new(), extra: Vec::new(), env: Vec::new() };
     for node in 1..=3 {
         let mut args = cluster.args(node);
         if node == 1 {

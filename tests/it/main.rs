@@ -4,6 +4,7 @@ mod acls;
 mod admin;
 mod bad_input;
 mod cluster;
+mod cluster_security;
 mod common;
 mod console;
 mod decompression;

@@ -335,7 +335,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl.
-fn certificates(dir: &Path, name: &str) {
+pub(crate) fn certificates(dir: &Path, name: &str) {
     let (ca_key, ca_crt, subject) = (format!("{name}-ca.key"), format!("{name}-ca.crt"), format!("/CN={name}-ca"));
     let ca = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &ca_key, "-out", &ca_crt];
     openssl(dir, &[&ca[..], &["-days", "2", "-subj", &subject]].concat());
@@ -348,7 +348,7 @@ fn client_certificate(dir: &Path, ca: &str, name: &str) {
 }
 
 /// `name.key` and `name.crt` with `subject` and the X.509v3 `extension`, signed by `ca`'s CA.
-fn signed_certificate(dir: &Path, ca: &str, name: &str, subject: &str, extension: &str) {
+pub(crate) fn signed_certificate(dir: &Path, ca: &str, name: &str, subject: &str, extension: &str) {
     let extensions = format!("{name}.ext");
     std::fs::write(dir.join(&extensions), format!("{extension}\n")).expect("extensions file");
     let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));

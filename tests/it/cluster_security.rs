@@ -1,0 +1,207 @@
+//! A secured cluster: several listeners per broker, each registered with its own addresses, and
+//! the brokers reaching each other on the inter-broker listener as principals the ACLs know.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use kafka_protocol::messages::CreateAclsRequest;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::cluster::Cluster;
+use crate::common::{WAIT_MAX, unique_topic};
+use crate::security::{ADMIN, ADMIN_PASSWORD, certificates, sasl, signed_certificate};
+
+const PARTITIONS: i32 = 6;
+const READER_GROUP: &str = "secured-cluster-reader";
+
+/// Each partition's leader as Metadata on `config`'s listener answers it, with every broker's
+/// port there, once every partition has a live leader.
+fn leaders(config: &ClientConfig, topic: &str) -> (BTreeMap<i32, i32>, BTreeMap<i32, u16>) {
+    let consumer: BaseConsumer = config.create().expect("client");
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        if let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            let brokers: BTreeMap<i32, u16> = metadata.brokers().iter().map(|b| (b.id(), b.port() as u16)).collect();
+            if let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) {
+                let leaders: BTreeMap<i32, i32> = found.partitions().iter().map(|p| (p.id(), p.leader())).collect();
+                if leaders.len() == PARTITIONS as usize && leaders.values().all(|l| brokers.contains_key(l)) {
+                    return (leaders, brokers);
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "partitions of {topic} never all had a live leader");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn port(address: &str) -> u16 {
+    address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("host:port")
+}
+
+/// Sends `value` to `partition` and returns its offset or the error code.
+async fn send(producer: &FutureProducer, topic: &str, partition: i32, value: &str) -> Result<i64, RDKafkaErrorCode> {
+    let record = FutureRecord::<(), _>::to(topic).partition(partition).payload(value.as_bytes());
+    match producer.send(record, Duration::from_secs(30)).await {
+        Ok(delivery) => Ok(delivery.offset),
+        Err((KafkaError::MessageProduction(code), _)) => Err(code),
+        Err((other, _)) => panic!("unexpected error {other}"),
+    }
+}
+
+/// Every partition's records from offset 0, `count` each.
+fn read_every_partition(config: &ClientConfig, topic: &str, count: usize) -> BTreeMap<i32, Vec<(i64, String)>> {
+    let consumer: BaseConsumer =
+        config.clone().set("group.id", READER_GROUP).set("enable.auto.commit", "false").create().expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        list.add_partition_offset(topic, partition, Offset::Beginning).expect("offset");
+    }
+    consumer.assign(&list).expect("assign");
+    let mut read: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    let deadline = Instant::now() + WAIT_MAX;
+    while read.values().map(Vec::len).sum::<usize>() < count * PARTITIONS as usize {
+        assert!(Instant::now() < deadline, "read only {read:?}");
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("a record");
+            let value = String::from_utf8(message.payload().unwrap_or_default().to_vec()).expect("utf-8");
+            read.entry(message.partition()).or_default().push((message.offset(), value));
+        }
+    }
+    read
+}
+
+/// Three brokers with an SSL listener (client certificates required) and a SASL_PLAINTEXT one,
+/// and ACLs. Each listener's Metadata names every broker at its address on that listener, so a
+/// client bootstrapped on one broker reaches every leader through the listener it chose. mTLS
+/// and SCRAM clients get what their ACLs allow (a certificate without ACLs is refused), and
+/// records posted over HTTP to one broker reach the partitions other brokers lead: forwarded on
+/// the SSL inter-broker listener with the brokers' own certificate, whose principal is a super
+/// user. A broker whose principal is not a super user refuses to start, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secured_cluster_serves_every_listener_and_forwards_as_its_brokers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    certificates(dir.path(), "server");
+    signed_certificate(dir.path(), "server", "alice", "/CN=alice", "extendedKeyUsage=clientAuth");
+    signed_certificate(dir.path(), "server", "bob", "/CN=bob", "extendedKeyUsage=clientAuth");
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let (cert, key, ca) = (file("server.crt"), file("server.key"), file("server-ca.crt"));
+    let flags = [
+        "--listeners",
+        "SSL://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0",
+        "--ssl-cert-file",
+        &cert,
+        "--ssl-key-file",
+        &key,
+        "--ssl-ca-file",
+        &ca,
+        "--ssl-client-auth",
+        "required",
+        "--authorizer",
+        "standard",
+        "--bootstrap-admin",
+        ADMIN,
+        "--super-users",
+        "User:CN=localhost",
+    ];
+    let env = [("ZOMBI_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    let cluster = Cluster::start_with_env(3, &flags, &env);
+
+    // The brokers' certificate names `User:CN=localhost`; without it among the super users, a
+    // broker would forward as a principal the others refuse.
+    let mut args = cluster.args(4);
+    let at = args.iter().position(|a| a == "--super-users").expect("flag") + 1;
+    args[at] = "User:CN=someone-else".to_string();
+    let data = tempfile::tempdir().expect("temp dir");
+    let refused = Command::new(crate::common::zombi_bin())
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--http-listen", "127.0.0.1:0"])
+        .args(&args)
+        .envs(env)
+        .output()
+        .expect("run zombi");
+    assert!(!refused.status.success(), "a broker whose principal is no super user started");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("User:CN=localhost") && stderr.contains("--super-users"), "{stderr}");
+
+    let topic = unique_topic("secured-cluster");
+    let first = &cluster.brokers[0];
+    let mut admin = crate::acls::authenticated(&first.listener("SASL_PLAINTEXT"), ADMIN, ADMIN_PASSWORD);
+    assert_eq!(crate::bad_input::create_topic_partitions(&mut admin, &topic, PARTITIONS, &[]), 0);
+    let (topic_type, group_type, literal, read, write, allow) = (2, 3, 3, 3, 4, 3);
+    let acls = CreateAclsRequest::default().with_creations(vec![
+        crate::acls::creation(topic_type, &topic, literal, "User:CN=alice", write, allow),
+        crate::acls::creation(topic_type, &topic, literal, "User:CN=alice", read, allow),
+        crate::acls::creation(group_type, READER_GROUP, literal, "User:CN=alice", read, allow),
+    ]);
+    assert!(admin.call(3, &acls).results.iter().all(|r| r.error_code == 0));
+
+    // Each listener's Metadata, asked of broker 1 alone, names every broker on that listener.
+    let as_admin = sasl(&first.listener("SASL_PLAINTEXT"), "SASL_PLAINTEXT", "SCRAM-SHA-256", ADMIN, ADMIN_PASSWORD);
+    let certificate = |name: &str| {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", first.listener("SSL"))
+            .set("security.protocol", "SSL")
+            .set("ssl.ca.location", file("server-ca.crt"))
+            .set("ssl.certificate.location", file(&format!("{name}.crt")))
+            .set("ssl.key.location", file(&format!("{name}.key")))
+            .set("message.timeout.ms", "30000");
+        config
+    };
+    let (led, on_sasl) = leaders(&as_admin, &topic);
+    let (led_ssl, on_ssl) = leaders(&certificate("alice"), &topic);
+    assert_eq!(led, led_ssl);
+    let expected = |name: &str| -> BTreeMap<i32, u16> {
+        (1..).zip(&cluster.brokers).map(|(node, b)| (node, port(&b.listener(name)))).collect()
+    };
+    assert_eq!(on_sasl, expected("SASL_PLAINTEXT"));
+    assert_eq!(on_ssl, expected("SSL"));
+    assert!(led.values().any(|l| *l != 1), "some partitions are led elsewhere than broker 1: {led:?}");
+
+    let alice: FutureProducer = certificate("alice").create().expect("producer");
+    let admin_producer: FutureProducer =
+        as_admin.clone().set("message.timeout.ms", "30000").create().expect("producer");
+    let bob: FutureProducer = certificate("bob").create().expect("producer");
+    for partition in 0..PARTITIONS {
+        for i in 0..2 {
+            assert_eq!(send(&alice, &topic, partition, &format!("alice-{partition}-{i}")).await, Ok(i));
+        }
+        assert_eq!(send(&admin_producer, &topic, partition, &format!("admin-{partition}")).await, Ok(2));
+        assert_eq!(send(&bob, &topic, partition, "bob").await, Err(RDKafkaErrorCode::TopicAuthorizationFailed));
+    }
+
+    // HTTP to broker 1 for every partition: the others' are forwarded over SSL as CN=localhost.
+    let basic =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN}:{ADMIN_PASSWORD}")));
+    let headers = [("Content-Type", "application/json"), ("Authorization", basic.as_str())];
+    for partition in 0..PARTITIONS {
+        let body = serde_json::json!([{ "value": format!("http-{partition}"), "partition": partition }]).to_string();
+        let answer = crate::http_client::request_with(
+            &first.http,
+            "POST",
+            &format!("/events/{topic}"),
+            &headers,
+            body.as_bytes(),
+        );
+        assert_eq!(answer.status, 200, "partition {partition}: {}", answer.text());
+        assert_eq!(answer.json()["offsets"][0]["offset"], 3, "partition {partition}");
+    }
+
+    let read = read_every_partition(&certificate("alice"), &topic, 4);
+    for partition in 0..PARTITIONS {
+        let values: Vec<String> = ["alice-{p}-0", "alice-{p}-1", "admin-{p}", "http-{p}"]
+            .iter()
+            .map(|v| v.replace("{p}", &partition.to_string()))
+            .collect();
+        let expected: Vec<(i64, String)> = (0..).zip(values).collect();
+        assert_eq!(read[&partition], expected, "partition {partition}");
+    }
+}
