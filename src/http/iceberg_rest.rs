@@ -179,16 +179,63 @@ pub(super) async fn metrics() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
-/// `POST /iceberg/v1/oauth/tokens`: OAuth2 client credentials, so that readers configured the
-/// usual way (`credential=id:secret`) connect. Until HTTP authentication exists every client is
-/// anonymous and any credentials get a token; tokens are not checked.
-pub(super) async fn token() -> Json<serde_json::Value> {
-    Json(json!({
-        "access_token": uuid::Uuid::new_v4().simple().to_string(),
-        "token_type": "bearer",
-        "expires_in": TOKEN_LIFETIME_S,
-        "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
-    }))
+/// `POST /iceberg/v1/oauth/tokens`: OAuth2 client credentials (RFC 6749 §4.4), so that readers
+/// configured the usual way (`credential=id:secret`) connect. With `--http-auth` on, the id and
+/// secret are a SCRAM user's name and password (in the form, or as HTTP basic auth), checked as
+/// basic auth checks them, and the token is taken as that user by the HTTP door until it
+/// expires (`security::token`); a wrong pair is 401 `invalid_client`. Without HTTP
+/// authentication every reader is anonymous, and any credentials get a token nobody checks.
+pub(super) async fn token(
+    State(broker): State<Arc<Broker>>,
+    headers: axum::http::HeaderMap,
+    axum::Form(form): axum::Form<TokenRequest>,
+) -> Response {
+    let oauth_error = |status: StatusCode, error: &str, description: &str| {
+        (status, Json(json!({ "error": error, "error_description": description }))).into_response()
+    };
+    if form.grant_type != "client_credentials" {
+        let description = "only the client_credentials grant is served";
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", description);
+    }
+    let issued = |token: String| {
+        Json(json!({
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": TOKEN_LIFETIME_S,
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        }))
+        .into_response()
+    };
+    if broker.config.http.auth == "none" {
+        return issued(uuid::Uuid::new_v4().simple().to_string());
+    }
+    let credentials = match (form.client_id, form.client_secret) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        _ => super::basic_credentials(&headers),
+    };
+    let Some((user, password)) = credentials else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client_id and client_secret are needed");
+    };
+    let verified = broker.credentials.verify_password(&user, &password).await;
+    broker.metrics.authenticated("HTTP_OAUTH_CLIENT_CREDENTIALS", verified);
+    if !verified {
+        tracing::warn!(%user, "REST catalog token refused");
+        tokio::time::sleep(crate::security::sasl::FAILED_AUTHENTICATION_DELAY).await;
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret");
+    }
+    match broker.credentials.issue_http_token(&user, TOKEN_LIFETIME_S as i64) {
+        Some(token) => issued(token),
+        None => oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "no token key yet"),
+    }
+}
+
+/// The form of a token request (`scope` and the rest are accepted and not used).
+#[derive(Debug, Deserialize)]
+pub(super) struct TokenRequest {
+    #[serde(default)]
+    grant_type: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
 }
 
 /// Any other method or path under `/iceberg`: writes are refused (406), the rest is unknown.

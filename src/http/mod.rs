@@ -142,9 +142,10 @@ async fn ready(State(broker): State<Arc<Broker>>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
-/// Routes served without authentication whatever `--http-auth` says: probes, and scrapers unless
+/// Routes served without authentication whatever `--http-auth` says: probes, the REST catalog's
+/// token endpoint (which checks the credentials it is given), and scrapers unless
 /// `--http-metrics-auth`.
-const OPEN_ROUTES: &[&str] = &["/health/live", "/health/ready"];
+const OPEN_ROUTES: &[&str] = &["/health/live", "/health/ready", "/iceberg/v1/oauth/tokens"];
 
 fn open_route(broker: &Broker, path: &str) -> bool {
     OPEN_ROUTES.contains(&path) || (path == "/metrics" && !broker.config.http.metrics_auth)
@@ -170,18 +171,21 @@ async fn authenticate(State(broker): State<Arc<Broker>>, mut request: Request, n
             }
             user
         }
-        (None, Some(token)) if bearer => match broker.credentials.verify_token(&token) {
-            Ok(user) => {
-                broker.metrics.authenticated("HTTP_BEARER", true);
-                user
+        // The REST catalog's own tokens stand for a checked password, whatever the mode.
+        (None, Some(token)) if bearer || crate::security::token::is_ours(&token) => {
+            match broker.credentials.verify_bearer(&token) {
+                Ok(user) => {
+                    broker.metrics.authenticated("HTTP_BEARER", true);
+                    user
+                }
+                Err(error) => {
+                    broker.metrics.authenticated("HTTP_BEARER", false);
+                    tracing::warn!(reason = %error, "HTTP bearer token refused");
+                    tokio::time::sleep(crate::security::sasl::FAILED_AUTHENTICATION_DELAY).await;
+                    return unauthorized(mode, "authentication failed: the bearer token was refused");
+                }
             }
-            Err(error) => {
-                broker.metrics.authenticated("HTTP_BEARER", false);
-                tracing::warn!(reason = %error, "HTTP bearer token refused");
-                tokio::time::sleep(crate::security::sasl::FAILED_AUTHENTICATION_DELAY).await;
-                return unauthorized(mode, "authentication failed: the bearer token was refused");
-            }
-        },
+        }
         _ => return unauthorized(mode, &format!("this listener needs HTTP authentication ({mode})")),
     };
     let mut session =
@@ -199,7 +203,7 @@ fn bearer_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// `Authorization: Basic base64(user:password)`.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+pub(super) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     use base64::Engine;
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;

@@ -10,6 +10,7 @@ pub mod quota;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
+pub mod token;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -48,6 +49,10 @@ impl<T: Default> DerivedFromConfigs<T> {
         *self.current.write() = (generation, value.clone());
         value
     }
+}
+
+fn now_s() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// The scope of a user's configs in the metadata store.
@@ -97,9 +102,41 @@ impl Credentials {
     /// The principal name of a valid OAUTHBEARER or HTTP bearer token.
     pub fn verify_token(&self, token: &str) -> Result<String, jwt::JwtError> {
         let tokens = self.tokens.as_ref().ok_or(jwt::JwtError::Jwks("no --oauthbearer-jwks-file".into()))?;
-        let now_s =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        tokens.validate(token, now_s)
+        tokens.validate(token, now_s())
+    }
+
+    /// The user of a bearer token of the HTTP door: one the REST catalog's OAuth2 endpoint
+    /// issued (whose user still has a credential), or a JWT as OAUTHBEARER checks it.
+    pub fn verify_bearer(&self, token: &str) -> Result<String, String> {
+        if !token::is_ours(token) {
+            return self.verify_token(token).map_err(|e| e.to_string());
+        }
+        let key = self.http_token_key().ok_or("no token key yet")?;
+        let user = token::verify(&key, token, now_s()).map_err(|e| e.to_string())?;
+        if self.password_credential(&user).is_none() {
+            return Err(format!("user {user} has no credential any more"));
+        }
+        Ok(user)
+    }
+
+    fn http_token_key(&self) -> Option<String> {
+        self.log.dynamic_configs(token::KEY_SCOPE).get(token::KEY_NAME).cloned()
+    }
+
+    /// Creates the key that signs the OAuth2 endpoint's tokens, if there is none yet. (Two
+    /// brokers of a new cluster may both create one: the last write wins, and tokens signed
+    /// with the other are refused, so their clients fetch new ones.)
+    pub async fn ensure_http_token_key(&self) -> Result<(), LogError> {
+        if self.http_token_key().is_some() {
+            return Ok(());
+        }
+        let key = token::new_key().map_err(|_| LogError::InvalidRequest("no randomness for the token key".into()))?;
+        self.log.set_dynamic_configs(token::KEY_SCOPE, BTreeMap::from([(token::KEY_NAME.to_string(), key)])).await
+    }
+
+    /// A bearer token for `user`, valid for `lifetime_s` (`None` before the key exists).
+    pub fn issue_http_token(&self, user: &str, lifetime_s: i64) -> Option<String> {
+        token::issue(&self.http_token_key()?, user, now_s() + lifetime_s)
     }
 
     pub fn mechanisms(&self) -> &[String] {

@@ -391,4 +391,48 @@ fn the_rest_catalog_shows_each_reader_the_tables_of_its_topics() {
     let refused = get_as(&format!("/iceberg/v1/namespaces/zombi/tables/{theirs}"));
     assert_eq!(refused.status, 403);
     assert_eq!(refused.json()["error"]["type"], "ForbiddenException");
+
+    // OAuth2 client credentials: alice's name and password buy a bearer token that stands for
+    // her; a wrong password gets 401 invalid_client, a token altered by one character nothing.
+    let token_for = |secret: &str| {
+        let form = format!("grant_type=client_credentials&client_id=alice&client_secret={secret}&scope=catalog");
+        let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+        request_with(&broker.http, "POST", "/iceberg/v1/oauth/tokens", &headers, form.as_bytes())
+    };
+    let wrong = token_for("not-alices");
+    assert_eq!((wrong.status, wrong.json()["error"].as_str()), (401, Some("invalid_client")), "{}", wrong.text());
+    let issued = token_for("alice-pw");
+    assert_eq!(issued.status, 200, "{}", issued.text());
+    let token = issued.json()["access_token"].as_str().expect("access_token").to_string();
+    let bearer = |token: &str| {
+        let authorization = format!("Bearer {token}");
+        request_with(
+            &broker.http,
+            "GET",
+            "/iceberg/v1/namespaces/zombi/tables",
+            &[("Authorization", &authorization)],
+            b"",
+        )
+    };
+    assert_eq!(bearer(&token).json(), listed, "the token is alice");
+    let mut altered = token.clone().into_bytes();
+    let last = altered.len() - 1;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    assert_eq!(bearer(std::str::from_utf8(&altered).expect("ascii")).status, 401);
+
+    // pyiceberg's RestCatalog configured the usual way (`credential=id:secret`) lists alice's table.
+    let list = |credential: &str| {
+        let script = "import sys, json\n\
+                      from pyiceberg.catalog.rest import RestCatalog\n\
+                      c = RestCatalog('z', uri=sys.argv[1], credential=sys.argv[2])\n\
+                      print(json.dumps([t[-1] for t in c.list_tables('zombi')]))";
+        let uri = format!("http://{}/iceberg", broker.http);
+        Command::new(python()).args(["-c", script, &uri, credential]).output().expect("python")
+    };
+    let output = list("alice:alice-pw");
+    assert!(output.status.success(), "pyiceberg: {}", String::from_utf8_lossy(&output.stderr));
+    let names: Vec<String> = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(names, vec![mine.clone()]);
+    let output = list("alice:not-alices");
+    assert!(!output.status.success(), "pyiceberg got in with a wrong secret");
 }
