@@ -143,6 +143,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     if config.http.auth != "none" {
         broker.credentials.ensure_http_token_key().await?;
     }
+    broker.credentials.prefetch_jwks().await;
     if let Some(name) = &config.security.bootstrap_admin {
         let env = crate::config::security::BOOTSTRAP_ADMIN_PASSWORD_ENV;
         let password = std::env::var(env).ok().filter(|p| !p.is_empty()).ok_or(ServerError::BootstrapAdmin(env))?;

@@ -722,6 +722,16 @@ pub const DEFINITIONS: &[Definition] = &[
     setting("oauthbearer-jwks-file").doc(
         "JWKS file of the keys that sign OAUTHBEARER tokens (and HTTP bearer tokens); reread when it changes. Needed for `OAUTHBEARER` in `--sasl-enabled-mechanisms`",
     ),
+    setting("oauthbearer-jwks-endpoint-url")
+        .kafka("sasl.oauthbearer.jwks.endpoint.url")
+        .kafka_or_flag_in_file()
+        .doc("URL (`https://`, or `http://`) of the JWKS of the keys that sign OAUTHBEARER and HTTP bearer tokens (Kafka's `sasl.oauthbearer.jwks.endpoint.url`); fetched at start, every `--oauthbearer-jwks-endpoint-refresh-ms`, and when a token names a key it lacks. Instead of `--oauthbearer-jwks-file`"),
+    setting("oauthbearer-jwks-endpoint-refresh-ms")
+        .kafka("sasl.oauthbearer.jwks.endpoint.refresh.ms")
+        .kafka_or_flag_in_file()
+        .of(Type::Long)
+        .default("3600000")
+        .doc("How often the JWKS of `--oauthbearer-jwks-endpoint-url` is fetched again (Kafka's `sasl.oauthbearer.jwks.endpoint.refresh.ms`)"),
     setting("oauthbearer-issuer").doc("The `iss` every OAUTHBEARER token must carry (not checked when unset)"),
     setting("oauthbearer-audience").doc("An `aud` every OAUTHBEARER token must carry (not checked when unset)"),
     setting("oauthbearer-sub-claim-name")

@@ -39,7 +39,8 @@ pub use http::HttpConfig;
 pub use log::{Durability, LogConfig, PARTITIONS_PER_TOPIC_MAX};
 pub use network::NetworkConfig;
 pub use security::{
-    Case, ClientAuth, Listener, OAuthBearerConfig, PrincipalRule, SecurityConfig, SecurityFlags, SecurityProtocol,
+    Case, ClientAuth, JwksSource, Listener, OAuthBearerConfig, PrincipalRule, SecurityConfig, SecurityFlags,
+    SecurityProtocol,
 };
 pub use storage::{Location, S3Options};
 pub use tier::{TierConfig, TierFlags};

@@ -47,6 +47,10 @@ pub struct SecurityFlags {
     pub allow_everyone_if_no_acl_found: bool,
     #[arg(long = "oauthbearer-jwks-file", env = "ZOMBI_OAUTHBEARER_JWKS_FILE")]
     pub oauthbearer_jwks_file: Option<PathBuf>,
+    #[arg(long = "oauthbearer-jwks-endpoint-url", env = "ZOMBI_OAUTHBEARER_JWKS_ENDPOINT_URL")]
+    pub oauthbearer_jwks_endpoint_url: Option<String>,
+    #[arg(long = "oauthbearer-jwks-endpoint-refresh-ms", env = "ZOMBI_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS")]
+    pub oauthbearer_jwks_endpoint_refresh_ms: u64,
     #[arg(long = "oauthbearer-issuer", env = "ZOMBI_OAUTHBEARER_ISSUER")]
     pub oauthbearer_issuer: Option<String>,
     #[arg(long = "oauthbearer-audience", env = "ZOMBI_OAUTHBEARER_AUDIENCE")]
@@ -191,10 +195,22 @@ fn until_slash(text: &str) -> Option<(String, &str)> {
     None
 }
 
+/// Where the keys that sign tokens come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// `--oauthbearer-jwks-file`: reread when it changes.
+    File(PathBuf),
+    /// `--oauthbearer-jwks-endpoint-url` (http or https), fetched every `refresh_ms` and when a
+    /// token names a key it does not hold.
+    Url { url: String, refresh_ms: u64 },
+}
+
 /// What OAUTHBEARER (and HTTP bearer) tokens are checked against (`security::jwt`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthBearerConfig {
-    pub jwks_file: PathBuf,
+    pub jwks: JwksSource,
+    /// `--ssl-ca-file`: authorities trusted for an https JWKS URL beside the system's.
+    pub ca_file: Option<PathBuf>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     /// The claim that names the principal (Kafka's `sasl.oauthbearer.sub.claim.name`).
@@ -329,12 +345,30 @@ impl SecurityFlags {
                 .unwrap_or(&listeners[0].name)
                 .to_string(),
         };
+        let jwks = match (self.oauthbearer_jwks_file, self.oauthbearer_jwks_endpoint_url) {
+            (Some(_), Some(_)) => {
+                let reason = "give --oauthbearer-jwks-file or --oauthbearer-jwks-endpoint-url, not both";
+                return Err(invalid("oauthbearer-jwks-endpoint-url", reason));
+            }
+            (Some(file), None) => Some(JwksSource::File(file)),
+            (None, Some(url)) => {
+                let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).unwrap_or("");
+                if host.is_empty() || host.starts_with('/') || url.contains(char::is_whitespace) {
+                    return Err(invalid("oauthbearer-jwks-endpoint-url", format!("{url:?} is not an http(s) URL")));
+                }
+                if self.oauthbearer_jwks_endpoint_refresh_ms == 0 {
+                    return Err(invalid("oauthbearer-jwks-endpoint-refresh-ms", "must be above 0"));
+                }
+                Some(JwksSource::Url { url, refresh_ms: self.oauthbearer_jwks_endpoint_refresh_ms })
+            }
+            (None, None) => None,
+        };
         let config = SecurityConfig {
             listeners,
             inter_broker_listener,
             ssl_cert_file: self.ssl_cert_file,
             ssl_key_file: self.ssl_key_file,
-            ssl_ca_file: self.ssl_ca_file,
+            ssl_ca_file: self.ssl_ca_file.clone(),
             ssl_client_auth,
             ssl_principal_mapping_rules: parse_principal_rules(&self.ssl_principal_mapping_rules)
                 .map_err(|e| invalid("ssl-principal-mapping-rules", e))?,
@@ -351,15 +385,17 @@ impl SecurityFlags {
                 None => Vec::new(),
             },
             allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
-            oauthbearer: self.oauthbearer_jwks_file.map(|jwks_file| OAuthBearerConfig {
-                jwks_file,
+            oauthbearer: jwks.map(|jwks| OAuthBearerConfig {
+                jwks,
+                ca_file: self.ssl_ca_file.clone(),
                 issuer: self.oauthbearer_issuer,
                 audience: self.oauthbearer_audience,
                 principal_claim: self.oauthbearer_sub_claim_name,
             }),
         };
         if config.sasl_mechanisms.iter().any(|m| m == "OAUTHBEARER") && config.oauthbearer.is_none() {
-            return Err(invalid("oauthbearer-jwks-file", "OAUTHBEARER needs --oauthbearer-jwks-file"));
+            let reason = "OAUTHBEARER needs --oauthbearer-jwks-file or --oauthbearer-jwks-endpoint-url";
+            return Err(invalid("oauthbearer-jwks-file", reason));
         }
         if config.any_tls() && (config.ssl_cert_file.is_none() || config.ssl_key_file.is_none()) {
             return Err(invalid(

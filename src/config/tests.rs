@@ -103,6 +103,7 @@ fn sample(flag: &str) -> String {
         "bootstrap-admin" => "admin",
         "super-users" => "User:admin;User:ops",
         "oauthbearer-jwks-file" => "/etc/zombi/jwks.json",
+        "oauthbearer-jwks-endpoint-url" => "https://idp.example/realms/zombi/protocol/openid-connect/certs",
         "oauthbearer-issuer" => "https://idp.example",
         "oauthbearer-audience" => "zombi",
         "http-auth" => "basic",
@@ -116,7 +117,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 82, "README lists every flag but --config");
+    assert_eq!(flags.len(), 84, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -220,6 +221,10 @@ const FILE_KEYS: &[&str] = &[
     "allow-everyone-if-no-acl-found",
     "allow.everyone.if.no.acl.found",
     "oauthbearer-jwks-file",
+    "oauthbearer-jwks-endpoint-url",
+    "sasl.oauthbearer.jwks.endpoint.url",
+    "oauthbearer-jwks-endpoint-refresh-ms",
+    "sasl.oauthbearer.jwks.endpoint.refresh.ms",
     "oauthbearer-issuer",
     "oauthbearer-audience",
     "oauthbearer-sub-claim-name",
@@ -680,6 +685,16 @@ fn bad_listener_settings_are_refused() {
         "sasl-enabled-mechanisms",
     );
     refused(&["--bootstrap-admin", "a=b"], "bootstrap-admin");
+    let url = "https://idp.example/jwks";
+    refused(
+        &["--oauthbearer-jwks-file", "/j.json", "--oauthbearer-jwks-endpoint-url", url],
+        "oauthbearer-jwks-endpoint-url",
+    );
+    refused(&["--oauthbearer-jwks-endpoint-url", "ftp://idp.example/jwks"], "oauthbearer-jwks-endpoint-url");
+    refused(
+        &["--oauthbearer-jwks-endpoint-url", url, "--oauthbearer-jwks-endpoint-refresh-ms", "0"],
+        "oauthbearer-jwks-endpoint-refresh-ms",
+    );
     let cluster = ["--coordinator", "postgres://z:z@127.0.0.1:5432/z", "--wal-store", "file:///var/tmp/wal"];
     refused(&[&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9093"]].concat(), "inter-broker-listener-name");
     let tls = ["--listeners", "SSL://:9093", "--ssl-cert-file", "/c.pem", "--ssl-key-file", "/k.pem"];

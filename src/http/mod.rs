@@ -173,7 +173,7 @@ async fn authenticate(State(broker): State<Arc<Broker>>, mut request: Request, n
         }
         // The REST catalog's own tokens stand for a checked password, whatever the mode.
         (None, Some(token)) if bearer || crate::security::token::is_ours(&token) => {
-            match broker.credentials.verify_bearer(&token) {
+            match broker.credentials.verify_bearer(&token).await {
                 Ok(user) => {
                     broker.metrics.authenticated("HTTP_BEARER", true);
                     user

@@ -1,9 +1,11 @@
-//! OAUTHBEARER's tokens (issue 18; docs/security.md): JWTs signed with a key of a JWKS file,
-//! validated as Kafka's broker-side JWT validator does: the signature (RS256/384/512,
-//! ES256/384), `exp` (required) and `nbf` with Kafka's 30 s clock skew, the issuer and audience
-//! when configured, and the principal from a configurable claim (`sub` by default). Unsecured
-//! tokens (`alg: none`) are refused. The JWKS file is reread when it changes, so keys rotate
-//! without a restart.
+//! OAUTHBEARER's tokens (issue 18; docs/security.md): JWTs signed with a key of a JWKS (a file,
+//! or an identity provider's URL), validated as Kafka's broker-side JWT validator does: the
+//! signature (RS256/384/512, ES256/384), `exp` (required) and `nbf` with Kafka's 30 s clock
+//! skew, the issuer and audience when configured, and the principal from a configurable claim
+//! (`sub` by default). Unsecured tokens (`alg: none`) are refused. Keys rotate without a
+//! restart: the file is reread when it changes; the URL is fetched again every refresh interval
+//! and when a token names a key it lacks (at most once a second), as Kafka's
+//! `RefreshingHttpsJwks` does. A failed fetch keeps the keys held.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -16,8 +18,12 @@ use serde_json::Value;
 
 /// Kafka's `sasl.oauthbearer.clock.skew.seconds` default.
 const CLOCK_SKEW_S: i64 = 30;
-/// How often the JWKS file's modification time is looked at, at most.
+/// How often the JWKS file's modification time is looked at, or its URL fetched, at most.
 const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one fetch of the JWKS URL may take.
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest JWKS document taken.
+const JWKS_BYTES_MAX: usize = 1 << 20;
 
 /// Why a token is refused (logged; the client only learns that authentication failed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +56,52 @@ pub enum JwtError {
 
 /// What the broker checks tokens against.
 pub type JwtSettings = crate::config::OAuthBearerConfig;
+use crate::config::JwksSource;
+
+/// GETs a JWKS over HTTP or HTTPS (trusting the system's authorities and `ca_file`'s).
+async fn fetch(url: &str, ca_file: Option<&std::path::Path>) -> Result<JwkSet, JwtError> {
+    use http_body_util::BodyExt;
+    let failed = |what: &dyn std::fmt::Display| JwtError::Jwks(format!("{url}: {what}"));
+    let uri: hyper::Uri = url.parse().map_err(|e| failed(&e))?;
+    let https = uri.scheme_str() == Some("https");
+    let host = uri.host().ok_or_else(|| failed(&"no host"))?.trim_matches(['[', ']']).to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let request = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
+        .header(hyper::header::ACCEPT, "application/json")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| failed(&e))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| failed(&e))?;
+    let response = if https {
+        let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| failed(&e))?;
+        let tls = super::tls::https_connector(ca_file).map_err(|e| failed(&e))?;
+        let stream = tls.connect(name, tcp).await.map_err(|e| failed(&e))?;
+        send(hyper_util::rt::TokioIo::new(stream), request).await
+    } else {
+        send(hyper_util::rt::TokioIo::new(tcp), request).await
+    }
+    .map_err(|e| failed(&e))?;
+    if !response.status().is_success() {
+        return Err(failed(&format!("HTTP {}", response.status())));
+    }
+    let body = http_body_util::Limited::new(response.into_body(), JWKS_BYTES_MAX);
+    let bytes = body.collect().await.map_err(|e| failed(&e))?.to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| failed(&e))
+}
+
+async fn send<S>(
+    io: hyper_util::rt::TokioIo<S>,
+    request: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender.send_request(request).await
+}
 
 #[derive(Debug, Deserialize)]
 struct JwkSet {
@@ -79,12 +131,16 @@ struct Keys {
     modified: Option<SystemTime>,
     checked: Option<Instant>,
     keys: Arc<Vec<Jwk>>,
+    /// From a URL: when the keys held were fetched.
+    fetched: Option<Instant>,
 }
 
 #[derive(Debug)]
 pub struct JwtValidator {
     settings: JwtSettings,
     keys: Mutex<Keys>,
+    /// One fetch of the JWKS URL at a time.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 fn b64(text: &str) -> Result<Vec<u8>, JwtError> {
@@ -94,22 +150,26 @@ fn b64(text: &str) -> Result<Vec<u8>, JwtError> {
 }
 
 impl JwtValidator {
-    /// Reads the JWKS file once, so that a bad file stops the broker at start.
+    /// Reads a JWKS file once, so that a bad file stops the broker at start (a URL is fetched
+    /// by [`Self::refresh`]).
     pub fn new(settings: JwtSettings) -> Result<JwtValidator, JwtError> {
-        let validator = JwtValidator { settings, keys: Mutex::new(Keys::default()) };
+        let validator =
+            JwtValidator { settings, keys: Mutex::new(Keys::default()), fetching: tokio::sync::Mutex::new(()) };
         validator.keys()?;
         Ok(validator)
     }
 
-    /// The keys, reread when the file changed (checked at most once a second); a file that no
-    /// longer parses keeps the previous keys.
+    /// The keys: those fetched last from a URL; from a file, reread when it changed (checked
+    /// at most once a second), a file that no longer parses keeping the previous keys.
     fn keys(&self) -> Result<Arc<Vec<Jwk>>, JwtError> {
+        let JwksSource::File(path) = &self.settings.jwks else {
+            return Ok(self.keys.lock().keys.clone());
+        };
         let mut keys = self.keys.lock();
         if keys.checked.is_some_and(|at| at.elapsed() < JWKS_CHECK_INTERVAL) {
             return Ok(keys.keys.clone());
         }
         keys.checked = Some(Instant::now());
-        let path = &self.settings.jwks_file;
         let modified = std::fs::metadata(path).and_then(|m| m.modified()).map_err(|e| JwtError::Jwks(e.to_string()));
         let modified = match (modified, keys.modified) {
             (Ok(modified), Some(before)) if modified == before => return Ok(keys.keys.clone()),
@@ -141,6 +201,48 @@ impl JwtValidator {
         let payload = token.split('.').nth(1)?;
         let claims: Value = serde_json::from_slice(&b64(payload).ok()?).ok()?;
         claims.get("exp").and_then(Value::as_f64)
+    }
+
+    /// Fetches the JWKS URL again if its keys are older than the refresh interval, or if
+    /// `missing_key` (a token named a key not held); at most once a second either way. Returns
+    /// whether new keys were taken in.
+    pub async fn refresh(&self, missing_key: bool) -> bool {
+        let JwksSource::Url { url, refresh_ms } = &self.settings.jwks else { return false };
+        let _fetching = self.fetching.lock().await;
+        {
+            let mut keys = self.keys.lock();
+            let due = keys.fetched.is_none_or(|at| at.elapsed() >= Duration::from_millis(*refresh_ms));
+            if !(due || missing_key) || keys.checked.is_some_and(|at| at.elapsed() < JWKS_CHECK_INTERVAL) {
+                return false;
+            }
+            keys.checked = Some(Instant::now());
+        }
+        let fetched = tokio::time::timeout(JWKS_FETCH_TIMEOUT, fetch(url, self.settings.ca_file.as_deref()))
+            .await
+            .unwrap_or_else(|_| Err(JwtError::Jwks(format!("{url}: timed out"))));
+        match fetched {
+            Ok(set) => {
+                tracing::info!(keys = set.keys.len(), %url, "JWKS fetched");
+                let mut keys = self.keys.lock();
+                keys.keys = Arc::new(set.keys);
+                keys.fetched = Some(Instant::now());
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot fetch the JWKS; keeping the keys held");
+                false
+            }
+        }
+    }
+
+    /// [`Self::validate`], with the keys of a JWKS URL fetched first when they are due, and
+    /// again when the token names a key not held (a rotation at the identity provider).
+    pub async fn validate_fetching(&self, token: &str, now_s: i64) -> Result<String, JwtError> {
+        self.refresh(false).await;
+        match self.validate(token, now_s) {
+            Err(JwtError::UnknownKey(_)) if self.refresh(true).await => self.validate(token, now_s),
+            other => other,
+        }
     }
 
     /// The principal name a valid token carries, at `now_s` (seconds since the epoch).
@@ -251,7 +353,8 @@ mod tests {
         let file = tempfile::NamedTempFile::new().expect("file");
         std::fs::write(file.path(), jwks.to_string()).expect("write");
         let settings = JwtSettings {
-            jwks_file: file.path().to_path_buf(),
+            jwks: JwksSource::File(file.path().to_path_buf()),
+            ca_file: None,
             issuer: issuer.map(str::to_string),
             audience: audience.map(str::to_string),
             principal_claim: "sub".to_string(),

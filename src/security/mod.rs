@@ -100,16 +100,24 @@ impl Credentials {
     }
 
     /// The principal name of a valid OAUTHBEARER or HTTP bearer token.
-    pub fn verify_token(&self, token: &str) -> Result<String, jwt::JwtError> {
-        let tokens = self.tokens.as_ref().ok_or(jwt::JwtError::Jwks("no --oauthbearer-jwks-file".into()))?;
-        tokens.validate(token, now_s())
+    pub async fn verify_token(&self, token: &str) -> Result<String, jwt::JwtError> {
+        let tokens = self.tokens.as_ref().ok_or(jwt::JwtError::Jwks("no JWKS configured".into()))?;
+        tokens.validate_fetching(token, now_s()).await
+    }
+
+    /// Fetches the JWKS of `--oauthbearer-jwks-endpoint-url` at start, so that a wrong URL shows
+    /// in the log before the first client (tokens are refused until a fetch succeeds).
+    pub async fn prefetch_jwks(&self) {
+        if let Some(tokens) = &self.tokens {
+            tokens.refresh(false).await;
+        }
     }
 
     /// The user of a bearer token of the HTTP door: one the REST catalog's OAuth2 endpoint
     /// issued (whose user still has a credential), or a JWT as OAUTHBEARER checks it.
-    pub fn verify_bearer(&self, token: &str) -> Result<String, String> {
+    pub async fn verify_bearer(&self, token: &str) -> Result<String, String> {
         if !token::is_ours(token) {
-            return self.verify_token(token).map_err(|e| e.to_string());
+            return self.verify_token(token).await.map_err(|e| e.to_string());
         }
         let key = self.http_token_key().ok_or("no token key yet")?;
         let user = token::verify(&key, token, now_s()).map_err(|e| e.to_string())?;

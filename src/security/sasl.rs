@@ -157,6 +157,7 @@ impl Authenticator {
             }
             State::Authenticate(SaslMechanism::OAuthBearer) => self
                 .oauthbearer(&request.auth_bytes)
+                .await
                 .map(|p| (SaslMechanism::OAuthBearer, p, Bytes::new()))
                 .map_err(|failure| (SaslMechanism::OAuthBearer, failure)),
             State::Authenticate(SaslMechanism::Scram(mechanism)) => {
@@ -230,7 +231,7 @@ impl Authenticator {
     /// RFC 7628's initial response, `n,[a=authzid],^Aauth=Bearer TOKEN^A…^A^A`: the token
     /// names the principal. A refused token fails at once (Kafka's server first answers with an
     /// error challenge that the client acknowledges; both end in SASL_AUTHENTICATION_FAILED).
-    fn oauthbearer(&mut self, token: &[u8]) -> Result<Principal, Failure> {
+    async fn oauthbearer(&mut self, token: &[u8]) -> Result<Principal, Failure> {
         let text = std::str::from_utf8(token).map_err(|_| Failure::OAuthBearerMalformed)?;
         let (gs2, pairs) = text.split_once('\u{1}').ok_or(Failure::OAuthBearerMalformed)?;
         if !gs2.starts_with("n,") && !gs2.starts_with("y,") {
@@ -243,7 +244,7 @@ impl Authenticator {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .ok_or(Failure::OAuthBearerMalformed)?;
-        let name = self.credentials.verify_token(bearer)?;
+        let name = self.credentials.verify_token(bearer).await?;
         self.token_expiry_s = super::jwt::JwtValidator::expiry(bearer);
         let authzid = gs2.split(',').find_map(|part| part.strip_prefix("a="));
         if authzid.is_some_and(|a| !a.is_empty() && a != name) {

@@ -184,6 +184,28 @@ impl crate::cluster::forward::BrokerTls for ClientTls {
     }
 }
 
+/// A TLS client for https URLs (the JWKS of OAUTHBEARER): the system's authorities, and those of
+/// `ca_file` if given.
+pub fn https_connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::debug!(%error, "a system certificate authority could not be read");
+    }
+    roots.add_parsable_certificates(native.certs);
+    if let Some(ca) = ca_file {
+        for certificate in certificates(ca)? {
+            roots.add(certificate).map_err(|e| file_error(ca, e))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 /// The principal this broker has on its own SSL listeners: its certificate's subject through
 /// `--ssl-principal-mapping-rules`, or `ANONYMOUS` where no client certificate is asked for.
 pub fn own_principal(config: &SecurityConfig) -> Result<String, TlsError> {

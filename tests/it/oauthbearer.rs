@@ -30,25 +30,31 @@ fn b64(bytes: &[u8]) -> String {
 /// An identity provider: a P-256 key whose public half is in the broker's JWKS file.
 struct Idp {
     key: EcdsaKeyPair,
+    kid: String,
 }
 
 impl Idp {
     fn new() -> Idp {
+        Idp::with_kid("test-key")
+    }
+
+    fn with_kid(kid: &str) -> Idp {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
-        Idp { key: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).expect("pair") }
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).expect("pair");
+        Idp { key, kid: kid.to_string() }
     }
 
     fn jwks(&self) -> serde_json::Value {
         let public = self.key.public_key().as_ref();
-        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "test-key", "use": "sig",
+        json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": self.kid, "use": "sig",
             "x": b64(&public[1..33]), "y": b64(&public[33..65])}]})
     }
 
     /// A token for `subject` from `issuer`, valid for a minute.
     fn token(&self, subject: &str, issuer: &str) -> (String, i64) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
-        let header = b64(json!({"alg": "ES256", "typ": "JWT", "kid": "test-key"}).to_string().as_bytes());
+        let header = b64(json!({"alg": "ES256", "typ": "JWT", "kid": self.kid}).to_string().as_bytes());
         let claims = json!({"sub": subject, "iss": issuer, "aud": "zombi", "iat": now, "exp": now + 60});
         let signed = format!("{header}.{}", b64(claims.to_string().as_bytes()));
         let signature = self.key.sign(&SystemRandom::new(), signed.as_bytes()).expect("sign");
@@ -208,4 +214,100 @@ async fn signed_tokens_authenticate_clients_and_others_are_refused() {
     assert_eq!(request_with(&broker.http, "GET", &path, &[("Authorization", &foreign)], b"").status, 401);
     let other = format!("Bearer {}", idp.token("svc-payments", ISSUER).0);
     assert_eq!(request_with(&broker.http, "GET", &path, &[("Authorization", &other)], b"").status, 403);
+}
+
+/// An identity provider's JWKS endpoint: serves the document it holds now over HTTP, counting
+/// requests (a thread of the test process, gone with it).
+struct JwksEndpoint {
+    url: String,
+    document: Arc<std::sync::Mutex<String>>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksEndpoint {
+    fn start(document: &serde_json::Value) -> JwksEndpoint {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/realms/test/protocol/openid-connect/certs", listener.local_addr().expect("addr"));
+        let document = Arc::new(std::sync::Mutex::new(document.to_string()));
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, counted) = (document.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = served.lock().expect("document").clone();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body.as_bytes()));
+            }
+        });
+        JwksEndpoint { url, document, requests }
+    }
+
+    fn serve(&self, document: &serde_json::Value) {
+        *self.document.lock().expect("document") = document.to_string();
+    }
+}
+
+/// `--oauthbearer-jwks-endpoint-url`: the keys come from the identity provider's JWKS URL. A
+/// client with a token of its key is served; after the provider rotates to a new key, a token
+/// of the new key is served at once (its unknown `kid` makes the broker fetch the JWKS again)
+/// and a token of the retired key is refused, over Kafka and over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_come_from_the_jwks_url_and_rotate_with_it() {
+    let (old, new) = (Arc::new(Idp::with_kid("2026-11")), Arc::new(Idp::with_kid("2026-12")));
+    let endpoint = JwksEndpoint::start(&old.jwks());
+    let broker = TestBroker::start(&[
+        "--listeners",
+        "SASL_PLAINTEXT://127.0.0.1:0",
+        "--sasl-enabled-mechanisms",
+        "OAUTHBEARER",
+        "--oauthbearer-jwks-endpoint-url",
+        &endpoint.url,
+        "--oauthbearer-issuer",
+        ISSUER,
+        "--http-auth",
+        "bearer",
+    ]);
+    let fetched_at_start = endpoint.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(fetched_at_start, 1, "the JWKS is fetched once at start");
+    let topic = unique_topic("jwks-url");
+    let send = |idp: &Arc<Idp>, value: &'static str| {
+        let producer: FutureProducer<TokenContext> = oauth_config(&broker)
+            .set("message.timeout.ms", "30000")
+            .create_with_context(context(idp, "svc-orders", ISSUER))
+            .expect("producer");
+        let topic = topic.clone();
+        async move {
+            let record = FutureRecord::<(), _>::to(&topic).partition(0).payload(value.as_bytes());
+            producer.send(record, Duration::from_secs(30)).await.map(|d| d.offset).map_err(|(e, _)| e)
+        }
+    };
+    assert_eq!(send(&old, "with the old key").await.expect("served"), 0);
+    assert_eq!(endpoint.requests.load(std::sync::atomic::Ordering::SeqCst), 1, "no fetch while the keys are fresh");
+
+    endpoint.serve(&new.jwks());
+    assert_eq!(send(&new, "with the new key").await.expect("served after the rotation"), 1);
+    assert!(endpoint.requests.load(std::sync::atomic::Ordering::SeqCst) >= 2, "the unknown kid fetched the JWKS");
+    let retired: BaseConsumer<TokenContext> =
+        oauth_config(&broker).create_with_context(context(&old, "svc-orders", ISSUER)).expect("consumer");
+    assert!(retired.fetch_metadata(None, Duration::from_secs(5)).is_err(), "a token of the retired key");
+
+    let path = format!("/events/{topic}?offset=0");
+    let bearer = |idp: &Idp| format!("Bearer {}", idp.token("svc-orders", ISSUER).0);
+    let read = request_with(&broker.http, "GET", &path, &[("Authorization", &bearer(&new))], b"");
+    assert_eq!(read.status, 200, "{}", read.text());
+    let read = read.json();
+    let values: Vec<&str> =
+        read["records"].as_array().expect("records").iter().filter_map(|r| r["value"].as_str()).collect();
+    assert_eq!(values, vec!["with the old key", "with the new key"]);
+    assert_eq!(request_with(&broker.http, "GET", &path, &[("Authorization", &bearer(&old))], b"").status, 401);
 }
