@@ -158,6 +158,10 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         log: log.clone(),
     });
     broker.metrics.register_collector(crate::unified::metrics::TierCollector { unified: unified.clone() });
+    if config.security.acls {
+        let authorizer = broker.service.authorizer();
+        broker.metrics.register_collector(crate::service::authorizer::AuthorizerCollector { authorizer });
+    }
     if let Some(transactions) = transactions {
         broker
             .metrics

@@ -11,9 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::log::{Log, LogError};
-use crate::service::authorizer::{Authorizer, CLUSTER_RESOURCE_NAME, Operation, Resource};
+use crate::service::authorizer::{Authorizer, AuthorizerCounts, CLUSTER_RESOURCE_NAME, Operation, Resource};
 use crate::service::session::Session;
 
 /// The prefix of the ACLs' scopes among the dynamic configs.
@@ -470,6 +471,8 @@ pub struct StandardAuthorizer {
     allow_everyone_if_no_acl_found: bool,
     /// The index, and the dynamic configs' generation it was built from.
     index: super::DerivedFromConfigs<AclIndex>,
+    allowed: AtomicU64,
+    denied: AtomicU64,
 }
 
 impl StandardAuthorizer {
@@ -479,7 +482,15 @@ impl StandardAuthorizer {
             super_users,
             allow_everyone_if_no_acl_found,
             index: super::DerivedFromConfigs::new(),
+            allowed: AtomicU64::new(0),
+            denied: AtomicU64::new(0),
         }
+    }
+
+    fn counted(&self, allowed: bool) -> bool {
+        let counter = if allowed { &self.allowed } else { &self.denied };
+        counter.fetch_add(1, Ordering::Relaxed);
+        allowed
     }
 
     fn index(&self) -> Arc<AclIndex> {
@@ -496,17 +507,38 @@ impl Authorizer for StandardAuthorizer {
     fn authorize(&self, session: &Session, operation: Operation, resource: Resource<'_>) -> bool {
         let principal = session.principal.to_string();
         if self.super_users.contains(&principal) {
-            return true;
+            return self.counted(true);
         }
         let index = self.index();
-        match index.decide(&principal, acl_host(session), operation, resource) {
+        self.counted(match index.decide(&principal, acl_host(session), operation, resource) {
             Decision::Allowed => true,
             Decision::Denied => false,
             Decision::NoAcls => self.allow_everyone_if_no_acl_found,
+        })
+    }
+
+    fn counts(&self) -> AuthorizerCounts {
+        let index = self.index();
+        let acls = index.literal.values().map(Vec::len).sum::<usize>() + index.prefixed.len();
+        AuthorizerCounts {
+            allowed: self.allowed.load(Ordering::Relaxed),
+            denied: self.denied.load(Ordering::Relaxed),
+            acls: acls as u64,
         }
     }
 
     fn authorize_any_topic(&self, session: &Session, operation: Operation) -> bool {
+        let allowed = self.authorize_any_topic_uncounted(session, operation);
+        self.counted(allowed)
+    }
+
+    fn enabled(&self) -> bool {
+        true
+    }
+}
+
+impl StandardAuthorizer {
+    fn authorize_any_topic_uncounted(&self, session: &Session, operation: Operation) -> bool {
         let principal = session.principal.to_string();
         if self.super_users.contains(&principal) {
             return true;
@@ -531,10 +563,6 @@ impl Authorizer for StandardAuthorizer {
             allowed |= acl.permission == Permission::Allow && acl.operation.implies(operation);
         }
         allowed
-    }
-
-    fn enabled(&self) -> bool {
-        true
     }
 }
 

@@ -161,6 +161,42 @@ pub trait Authorizer: Send + Sync + std::fmt::Debug {
 
     /// Whether ACLs are on: the ACL APIs answer SECURITY_DISABLED when they are not.
     fn enabled(&self) -> bool;
+
+    /// What it decided since the broker started, and the ACLs it holds (for the metrics).
+    fn counts(&self) -> AuthorizerCounts {
+        AuthorizerCounts::default()
+    }
+}
+
+/// An authorizer's decisions so far and the ACLs it holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AuthorizerCounts {
+    pub allowed: u64,
+    pub denied: u64,
+    pub acls: u64,
+}
+
+/// The authorizer's series at scrape time (Kafka's authorizer metrics,
+/// `authorization-{allowed,denied}-rate-per-minute` and `acls-total-count`, as counters).
+pub struct AuthorizerCollector {
+    pub authorizer: std::sync::Arc<dyn Authorizer>,
+}
+
+impl crate::metrics::ScrapeCollector for AuthorizerCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::counter::Counter;
+        use prometheus_client::metrics::family::Family;
+        use prometheus_client::metrics::gauge::Gauge;
+        let counts = self.authorizer.counts();
+        let decisions = Family::<Vec<(&'static str, &'static str)>, Counter>::default();
+        decisions.get_or_create(&vec![("result", "allowed")]).inc_by(counts.allowed);
+        decisions.get_or_create(&vec![("result", "denied")]).inc_by(counts.denied);
+        let help = "Authorization checks by the ACLs, allowed or denied (super users included)";
+        crate::metrics::encode_metric(&mut encoder, "zombi_authorizer_decisions", help, &decisions)?;
+        let acls = Gauge::<i64>::default();
+        acls.set(i64::try_from(counts.acls).unwrap_or(i64::MAX));
+        crate::metrics::encode_metric(&mut encoder, "zombi_authorizer_acls", "ACLs the authorizer holds", &acls)
+    }
 }
 
 /// Every session may do everything: `--authorizer none`, as Kafka with no authorizer configured.

@@ -201,6 +201,11 @@ impl BrokerService {
         &self.metrics
     }
 
+    /// The authorizer, for its metrics.
+    pub fn authorizer(&self) -> Arc<dyn Authorizer> {
+        self.authorizer.clone()
+    }
+
     /// Whether the authorizer lets the session do `operation` on `resource`.
     pub fn allowed(&self, session: &Session, operation: Operation, resource: Resource<'_>) -> bool {
         self.authorizer.authorize(session, operation, resource)

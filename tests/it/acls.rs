@@ -145,6 +145,16 @@ async fn acls_decide_what_each_user_may_do() {
     assert_eq!(listed, alices);
     assert!(topics_listed(&bob).is_empty(), "bob may describe nothing");
 
+    // The authorizer's metrics: a refusal counts as denied, and the gauge holds the five ACLs.
+    let decisions = |result: &str| {
+        crate::http_limits::metric(&broker, &format!("zombi_authorizer_decisions_total{{result=\"{result}\"}}"))
+    };
+    let (allowed, denied) = (decisions("allowed"), decisions("denied"));
+    assert!(allowed > 0.0 && denied >= 5.0, "allowed {allowed}, denied {denied}");
+    assert_eq!(send(&bob, &other, "not granted").await, Err(RDKafkaErrorCode::TopicAuthorizationFailed));
+    assert!(decisions("denied") > denied, "bob's refusal was counted");
+    assert_eq!(crate::http_limits::metric(&broker, "zombi_authorizer_acls"), 5.0);
+
     let everything = json!(["ANY", null, "ANY", null, null, "ANY", "ANY"]);
     let mut stored: Vec<Value> = granted.clone();
     stored.sort_by_key(|v| v.to_string());
@@ -172,6 +182,7 @@ async fn acls_decide_what_each_user_may_do() {
     assert_eq!(deleted["acls"], json!([[acl("TOPIC", &orders, "LITERAL", "User:alice", "READ", "ALLOW")]]));
     let unread = read(&alice, &orders, "alice-group", 1).expect_err("READ was deleted");
     assert_eq!(unread.rdkafka_error_code(), Some(RDKafkaErrorCode::TopicAuthorizationFailed), "{unread}");
+    assert_eq!(crate::http_limits::metric(&broker, "zombi_authorizer_acls"), 4.0);
 }
 
 /// A raw connection authenticated with PLAIN.
