@@ -761,7 +761,7 @@ pub const DEFINITIONS: &[Definition] = &[
         .doc("How often a broker renews its lease (Kafka's `broker.heartbeat.interval.ms`)"),
     // Topic configs: every one Apache Kafka 4 accepts, so that tools and client test suites can
     // set them. Enforced: `retention.*`, `max.message.bytes`, `message.timestamp.type`,
-    // `min.insync.replicas`, the tiering settings (`segment.*`, `local.retention.*`,
+    // `message.timestamp.before.max.ms` and `after.max.ms`, `min.insync.replicas`, the tiering settings (`segment.*`, `local.retention.*`,
     // `remote.storage.enable`, `remote.log.copy.disable`), `cleanup.policy` with `compact` and
     // `zombi.iceberg.enable` (see `log::topic_config`). The others are stored and described with
     // Kafka's defaults. Three that Kafka 4 removed are still accepted, never described.

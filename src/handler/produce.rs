@@ -201,7 +201,9 @@ fn partition_response(
                 _ => log_start(),
             };
             response.error_message = Some(str_bytes(error.to_string()));
-            if let LogError::InvalidRecords { record_errors, .. } = error {
+            if let LogError::InvalidRecords { record_errors, .. } | LogError::InvalidTimestamp { record_errors, .. } =
+                error
+            {
                 response.record_errors = record_errors
                     .into_iter()
                     .map(|(batch_index, message)| {

@@ -314,6 +314,14 @@ pub fn records_without_key(batch: &ValidBatch, decompressed_bytes_max: usize) ->
     Ok(without_key)
 }
 
+/// The CreateTime of each record of the batch, in order (-1: none), decoded and for compressed
+/// batches decompressed (into at most `decompressed_bytes_max` bytes).
+pub fn record_timestamps(batch: &ValidBatch, decompressed_bytes_max: usize) -> Result<Vec<i64>, BatchError> {
+    let bytes = Bytes::copy_from_slice(&batch.bytes);
+    let records = super::records::records(&batch.header, &bytes, decompressed_bytes_max).map_err(refused)?;
+    records.map(|record| record.map(|r| r.timestamp_ms).map_err(refused)).collect()
+}
+
 fn refused(error: super::records::RecordsError) -> BatchError {
     match error {
         super::records::RecordsError::TooLarge { limit_bytes, .. } => BatchError::DecompressedTooLarge { limit_bytes },

@@ -42,6 +42,10 @@ pub enum LogError {
     /// Some records of a batch break the topic's rules (INVALID_RECORD with per-record errors).
     #[error("{message}")]
     InvalidRecords { message: String, record_errors: Vec<(i32, String)> },
+    /// Some records' CreateTime lies outside `message.timestamp.before/after.max.ms` of now
+    /// (INVALID_TIMESTAMP with per-record errors).
+    #[error("{message}")]
+    InvalidTimestamp { message: String, record_errors: Vec<(i32, String)> },
     /// An idempotent batch whose sequence does not follow the producer's last one.
     #[error("The broker received an out of order sequence number.")]
     OutOfOrderSequence,
@@ -125,6 +129,7 @@ impl LogError {
             LogError::Batch(BatchError::UnknownCompression(_)) => ResponseError::UnsupportedCompressionType,
             LogError::Batch(BatchError::UnsupportedMagic(_) | BatchError::Invalid(_) | BatchError::Empty)
             | LogError::InvalidRecords { .. } => ResponseError::InvalidRecord,
+            LogError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
             LogError::TransactionsUnsupported => ResponseError::TransactionalIdAuthorizationFailed,
             LogError::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
             LogError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,

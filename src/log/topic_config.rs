@@ -52,6 +52,10 @@ pub struct TopicConfig {
     pub retention_bytes: i64,
     pub max_message_bytes: i32,
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms` / `after.max.ms` (KIP-937): how far a CreateTime may
+    /// lie before or after the broker's clock when the record is appended.
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
     pub min_insync_replicas: i32,
     /// `cleanup.policy` includes `compact`: every record needs a key.
     pub compacted: bool,
@@ -162,6 +166,11 @@ impl BrokerDefaults {
     }
 }
 
+/// A topic config's default as Kafka documents it (`definitions`), as a number.
+fn default_long(name: &str) -> i64 {
+    definitions::topic_default(name).parse().unwrap_or(i64::MAX)
+}
+
 /// `local.retention.*` of -2 means "as `retention.*`"; a local limit never exceeds the total one.
 fn local_limit(local: i64, total: i64) -> i64 {
     match (local, total) {
@@ -189,6 +198,14 @@ impl TopicConfig {
                 Some("LogAppendTime") => TimestampType::LogAppendTime,
                 _ => TimestampType::CreateTime,
             },
+            timestamp_before_max_ms: long(
+                "message.timestamp.before.max.ms",
+                default_long("message.timestamp.before.max.ms"),
+            ),
+            timestamp_after_max_ms: long(
+                "message.timestamp.after.max.ms",
+                default_long("message.timestamp.after.max.ms"),
+            ),
             min_insync_replicas: long("min.insync.replicas", 1) as i32,
             compacted,
             segment_bytes: long("segment.bytes", defaults.segment_bytes),

@@ -361,6 +361,9 @@ impl BrokerService {
         if topic.config.compacted {
             check_keys(topic, index, &batches, self.settings.record_batch_decompressed_bytes_max)?;
         }
+        if topic.config.timestamp_type == TimestampType::CreateTime {
+            check_timestamps(topic, &batches, crate::log::now_ms(), self.settings.record_batch_decompressed_bytes_max)?;
+        }
         let bytes = batches.iter().map(|b| b.bytes.len()).sum();
         let records = batches.iter().map(|b| u64::try_from(b.header.record_count).unwrap_or(0)).sum();
         let counted = Counted { metrics: self.topic_metrics(topic).clone(), bytes, records };
@@ -462,6 +465,45 @@ impl BrokerService {
             })
             .collect()
     }
+}
+
+/// Kafka refuses a batch with a CreateTime outside `message.timestamp.before.max.ms` and
+/// `after.max.ms` of its clock (KIP-937: by default an hour ahead, no limit behind), naming each
+/// record. The batch header's max timestamp settles the upper bound without decoding anything;
+/// records are decoded only when it is over, or when a lower bound is set.
+fn check_timestamps(
+    topic: &Topic,
+    batches: &[ValidBatch],
+    now_ms: i64,
+    decompressed_bytes_max: usize,
+) -> Result<(), LogError> {
+    let config = &topic.config;
+    let upper = now_ms.saturating_add(config.timestamp_after_max_ms);
+    let lower = now_ms.saturating_sub(config.timestamp_before_max_ms);
+    let unbounded_below = config.timestamp_before_max_ms >= now_ms;
+    let mut record_errors = Vec::new();
+    for valid in batches {
+        if valid.header.max_timestamp <= upper && unbounded_below {
+            continue;
+        }
+        for (position, timestamp) in batch::record_timestamps(valid, decompressed_bytes_max)?.into_iter().enumerate() {
+            if timestamp != -1 && !(lower..=upper).contains(&timestamp) {
+                let message = format!(
+                    "Timestamp {timestamp} of message with offset {position} is out of range. The timestamp should be within [{lower}, {upper}]"
+                );
+                record_errors.push((position as i32, message));
+            }
+        }
+    }
+    if record_errors.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<&str> = record_errors.iter().take(3).map(|(_, m)| m.as_str()).collect();
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: {shown:?}",
+        record_errors.len()
+    );
+    Err(LogError::InvalidTimestamp { message, record_errors })
 }
 
 /// Kafka refuses records without a key on compacted topics, naming each one.

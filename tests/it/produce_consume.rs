@@ -195,3 +195,53 @@ async fn log_append_time_topics_stamp_the_broker_time() {
         other => panic!("expected LogAppendTime, got {other:?}"),
     }
 }
+
+/// KIP-937, as Kafka 4 applies it: a CreateTime more than `message.timestamp.after.max.ms` (an
+/// hour by default) ahead of the broker's clock gets INVALID_TIMESTAMP and nothing is stored; a
+/// topic that allows more takes it; `message.timestamp.before.max.ms` refuses records too old;
+/// a LogAppendTime topic takes any timestamp, since the broker sets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_times_out_of_range_get_invalid_timestamp() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    let broker = TestBroker::start(&[]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let hour = 3_600_000;
+    let (strict, lenient, recent, appended) =
+        (unique_topic("ts-default"), unique_topic("ts-lenient"), unique_topic("ts-recent"), unique_topic("ts-append"));
+    let admin: AdminClient<DefaultClientContext> =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", &broker.bootstrap).create().expect("admin");
+    let topics = [
+        NewTopic::new(&strict, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&lenient, 1, TopicReplication::Fixed(1)).set("message.timestamp.after.max.ms", "86400000"),
+        NewTopic::new(&recent, 1, TopicReplication::Fixed(1)).set("message.timestamp.before.max.ms", "60000"),
+        NewTopic::new(&appended, 1, TopicReplication::Fixed(1)).set("message.timestamp.type", "LogAppendTime"),
+    ];
+    let created = admin.create_topics(&topics, &AdminOptions::new()).await.expect("create topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer");
+    let send = async |topic: &str, timestamp: i64| {
+        let record = FutureRecord::<(), _>::to(topic).partition(0).payload("v").timestamp(timestamp);
+        match producer.send(record, Duration::from_secs(15)).await {
+            Ok(delivery) => Ok(delivery.offset),
+            Err((KafkaError::MessageProduction(code), _)) => Err(code),
+            Err((other, _)) => panic!("unexpected error {other}"),
+        }
+    };
+    let refused = Err(RDKafkaErrorCode::InvalidTimestamp);
+    assert_eq!(send(&strict, now + 3 * hour).await, refused, "3 h ahead");
+    assert_eq!(send(&strict, now + 60_000).await, Ok(0), "a minute ahead");
+    assert_eq!(send(&strict, now - 30 * 24 * hour).await, Ok(1), "no limit behind by default");
+    assert_eq!(send(&lenient, now + 3 * hour).await, Ok(0), "the topic allows a day ahead");
+    assert_eq!(send(&recent, now - 2 * hour).await, refused, "older than before.max.ms");
+    assert_eq!(send(&recent, now - 1_000).await, Ok(0));
+    assert_eq!(send(&appended, now + 3 * hour).await, Ok(0), "LogAppendTime replaces it");
+    use rdkafka::consumer::Consumer;
+    let watermarks = broker.consumer().fetch_watermarks(&strict, 0, Duration::from_secs(10)).expect("watermarks");
+    assert_eq!(watermarks, (0, 2), "the refused record was not stored");
+}
