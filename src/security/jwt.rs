@@ -131,8 +131,9 @@ struct Keys {
     modified: Option<SystemTime>,
     checked: Option<Instant>,
     keys: Arc<Vec<Jwk>>,
-    /// From a URL: when the keys held were fetched.
+    /// From a URL: when the keys held were fetched, and how many fetches succeeded.
     fetched: Option<Instant>,
+    fetches: u64,
 }
 
 #[derive(Debug)]
@@ -208,11 +209,27 @@ impl JwtValidator {
     /// whether new keys were taken in.
     pub async fn refresh(&self, missing_key: bool) -> bool {
         let JwksSource::Url { url, refresh_ms } = &self.settings.jwks else { return false };
+        let refresh = Duration::from_millis(*refresh_ms);
+        let wanted = |keys: &Keys| {
+            let due = keys.fetched.is_none_or(|at| at.elapsed() >= refresh);
+            (due || missing_key) && keys.checked.is_none_or(|at| at.elapsed() >= JWKS_CHECK_INTERVAL)
+        };
+        // Most validations find nothing due and take no lock but the keys'.
+        let seen = {
+            let keys = self.keys.lock();
+            if !wanted(&keys) {
+                return false;
+            }
+            keys.fetches
+        };
         let _fetching = self.fetching.lock().await;
         {
             let mut keys = self.keys.lock();
-            let due = keys.fetched.is_none_or(|at| at.elapsed() >= Duration::from_millis(*refresh_ms));
-            if !(due || missing_key) || keys.checked.is_some_and(|at| at.elapsed() < JWKS_CHECK_INTERVAL) {
+            if keys.fetches != seen {
+                // Fetched while this one waited: the caller looks at the new keys.
+                return true;
+            }
+            if !wanted(&keys) {
                 return false;
             }
             keys.checked = Some(Instant::now());
@@ -226,6 +243,7 @@ impl JwtValidator {
                 let mut keys = self.keys.lock();
                 keys.keys = Arc::new(set.keys);
                 keys.fetched = Some(Instant::now());
+                keys.fetches += 1;
                 true
             }
             Err(error) => {

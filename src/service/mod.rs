@@ -498,12 +498,17 @@ fn check_timestamps(
     if record_errors.is_empty() {
         return Ok(());
     }
+    let message = record_errors_message(&record_errors);
+    Err(LogError::InvalidTimestamp { message, record_errors })
+}
+
+/// The batch's error message beside its per-record errors, in Kafka's words.
+fn record_errors_message(record_errors: &[(i32, String)]) -> String {
     let shown: Vec<&str> = record_errors.iter().take(3).map(|(_, m)| m.as_str()).collect();
-    let message = format!(
+    format!(
         "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: {shown:?}",
         record_errors.len()
-    );
-    Err(LogError::InvalidTimestamp { message, record_errors })
+    )
 }
 
 /// Kafka refuses records without a key on compacted topics, naming each one.
@@ -524,10 +529,6 @@ fn check_keys(
     if record_errors.is_empty() {
         return Ok(());
     }
-    let shown: Vec<&str> = record_errors.iter().take(3).map(|(_, m)| m.as_str()).collect();
-    let message = format!(
-        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: {shown:?}",
-        record_errors.len()
-    );
+    let message = record_errors_message(&record_errors);
     Err(LogError::InvalidRecords { message, record_errors })
 }
