@@ -1,7 +1,9 @@
 """Produces and reads back records over a SASL listener with kafka-python and confluent-kafka,
 each with its own SASL configuration, as their users write it.
 
-Usage: sasl_clients.py BOOTSTRAP TOPIC USER PASSWORD
+Usage: sasl_clients.py BOOTSTRAP TOPIC USER PASSWORD [CA_FILE [SSL_BOOTSTRAP CERT_FILE KEY_FILE]]
+With CA_FILE the SASL listener is SASL_SSL, checked against that CA. With SSL_BOOTSTRAP, each
+client also produces over that SSL listener with the client certificate (result key "mTLS").
 Prints one JSON line: {"kafka-python": {MECHANISM: [offsets]}, "confluent-kafka": {...},
 "read": [[offset, value], ...]}.
 """
@@ -16,15 +18,21 @@ MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 def main():
-    bootstrap, topic, user, password = sys.argv[1:]
+    bootstrap, topic, user, password = sys.argv[1:5]
+    ca = sys.argv[5] if len(sys.argv) > 5 else None
+    mtls = sys.argv[6:9] if len(sys.argv) > 8 else None
+    protocol = "SASL_SSL" if ca else "SASL_PLAINTEXT"
+    python_tls = {"ssl_cafile": ca} if ca else {}
+    confluent_tls = {"ssl.ca.location": ca} if ca else {}
     result = {"kafka-python": {}, "confluent-kafka": {}}
     for mechanism in MECHANISMS:
         producer = kafka.KafkaProducer(
             bootstrap_servers=bootstrap,
-            security_protocol="SASL_PLAINTEXT",
+            security_protocol=protocol,
             sasl_mechanism=mechanism,
             sasl_plain_username=user,
             sasl_plain_password=password,
+            **python_tls,
         )
         futures = [producer.send(topic, f"kafka-python-{mechanism}-{i}".encode(), partition=0) for i in range(3)]
         producer.flush(30)
@@ -35,10 +43,11 @@ def main():
         producer = confluent_kafka.Producer(
             {
                 "bootstrap.servers": bootstrap,
-                "security.protocol": "SASL_PLAINTEXT",
+                "security.protocol": protocol,
                 "sasl.mechanism": mechanism,
                 "sasl.username": user,
                 "sasl.password": password,
+                **confluent_tls,
             }
         )
         for i in range(3):
@@ -50,15 +59,50 @@ def main():
             )
             producer.flush(30)
         result["confluent-kafka"][mechanism] = offsets
+    expected = 18
+    if mtls:
+        ssl_bootstrap, cert, key = mtls
+        producer = kafka.KafkaProducer(
+            bootstrap_servers=ssl_bootstrap,
+            security_protocol="SSL",
+            ssl_cafile=ca,
+            ssl_certfile=cert,
+            ssl_keyfile=key,
+        )
+        futures = [producer.send(topic, f"kafka-python-mTLS-{i}".encode(), partition=0) for i in range(3)]
+        producer.flush(30)
+        result["kafka-python"]["mTLS"] = [f.get(timeout=30).offset for f in futures]
+        producer.close()
+        offsets = []
+        producer = confluent_kafka.Producer(
+            {
+                "bootstrap.servers": ssl_bootstrap,
+                "security.protocol": "SSL",
+                "ssl.ca.location": ca,
+                "ssl.certificate.location": cert,
+                "ssl.key.location": key,
+            }
+        )
+        for i in range(3):
+            producer.produce(
+                topic,
+                f"confluent-kafka-mTLS-{i}".encode(),
+                partition=0,
+                on_delivery=lambda err, msg: offsets.append(msg.offset() if err is None else str(err)),
+            )
+            producer.flush(30)
+        result["confluent-kafka"]["mTLS"] = offsets
+        expected = 24
     consumer = kafka.KafkaConsumer(
         bootstrap_servers=bootstrap,
-        security_protocol="SASL_PLAINTEXT",
+        security_protocol=protocol,
         sasl_mechanism="SCRAM-SHA-256",
         sasl_plain_username=user,
         sasl_plain_password=password,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=10000,
+        **python_tls,
     )
     partition = kafka.TopicPartition(topic, 0)
     consumer.assign([partition])
@@ -66,7 +110,7 @@ def main():
     read = []
     for message in consumer:
         read.append([message.offset, message.value.decode()])
-        if len(read) == 18:
+        if len(read) == expected:
             break
     consumer.close()
     result["read"] = read

@@ -42,3 +42,7 @@ if [ "${ZOMBI_SMOKE_BUILD:-0}" = 1 ] || [ -f "$suites_dir/librdkafka-2.12.1/.zom
 if [ "${ZOMBI_SMOKE_BUILD:-0}" = 1 ] || [ -f "$suites_dir/rdkafka-0.39.0/.zombi-prepared" ]; then smoke+=(rdkafka); fi
 [ "${#smoke[@]}" -eq 3 ] || echo "smoke: librdkafka/rdkafka suites not built here; running ${smoke[*]}"
 compat/suites/run_smoke.sh "${smoke[@]}"
+if [[ " ${smoke[*]} " == *" librdkafka "* ]]; then
+    echo "== client suites, librdkafka's smoke list over SASL_SSL with SCRAM (ZOMBI_SECURED=1)"
+    ZOMBI_SECURED=1 compat/suites/run_smoke.sh librdkafka
+fi

@@ -28,6 +28,11 @@
 #      (s per broker sub-test in full mode, default 300), LIBRDKAFKA_LOCAL=1,
 #      LIBRDKAFKA_QUICK=0 (everything in full mode), LIBRDKAFKA_FULL_RETRY=0,
 #      LIBRDKAFKA_GROUP_DELAY_MS (zombi's --group-initial-rebalance-delay-ms, default 3000).
+#      ZOMBI_SECURED=1: zombi serves one SASL_SSL listener (a CA and a certificate for 127.0.0.1
+#      made here with openssl, a bootstrap SCRAM admin), and tests/test.conf gives the suite
+#      security.protocol=SASL_SSL, SCRAM-SHA-512 and the CA: every test then runs over TLS and
+#      SASL, as a secured deployment's clients do (logs under logs/librdkafka-secured[-smoke]).
+#      Tests that call kafka-topics.sh (0045, 0052, 0077) are not secured-ready.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -42,6 +47,7 @@ FULL_RETRY=${LIBRDKAFKA_FULL_RETRY:-1}
 # consumers in the group's first generation, which a delay of 0 makes a race.
 GROUP_DELAY_MS=${LIBRDKAFKA_GROUP_DELAY_MS:-3000}
 SRC=$SUITES_DIR/librdkafka-$VERSION
+SECURED=${ZOMBI_SECURED:-0}
 
 # ---------------------------------------------------------------- prepare (idempotent)
 apt_install build-essential pkg-config zlib1g-dev libssl-dev libzstd-dev liblz4-dev rapidjson-dev python3
@@ -67,8 +73,28 @@ fi
 TESTC=$SRC/tests/test.c
 
 # ---------------------------------------------------------------- run
+if [ "$SECURED" = 1 ]; then
+    LOGDIR=$SUITES_DIR/logs/librdkafka-secured${SMOKE:+-smoke}
+fi
 suite_run_begin
 START=$(date +%s.%N)
+Z_SECURITY=()
+TEST_CONF_SECURITY=""
+if [ "$SECURED" = 1 ]; then
+    CERTS=$(mktemp -d "${TMPDIR:-/tmp}/zombi-certs.XXXXXX")
+    trap 'zombi_stop; rm -rf "$CERTS"' EXIT
+    (cd "$CERTS" &&
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=smoke-ca &&
+        openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost &&
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext &&
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 \
+            -extfile server.ext) >/dev/null 2>&1
+    export ZOMBI_BOOTSTRAP_ADMIN_PASSWORD=smoke-secret
+    Z_SECURITY=(--listeners SASL_SSL://127.0.0.1:0 --ssl-cert-file "$CERTS/server.crt"
+        --ssl-key-file "$CERTS/server.key" --bootstrap-admin smoke)
+    TEST_CONF_SECURITY=$(printf '%s\n' security.protocol=SASL_SSL sasl.mechanisms=SCRAM-SHA-512 \
+        sasl.username=smoke sasl.password=smoke-secret "ssl.ca.location=$CERTS/ca.crt")
+fi
 
 # run_pass SCENARIO QUICK LIST_CMD ZOMBI_ARGS...: runs, one at a time, every selected test number
 # that LIST_CMD prints ("NNNN BROKER_SUBTEST_COUNT" lines) against a fresh zombi.
@@ -95,7 +121,7 @@ run_pass() {
             continue
         fi
         zombi_alive || { log "zombi is not running; restarting it"; zombi_restart "${zargs[@]}"; }
-        printf 'bootstrap.servers=%s\n' "$ZOMBI_BOOTSTRAP" >"$SRC/tests/test.conf"
+        printf 'bootstrap.servers=%s\n%s\n' "$ZOMBI_BOOTSTRAP" "$TEST_CONF_SECURITY" >"$SRC/tests/test.conf"
         limit=$(( (quick == 0 ? FULL_TEST_TIMEOUT : TEST_TIMEOUT) * (count > 0 ? count : 1) ))
         t0=$(date +%s.%N)
         set +e
@@ -129,7 +155,7 @@ EOF
 }
 
 SELECTED=("$@")
-Z_DEFAULT=(--num-partitions 4 --group-initial-rebalance-delay-ms "$GROUP_DELAY_MS")
+Z_DEFAULT=(--num-partitions 4 --group-initial-rebalance-delay-ms "$GROUP_DELAY_MS" "${Z_SECURITY[@]}")
 Z_NOAUTO=("${Z_DEFAULT[@]}" --auto-create-topics false)
 R="$SUITES_HERE/results.py"
 run_pass default "$QUICK" "python3 '$R' lrk-list '$TESTC' default" "${Z_DEFAULT[@]}"

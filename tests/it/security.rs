@@ -205,31 +205,43 @@ fn authenticates(broker: &TestBroker, mechanism: &str, user: &str, password: &st
     consumer.fetch_metadata(None, Duration::from_secs(5)).is_ok()
 }
 
-/// kafka-python and confluent-kafka, each configured the usual way, authenticate with PLAIN
-/// and both SCRAM mechanisms; every record is read back at its offset.
+/// kafka-python and confluent-kafka, each configured the usual way, authenticate over SASL_SSL
+/// with PLAIN and both SCRAM mechanisms, and over SSL with a client certificate; every record
+/// is read back at its offset.
 #[test]
 fn kafka_python_and_confluent_kafka_authenticate_with_every_mechanism() {
-    let broker = secured("SASL_PLAINTEXT://127.0.0.1:0", &[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    certificates(dir.path(), "server");
+    client_certificate(dir.path(), "server", "py-client");
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let (cert, key, ca) = (file("server.crt"), file("server.key"), file("server-ca.crt"));
+    let broker = secured(
+        "SASL_SSL://127.0.0.1:0,SSL://127.0.0.1:0",
+        &["--ssl-cert-file", &cert, "--ssl-key-file", &key, "--ssl-ca-file", &ca, "--ssl-client-auth", "requested"],
+    );
     let topic = unique_topic("sasl-py");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/sasl_clients.py");
+    let (client_cert, client_key) = (file("py-client.crt"), file("py-client.key"));
     let output = Command::new(python())
-        .args([script, &broker.listener("SASL_PLAINTEXT"), &topic, ADMIN, ADMIN_PASSWORD])
+        .args([script, &broker.listener("SASL_SSL"), &topic, ADMIN, ADMIN_PASSWORD, &ca])
+        .args([&broker.listener("SSL"), &client_cert, &client_key])
         .output()
         .expect("run sasl_clients.py");
     assert!(output.status.success(), "sasl_clients.py: {}", String::from_utf8_lossy(&output.stderr));
     let result: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     let mut expected = Vec::new();
-    for client in ["kafka-python", "confluent-kafka"] {
-        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
-            let first = expected.len() as i64;
-            assert_eq!(
-                result[client][mechanism],
-                serde_json::json!([first, first + 1, first + 2]),
-                "{client} {mechanism}"
-            );
-            for i in 0..3 {
-                expected.push(serde_json::json!([first + i, format!("{client}-{mechanism}-{i}")]));
-            }
+    let sasl = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].map(|m| ["kafka-python", "confluent-kafka"].map(|c| (c, m)));
+    let order = [
+        sasl.iter().map(|pair| pair[0]).collect::<Vec<_>>(),
+        sasl.iter().map(|pair| pair[1]).collect(),
+        vec![("kafka-python", "mTLS"), ("confluent-kafka", "mTLS")],
+    ]
+    .concat();
+    for (client, mechanism) in order {
+        let first = expected.len() as i64;
+        assert_eq!(result[client][mechanism], serde_json::json!([first, first + 1, first + 2]), "{client} {mechanism}");
+        for i in 0..3 {
+            expected.push(serde_json::json!([first + i, format!("{client}-{mechanism}-{i}")]));
         }
     }
     assert_eq!(result["read"], serde_json::Value::Array(expected));
