@@ -303,23 +303,26 @@ pub fn marker_commits(batch: &[u8]) -> Option<bool> {
 /// This decodes, and for compressed batches decompresses (into at most `decompressed_bytes_max`
 /// bytes), the records: only compacted topics pay for it, as in Kafka.
 pub fn records_without_key(batch: &ValidBatch, decompressed_bytes_max: usize) -> Result<Vec<i32>, BatchError> {
-    let bytes = Bytes::copy_from_slice(&batch.bytes);
-    let records = super::records::records(&batch.header, &bytes, decompressed_bytes_max).map_err(refused)?;
-    let mut without_key = Vec::new();
-    for (position, record) in records.enumerate() {
-        if record.map_err(refused)?.key.is_none() {
-            without_key.push(position as i32);
-        }
-    }
-    Ok(without_key)
+    let keyless = each_record(batch, decompressed_bytes_max, |record| record.key.is_none())?;
+    Ok(keyless.into_iter().enumerate().filter(|(_, keyless)| *keyless).map(|(position, _)| position as i32).collect())
 }
 
-/// The CreateTime of each record of the batch, in order (-1: none), decoded and for compressed
-/// batches decompressed (into at most `decompressed_bytes_max` bytes).
-pub fn record_timestamps(batch: &ValidBatch, decompressed_bytes_max: usize) -> Result<Vec<i64>, BatchError> {
+/// `f` of each record of the batch, in order, decoded and for compressed batches decompressed
+/// (into at most `decompressed_bytes_max` bytes).
+fn each_record<T>(
+    batch: &ValidBatch,
+    decompressed_bytes_max: usize,
+    f: impl Fn(super::records::Record) -> T,
+) -> Result<Vec<T>, BatchError> {
     let bytes = Bytes::copy_from_slice(&batch.bytes);
     let records = super::records::records(&batch.header, &bytes, decompressed_bytes_max).map_err(refused)?;
-    records.map(|record| record.map(|r| r.timestamp_ms).map_err(refused)).collect()
+    records.map(|record| record.map(&f).map_err(refused)).collect()
+}
+
+/// The CreateTime of each record of the batch, in order (-1: none); decodes as
+/// [`records_without_key`] does.
+pub fn record_timestamps(batch: &ValidBatch, decompressed_bytes_max: usize) -> Result<Vec<i64>, BatchError> {
+    each_record(batch, decompressed_bytes_max, |record| record.timestamp_ms)
 }
 
 fn refused(error: super::records::RecordsError) -> BatchError {

@@ -33,6 +33,17 @@ struct Files {
     client_auth: ClientAuth,
 }
 
+/// The TLS versions every listener and client of this broker speaks.
+const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// Adds the authorities of the PEM file `ca` to `roots`.
+fn add_authorities(roots: &mut rustls::RootCertStore, ca: &Path) -> Result<(), TlsError> {
+    for certificate in certificates(ca)? {
+        roots.add(certificate).map_err(|e| file_error(ca, e))?;
+    }
+    Ok(())
+}
+
 /// How often the files' modification times are looked at.
 const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -123,15 +134,12 @@ fn build(files: &Files) -> Result<TlsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = certificates(&files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error(&files.key, e))?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(VERSIONS)?;
     let builder = match (&files.ca, files.client_auth) {
         (_, ClientAuth::None) | (None, _) => builder.with_no_client_auth(),
         (Some(ca), mode) => {
             let mut roots = rustls::RootCertStore::empty();
-            for certificate in certificates(ca)? {
-                roots.add(certificate).map_err(|e| file_error(ca, e))?;
-            }
+            add_authorities(&mut roots, ca)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if mode == ClientAuth::Requested { verifier.allow_unauthenticated() } else { verifier };
             builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::Verifier(e.to_string()))?)
@@ -165,13 +173,11 @@ impl ClientTls {
     fn build_connector(&self) -> Result<tokio_rustls::TlsConnector, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        for certificate in certificates(&self.ca)? {
-            roots.add(certificate).map_err(|e| file_error(&self.ca, e))?;
-        }
+        add_authorities(&mut roots, &self.ca)?;
         let chain = certificates(&self.cert)?;
         let key = PrivateKeyDer::from_pem_file(&self.key).map_err(|e| file_error(&self.key, e))?;
         let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_protocol_versions(VERSIONS)?
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)?;
         Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
@@ -195,12 +201,10 @@ pub fn https_connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnec
     }
     roots.add_parsable_certificates(native.certs);
     if let Some(ca) = ca_file {
-        for certificate in certificates(ca)? {
-            roots.add(certificate).map_err(|e| file_error(ca, e))?;
-        }
+        add_authorities(&mut roots, ca)?;
     }
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(VERSIONS)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
