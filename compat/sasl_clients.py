@@ -17,6 +17,31 @@ import kafka
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
+def produce_kafka_python(topic, label, **config):
+    """Three records `kafka-python-LABEL-I` to partition 0; their offsets."""
+    producer = kafka.KafkaProducer(**config)
+    futures = [producer.send(topic, f"kafka-python-{label}-{i}".encode(), partition=0) for i in range(3)]
+    producer.flush(30)
+    offsets = [f.get(timeout=30).offset for f in futures]
+    producer.close()
+    return offsets
+
+
+def produce_confluent_kafka(topic, label, config):
+    """Three records `confluent-kafka-LABEL-I` to partition 0, one at a time; their offsets."""
+    offsets = []
+    producer = confluent_kafka.Producer(config)
+    for i in range(3):
+        producer.produce(
+            topic,
+            f"confluent-kafka-{label}-{i}".encode(),
+            partition=0,
+            on_delivery=lambda err, msg: offsets.append(msg.offset() if err is None else str(err)),
+        )
+        producer.flush(30)
+    return offsets
+
+
 def main():
     bootstrap, topic, user, password = sys.argv[1:5]
     ca = sys.argv[5] if len(sys.argv) > 5 else None
@@ -26,7 +51,9 @@ def main():
     confluent_tls = {"ssl.ca.location": ca} if ca else {}
     result = {"kafka-python": {}, "confluent-kafka": {}}
     for mechanism in MECHANISMS:
-        producer = kafka.KafkaProducer(
+        result["kafka-python"][mechanism] = produce_kafka_python(
+            topic,
+            mechanism,
             bootstrap_servers=bootstrap,
             security_protocol=protocol,
             sasl_mechanism=mechanism,
@@ -34,64 +61,36 @@ def main():
             sasl_plain_password=password,
             **python_tls,
         )
-        futures = [producer.send(topic, f"kafka-python-{mechanism}-{i}".encode(), partition=0) for i in range(3)]
-        producer.flush(30)
-        result["kafka-python"][mechanism] = [f.get(timeout=30).offset for f in futures]
-        producer.close()
     for mechanism in MECHANISMS:
-        offsets = []
-        producer = confluent_kafka.Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "security.protocol": protocol,
-                "sasl.mechanism": mechanism,
-                "sasl.username": user,
-                "sasl.password": password,
-                **confluent_tls,
-            }
-        )
-        for i in range(3):
-            producer.produce(
-                topic,
-                f"confluent-kafka-{mechanism}-{i}".encode(),
-                partition=0,
-                on_delivery=lambda err, msg: offsets.append(msg.offset() if err is None else str(err)),
-            )
-            producer.flush(30)
-        result["confluent-kafka"][mechanism] = offsets
+        config = {
+            "bootstrap.servers": bootstrap,
+            "security.protocol": protocol,
+            "sasl.mechanism": mechanism,
+            "sasl.username": user,
+            "sasl.password": password,
+            **confluent_tls,
+        }
+        result["confluent-kafka"][mechanism] = produce_confluent_kafka(topic, mechanism, config)
     expected = 18
     if mtls:
         ssl_bootstrap, cert, key = mtls
-        producer = kafka.KafkaProducer(
+        result["kafka-python"]["mTLS"] = produce_kafka_python(
+            topic,
+            "mTLS",
             bootstrap_servers=ssl_bootstrap,
             security_protocol="SSL",
             ssl_cafile=ca,
             ssl_certfile=cert,
             ssl_keyfile=key,
         )
-        futures = [producer.send(topic, f"kafka-python-mTLS-{i}".encode(), partition=0) for i in range(3)]
-        producer.flush(30)
-        result["kafka-python"]["mTLS"] = [f.get(timeout=30).offset for f in futures]
-        producer.close()
-        offsets = []
-        producer = confluent_kafka.Producer(
-            {
-                "bootstrap.servers": ssl_bootstrap,
-                "security.protocol": "SSL",
-                "ssl.ca.location": ca,
-                "ssl.certificate.location": cert,
-                "ssl.key.location": key,
-            }
-        )
-        for i in range(3):
-            producer.produce(
-                topic,
-                f"confluent-kafka-mTLS-{i}".encode(),
-                partition=0,
-                on_delivery=lambda err, msg: offsets.append(msg.offset() if err is None else str(err)),
-            )
-            producer.flush(30)
-        result["confluent-kafka"]["mTLS"] = offsets
+        config = {
+            "bootstrap.servers": ssl_bootstrap,
+            "security.protocol": "SSL",
+            "ssl.ca.location": ca,
+            "ssl.certificate.location": cert,
+            "ssl.key.location": key,
+        }
+        result["confluent-kafka"]["mTLS"] = produce_confluent_kafka(topic, "mTLS", config)
         expected = 24
     consumer = kafka.KafkaConsumer(
         bootstrap_servers=bootstrap,
