@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::cache::ClusterCache;
 use super::pg::{ClusterStore, PgError, SegmentRow};
 use crate::log::metadata::{MetadataStore, PRODUCER_ID_BLOCK_SIZE};
-use crate::log::{LogError, Partition, PartitionKey, SegmentInfo, TopicRecord};
+use crate::log::{LogError, Partition, PartitionKey, RestoredPartition, SegmentInfo, TopicRecord};
 
 impl From<PgError> for LogError {
     fn from(error: PgError) -> LogError {
@@ -48,7 +48,7 @@ impl MetadataStore for PgMetadata {
     async fn create_topic(
         &self,
         record: TopicRecord,
-        restored: Vec<Vec<SegmentInfo>>,
+        restored: Vec<RestoredPartition>,
     ) -> Result<TopicRecord, LogError> {
         if !restored.is_empty() {
             return Err(LogError::InvalidRequest("a cluster's topics are not restored from a bucket listing".into()));

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::remote_index::SegmentInfo;
 use super::writer::Command;
-use super::{LogError, Partition, TopicRecord};
+use super::{LogError, Partition, RestoredPartition, TopicRecord};
 
 /// Producer ids are handed out from blocks of this many, as Kafka's `ProducerIdManager` does:
 /// one durable write per block rather than per InitProducerId.
@@ -26,8 +26,11 @@ pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Stores a new topic; the store gives it its number (never reused). A topic restored from
     /// the object store comes with each partition's segments, which become its remote index.
-    async fn create_topic(&self, record: TopicRecord, restored: Vec<Vec<SegmentInfo>>)
-    -> Result<TopicRecord, LogError>;
+    async fn create_topic(
+        &self,
+        record: TopicRecord,
+        restored: Vec<RestoredPartition>,
+    ) -> Result<TopicRecord, LogError>;
     /// Stores a topic's changed record (partition count, configs).
     async fn update_topic(&self, record: TopicRecord) -> Result<(), LogError>;
     /// Deletes a topic and, after every append queued before, its partitions' data.
@@ -68,7 +71,7 @@ impl MetadataStore for LocalMetadata {
     async fn create_topic(
         &self,
         record: TopicRecord,
-        restored: Vec<Vec<SegmentInfo>>,
+        restored: Vec<RestoredPartition>,
     ) -> Result<TopicRecord, LogError> {
         self.call(|reply| Command::CreateTopic { record, restored, reply }).await
     }

@@ -107,6 +107,14 @@ struct Recovered {
     aborted: Vec<AbortedTxn>,
 }
 
+/// A partition restored from the object store: its segments, which become its remote index, and
+/// the transactions their abort markers abort.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoredPartition {
+    pub segments: Vec<SegmentInfo>,
+    pub aborted: Vec<AbortedTxn>,
+}
+
 /// An aborted transaction of one producer on one partition: its records lie between its first
 /// offset and its abort marker (Kafka's `AbortedTxn`, as Fetch answers it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,6 +332,12 @@ impl Partition {
     /// The aborted transactions a fetch from `from` that returns offsets below `upper` must
     /// report (Kafka's `collectAbortedTransactions`): those ending at or after `from` that began
     /// before `upper`.
+    /// The aborted transactions whose markers lie in `from..to` (what a segment of those
+    /// offsets carries to the object store).
+    pub fn aborted_in(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.aborted.read().by_last.range(from..to.max(from)).map(|(_, txn)| *txn).collect()
+    }
+
     pub fn aborted_between(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
         let index = self.aborted.read();
         // A transaction ending past `upper + span_max` began after `upper`.
@@ -880,19 +894,20 @@ impl Log {
         name: &str,
         id: Uuid,
         configs: BTreeMap<String, String>,
-        segments: Vec<Vec<SegmentInfo>>,
+        partitions: Vec<RestoredPartition>,
     ) -> Result<Arc<Topic>, LogError> {
         validate_topic_name(name)?;
         let _admin = self.inner.admin.lock().await;
         if self.topic(name).is_some() || self.topic_by_id(id).is_some() {
             return Err(LogError::TopicAlreadyExists(name.to_string()));
         }
-        let record = TopicRecord { name: name.to_string(), id, number: 0, partitions: segments.len() as u32, configs };
-        self.write_topic(record, segments).await
+        let record =
+            TopicRecord { name: name.to_string(), id, number: 0, partitions: partitions.len() as u32, configs };
+        self.write_topic(record, partitions).await
     }
 
     /// Writes a new topic through the writer (which numbers it), then publishes it.
-    async fn write_topic(&self, record: TopicRecord, restored: Vec<Vec<SegmentInfo>>) -> Result<Arc<Topic>, LogError> {
+    async fn write_topic(&self, record: TopicRecord, restored: Vec<RestoredPartition>) -> Result<Arc<Topic>, LogError> {
         let record = self.inner.metadata.create_topic(record, restored).await?;
         let log = self.clone();
         let topic = tokio::task::spawn_blocking(move || {

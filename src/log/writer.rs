@@ -20,7 +20,9 @@ use super::producer::{self, BatchSequence, ProducerEntry, SequenceCheck};
 use super::remote_index::SegmentInfo;
 use super::store::{PartitionKey, Store, StoreError, StoreWrite};
 use super::topic_config::TimestampType;
-use super::{AbortedTxn, AppendInfo, GroupWrite, LogError, Partition, TopicRecord, encode_record, now_ms};
+use super::{
+    AbortedTxn, AppendInfo, GroupWrite, LogError, Partition, RestoredPartition, TopicRecord, encode_record, now_ms,
+};
 
 /// One partition's batches from a produce request.
 pub(super) struct Append {
@@ -77,7 +79,7 @@ pub(super) enum Command {
     /// from the object store comes with each partition's segments, which become its remote index.
     CreateTopic {
         record: TopicRecord,
-        restored: Vec<Vec<SegmentInfo>>,
+        restored: Vec<RestoredPartition>,
         reply: oneshot::Sender<Result<TopicRecord, LogError>>,
     },
     /// A topic's changed record (partition count, configs).
@@ -831,18 +833,21 @@ impl Writer {
         Ok(())
     }
 
-    fn create_topic(&mut self, record: TopicRecord, restored: &[Vec<SegmentInfo>]) -> Result<TopicRecord, LogError> {
+    fn create_topic(&mut self, record: TopicRecord, restored: &[RestoredPartition]) -> Result<TopicRecord, LogError> {
         let mut write = StoreWrite::default();
         let number = self.store.allocate_topic_number(&mut write)?;
         let record = TopicRecord { number, ..record };
         self.store.put_topic(&mut write, &record.name, &encode_record(&record));
-        for (index, segments) in restored.iter().enumerate() {
+        for (index, restored) in restored.iter().enumerate() {
             let key = PartitionKey { topic_number: number, partition: index as u32 };
-            if let Some(first) = segments.first() {
+            if let Some(first) = restored.segments.first() {
                 self.store.put_log_start(&mut write, key, first.base_offset);
             }
-            for segment in segments {
+            for segment in &restored.segments {
                 self.store.put_remote(&mut write, key, segment.base_offset, &segment.encode_value());
+            }
+            for txn in &restored.aborted {
+                self.store.put_aborted(&mut write, key, txn);
             }
         }
         self.store.write(write, true)?;

@@ -8,14 +8,20 @@
 //!   one segment, the partition's record batches from `base` up to (not including) `next` exactly
 //!   as the log stores them (Kafka's on-disk batch format), concatenated. The name carries what
 //!   the remote index needs, so recovery lists and never reads.
+//! - `data/<topic id>/<partition>/<same name>.aborted`: beside a segment that holds abort
+//!   markers, the transactions they abort (Kafka's transaction index of a remote segment): JSON,
+//!   `[{"producer_id", "first_offset", "last_offset"}]`, `last_offset` the marker's offset, in
+//!   the segment. It is stored before its segment, so a segment without one aborts nothing.
 
 use bytes::Bytes;
 use uuid::Uuid;
 
+use crate::log::AbortedTxn;
 use crate::log::batch::{BatchHeader, HEADER_BYTES, LOG_OVERHEAD_BYTES};
 pub use crate::log::remote_index::SegmentInfo;
 
 pub const SEGMENT_SUFFIX: &str = ".batches";
+pub const ABORTED_SUFFIX: &str = ".aborted";
 
 pub fn partition_prefix(topic_id: Uuid, partition: i32) -> String {
     format!("data/{topic_id}/{partition}/")
@@ -33,6 +39,48 @@ pub fn segment_key(topic_id: Uuid, partition: i32, segment: &SegmentInfo) -> Str
         segment.next_offset,
         segment.max_timestamp
     )
+}
+
+/// The key of the aborted transactions stored beside a segment.
+pub fn aborted_key(topic_id: Uuid, partition: i32, segment: &SegmentInfo) -> String {
+    let key = segment_key(topic_id, partition, segment);
+    format!("{}{ABORTED_SUFFIX}", key.strip_suffix(SEGMENT_SUFFIX).unwrap_or(&key))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AbortedEntry {
+    producer_id: i64,
+    first_offset: i64,
+    last_offset: i64,
+}
+
+/// The body of a segment's `.aborted` object.
+pub fn encode_aborted(aborted: &[AbortedTxn]) -> Bytes {
+    let entries: Vec<AbortedEntry> = aborted
+        .iter()
+        .map(|t| AbortedEntry { producer_id: t.producer_id, first_offset: t.first_offset, last_offset: t.last_offset })
+        .collect();
+    Bytes::from(serde_json::to_vec(&entries).unwrap_or_default())
+}
+
+/// Parses a segment's `.aborted` object, checked against the segment: every marker in it, no
+/// transaction ending before it begins.
+pub fn decode_aborted(body: &[u8], segment: &SegmentInfo) -> Result<Vec<AbortedTxn>, CorruptSegment> {
+    let entries: Vec<AbortedEntry> =
+        serde_json::from_slice(body).map_err(|e| CorruptSegment(format!("aborted transactions: {e}")))?;
+    entries
+        .into_iter()
+        .map(|e| {
+            let inside = (segment.base_offset..segment.next_offset).contains(&e.last_offset);
+            if !inside || e.first_offset > e.last_offset || e.first_offset < 0 {
+                return Err(CorruptSegment(format!(
+                    "aborted transaction {}..={} of producer {} is not one of segment {}..{}",
+                    e.first_offset, e.last_offset, e.producer_id, segment.base_offset, segment.next_offset
+                )));
+            }
+            Ok(AbortedTxn { producer_id: e.producer_id, first_offset: e.first_offset, last_offset: e.last_offset })
+        })
+        .collect()
 }
 
 /// Parses a segment's key back into its index entry (the size comes from the listing).
@@ -186,5 +234,23 @@ mod tests {
         assert_eq!(SegmentInfo::decode_value(100, &info.encode_value()), Some(info));
         assert_eq!(parse_segment_key("data/x/0/1_2_3.batches", 1), None);
         assert_eq!(parse_topic_meta_key(&topic_meta_key(id, 7)), Some((id, 7)));
+        let aborted = aborted_key(id, 3, &info);
+        assert_eq!(aborted.strip_suffix(ABORTED_SUFFIX), key.strip_suffix(SEGMENT_SUFFIX));
+        assert_eq!(parse_segment_key(&aborted, 9), None, "not a segment");
+    }
+
+    #[test]
+    fn aborted_transactions_round_trip_and_must_lie_in_their_segment() {
+        let info = SegmentInfo { base_offset: 100, next_offset: 250, max_timestamp: -1, size_bytes: 9 };
+        let txns = vec![
+            AbortedTxn { producer_id: 7, first_offset: 40, last_offset: 100 },
+            AbortedTxn { producer_id: 8, first_offset: 120, last_offset: 249 },
+        ];
+        assert_eq!(decode_aborted(&encode_aborted(&txns), &info).expect("decodes"), txns);
+        let outside = [AbortedTxn { producer_id: 7, first_offset: 240, last_offset: 250 }];
+        assert!(decode_aborted(&encode_aborted(&outside), &info).is_err());
+        let backwards = [AbortedTxn { producer_id: 7, first_offset: 200, last_offset: 150 }];
+        assert!(decode_aborted(&encode_aborted(&backwards), &info).is_err());
+        assert!(decode_aborted(b"not json", &info).is_err());
     }
 }

@@ -3,17 +3,18 @@
 //! When a broker opens a data directory that has never been recovered and holds no topics, it
 //! lists the object store: every topic described under `meta/topics/` comes back with its id,
 //! partitions and configs, and each partition's segments become its remote index. The partition
-//! starts at its first segment and continues after its last one. What had not been uploaded when
+//! starts at its first segment and continues after its last one; the `.aborted` objects beside
+//! its segments become its aborted-transaction index. What had not been uploaded when
 //! the old broker's disk was lost is gone: at most `segment.bytes`, or `segment.ms` of records,
 //! per partition (see docs/tiering.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use uuid::Uuid;
 
 use super::UnifiedLog;
 use super::remote_log_manager::TopicMeta;
-use crate::log::{LogError, SegmentInfo};
+use crate::log::{LogError, RestoredPartition, SegmentInfo};
 use crate::tier::segment;
 
 fn remote(error: crate::tier::object_store::ObjectStoreError) -> LogError {
@@ -56,10 +57,9 @@ async fn recover(unified: &UnifiedLog) -> Result<(), LogError> {
         let mut records = 0;
         for index in 0..meta.partitions as i32 {
             let prefix = segment::partition_prefix(id, index);
-            let mut found: Vec<SegmentInfo> = objects
-                .list(&prefix)
-                .await
-                .map_err(remote)?
+            let listed = objects.list(&prefix).await.map_err(remote)?;
+            let keys: HashSet<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+            let mut found: Vec<SegmentInfo> = listed
                 .iter()
                 .filter_map(|o| segment::parse_segment_key(&o.key, o.size))
                 .map(|(_, _, info)| info)
@@ -77,7 +77,18 @@ async fn recover(unified: &UnifiedLog) -> Result<(), LogError> {
                 }
             }
             records += chain.last().map_or(0, |s| s.next_offset) - chain.first().map_or(0, |s| s.base_offset);
-            partitions.push(chain);
+            let mut aborted = Vec::new();
+            for info in &chain {
+                let key = segment::aborted_key(id, index, info);
+                if !keys.contains(key.as_str()) {
+                    continue;
+                }
+                // Stored before its segment, so it is there unless someone deleted it since.
+                let body = objects.get(&key).await.map_err(remote)?.unwrap_or_default();
+                let txns = segment::decode_aborted(&body, info).map_err(|e| LogError::Remote(format!("{key}: {e}")))?;
+                aborted.extend(txns);
+            }
+            partitions.push(RestoredPartition { segments: chain, aborted });
         }
         match log.restore_topic(&meta.name, id, meta.configs, partitions).await {
             Ok(topic) => {

@@ -10,7 +10,10 @@
 //! 2. Upload the unuploaded tail as one segment once it holds `segment.bytes` or its oldest part
 //!    has waited `segment.ms`; the object is created only if absent, the index entry is written
 //!    (fsynced) after the object exists, and only then is the segment published to readers.
-//! 3. Delete segments wholly below the log start (retention, DeleteRecords): object, then entry.
+//!    A segment with abort markers takes the transactions they abort along, in an `.aborted`
+//!    object stored before it (what a broker rebuilt from the bucket reads back).
+//! 3. Delete segments wholly below the log start (retention, DeleteRecords): object, then entry,
+//!    then its `.aborted` object.
 //! 4. Drop from the hot tier the uploaded segments that `local.retention.*` no longer asks it
 //!    to keep.
 //!
@@ -21,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -288,21 +292,20 @@ async fn upload_next(
         cursor.mark = Some(appended.saturating_sub(info.size_bytes));
         return Ok(Step::NotReady);
     }
-    let object = segment::segment_key(partition.topic_id, partition.index, &info);
-    match tier.store().put_if_absent(&object, parsed.bytes.clone()).await.map_err(remote)? {
-        Put::Created => {}
-        Put::AlreadyExists => {
-            // An earlier attempt may have stored it before a failure: the same bytes are ours.
-            let existing = tier.store().get(&object).await.map_err(remote)?;
-            if existing.as_ref() != Some(&parsed.bytes) {
-                return Err(LogError::Remote(format!(
-                    "{object} exists with other contents: is another broker writing here?"
-                )));
-            }
-        }
+    // The transactions the segment's abort markers abort go first: a segment in the store
+    // without its `.aborted` object aborts nothing.
+    let aborted = partition.aborted_in(info.base_offset, info.next_offset);
+    let aborted_object = segment::aborted_key(partition.topic_id, partition.index, &info);
+    if !aborted.is_empty() {
+        put_exactly(tier, &aborted_object, segment::encode_aborted(&aborted)).await?;
     }
+    let object = segment::segment_key(partition.topic_id, partition.index, &info);
+    put_exactly(tier, &object, parsed.bytes.clone()).await?;
     if partition.is_deleted() {
         tier.store().delete(&object).await.map_err(remote)?;
+        if !aborted.is_empty() {
+            tier.store().delete(&aborted_object).await.map_err(remote)?;
+        }
         return Ok(Step::NotReady);
     }
     log.record_segment(partition, info).await?;
@@ -315,6 +318,23 @@ async fn upload_next(
     Ok(Step::Uploaded)
 }
 
+/// Stores `body` at `object`, or finds it there already from an earlier attempt that failed
+/// after storing it.
+async fn put_exactly(tier: &Tier, object: &str, body: Bytes) -> Result<(), LogError> {
+    match tier.store().put_if_absent(object, body.clone()).await.map_err(remote)? {
+        Put::Created => Ok(()),
+        Put::AlreadyExists => {
+            let existing = tier.store().get(object).await.map_err(remote)?;
+            match existing.as_ref() == Some(&body) {
+                true => Ok(()),
+                false => Err(LogError::Remote(format!(
+                    "{object} exists with other contents: is another broker writing here?"
+                ))),
+            }
+        }
+    }
+}
+
 /// Makes the object store and the remote index agree, once per partition after start.
 async fn reconcile(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> Result<(), LogError> {
     let prefix = segment::partition_prefix(partition.topic_id, partition.index);
@@ -325,9 +345,13 @@ async fn reconcile(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> R
         .map(|s| segment::segment_key(partition.topic_id, partition.index, s))
         .collect();
     let mut end = partition.remote_end().max(partition.log_start());
+    // An `.aborted` object stays with its segment: it is judged once the segments are.
+    let (aborted, listed): (Vec<_>, Vec<_>) =
+        listed.into_iter().partition(|o| o.key.ends_with(segment::ABORTED_SUFFIX));
+    let mut kept = known;
     let mut found: Vec<(String, Option<SegmentInfo>)> = listed
         .into_iter()
-        .filter(|o| !known.contains(&o.key))
+        .filter(|o| !kept.contains(&o.key))
         .map(|o| {
             let info = segment::parse_segment_key(&o.key, o.size).map(|(_, _, info)| info);
             (o.key, info)
@@ -350,6 +374,7 @@ async fn reconcile(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> R
             };
             if checked {
                 log.record_segment(partition, info).await?;
+                kept.insert(object.clone());
                 end = info.next_offset;
                 tracing::info!(%object, "adopted a segment uploaded before a restart");
                 continue;
@@ -357,6 +382,13 @@ async fn reconcile(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>) -> R
         }
         tier.store().delete(&object).await.map_err(remote)?;
         tracing::info!(%object, "deleted an orphaned object");
+    }
+    for object in aborted {
+        let segment = format!("{}{}", object.key.trim_end_matches(segment::ABORTED_SUFFIX), segment::SEGMENT_SUFFIX);
+        if !kept.contains(&segment) {
+            tier.store().delete(&object.key).await.map_err(remote)?;
+            tracing::info!(object = %object.key, "deleted the aborted transactions of an orphaned segment");
+        }
     }
     Ok(())
 }
@@ -368,6 +400,9 @@ async fn delete_expired(log: &Log, tier: &Arc<Tier>, partition: &Arc<Partition>)
         let object = segment::segment_key(partition.topic_id, partition.index, &info);
         tier.store().delete(&object).await.map_err(remote)?;
         log.delete_segment(partition, info.base_offset).await?;
+        // Whether the segment had one or not: deleting what is not there succeeds, and costs
+        // nothing on S3.
+        tier.store().delete(&segment::aborted_key(partition.topic_id, partition.index, &info)).await.map_err(remote)?;
         tier.forget(&object);
         tracing::debug!(%object, "expired segment deleted");
     }

@@ -116,7 +116,7 @@ pub(crate) async fn acknowledged(pending: Vec<(DeliveryFuture, Expected)>) -> Ve
     out
 }
 
-fn python() -> String {
+pub(crate) fn python() -> String {
     std::env::var("ZOMBI_PYTHON").unwrap_or_else(|_| {
         let cache = std::env::var("ZOMBI_CACHE")
             .unwrap_or_else(|_| format!("{}/.cache/zombi", std::env::var("HOME").unwrap_or_else(|_| "/root".into())));

@@ -128,6 +128,27 @@ impl Backend {
         args
     }
 
+    /// One object's body (relative to the broker's store), read without zombi's code: boto3
+    /// (moto refuses anonymous reads of objects), or the file.
+    fn get(&self, key: &str) -> Vec<u8> {
+        match self {
+            Backend::S3(server) => {
+                let script = "import boto3, sys\n\
+                    s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+                        aws_access_key_id='test', aws_secret_access_key='test')\n\
+                    body = s3.get_object(Bucket='zombi-tiering', Key='cluster-a/' + sys.argv[2])['Body']\n\
+                    sys.stdout.buffer.write(body.read())\n";
+                let output = Command::new(crate::iceberg::python())
+                    .args(["-c", script, &server.endpoint, key])
+                    .output()
+                    .expect("python");
+                assert!(output.status.success(), "{key}: {}", String::from_utf8_lossy(&output.stderr));
+                output.stdout
+            }
+            Backend::Directory(dir) => std::fs::read(dir.path().join(key)).expect("object"),
+        }
+    }
+
     /// The objects under `prefix` (relative to the broker's store), read without zombi's code:
     /// moto's ListObjectsV2 over plain HTTP, or the directory tree.
     fn list(&self, prefix: &str) -> Vec<(String, u64)> {
@@ -605,13 +626,15 @@ async fn compacted_topics_are_never_tiered() {
 /// A topic written in transactions, every other one aborted, wholly uploaded to S3 and dropped
 /// from the broker's disk: a read_committed consumer reading it back from the object store gets
 /// exactly the committed records, as a read of the hot tier would (the aborted-transaction index
-/// stays with the broker when the batches leave its disk).
+/// stays with the broker when the batches leave its disk). The aborted transactions go to the
+/// bucket beside their segments, so a new broker rebuilt from the bucket alone skips the same
+/// records.
 #[test]
 fn read_committed_reads_of_tiered_segments_skip_aborted_records() {
     use crate::transactions::{consumer, read_to, send, transactional_producer};
     use rdkafka::producer::Producer;
     let backend = Backend::s3();
-    let broker = backend.start_broker(&["--num-partitions", "1"]);
+    let mut broker = backend.start_broker(&["--num-partitions", "1"]);
     let topic = unique_topic("tiered-txn");
     let producer = transactional_producer(&broker, "tiered-txn", &[]);
     let timeout = Duration::from_secs(30);
@@ -640,4 +663,35 @@ fn read_committed_reads_of_tiered_segments_skip_aborted_records() {
     let read = read_to(&consumer(&broker, "read_committed"), &topic, &BTreeMap::from([(0, end)]));
     let values: Vec<String> = read.into_iter().map(|(_, _, value)| value).collect();
     assert_eq!(values, committed);
+
+    // The bucket holds the three aborted transactions (producer, first offset, marker offset),
+    // each beside the segment that holds its marker.
+    let objects = backend.list("data/");
+    let mut aborted = Vec::new();
+    for (key, _) in objects.iter().filter(|(key, _)| key.ends_with(segment::ABORTED_SUFFIX)) {
+        let segment_key = format!("{}{}", key.trim_end_matches(segment::ABORTED_SUFFIX), segment::SEGMENT_SUFFIX);
+        let (size, info) = objects
+            .iter()
+            .find(|(k, _)| *k == segment_key)
+            .map(|(k, size)| (*size, segment::parse_segment_key(k, *size).expect("a segment").2))
+            .unwrap_or_else(|| panic!("{key} has no segment beside it"));
+        assert!(size > 0);
+        let body = backend.get(key);
+        aborted.extend(segment::decode_aborted(&body, &info).expect("aborted transactions").into_iter().map(|t| {
+            assert_eq!(t.first_offset + 20, t.last_offset, "20 records, then the marker");
+            t.last_offset
+        }));
+    }
+    aborted.sort();
+    assert_eq!(aborted, vec![41, 83, 125], "the markers of rounds 1, 3 and 5");
+
+    // A new broker, an empty disk, the same bucket: the same records for read_committed, all
+    // of them (markers aside) for read_uncommitted.
+    broker.kill9();
+    let second = backend.start_broker(&[]);
+    let read = read_to(&consumer(&second, "read_committed"), &topic, &BTreeMap::from([(0, end)]));
+    let values: Vec<String> = read.into_iter().map(|(_, _, value)| value).collect();
+    assert_eq!(values, committed, "read_committed from a broker rebuilt from the bucket");
+    let read = read_to(&consumer(&second, "read_uncommitted"), &topic, &BTreeMap::from([(0, end)]));
+    assert_eq!(read.len(), 6 * 20);
 }
