@@ -47,22 +47,61 @@ fn add_authorities(roots: &mut rustls::RootCertStore, ca: &Path) -> Result<(), T
 /// How often the files' modification times are looked at.
 const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A value built from files (an acceptor, a connector), rebuilt when one of them changes:
+/// their modification times are looked at most once a [`RELOAD_CHECK_INTERVAL`], and a
+/// broken new file is logged and the previous value kept.
+struct Reloading<T> {
+    paths: Vec<PathBuf>,
+    current: Mutex<Built<T>>,
+}
+
+struct Built<T> {
+    value: T,
+    modified: Vec<Option<SystemTime>>,
+    checked: Instant,
+}
+
+impl<T: Clone> Reloading<T> {
+    /// Builds the value a first time: an error here is the caller's.
+    fn build(paths: Vec<PathBuf>, build: impl Fn() -> Result<T, TlsError>) -> Result<Self, TlsError> {
+        let modified = modified(&paths);
+        let built = Built { value: build()?, modified, checked: Instant::now() };
+        Ok(Reloading { paths, current: Mutex::new(built) })
+    }
+
+    /// The value, rebuilt by `build` first if a file changed.
+    fn get(&self, build: impl Fn() -> Result<T, TlsError>) -> T {
+        let mut built = self.current.lock();
+        if built.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
+            built.checked = Instant::now();
+            let now = modified(&self.paths);
+            if now != built.modified {
+                built.modified = now;
+                match build() {
+                    Ok(value) => {
+                        tracing::info!(file = %self.paths[0].display(), "TLS certificate reloaded");
+                        built.value = value;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot reload the TLS certificate; keeping the previous one")
+                    }
+                }
+            }
+        }
+        built.value.clone()
+    }
+}
+
 /// The acceptor of the TLS listeners, rebuilt when the files change.
 pub struct Tls {
     files: Files,
-    current: Mutex<Current>,
+    acceptor: Reloading<TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tls").field("files", &self.files).finish_non_exhaustive()
     }
-}
-
-struct Current {
-    acceptor: TlsAcceptor,
-    modified: Vec<Option<SystemTime>>,
-    checked: Instant,
 }
 
 impl Tls {
@@ -78,41 +117,20 @@ impl Tls {
             ca: config.ssl_ca_file.clone(),
             client_auth: config.ssl_client_auth,
         };
-        let acceptor = build(&files)?;
-        let current = Current { acceptor, modified: modified(&files), checked: Instant::now() };
-        Ok(Some(Arc::new(Tls { files, current: Mutex::new(current) })))
+        let paths = [Some(&files.cert), Some(&files.key), files.ca.as_ref()].into_iter().flatten().cloned().collect();
+        // Built now, so that bad files stop the start.
+        let acceptor = Reloading::build(paths, || build(&files))?;
+        Ok(Some(Arc::new(Tls { files, acceptor })))
     }
 
-    /// The acceptor for a new connection: rebuilt first if a file changed (a broken new file
-    /// is logged and the previous configuration kept).
+    /// The acceptor for a new connection: rebuilt first if a file changed.
     pub fn acceptor(&self) -> TlsAcceptor {
-        let mut current = self.current.lock();
-        if current.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
-            current.checked = Instant::now();
-            let now = modified(&self.files);
-            if now != current.modified {
-                current.modified = now;
-                match build(&self.files) {
-                    Ok(acceptor) => {
-                        tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
-                        current.acceptor = acceptor;
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot reload the TLS certificate; keeping the previous one")
-                    }
-                }
-            }
-        }
-        current.acceptor.clone()
+        self.acceptor.get(|| build(&self.files))
     }
 }
 
-fn modified(files: &Files) -> Vec<Option<SystemTime>> {
-    [Some(&files.cert), Some(&files.key), files.ca.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
-        .collect()
+fn modified(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    paths.iter().map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok()).collect()
 }
 
 fn file_error(path: &Path, reason: impl ToString) -> TlsError {
@@ -151,23 +169,28 @@ fn build(files: &Files) -> Result<TlsAcceptor, TlsError> {
 
 /// How this broker connects to another broker's SSL listener: it trusts the authorities of
 /// `--ssl-ca-file` and presents its own certificate (`--ssl-cert-file`), which names its
-/// principal there. The files are read at each connection, so a renewed certificate is used
-/// at once (brokers connect to each other only for the HTTP door's forwards).
-#[derive(Debug, Clone)]
+/// principal there. The connector is built at the first connection and rebuilt when a file
+/// changes, as the listeners' acceptor is.
 pub struct ClientTls {
     cert: PathBuf,
     key: PathBuf,
     ca: PathBuf,
+    /// Built at the first connection.
+    connector: std::sync::OnceLock<Reloading<tokio_rustls::TlsConnector>>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").field("cert", &self.cert).field("ca", &self.ca).finish_non_exhaustive()
+    }
 }
 
 impl ClientTls {
     /// `None` without the files (the configuration checks they are there for SSL).
     pub fn from_config(config: &SecurityConfig) -> Option<ClientTls> {
-        Some(ClientTls {
-            cert: config.ssl_cert_file.clone()?,
-            key: config.ssl_key_file.clone()?,
-            ca: config.ssl_ca_file.clone()?,
-        })
+        let (cert, key, ca) =
+            (config.ssl_cert_file.clone()?, config.ssl_key_file.clone()?, config.ssl_ca_file.clone()?);
+        Some(ClientTls { cert, key, ca, connector: std::sync::OnceLock::new() })
     }
 
     fn build_connector(&self) -> Result<tokio_rustls::TlsConnector, TlsError> {
@@ -186,7 +209,14 @@ impl ClientTls {
 
 impl crate::cluster::forward::BrokerTls for ClientTls {
     fn connector(&self) -> Result<tokio_rustls::TlsConnector, String> {
-        self.build_connector().map_err(|e| e.to_string())
+        let build = || self.build_connector();
+        if let Some(connector) = self.connector.get() {
+            return Ok(connector.get(build));
+        }
+        let paths = vec![self.cert.clone(), self.key.clone(), self.ca.clone()];
+        let reloading = Reloading::build(paths, build).map_err(|e| e.to_string())?;
+        // Two first connections at once both build; one keeps its connector.
+        Ok(self.connector.get_or_init(|| reloading).get(build))
     }
 }
 

@@ -311,3 +311,73 @@ async fn keys_come_from_the_jwks_url_and_rotate_with_it() {
     assert_eq!(values, vec!["with the old key", "with the new key"]);
     assert_eq!(request_with(&broker.http, "GET", &path, &[("Authorization", &bearer(&old))], b"").status, 401);
 }
+
+/// An `https://` JWKS URL: the broker fetches the keys over TLS, trusting the provider's
+/// certificate through `--ssl-ca-file`, and serves a client with a token of those keys. The
+/// provider is `openssl s_server -WWW`, serving the JWKS file over HTTPS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_come_from_an_https_jwks_url_trusted_through_the_ca_file() {
+    let idp = Arc::new(Idp::new());
+    let dir = tempfile::tempdir().expect("dir");
+    crate::security::certificates(dir.path(), "idp");
+    std::fs::write(dir.path().join("jwks.json"), idp.jwks().to_string()).expect("jwks");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let server = std::process::Command::new("openssl")
+        .args(["s_server", "-WWW", "-quiet", "-accept", &format!("127.0.0.1:{port}")])
+        .args(["-cert", "idp.crt", "-key", "idp.key"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Stop(server);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "openssl s_server did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ca = dir.path().join("idp-ca.crt").display().to_string();
+    let broker = TestBroker::start(&[
+        "--listeners",
+        "SASL_PLAINTEXT://127.0.0.1:0",
+        "--sasl-enabled-mechanisms",
+        "OAUTHBEARER",
+        "--oauthbearer-jwks-endpoint-url",
+        &format!("https://127.0.0.1:{port}/jwks.json"),
+        "--oauthbearer-issuer",
+        ISSUER,
+        "--ssl-ca-file",
+        &ca,
+    ]);
+    let topic = unique_topic("jwks-https");
+    let producer: FutureProducer<TokenContext> = oauth_config(&broker)
+        .set("message.timeout.ms", "30000")
+        .create_with_context(context(&idp, "svc-orders", ISSUER))
+        .expect("producer");
+    let record = FutureRecord::<(), _>::to(&topic).partition(0).payload("over https keys".as_bytes());
+    let delivered = producer.send(record, Duration::from_secs(30)).await.map(|d| d.offset).map_err(|(e, _)| e);
+    assert_eq!(delivered.expect("served with a key fetched over HTTPS"), 0);
+
+    // Without the provider's CA the certificate is not trusted, no key is fetched, and the same
+    // token is refused.
+    let untrusting = TestBroker::start(&[
+        "--listeners",
+        "SASL_PLAINTEXT://127.0.0.1:0",
+        "--sasl-enabled-mechanisms",
+        "OAUTHBEARER",
+        "--oauthbearer-jwks-endpoint-url",
+        &format!("https://127.0.0.1:{port}/jwks.json"),
+        "--oauthbearer-issuer",
+        ISSUER,
+    ]);
+    let refused: BaseConsumer<TokenContext> =
+        oauth_config(&untrusting).create_with_context(context(&idp, "svc-orders", ISSUER)).expect("consumer");
+    assert!(refused.fetch_metadata(None, Duration::from_secs(5)).is_err(), "keys from an untrusted server");
+}
