@@ -1,6 +1,8 @@
 //! Transactions: AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
 //! DescribeTransactions, ListTransactions, answered by the transaction coordinator
-//! (`coordinator::txn`). InitProducerId is dispatched by `admin.rs`, FindCoordinator by
+//! (`coordinator::txn`); and the partition leader's side, answered from the log: DescribeProducers
+//! and WriteTxnMarkers (KIP-664's tooling: `kafka-transactions.sh describe-producers`,
+//! `find-hanging` and `abort`). InitProducerId is dispatched by `admin.rs`, FindCoordinator by
 //! `groups.rs`.
 
 use std::sync::Arc;
@@ -14,9 +16,11 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    DescribeTransactionsRequest, DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, ListTransactionsRequest,
-    ListTransactionsResponse, RequestKind, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
-    describe_transactions_response, list_transactions_response,
+    DescribeProducersRequest, DescribeProducersResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse, RequestKind,
+    TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    describe_producers_response, describe_transactions_response, list_transactions_response,
+    write_txn_markers_response,
 };
 
 use super::{Broker, Handled, misrouted, str_bytes, topic_name};
@@ -40,6 +44,8 @@ pub(super) async fn handle(
         RequestKind::TxnOffsetCommit(body) => Handled::counted(txn_offset_commit(broker, body, version, session).await),
         RequestKind::DescribeTransactions(body) => Handled::counted(describe(broker, body, session)),
         RequestKind::ListTransactions(body) => Handled::counted(list(broker, body, session)),
+        RequestKind::DescribeProducers(body) => Handled::counted(describe_producers(broker, body, session).await),
+        RequestKind::WriteTxnMarkers(body) => Handled::counted(write_markers(broker, body, session).await),
         _ => return misrouted(Family::Txn),
     })
 }
@@ -373,5 +379,132 @@ fn list(broker: &Broker, request: ListTransactionsRequest, session: &Session) ->
 impl CountErrors for ListTransactionsResponse {
     fn count_errors(&self, counts: &mut ErrorCounts) {
         counts.add(self.error_code);
+    }
+}
+
+/// DescribeProducers (KIP-664): the producers with state on each partition this broker leads,
+/// with the first offset of the transaction each has open there. READ on the topic, as in Kafka.
+async fn describe_producers(
+    broker: &Broker,
+    request: DescribeProducersRequest,
+    session: &Session,
+) -> DescribeProducersResponse {
+    let mut response = DescribeProducersResponse::default();
+    for topic in request.topics {
+        let mut answered = describe_producers_response::TopicResponse::default().with_name(topic.name.clone());
+        for index in topic.partition_indexes {
+            let mut partition = describe_producers_response::PartitionResponse::default().with_partition_index(index);
+            match producers_of(broker, session, topic.name.as_str(), index).await {
+                Ok(producers) => partition.active_producers = producers,
+                Err(error) => partition.error_code = error.code(),
+            }
+            answered.partitions.push(partition);
+        }
+        response.topics.push(answered);
+    }
+    response
+}
+
+async fn producers_of(
+    broker: &Broker,
+    session: &Session,
+    topic: &str,
+    index: i32,
+) -> Result<Vec<describe_producers_response::ProducerState>, crate::log::LogError> {
+    let topic = broker.service.topic(session, topic, Operation::Read)?;
+    let partition = topic.partition(index).ok_or(crate::log::LogError::UnknownTopicOrPartition)?;
+    broker.service.metadata().check_leader(partition, -1)?;
+    let mut producers = broker.service.log().producers(partition).await?;
+    producers.sort_by_key(|(producer_id, _)| *producer_id);
+    Ok(producers
+        .into_iter()
+        .map(|(producer_id, entry)| {
+            describe_producers_response::ProducerState::default()
+                .with_producer_id(producer_id.into())
+                .with_producer_epoch(i32::from(entry.epoch))
+                .with_last_sequence(entry.last_sequence())
+                .with_last_timestamp(entry.last_timestamp)
+                .with_coordinator_epoch(entry.coordinator_epoch)
+                .with_current_txn_start_offset(entry.txn_first_offset.unwrap_or(-1))
+        })
+        .collect())
+}
+
+impl CountErrors for DescribeProducersResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(self.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)));
+    }
+}
+
+/// WriteTxnMarkers: a commit or abort marker for a producer in partitions this broker leads,
+/// what a transaction coordinator sends and what `Admin.abortTransaction` sends to end a hanging
+/// transaction. CLUSTER_ACTION on the cluster, as in Kafka. A partition this broker does not lead
+/// is NOT_LEADER_OR_FOLLOWER; a marker older than the producer's epoch there is
+/// INVALID_PRODUCER_EPOCH.
+async fn write_markers(broker: &Broker, request: WriteTxnMarkersRequest, session: &Session) -> WriteTxnMarkersResponse {
+    let allowed = broker.service.allowed(session, Operation::ClusterAction, Resource::Cluster);
+    let mut response = WriteTxnMarkersResponse::default();
+    for marker in request.markers {
+        let mut codes: Vec<(kafka_protocol::messages::TopicName, i32, i16)> = Vec::new();
+        let mut writable = Vec::new();
+        for topic in &marker.topics {
+            for &index in &topic.partition_indexes {
+                let found = broker.service.log().topic(topic.name.as_str()).and_then(|t| t.partition(index).cloned());
+                let checked = match found {
+                    _ if !allowed => Err(ResponseError::ClusterAuthorizationFailed.code()),
+                    None => Err(ResponseError::UnknownTopicOrPartition.code()),
+                    Some(partition) => match broker.service.metadata().check_leader(&partition, -1) {
+                        Ok(()) => Ok(partition),
+                        Err(error) => Err(error.code()),
+                    },
+                };
+                match checked {
+                    Ok(partition) => {
+                        writable.push(partition);
+                        codes.push((topic.name.clone(), index, -1));
+                    }
+                    Err(code) => codes.push((topic.name.clone(), index, code)),
+                }
+            }
+        }
+        if !writable.is_empty() {
+            let log = broker.service.log();
+            let (producer_id, epoch) = (marker.producer_id.0, marker.producer_epoch);
+            let written =
+                log.write_markers(writable, producer_id, epoch, marker.transaction_result, marker.coordinator_epoch);
+            let mut results = match written.await {
+                Ok(results) => results.into_iter().map(|r| r.map_or_else(|e| e.code(), |_| 0)).collect(),
+                Err(error) => vec![error.code(); codes.iter().filter(|c| c.2 == -1).count()],
+            }
+            .into_iter();
+            for code in codes.iter_mut().filter(|c| c.2 == -1) {
+                code.2 = results.next().unwrap_or(ResponseError::UnknownServerError.code());
+            }
+        }
+        let mut result =
+            write_txn_markers_response::WritableTxnMarkerResult::default().with_producer_id(marker.producer_id);
+        for (name, index, code) in codes {
+            let partition = write_txn_markers_response::WritableTxnMarkerPartitionResult::default()
+                .with_partition_index(index)
+                .with_error_code(code);
+            match result.topics.iter_mut().find(|t| t.name == name) {
+                Some(topic) => topic.partitions.push(partition),
+                None => result.topics.push(
+                    write_txn_markers_response::WritableTxnMarkerTopicResult::default()
+                        .with_name(name)
+                        .with_partitions(vec![partition]),
+                ),
+            }
+        }
+        response.markers.push(result);
+    }
+    response
+}
+
+impl CountErrors for WriteTxnMarkersResponse {
+    fn count_errors(&self, counts: &mut ErrorCounts) {
+        counts.add_all(
+            self.markers.iter().flat_map(|m| m.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))),
+        );
     }
 }

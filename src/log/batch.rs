@@ -298,6 +298,32 @@ pub fn marker_commits(batch: &[u8]) -> Option<bool> {
     }
 }
 
+/// The coordinator epoch a transaction marker carries in its value (version, coordinator epoch).
+pub fn marker_coordinator_epoch(batch: &[u8]) -> Option<i32> {
+    let header = BatchHeader::parse(batch).ok()?;
+    if !header.is_control() || header.compression() != 0 {
+        return None;
+    }
+    let mut rest = Bytes::copy_from_slice(batch.get(HEADER_BYTES..)?);
+    super::records::get_varint(&mut rest)?; // record length
+    if !rest.has_remaining() {
+        return None;
+    }
+    rest.advance(1); // attributes
+    super::records::get_varint(&mut rest)?; // timestamp delta
+    super::records::get_varint(&mut rest)?; // offset delta
+    let key_length = usize::try_from(super::records::get_varint(&mut rest)?).ok()?;
+    if rest.len() < key_length {
+        return None;
+    }
+    rest.advance(key_length);
+    let value_length = super::records::get_varint(&mut rest)?;
+    if value_length < 6 || rest.len() < 6 {
+        return None;
+    }
+    Some(i32::from_be_bytes([rest[2], rest[3], rest[4], rest[5]]))
+}
+
 /// Indexes (within the batch) of the records without a key: a compacted topic refuses them.
 ///
 /// This decodes, and for compressed batches decompresses (into at most `decompressed_bytes_max`
@@ -438,13 +464,15 @@ pub(crate) mod tests {
     #[test]
     fn markers_read_back_their_type() {
         for commit in [true, false] {
-            let marker = control_batch(7, 3, commit, 0, 1_700_000_000_000);
+            let marker = control_batch(7, 3, commit, 12, 1_700_000_000_000);
             assert!(marker.header.is_control() && marker.header.is_transactional());
             assert_eq!((marker.header.producer_id, marker.header.producer_epoch), (7, 3));
             assert!(marker.header.crc_matches(&marker.bytes));
             assert_eq!(marker_commits(&marker.bytes), Some(commit));
+            assert_eq!(marker_coordinator_epoch(&marker.bytes), Some(12));
         }
         assert_eq!(marker_commits(&batch(1, b"x", None)), None);
+        assert_eq!(marker_coordinator_epoch(&batch(1, b"x", None)), None);
     }
 
     #[test]

@@ -1423,6 +1423,23 @@ impl Log {
         Ok(results)
     }
 
+    /// The producers with state on the partition (DescribeProducers), by producer id, as last
+    /// made durable.
+    pub async fn producers(&self, partition: &Partition) -> Result<Vec<(i64, producer::ProducerEntry)>, LogError> {
+        let (store, key) = (self.inner.store.clone(), partition.key);
+        tokio::task::spawn_blocking(move || {
+            let mut producers = Vec::new();
+            for (producer_id, bytes) in store.scan_partition_producers(key)? {
+                let entry = producer::ProducerEntry::decode(&bytes)
+                    .ok_or_else(|| StoreError::corrupt(format!("producer entry of {key:?} is corrupt")))?;
+                producers.push((producer_id, entry));
+            }
+            Ok(producers)
+        })
+        .await
+        .map_err(|_| LogError::Unavailable)?
+    }
+
     /// Every group record and committed offset, for the coordinator's recovery.
     pub async fn load_groups(&self) -> Result<GroupRecords, LogError> {
         let store = self.inner.store.clone();

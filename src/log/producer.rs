@@ -23,6 +23,11 @@ pub struct ProducerEntry {
     /// The offset of the producer's first batch in its open transaction on this partition
     /// (Kafka's `currentTxnFirstOffset`); `None` outside a transaction. A marker closes it.
     pub txn_first_offset: Option<i64>,
+    /// The largest timestamp of the producer's last batch or marker here (-1: not known, an
+    /// entry stored before this was kept): DescribeProducers' `last_timestamp`.
+    pub last_timestamp: i64,
+    /// The coordinator epoch of the producer's last marker here (-1: none yet).
+    pub coordinator_epoch: i32,
 }
 
 /// What a new idempotent batch is, relative to what the producer wrote before.
@@ -70,7 +75,13 @@ impl ProducerEntry {
         let txn_first_offset = entry.as_ref().and_then(|e| e.txn_first_offset);
         let mut entry = match entry {
             Some(entry) if entry.epoch == epoch => entry,
-            _ => ProducerEntry { epoch, batches: VecDeque::with_capacity(BATCHES_REMEMBERED), txn_first_offset },
+            _ => ProducerEntry {
+                epoch,
+                batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
+                txn_first_offset,
+                last_timestamp: entry.as_ref().map_or(-1, |e| e.last_timestamp),
+                coordinator_epoch: entry.as_ref().map_or(-1, |e| e.coordinator_epoch),
+            },
         };
         if entry.batches.len() == BATCHES_REMEMBERED {
             entry.batches.pop_front();
@@ -89,12 +100,31 @@ impl ProducerEntry {
             epoch: self.epoch,
             batches,
             txn_first_offset,
+            last_timestamp: self.last_timestamp,
+            coordinator_epoch: self.coordinator_epoch,
         })
     }
 
-    /// `epoch`, the batch count, the batches, then the open transaction's first offset (-1: none).
+    /// An entry for a producer first seen here through a marker.
+    pub fn empty(epoch: i16) -> ProducerEntry {
+        ProducerEntry {
+            epoch,
+            batches: VecDeque::new(),
+            txn_first_offset: None,
+            last_timestamp: -1,
+            coordinator_epoch: -1,
+        }
+    }
+
+    /// The last sequence the producer wrote here (-1: none remembered).
+    pub fn last_sequence(&self) -> i32 {
+        self.batches.back().map_or(-1, |batch| batch.last_sequence)
+    }
+
+    /// `epoch`, the batch count, the batches, the open transaction's first offset (-1: none),
+    /// then the last timestamp and the coordinator epoch.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(11 + self.batches.len() * 16);
+        let mut out = Vec::with_capacity(23 + self.batches.len() * 16);
         out.put_i16(self.epoch);
         out.put_u8(self.batches.len() as u8);
         for batch in &self.batches {
@@ -103,18 +133,21 @@ impl ProducerEntry {
             out.put_i64(batch.base_offset);
         }
         out.put_i64(self.txn_first_offset.unwrap_or(-1));
+        out.put_i64(self.last_timestamp);
+        out.put_i32(self.coordinator_epoch);
         out
     }
 
     /// Reads what `encode` wrote; entries stored before transactions existed end after their
-    /// batches.
+    /// batches, and those stored before DescribeProducers after the transaction's first offset.
     pub fn decode(mut bytes: &[u8]) -> Option<ProducerEntry> {
         if bytes.len() < 3 {
             return None;
         }
         let epoch = bytes.get_i16();
         let count = usize::from(bytes.get_u8());
-        if count > BATCHES_REMEMBERED || (bytes.len() != count * 16 && bytes.len() != count * 16 + 8) {
+        let extra = bytes.len().checked_sub(count * 16)?;
+        if count > BATCHES_REMEMBERED || !matches!(extra, 0 | 8 | 20) {
             return None;
         }
         let batches = (0..count)
@@ -124,8 +157,10 @@ impl ProducerEntry {
                 base_offset: bytes.get_i64(),
             })
             .collect();
-        let txn_first_offset = if bytes.len() == 8 { Some(bytes.get_i64()).filter(|&o| o >= 0) } else { None };
-        Some(ProducerEntry { epoch, batches, txn_first_offset })
+        let txn_first_offset = if extra >= 8 { Some(bytes.get_i64()).filter(|&o| o >= 0) } else { None };
+        let (last_timestamp, coordinator_epoch) =
+            if extra == 20 { (bytes.get_i64(), bytes.get_i32()) } else { (-1, -1) };
+        Some(ProducerEntry { epoch, batches, txn_first_offset, last_timestamp, coordinator_epoch })
     }
 }
 
@@ -163,8 +198,14 @@ mod tests {
         assert_eq!(ProducerEntry::decode(&entry.encode()), Some(entry.clone()));
         let in_txn = ProducerEntry { txn_first_offset: Some(3), ..entry.clone() };
         assert_eq!(ProducerEntry::decode(&in_txn.encode()), Some(in_txn.clone()));
-        // An entry stored before transactions existed: no trailing first offset.
-        let old = &entry.encode()[..entry.encode().len() - 8];
+        let stamped = ProducerEntry { last_timestamp: 1_700_000_000_000, coordinator_epoch: 4, ..in_txn.clone() };
+        assert_eq!(ProducerEntry::decode(&stamped.encode()), Some(stamped.clone()));
+        // Entries stored before DescribeProducers (no timestamp, no coordinator epoch) and
+        // before transactions (no first offset either).
+        let encoded = stamped.encode();
+        let older = ProducerEntry::decode(&encoded[..encoded.len() - 12]).expect("decodes");
+        assert_eq!((older.txn_first_offset, older.last_timestamp, older.coordinator_epoch), (Some(3), -1, -1));
+        let old = &entry.encode()[..entry.encode().len() - 20];
         assert_eq!(ProducerEntry::decode(old), Some(entry));
         assert_eq!(in_txn.before(3).and_then(|e| e.txn_first_offset), None, "a cut at its start ends it");
     }

@@ -215,15 +215,14 @@ impl PartitionState {
     ) -> Option<&ProducerEntry> {
         let producer_id = header.producer_id;
         if header.is_control() {
-            let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry {
-                epoch: header.producer_epoch,
-                batches: Default::default(),
-                txn_first_offset: None,
-            });
+            let entry =
+                self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::empty(header.producer_epoch));
             if header.producer_epoch > entry.epoch {
                 entry.epoch = header.producer_epoch;
                 entry.batches.clear();
             }
+            entry.last_timestamp = header.max_timestamp;
+            entry.coordinator_epoch = batch::marker_coordinator_epoch(bytes).unwrap_or(entry.coordinator_epoch);
             if let Some(first_offset) = entry.txn_first_offset.take() {
                 self.open_txns.remove(&(first_offset, producer_id));
                 if batch::marker_commits(bytes) == Some(false) {
@@ -677,7 +676,8 @@ impl Writer {
                 base_offset,
             };
             let previous = state.producers.remove(&header.producer_id);
-            let entry = ProducerEntry::record(previous, header.producer_epoch, sequence);
+            let mut entry = ProducerEntry::record(previous, header.producer_epoch, sequence);
+            entry.last_timestamp = header.max_timestamp;
             state.producers.insert(header.producer_id, entry);
         }
         let aborted_before = aborted.len();

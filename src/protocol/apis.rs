@@ -51,7 +51,7 @@ const fn row(key: ApiKey, min_version: i16, max_version: i16, family: Family, be
 /// Produce is advertised from v0 because librdkafka enables Produce only when v0 is (KIP-896);
 /// v0–2 are decoded by `legacy_produce` and refused with UNSUPPORTED_VERSION.
 #[rustfmt::skip]
-pub static APIS: [Api; 47] = [
+pub static APIS: [Api; 49] = [
     //  key                                     min  max  family            before authentication
     row(ApiKey::Produce,                          0,  13, Family::Produce,  false),
     row(ApiKey::Fetch,                            4,  18, Family::Fetch,    false),
@@ -76,6 +76,7 @@ pub static APIS: [Api; 47] = [
     row(ApiKey::AddPartitionsToTxn,               0,   3, Family::Txn,      false),
     row(ApiKey::AddOffsetsToTxn,                  0,   3, Family::Txn,      false),
     row(ApiKey::EndTxn,                           0,   4, Family::Txn,      false),
+    row(ApiKey::WriteTxnMarkers,                  1,   1, Family::Txn,      false),
     row(ApiKey::TxnOffsetCommit,                  0,   3, Family::Txn,      false),
     row(ApiKey::DescribeAcls,                     1,   3, Family::Security, false),
     row(ApiKey::CreateAcls,                       1,   3, Family::Security, false),
@@ -97,6 +98,7 @@ pub static APIS: [Api; 47] = [
     row(ApiKey::DescribeUserScramCredentials,     0,   0, Family::Security, false),
     row(ApiKey::AlterUserScramCredentials,        0,   0, Family::Security, false),
     row(ApiKey::DescribeCluster,                  0,   2, Family::Metadata, false),
+    row(ApiKey::DescribeProducers,                0,   0, Family::Txn,      false),
     row(ApiKey::DescribeTransactions,             0,   0, Family::Txn,      false),
     row(ApiKey::ListTransactions,                 0,   1, Family::Txn,      false),
     row(ApiKey::DescribeTopicPartitions,          0,   0, Family::Metadata, false),
@@ -104,7 +106,7 @@ pub static APIS: [Api; 47] = [
 
 /// The row of an API, if the broker answers it.
 pub fn find(key: ApiKey) -> Option<&'static Api> {
-    // The rows are sorted by key (a test checks), so this is a binary search of 42 rows.
+    // The rows are sorted by key (a test checks), so this is a binary search of 49 rows.
     APIS.binary_search_by_key(&(key as i16), |api| api.key as i16).ok().map(|index| &APIS[index])
 }
 
@@ -145,6 +147,7 @@ mod tests {
             AddPartitionsToTxn => AddPartitionsToTxnRequest, AddOffsetsToTxn => AddOffsetsToTxnRequest,
             EndTxn => EndTxnRequest, TxnOffsetCommit => TxnOffsetCommitRequest,
             DescribeTransactions => DescribeTransactionsRequest, ListTransactions => ListTransactionsRequest,
+            DescribeProducers => DescribeProducersRequest, WriteTxnMarkers => WriteTxnMarkersRequest,
             SaslHandshake => SaslHandshakeRequest, SaslAuthenticate => SaslAuthenticateRequest,
             DescribeUserScramCredentials => DescribeUserScramCredentialsRequest,
             AlterUserScramCredentials => AlterUserScramCredentialsRequest,

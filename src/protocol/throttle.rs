@@ -39,7 +39,7 @@ throttle_fields! {
     ElectLeaders from 0, IncrementalAlterConfigs from 0, AlterPartitionReassignments from 0,
     ListPartitionReassignments from 0, OffsetDelete from 0, DescribeClientQuotas from 0,
     AlterClientQuotas from 0, DescribeUserScramCredentials from 0, AlterUserScramCredentials from 0,
-    DescribeCluster from 0, DescribeTransactions from 0, ListTransactions from 0,
+    DescribeCluster from 0, DescribeProducers from 0, DescribeTransactions from 0, ListTransactions from 0,
     DescribeTopicPartitions from 0,
 }
 

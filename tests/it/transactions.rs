@@ -521,3 +521,112 @@ fn run_application(
         transactions += 1;
     }
 }
+
+/// DescribeProducers of every partition of `topic` in `partitions`: (partition, error code,
+/// producers as (id, epoch, last sequence, last timestamp, coordinator epoch, txn start)).
+type Described = Vec<(i32, i16, Vec<(i64, i32, i32, i64, i32, i64)>)>;
+
+fn describe_producers(broker: &TestBroker, topic: &str, partitions: &[i32]) -> Described {
+    use kafka_protocol::messages::DescribeProducersRequest;
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        TopicRequest::default()
+            .with_name(kafka_protocol::messages::TopicName(topic.to_string().into()))
+            .with_partition_indexes(partitions.to_vec()),
+    ]);
+    let response = crate::raw::Raw::connect(&broker.bootstrap).call(0, &request);
+    response.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            let producers = p
+                .active_producers
+                .iter()
+                .map(|s| {
+                    let state = (s.producer_id.0, s.producer_epoch, s.last_sequence, s.last_timestamp);
+                    (state.0, state.1, state.2, state.3, s.coordinator_epoch, s.current_txn_start_offset)
+                })
+                .collect();
+            (p.partition_index, p.error_code, producers)
+        })
+        .collect()
+}
+
+/// WriteTxnMarkers with one marker for `partitions` of `topic`: each partition's error code.
+fn write_marker(
+    broker: &TestBroker,
+    topic: &str,
+    partitions: &[i32],
+    (producer_id, epoch): (i64, i16),
+    commit: bool,
+    coordinator_epoch: i32,
+) -> Vec<(i32, i16)> {
+    use kafka_protocol::messages::WriteTxnMarkersRequest;
+    use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+    let marker = WritableTxnMarker::default()
+        .with_producer_id(producer_id.into())
+        .with_producer_epoch(epoch)
+        .with_transaction_result(commit)
+        .with_coordinator_epoch(coordinator_epoch)
+        .with_topics(vec![
+            WritableTxnMarkerTopic::default()
+                .with_name(kafka_protocol::messages::TopicName(topic.to_string().into()))
+                .with_partition_indexes(partitions.to_vec()),
+        ]);
+    let request = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
+    let response = crate::raw::Raw::connect(&broker.bootstrap).call(1, &request);
+    response.markers[0].topics[0].partitions.iter().map(|p| (p.partition_index, p.error_code)).collect()
+}
+
+/// KIP-664's tooling, as `kafka-transactions.sh` uses it: DescribeProducers shows the producer
+/// of a transaction left open on a partition (its epoch, last sequence and timestamp, and the
+/// offset that holds the last stable offset back), and WriteTxnMarkers, as
+/// `Admin.abortTransaction` sends it, aborts it there: the last stable offset moves to the high
+/// watermark and a read_committed consumer gets none of its records. A marker from an epoch the
+/// producer has left behind is INVALID_PRODUCER_EPOCH.
+#[test]
+fn describe_producers_shows_an_open_transaction_and_write_txn_markers_aborts_it() {
+    let broker = TestBroker::start(&["--num-partitions", "2"]);
+    let topic = unique_topic("txn-tooling");
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let producer = transactional_producer(&broker, "txn-tooling", &[]);
+    producer.begin_transaction().expect("begin");
+    for i in 0..3 {
+        send(&producer, &topic, 0, &format!("left open {i}"));
+    }
+    producer.flush(TIMEOUT).expect("flush");
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    assert_eq!(
+        (visible_end(&broker, "read_committed", &topic, 0), visible_end(&broker, "read_uncommitted", &topic, 0)),
+        (0, 3)
+    );
+
+    let described = describe_producers(&broker, &topic, &[0, 1, 7]);
+    assert_eq!(described.len(), 3);
+    let (index, code, producers) = &described[0];
+    assert_eq!((*index, *code, producers.len()), (0, 0, 1), "{described:?}");
+    let (producer_id, epoch, last_sequence, last_timestamp, coordinator_epoch, txn_start) = producers[0];
+    assert_eq!((epoch, last_sequence, coordinator_epoch, txn_start), (0, 2, -1, 0), "{described:?}");
+    assert!((before..=after).contains(&last_timestamp), "{last_timestamp} not in {before}..={after}");
+    assert_eq!(described[1], (1, 0, vec![]), "no producer wrote partition 1");
+    assert_eq!(described[2], (7, 3, vec![]), "partition 7 does not exist: UNKNOWN_TOPIC_OR_PARTITION");
+
+    // The operator aborts it (what `kafka-transactions.sh abort` sends); partition 9 does not exist.
+    let codes = write_marker(&broker, &topic, &[0, 9], (producer_id, 0), false, 5);
+    assert_eq!(codes, vec![(0, 0), (9, 3)]);
+    assert_eq!(
+        (visible_end(&broker, "read_committed", &topic, 0), visible_end(&broker, "read_uncommitted", &topic, 0)),
+        (4, 4)
+    );
+    assert!(read_to(&consumer(&broker, "read_committed"), &topic, &BTreeMap::from([(0, 4)])).is_empty());
+    let described = describe_producers(&broker, &topic, &[0]);
+    let state = described[0].2[0];
+    assert_eq!((state.0, state.1, state.2, state.4, state.5), (producer_id, 0, 2, 5, -1), "{described:?}");
+
+    // A new instance fences the first (epoch 1); a marker at epoch 0 is refused.
+    drop(producer);
+    let _second = transactional_producer(&broker, "txn-tooling", &[]);
+    assert_eq!(write_marker(&broker, &topic, &[0], (producer_id, 0), false, 5), vec![(0, 47)]);
+    let epochs: Vec<i32> = describe_producers(&broker, &topic, &[0])[0].2.iter().map(|p| p.1).collect();
+    assert_eq!(epochs, vec![1], "the coordinator's abort at the new epoch reached the partition");
+}
