@@ -779,9 +779,12 @@ def idempotent_producer(ctx):
                    len(b["records"])) for b in f["partition"]["records"]]
     if "DescribeProducers" in ctx.common:
         r = c.call("DescribeProducers", 0, topics=[{"name": "diff-idem", "partition_indexes": [0]}])
-        out["describe_producers"] = r if isinstance(r, str) else [
+        # In no particular order (Kafka's is a hash map's): sorted by what does not depend on
+        # the generated producer ids.
+        out["describe_producers"] = r if isinstance(r, str) else sorted((
             {k: v for k, v in st.items() if k not in ("last_timestamp", "coordinator_epoch")}
-            for st in r["topics"][0]["partitions"][0]["active_producers"]]
+            for st in r["topics"][0]["partitions"][0]["active_producers"]),
+            key=lambda st: (st["last_sequence"], st["producer_epoch"]))
     return out
 
 
@@ -853,11 +856,28 @@ def transaction_errors(ctx):
                            transactional=True)
         out["produce_%d" % partition] = ctx.produce("diff-txn-t", partition, batch, conn=c,
                                                      transactional_id=tid)["error_code"]
+    def producers(marker_written=False):
+        """DescribeProducers of partition 0: the one producer's state (its id relative to ours).
+        After a marker the last timestamp is the marker's, the broker's clock: only its order
+        against the batch's is compared."""
+        r = c.call("DescribeProducers", 0, topics=[{"name": "diff-txn-t", "partition_indexes": [0]}])
+        if isinstance(r, str):
+            return r
+        p = r["topics"][0]["partitions"][0]
+        return {"error_code": p["error_code"],
+                "producers": [dict(st, producer_id=st["producer_id"] - pid,
+                                   last_timestamp=st["last_timestamp"] >= ctx.t0 if marker_written
+                                   else st["last_timestamp"]) for st in p["active_producers"]]}
+
+    if "DescribeProducers" in ctx.common:
+        out["producers_while_open"] = producers()
     open_lso = ctx.list_offsets("diff-txn-t", 0, -1, isolation=1)
     out["while_open"] = {"lso": open_lso.get("offset"),
                          "end": ctx.list_offsets("diff-txn-t", 0, -1)["offset"]}
     out["commit"] = end(True)
     out["completed_commit"] = completed()
+    if "DescribeProducers" in ctx.common:
+        out["producers_after_commit"] = producers(marker_written=True)
     out["commit_retry"] = end(True)
     out["abort_after_commit"] = end(False)
     out["after_commit"] = {"lso": ctx.list_offsets("diff-txn-t", 0, -1, isolation=1)["offset"]}

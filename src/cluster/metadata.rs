@@ -84,18 +84,24 @@ impl MetadataStore for PgMetadata {
         Ok(self.store.allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE).await?)
     }
 
-    async fn record_segment(&self, partition: &Arc<Partition>, segment: SegmentInfo) -> Result<(), LogError> {
+    async fn record_segment(
+        &self,
+        partition: &Arc<Partition>,
+        segment: SegmentInfo,
+        producers: Vec<u8>,
+    ) -> Result<(), LogError> {
         let row = SegmentRow {
             base_offset: segment.base_offset,
             next_offset: segment.next_offset,
             max_timestamp: segment.max_timestamp,
             size_bytes: segment.size_bytes as i64,
+            producers: Some(producers),
         };
         // Only the partition's current leader may extend its index.
         if !self.store.record_segment(partition.topic_id, partition.index, partition.leader_epoch(), row).await? {
             return Err(LogError::NotLeaderOrFollower);
         }
-        self.local.record_segment(partition, segment).await
+        self.local.record_segment(partition, segment, Vec::new()).await
     }
 
     async fn delete_segment(&self, partition: &Arc<Partition>, base_offset: i64) -> Result<(), LogError> {

@@ -91,6 +91,8 @@ const MIGRATIONS: &[&str] = &[
     // Each broker's address on every listener, `NAME://HOST:PORT,…` (empty: registered by a
     // version that had one listener, at host and port).
     "ALTER TABLE zombi_brokers ADD COLUMN listeners text NOT NULL DEFAULT ''",
+    // The partition's producer snapshot as of the segment's end, which a takeover starts from.
+    "ALTER TABLE zombi_segments ADD COLUMN producers bytea",
 ];
 
 /// The pseudo-topic whose partitions are the group coordinator slots (Kafka's
@@ -152,12 +154,15 @@ pub struct EpochRow {
 }
 
 /// A segment in the index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentRow {
     pub base_offset: i64,
     pub next_offset: i64,
     pub max_timestamp: i64,
     pub size_bytes: i64,
+    /// The producers' state as of `next_offset` (`log::producer::encode_snapshot`); `None` for
+    /// a segment recorded before it was kept.
+    pub producers: Option<Vec<u8>>,
 }
 
 /// Everything a broker's metadata cache holds, read in one go.
@@ -680,7 +685,7 @@ impl ClusterStore {
     /// A partition's segments in offset order.
     pub async fn segments(&self, topic_id: Uuid, partition: i32) -> Result<Vec<SegmentRow>, PgError> {
         let rows = sqlx::query(
-            "SELECT base_offset, next_offset, max_timestamp, size_bytes FROM zombi_segments
+            "SELECT base_offset, next_offset, max_timestamp, size_bytes, producers FROM zombi_segments
              WHERE topic_id = $1 AND partition = $2 ORDER BY base_offset",
         )
         .bind(topic_id.to_string())
@@ -694,6 +699,7 @@ impl ClusterStore {
                 next_offset: row.get(1),
                 max_timestamp: row.get(2),
                 size_bytes: row.get(3),
+                producers: row.get(4),
             })
             .collect())
     }
@@ -708,11 +714,12 @@ impl ClusterStore {
         segment: SegmentRow,
     ) -> Result<bool, PgError> {
         let done = sqlx::query(
-            "INSERT INTO zombi_segments (topic_id, partition, base_offset, next_offset, max_timestamp, size_bytes)
-             SELECT $1, $2, $4, $5, $6, $7 WHERE EXISTS (
+            "INSERT INTO zombi_segments (topic_id, partition, base_offset, next_offset, max_timestamp, size_bytes, producers)
+             SELECT $1, $2, $4, $5, $6, $7, $8 WHERE EXISTS (
                  SELECT 1 FROM zombi_partitions WHERE topic_id = $1 AND partition = $2 AND leader_epoch = $3)
              ON CONFLICT (topic_id, partition, base_offset) DO UPDATE SET next_offset = EXCLUDED.next_offset,
-                 max_timestamp = EXCLUDED.max_timestamp, size_bytes = EXCLUDED.size_bytes",
+                 max_timestamp = EXCLUDED.max_timestamp, size_bytes = EXCLUDED.size_bytes,
+                 producers = EXCLUDED.producers",
         )
         .bind(topic_id.to_string())
         .bind(partition)
@@ -721,6 +728,7 @@ impl ClusterStore {
         .bind(segment.next_offset)
         .bind(segment.max_timestamp)
         .bind(segment.size_bytes)
+        .bind(segment.producers)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -8,6 +8,8 @@
 //! epochs. A leader that handed the partition over recorded where its epoch ended, after all its
 //! appends were durable; a leader that did not (it died, or lost its lease) has its streams sealed
 //! first, so that it can acknowledge nothing more, and the sealed streams hold everything it did.
+//! The producers' state starts from the snapshot recorded with the last segment, so a retry of a
+//! batch that was already uploaded is still recognised as one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::pg::{ClusterStore, EpochRow};
-use crate::log::{Log, LogError, Partition, SegmentInfo};
+use crate::log::{Log, LogError, Partition, SegmentInfo, producer};
 use crate::tier::object_store::ObjectStore;
 use crate::wal::format::{self, Body, StreamId};
 use crate::wal::stream;
@@ -52,10 +54,15 @@ impl Takeover<'_> {
     /// Rebuilds `partition` for leadership at `epoch`, from `log_start` on; then it may be led.
     pub async fn run(&self, partition: &Arc<Partition>, epoch: i32, log_start: i64) -> Result<TookOver, LogError> {
         let (topic_id, index) = (partition.topic_id, partition.index);
-        let segments: Vec<SegmentInfo> = self
-            .store
-            .segments(topic_id, index)
-            .await?
+        let rows = self.store.segments(topic_id, index).await?;
+        // The producers as of the last segment's end, which the batches after it continue.
+        let producers = match rows.last().and_then(|row| row.producers.as_deref()) {
+            Some(snapshot) => producer::decode_snapshot(snapshot).ok_or_else(|| {
+                LogError::Remote(format!("taking over {topic_id}/{index}: its producer snapshot is corrupt"))
+            })?,
+            None => Vec::new(),
+        };
+        let segments: Vec<SegmentInfo> = rows
             .into_iter()
             .map(|row| SegmentInfo {
                 base_offset: row.base_offset,
@@ -116,7 +123,7 @@ impl Takeover<'_> {
         }
         let count = restored.len();
         self.log.reset_partition(partition, log_start, start, segments).await?;
-        self.log.restore(partition, restored).await?;
+        self.log.restore(partition, producers, restored).await?;
         partition.begin_leader_epoch(epoch);
         Ok(TookOver { start, end: next, batches: count })
     }

@@ -40,7 +40,15 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// A block of producer ids no one else was or will be given.
     async fn allocate_producer_ids(&self) -> Result<Range<i64>, LogError>;
     /// Records a segment that is now in the object store; readers see it once recorded.
-    async fn record_segment(&self, partition: &Arc<Partition>, segment: SegmentInfo) -> Result<(), LogError>;
+    /// `producers` is the partition's producer snapshot as of the segment's end
+    /// ([`super::producer::encode_snapshot`]), for a store that a takeover rebuilds from; the
+    /// local store keeps the producers' state itself.
+    async fn record_segment(
+        &self,
+        partition: &Arc<Partition>,
+        segment: SegmentInfo,
+        producers: Vec<u8>,
+    ) -> Result<(), LogError>;
     /// Forgets a segment deleted from the object store.
     async fn delete_segment(&self, partition: &Arc<Partition>, base_offset: i64) -> Result<(), LogError>;
 }
@@ -94,7 +102,12 @@ impl MetadataStore for LocalMetadata {
         self.call(|reply| Command::AllocateProducerIds { count: PRODUCER_ID_BLOCK_SIZE, reply }).await
     }
 
-    async fn record_segment(&self, partition: &Arc<Partition>, segment: SegmentInfo) -> Result<(), LogError> {
+    async fn record_segment(
+        &self,
+        partition: &Arc<Partition>,
+        segment: SegmentInfo,
+        _producers: Vec<u8>,
+    ) -> Result<(), LogError> {
         self.call(|reply| Command::RecordSegment { partition: partition.clone(), segment, reply }).await
     }
 

@@ -1323,8 +1323,18 @@ impl Log {
 
     /// Records a segment that is now in the object store; readers see it once its index entry
     /// is durable.
+    /// A segment now in the object store, with the producers' state as of its end (what a
+    /// cluster's next leader of the partition starts from, so that it still recognises a retry
+    /// of a batch in the segment).
     pub async fn record_segment(&self, partition: &Arc<Partition>, segment: SegmentInfo) -> Result<(), LogError> {
-        self.inner.metadata.record_segment(partition, segment).await
+        let producers: Vec<(i64, producer::ProducerEntry)> = self
+            .producers(partition)
+            .await?
+            .into_iter()
+            .filter_map(|(id, entry)| entry.before(segment.next_offset).map(|kept| (id, kept)))
+            .collect();
+        let snapshot = producer::encode_snapshot(&producers);
+        self.inner.metadata.record_segment(partition, segment, snapshot).await
     }
 
     /// Forgets a segment deleted from the object store.
@@ -1365,12 +1375,18 @@ impl Log {
     }
 
     /// Stores batches that already carry their offsets, continuing the partition exactly (a
-    /// write-ahead log replayed), with the producer state they imply, and publishes them.
-    pub async fn restore(&self, partition: &Arc<Partition>, batches: Vec<Bytes>) -> Result<(), LogError> {
-        if batches.is_empty() {
+    /// write-ahead log replayed), with the producer state they imply on top of `producers` (the
+    /// state before them), and publishes them.
+    pub async fn restore(
+        &self,
+        partition: &Arc<Partition>,
+        producers: Vec<(i64, producer::ProducerEntry)>,
+        batches: Vec<Bytes>,
+    ) -> Result<(), LogError> {
+        if batches.is_empty() && producers.is_empty() {
             return Ok(());
         }
-        self.call(|reply| Command::Restore { partition: partition.clone(), batches, reply }).await
+        self.call(|reply| Command::Restore { partition: partition.clone(), producers, batches, reply }).await
     }
 
     /// Writes the group coordinator's changes durably, in one write.

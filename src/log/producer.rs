@@ -164,6 +164,35 @@ impl ProducerEntry {
     }
 }
 
+/// The producers of a partition as of an offset, in one blob (Kafka's producer snapshot): for
+/// each, its id, the length of its entry, and the entry as [`ProducerEntry::encode`] writes it.
+pub fn encode_snapshot(producers: &[(i64, ProducerEntry)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (producer_id, entry) in producers {
+        let encoded = entry.encode();
+        out.put_i64(*producer_id);
+        out.put_u16(encoded.len() as u16);
+        out.extend_from_slice(&encoded);
+    }
+    out
+}
+
+/// Reads what [`encode_snapshot`] wrote; `None` if it is corrupt.
+pub fn decode_snapshot(mut bytes: &[u8]) -> Option<Vec<(i64, ProducerEntry)>> {
+    let mut producers = Vec::new();
+    while !bytes.is_empty() {
+        if bytes.len() < 10 {
+            return None;
+        }
+        let producer_id = bytes.get_i64();
+        let length = usize::from(bytes.get_u16());
+        let entry = ProducerEntry::decode(bytes.get(..length)?)?;
+        bytes.advance(length);
+        producers.push((producer_id, entry));
+    }
+    Some(producers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +237,17 @@ mod tests {
         let old = &entry.encode()[..entry.encode().len() - 20];
         assert_eq!(ProducerEntry::decode(old), Some(entry));
         assert_eq!(in_txn.before(3).and_then(|e| e.txn_first_offset), None, "a cut at its start ends it");
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_refuse_truncation() {
+        let first = entry_after(&[(0, 4, 100), (5, 9, 105)]);
+        let second = ProducerEntry { txn_first_offset: Some(7), last_timestamp: 9, ..entry_after(&[(0, 0, 7)]) };
+        let producers = vec![(3, first), (1_000_000_000_000, second)];
+        let snapshot = encode_snapshot(&producers);
+        assert_eq!(decode_snapshot(&snapshot), Some(producers));
+        assert_eq!(decode_snapshot(&[]), Some(Vec::new()));
+        assert_eq!(decode_snapshot(&snapshot[..snapshot.len() - 1]), None);
     }
 
     #[test]

@@ -140,6 +140,7 @@ pub(super) enum Command {
     /// the partition's log exactly, and publishes them: recovery, not a produce.
     Restore {
         partition: Arc<Partition>,
+        producers: Vec<(i64, ProducerEntry)>,
         batches: Vec<bytes::Bytes>,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
@@ -782,8 +783,8 @@ impl Writer {
             Command::TruncateSuffix { partition, end, reply } => {
                 let _ = reply.send(self.truncate_suffix(&partition, end));
             }
-            Command::Restore { partition, batches, reply } => {
-                let _ = reply.send(self.restore(&partition, batches));
+            Command::Restore { partition, producers, batches, reply } => {
+                let _ = reply.send(self.restore(&partition, producers, batches));
             }
             Command::Reset { partition, log_start, start, segments, reply } => {
                 let _ = reply.send(self.reset(&partition, log_start, start, segments));
@@ -970,11 +971,23 @@ impl Writer {
         Ok(cut)
     }
 
-    fn restore(&mut self, partition: &Partition, batches: Vec<bytes::Bytes>) -> Result<(), LogError> {
+    fn restore(
+        &mut self,
+        partition: &Partition,
+        producers: Vec<(i64, ProducerEntry)>,
+        batches: Vec<bytes::Bytes>,
+    ) -> Result<(), LogError> {
         let key = partition.key;
         let mut state = self.state(partition)?;
         let mut write = StoreWrite::default();
         let mut aborted = Vec::new();
+        for (producer_id, entry) in producers {
+            self.store.put_producer(&mut write, key, producer_id, &entry.encode());
+            if let Some(first_offset) = entry.txn_first_offset {
+                state.open_txns.insert((first_offset, producer_id));
+            }
+            state.producers.insert(producer_id, entry);
+        }
         for bytes in batches {
             let header = super::batch::BatchHeader::parse(&bytes)?;
             if header.base_offset != state.next_offset {

@@ -296,7 +296,7 @@ async fn replay_partition(
         )));
     }
     let restored = missing.len();
-    log.restore(partition, missing).await?;
+    log.restore(partition, Vec::new(), missing).await?;
     Ok((restored, cut))
 }
 

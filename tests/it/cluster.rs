@@ -806,3 +806,49 @@ async fn the_http_api_answers_for_every_partition_on_every_broker() {
     let read = read_all(&cluster, &topic, partitions);
     assert!(read.values().all(|records| records.len() == 4));
 }
+
+/// An idempotent producer's batch, acknowledged, uploaded in a segment, and then retried at the
+/// next leader after its leader's kill -9 (the retry of a batch whose answer was lost): the new
+/// leader recognises it as the same batch, answers its original offset, and writes nothing. The
+/// producers' state moves with the segment's index entry, not only with the write-ahead log's
+/// tail, which starts after the segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_an_uploaded_batch_after_a_failover_is_not_written_twice() {
+    use crate::bad_input::{batch, produce};
+    use crate::raw::Raw;
+    use kafka_protocol::messages::InitProducerIdRequest;
+    let mut cluster = Cluster::start_with(2, &["--log-roll-ms", "100", "--remote-log-manager-task-interval-ms", "50"]);
+    let topic = unique_topic("retry-after-failover");
+    cluster.create_topic(&topic, 1).await;
+    let leader = cluster.leaders(&topic, 1)[&0];
+    let index = cluster.broker_index(leader);
+    let mut raw = Raw::connect(&cluster.brokers[index].bootstrap);
+    let request = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
+    let init = raw.call(4, &request);
+    assert_eq!(init.error_code, 0);
+    let producer = Some((init.producer_id.0, init.producer_epoch, 0));
+    let values: [&[u8]; 3] = [b"a", b"b", b"c"];
+    assert_eq!(produce(&mut raw, &topic, batch(&values, producer)), (0, 0));
+    // The batch is in a segment in the object store (the write-ahead log's tail now starts
+    // after it).
+    let deadline = Instant::now() + WAIT_MAX;
+    loop {
+        let (status, body) = crate::tiering::http(&cluster.brokers[index].http, "GET", "/admin/tiering");
+        assert_eq!(status, 200, "{body}");
+        if body.contains("\"remote_end_offset\":3") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never uploaded: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.brokers[index].kill9();
+    cluster.wait_until_none_led_by(&topic, 1, leader);
+    let next = cluster.leaders(&topic, 1)[&0];
+    let mut raw = Raw::connect(&cluster.brokers[cluster.broker_index(next)].bootstrap);
+    assert_eq!(produce(&mut raw, &topic, batch(&values, producer)), (0, 0), "the retry gets the original offset");
+    let producer = Some((init.producer_id.0, init.producer_epoch, 3));
+    assert_eq!(produce(&mut raw, &topic, batch(&[b"d"], producer)), (0, 3), "the producer's next batch follows");
+    let read = read_all(&cluster, &topic, 1);
+    let values: Vec<&[u8]> = read[&0].iter().map(|r| r.value.as_deref().unwrap_or_default()).collect();
+    assert_eq!(values, vec![&b"a"[..], b"b", b"c", b"d"]);
+}

@@ -210,6 +210,37 @@ public class TxnCheck {
             }
         });
 
+        // (a'') KIP-664's tooling: Admin.describeProducers shows the open transaction, and
+        // Admin.abortTransaction (WriteTxnMarkers to the leader) aborts it on the partition
+        ClientCheck.check("txn_describe_producers_and_abort", () -> {
+            String topic = "jvm-txn-tooling-" + run;
+            TopicPartition tp = new TopicPartition(topic, 0);
+            try (Admin a = ClientCheck.admin()) { ClientCheck.createTopic(a, topic, 1, Map.of()); }
+            try (KafkaProducer<byte[], byte[]> p = txnProducer("jvm-txn-tooling-" + run);
+                 Admin a = ClientCheck.admin()) {
+                p.initTransactions();
+                p.beginTransaction();
+                for (int i = 0; i < 3; i++)
+                    ClientCheck.eq((long) i, p.send(new ProducerRecord<>(topic, 0, b("k" + i), b("v" + i))).get().offset(), "offset of k" + i);
+                List<ProducerState> states = a.describeProducers(List.of(tp)).partitionResult(tp).get().activeProducers();
+                ClientCheck.eq(1, states.size(), "producers on the partition");
+                ProducerState st = states.get(0);
+                ClientCheck.eq(OptionalLong.of(0), st.currentTransactionStartOffset(), "open transaction's first offset");
+                ClientCheck.eq(2, st.lastSequence(), "last sequence");
+                ClientCheck.eq(0, st.producerEpoch(), "producer epoch");
+                System.out.println("  describeProducers: " + st);
+                a.abortTransaction(new AbortTransactionSpec(tp, st.producerId(), (short) st.producerEpoch(),
+                        st.coordinatorEpoch().orElse(0))).all().get();
+                ClientCheck.eq(4L, a.listOffsets(Map.of(tp, OffsetSpec.latest()), new ListOffsetsOptions(IsolationLevel.READ_COMMITTED))
+                        .partitionResult(tp).get().offset(), "read_committed latest after the abort (past its marker)");
+                ProducerState after = a.describeProducers(List.of(tp)).partitionResult(tp).get().activeProducers().get(0);
+                ClientCheck.eq(OptionalLong.empty(), after.currentTransactionStartOffset(), "no transaction open after the abort");
+                p.abortTransaction();
+            }
+            Map<Integer, List<String>> rc = readAll(topic, 1, IsolationLevel.READ_COMMITTED, Map.of(0, 5L));
+            ClientCheck.eq(Map.of(0, List.of()), rc, "read_committed records");
+        });
+
         // (b) a second producer with the same transactional.id fences the first
         ClientCheck.check("txn_fencing_same_transactional_id", () -> {
             String topic = "jvm-txn-fence-" + run, id = "jvm-txn-fence-" + run;
