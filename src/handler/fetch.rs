@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{
@@ -123,11 +123,28 @@ pub(super) async fn fetch(
         })
         .collect();
     for w in wanted {
-        let result = match w.target {
-            Ok(_) => results.next().unwrap_or(Err(LogError::Unavailable)),
-            Err(error) => Err(error),
+        let (result, target) = match w.target {
+            Ok(target) => (results.next().unwrap_or(Err(LogError::Unavailable)), Some(target)),
+            Err(error) => (Err(error), None),
         };
-        let data = partition_data(w.partition_index, result, request.isolation_level);
+        let moved = matches!(result, Err(LogError::NotLeaderOrFollower | LogError::FencedLeaderEpoch));
+        let mut data = partition_data(w.partition_index, result, request.isolation_level);
+        // KIP-951: where the partition's leader is now (v16+).
+        let leader = target.filter(|_| moved && version >= 16);
+        if let Some((leader, epoch, address)) =
+            leader.and_then(|t| super::current_leader(broker, &session.listener, &t.partition))
+        {
+            data.current_leader = LeaderIdAndEpoch::default().with_leader_id(leader.into()).with_leader_epoch(epoch);
+            if !response.node_endpoints.iter().any(|n| n.node_id.0 == leader) {
+                response.node_endpoints.push(
+                    NodeEndpoint::default()
+                        .with_node_id(leader.into())
+                        .with_host(super::str_bytes(address.host))
+                        .with_port(address.port)
+                        .with_rack(address.rack.map(super::str_bytes)),
+                );
+            }
+        }
         topics[w.topic_index].partitions.push(data);
     }
     response.responses = topics;

@@ -219,6 +219,23 @@ pub(crate) fn same_error(error: &LogError) -> LogError {
     }
 }
 
+/// KIP-951: who leads `partition` now, at which epoch, and at which address on `listener`, for
+/// a client that got NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH (Produce v10+, Fetch v16+):
+/// it goes straight there instead of refreshing its metadata first. `None` when this broker
+/// leads it or no live leader is known.
+pub(crate) fn current_leader(
+    broker: &Broker,
+    listener: &str,
+    partition: &crate::log::Partition,
+) -> Option<(i32, i32, crate::cluster::BrokerInfo)> {
+    let leadership = broker.cluster.leadership(partition);
+    if leadership.leader < 0 || leadership.leader == broker.cluster.this_broker() {
+        return None;
+    }
+    let address = broker.cluster.broker_on(leadership.leader, listener)?;
+    Some((leadership.leader, leadership.leader_epoch, address))
+}
+
 pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }

@@ -14,7 +14,7 @@ use crate::service::authorizer::{Operation, Resource};
 use crate::service::session::Session;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{ProduceResponse, RequestKind};
 
@@ -135,6 +135,7 @@ pub(super) async fn handle(
             failed.then(|| Handled { response: Response::Close, errors: ErrorCounts::default() })
         });
     }
+    let (broker, listener) = (broker.clone(), session.listener.clone());
     Box::pin(async move {
         let mut response = ProduceResponse::default();
         for (name, topic_id, topic, partitions) in topics {
@@ -143,7 +144,25 @@ pub(super) async fn handle(
             topic_response.topic_id = topic_id;
             for (index, outcome) in partitions {
                 let log_start = || topic.as_ref().and_then(|t| t.partition(index)).map_or(-1, |p| p.log_start());
-                topic_response.partition_responses.push(partition_response(index, finish(outcome).await, log_start));
+                let mut answer = partition_response(index, finish(outcome).await, log_start);
+                let moved = answer.error_code == ResponseError::NotLeaderOrFollower.code() && version >= 10;
+                let leader = topic.as_ref().and_then(|t| t.partition(index)).filter(|_| moved);
+                if let Some((leader, epoch, address)) =
+                    leader.and_then(|p| super::current_leader(&broker, &listener, p))
+                {
+                    answer.current_leader =
+                        LeaderIdAndEpoch::default().with_leader_id(leader.into()).with_leader_epoch(epoch);
+                    if !response.node_endpoints.iter().any(|n| n.node_id.0 == leader) {
+                        response.node_endpoints.push(
+                            NodeEndpoint::default()
+                                .with_node_id(leader.into())
+                                .with_host(str_bytes(address.host))
+                                .with_port(address.port)
+                                .with_rack(address.rack.map(str_bytes)),
+                        );
+                    }
+                }
+                topic_response.partition_responses.push(answer);
             }
             response.responses.push(topic_response);
         }

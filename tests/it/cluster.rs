@@ -852,3 +852,60 @@ async fn a_retry_of_an_uploaded_batch_after_a_failover_is_not_written_twice() {
     let values: Vec<&[u8]> = read[&0].iter().map(|r| r.value.as_deref().unwrap_or_default()).collect();
     assert_eq!(values, vec![&b"a"[..], b"b", b"c", b"d"]);
 }
+
+/// KIP-951: a Produce (v10+) or Fetch (v16+) sent to a broker that does not lead the partition
+/// gets NOT_LEADER_OR_FOLLOWER with the current leader's id and epoch, and that broker's address
+/// among the response's node endpoints, so a client goes straight there; the leader serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_broker_that_does_not_lead_names_the_leader() {
+    use crate::bad_input::{batch, produce_request};
+    use crate::raw::Raw;
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{FetchRequest, MetadataRequest};
+    let cluster = Cluster::start(2);
+    let topic = unique_topic("kip-951");
+    cluster.create_topic(&topic, 1).await;
+    let leader = cluster.leaders(&topic, 1)[&0];
+    let other = if leader == 1 { 2 } else { 1 };
+    let leader_port: i32 = cluster.brokers[cluster.broker_index(leader)]
+        .bootstrap
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let mut raw = Raw::connect(&cluster.brokers[cluster.broker_index(other)].bootstrap);
+    let metadata = raw.call(
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(kafka_protocol::messages::TopicName(topic.clone().into()))),
+        ])),
+    );
+    let (topic_id, epoch) = (metadata.topics[0].topic_id, metadata.topics[0].partitions[0].leader_epoch);
+
+    let response = raw.call(11, &produce_request(&topic, 0, batch(&[b"to the wrong broker"], None)));
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!((partition.current_leader.leader_id.0, partition.current_leader.leader_epoch), (leader, epoch));
+    let endpoints: Vec<(i32, &str, i32)> =
+        response.node_endpoints.iter().map(|n| (n.node_id.0, n.host.as_str(), n.port)).collect();
+    assert_eq!(endpoints, vec![(leader, "127.0.0.1", leader_port)]);
+
+    let fetch = FetchRequest::default().with_replica_id((-1).into()).with_max_bytes(1 << 20).with_topics(vec![
+        FetchTopic::default().with_topic_id(topic_id).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+        ]),
+    ]);
+    let response = raw.call(16, &fetch);
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!((partition.current_leader.leader_id.0, partition.current_leader.leader_epoch), (leader, epoch));
+    let endpoints: Vec<(i32, &str, i32)> =
+        response.node_endpoints.iter().map(|n| (n.node_id.0, n.host.as_str(), n.port)).collect();
+    assert_eq!(endpoints, vec![(leader, "127.0.0.1", leader_port)]);
+
+    // Where the hint points, the produce is served.
+    let mut raw = Raw::connect(&format!("127.0.0.1:{leader_port}"));
+    let response = raw.call(11, &produce_request(&topic, 0, batch(&[b"to the leader"], None)));
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+}
