@@ -275,6 +275,9 @@ pub(super) fn describe_topic_partitions(
             continue;
         };
         out.topic_id = topic.id;
+        // Always, as Kafka's handler does (the request has no flag for it).
+        out.topic_authorized_operations =
+            broker.service.authorized_operations(session, Resource::Topic(&name), &Operation::TOPIC);
         let first = if cursor_topic.as_deref() == Some(name.as_str()) { cursor_partition } else { 0 };
         for partition in topic.partitions.iter().filter(|p| p.index >= first) {
             if emitted == limit {
