@@ -272,34 +272,9 @@ pub fn control_batch(
     ValidBatch { header, bytes: out }
 }
 
-/// Whether the control batch `batch` (whole, uncompressed, as the broker writes them) commits:
-/// `Some(true)` for a commit marker, `Some(false)` for an abort, `None` for anything else.
-pub fn marker_commits(batch: &[u8]) -> Option<bool> {
-    let header = BatchHeader::parse(batch).ok()?;
-    if !header.is_control() || header.compression() != 0 {
-        return None;
-    }
-    let mut rest = Bytes::copy_from_slice(batch.get(HEADER_BYTES..)?);
-    super::records::get_varint(&mut rest)?; // record length
-    if !rest.has_remaining() {
-        return None;
-    }
-    rest.advance(1); // attributes
-    super::records::get_varint(&mut rest)?; // timestamp delta
-    super::records::get_varint(&mut rest)?; // offset delta
-    let key_length = super::records::get_varint(&mut rest)?;
-    if key_length < 4 || rest.len() < 4 {
-        return None;
-    }
-    match i16::from_be_bytes([rest[2], rest[3]]) {
-        0 => Some(false),
-        1 => Some(true),
-        _ => None,
-    }
-}
-
-/// The coordinator epoch a transaction marker carries in its value (version, coordinator epoch).
-pub fn marker_coordinator_epoch(batch: &[u8]) -> Option<i32> {
+/// The key and the value of the one record of the control batch `batch` (whole, uncompressed,
+/// as the broker writes them); `None` for anything else.
+fn control_record(batch: &[u8]) -> Option<(Bytes, Bytes)> {
     let header = BatchHeader::parse(batch).ok()?;
     if !header.is_control() || header.compression() != 0 {
         return None;
@@ -316,12 +291,27 @@ pub fn marker_coordinator_epoch(batch: &[u8]) -> Option<i32> {
     if rest.len() < key_length {
         return None;
     }
-    rest.advance(key_length);
-    let value_length = super::records::get_varint(&mut rest)?;
-    if value_length < 6 || rest.len() < 6 {
-        return None;
+    let key = rest.split_to(key_length);
+    // A null value (length -1) reads as empty.
+    let value_length = usize::try_from(super::records::get_varint(&mut rest).unwrap_or(-1)).unwrap_or(0);
+    Some((key, rest.slice(..value_length.min(rest.len()))))
+}
+
+/// Whether the control batch `batch` commits: `Some(true)` for a commit marker, `Some(false)`
+/// for an abort, `None` for anything else (the key is a version, then the type).
+pub fn marker_commits(batch: &[u8]) -> Option<bool> {
+    let (key, _) = control_record(batch)?;
+    match key.get(2..4).map(|t| i16::from_be_bytes([t[0], t[1]]))? {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
     }
-    Some(i32::from_be_bytes([rest[2], rest[3], rest[4], rest[5]]))
+}
+
+/// The coordinator epoch a transaction marker carries in its value (a version, then the epoch).
+pub fn marker_coordinator_epoch(batch: &[u8]) -> Option<i32> {
+    let (_, value) = control_record(batch)?;
+    value.get(2..6).map(|e| i32::from_be_bytes([e[0], e[1], e[2], e[3]]))
 }
 
 /// Indexes (within the batch) of the records without a key: a compacted topic refuses them.

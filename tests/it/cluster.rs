@@ -874,6 +874,7 @@ async fn a_request_to_a_broker_that_does_not_lead_names_the_leader() {
         .next()
         .and_then(|p| p.parse().ok())
         .expect("port");
+    let expected_endpoints = vec![(leader, "127.0.0.1".to_string(), leader_port)];
     let mut raw = Raw::connect(&cluster.brokers[cluster.broker_index(other)].bootstrap);
     let metadata = raw.call(
         12,
@@ -887,9 +888,8 @@ async fn a_request_to_a_broker_that_does_not_lead_names_the_leader() {
     let partition = &response.responses[0].partition_responses[0];
     assert_eq!(partition.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
     assert_eq!((partition.current_leader.leader_id.0, partition.current_leader.leader_epoch), (leader, epoch));
-    let endpoints: Vec<(i32, &str, i32)> =
-        response.node_endpoints.iter().map(|n| (n.node_id.0, n.host.as_str(), n.port)).collect();
-    assert_eq!(endpoints, vec![(leader, "127.0.0.1", leader_port)]);
+    let endpoints = response.node_endpoints.iter().map(|n| (n.node_id.0, n.host.to_string(), n.port));
+    assert_eq!(endpoints.collect::<Vec<_>>(), expected_endpoints);
 
     let fetch = FetchRequest::default().with_replica_id((-1).into()).with_max_bytes(1 << 20).with_topics(vec![
         FetchTopic::default().with_topic_id(topic_id).with_partitions(vec![
@@ -900,9 +900,8 @@ async fn a_request_to_a_broker_that_does_not_lead_names_the_leader() {
     let partition = &response.responses[0].partitions[0];
     assert_eq!(partition.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
     assert_eq!((partition.current_leader.leader_id.0, partition.current_leader.leader_epoch), (leader, epoch));
-    let endpoints: Vec<(i32, &str, i32)> =
-        response.node_endpoints.iter().map(|n| (n.node_id.0, n.host.as_str(), n.port)).collect();
-    assert_eq!(endpoints, vec![(leader, "127.0.0.1", leader_port)]);
+    let endpoints = response.node_endpoints.iter().map(|n| (n.node_id.0, n.host.to_string(), n.port));
+    assert_eq!(endpoints.collect::<Vec<_>>(), expected_endpoints);
 
     // Where the hint points, the produce is served.
     let mut raw = Raw::connect(&format!("127.0.0.1:{leader_port}"));

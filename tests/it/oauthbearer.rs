@@ -344,18 +344,13 @@ async fn keys_come_from_an_https_jwks_url_trusted_through_the_ca_file() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let ca = dir.path().join("idp-ca.crt").display().to_string();
-    let broker = TestBroker::start(&[
-        "--listeners",
-        "SASL_PLAINTEXT://127.0.0.1:0",
-        "--sasl-enabled-mechanisms",
-        "OAUTHBEARER",
-        "--oauthbearer-jwks-endpoint-url",
-        &format!("https://127.0.0.1:{port}/jwks.json"),
-        "--oauthbearer-issuer",
-        ISSUER,
-        "--ssl-ca-file",
-        &ca,
-    ]);
+    let url = format!("https://127.0.0.1:{port}/jwks.json");
+    let start = |extra: &[&str]| {
+        let args = ["--listeners", "SASL_PLAINTEXT://127.0.0.1:0", "--sasl-enabled-mechanisms", "OAUTHBEARER"];
+        let jwks = ["--oauthbearer-jwks-endpoint-url", &url, "--oauthbearer-issuer", ISSUER];
+        TestBroker::start(&[&args[..], &jwks, extra].concat())
+    };
+    let broker = start(&["--ssl-ca-file", &ca]);
     let topic = unique_topic("jwks-https");
     let producer: FutureProducer<TokenContext> = oauth_config(&broker)
         .set("message.timeout.ms", "30000")
@@ -367,16 +362,7 @@ async fn keys_come_from_an_https_jwks_url_trusted_through_the_ca_file() {
 
     // Without the provider's CA the certificate is not trusted, no key is fetched, and the same
     // token is refused.
-    let untrusting = TestBroker::start(&[
-        "--listeners",
-        "SASL_PLAINTEXT://127.0.0.1:0",
-        "--sasl-enabled-mechanisms",
-        "OAUTHBEARER",
-        "--oauthbearer-jwks-endpoint-url",
-        &format!("https://127.0.0.1:{port}/jwks.json"),
-        "--oauthbearer-issuer",
-        ISSUER,
-    ]);
+    let untrusting = start(&[]);
     let refused: BaseConsumer<TokenContext> =
         oauth_config(&untrusting).create_with_context(context(&idp, "svc-orders", ISSUER)).expect("consumer");
     assert!(refused.fetch_metadata(None, Duration::from_secs(5)).is_err(), "keys from an untrusted server");
