@@ -186,7 +186,12 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let mut background = JoinSet::new();
     let https = tls.clone().filter(|_| broker.config.http.tls);
     background.spawn(http::serve(http, https, broker.clone(), stopped.clone()));
-    background.spawn(retention_loop(log.clone(), config.log.retention_check_interval_ms, stopped.clone()));
+    background.spawn(retention_loop(
+        log.clone(),
+        config.log.retention_check_interval_ms,
+        config.log.producer_id_expiration_ms,
+        stopped.clone(),
+    ));
     background.spawn(crate::unified::remote_log_manager::run(unified.clone(), stopped.clone()));
     // The Iceberg sink has its own thread; it is awaited at shutdown so that the log outlives it.
     let sink_task = tokio::spawn(crate::iceberg::run(sink, unified.clone(), stopped.clone()));
@@ -314,7 +319,7 @@ async fn drain(connections: Vec<JoinSet<()>>) {
     }
 }
 
-async fn retention_loop(log: Log, interval_ms: u64, mut stopped: watch::Receiver<bool>) {
+async fn retention_loop(log: Log, interval_ms: u64, producer_expiration_ms: i64, mut stopped: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -324,6 +329,11 @@ async fn retention_loop(log: Log, interval_ms: u64, mut stopped: watch::Receiver
         }
         if let Err(error) = log.enforce_retention().await {
             tracing::warn!(%error, "retention pass failed");
+        }
+        match log.expire_producers(producer_expiration_ms).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::debug!(expired, "idle producers' state expired"),
+            Err(error) => tracing::warn!(%error, "cannot expire idle producers' state"),
         }
         if let Err(error) = log.expire_idempotency(http::IDEMPOTENCY_WINDOW_MS).await {
             tracing::warn!(%error, "cannot forget old idempotency keys yet");

@@ -564,6 +564,13 @@ pub const DEFINITIONS: &[Definition] = &[
     setting("durability").default("fsync").doc("`fsync` (per group commit) or `periodic`"),
     setting("fsync-interval-ms").of(Type::Long).default("50").doc("Interval of the WAL fsync with `--durability periodic`"),
     setting("retention-check-interval-ms").of(Type::Long).default("30000").doc("How often retention is enforced"),
+    setting("producer-id-expiration-ms")
+        .kafka("producer.id.expiration.ms")
+        .kafka_in_file()
+        .int(1)
+        .default("86400000")
+        .value(|c| c.log.producer_id_expiration_ms.to_string())
+        .doc("How long a partition keeps an idempotent producer's state after its last write, unless it holds a transaction open"),
     setting("record-batch-decompressed-max-bytes").of(Type::Long).default("67108864").doc(
         "Largest size a stored record batch may decompress to when the broker decodes it (HTTP reads, the Iceberg sink, ListOffsets by time, key checks of compacted topics)",
     ),

@@ -37,6 +37,8 @@ pub struct LogConfig {
     pub retention_bytes: i64,
     #[arg(long = "retention-check-interval-ms", env = "ZOMBI_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: u64,
+    #[arg(long = "producer-id-expiration-ms", env = "ZOMBI_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: i64,
     #[arg(long = "log-segment-bytes", env = "ZOMBI_LOG_SEGMENT_BYTES")]
     pub segment_bytes: i64,
     #[arg(long = "log-roll-ms", env = "ZOMBI_LOG_ROLL_MS")]

@@ -117,7 +117,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 84, "README lists every flag but --config");
+    assert_eq!(flags.len(), 85, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -234,6 +234,7 @@ const FILE_KEYS: &[&str] = &[
     "http-tls",
     "quota.window.num",
     "quota.window.size.seconds",
+    "producer.id.expiration.ms",
 ];
 
 /// The file takes exactly those keys, each sets its setting, and the Kafka names README lists are
@@ -493,6 +494,7 @@ fn broker_configs_are_described_with_kafkas_types() {
             "background.threads",
             "num.io.threads",
             "num.network.threads",
+            "producer.id.expiration.ms",
         ]
     );
     let value = |name: &str| described.iter().find(|entry| entry.name == name).map(|entry| entry.value.as_str());
@@ -521,6 +523,7 @@ fn broker_configs_are_described_with_kafkas_types() {
         ("log.cleanup.policy", 7),
         ("sasl.kerberos.ticket.renew.jitter", 6),
         ("max.connections", 3),
+        ("producer.id.expiration.ms", 3),
     ];
     for (name, ty) in types {
         assert_eq!(definitions::described_type(Scope::Broker, name), ty, "{name}");

@@ -1149,6 +1149,17 @@ impl Log {
         self.call(|reply| Command::StoreIdempotency { keyed, reply }).await
     }
 
+    /// Forgets the idempotent producers whose last write on a partition is more than
+    /// `expiration_ms` old, unless they hold a transaction open there (Kafka's
+    /// `producer.id.expiration.ms`); returns how many entries went.
+    pub async fn expire_producers(&self, expiration_ms: i64) -> Result<usize, LogError> {
+        if expiration_ms < 0 {
+            return Ok(0);
+        }
+        let cutoff_ms = now_ms().saturating_sub(expiration_ms);
+        self.call(|reply| Command::ExpireProducers { cutoff_ms, reply }).await
+    }
+
     /// Forgets idempotency keys written more than `window_ms` ago; returns how many.
     pub async fn expire_idempotency(&self, window_ms: i64) -> Result<usize, LogError> {
         let store = self.inner.store.clone();

@@ -136,6 +136,12 @@ pub(super) enum Command {
         end: i64,
         reply: oneshot::Sender<Result<i64, LogError>>,
     },
+    /// Forgets the producers whose last write is older than `cutoff_ms` and that hold no
+    /// transaction open (Kafka's `producer.id.expiration.ms`); answers how many.
+    ExpireProducers {
+        cutoff_ms: i64,
+        reply: oneshot::Sender<Result<usize, LogError>>,
+    },
     /// Stores batches that already have their offsets (a write-ahead log replayed), continuing
     /// the partition's log exactly, and publishes them: recovery, not a produce.
     Restore {
@@ -783,6 +789,9 @@ impl Writer {
             Command::TruncateSuffix { partition, end, reply } => {
                 let _ = reply.send(self.truncate_suffix(&partition, end));
             }
+            Command::ExpireProducers { cutoff_ms, reply } => {
+                let _ = reply.send(self.expire_producers(cutoff_ms));
+            }
             Command::Restore { partition, producers, batches, reply } => {
                 let _ = reply.send(self.restore(&partition, producers, batches));
             }
@@ -969,6 +978,27 @@ impl Writer {
         partition.high_watermark.fetch_min(cut, Ordering::AcqRel);
         assert_offsets(partition);
         Ok(cut)
+    }
+
+    fn expire_producers(&mut self, cutoff_ms: i64) -> Result<usize, LogError> {
+        let store = &self.store;
+        let mut write = StoreWrite::default();
+        let mut expired = 0;
+        let loaded = self.partitions.iter_mut().map(|(key, state)| (key, &mut state.producers));
+        for (key, producers) in loaded.chain(self.producers.iter_mut()) {
+            producers.retain(|&producer_id, entry| {
+                let keep = entry.txn_first_offset.is_some() || entry.last_timestamp >= cutoff_ms;
+                if !keep {
+                    store.delete_producer(&mut write, *key, producer_id);
+                    expired += 1;
+                }
+                keep
+            });
+        }
+        if expired > 0 {
+            self.store.write(write, self.sync_each_commit)?;
+        }
+        Ok(expired)
     }
 
     fn restore(

@@ -630,3 +630,51 @@ fn describe_producers_shows_an_open_transaction_and_write_txn_markers_aborts_it(
     let epochs: Vec<i32> = describe_producers(&broker, &topic, &[0])[0].2.iter().map(|p| p.1).collect();
     assert_eq!(epochs, vec![1], "the coordinator's abort at the new epoch reached the partition");
 }
+
+/// `--producer-id-expiration-ms` (Kafka's `producer.id.expiration.ms`): a partition forgets an
+/// idempotent producer whose last write is older than that, as DescribeProducers shows, but
+/// not one holding a transaction open there until the transaction ends.
+#[test]
+fn idle_producers_expire_unless_they_hold_a_transaction_open() {
+    use crate::bad_input::{batch, produce_request};
+    use crate::raw::Raw;
+    let broker = TestBroker::start(&[
+        "--num-partitions",
+        "2",
+        "--producer-id-expiration-ms",
+        "1",
+        "--retention-check-interval-ms",
+        "100",
+    ]);
+    let topic = unique_topic("producer-expiry");
+    let producer = transactional_producer(&broker, "producer-expiry", &[]);
+    producer.begin_transaction().expect("begin");
+    send(&producer, &topic, 0, "in a transaction");
+    producer.flush(TIMEOUT).expect("flush");
+    // An idempotent producer on partition 1.
+    let mut raw = Raw::connect(&broker.bootstrap);
+    let init = raw.call(
+        4,
+        &kafka_protocol::messages::InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000),
+    );
+    let written = raw.call(9, &produce_request(&topic, 1, batch(&[b"idempotent"], Some((init.producer_id.0, 0, 0)))));
+    assert_eq!(written.responses[0].partition_responses[0].error_code, 0);
+
+    let count = |partition: i32| describe_producers(&broker, &topic, &[partition])[0].2.len();
+    let deadline = Instant::now() + WAIT_MAX;
+    while count(1) > 0 {
+        assert!(Instant::now() < deadline, "the idle producer never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(count(0), 1, "the producer with a transaction open stays");
+    producer.commit_transaction(TIMEOUT).expect("commit");
+    while count(0) > 0 {
+        assert!(Instant::now() < deadline, "the producer never expired after its commit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The log keeps every record; only the state went.
+    assert_eq!(visible_end(&broker, "read_committed", &topic, 0), 2);
+    assert_eq!(visible_end(&broker, "read_committed", &topic, 1), 1);
+}
