@@ -104,6 +104,10 @@ impl MetadataStore for PgMetadata {
         self.local.record_segment(partition, segment, Vec::new()).await
     }
 
+    fn keeps_producer_snapshots(&self) -> bool {
+        true
+    }
+
     async fn delete_segment(&self, partition: &Arc<Partition>, base_offset: i64) -> Result<(), LogError> {
         self.store.delete_segment(partition.topic_id, partition.index, base_offset).await?;
         self.local.delete_segment(partition, base_offset).await

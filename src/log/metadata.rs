@@ -41,8 +41,7 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn allocate_producer_ids(&self) -> Result<Range<i64>, LogError>;
     /// Records a segment that is now in the object store; readers see it once recorded.
     /// `producers` is the partition's producer snapshot as of the segment's end
-    /// ([`super::producer::encode_snapshot`]), for a store that a takeover rebuilds from; the
-    /// local store keeps the producers' state itself.
+    /// ([`super::producer::encode_snapshot`]) when the store keeps one, empty otherwise.
     async fn record_segment(
         &self,
         partition: &Arc<Partition>,
@@ -51,6 +50,11 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     ) -> Result<(), LogError>;
     /// Forgets a segment deleted from the object store.
     async fn delete_segment(&self, partition: &Arc<Partition>, base_offset: i64) -> Result<(), LogError>;
+    /// Whether `record_segment` keeps a producer snapshot with each segment: a store that a
+    /// takeover rebuilds from does; the local store keeps the producers' state itself.
+    fn keeps_producer_snapshots(&self) -> bool {
+        false
+    }
 }
 
 /// The metadata of one broker, in its own store.

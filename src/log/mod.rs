@@ -1338,13 +1338,16 @@ impl Log {
     /// cluster's next leader of the partition starts from, so that it still recognises a retry
     /// of a batch in the segment).
     pub async fn record_segment(&self, partition: &Arc<Partition>, segment: SegmentInfo) -> Result<(), LogError> {
-        let producers: Vec<(i64, producer::ProducerEntry)> = self
-            .producers(partition)
-            .await?
-            .into_iter()
-            .filter_map(|(id, entry)| entry.before(segment.next_offset).map(|kept| (id, kept)))
-            .collect();
-        let snapshot = producer::encode_snapshot(&producers);
+        let mut snapshot = Vec::new();
+        if self.inner.metadata.keeps_producer_snapshots() {
+            let producers: Vec<(i64, producer::ProducerEntry)> = self
+                .producers(partition)
+                .await?
+                .into_iter()
+                .filter_map(|(id, entry)| entry.before(segment.next_offset).map(|kept| (id, kept)))
+                .collect();
+            snapshot = producer::encode_snapshot(&producers);
+        }
         self.inner.metadata.record_segment(partition, segment, snapshot).await
     }
 
@@ -1454,17 +1457,9 @@ impl Log {
     /// made durable.
     pub async fn producers(&self, partition: &Partition) -> Result<Vec<(i64, producer::ProducerEntry)>, LogError> {
         let (store, key) = (self.inner.store.clone(), partition.key);
-        tokio::task::spawn_blocking(move || {
-            let mut producers = Vec::new();
-            for (producer_id, bytes) in store.scan_partition_producers(key)? {
-                let entry = producer::ProducerEntry::decode(&bytes)
-                    .ok_or_else(|| StoreError::corrupt(format!("producer entry of {key:?} is corrupt")))?;
-                producers.push((producer_id, entry));
-            }
-            Ok(producers)
-        })
-        .await
-        .map_err(|_| LogError::Unavailable)?
+        tokio::task::spawn_blocking(move || Ok(partition_producers(&store, key)?))
+            .await
+            .map_err(|_| LogError::Unavailable)?
     }
 
     /// Every group record and committed offset, for the coordinator's recovery.
@@ -1504,6 +1499,19 @@ impl Log {
 }
 
 /// A partition's offsets and remote index, from the store.
+/// The partition's producer entries in the store, decoded.
+fn partition_producers(store: &Store, key: PartitionKey) -> Result<Vec<(i64, producer::ProducerEntry)>, StoreError> {
+    store
+        .scan_partition_producers(key)?
+        .into_iter()
+        .map(|(producer_id, bytes)| {
+            producer::ProducerEntry::decode(&bytes)
+                .map(|entry| (producer_id, entry))
+                .ok_or_else(|| StoreError::corrupt(format!("producer entry of {key:?} is corrupt")))
+        })
+        .collect()
+}
+
 fn recover_partition(store: &Store, key: PartitionKey) -> Result<Recovered, LogError> {
     let mut remote = BTreeMap::new();
     for (base_offset, value) in store.scan_remote(key)? {
@@ -1515,9 +1523,7 @@ fn recover_partition(store: &Store, key: PartitionKey) -> Result<Recovered, LogE
     let (log_start, log_end) = writer::recover_offsets(store, key, remote_end)?;
     let local_start = store.first_batch(key)?.map_or(log_end, |header| header.base_offset).max(log_start);
     let mut open_txns = Vec::new();
-    for (producer_id, bytes) in store.scan_partition_producers(key)? {
-        let entry = producer::ProducerEntry::decode(&bytes)
-            .ok_or_else(|| StoreError::corrupt(format!("producer entry of {key:?} is corrupt")))?;
+    for (producer_id, entry) in partition_producers(store, key)? {
         if let Some(first_offset) = entry.txn_first_offset {
             open_txns.push(OpenTxn { producer_id, producer_epoch: entry.epoch, first_offset });
         }

@@ -72,16 +72,10 @@ impl ProducerEntry {
     pub fn record(entry: Option<ProducerEntry>, epoch: i16, batch: BatchSequence) -> ProducerEntry {
         // An open transaction outlives an epoch change: only its marker closes it, and the
         // coordinator writes one before it hands out a new epoch.
-        let txn_first_offset = entry.as_ref().and_then(|e| e.txn_first_offset);
         let mut entry = match entry {
             Some(entry) if entry.epoch == epoch => entry,
-            _ => ProducerEntry {
-                epoch,
-                batches: VecDeque::with_capacity(BATCHES_REMEMBERED),
-                txn_first_offset,
-                last_timestamp: entry.as_ref().map_or(-1, |e| e.last_timestamp),
-                coordinator_epoch: entry.as_ref().map_or(-1, |e| e.coordinator_epoch),
-            },
+            Some(older) => ProducerEntry { epoch, batches: VecDeque::with_capacity(BATCHES_REMEMBERED), ..older },
+            None => ProducerEntry::empty(epoch),
         };
         if entry.batches.len() == BATCHES_REMEMBERED {
             entry.batches.pop_front();
@@ -105,7 +99,7 @@ impl ProducerEntry {
         })
     }
 
-    /// An entry for a producer first seen here through a marker.
+    /// The entry of a producer first seen here, before its first batch or marker is recorded.
     pub fn empty(epoch: i16) -> ProducerEntry {
         ProducerEntry {
             epoch,
