@@ -205,20 +205,28 @@ fn authenticates(broker: &TestBroker, mechanism: &str, user: &str, password: &st
     consumer.fetch_metadata(None, Duration::from_secs(5)).is_ok()
 }
 
+/// A broker with a SASL_SSL and an SSL listener (client certificates requested) on a server
+/// certificate made in `dir`, and a client certificate `client` of the same CA beside it.
+fn sasl_ssl_and_mtls(dir: &Path, client: &str) -> TestBroker {
+    certificates(dir, "server");
+    client_certificate(dir, "server", client);
+    let file = |name: &str| dir.join(name).display().to_string();
+    let (cert, key, ca) = (file("server.crt"), file("server.key"), file("server-ca.crt"));
+    secured(
+        "SASL_SSL://127.0.0.1:0,SSL://127.0.0.1:0",
+        &["--ssl-cert-file", &cert, "--ssl-key-file", &key, "--ssl-ca-file", &ca, "--ssl-client-auth", "requested"],
+    )
+}
+
 /// kafka-python and confluent-kafka, each configured the usual way, authenticate over SASL_SSL
 /// with PLAIN and both SCRAM mechanisms, and over SSL with a client certificate; every record
 /// is read back at its offset.
 #[test]
 fn kafka_python_and_confluent_kafka_authenticate_with_every_mechanism() {
     let dir = tempfile::tempdir().expect("temp dir");
-    certificates(dir.path(), "server");
-    client_certificate(dir.path(), "server", "py-client");
+    let broker = sasl_ssl_and_mtls(dir.path(), "py-client");
     let file = |name: &str| dir.path().join(name).display().to_string();
-    let (cert, key, ca) = (file("server.crt"), file("server.key"), file("server-ca.crt"));
-    let broker = secured(
-        "SASL_SSL://127.0.0.1:0,SSL://127.0.0.1:0",
-        &["--ssl-cert-file", &cert, "--ssl-key-file", &key, "--ssl-ca-file", &ca, "--ssl-client-auth", "requested"],
-    );
+    let ca = file("server-ca.crt");
     let topic = unique_topic("sasl-py");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/sasl_clients.py");
     let (client_cert, client_key) = (file("py-client.crt"), file("py-client.key"));
@@ -644,14 +652,9 @@ fn kcat(args: &[&str], input: &str) -> (bool, String) {
 #[test]
 fn kcat_connects_over_sasl_ssl_and_mtls() {
     let dir = tempfile::tempdir().expect("temp dir");
-    certificates(dir.path(), "server");
-    client_certificate(dir.path(), "server", "kcat-client");
+    let broker = sasl_ssl_and_mtls(dir.path(), "kcat-client");
     let file = |name: &str| dir.path().join(name).display().to_string();
-    let (cert, key, ca) = (file("server.crt"), file("server.key"), file("server-ca.crt"));
-    let broker = secured(
-        "SASL_SSL://127.0.0.1:0,SSL://127.0.0.1:0",
-        &["--ssl-cert-file", &cert, "--ssl-key-file", &key, "--ssl-ca-file", &ca, "--ssl-client-auth", "requested"],
-    );
+    let ca = file("server-ca.crt");
     let topic = unique_topic("kcat-secured");
     let sasl_ssl = |mechanism: &str, password: &str| -> Vec<String> {
         [
