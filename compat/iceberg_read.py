@@ -54,10 +54,8 @@ def s3_credentials():
     return (os.environ.get("AWS_ACCESS_KEY_ID", "test"), os.environ.get("AWS_SECRET_ACCESS_KEY", "test"))
 
 
-def read_pyiceberg(catalog_arg, namespace, table_name, s3_endpoint):
-    import pyarrow.parquet as pq
+def open_catalog(catalog_arg, s3_endpoint):
     from pyiceberg.catalog.sql import SqlCatalog
-    from pyiceberg.exceptions import NoSuchTableError
 
     uri = catalog_arg if "://" in catalog_arg else f"sqlite:///{catalog_arg}"
     properties = {}
@@ -70,7 +68,14 @@ def read_pyiceberg(catalog_arg, namespace, table_name, s3_endpoint):
             "s3.region": "us-east-1",
             "s3.force-virtual-addressing": "false",
         }
-    catalog = SqlCatalog("zombi", uri=uri, **properties)
+    return SqlCatalog("zombi", uri=uri, **properties)
+
+
+def read_pyiceberg(catalog_arg, namespace, table_name, s3_endpoint):
+    import pyarrow.parquet as pq
+    from pyiceberg.exceptions import NoSuchTableError
+
+    catalog = open_catalog(catalog_arg, s3_endpoint)
     try:
         table = catalog.load_table((namespace, table_name))
     except NoSuchTableError:
@@ -131,11 +136,34 @@ def read_duckdb(metadata_location, s3_endpoint):
     return {"rows": [row(*r) for r in result]}
 
 
+def metadata_location(catalog_arg, namespace, table_name, s3_endpoint):
+    """The table's current metadata file, as the catalog says now (None: no table)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        return open_catalog(catalog_arg, s3_endpoint).load_table((namespace, table_name)).metadata_location
+    except NoSuchTableError:
+        return None
+
+
 def main():
     catalog_arg, namespace, table_name = sys.argv[1:4]
     s3_endpoint = sys.argv[4] if len(sys.argv) > 4 else None
-    seen = read_pyiceberg(catalog_arg, namespace, table_name, s3_endpoint)
-    print(json.dumps({"pyiceberg": seen, "duckdb": read_duckdb(seen["metadata_location"], s3_endpoint)}))
+    # A reader whose snapshot the writer expired while it read (the sink deletes an expired
+    # snapshot's files at once with --iceberg-snapshot-max-age-ms 0) finds a file gone. It reads
+    # the new table again, as a query engine retries; a missing file of a table that did not
+    # move during the read is the sink's bug and fails.
+    for attempt in range(5):
+        before = metadata_location(catalog_arg, namespace, table_name, s3_endpoint)
+        try:
+            seen = read_pyiceberg(catalog_arg, namespace, table_name, s3_endpoint)
+            duckdb = read_duckdb(seen["metadata_location"], s3_endpoint)
+            break
+        except Exception:
+            moved = metadata_location(catalog_arg, namespace, table_name, s3_endpoint) != before
+            if not moved or attempt == 4:
+                raise
+    print(json.dumps({"pyiceberg": seen, "duckdb": duckdb}))
 
 
 if __name__ == "__main__":
