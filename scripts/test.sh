@@ -12,6 +12,20 @@ export ZOMBI_PYTHON="${ZOMBI_CACHE:-$HOME/.cache/zombi}/venv/bin/python"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zombi-target}"
 export CARGO_TERM_COLOR=never
 
+# Every stage that runs servers and clients is bounded (all its processes are in the process group
+# that `timeout` signals): a hang fails CI in minutes and names its stage, instead of holding CI
+# to its limit. The bounds are several times what each stage takes on 2 cores.
+bounded() {
+    local limit=$1
+    shift
+    local status=0
+    timeout --kill-after=30 "$limit" "$@" </dev/null || status=$?
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        echo "== TIMED OUT after $limit: $*"
+    fi
+    return "$status"
+}
+
 echo "== layers (no cycle among the modules; crates used only by their owners)"
 python3 scripts/check_layers.py
 echo "== packaging (Dockerfile, docker-compose.yml; no Docker engine needed)"
@@ -27,11 +41,11 @@ bin_dir=$(mktemp -d)
 trap 'rm -rf "$bin_dir"' EXIT
 cp "$CARGO_TARGET_DIR/release/zombi" "$bin_dir/zombi"
 export ZOMBI_BIN="$bin_dir/zombi"
-cargo test --release --lib --bins --tests
+bounded 30m cargo test --release --lib --bins --tests
 echo "== compat (kcat, confluent-kafka)"
-compat/run.sh
+bounded 10m compat/run.sh
 echo "== differential conformance against Apache Kafka 4.4 (compat/differential, fast scenarios)"
-compat/differential/run.sh --fast
+bounded 15m compat/differential/run.sh --fast
 echo "== client suites, smoke list (compat/suites/smoke.txt)"
 # kafka-python's suite is a pip install away and always runs. librdkafka's and the rdkafka crate's
 # each compile librdkafka (~10 min apiece on 2 cores): they run here once built, which
@@ -41,8 +55,8 @@ smoke=(kafka_python)
 if [ "${ZOMBI_SMOKE_BUILD:-0}" = 1 ] || [ -f "$suites_dir/librdkafka-2.12.1/.zombi-built" ]; then smoke+=(librdkafka); fi
 if [ "${ZOMBI_SMOKE_BUILD:-0}" = 1 ] || [ -f "$suites_dir/rdkafka-0.39.0/.zombi-prepared" ]; then smoke+=(rdkafka); fi
 [ "${#smoke[@]}" -eq 3 ] || echo "smoke: librdkafka/rdkafka suites not built here; running ${smoke[*]}"
-compat/suites/run_smoke.sh "${smoke[@]}"
+bounded 30m compat/suites/run_smoke.sh "${smoke[@]}"
 if [[ " ${smoke[*]} " == *" librdkafka "* ]]; then
     echo "== client suites, librdkafka's smoke list over SASL_SSL with SCRAM (ZOMBI_SECURED=1)"
-    ZOMBI_SECURED=1 compat/suites/run_smoke.sh librdkafka
+    ZOMBI_SECURED=1 bounded 15m compat/suites/run_smoke.sh librdkafka
 fi

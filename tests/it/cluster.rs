@@ -16,7 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::common::{Received, TestBroker, WAIT_MAX, unique_topic};
+use crate::common::{Member, Received, TestBroker, WAIT_MAX, unique_topic};
 use crate::postgres::Postgres;
 use crate::tiering::S3Server;
 
@@ -649,13 +649,15 @@ fn committed_offsets(cluster: &Cluster, group: &str, topic: &str, partitions: i3
 
 /// A member of `group` consumes `expected` records of `topic` and commits, synchronously.
 fn consume_and_commit(mut config: ClientConfig, group: &str, topic: &str, expected: usize) -> Vec<Vec<u8>> {
-    let consumer: BaseConsumer = config
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .expect("consumer");
+    let consumer: Member = Member::new(
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("consumer"),
+    );
     consumer.subscribe(&[topic]).expect("subscribe");
     let mut values = Vec::new();
     let deadline = Instant::now() + WAIT_MAX;

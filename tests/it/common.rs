@@ -1,13 +1,15 @@
 //! Starts the real `zombi` binary on free ports with its own data dir, and builds rdkafka clients.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -33,6 +35,7 @@ pub struct TestBroker {
     _temp: Option<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    _watched: Watched,
 }
 
 impl TestBroker {
@@ -55,6 +58,7 @@ impl TestBroker {
             _temp: Some(temp),
             args,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            _watched: Watched::new(),
         };
         broker.spawn("127.0.0.1:0");
         broker
@@ -205,6 +209,123 @@ impl TestBroker {
 impl Drop for TestBroker {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// How long a test may hold a broker. Every wait in a test is bounded by `WAIT_MAX`, so a test
+/// past this is stuck in something that never returns (a client library's close, say): the
+/// watchdog names it, kills every process the tests started, and ends the run, so that a hang
+/// fails CI in minutes instead of holding it to its limit.
+const STUCK_AFTER: Duration = Duration::from_secs(600);
+
+/// The tests holding a broker: an id each, with the test's name and when it started one.
+fn watched() -> &'static Mutex<BTreeMap<u64, (String, Instant)>> {
+    static WATCHED: OnceLock<Mutex<BTreeMap<u64, (String, Instant)>>> = OnceLock::new();
+    WATCHED.get_or_init(|| {
+        std::thread::spawn(watchdog);
+        Mutex::default()
+    })
+}
+
+/// A test's registration with the watchdog, for as long as it holds a broker.
+struct Watched(u64);
+
+impl Watched {
+    fn new() -> Watched {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        let test = std::thread::current().name().unwrap_or("an unnamed test").to_string();
+        watched().lock().unwrap_or_else(|e| e.into_inner()).insert(id, (test, Instant::now()));
+        Watched(id)
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        watched().lock().unwrap_or_else(|e| e.into_inner()).remove(&self.0);
+    }
+}
+
+fn watchdog() {
+    loop {
+        std::thread::sleep(Duration::from_secs(5));
+        let stuck = watched()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|(_, started)| started.elapsed() > STUCK_AFTER)
+            .map(|(test, _)| test.clone());
+        if let Some(test) = stuck {
+            eprintln!("watchdog: {test} has held a broker for over {STUCK_AFTER:?}; it is stuck. Ending the run.");
+            kill_descendants();
+            std::process::exit(101);
+        }
+    }
+}
+
+/// SIGKILL to every process this one started, and theirs (brokers, moto, PostgreSQL, clients),
+/// so that none outlives the run holding its ports or its output pipe.
+fn kill_descendants() {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // `pid (comm) state ppid …`: the command may hold spaces and parentheses; the fields
+        // after its last `)` do not.
+        let parent = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        if let Some(parent) = parent {
+            children.entry(parent).or_default().push(pid);
+        }
+    }
+    let mut pending = vec![std::process::id()];
+    let mut doomed = Vec::new();
+    while let Some(pid) = pending.pop() {
+        for &child in children.get(&pid).into_iter().flatten() {
+            doomed.push(child.to_string());
+            pending.push(child);
+        }
+    }
+    if !doomed.is_empty() {
+        let _ = Command::new("kill").arg("-9").args(&doomed).status();
+    }
+}
+
+/// A subscribed group consumer whose drop is bounded. rust-rdkafka's own drop polls until
+/// librdkafka reports the consumer closed, without a limit, and librdkafka's close can wait
+/// forever (a cooperative rebalance arriving while it closes, confluentinc/librdkafka#4527). This
+/// one closes (leaving the group, as a closing consumer does), polls for up to `WAIT_MAX`, and
+/// then leaks the handle rather than hang the run; the test has its answer by then.
+pub struct Member<C: ConsumerContext + 'static = rdkafka::consumer::DefaultConsumerContext>(Option<BaseConsumer<C>>);
+
+impl<C: ConsumerContext + 'static> Member<C> {
+    pub fn new(consumer: BaseConsumer<C>) -> Member<C> {
+        Member(Some(consumer))
+    }
+}
+
+impl<C: ConsumerContext + 'static> std::ops::Deref for Member<C> {
+    type Target = BaseConsumer<C>;
+
+    fn deref(&self) -> &BaseConsumer<C> {
+        self.0.as_ref().expect("a member is only taken apart by its drop")
+    }
+}
+
+impl<C: ConsumerContext + 'static> Drop for Member<C> {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else { return };
+        let deadline = Instant::now() + WAIT_MAX;
+        if consumer.close_queue().is_ok() {
+            while !consumer.closed() && Instant::now() < deadline {
+                let _ = consumer.poll(Duration::from_millis(100));
+            }
+        }
+        if consumer.closed() {
+            drop(consumer);
+        } else {
+            eprintln!("a group consumer did not close within {WAIT_MAX:?}; leaving it behind");
+            std::mem::forget(consumer);
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::common::{TestBroker, WAIT_MAX, unique_topic};
+use crate::common::{Member, TestBroker, WAIT_MAX, unique_topic};
 
 /// Counts the rebalances a consumer goes through.
 #[derive(Default, Clone)]
@@ -28,7 +28,7 @@ impl ConsumerContext for Counting {
     }
 }
 
-fn group_consumer(broker: &TestBroker, group: &str, extra: &[(&str, &str)]) -> (BaseConsumer<Counting>, Counting) {
+fn group_consumer(broker: &TestBroker, group: &str, extra: &[(&str, &str)]) -> (Member<Counting>, Counting) {
     let mut config = broker.client_config();
     config
         .set("group.id", group)
@@ -41,7 +41,7 @@ fn group_consumer(broker: &TestBroker, group: &str, extra: &[(&str, &str)]) -> (
     }
     let context = Counting::default();
     let consumer = config.create_with_context(context.clone()).expect("consumer");
-    (consumer, context)
+    (Member::new(consumer), context)
 }
 
 async fn produce(broker: &TestBroker, topic: &str, partitions: i32, count: usize) {
@@ -111,7 +111,7 @@ async fn shares_partitions(strategy: &str) {
     for consumer in &consumers {
         consumer.subscribe(&[&topic]).expect("subscribe");
     }
-    let refs: Vec<&BaseConsumer<Counting>> = consumers.iter().collect();
+    let refs: Vec<&BaseConsumer<Counting>> = consumers.iter().map(|c| &**c).collect();
     poll_until_balanced(&refs, 6);
     // Ownership is now fixed: every record must go to exactly the member that owns its partition.
     let owners: Vec<HashSet<i32>> = refs.iter().map(|c| assigned(c)).collect();

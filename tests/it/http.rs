@@ -14,7 +14,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
-use crate::common::{Received, TestBroker, WAIT_MAX, consume, unique_topic};
+use crate::common::{Member, Received, TestBroker, WAIT_MAX, consume, unique_topic};
 use crate::http_client::{get, post_json, request};
 
 pub(crate) async fn create_topic(broker: &TestBroker, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
@@ -319,12 +319,14 @@ async fn group_offsets_and_lag_agree_with_the_kafka_protocol() {
     assert_eq!(lag["partitions"][0]["log_end_offset"], 10);
 
     // While Kafka consumers own a group, HTTP commits are refused rather than mixed in.
-    let member: BaseConsumer = broker
-        .client_config()
-        .set("group.id", "live-group")
-        .set("session.timeout.ms", "6000")
-        .create()
-        .expect("consumer");
+    let member: Member = Member::new(
+        broker
+            .client_config()
+            .set("group.id", "live-group")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("consumer"),
+    );
     member.subscribe(&[&topic]).expect("subscribe");
     let deadline = Instant::now() + WAIT_MAX;
     while member.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
@@ -362,12 +364,14 @@ async fn metrics_and_admin_views_show_the_traffic() {
     let commit = json!({"offsets": [{"topic": topic, "partition": 0, "offset": 2}]});
     assert_eq!(post_json(&broker.http, "/consumers/watchers/offsets", &commit).status, 200);
     // A live member, for the groups view.
-    let member: BaseConsumer = broker
-        .client_config()
-        .set("group.id", "members")
-        .set("client.id", "console-member")
-        .create()
-        .expect("consumer");
+    let member: Member = Member::new(
+        broker
+            .client_config()
+            .set("group.id", "members")
+            .set("client.id", "console-member")
+            .create()
+            .expect("consumer"),
+    );
     member.subscribe(&[&topic]).expect("subscribe");
     let deadline = Instant::now() + WAIT_MAX;
     while member.assignment().map(|a| a.count()).unwrap_or(0) == 0 {

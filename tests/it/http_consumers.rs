@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use serde_json::{Value, json};
 
-use crate::common::{TestBroker, WAIT_MAX, unique_topic};
+use crate::common::{Member, TestBroker, WAIT_MAX, unique_topic};
 use crate::http::create_topic;
 use crate::http_client::{get, post_json, request};
 
@@ -34,17 +34,19 @@ struct KafkaMember {
 
 impl KafkaMember {
     fn start(broker: &TestBroker, group: &str, topic: &str) -> KafkaMember {
-        let consumer: BaseConsumer = broker
-            .client_config()
-            .set("group.id", group)
-            .set("client.id", "kafka-member")
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
-            .set("heartbeat.interval.ms", "500")
-            .set("partition.assignment.strategy", "range")
-            .create()
-            .expect("consumer");
+        let consumer: Member = Member::new(
+            broker
+                .client_config()
+                .set("group.id", group)
+                .set("client.id", "kafka-member")
+                .set("enable.auto.commit", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "500")
+                .set("partition.assignment.strategy", "range")
+                .create()
+                .expect("consumer"),
+        );
         consumer.subscribe(&[topic]).expect("subscribe");
         let (assignment, seen) = (Arc::new(Mutex::new(Owned::new())), Arc::new(Mutex::new(Vec::new())));
         let (commit, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
@@ -70,7 +72,6 @@ impl KafkaMember {
                         commit.store(false, Ordering::SeqCst);
                     }
                 }
-                consumer.close_queue().ok();
             })
         };
         KafkaMember { assignment, seen, commit, stop, thread: Some(thread) }

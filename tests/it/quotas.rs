@@ -12,12 +12,12 @@ use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
 use kafka_protocol::messages::{AlterClientQuotasRequest, DescribeClientQuotasRequest, MetadataRequest};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::acls::{authenticated, user};
 use crate::bad_input::{batch, create_topic_raw, produce_request};
-use crate::common::{TestBroker, unique_topic};
+use crate::common::{Member, TestBroker, unique_topic};
 use crate::raw::Raw;
 use crate::security::{ADMIN, ADMIN_PASSWORD, secured};
 
@@ -285,13 +285,15 @@ fn a_consumer_over_its_quota_reads_at_its_byte_rate() {
         let values: Vec<&[u8]> = (0..8).map(|_| value.as_slice()).collect();
         assert_eq!(crate::bad_input::produce(&mut raw, &topic, batch(&values, None)).0, 0);
     }
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("client.id", "slow-reader")
-        .set("group.id", "slow-readers")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer");
+    let consumer: Member = Member::new(
+        broker
+            .client_config()
+            .set("client.id", "slow-reader")
+            .set("group.id", "slow-readers")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer"),
+    );
     consumer.subscribe(&[&topic]).expect("subscribe");
     let (warmup, run) = (Duration::from_secs(2), Duration::from_secs(8));
     let mut started = None;

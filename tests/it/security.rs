@@ -623,9 +623,9 @@ async fn sessions_expire_and_clients_re_authenticate() {
     );
 }
 
-/// Runs kcat with `args`, `input` on its stdin; returns its exit status and stdout. kcat is
-/// killed after 60 s (it waits for a broker it cannot reach).
-fn kcat(args: &[&str], input: &str) -> (bool, String) {
+/// Runs kcat with `args`, `input` on its stdin; returns its exit status, stdout and stderr. kcat
+/// is killed after 60 s (it waits for a broker it cannot reach).
+fn kcat(args: &[&str], input: &str) -> (bool, String, String) {
     use std::io::Write;
     let mut child = Command::new("kcat")
         .args(args)
@@ -643,7 +643,8 @@ fn kcat(args: &[&str], input: &str) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let output = child.wait_with_output().expect("kcat output");
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned())
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
 }
 
 /// kcat (librdkafka inside, as Debian ships it) with the `-X` settings its users write: over
@@ -698,18 +699,18 @@ fn kcat_connects_over_sasl_ssl_and_mtls() {
         let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
         let lines: Vec<String> = (0..3).map(|i| format!("{name}-{i}")).collect();
         let produce = [&settings[..], &["-P", "-t", &topic, "-p", "0"]].concat();
-        let (ok, _) = kcat(&produce, &format!("{}\n", lines.join("\n")));
-        assert!(ok, "kcat produced over {name}");
+        let (ok, _, errors) = kcat(&produce, &format!("{}\n", lines.join("\n")));
+        assert!(ok, "kcat produced over {name}: {errors}");
         expected.extend(lines);
         let consume =
             [&settings[..], &["-C", "-t", &topic, "-p", "0", "-o", "beginning", "-e", "-f", "%o %s\n"]].concat();
-        let (ok, read) = kcat(&consume, "");
-        assert!(ok, "kcat consumed over {name}");
+        let (ok, read, errors) = kcat(&consume, "");
+        assert!(ok, "kcat consumed over {name}: {errors}");
         let want: Vec<String> = expected.iter().enumerate().map(|(o, v)| format!("{o} {v}")).collect();
         assert_eq!(read.lines().collect::<Vec<_>>(), want, "read back over {name}");
     }
     let wrong = sasl_ssl("SCRAM-SHA-512", "not-the-password");
     let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
-    let (ok, listed) = kcat(&[&wrong[..], &["-L", "-m", "5"]].concat(), "");
+    let (ok, listed, _) = kcat(&[&wrong[..], &["-L", "-m", "5"]].concat(), "");
     assert!(!ok && !listed.contains(&topic), "a wrong password got metadata: {listed}");
 }

@@ -12,7 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, config::ClientConfig};
 
-use crate::common::{TestBroker, WAIT_MAX, unique_topic};
+use crate::common::{Member, TestBroker, WAIT_MAX, unique_topic};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -247,8 +247,9 @@ fn offsets_sent_with_a_transaction_commit_with_it() {
     let topic = unique_topic("txn-offsets");
     let group = unique_topic("txn-group");
     let producer = transactional_producer(&broker, "txn-offsets", &[]);
-    let input: BaseConsumer =
-        broker.client_config().set("group.id", &group).set("enable.auto.commit", "false").create().expect("consumer");
+    let input: Member = Member::new(
+        broker.client_config().set("group.id", &group).set("enable.auto.commit", "false").create().expect("consumer"),
+    );
     // The topic exists before the consumer subscribes (consumers do not create topics).
     let plain: ThreadedProducer<DefaultProducerContext> = broker.client_config().create().expect("producer");
     send_plain(&plain, &topic, "input");
@@ -466,14 +467,16 @@ fn run_application(
 ) -> Result<bool, KafkaError> {
     use rdkafka::Message;
     let producer = transactional_producer(broker, "etl-app", &[]);
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("consumer");
+    let consumer: Member = Member::new(
+        broker
+            .client_config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("consumer"),
+    );
     consumer.subscribe(&[input])?;
     let deadline = Instant::now() + WAIT_MAX;
     let mut transactions = 0;
