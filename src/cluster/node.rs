@@ -150,7 +150,12 @@ impl ClusterNode {
             }
             match self.round(&unified, &mut duties).await {
                 Ok(expiry) => next_expiry = expiry,
-                Err(error) => tracing::warn!(%error, "cluster round failed; trying again"),
+                Err(error) => {
+                    // Next try at the next heartbeat: a lease expiry already past would wake the
+                    // loop at once, and a store that is down would get a round per microsecond.
+                    next_expiry = None;
+                    tracing::warn!(%error, "cluster round failed; trying again");
+                }
             }
             // On its own task: listing and deleting objects can take seconds on a slow store,
             // and the rounds (which keep this broker's metadata current) must not wait for it.
