@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -172,6 +172,9 @@ pub async fn serve<S: Stream>(
     let mut authenticator =
         sasl.then(|| Authenticator::new(broker.credentials.clone(), broker.metrics.clone(), reauth_ms));
     let mut authenticated = !sasl;
+    // After a SaslHandshake v0 (clients before KIP-152), the SASL tokens come and go as bare
+    // frames until the authentication ends.
+    let mut bare_tokens = false;
     // When the session's authentication ends (KIP-368): past it, only a re-authentication is
     // answered.
     let mut session_expires: Option<Instant> = None;
@@ -212,6 +215,37 @@ pub async fn serve<S: Stream>(
             }
         };
         let started = Instant::now();
+        if bare_tokens {
+            let Some(authenticator) = authenticator.as_mut() else { break };
+            let Some(token) = bare_token(authenticator, frame).await else {
+                // As Kafka: a failed authentication without SaslAuthenticate gets no answer; the
+                // connection closes.
+                break;
+            };
+            if let Some(principal) = token.principal {
+                session.principal = principal;
+                authenticated = true;
+                session_expires = token.expires;
+                bare_tokens = false;
+            }
+            let handled = Handled { response: Response::SaslToken(token.reply), errors: ErrorCounts::default() };
+            let answered = outgoing
+                .send(Outgoing {
+                    api_key: ApiKey::SaslAuthenticate,
+                    version: 0,
+                    correlation_id: 0,
+                    pending: Box::pin(std::future::ready(Some(handled))),
+                    started,
+                    _budget: budget,
+                    close_after: false,
+                    throttle: Throttle::NONE,
+                })
+                .await;
+            if answered.is_err() {
+                break;
+            }
+            continue;
+        }
         let request = match protocol::decode(frame.clone()) {
             Ok(request) => request,
             Err(error) => {
@@ -236,6 +270,9 @@ pub async fn serve<S: Stream>(
         let pending = match (api_key, &request.body) {
             (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate, Body::Kind(kind)) => {
                 let step = authenticate(authenticator.as_mut(), kind).instrument(span).await;
+                bare_tokens = api_key == ApiKey::SaslHandshake
+                    && version == 0
+                    && matches!(&step.response, ResponseKind::SaslHandshake(answer) if answer.error_code == 0);
                 if let Some(principal) = step.principal {
                     session.principal = principal;
                     authenticated = true;
@@ -317,6 +354,26 @@ async fn authenticate(authenticator: Option<&mut Authenticator>, kind: &kafka_pr
             principal: None,
             expires: None,
         },
+    }
+}
+
+/// What one bare SASL token (after a SaslHandshake v0) leads to.
+struct BareToken {
+    reply: Bytes,
+    principal: Option<Principal>,
+    expires: Option<Instant>,
+}
+
+/// A bare SASL token, through the same exchange as a SaslAuthenticate request's bytes; `None`
+/// when the authentication failed.
+async fn bare_token(authenticator: &mut Authenticator, token: Bytes) -> Option<BareToken> {
+    use kafka_protocol::messages::SaslAuthenticateRequest;
+    let step = authenticator.authenticate(&SaslAuthenticateRequest::default().with_auth_bytes(token)).await;
+    match step.response {
+        ResponseKind::SaslAuthenticate(answer) if answer.error_code == 0 && !step.close => {
+            Some(BareToken { reply: answer.auth_bytes, principal: step.principal, expires: step.expires })
+        }
+        _ => None,
     }
 }
 
@@ -406,6 +463,7 @@ async fn write_responses<W: AsyncWrite + Unpin>(
         let frame = match response {
             Response::Kind(kind) => protocol::encode(item.api_key, item.version, item.correlation_id, &kind),
             Response::RawV0(body) => Ok(protocol::frame_v0(item.correlation_id, &body)),
+            Response::SaslToken(token) => Ok(protocol::frame_sasl_token(&token)),
             Response::Close => {
                 tracing::debug!("closing connection after a failed acks=0 produce");
                 break;

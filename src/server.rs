@@ -35,6 +35,8 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error("--bootstrap-admin needs its password in {0}")]
     BootstrapAdmin(&'static str),
+    #[error("--inter-broker-sasl-username needs its password in {0}")]
+    InterBrokerPassword(&'static str),
     #[error("--oauthbearer-jwks-file: {0}")]
     Jwks(#[from] crate::security::jwt::JwtError),
     #[error(
@@ -47,9 +49,10 @@ pub enum ServerError {
 /// ACLs, the other brokers must let it do anything (as Kafka's brokers are super users).
 fn check_inter_broker_principal(security: &crate::config::SecurityConfig) -> Result<(), ServerError> {
     let listener = security.inter_broker();
-    let principal = match listener.protocol.tls() {
-        true => crate::security::tls::own_principal(security)?,
-        false => "ANONYMOUS".to_string(),
+    let principal = match (&security.inter_broker_sasl, listener.protocol.sasl(), listener.protocol.tls()) {
+        (Some(sasl), true, _) => sasl.username.clone(),
+        (_, _, true) => crate::security::tls::own_principal(security)?,
+        _ => "ANONYMOUS".to_string(),
     };
     let principal = format!("User:{principal}");
     if security.super_users.contains(&principal) {
@@ -69,6 +72,12 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let tls = Tls::from_config(&config.security, config.http.tls)?;
     if let Some(settings) = &config.security.oauthbearer {
         crate::security::jwt::JwtValidator::new(settings.clone())?;
+    }
+    if config.coordinator.is_some() && config.security.inter_broker().protocol.sasl() {
+        let env = crate::config::security::INTER_BROKER_SASL_PASSWORD_ENV;
+        if config.security.inter_broker_sasl.as_ref().is_none_or(|sasl| sasl.password.is_none()) {
+            return Err(ServerError::InterBrokerPassword(env));
+        }
     }
     if config.coordinator.is_some() && config.security.acls {
         check_inter_broker_principal(&config.security)?;

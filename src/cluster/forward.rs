@@ -3,8 +3,9 @@
 //! Kafka client would (Produce v9 with acks=all, Fetch v12).
 //!
 //! One short connection per call, to the leader's address on the inter-broker listener (over
-//! TLS with this broker's certificate when that listener is SSL): the HTTP door is not the hot
-//! path, and a connection that is never pooled can never be stale after a leader moves.
+//! TLS with this broker's certificate when that listener is SSL, after a SASL authentication as
+//! `--inter-broker-sasl-username` when it is SASL): the HTTP door is not the hot path, and a
+//! connection that is never pooled can never be stale after a leader moves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,20 @@ use crate::log::{AppendInfo, LogError, ReadResult};
 pub trait BrokerTls: Send + Sync + std::fmt::Debug {
     /// A connector from the current files: a renewed certificate is used at once.
     fn connector(&self) -> Result<tokio_rustls::TlsConnector, String>;
+}
+
+/// How a broker authenticates to another broker's SASL listener, as itself (`security::sasl`).
+pub trait BrokerSasl: Send + Sync + std::fmt::Debug {
+    /// The mechanism it names in SaslHandshake.
+    fn mechanism(&self) -> &str;
+    /// A new exchange, and its first token.
+    fn start(&self) -> (Box<dyn SaslClientExchange>, Bytes);
+}
+
+/// One SASL exchange from the client's side.
+pub trait SaslClientExchange: Send {
+    /// The next token for the server's answer, or `None` once the authentication is complete.
+    fn next(&mut self, answer: &[u8]) -> Result<Option<Bytes>, String>;
 }
 
 /// Produces to and reads from a partition's leader on behalf of a client of another door.
@@ -60,13 +75,26 @@ pub struct KafkaForwarder {
     listener: String,
     /// On an SSL listener: how to connect, as this broker.
     tls: Option<Arc<dyn BrokerTls>>,
+    /// On a SASL listener: how to authenticate, as this broker.
+    sasl: Option<Arc<dyn BrokerSasl>>,
 }
 
 impl KafkaForwarder {
-    /// Forwards on `listener`, over TLS with `tls`.
-    pub fn new(listener: &str, tls: Option<Arc<dyn BrokerTls>>) -> KafkaForwarder {
-        KafkaForwarder { listener: listener.to_string(), tls }
+    /// Forwards on `listener`, over TLS with `tls`, authenticating with `sasl`.
+    pub fn new(listener: &str, tls: Option<Arc<dyn BrokerTls>>, sasl: Option<Arc<dyn BrokerSasl>>) -> KafkaForwarder {
+        KafkaForwarder { listener: listener.to_string(), tls, sasl }
     }
+
+    fn connection(&self) -> Connection<'_> {
+        Connection { tls: self.tls.as_deref(), sasl: self.sasl.as_deref() }
+    }
+}
+
+/// How to open a connection to another broker on the inter-broker listener.
+#[derive(Clone, Copy)]
+struct Connection<'a> {
+    tls: Option<&'a dyn BrokerTls>,
+    sasl: Option<&'a dyn BrokerSasl>,
 }
 
 const PRODUCE_VERSION: i16 = 9;
@@ -90,10 +118,11 @@ fn code_error(code: i16) -> LogError {
     }
 }
 
-/// Sends one request to `leader` (over TLS with `tls`) and reads its answer.
+/// Sends one request to `leader` (over TLS and after SASL, as `connection` says) and reads its
+/// answer.
 async fn call<Req, Resp>(
     leader: &BrokerInfo,
-    tls: Option<&dyn BrokerTls>,
+    connection: Connection<'_>,
     key: ApiKey,
     version: i16,
     request: &Req,
@@ -104,19 +133,59 @@ where
 {
     let exchange = async {
         let stream = TcpStream::connect((leader.host.as_str(), leader.port as u16)).await.map_err(unavailable)?;
-        match tls {
-            None => exchange(stream, key, version, request).await,
+        match connection.tls {
+            None => authenticated(stream, connection.sasl, key, version, request).await,
             Some(tls) => {
                 let name = rustls::pki_types::ServerName::try_from(leader.host.clone()).map_err(unavailable)?;
                 let stream = tls.connector().map_err(unavailable)?.connect(name, stream).await.map_err(unavailable)?;
-                exchange(stream, key, version, request).await
+                authenticated(stream, connection.sasl, key, version, request).await
             }
         }
     };
     tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| unavailable("timed out"))?
 }
 
-async fn exchange<S, Req, Resp>(mut stream: S, key: ApiKey, version: i16, request: &Req) -> Result<Resp, LogError>
+/// SaslHandshake v1 and SaslAuthenticate v2 until the exchange is complete (with `sasl`), then
+/// the request.
+async fn authenticated<S, Req, Resp>(
+    mut stream: S,
+    sasl: Option<&dyn BrokerSasl>,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> Result<Resp, LogError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    Req: Encodable + HeaderVersion,
+    Resp: Decodable + HeaderVersion,
+{
+    use kafka_protocol::messages::{
+        SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+    };
+    if let Some(sasl) = sasl {
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(sasl.mechanism().into()));
+        let answer: SaslHandshakeResponse = exchange(&mut stream, ApiKey::SaslHandshake, 1, &handshake).await?;
+        if answer.error_code != 0 {
+            return Err(unavailable(format!("SASL handshake for {}: error {}", sasl.mechanism(), answer.error_code)));
+        }
+        let (mut client, mut token) = sasl.start();
+        loop {
+            let request = SaslAuthenticateRequest::default().with_auth_bytes(token);
+            let answer: SaslAuthenticateResponse = exchange(&mut stream, ApiKey::SaslAuthenticate, 2, &request).await?;
+            if answer.error_code != 0 {
+                let message = answer.error_message.map(|m| m.to_string()).unwrap_or_default();
+                return Err(unavailable(format!("SASL authentication: error {}: {message}", answer.error_code)));
+            }
+            match client.next(&answer.auth_bytes).map_err(unavailable)? {
+                Some(next) => token = next,
+                None => break,
+            }
+        }
+    }
+    exchange(&mut stream, key, version, request).await
+}
+
+async fn exchange<S, Req, Resp>(stream: &mut S, key: ApiKey, version: i16, request: &Req) -> Result<Resp, LogError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     Req: Encodable + HeaderVersion,
@@ -172,7 +241,7 @@ impl Forwarder for KafkaForwarder {
             .with_timeout_ms(TIMEOUT.as_millis() as i32)
             .with_topic_data(vec![topic_data]);
         let response: ProduceResponse =
-            call(leader, self.tls.as_deref(), ApiKey::Produce, PRODUCE_VERSION, &request).await?;
+            call(leader, self.connection(), ApiKey::Produce, PRODUCE_VERSION, &request).await?;
         let answer = response
             .responses
             .first()
@@ -213,7 +282,7 @@ impl Forwarder for KafkaForwarder {
             .with_max_bytes(max_bytes)
             .with_session_epoch(-1)
             .with_topics(vec![fetch_topic]);
-        let response: FetchResponse = call(leader, self.tls.as_deref(), ApiKey::Fetch, FETCH_VERSION, &request).await?;
+        let response: FetchResponse = call(leader, self.connection(), ApiKey::Fetch, FETCH_VERSION, &request).await?;
         if response.error_code != 0 {
             return Err(code_error(response.error_code));
         }

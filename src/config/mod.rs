@@ -219,16 +219,18 @@ impl Config {
         log.group_commit_bytes_max = log.group_commit_bytes_max.min(budget.queued_requests / 2);
         let wal = wal.resolve()?;
         let coordinator = cluster.resolve(wal.is_some())?;
-        // Brokers forward HTTP requests to each other over the inter-broker listener, as clients
-        // without SASL credentials: over TLS they present this broker's certificate.
+        // Brokers forward HTTP requests to each other over the inter-broker listener: over TLS
+        // they present this broker's certificate, over SASL they authenticate as
+        // `--inter-broker-sasl-username`.
         if coordinator.is_some() {
             let inter_broker = security.inter_broker();
-            if inter_broker.protocol.sasl() {
+            if inter_broker.protocol.sasl() && security.inter_broker_sasl.is_none() {
                 let reason = format!(
-                    "brokers reach each other on a PLAINTEXT or SSL listener, not {} (name one with --inter-broker-listener-name)",
-                    inter_broker.name
+                    "brokers reach each other on {}, a SASL listener: give them a user with --inter-broker-sasl-username (and its password in {}), or name a PLAINTEXT or SSL listener with --inter-broker-listener-name",
+                    inter_broker.name,
+                    security::INTER_BROKER_SASL_PASSWORD_ENV
                 );
-                return Err(ConfigError::Invalid { name: "inter-broker-listener-name", reason });
+                return Err(ConfigError::Invalid { name: "inter-broker-sasl-username", reason });
             }
             if inter_broker.protocol.tls() && security.ssl_ca_file.is_none() {
                 let reason =

@@ -17,6 +17,10 @@ pub struct SecurityFlags {
     pub advertised_listeners: Option<String>,
     #[arg(long = "inter-broker-listener-name", env = "ZOMBI_INTER_BROKER_LISTENER_NAME")]
     pub inter_broker_listener_name: Option<String>,
+    #[arg(long = "sasl-mechanism-inter-broker-protocol", env = "ZOMBI_SASL_MECHANISM_INTER_BROKER_PROTOCOL")]
+    pub sasl_mechanism_inter_broker_protocol: String,
+    #[arg(long = "inter-broker-sasl-username", env = "ZOMBI_INTER_BROKER_SASL_USERNAME")]
+    pub inter_broker_sasl_username: Option<String>,
     #[arg(long = "ssl-cert-file", env = "ZOMBI_SSL_CERT_FILE")]
     pub ssl_cert_file: Option<PathBuf>,
     #[arg(long = "ssl-key-file", env = "ZOMBI_SSL_KEY_FILE")]
@@ -120,6 +124,10 @@ pub enum ClientAuth {
 
 /// Where the bootstrap admin's password comes from.
 pub const BOOTSTRAP_ADMIN_PASSWORD_ENV: &str = "ZOMBI_BOOTSTRAP_ADMIN_PASSWORD";
+/// Where the password of `--inter-broker-sasl-username` comes from.
+pub const INTER_BROKER_SASL_PASSWORD_ENV: &str = "ZOMBI_INTER_BROKER_SASL_PASSWORD";
+/// The mechanisms a broker can authenticate to another with (it holds no token to offer).
+pub const INTER_BROKER_SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 /// The SASL mechanisms zombi implements.
 pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
@@ -225,6 +233,8 @@ pub struct SecurityConfig {
     /// The listener brokers of a cluster reach each other on (Kafka's
     /// `inter.broker.listener.name`): given, else PLAINTEXT, else SSL, else the first.
     pub inter_broker_listener: String,
+    /// How a broker authenticates to the others on a SASL inter-broker listener.
+    pub inter_broker_sasl: Option<InterBrokerSasl>,
     pub ssl_cert_file: Option<PathBuf>,
     pub ssl_key_file: Option<PathBuf>,
     pub ssl_ca_file: Option<PathBuf>,
@@ -254,6 +264,7 @@ impl std::fmt::Debug for SecurityConfig {
         f.debug_struct("SecurityConfig")
             .field("listeners", &self.listeners)
             .field("inter_broker_listener", &self.inter_broker_listener)
+            .field("inter_broker_sasl", &self.inter_broker_sasl)
             .field("ssl_cert_file", &self.ssl_cert_file)
             .field("ssl_key_file", &self.ssl_key_file)
             .field("ssl_ca_file", &self.ssl_ca_file)
@@ -267,6 +278,22 @@ impl std::fmt::Debug for SecurityConfig {
             .field("allow_everyone_if_no_acl_found", &self.allow_everyone_if_no_acl_found)
             .field("oauthbearer", &self.oauthbearer)
             .finish()
+    }
+}
+
+/// A broker's SASL credentials towards the other brokers: `--sasl-mechanism-inter-broker-protocol`,
+/// `--inter-broker-sasl-username` and the password from `ZOMBI_INTER_BROKER_SASL_PASSWORD`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InterBrokerSasl {
+    pub mechanism: String,
+    pub username: String,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for InterBrokerSasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("InterBrokerSasl").field("mechanism", &self.mechanism).field("username", &self.username).finish()
     }
 }
 
@@ -345,6 +372,26 @@ impl SecurityFlags {
                 .unwrap_or(&listeners[0].name)
                 .to_string(),
         };
+        let mechanism = self.sasl_mechanism_inter_broker_protocol;
+        if !INTER_BROKER_SASL_MECHANISMS.contains(&mechanism.as_str()) {
+            let reason = format!("{mechanism} is not one of {}", INTER_BROKER_SASL_MECHANISMS.join(", "));
+            return Err(invalid("sasl-mechanism-inter-broker-protocol", reason));
+        }
+        let inter_broker_sasl = match self.inter_broker_sasl_username {
+            Some(username) if username.is_empty() => {
+                return Err(invalid("inter-broker-sasl-username", "must not be empty"));
+            }
+            Some(username) => {
+                // Checked at start, where a missing password stops the broker with its own error.
+                let password = std::env::var(INTER_BROKER_SASL_PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+                if !sasl_mechanisms.contains(&mechanism) {
+                    let reason = format!("{mechanism} is not one of --sasl-enabled-mechanisms");
+                    return Err(invalid("sasl-mechanism-inter-broker-protocol", reason));
+                }
+                Some(InterBrokerSasl { mechanism, username, password })
+            }
+            None => None,
+        };
         let jwks = match (self.oauthbearer_jwks_file, self.oauthbearer_jwks_endpoint_url) {
             (Some(_), Some(_)) => {
                 let reason = "give --oauthbearer-jwks-file or --oauthbearer-jwks-endpoint-url, not both";
@@ -366,6 +413,7 @@ impl SecurityFlags {
         let config = SecurityConfig {
             listeners,
             inter_broker_listener,
+            inter_broker_sasl,
             ssl_cert_file: self.ssl_cert_file,
             ssl_key_file: self.ssl_key_file,
             ssl_ca_file: self.ssl_ca_file.clone(),

@@ -97,6 +97,7 @@ fn sample(flag: &str) -> String {
         "listeners" => "PLAINTEXT://127.0.0.1:19092,SASL_PLAINTEXT://127.0.0.1:19093",
         "advertised-listeners" => "PLAINTEXT://kafka.local:19092",
         "inter-broker-listener-name" => "PLAINTEXT",
+        "inter-broker-sasl-username" => "admin",
         "ssl-cert-file" => "/etc/zombi/server.crt",
         "ssl-key-file" => "/etc/zombi/server.key",
         "ssl-ca-file" => "/etc/zombi/ca.crt",
@@ -117,7 +118,7 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 85, "README lists every flag but --config");
+    assert_eq!(flags.len(), 87, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
@@ -203,6 +204,9 @@ const FILE_KEYS: &[&str] = &[
     "advertised.listeners",
     "inter-broker-listener-name",
     "inter.broker.listener.name",
+    "sasl-mechanism-inter-broker-protocol",
+    "sasl.mechanism.inter.broker.protocol",
+    "inter-broker-sasl-username",
     "ssl-cert-file",
     "ssl-key-file",
     "ssl-ca-file",
@@ -461,6 +465,7 @@ fn broker_configs_are_described_with_kafkas_types() {
         [
             "advertised.listeners",
             "inter.broker.listener.name",
+            "sasl.mechanism.inter.broker.protocol",
             "auto.create.topics.enable",
             "broker.id",
             "log.retention.bytes",
@@ -699,7 +704,10 @@ fn bad_listener_settings_are_refused() {
         "oauthbearer-jwks-endpoint-refresh-ms",
     );
     let cluster = ["--coordinator", "postgres://z:z@127.0.0.1:5432/z", "--wal-store", "file:///var/tmp/wal"];
-    refused(&[&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9093"]].concat(), "inter-broker-listener-name");
+    refused(&[&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9093"]].concat(), "inter-broker-sasl-username");
+    refused(&["--sasl-mechanism-inter-broker-protocol", "OAUTHBEARER"], "sasl-mechanism-inter-broker-protocol");
+    let plain_only = ["--sasl-enabled-mechanisms", "PLAIN", "--inter-broker-sasl-username", "broker"];
+    refused(&plain_only, "sasl-mechanism-inter-broker-protocol");
     let tls = ["--listeners", "SSL://:9093", "--ssl-cert-file", "/c.pem", "--ssl-key-file", "/k.pem"];
     refused(&[&cluster[..], &tls[..]].concat(), "ssl-ca-file");
     refused(&["--listeners", "PLAINTEXT://:9092", "--inter-broker-listener-name", "SSL"], "inter-broker-listener-name");
@@ -708,7 +716,7 @@ fn bad_listener_settings_are_refused() {
 }
 
 /// The inter-broker listener: the one named, else PLAINTEXT, else SSL, else the first; in a
-/// cluster it may be SSL (with the CA that checks the other brokers) but not SASL.
+/// cluster it may be SSL (with the CA that checks the other brokers), or SASL with a user.
 #[test]
 fn the_inter_broker_listener_is_plaintext_or_ssl() {
     let name = |args: &[&str]| parse(args).expect("parses").security.inter_broker_listener;
@@ -728,6 +736,10 @@ fn the_inter_broker_listener_is_plaintext_or_ssl() {
     let config = parse(&secured.concat()).expect("a secured cluster parses");
     assert_eq!(config.security.inter_broker().name, "SSL");
     assert!(config.security.acls);
+    let sasl = [&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9094", "--inter-broker-sasl-username", "broker"]];
+    let config = parse(&sasl.concat()).expect("a SASL inter-broker listener with a user parses");
+    let inter_broker = config.security.inter_broker_sasl.expect("inter-broker SASL");
+    assert_eq!((inter_broker.mechanism.as_str(), inter_broker.username.as_str()), ("SCRAM-SHA-512", "broker"));
 }
 
 /// ACL settings: super users as Kafka writes them, with the bootstrap admin added; HTTP basic

@@ -62,14 +62,16 @@ impl Handled {
     }
 }
 
-/// What goes back on the wire: a typed response, a body encoded by hand (Produce v0–v2), or
-/// nothing and the end of the connection (a failed acks=0 produce: as in Kafka, the client's only
-/// sign of the error). Moved once per request, so the size difference between the variants
-/// costs nothing.
+/// What goes back on the wire: a typed response, a body encoded by hand (Produce v0–v2), a
+/// bare SASL token (after a SaslHandshake v0), or nothing and the end of the connection (a failed
+/// acks=0 produce: as in Kafka, the client's only sign of the error). Moved once per request, so
+/// the size difference between the variants costs nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum Response {
     Kind(ResponseKind),
     RawV0(bytes::Bytes),
+    /// A SASL token in a frame of its own: a size and the bytes, no response header.
+    SaslToken(bytes::Bytes),
     Close,
 }
 
@@ -123,7 +125,16 @@ impl Broker {
                     .map(|tls| Arc::new(tls) as Arc<dyn crate::cluster::forward::BrokerTls>),
                 false => None,
             };
-            Arc::new(crate::cluster::forward::KafkaForwarder::new(&listener.name, tls)) as _
+            let sasl = match listener.protocol.sasl() {
+                true => config
+                    .security
+                    .inter_broker_sasl
+                    .as_ref()
+                    .and_then(crate::security::sasl::InterBrokerClient::from_config)
+                    .map(|sasl| Arc::new(sasl) as Arc<dyn crate::cluster::forward::BrokerSasl>),
+                false => None,
+            };
+            Arc::new(crate::cluster::forward::KafkaForwarder::new(&listener.name, tls, sasl)) as _
         });
         let cluster: Arc<dyn MetadataCache> = cluster.unwrap_or_else(|| SingleNode::new(&config));
         let settings = ServiceSettings {

@@ -49,7 +49,10 @@ const fn row(key: ApiKey, min_version: i16, max_version: i16, family: Family, be
 
 /// Every API the broker answers, by key; ApiVersions lists exactly these rows in this order.
 /// Produce is advertised from v0 because librdkafka enables Produce only when v0 is (KIP-896);
-/// v0–2 are decoded by `legacy_produce` and refused with UNSUPPORTED_VERSION.
+/// v0–2 are decoded by `legacy_produce` and refused with UNSUPPORTED_VERSION. SaslHandshake is
+/// advertised from v0 (Kafka 4 starts at v1) because older librdkafka, which distributions still
+/// ship (Debian 12's kcat links 2.0.2), offers SASL only when v0 is; it then sends v1.
+/// A v0 handshake is served too: its tokens follow as bare frames (`connection::bare_token`).
 #[rustfmt::skip]
 pub static APIS: [Api; 49] = [
     //  key                                     min  max  family            before authentication
@@ -66,7 +69,7 @@ pub static APIS: [Api; 49] = [
     row(ApiKey::SyncGroup,                        0,   5, Family::Groups,   false),
     row(ApiKey::DescribeGroups,                   0,   6, Family::Groups,   false),
     row(ApiKey::ListGroups,                       0,   5, Family::Groups,   false),
-    row(ApiKey::SaslHandshake,                    1,   1, Family::Security, true),
+    row(ApiKey::SaslHandshake,                    0,   1, Family::Security, true),
     row(ApiKey::ApiVersions,                      0,   4, Family::Metadata, true),
     row(ApiKey::CreateTopics,                     2,   7, Family::Admin,    false),
     row(ApiKey::DeleteTopics,                     1,   6, Family::Admin,    false),

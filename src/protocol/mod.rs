@@ -145,6 +145,15 @@ pub fn frame_v0(correlation_id: i32, body: &[u8]) -> Frame {
     Frame { parts: vec![out.freeze()] }
 }
 
+/// A bare SASL token: its size, then its bytes (no header), as the server answers tokens after a
+/// SaslHandshake v0.
+pub fn frame_sasl_token(token: &[u8]) -> Frame {
+    let mut out = BytesMut::with_capacity(4 + token.len());
+    out.put_i32(token.len() as i32);
+    out.put_slice(token);
+    Frame { parts: vec![out.freeze()] }
+}
+
 fn response_size(response: &ResponseKind, version: i16) -> anyhow::Result<usize> {
     // ResponseKind has no size method of its own; encoding into a scratch buffer would copy records.
     macro_rules! sizes {

@@ -1,5 +1,6 @@
-//! One connection's SASL authentication on a SASL listener: SaslHandshake (v1) names the
-//! mechanism, SaslAuthenticate carries its tokens (KIP-152). PLAIN and OAUTHBEARER take
+//! One connection's SASL authentication on a SASL listener: SaslHandshake names the mechanism,
+//! SaslAuthenticate carries its tokens (KIP-152; after a v0 handshake they come as bare frames,
+//! which the connection passes here the same way). PLAIN and OAUTHBEARER take
 //! one round, SCRAM two.
 //! A failed authentication is answered with SASL_AUTHENTICATION_FAILED after a short delay, and
 //! the connection closes.
@@ -266,4 +267,73 @@ fn refused(error: ResponseError, message: &str) -> Step {
         .with_error_code(error.code())
         .with_error_message(Some(StrBytes::from_string(message.to_string())));
     Step { response: response.into(), close: true, principal: None, expires: None }
+}
+
+/// This broker's side of SASL towards the other brokers (`--inter-broker-sasl-username`): PLAIN
+/// or SCRAM, with the password from `ZOMBI_INTER_BROKER_SASL_PASSWORD`.
+#[derive(Debug)]
+pub struct InterBrokerClient {
+    sasl: crate::config::security::InterBrokerSasl,
+}
+
+impl InterBrokerClient {
+    /// `None` without a password (the server refuses to start then).
+    pub fn from_config(sasl: &crate::config::security::InterBrokerSasl) -> Option<InterBrokerClient> {
+        sasl.password.as_ref().map(|_| InterBrokerClient { sasl: sasl.clone() })
+    }
+
+    fn password(&self) -> &str {
+        self.sasl.password.as_deref().unwrap_or_default()
+    }
+}
+
+impl crate::cluster::forward::BrokerSasl for InterBrokerClient {
+    fn mechanism(&self) -> &str {
+        &self.sasl.mechanism
+    }
+
+    fn start(&self) -> (Box<dyn crate::cluster::forward::SaslClientExchange>, Bytes) {
+        match Mechanism::from_name(&self.sasl.mechanism) {
+            Some(mechanism) => {
+                let exchange = scram::ClientExchange::start(mechanism, &self.sasl.username, self.password());
+                let first = Bytes::from(exchange.client_first());
+                (Box::new(ScramClient { exchange, last: None }), first)
+            }
+            None => {
+                let token = format!("\0{}\0{}", self.sasl.username, self.password());
+                (Box::new(PlainClient), Bytes::from(token))
+            }
+        }
+    }
+}
+
+/// PLAIN: one token, and the server's empty answer ends it.
+struct PlainClient;
+
+impl crate::cluster::forward::SaslClientExchange for PlainClient {
+    fn next(&mut self, _answer: &[u8]) -> Result<Option<Bytes>, String> {
+        Ok(None)
+    }
+}
+
+/// SCRAM: the client's first message went out; the server's first gets the final message, and
+/// the server's final is checked (the server must know the credential too).
+struct ScramClient {
+    exchange: scram::ClientExchange,
+    last: Option<scram::ClientFinal>,
+}
+
+impl crate::cluster::forward::SaslClientExchange for ScramClient {
+    fn next(&mut self, answer: &[u8]) -> Result<Option<Bytes>, String> {
+        let text = std::str::from_utf8(answer).map_err(|_| "a SCRAM answer that is not UTF-8".to_string())?;
+        match self.last.take() {
+            None => {
+                let last = self.exchange.finish(text).map_err(|e| e.to_string())?;
+                let message = Bytes::from(last.message.clone());
+                self.last = Some(last);
+                Ok(Some(message))
+            }
+            Some(last) => last.verify(text).map(|()| None).map_err(|e| e.to_string()),
+        }
+    }
 }

@@ -205,3 +205,74 @@ async fn a_secured_cluster_serves_every_listener_and_forwards_as_its_brokers() {
         assert_eq!(read[&partition], expected, "partition {partition}");
     }
 }
+
+/// Brokers reach each other on a SASL_PLAINTEXT inter-broker listener, authenticating with
+/// SCRAM-SHA-512 as `--inter-broker-sasl-username` (the bootstrap admin, a super user): records
+/// posted over HTTP to one broker reach the partitions the others lead (the listener closes any
+/// connection that does not authenticate). A broker without the password, or whose user is no
+/// super user, refuses to start and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_authenticate_to_each_other_on_a_sasl_listener() {
+    let flags = [
+        "--listeners",
+        "SASL_PLAINTEXT://127.0.0.1:0",
+        "--authorizer",
+        "standard",
+        "--bootstrap-admin",
+        ADMIN,
+        "--inter-broker-sasl-username",
+        ADMIN,
+    ];
+    let env =
+        [("ZOMBI_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD), ("ZOMBI_INTER_BROKER_SASL_PASSWORD", ADMIN_PASSWORD)];
+    let cluster = Cluster::start_with_env(2, &flags, &env);
+
+    let refused = |args: &[String], env: &[(&str, &str)]| {
+        let data = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(crate::common::zombi_bin())
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--http-listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("ZOMBI_INTER_BROKER_SASL_PASSWORD")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run zombi");
+        assert!(!output.status.success(), "the broker started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = refused(&cluster.args(3), &env[..1]);
+    assert!(stderr.contains("ZOMBI_INTER_BROKER_SASL_PASSWORD"), "{stderr}");
+    let mut args = cluster.args(3);
+    args.extend(["--super-users".to_string(), "User:someone-else".to_string()]);
+    let at = args.iter().position(|a| a == "--bootstrap-admin").expect("flag");
+    args.drain(at..at + 2);
+    let stderr = refused(&args, &env);
+    assert!(stderr.contains(&format!("User:{ADMIN}")) && stderr.contains("--super-users"), "{stderr}");
+
+    let topic = unique_topic("sasl-inter-broker");
+    let first = &cluster.brokers[0];
+    let mut admin = crate::acls::authenticated(&first.listener("SASL_PLAINTEXT"), ADMIN, ADMIN_PASSWORD);
+    assert_eq!(crate::bad_input::create_topic_partitions(&mut admin, &topic, PARTITIONS, &[]), 0);
+    let as_admin = sasl(&first.listener("SASL_PLAINTEXT"), "SASL_PLAINTEXT", "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
+    let (led, _) = leaders(&as_admin, &topic);
+    assert!(led.values().any(|l| *l == 2), "broker 2 leads some partitions: {led:?}");
+
+    let basic =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN}:{ADMIN_PASSWORD}")));
+    let headers = [("Content-Type", "application/json"), ("Authorization", basic.as_str())];
+    let post = |http: &str, partition: i32, value: &str| {
+        let body = serde_json::json!([{ "value": value, "partition": partition }]).to_string();
+        crate::http_client::request_with(http, "POST", &format!("/events/{topic}"), &headers, body.as_bytes())
+    };
+    for partition in 0..PARTITIONS {
+        let answer = post(&first.http, partition, &format!("http-{partition}"));
+        assert_eq!(answer.status, 200, "partition {partition}: {}", answer.text());
+        assert_eq!(answer.json()["offsets"][0]["offset"], 0, "partition {partition}");
+    }
+
+    let read = read_every_partition(&as_admin, &topic, 1);
+    for partition in 0..PARTITIONS {
+        assert_eq!(read[&partition], vec![(0, format!("http-{partition}"))], "partition {partition}");
+    }
+}
