@@ -9,16 +9,21 @@
 //!   as the log stores them (Kafka's on-disk batch format), concatenated. The name carries what
 //!   the remote index needs, so recovery lists and never reads.
 //! - `data/<topic id>/<partition>/<same name>.aborted`: beside a segment that holds abort
-//!   markers, the transactions they abort (Kafka's transaction index of a remote segment): JSON,
-//!   `[{"producer_id", "first_offset", "last_offset"}]`, `last_offset` the marker's offset, in
-//!   the segment. It is stored before its segment, so a segment without one aborts nothing.
+//!   markers or ends inside a transaction, its transactions (Kafka's transaction index of a
+//!   remote segment, and more): JSON, `{"aborted": [{"producer_id", "first_offset",
+//!   "last_offset"}], "unresolved": [{"producer_id", "producer_epoch", "first_offset"}]}`.
+//!   `aborted` are the transactions its abort markers abort (`last_offset` the marker's offset,
+//!   in the segment); `unresolved` those with records up to its end and no marker before it
+//!   (open, or ended by a marker after it), which a broker rebuilt from the bucket aborts when
+//!   this is its last segment. Objects written before `unresolved` existed are the bare
+//!   `aborted` array. It is stored before its segment, so a segment without one aborts nothing.
 
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::log::AbortedTxn;
 use crate::log::batch::{BatchHeader, HEADER_BYTES, LOG_OVERHEAD_BYTES};
 pub use crate::log::remote_index::SegmentInfo;
+use crate::log::{AbortedTxn, OpenTxn};
 
 pub const SEGMENT_SUFFIX: &str = ".batches";
 pub const ABORTED_SUFFIX: &str = ".aborted";
@@ -54,21 +59,84 @@ struct AbortedEntry {
     last_offset: i64,
 }
 
-/// The body of a segment's `.aborted` object.
-pub fn encode_aborted(aborted: &[AbortedTxn]) -> Bytes {
-    let entries: Vec<AbortedEntry> = aborted
-        .iter()
-        .map(|t| AbortedEntry { producer_id: t.producer_id, first_offset: t.first_offset, last_offset: t.last_offset })
-        .collect();
-    Bytes::from(serde_json::to_vec(&entries).unwrap_or_default())
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UnresolvedEntry {
+    producer_id: i64,
+    producer_epoch: i16,
+    first_offset: i64,
 }
 
-/// Parses a segment's `.aborted` object, checked against the segment: every marker in it, no
-/// transaction ending before it begins.
-pub fn decode_aborted(body: &[u8], segment: &SegmentInfo) -> Result<Vec<AbortedTxn>, CorruptSegment> {
-    let entries: Vec<AbortedEntry> =
-        serde_json::from_slice(body).map_err(|e| CorruptSegment(format!("aborted transactions: {e}")))?;
-    entries
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TxnsEntry {
+    aborted: Vec<AbortedEntry>,
+    #[serde(default)]
+    unresolved: Vec<UnresolvedEntry>,
+}
+
+/// What a segment's `.aborted` object says: the transactions its abort markers abort, and those
+/// unresolved at its end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentTxns {
+    pub aborted: Vec<AbortedTxn>,
+    pub unresolved: Vec<OpenTxn>,
+}
+
+impl SegmentTxns {
+    pub fn is_empty(&self) -> bool {
+        self.aborted.is_empty() && self.unresolved.is_empty()
+    }
+}
+
+/// The body of a segment's `.aborted` object.
+pub fn encode_txns(txns: &SegmentTxns) -> Bytes {
+    let entry = TxnsEntry {
+        aborted: txns
+            .aborted
+            .iter()
+            .map(|t| AbortedEntry {
+                producer_id: t.producer_id,
+                first_offset: t.first_offset,
+                last_offset: t.last_offset,
+            })
+            .collect(),
+        unresolved: txns
+            .unresolved
+            .iter()
+            .map(|t| UnresolvedEntry {
+                producer_id: t.producer_id,
+                producer_epoch: t.producer_epoch,
+                first_offset: t.first_offset,
+            })
+            .collect(),
+    };
+    Bytes::from(serde_json::to_vec(&entry).unwrap_or_default())
+}
+
+/// Parses a segment's `.aborted` object (or the bare array of older ones), checked against the
+/// segment: every marker in it, no transaction ending before it begins, every unresolved one
+/// beginning before its end.
+pub fn decode_txns(body: &[u8], segment: &SegmentInfo) -> Result<SegmentTxns, CorruptSegment> {
+    let corrupt = |e: serde_json::Error| CorruptSegment(format!("aborted transactions: {e}"));
+    let entry: TxnsEntry = match serde_json::from_slice::<Vec<AbortedEntry>>(body) {
+        Ok(aborted) => TxnsEntry { aborted, unresolved: Vec::new() },
+        Err(_) => serde_json::from_slice(body).map_err(corrupt)?,
+    };
+    let mut unresolved = Vec::with_capacity(entry.unresolved.len());
+    for e in entry.unresolved {
+        if e.first_offset < 0 || e.first_offset >= segment.next_offset {
+            return Err(CorruptSegment(format!(
+                "unresolved transaction from {} of producer {} does not begin before the end of segment {}..{}",
+                e.first_offset, e.producer_id, segment.base_offset, segment.next_offset
+            )));
+        }
+        unresolved.push(OpenTxn {
+            producer_id: e.producer_id,
+            producer_epoch: e.producer_epoch,
+            first_offset: e.first_offset,
+        });
+    }
+    let aborted = entry
+        .aborted
         .into_iter()
         .map(|e| {
             let inside = (segment.base_offset..segment.next_offset).contains(&e.last_offset);
@@ -80,7 +148,8 @@ pub fn decode_aborted(body: &[u8], segment: &SegmentInfo) -> Result<Vec<AbortedT
             }
             Ok(AbortedTxn { producer_id: e.producer_id, first_offset: e.first_offset, last_offset: e.last_offset })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SegmentTxns { aborted, unresolved })
 }
 
 /// Parses a segment's key back into its index entry (the size comes from the listing).
@@ -240,17 +309,29 @@ mod tests {
     }
 
     #[test]
-    fn aborted_transactions_round_trip_and_must_lie_in_their_segment() {
+    fn segment_transactions_round_trip_and_must_lie_in_their_segment() {
         let info = SegmentInfo { base_offset: 100, next_offset: 250, max_timestamp: -1, size_bytes: 9 };
-        let txns = vec![
-            AbortedTxn { producer_id: 7, first_offset: 40, last_offset: 100 },
-            AbortedTxn { producer_id: 8, first_offset: 120, last_offset: 249 },
-        ];
-        assert_eq!(decode_aborted(&encode_aborted(&txns), &info).expect("decodes"), txns);
-        let outside = [AbortedTxn { producer_id: 7, first_offset: 240, last_offset: 250 }];
-        assert!(decode_aborted(&encode_aborted(&outside), &info).is_err());
-        let backwards = [AbortedTxn { producer_id: 7, first_offset: 200, last_offset: 150 }];
-        assert!(decode_aborted(&encode_aborted(&backwards), &info).is_err());
-        assert!(decode_aborted(b"not json", &info).is_err());
+        let aborted = |txns: Vec<AbortedTxn>| SegmentTxns { aborted: txns, unresolved: Vec::new() };
+        let txns = SegmentTxns {
+            aborted: vec![
+                AbortedTxn { producer_id: 7, first_offset: 40, last_offset: 100 },
+                AbortedTxn { producer_id: 8, first_offset: 120, last_offset: 249 },
+            ],
+            unresolved: vec![OpenTxn { producer_id: 9, producer_epoch: 2, first_offset: 30 }],
+        };
+        assert_eq!(decode_txns(&encode_txns(&txns), &info).expect("decodes"), txns);
+        // The bare array of objects written before `unresolved` existed.
+        let older = br#"[{"producer_id":7,"first_offset":40,"last_offset":100}]"#;
+        assert_eq!(decode_txns(older, &info).expect("decodes"), aborted(txns.aborted[..1].to_vec()));
+        let outside = aborted(vec![AbortedTxn { producer_id: 7, first_offset: 240, last_offset: 250 }]);
+        assert!(decode_txns(&encode_txns(&outside), &info).is_err());
+        let backwards = aborted(vec![AbortedTxn { producer_id: 7, first_offset: 200, last_offset: 150 }]);
+        assert!(decode_txns(&encode_txns(&backwards), &info).is_err());
+        let after = SegmentTxns {
+            aborted: Vec::new(),
+            unresolved: vec![OpenTxn { producer_id: 9, producer_epoch: 0, first_offset: 250 }],
+        };
+        assert!(decode_txns(&encode_txns(&after), &info).is_err(), "begins after the segment");
+        assert!(decode_txns(b"not json", &info).is_err());
     }
 }

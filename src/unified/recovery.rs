@@ -6,7 +6,10 @@
 //! starts at its first segment and continues after its last one; the `.aborted` objects beside
 //! its segments become its aborted-transaction index. What had not been uploaded when
 //! the old broker's disk was lost is gone: at most `segment.bytes`, or `segment.ms` of records,
-//! per partition (see docs/tiering.md).
+//! per partition (see docs/tiering.md). So are the markers of the transactions unresolved at the
+//! end of the last segment, and the coordinator that would have finished them: each is aborted
+//! with a marker of its own, so `read_committed` readers never see its records and the last
+//! stable offset is not held back for ever.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -14,11 +17,47 @@ use uuid::Uuid;
 
 use super::UnifiedLog;
 use super::remote_log_manager::TopicMeta;
-use crate::log::{LogError, RestoredPartition, SegmentInfo};
+use crate::log::{LogError, OpenTxn, RestoredPartition, SegmentInfo};
 use crate::tier::segment;
 
 fn remote(error: crate::tier::object_store::ObjectStoreError) -> LogError {
     LogError::Remote(error.to_string())
+}
+
+/// Aborts the transactions unresolved at the end of a recovered partition: each producer gets
+/// back its open transaction, then an abort marker closes it (at the partition's end, as the
+/// coordinator's would have been).
+async fn abort_unresolved(
+    log: &crate::log::Log,
+    topic: &str,
+    partition: &std::sync::Arc<crate::log::Partition>,
+    txns: Vec<OpenTxn>,
+) -> Result<(), LogError> {
+    let producers = txns
+        .iter()
+        .map(|txn| {
+            let mut entry = crate::log::producer::ProducerEntry::empty(txn.producer_epoch);
+            entry.txn_first_offset = Some(txn.first_offset);
+            (txn.producer_id, entry)
+        })
+        .collect();
+    log.restore(partition, producers, Vec::new()).await?;
+    for txn in txns {
+        let written =
+            log.write_markers(vec![partition.clone()], txn.producer_id, txn.producer_epoch, false, -1).await?;
+        for result in written {
+            let info = result?;
+            tracing::warn!(
+                topic,
+                partition = partition.index,
+                producer_id = txn.producer_id,
+                first_offset = txn.first_offset,
+                marker = info.base_offset,
+                "aborted a transaction whose end was not in the object store"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Recovers topics from the object store into a fresh data directory, once.
@@ -54,6 +93,7 @@ async fn recover(unified: &UnifiedLog) -> Result<(), LogError> {
             }
         };
         let mut partitions = Vec::with_capacity(meta.partitions as usize);
+        let mut unresolved: Vec<(usize, Vec<OpenTxn>)> = Vec::new();
         let mut records = 0;
         for index in 0..meta.partitions as i32 {
             let prefix = segment::partition_prefix(id, index);
@@ -78,21 +118,28 @@ async fn recover(unified: &UnifiedLog) -> Result<(), LogError> {
             }
             records += chain.last().map_or(0, |s| s.next_offset) - chain.first().map_or(0, |s| s.base_offset);
             let mut aborted = Vec::new();
-            for info in &chain {
+            for (at, info) in chain.iter().enumerate() {
                 let key = segment::aborted_key(id, index, info);
                 if !keys.contains(key.as_str()) {
                     continue;
                 }
                 // Stored before its segment, so it is there unless someone deleted it since.
                 let body = objects.get(&key).await.map_err(remote)?.unwrap_or_default();
-                let txns = segment::decode_aborted(&body, info).map_err(|e| LogError::Remote(format!("{key}: {e}")))?;
-                aborted.extend(txns);
+                let txns = segment::decode_txns(&body, info).map_err(|e| LogError::Remote(format!("{key}: {e}")))?;
+                aborted.extend(txns.aborted);
+                if at + 1 == chain.len() && !txns.unresolved.is_empty() {
+                    unresolved.push((index as usize, txns.unresolved));
+                }
             }
             partitions.push(RestoredPartition { segments: chain, aborted });
         }
         match log.restore_topic(&meta.name, id, meta.configs, partitions).await {
             Ok(topic) => {
-                tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), records, "topic recovered from the object store")
+                tracing::info!(topic = %topic.name, partitions = topic.partitions.len(), records, "topic recovered from the object store");
+                for (index, txns) in unresolved {
+                    let Some(partition) = topic.partitions.get(index) else { continue };
+                    abort_unresolved(log, &topic.name, partition, txns).await?;
+                }
             }
             Err(error) => tracing::warn!(topic = %meta.name, %error, "cannot recover topic"),
         }

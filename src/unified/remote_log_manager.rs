@@ -11,7 +11,8 @@
 //!    has waited `segment.ms`; the object is created only if absent, the index entry is written
 //!    (fsynced) after the object exists, and only then is the segment published to readers.
 //!    A segment with abort markers takes the transactions they abort along, in an `.aborted`
-//!    object stored before it (what a broker rebuilt from the bucket reads back).
+//!    object stored before it (what a broker rebuilt from the bucket reads back), with the
+//!    transactions still unresolved at its end (which such a broker aborts if it is the last).
 //! 3. Delete segments wholly below the log start (retention, DeleteRecords): object, then entry,
 //!    then its `.aborted` object.
 //! 4. Drop from the hot tier the uploaded segments that `local.retention.*` no longer asks it
@@ -31,7 +32,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use super::UnifiedLog;
-use crate::log::{Log, LogError, Partition, PartitionKey, Topic, now_ms};
+use crate::log::{AbortedTxn, Log, LogError, OpenTxn, Partition, PartitionKey, Topic, now_ms};
 use crate::tier::Tier;
 use crate::tier::object_store::Put;
 use crate::tier::segment::{self, Segment, SegmentInfo};
@@ -294,16 +295,16 @@ async fn upload_next(
     }
     // The transactions the segment's abort markers abort go first: a segment in the store
     // without its `.aborted` object aborts nothing.
-    let aborted = partition.aborted_in(info.base_offset, info.next_offset);
+    let txns = segment_txns(log, partition, &info).await?;
     let aborted_object = segment::aborted_key(partition.topic_id, partition.index, &info);
-    if !aborted.is_empty() {
-        put_exactly(tier, &aborted_object, segment::encode_aborted(&aborted)).await?;
+    if !txns.is_empty() {
+        put_txns(tier, &aborted_object, &info, &txns).await?;
     }
     let object = segment::segment_key(partition.topic_id, partition.index, &info);
     put_exactly(tier, &object, parsed.bytes.clone()).await?;
     if partition.is_deleted() {
         tier.store().delete(&object).await.map_err(remote)?;
-        if !aborted.is_empty() {
+        if !txns.is_empty() {
             tier.store().delete(&aborted_object).await.map_err(remote)?;
         }
         return Ok(Step::NotReady);
@@ -316,6 +317,52 @@ async fn upload_next(
     cursor.pending_since = (!reached_end).then(Instant::now);
     tracing::debug!(topic = %topic.name, partition = partition.index, base = info.base_offset, next = info.next_offset, bytes = info.size_bytes, "segment uploaded");
     Ok(Step::Uploaded)
+}
+
+/// The transactions to store beside the segment `info`: those its abort markers abort, and those
+/// unresolved at its end: open now and begun before its end, or aborted by a marker after it.
+/// (Those committed after its end need nothing: their records are visible either way.)
+async fn segment_txns(
+    log: &Log,
+    partition: &Arc<Partition>,
+    info: &SegmentInfo,
+) -> Result<segment::SegmentTxns, LogError> {
+    let end = info.next_offset;
+    let aborted = partition.aborted_in(info.base_offset, end);
+    let mut unresolved: Vec<OpenTxn> =
+        partition.open_transactions().into_iter().filter(|txn| txn.first_offset < end).collect();
+    let aborted_later: Vec<AbortedTxn> =
+        partition.aborted_between(end, end).into_iter().filter(|txn| txn.last_offset >= end).collect();
+    if !aborted_later.is_empty() {
+        // A marker names no epoch in the index: the producer's latest epoch here will do.
+        let epochs: HashMap<i64, i16> =
+            log.producers(partition).await?.into_iter().map(|(id, entry)| (id, entry.epoch)).collect();
+        unresolved.extend(aborted_later.into_iter().map(|txn| OpenTxn {
+            producer_id: txn.producer_id,
+            producer_epoch: epochs.get(&txn.producer_id).copied().unwrap_or(0),
+            first_offset: txn.first_offset,
+        }));
+    }
+    unresolved.sort_by_key(|txn| (txn.first_offset, txn.producer_id));
+    Ok(segment::SegmentTxns { aborted, unresolved })
+}
+
+/// Stores a segment's transactions before the segment. An object left by an earlier attempt is
+/// kept if it names the same aborted transactions: its unresolved ones were right when it was
+/// written, and transactions resolved since then only after the segment's end.
+async fn put_txns(tier: &Tier, object: &str, info: &SegmentInfo, txns: &segment::SegmentTxns) -> Result<(), LogError> {
+    match tier.store().put_if_absent(object, segment::encode_txns(txns)).await.map_err(remote)? {
+        Put::Created => Ok(()),
+        Put::AlreadyExists => {
+            let existing = tier.store().get(object).await.map_err(remote)?.unwrap_or_default();
+            match segment::decode_txns(&existing, info) {
+                Ok(stored) if stored.aborted == txns.aborted => Ok(()),
+                _ => Err(LogError::Remote(format!(
+                    "{object} exists with other contents: is another broker writing here?"
+                ))),
+            }
+        }
+    }
 }
 
 /// Stores `body` at `object`, or finds it there already from an earlier attempt that failed

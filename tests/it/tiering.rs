@@ -677,7 +677,15 @@ fn read_committed_reads_of_tiered_segments_skip_aborted_records() {
             .unwrap_or_else(|| panic!("{key} has no segment beside it"));
         assert!(size > 0);
         let body = backend.get(key);
-        aborted.extend(segment::decode_aborted(&body, &info).expect("aborted transactions").into_iter().map(|t| {
+        let txns = segment::decode_txns(&body, &info).expect("aborted transactions");
+        // A segment may end inside a transaction (it is uploaded when due, whatever the
+        // transactions): that one is named as unresolved, by its first offset. The last segment
+        // ends after every marker.
+        for txn in &txns.unresolved {
+            assert!(txn.first_offset % 21 == 0 && txn.first_offset < info.next_offset, "{txn:?} in {info:?}");
+        }
+        assert!(info.next_offset < end || txns.unresolved.is_empty(), "{txns:?} in the last segment");
+        aborted.extend(txns.aborted.into_iter().map(|t| {
             assert_eq!(t.first_offset + 20, t.last_offset, "20 records, then the marker");
             t.last_offset
         }));
@@ -694,4 +702,63 @@ fn read_committed_reads_of_tiered_segments_skip_aborted_records() {
     assert_eq!(values, committed, "read_committed from a broker rebuilt from the bucket");
     let read = read_to(&consumer(&second, "read_uncommitted"), &topic, &BTreeMap::from([(0, end)]));
     assert_eq!(read.len(), 6 * 20);
+}
+
+/// A transaction still open when its partition's last segment was uploaded: a broker rebuilt
+/// from the bucket alone (the marker and the coordinator that would have written it were lost
+/// with the disk) aborts it with a marker of its own, so `read_committed` readers get exactly the
+/// committed records and the last stable offset reaches the high watermark instead of staying
+/// behind the dead transaction.
+#[test]
+fn a_transaction_open_at_the_last_uploaded_segment_is_aborted_by_a_rebuilt_broker() {
+    use crate::transactions::{consumer, read_to, send, transactional_producer};
+    use rdkafka::consumer::Consumer;
+    use rdkafka::producer::Producer;
+    let backend = Backend::directory();
+    let mut broker = backend.start_broker(&["--num-partitions", "1"]);
+    let topic = unique_topic("tiered-open-txn");
+    let producer = transactional_producer(&broker, "tiered-open-txn", &[]);
+    let timeout = Duration::from_secs(30);
+    let committed: Vec<String> = (0..20).map(|i| format!("committed-{i}")).collect();
+    producer.begin_transaction().expect("begin");
+    for value in &committed {
+        send(&producer, &topic, 0, value);
+    }
+    producer.commit_transaction(timeout).expect("commit");
+    producer.begin_transaction().expect("begin");
+    for i in 0..10 {
+        send(&producer, &topic, 0, &format!("open-{i}"));
+    }
+    producer.flush(timeout).expect("flush");
+    // 20 records and their commit marker, then the open transaction's 10 records.
+    let end = 31;
+    wait_for(&broker, &topic, 0, "all uploaded", |p| offset(p, "remote_end_offset") == end);
+
+    // The object beside the last segment names the open transaction, from offset 21.
+    let objects = backend.list("data/");
+    let mut unresolved = Vec::new();
+    for (key, _) in objects.iter().filter(|(key, _)| key.ends_with(segment::ABORTED_SUFFIX)) {
+        let segment_key = format!("{}{}", key.trim_end_matches(segment::ABORTED_SUFFIX), segment::SEGMENT_SUFFIX);
+        let (_, size) = objects.iter().find(|(k, _)| *k == segment_key).expect("its segment");
+        let info = segment::parse_segment_key(&segment_key, *size).expect("a segment").2;
+        if info.next_offset == end {
+            unresolved = segment::decode_txns(&backend.get(key), &info).expect("transactions").unresolved;
+        }
+    }
+    assert_eq!(unresolved.iter().map(|t| t.first_offset).collect::<Vec<_>>(), vec![21]);
+
+    broker.kill9();
+    drop(producer);
+    let second = backend.start_broker(&[]);
+    // Its abort marker takes offset 31: both isolation levels end at 32.
+    for isolation in ["read_committed", "read_uncommitted"] {
+        let reader = consumer(&second, isolation);
+        let watermarks = reader.fetch_watermarks(&topic, 0, timeout).expect("watermarks");
+        assert_eq!(watermarks, (0, end + 1), "{isolation}");
+    }
+    let read = read_to(&consumer(&second, "read_committed"), &topic, &BTreeMap::from([(0, end + 1)]));
+    let values: Vec<String> = read.into_iter().map(|(_, _, value)| value).collect();
+    assert_eq!(values, committed, "read_committed from a broker rebuilt from the bucket");
+    let read = read_to(&consumer(&second, "read_uncommitted"), &topic, &BTreeMap::from([(0, end + 1)]));
+    assert_eq!(read.len(), 30, "the aborted records are still there for read_uncommitted");
 }
