@@ -9,7 +9,9 @@
 # Then starts zombi (Kafka's defaults: group.initial.rebalance.delay.ms 3000) and runs every test
 # of the binary one at a time (`kgo.test -test.run '^NAME$' -test.v`) under `timeout`, with
 # KGO_SEEDS=zombi, KGO_TEST_RF=1 (one broker) and KGO_TEST_RECORDS (default here 50000, the
-# package's own default 500000 being hours on 2 cores). Many kgo tests are unit tests that never
+# package's own default 500000 being hours on 2 cores). zombi has a second listener,
+# SASL_PLAINTEXT with a SCRAM user (`--bootstrap-admin`), which KGO_TEST_SCRAM_SEEDS and
+# KGO_TEST_SCRAM (SCRAM-SHA-512) give franz-go's SCRAM tests. Many kgo tests are unit tests that never
 # dial a broker: they are recorded like the others (the report's note says so). Writes
 # compat/results/franz_go.json (not with SMOKE=1). Extra arguments pick tests by exact name.
 #
@@ -40,7 +42,14 @@ fi
 mapfile -t TESTS < <(cd "$SRC/pkg/kgo" && "$BIN" -test.list '.*' | grep -E '^(Test|Example)')
 
 suite_run_begin
-ZOMBI_ARGS=()
+SCRAM_USER=kgo-admin
+export ZOMBI_BOOTSTRAP_ADMIN_PASSWORD=kgo-admin-secret
+ZOMBI_ARGS=(--listeners "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0" --bootstrap-admin "$SCRAM_USER")
+# The SASL_PLAINTEXT listener's address, from the broker's `zombi listening … listeners=…` line.
+scram_seeds() {
+    grep -m1 '^zombi listening' "$ZOMBI_WORK/stdout" | sed -E 's/.*listeners=([^ ]+).*/\1/' | tr ',' '\n' |
+        sed -n 's|^SASL_PLAINTEXT://||p'
+}
 zombi_start "${ZOMBI_ARGS[@]}"
 START=$(date +%s.%N)
 for t in "${TESTS[@]}"; do
@@ -50,6 +59,7 @@ for t in "${TESTS[@]}"; do
     t0=$(date +%s.%N)
     set +e
     (cd "$SRC/pkg/kgo" && KGO_SEEDS=$ZOMBI_BOOTSTRAP KGO_TEST_RF=1 KGO_TEST_RECORDS=$RECORDS \
+        KGO_TEST_SCRAM_SEEDS=$(scram_seeds) KGO_TEST_SCRAM="$SCRAM_USER:$ZOMBI_BOOTSTRAP_ADMIN_PASSWORD:512" \
         timeout -k 10 "$TEST_TIMEOUT" "$BIN" -test.run "^${t}\$" -test.v \
         -test.timeout "$((TEST_TIMEOUT - 5))s") >"$logf" 2>&1
     rc=$?
