@@ -666,18 +666,9 @@ fn read_committed_reads_of_tiered_segments_skip_aborted_records() {
 
     // The bucket holds the three aborted transactions (producer, first offset, marker offset),
     // each beside the segment that holds its marker.
-    let objects = backend.list("data/");
     let mut aborted = Vec::new();
-    for (key, _) in objects.iter().filter(|(key, _)| key.ends_with(segment::ABORTED_SUFFIX)) {
-        let segment_key = format!("{}{}", key.trim_end_matches(segment::ABORTED_SUFFIX), segment::SEGMENT_SUFFIX);
-        let (size, info) = objects
-            .iter()
-            .find(|(k, _)| *k == segment_key)
-            .map(|(k, size)| (*size, segment::parse_segment_key(k, *size).expect("a segment").2))
-            .unwrap_or_else(|| panic!("{key} has no segment beside it"));
-        assert!(size > 0);
-        let body = backend.get(key);
-        let txns = segment::decode_txns(&body, &info).expect("aborted transactions");
+    for (info, txns) in segment_transactions(&backend) {
+        assert!(info.size_bytes > 0);
         // A segment may end inside a transaction (it is uploaded when due, whatever the
         // transactions): that one is named as unresolved, by its first offset. The last segment
         // ends after every marker.
@@ -702,6 +693,20 @@ fn read_committed_reads_of_tiered_segments_skip_aborted_records() {
     assert_eq!(values, committed, "read_committed from a broker rebuilt from the bucket");
     let read = read_to(&consumer(&second, "read_uncommitted"), &topic, &BTreeMap::from([(0, end)]));
     assert_eq!(read.len(), 6 * 20);
+}
+
+/// Every `.aborted` object in the bucket, read, with the segment beside it (which must exist).
+fn segment_transactions(backend: &Backend) -> Vec<(segment::SegmentInfo, segment::SegmentTxns)> {
+    let objects = backend.list("data/");
+    let mut found = Vec::new();
+    for (key, _) in objects.iter().filter(|(key, _)| key.ends_with(segment::ABORTED_SUFFIX)) {
+        let segment_key = format!("{}{}", key.trim_end_matches(segment::ABORTED_SUFFIX), segment::SEGMENT_SUFFIX);
+        let (_, size) =
+            objects.iter().find(|(k, _)| *k == segment_key).unwrap_or_else(|| panic!("{key} has no segment beside it"));
+        let info = segment::parse_segment_key(&segment_key, *size).expect("a segment").2;
+        found.push((info, segment::decode_txns(&backend.get(key), &info).expect("transactions")));
+    }
+    found
 }
 
 /// A transaction still open when its partition's last segment was uploaded: a broker rebuilt
@@ -735,16 +740,8 @@ fn a_transaction_open_at_the_last_uploaded_segment_is_aborted_by_a_rebuilt_broke
     wait_for(&broker, &topic, 0, "all uploaded", |p| offset(p, "remote_end_offset") == end);
 
     // The object beside the last segment names the open transaction, from offset 21.
-    let objects = backend.list("data/");
-    let mut unresolved = Vec::new();
-    for (key, _) in objects.iter().filter(|(key, _)| key.ends_with(segment::ABORTED_SUFFIX)) {
-        let segment_key = format!("{}{}", key.trim_end_matches(segment::ABORTED_SUFFIX), segment::SEGMENT_SUFFIX);
-        let (_, size) = objects.iter().find(|(k, _)| *k == segment_key).expect("its segment");
-        let info = segment::parse_segment_key(&segment_key, *size).expect("a segment").2;
-        if info.next_offset == end {
-            unresolved = segment::decode_txns(&backend.get(key), &info).expect("transactions").unresolved;
-        }
-    }
+    let last = segment_transactions(&backend).into_iter().find(|(info, _)| info.next_offset == end);
+    let unresolved = last.map(|(_, txns)| txns.unresolved).unwrap_or_default();
     assert_eq!(unresolved.iter().map(|t| t.first_offset).collect::<Vec<_>>(), vec![21]);
 
     broker.kill9();
