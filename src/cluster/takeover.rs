@@ -86,6 +86,8 @@ impl Takeover<'_> {
             by_node.entry(row.leader).or_default().push(row);
         }
         let mut batches: BTreeMap<i64, Bytes> = BTreeMap::new();
+        // What was read, for the error that says records are missing.
+        let mut trail: Vec<String> = Vec::new();
         for (&node, rows) in &by_node {
             if node < 0 {
                 continue;
@@ -102,7 +104,7 @@ impl Takeover<'_> {
                 self.seal(node).await?;
             }
             let wanted: HashSet<i32> = rows.iter().map(|r| r.leader_epoch).collect();
-            self.collect(node, topic_id, index, &wanted, start, &mut batches).await?;
+            self.collect(node, topic_id, index, &wanted, start, &mut batches, &mut trail).await?;
         }
         // Dense from `start`, and never past where a handed-over epoch ended.
         let mut restored = Vec::with_capacity(batches.len());
@@ -113,9 +115,13 @@ impl Takeover<'_> {
                 continue;
             }
             if base != next {
+                let epochs: Vec<String> =
+                    epochs.iter().map(|e| format!("{}@{}..{:?}", e.leader_epoch, e.leader, e.end_offset)).collect();
                 return Err(LogError::Remote(format!(
-                    "taking over {topic_id}/{index}: records {next}..{base} are in no segment and no \
-                     write-ahead log object"
+                    "taking over {topic_id}/{index} at epoch {epoch}: records {next}..{base} are in no segment \
+                     and no write-ahead log object (segments end at {start}; epochs {}; read {})",
+                    epochs.join(" "),
+                    trail.join("; ")
                 )));
             }
             next = end;
@@ -153,7 +159,9 @@ impl Takeover<'_> {
 
     /// Adds to `batches` (by base offset) the partition's batches of the `wanted` epochs in
     /// `node`'s streams: below each sealed stream's cut, and all of a stream still being written
-    /// (its writer handed the partition over after its appends were durable).
+    /// (its writer handed the partition over after its appends were durable). `trail` gets a
+    /// line per stream: its slots, its cut, and the partition's offsets and epochs found there.
+    #[allow(clippy::too_many_arguments)]
     async fn collect(
         &self,
         node: i32,
@@ -162,10 +170,12 @@ impl Takeover<'_> {
         wanted: &HashSet<i32>,
         start: i64,
         batches: &mut BTreeMap<i64, Bytes>,
+        trail: &mut Vec<String>,
     ) -> Result<(), LogError> {
         let streams = stream::list(&**self.wal, &format::node_prefix(node)).await?;
         for (stream_id, listed) in streams {
             let cut = stream::cut(&**self.wal, stream_id, &listed).await?.map(|c| c.slot);
+            let (mut first, mut last, mut seen_epochs) = (i64::MAX, i64::MIN, std::collections::BTreeSet::new());
             for slot in listed.slots.iter().copied().filter(|&s| cut.is_none_or(|cut| s < cut)) {
                 if listed.seal_candidates.binary_search(&slot).is_ok() {
                     continue;
@@ -177,12 +187,22 @@ impl Takeover<'_> {
                         continue;
                     }
                     for (_, bytes) in format::batches(entry) {
-                        if wanted.contains(&leader_epoch_of(&bytes)) {
-                            batches.insert(i64::from_be_bytes(bytes[..8].try_into().unwrap_or_default()), bytes);
+                        let base = i64::from_be_bytes(bytes[..8].try_into().unwrap_or_default());
+                        let epoch = leader_epoch_of(&bytes);
+                        (first, last) = (first.min(base), last.max(base));
+                        seen_epochs.insert(epoch);
+                        if wanted.contains(&epoch) {
+                            batches.insert(base, bytes);
                         }
                     }
                 }
             }
+            let slots = listed.slots.first().zip(listed.slots.last());
+            let found = (first <= last).then(|| format!("batches {first}..={last} of epochs {seen_epochs:?}"));
+            trail.push(format!(
+                "node {node} {stream_id:?}: slots {slots:?}, cut {cut:?}, {}",
+                found.unwrap_or_else(|| "none of the partition's".to_string())
+            ));
         }
         Ok(())
     }
