@@ -355,7 +355,7 @@ pub const DEFINITIONS: &[Definition] = &[
         .kafka_or_flag_in_file()
         .one_of(super::security::INTER_BROKER_SASL_MECHANISMS)
         .default("SCRAM-SHA-512")
-        .value(|c| c.security.inter_broker_sasl.as_ref().map_or("SCRAM-SHA-512".to_string(), |s| s.mechanism.clone()))
+        .value(|c| c.security.inter_broker_sasl_mechanism.clone())
         .doc("The SASL mechanism brokers authenticate to each other with on a SASL inter-broker listener (Kafka's `sasl.mechanism.inter.broker.protocol`): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, one of `--sasl-enabled-mechanisms`"),
     setting("inter-broker-sasl-username").doc(
         "On a SASL inter-broker listener, the SCRAM user the brokers authenticate to each other as (the bootstrap admin will do), with its password in ZOMBI_INTER_BROKER_SASL_PASSWORD; with `--authorizer standard` it must be one of `--super-users`",

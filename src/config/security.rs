@@ -233,7 +233,10 @@ pub struct SecurityConfig {
     /// The listener brokers of a cluster reach each other on (Kafka's
     /// `inter.broker.listener.name`): given, else PLAINTEXT, else SSL, else the first.
     pub inter_broker_listener: String,
-    /// How a broker authenticates to the others on a SASL inter-broker listener.
+    /// `--sasl-mechanism-inter-broker-protocol`: the mechanism brokers authenticate to each
+    /// other with on a SASL inter-broker listener.
+    pub inter_broker_sasl_mechanism: String,
+    /// Who a broker authenticates to the others as on a SASL inter-broker listener.
     pub inter_broker_sasl: Option<InterBrokerSasl>,
     pub ssl_cert_file: Option<PathBuf>,
     pub ssl_key_file: Option<PathBuf>,
@@ -264,6 +267,7 @@ impl std::fmt::Debug for SecurityConfig {
         f.debug_struct("SecurityConfig")
             .field("listeners", &self.listeners)
             .field("inter_broker_listener", &self.inter_broker_listener)
+            .field("inter_broker_sasl_mechanism", &self.inter_broker_sasl_mechanism)
             .field("inter_broker_sasl", &self.inter_broker_sasl)
             .field("ssl_cert_file", &self.ssl_cert_file)
             .field("ssl_key_file", &self.ssl_key_file)
@@ -281,11 +285,10 @@ impl std::fmt::Debug for SecurityConfig {
     }
 }
 
-/// A broker's SASL credentials towards the other brokers: `--sasl-mechanism-inter-broker-protocol`,
-/// `--inter-broker-sasl-username` and the password from `ZOMBI_INTER_BROKER_SASL_PASSWORD`.
+/// A broker's SASL credentials towards the other brokers: `--inter-broker-sasl-username` and the
+/// password from `ZOMBI_INTER_BROKER_SASL_PASSWORD`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct InterBrokerSasl {
-    pub mechanism: String,
     pub username: String,
     pub password: Option<String>,
 }
@@ -293,7 +296,7 @@ pub struct InterBrokerSasl {
 impl std::fmt::Debug for InterBrokerSasl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the password.
-        f.debug_struct("InterBrokerSasl").field("mechanism", &self.mechanism).field("username", &self.username).finish()
+        f.debug_struct("InterBrokerSasl").field("username", &self.username).finish()
     }
 }
 
@@ -388,7 +391,7 @@ impl SecurityFlags {
                     let reason = format!("{mechanism} is not one of --sasl-enabled-mechanisms");
                     return Err(invalid("sasl-mechanism-inter-broker-protocol", reason));
                 }
-                Some(InterBrokerSasl { mechanism, username, password })
+                Some(InterBrokerSasl { username, password })
             }
             None => None,
         };
@@ -413,6 +416,7 @@ impl SecurityFlags {
         let config = SecurityConfig {
             listeners,
             inter_broker_listener,
+            inter_broker_sasl_mechanism: mechanism,
             inter_broker_sasl,
             ssl_cert_file: self.ssl_cert_file,
             ssl_key_file: self.ssl_key_file,

@@ -739,7 +739,8 @@ fn the_inter_broker_listener_is_plaintext_or_ssl() {
     let sasl = [&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9094", "--inter-broker-sasl-username", "broker"]];
     let config = parse(&sasl.concat()).expect("a SASL inter-broker listener with a user parses");
     let inter_broker = config.security.inter_broker_sasl.expect("inter-broker SASL");
-    assert_eq!((inter_broker.mechanism.as_str(), inter_broker.username.as_str()), ("SCRAM-SHA-512", "broker"));
+    let mechanism = config.security.inter_broker_sasl_mechanism.as_str();
+    assert_eq!((mechanism, inter_broker.username.as_str()), ("SCRAM-SHA-512", "broker"));
 }
 
 /// ACL settings: super users as Kafka writes them, with the bootstrap admin added; HTTP basic

@@ -126,11 +126,7 @@ impl Broker {
                 false => None,
             };
             let sasl = match listener.protocol.sasl() {
-                true => config
-                    .security
-                    .inter_broker_sasl
-                    .as_ref()
-                    .and_then(crate::security::sasl::InterBrokerClient::from_config)
+                true => crate::security::sasl::InterBrokerClient::from_config(&config.security)
                     .map(|sasl| Arc::new(sasl) as Arc<dyn crate::cluster::forward::BrokerSasl>),
                 false => None,
             };

@@ -270,16 +270,19 @@ fn refused(error: ResponseError, message: &str) -> Step {
 }
 
 /// This broker's side of SASL towards the other brokers (`--inter-broker-sasl-username`): PLAIN
-/// or SCRAM, with the password from `ZOMBI_INTER_BROKER_SASL_PASSWORD`.
+/// or SCRAM (`--sasl-mechanism-inter-broker-protocol`), with the password from
+/// `ZOMBI_INTER_BROKER_SASL_PASSWORD`.
 #[derive(Debug)]
 pub struct InterBrokerClient {
+    mechanism: String,
     sasl: crate::config::security::InterBrokerSasl,
 }
 
 impl InterBrokerClient {
-    /// `None` without a password (the server refuses to start then).
-    pub fn from_config(sasl: &crate::config::security::InterBrokerSasl) -> Option<InterBrokerClient> {
-        sasl.password.as_ref().map(|_| InterBrokerClient { sasl: sasl.clone() })
+    /// `None` without a user or its password (the server refuses to start then).
+    pub fn from_config(security: &crate::config::SecurityConfig) -> Option<InterBrokerClient> {
+        let sasl = security.inter_broker_sasl.as_ref().filter(|sasl| sasl.password.is_some())?;
+        Some(InterBrokerClient { mechanism: security.inter_broker_sasl_mechanism.clone(), sasl: sasl.clone() })
     }
 
     fn password(&self) -> &str {
@@ -289,11 +292,11 @@ impl InterBrokerClient {
 
 impl crate::cluster::forward::BrokerSasl for InterBrokerClient {
     fn mechanism(&self) -> &str {
-        &self.sasl.mechanism
+        &self.mechanism
     }
 
     fn start(&self) -> (Box<dyn crate::cluster::forward::SaslClientExchange>, Bytes) {
-        match Mechanism::from_name(&self.sasl.mechanism) {
+        match Mechanism::from_name(&self.mechanism) {
             Some(mechanism) => {
                 let exchange = scram::ClientExchange::start(mechanism, &self.sasl.username, self.password());
                 let first = Bytes::from(exchange.client_first());
