@@ -298,10 +298,14 @@ async fn upload_next(
     let txns = segment_txns(log, partition, &info).await?;
     let aborted_object = segment::aborted_key(partition.topic_id, partition.index, &info);
     if !txns.is_empty() {
-        put_txns(tier, &aborted_object, &info, &txns).await?;
+        // An object left by an earlier attempt is kept if it names the same aborted transactions:
+        // its unresolved ones were right when it was written, and transactions resolved since
+        // then only after the segment's end.
+        let same = |stored: &Bytes| segment::decode_txns(stored, &info).is_ok_and(|s| s.aborted == txns.aborted);
+        put_exactly(tier, &aborted_object, segment::encode_txns(&txns), same).await?;
     }
     let object = segment::segment_key(partition.topic_id, partition.index, &info);
-    put_exactly(tier, &object, parsed.bytes.clone()).await?;
+    put_exactly(tier, &object, parsed.bytes.clone(), |stored| *stored == parsed.bytes).await?;
     if partition.is_deleted() {
         tier.store().delete(&object).await.map_err(remote)?;
         if !txns.is_empty() {
@@ -331,8 +335,8 @@ async fn segment_txns(
     let aborted = partition.aborted_in(info.base_offset, end);
     let mut unresolved: Vec<OpenTxn> =
         partition.open_transactions().into_iter().filter(|txn| txn.first_offset < end).collect();
-    let aborted_later: Vec<AbortedTxn> =
-        partition.aborted_between(end, end).into_iter().filter(|txn| txn.last_offset >= end).collect();
+    // Those whose marker is at or after `end` and whose first record is before it.
+    let aborted_later: Vec<AbortedTxn> = partition.aborted_between(end, end);
     if !aborted_later.is_empty() {
         // A marker names no epoch in the index: the producer's latest epoch here will do.
         let epochs: HashMap<i64, i16> =
@@ -347,32 +351,14 @@ async fn segment_txns(
     Ok(segment::SegmentTxns { aborted, unresolved })
 }
 
-/// Stores a segment's transactions before the segment. An object left by an earlier attempt is
-/// kept if it names the same aborted transactions: its unresolved ones were right when it was
-/// written, and transactions resolved since then only after the segment's end.
-async fn put_txns(tier: &Tier, object: &str, info: &SegmentInfo, txns: &segment::SegmentTxns) -> Result<(), LogError> {
-    match tier.store().put_if_absent(object, segment::encode_txns(txns)).await.map_err(remote)? {
-        Put::Created => Ok(()),
-        Put::AlreadyExists => {
-            let existing = tier.store().get(object).await.map_err(remote)?.unwrap_or_default();
-            match segment::decode_txns(&existing, info) {
-                Ok(stored) if stored.aborted == txns.aborted => Ok(()),
-                _ => Err(LogError::Remote(format!(
-                    "{object} exists with other contents: is another broker writing here?"
-                ))),
-            }
-        }
-    }
-}
-
-/// Stores `body` at `object`, or finds it there already from an earlier attempt that failed
-/// after storing it.
-async fn put_exactly(tier: &Tier, object: &str, body: Bytes) -> Result<(), LogError> {
-    match tier.store().put_if_absent(object, body.clone()).await.map_err(remote)? {
+/// Stores `body` at `object`, or finds there what an earlier attempt that failed after storing
+/// it left: contents that `same` accepts.
+async fn put_exactly(tier: &Tier, object: &str, body: Bytes, same: impl Fn(&Bytes) -> bool) -> Result<(), LogError> {
+    match tier.store().put_if_absent(object, body).await.map_err(remote)? {
         Put::Created => Ok(()),
         Put::AlreadyExists => {
             let existing = tier.store().get(object).await.map_err(remote)?;
-            match existing.as_ref() == Some(&body) {
+            match existing.as_ref().is_some_and(same) {
                 true => Ok(()),
                 false => Err(LogError::Remote(format!(
                     "{object} exists with other contents: is another broker writing here?"
