@@ -68,6 +68,9 @@ struct Cursor {
     /// `appended_bytes` at the point where the unuploaded tail was empty; `None` until measured.
     mark: Option<u64>,
     reconciled: bool,
+    /// The leader epoch all this was learnt at: a partition led again after leading elsewhere
+    /// starts afresh (its tail, its age and the store's orphans are new to this broker).
+    leader_epoch: i32,
     /// Failures in a row, and when to try again: backoff doubles from one pass interval to a minute.
     failures: u32,
     retry_at: Option<Instant>,
@@ -195,7 +198,13 @@ async fn flush_partition(
     copy_all: bool,
 ) -> Cursor {
     // In a cluster, a partition's leader alone moves its log.
-    if !partition.is_leading() || cursor.retry_at.is_some_and(|at| Instant::now() < at) {
+    if !partition.is_leading() {
+        return cursor;
+    }
+    if cursor.leader_epoch != partition.leader_epoch() {
+        cursor = Cursor { leader_epoch: partition.leader_epoch(), ..Cursor::default() };
+    }
+    if cursor.retry_at.is_some_and(|at| Instant::now() < at) {
         return cursor;
     }
     let interval = Duration::from_millis(tier.settings.task_interval_ms.max(1));
