@@ -126,18 +126,29 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     let sink = crate::iceberg::IcebergSink::new(config.iceberg.clone());
     let cache = cluster_node.as_ref().map(|node| node.cache.clone() as Arc<dyn crate::cluster::MetadataCache>);
     let producer_ids = Arc::new(ProducerIdManager::new(log.metadata_store()));
-    // A single broker coordinates every transaction from its own store; a cluster has no
-    // transaction coordinator yet.
-    let transactions = match &cluster_node {
-        Some(_) => None,
-        None => Some(
-            TransactionCoordinator::open(
+    // A single broker coordinates every transaction from its own store; in a cluster, the ids of
+    // the group slots this broker is given, from PostgreSQL, with markers to each leader.
+    let txn_settings = TxnSettings::from(&config.groups);
+    let transactions = match (&cluster_node, &cache) {
+        (Some(node), Some(cache)) => {
+            let markers: Arc<dyn crate::coordinator::txn::MarkerWriter> =
+                Arc::new(crate::cluster::txn::ClusterMarkers {
+                    log: log.clone(),
+                    cache: cache.clone(),
+                    forwarder: crate::handler::inter_broker_forwarder(&config),
+                });
+            Some(TransactionCoordinator::in_cluster(
                 log.clone(),
                 producer_ids.clone(),
                 coordinator.clone(),
-                TxnSettings::from(&config.groups),
-            )
-            .await?,
+                txn_settings,
+                node.txn_store(),
+                markers,
+                crate::cluster::cache::GROUP_SLOTS,
+            ))
+        }
+        _ => Some(
+            TransactionCoordinator::open(log.clone(), producer_ids.clone(), coordinator.clone(), txn_settings).await?,
         ),
     };
     let broker = Arc::new(Broker::new(
@@ -171,7 +182,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         let authorizer = broker.service.authorizer();
         broker.metrics.register_collector(crate::service::authorizer::AuthorizerCollector { authorizer });
     }
-    if let Some(transactions) = transactions {
+    if let Some(transactions) = transactions.clone() {
         broker
             .metrics
             .register_collector(crate::coordinator::txn::metrics::TxnCollector { transactions, log: log.clone() });
@@ -210,8 +221,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             .run_timers(Duration::from_millis(config.groups.offsets_retention_check_interval_ms), stopped.clone()),
     );
     // The cluster loop hands every partition over when stopped, before connections drain.
-    let cluster_task =
-        cluster_node.map(|node| tokio::spawn(node.run(unified.clone(), coordinator.clone(), stopped.clone())));
+    let cluster_task = cluster_node.map(|node| {
+        tokio::spawn(node.run(unified.clone(), coordinator.clone(), transactions.clone(), stopped.clone()))
+    });
     let listeners: Vec<String> = kafka.iter().map(|(_, spec, bound)| format!("{}://{bound}", spec.name)).collect();
     let listeners = listeners.join(",");
     tracing::info!(kafka = %kafka_address, http = %http_address, %listeners, "zombi is serving");

@@ -17,6 +17,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse, write_txn_markers_request,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -67,6 +68,24 @@ pub trait Forwarder: Send + Sync + std::fmt::Debug {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadResult, LogError>;
+    /// Writes a commit or abort marker for the producer in each of `partitions`, which the
+    /// leader leads (WriteTxnMarkers, as Kafka's transaction coordinators send it). Each
+    /// partition's result, in order.
+    async fn write_markers(
+        &self,
+        leader: &BrokerInfo,
+        marker: &Marker,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<(), LogError>>, LogError>;
+}
+
+/// A transaction marker to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
 }
 
 /// Forwards over the Kafka protocol, on the inter-broker listener.
@@ -99,6 +118,7 @@ struct Connection<'a> {
 
 const PRODUCE_VERSION: i16 = 9;
 const FETCH_VERSION: i16 = 12;
+const WRITE_TXN_MARKERS_VERSION: i16 = 1;
 /// How long a forwarded request may take, the leader's own wait included.
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest answer a forwarded request may bring back.
@@ -113,6 +133,7 @@ fn code_error(code: i16) -> LogError {
         Some(ResponseError::NotLeaderOrFollower) => LogError::NotLeaderOrFollower,
         Some(ResponseError::UnknownTopicOrPartition) => LogError::UnknownTopicOrPartition,
         Some(ResponseError::OffsetOutOfRange) => LogError::OffsetOutOfRange,
+        Some(ResponseError::InvalidProducerEpoch) => LogError::InvalidProducerEpoch,
         Some(error) => unavailable(format!("{error:?}")),
         None => unavailable(format!("error code {code}")),
     }
@@ -310,5 +331,52 @@ impl Forwarder for KafkaForwarder {
                 })
                 .collect(),
         })
+    }
+
+    async fn write_markers(
+        &self,
+        leader: &BrokerInfo,
+        marker: &Marker,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<(), LogError>>, LogError> {
+        let mut topics: Vec<write_txn_markers_request::WritableTxnMarkerTopic> = Vec::new();
+        for (topic, index) in partitions {
+            match topics.iter_mut().find(|t| t.name.as_str() == topic) {
+                Some(entry) => entry.partition_indexes.push(*index),
+                None => topics.push(
+                    write_txn_markers_request::WritableTxnMarkerTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partition_indexes(vec![*index]),
+                ),
+            }
+        }
+        let request = WriteTxnMarkersRequest::default().with_markers(vec![
+            write_txn_markers_request::WritableTxnMarker::default()
+                .with_producer_id(marker.producer_id.into())
+                .with_producer_epoch(marker.producer_epoch)
+                .with_transaction_result(marker.commit)
+                .with_coordinator_epoch(marker.coordinator_epoch)
+                .with_topics(topics),
+        ]);
+        let response: WriteTxnMarkersResponse =
+            call(leader, self.connection(), ApiKey::WriteTxnMarkers, WRITE_TXN_MARKERS_VERSION, &request).await?;
+        let answered = response.markers.first().ok_or_else(|| unavailable("an empty answer"))?;
+        Ok(partitions
+            .iter()
+            .map(|(topic, index)| {
+                let code = answered
+                    .topics
+                    .iter()
+                    .filter(|t| t.name.as_str() == topic)
+                    .flat_map(|t| &t.partitions)
+                    .find(|p| p.partition_index == *index)
+                    .map(|p| p.error_code);
+                match code {
+                    Some(0) => Ok(()),
+                    Some(code) => Err(code_error(code)),
+                    None => Err(unavailable("no answer for a partition")),
+                }
+            })
+            .collect())
     }
 }

@@ -23,6 +23,7 @@ pub mod metadata;
 pub mod node;
 pub mod pg;
 pub mod takeover;
+pub mod txn;
 
 use std::sync::Arc;
 

@@ -22,6 +22,7 @@ use super::pg::{ClusterStore, GROUPS_TOPIC_ID, PartitionRow, Snapshot};
 use super::takeover::Takeover;
 use crate::config::{ClusterConfig, Config};
 use crate::coordinator::Coordinator;
+use crate::coordinator::txn::TransactionCoordinator;
 use crate::log::{LogError, MetadataWrapper, TopicRecord};
 use crate::unified::UnifiedLog;
 
@@ -112,6 +113,15 @@ impl ClusterNode {
         })
     }
 
+    /// Where the transaction coordinator keeps its records: PostgreSQL, by group slot.
+    pub fn txn_store(&self) -> Arc<dyn crate::coordinator::txn::TxnStore> {
+        Arc::new(super::txn::PgTxnStore {
+            store: self.store.clone(),
+            node_id: self.node_id,
+            slots: self.cache.slots.clone(),
+        })
+    }
+
     /// Brings the local log to the cluster's metadata once (topics), before serving.
     pub async fn sync_once(&self, unified: &UnifiedLog) -> Result<(), LogError> {
         let snapshot = self.store.snapshot().await?;
@@ -125,6 +135,7 @@ impl ClusterNode {
         self: Arc<Self>,
         unified: UnifiedLog,
         coordinator: Coordinator,
+        transactions: Option<TransactionCoordinator>,
         mut stopped: watch::Receiver<bool>,
     ) {
         let heartbeat = Duration::from_millis(self.settings.heartbeat_interval_ms);
@@ -134,7 +145,7 @@ impl ClusterNode {
         // The lease is renewed on its own task (and connection): a round that waits on
         // PostgreSQL (a joining broker loading its share) must not delay it past the lease.
         let renewing = tokio::spawn(self.clone().renew_lease(heartbeat));
-        let mut duties = Duties { coordinator: Some(coordinator), ..Duties::default() };
+        let mut duties = Duties { coordinator: Some(coordinator), transactions, ..Duties::default() };
         let mut collected = Instant::now();
         let mut collecting: Option<tokio::task::JoinHandle<()>> = None;
         // The controller wakes when the first live lease runs out, not at the next heartbeat:
@@ -318,6 +329,7 @@ impl ClusterNode {
     /// handed over (then move it).
     fn coordinate(self: &Arc<Self>, row: &PartitionRow, duties: &mut Duties) {
         let Some(coordinator) = duties.coordinator.clone() else { return };
+        let transactions = duties.transactions.clone();
         let slot = row.partition as u32;
         let key = (row.topic_id, row.partition);
         if duties.busy.contains(&key) {
@@ -328,6 +340,7 @@ impl ClusterNode {
         if row.leader != self.node_id {
             if held.is_some() {
                 slots.release(slot);
+                transactions.iter().for_each(|t| t.unload_slot(slot));
                 duties.start(key, async move { coordinator.unload_slot(slot, GROUP_SLOTS).await });
             }
             return;
@@ -336,6 +349,7 @@ impl ClusterNode {
             let (node, row) = (self.clone(), *row);
             duties.start(key, async move {
                 slots.release(slot);
+                transactions.iter().for_each(|t| t.unload_slot(slot));
                 coordinator.unload_slot(slot, GROUP_SLOTS).await;
                 if let Err(error) =
                     node.store.move_partition(row.topic_id, row.partition, row.leader_epoch, target, None).await
@@ -351,12 +365,24 @@ impl ClusterNode {
             duties.start(key, async move {
                 // Writes are fenced at this epoch from here on; the groups load after.
                 slots.hold(slot, epoch);
+                transactions.iter().for_each(|t| t.unload_slot(slot));
                 coordinator.unload_slot(slot, GROUP_SLOTS).await;
-                match coordinator.load_slot(slot).await {
-                    Ok(groups) => tracing::debug!(slot, epoch, groups, "group slot loaded"),
+                let loaded = match coordinator.load_slot(slot).await {
+                    Ok(groups) => match &transactions {
+                        Some(transactions) => transactions.load_slot(slot).await.map(|ids| (groups, ids)),
+                        None => Ok((groups, 0)),
+                    },
+                    Err(error) => Err(error),
+                };
+                match loaded {
+                    Ok((groups, ids)) => {
+                        tracing::debug!(slot, epoch, groups, transactional_ids = ids, "group slot loaded")
+                    }
                     Err(error) => {
                         tracing::warn!(%error, slot, "cannot load a group slot yet");
                         slots.release(slot);
+                        transactions.iter().for_each(|t| t.unload_slot(slot));
+                        coordinator.unload_slot(slot, GROUP_SLOTS).await;
                     }
                 }
                 node.refresh.notify_one();
@@ -490,6 +516,8 @@ struct Duties {
     permits: Arc<Semaphore>,
     /// The group coordinator, which loads and drops the group slots this broker is given.
     coordinator: Option<Coordinator>,
+    /// The transaction coordinator, which serves the ids of the same slots.
+    transactions: Option<TransactionCoordinator>,
 }
 
 impl Default for Duties {
@@ -499,6 +527,7 @@ impl Default for Duties {
             tasks: tokio::task::JoinSet::new(),
             permits: Arc::new(Semaphore::new(TAKEOVERS_MAX)),
             coordinator: None,
+            transactions: None,
         }
     }
 }

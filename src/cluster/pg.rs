@@ -93,6 +93,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE zombi_brokers ADD COLUMN listeners text NOT NULL DEFAULT ''",
     // The partition's producer snapshot as of the segment's end, which a takeover starts from.
     "ALTER TABLE zombi_segments ADD COLUMN producers bytea",
+    // Each transactional id's state (the transaction coordinator's record), in the group slot
+    // that places its coordinator.
+    "CREATE TABLE zombi_transactions (transactional_id text PRIMARY KEY, slot int NOT NULL, record bytea NOT NULL)",
 ];
 
 /// The pseudo-topic whose partitions are the group coordinator slots (Kafka's
@@ -788,6 +791,80 @@ impl ClusterStore {
         Ok((groups, offsets))
     }
 
+    /// The transactional ids' records of `slot` (every slot when `None`).
+    pub async fn load_transactions(&self, slot: Option<u32>) -> Result<Vec<(String, Vec<u8>)>, PgError> {
+        let slot = slot.map(|s| s as i32);
+        let rows =
+            sqlx::query("SELECT transactional_id, record FROM zombi_transactions WHERE $1::int IS NULL OR slot = $1")
+                .bind(slot)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    /// Makes transaction state changes durable in one transaction (a `None` record deletes the
+    /// id), only while `node_id` coordinates each slot involved at the epoch it loaded it at
+    /// (`fences`: slot → epoch). False when a fence failed.
+    pub async fn write_transactions(
+        &self,
+        node_id: i32,
+        fences: &[(u32, i32)],
+        writes: &[(u32, String, Option<Vec<u8>>)],
+    ) -> Result<bool, PgError> {
+        let mut tx = self.pool.begin().await?;
+        if !Self::slots_held(&mut tx, node_id, fences).await? {
+            return Ok(false);
+        }
+        for (slot, id, record) in writes {
+            match record {
+                Some(record) => {
+                    sqlx::query(
+                        "INSERT INTO zombi_transactions (transactional_id, slot, record) VALUES ($1, $2, $3)
+                         ON CONFLICT (transactional_id) DO UPDATE SET record = $3",
+                    )
+                    .bind(id)
+                    .bind(*slot as i32)
+                    .bind(record)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM zombi_transactions WHERE transactional_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Whether `node_id` still leads each slot of `fences` at its epoch, locking those rows
+    /// against a move until `tx` ends.
+    async fn slots_held(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        node_id: i32,
+        fences: &[(u32, i32)],
+    ) -> Result<bool, PgError> {
+        for &(slot, epoch) in fences {
+            let held = sqlx::query(
+                "SELECT 1 FROM zombi_partitions WHERE topic_id = $1 AND partition = $2 AND leader = $3
+                 AND leader_epoch = $4 FOR SHARE",
+            )
+            .bind(GROUPS_TOPIC_ID.to_string())
+            .bind(slot as i32)
+            .bind(node_id)
+            .bind(epoch)
+            .fetch_optional(&mut **tx)
+            .await?;
+            if held.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Makes group changes durable in one transaction, only while `node_id` coordinates each
     /// slot involved at the epoch it loaded it at (`fences`: slot → epoch). False when a fence
     /// failed: another broker coordinates the slot now.
@@ -799,20 +876,8 @@ impl ClusterStore {
     ) -> Result<bool, PgError> {
         use crate::log::GroupWrite;
         let mut tx = self.pool.begin().await?;
-        for &(slot, epoch) in fences {
-            let held = sqlx::query(
-                "SELECT 1 FROM zombi_partitions WHERE topic_id = $1 AND partition = $2 AND leader = $3
-                 AND leader_epoch = $4 FOR SHARE",
-            )
-            .bind(GROUPS_TOPIC_ID.to_string())
-            .bind(slot as i32)
-            .bind(node_id)
-            .bind(epoch)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if held.is_none() {
-                return Ok(false);
-            }
+        if !Self::slots_held(&mut tx, node_id, fences).await? {
+            return Ok(false);
         }
         for (slot, write) in writes {
             let slot = *slot as i32;

@@ -112,7 +112,8 @@ pub(super) fn find_coordinator(
             entry.node_id = (-1).into();
             entry.error_code = error.code();
         } else if request.key_type == KEY_TYPE_GROUP || broker.transactions.is_some() {
-            // A single broker coordinates every group and every transactional id.
+            // A single broker coordinates every group and every transactional id; in a cluster,
+            // groups and transactional ids are placed by the same slots.
             match cluster.broker_on(cluster.coordinator_for(key), listener) {
                 Some(node) => {
                     entry.node_id = node.node_id.into();
@@ -125,12 +126,12 @@ pub(super) fn find_coordinator(
                 }
             }
         } else {
-            // A cluster has no transaction coordinator yet. A retriable error
-            // (COORDINATOR_NOT_AVAILABLE) had the Java producer's initTransactions() wait out
-            // max.block.ms; this one fails it at once, as InitProducerId does.
+            // No transaction coordinator runs here. A retriable error (COORDINATOR_NOT_AVAILABLE)
+            // would have the Java producer's initTransactions() wait out max.block.ms; this one
+            // fails it at once, as InitProducerId does.
             entry.node_id = (-1).into();
             entry.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-            entry.error_message = Some(str_bytes("transactions are not supported by a zombi cluster yet"));
+            entry.error_message = Some(str_bytes("this broker runs no transaction coordinator"));
         }
         entry
     };

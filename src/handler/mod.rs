@@ -87,7 +87,7 @@ pub struct Broker {
     pub coordinator: GroupCoordinator,
     /// InitProducerId's producer ids.
     pub producer_ids: Arc<ProducerIdManager>,
-    /// Transactions; `None` in a cluster, which refuses transactional producers for now.
+    /// The transaction coordinator (`None`: transactional producers are refused).
     pub transactions: Option<TransactionCoordinator>,
     pub config: Arc<Config>,
     /// KiB of requests read and not yet answered (see `queued_request_bytes_max`).
@@ -101,6 +101,23 @@ pub struct Broker {
     pub quotas: Arc<Quotas>,
     /// How a client certificate names its principal on an SSL listener.
     pub principals: crate::security::tls::PrincipalMapper,
+}
+
+/// How this broker calls another on the inter-broker listener (over TLS and SASL as that
+/// listener says), as itself.
+pub fn inter_broker_forwarder(config: &Config) -> Arc<dyn crate::cluster::forward::Forwarder> {
+    let listener = config.security.inter_broker();
+    let tls = match listener.protocol.tls() {
+        true => crate::security::tls::ClientTls::from_config(&config.security)
+            .map(|tls| Arc::new(tls) as Arc<dyn crate::cluster::forward::BrokerTls>),
+        false => None,
+    };
+    let sasl = match listener.protocol.sasl() {
+        true => crate::security::sasl::InterBrokerClient::from_config(&config.security)
+            .map(|sasl| Arc::new(sasl) as Arc<dyn crate::cluster::forward::BrokerSasl>),
+        false => None,
+    };
+    Arc::new(crate::cluster::forward::KafkaForwarder::new(&listener.name, tls, sasl))
 }
 
 impl Broker {
@@ -118,20 +135,7 @@ impl Broker {
         let budget_kib = (config.network.queued_request_bytes_max / 1024).max(1);
         let metrics = Arc::new(crate::metrics::Metrics::new());
         // In a cluster, the HTTP door forwards to the leaders of partitions led elsewhere.
-        let forwarder: Option<Arc<dyn crate::cluster::forward::Forwarder>> = cluster.as_ref().map(|_| {
-            let listener = config.security.inter_broker();
-            let tls = match listener.protocol.tls() {
-                true => crate::security::tls::ClientTls::from_config(&config.security)
-                    .map(|tls| Arc::new(tls) as Arc<dyn crate::cluster::forward::BrokerTls>),
-                false => None,
-            };
-            let sasl = match listener.protocol.sasl() {
-                true => crate::security::sasl::InterBrokerClient::from_config(&config.security)
-                    .map(|sasl| Arc::new(sasl) as Arc<dyn crate::cluster::forward::BrokerSasl>),
-                false => None,
-            };
-            Arc::new(crate::cluster::forward::KafkaForwarder::new(&listener.name, tls, sasl)) as _
-        });
+        let forwarder = cluster.as_ref().map(|_| inter_broker_forwarder(&config));
         let cluster: Arc<dyn MetadataCache> = cluster.unwrap_or_else(|| SingleNode::new(&config));
         let settings = ServiceSettings {
             auto_create_topics: config.log.auto_create_topics,

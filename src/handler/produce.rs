@@ -44,11 +44,11 @@ fn check_transaction(
         return Err(LogError::TransactionalIdAuthorizationFailed(id.to_string()));
     }
     let Some((producer_id, producer_epoch)) = validated.transactional_producer() else { return Ok(()) };
-    if transactional_id.is_none() {
+    let Some(id) = transactional_id else {
         return Err(LogError::TransactionalIdAuthorizationFailed("null".into()));
-    }
+    };
     match &broker.transactions {
-        Some(transactions) => transactions.check_write(producer_id, producer_epoch, topic, index),
+        Some(transactions) => transactions.check_write(id, producer_id, producer_epoch, topic, index),
         None => Err(LogError::TransactionsUnsupported),
     }
 }

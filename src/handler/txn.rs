@@ -50,7 +50,7 @@ pub(super) async fn handle(
     })
 }
 
-/// The coordinator, or the error a client gets where there is none (a cluster, for now).
+/// The coordinator, or the error a client gets where there is none.
 fn coordinator(broker: &Broker) -> Result<&TransactionCoordinator, ResponseError> {
     broker.transactions.as_ref().ok_or(ResponseError::CoordinatorNotAvailable)
 }
@@ -304,7 +304,7 @@ fn describe(broker: &Broker, request: DescribeTransactionsRequest, session: &Ses
         let mut state = describe_transactions_response::TransactionState::default().with_transactional_id(id.clone());
         let found = authorize_txn(broker, session, Operation::Describe, id.as_str())
             .and_then(|()| coordinator(broker))
-            .map(|c| c.describe(id.as_str()));
+            .and_then(|c| c.describe(id.as_str()));
         match found {
             Err(error) => state.error_code = error.code(),
             Ok(None) => state.error_code = ResponseError::TransactionalIdNotFound.code(),

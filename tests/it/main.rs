@@ -5,6 +5,7 @@ mod admin;
 mod bad_input;
 mod cluster;
 mod cluster_security;
+mod cluster_transactions;
 mod common;
 mod console;
 mod decompression;

@@ -9,15 +9,18 @@
 //!   offsets, then store `Complete*`. A decision stored before a crash is finished when the
 //!   coordinator opens; a transaction left open is aborted at its timeout by the timer.
 //!
-//! Records live in the local log's store (`Log::write_transactions`). A cluster does not run
-//! this coordinator yet: transactional producers are refused there (see docs/transactions.md).
+//! Records live in a `TxnStore` and markers go out through a `MarkerWriter` (`store.rs`): a
+//! single broker keeps both in its own log and coordinates every id; in a cluster each id is
+//! coordinated by the broker holding its group slot (`load_slot`), its records in PostgreSQL
+//! fenced by the slot's epoch, and markers go to each partition's leader (`src/cluster/txn.rs`).
 
 pub mod metadata;
 pub mod metrics;
+pub mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -30,6 +33,7 @@ use super::producer_ids::{InitProducerIdResult, ProducerIdManager};
 use crate::config::GroupConfig;
 use crate::log::{Log, LogError, now_ms};
 pub use metadata::{PendingOffset, TxnMetadata, TxnState};
+pub use store::{LocalMarkers, LocalTxnStore, MarkerSpec, MarkerWriter, TxnStore};
 
 /// The coordinator's limits (Kafka's `transaction.*` broker configs).
 #[derive(Debug, Clone, Copy)]
@@ -76,12 +80,18 @@ struct State {
     /// Transactions open on a partition that no transaction in progress accounts for, seen by
     /// the last timer pass: aborted if the next pass still finds them.
     hanging: BTreeSet<(String, i32, i64, i64)>,
+    /// In a cluster, the slots whose ids are loaded (`None`: a single broker, every id).
+    loaded: Option<HashSet<u32>>,
 }
 
 struct Inner {
     log: Log,
     producer_ids: Arc<ProducerIdManager>,
     groups: GroupCoordinator,
+    store: Arc<dyn TxnStore>,
+    markers: Arc<dyn MarkerWriter>,
+    /// In a cluster, how many slots ids are placed in (`group_slot`).
+    slots: u32,
     state: Mutex<State>,
     settings: TxnSettings,
     stats: TxnStats,
@@ -99,36 +109,135 @@ impl TransactionCoordinator {
         groups: GroupCoordinator,
         settings: TxnSettings,
     ) -> Result<TransactionCoordinator, LogError> {
-        let mut state = State::default();
-        for (id, record) in log.load_transactions().await? {
-            let txn = TxnMetadata::decode(&record).ok_or_else(|| {
-                LogError::Storage(crate::log::StoreError::corrupt(format!("transaction record of {id:?}")))
-            })?;
-            state.by_producer.insert(txn.producer_id, id.clone());
-            state.txns.insert(id, txn);
-        }
-        let preparing: Vec<String> =
-            state.txns.iter().filter(|(_, txn)| txn.state.is_preparing()).map(|(id, _)| id.clone()).collect();
-        let loaded = state.txns.len();
-        let coordinator = TransactionCoordinator {
+        let store = Arc::new(LocalTxnStore(log.clone()));
+        let markers = Arc::new(LocalMarkers(log.clone()));
+        let coordinator = Self::build(log, producer_ids, groups, settings, store, markers, None);
+        let (loaded, finished) = coordinator.load(None).await?;
+        tracing::info!(transactional_ids = loaded, finished, "transaction coordinator loaded");
+        coordinator.spawn_timer();
+        Ok(coordinator)
+    }
+
+    /// A cluster's coordinator: it serves the ids of the slots (of `slots`) it is given
+    /// (`load_slot`), none until then.
+    pub fn in_cluster(
+        log: Log,
+        producer_ids: Arc<ProducerIdManager>,
+        groups: GroupCoordinator,
+        settings: TxnSettings,
+        store: Arc<dyn TxnStore>,
+        markers: Arc<dyn MarkerWriter>,
+        slots: u32,
+    ) -> TransactionCoordinator {
+        let coordinator = Self::build(log, producer_ids, groups, settings, store, markers, Some(slots));
+        coordinator.spawn_timer();
+        coordinator
+    }
+
+    fn build(
+        log: Log,
+        producer_ids: Arc<ProducerIdManager>,
+        groups: GroupCoordinator,
+        settings: TxnSettings,
+        store: Arc<dyn TxnStore>,
+        markers: Arc<dyn MarkerWriter>,
+        slots: Option<u32>,
+    ) -> TransactionCoordinator {
+        let state = State { loaded: slots.map(|_| HashSet::new()), ..State::default() };
+        TransactionCoordinator {
             inner: Arc::new(Inner {
                 log,
                 producer_ids,
                 groups,
+                store,
+                markers,
+                slots: slots.unwrap_or(1),
                 state: Mutex::new(state),
                 settings,
                 stats: TxnStats::default(),
             }),
-        };
+        }
+    }
+
+    /// Loads the ids of `slot` (every id when `None`) and finishes the transactions whose
+    /// decision was stored. Returns how many ids were loaded and how many finished.
+    async fn load(&self, slot: Option<u32>) -> Result<(usize, usize), LogError> {
+        let mut loaded = Vec::new();
+        for (id, record) in self.inner.store.load(slot).await? {
+            let txn = TxnMetadata::decode(&record).ok_or_else(|| {
+                LogError::Storage(crate::log::StoreError::corrupt(format!("transaction record of {id:?}")))
+            })?;
+            loaded.push((id, txn));
+        }
+        let preparing: Vec<String> =
+            loaded.iter().filter(|(_, txn)| txn.state.is_preparing()).map(|(id, _)| id.clone()).collect();
+        let count = loaded.len();
+        {
+            let mut state = self.inner.state.lock();
+            for (id, txn) in loaded {
+                state.by_producer.insert(txn.producer_id, id.clone());
+                state.txns.insert(id, txn);
+            }
+            if let (Some(slot), Some(slots)) = (slot, state.loaded.as_mut()) {
+                slots.insert(slot);
+            }
+        }
         for id in &preparing {
-            let _lock = coordinator.lock(id).await;
-            if let Err(error) = coordinator.complete(id).await {
+            let _lock = self.lock(id).await;
+            if let Err(error) = self.complete(id).await {
                 tracing::warn!(%error, transactional_id = %id, "cannot finish a transaction yet; the timer retries");
             }
         }
-        tracing::info!(transactional_ids = loaded, finished = preparing.len(), "transaction coordinator loaded");
-        coordinator.spawn_timer();
-        Ok(coordinator)
+        Ok((count, preparing.len()))
+    }
+
+    /// In a cluster: starts serving the ids of `slot`, given to this broker, from the store.
+    pub async fn load_slot(&self, slot: u32) -> Result<usize, LogError> {
+        let (loaded, finished) = self.load(Some(slot)).await?;
+        tracing::debug!(slot, transactional_ids = loaded, finished, "transaction slot loaded");
+        Ok(loaded)
+    }
+
+    /// In a cluster: stops serving the ids of `slot`, which moved away (or is about to).
+    pub fn unload_slot(&self, slot: u32) {
+        let slots = self.inner.slots;
+        let mut state = self.inner.state.lock();
+        if let Some(loaded) = state.loaded.as_mut() {
+            loaded.remove(&slot);
+        }
+        let gone: Vec<(String, i64)> = state
+            .txns
+            .iter()
+            .filter(|(id, _)| super::group_slot(id, slots) == slot)
+            .map(|(id, txn)| (id.clone(), txn.producer_id))
+            .collect();
+        for (id, producer_id) in gone {
+            state.txns.remove(&id);
+            state.locks.remove(&id);
+            if state.by_producer.get(&producer_id) == Some(&id) {
+                state.by_producer.remove(&producer_id);
+            }
+        }
+    }
+
+    /// Whether this broker serves `id` now: NOT_COORDINATOR when another broker does,
+    /// COORDINATOR_LOAD_IN_PROGRESS while its slot is being loaded here.
+    fn serves(&self, id: &str) -> Result<(), ResponseError> {
+        if !self.inner.store.owns(id) {
+            return Err(ResponseError::NotCoordinator);
+        }
+        let state = self.inner.state.lock();
+        match &state.loaded {
+            Some(loaded) if !loaded.contains(&super::group_slot(id, self.inner.slots)) => {
+                Err(ResponseError::CoordinatorLoadInProgress)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this is a cluster's coordinator, which serves some ids only.
+    fn in_a_cluster(&self) -> bool {
+        self.inner.state.lock().loaded.is_some()
     }
 
     pub fn stats(&self) -> &TxnStats {
@@ -146,7 +255,7 @@ impl TransactionCoordinator {
 
     /// Stores `txn` durably, then makes it the id's state.
     async fn store(&self, id: &str, txn: TxnMetadata) -> Result<(), LogError> {
-        self.inner.log.write_transactions(vec![(id.to_string(), Some(txn.encode()))]).await?;
+        self.inner.store.write(vec![(id.to_string(), Some(txn.encode()))]).await?;
         let mut state = self.inner.state.lock();
         state.by_producer.insert(txn.producer_id, id.to_string());
         state.txns.insert(id.to_string(), txn);
@@ -175,6 +284,7 @@ impl TransactionCoordinator {
         producer_id: i64,
         producer_epoch: i16,
     ) -> Result<(i64, i16), ResponseError> {
+        self.serves(id)?;
         if timeout_ms <= 0 || timeout_ms > self.inner.settings.max_timeout_ms {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
@@ -244,16 +354,17 @@ impl TransactionCoordinator {
             return Ok(());
         }
         let commit = txn.state == TxnState::PrepareCommit;
-        // A partition deleted since needs no marker.
-        let partitions: Vec<_> = txn
-            .partitions
-            .iter()
-            .filter_map(|(topic, index)| self.inner.log.topic(topic).and_then(|t| t.partition(*index).cloned()))
-            .collect();
-        let written = self.inner.log.write_markers(partitions, txn.producer_id, txn.producer_epoch, commit, 0).await?;
+        let partitions: Vec<(String, i32)> = txn.partitions.iter().cloned().collect();
+        let marker = MarkerSpec {
+            producer_id: txn.producer_id,
+            producer_epoch: txn.producer_epoch,
+            commit,
+            coordinator_epoch: 0,
+        };
+        let written = self.inner.markers.write(marker, &partitions).await?;
         for result in written {
             match result {
-                // Deleted meanwhile, or a later epoch of the producer already wrote there (its
+                // Deleted meanwhile (it needs no marker), or a later epoch of the producer already wrote there (its
                 // transaction there was ended by that epoch's marker).
                 Ok(_) | Err(LogError::UnknownTopicOrPartition | LogError::InvalidProducerEpoch) => {}
                 Err(error) => return Err(error),
@@ -289,6 +400,7 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         partitions: Vec<(String, i32)>,
     ) -> Result<PartitionCodes, ResponseError> {
+        self.serves(id)?;
         let _lock = self.lock(id).await;
         let mut txn = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         txn.check_producer(producer_id, producer_epoch)?;
@@ -323,6 +435,8 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         group: &str,
     ) -> Result<(), ResponseError> {
+        self.serves(id)?;
+        self.offsets_here()?;
         let _lock = self.lock(id).await;
         let mut txn = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         txn.check_producer(producer_id, producer_epoch)?;
@@ -343,6 +457,8 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         offsets: Vec<PendingOffset>,
     ) -> Result<(), ResponseError> {
+        self.offsets_here()?;
+        self.serves(id)?;
         let _lock = self.lock(id).await;
         let mut txn = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         txn.check_producer(producer_id, producer_epoch)?;
@@ -368,6 +484,7 @@ impl TransactionCoordinator {
         producer_epoch: i16,
         commit: bool,
     ) -> Result<(), ResponseError> {
+        self.serves(id)?;
         let _lock = self.lock(id).await;
         let mut txn = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         if producer_id != txn.producer_id {
@@ -402,13 +519,21 @@ impl TransactionCoordinator {
     /// transaction is in progress at this epoch and holds the partition. A write that fails it
     /// (a zombie, or a late retry after the transaction ended) would hold the partition's last
     /// stable offset back for ever.
+    ///
+    /// In a cluster a partition's leader checks only the ids it coordinates itself; the others'
+    /// writes are checked by the partition's producer state alone, as Kafka's leaders did before
+    /// KIP-890.
     pub fn check_write(
         &self,
+        id: &str,
         producer_id: i64,
         producer_epoch: i16,
         topic: &str,
         partition: i32,
     ) -> Result<(), LogError> {
+        if self.serves(id).is_err() {
+            return Ok(());
+        }
         let state = self.inner.state.lock();
         let txn = state.by_producer.get(&producer_id).and_then(|id| state.txns.get(id));
         let Some(txn) = txn.filter(|txn| txn.producer_id == producer_id) else {
@@ -448,8 +573,20 @@ impl TransactionCoordinator {
         all
     }
 
-    pub fn describe(&self, id: &str) -> Option<TxnMetadata> {
-        self.get(id)
+    /// The id's state, if this broker coordinates it.
+    pub fn describe(&self, id: &str) -> Result<Option<TxnMetadata>, ResponseError> {
+        self.serves(id)?;
+        Ok(self.get(id))
+    }
+
+    /// Offsets in transactions (AddOffsetsToTxn, TxnOffsetCommit) need the group's coordinator
+    /// and the transaction's on one broker: a cluster refuses them for now (INVALID_REQUEST),
+    /// so that a producer fails at once rather than commits offsets that never arrive.
+    fn offsets_here(&self) -> Result<(), ResponseError> {
+        match self.in_a_cluster() {
+            true => Err(ResponseError::InvalidRequest),
+            false => Ok(()),
+        }
     }
 
     /// Transactions in progress now.
@@ -475,6 +612,9 @@ impl TransactionCoordinator {
     /// only when two passes in a row find it hanging, so a transaction that ends between reading
     /// the partition and reading the coordinator is left alone.
     async fn abort_hanging(&self) {
+        if !self.inner.markers.sees_every_transaction() {
+            return;
+        }
         let mut found = BTreeSet::new();
         for topic in self.inner.log.topics() {
             for partition in &topic.partitions {
@@ -558,7 +698,7 @@ impl TransactionCoordinator {
     }
 
     async fn forget(&self, id: &str, producer_id: i64) -> Result<(), LogError> {
-        self.inner.log.write_transactions(vec![(id.to_string(), None)]).await?;
+        self.inner.store.write(vec![(id.to_string(), None)]).await?;
         let mut state = self.inner.state.lock();
         state.txns.remove(id);
         state.by_producer.remove(&producer_id);

@@ -1,0 +1,118 @@
+//! Transactions in a cluster: each transactional id is coordinated by the broker holding its
+//! group slot (as its consumer groups are), its state in PostgreSQL fenced by the slot's leader
+//! epoch, and its markers written by each partition's leader: locally, or through
+//! WriteTxnMarkers to the leader on the inter-broker listener, as Kafka's coordinators send them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::MetadataCache;
+use super::cache::GROUP_SLOTS;
+use super::forward::{Forwarder, Marker};
+use super::groups::Slots;
+use super::pg::ClusterStore;
+use crate::coordinator::group_slot;
+use crate::coordinator::txn::store::{MarkerSpec, MarkerWriter, TxnStore, write_local};
+use crate::log::{Log, LogError};
+
+/// Transactional ids' records in PostgreSQL, written only while this broker holds their slots.
+pub struct PgTxnStore {
+    pub store: ClusterStore,
+    pub node_id: i32,
+    pub slots: Arc<Slots>,
+}
+
+#[async_trait]
+impl TxnStore for PgTxnStore {
+    async fn load(&self, slot: Option<u32>) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+        Ok(self.store.load_transactions(slot).await?)
+    }
+
+    async fn write(&self, writes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), LogError> {
+        let mut fences = Vec::new();
+        let mut placed = Vec::with_capacity(writes.len());
+        for (id, record) in writes {
+            let slot = group_slot(&id, GROUP_SLOTS);
+            let epoch = self.slots.epoch(slot).ok_or(LogError::NotCoordinator)?;
+            if !fences.contains(&(slot, epoch)) {
+                fences.push((slot, epoch));
+            }
+            placed.push((slot, id, record));
+        }
+        match self.store.write_transactions(self.node_id, &fences, &placed).await? {
+            true => Ok(()),
+            false => Err(LogError::NotCoordinator),
+        }
+    }
+
+    fn owns(&self, id: &str) -> bool {
+        self.slots.epoch(group_slot(id, GROUP_SLOTS)).is_some()
+    }
+}
+
+/// Markers to each partition's leader: this broker's log for its own partitions, WriteTxnMarkers
+/// to the others'.
+pub struct ClusterMarkers {
+    pub log: Log,
+    pub cache: Arc<dyn MetadataCache>,
+    pub forwarder: Arc<dyn Forwarder>,
+}
+
+#[async_trait]
+impl MarkerWriter for ClusterMarkers {
+    async fn write(
+        &self,
+        marker: MarkerSpec,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<(), LogError>>, LogError> {
+        let this = self.cache.this_broker();
+        let mut results: Vec<Option<Result<(), LogError>>> = partitions.iter().map(|_| None).collect();
+        let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+        for (at, (topic, index)) in partitions.iter().enumerate() {
+            match self.log.topic(topic).and_then(|t| t.partition(*index).cloned()) {
+                Some(partition) => by_leader.entry(self.cache.leadership(&partition).leader).or_default().push(at),
+                None => results[at] = Some(Err(LogError::UnknownTopicOrPartition)),
+            }
+        }
+        let spec = Marker {
+            producer_id: marker.producer_id,
+            producer_epoch: marker.producer_epoch,
+            commit: marker.commit,
+            coordinator_epoch: marker.coordinator_epoch,
+        };
+        for (leader, ats) in by_leader {
+            let chosen: Vec<(String, i32)> = ats.iter().map(|&at| partitions[at].clone()).collect();
+            let answered = if leader == this {
+                write_local(&self.log, marker, &chosen).await
+            } else {
+                match self.cache.broker_on(leader, self.forwarder.listener()) {
+                    Some(info) => self.forwarder.write_markers(&info, &spec, &chosen).await,
+                    None => Err(LogError::NotLeaderOrFollower),
+                }
+            };
+            match answered {
+                Ok(each) => {
+                    for (&at, result) in ats.iter().zip(each) {
+                        results[at] = Some(result);
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, leader, "cannot write transaction markers there yet");
+                    for &at in &ats {
+                        results[at] = Some(Err(match error {
+                            LogError::NotLeaderOrFollower => LogError::NotLeaderOrFollower,
+                            _ => LogError::Remote(error.to_string()),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or(Err(LogError::Unavailable))).collect())
+    }
+
+    fn sees_every_transaction(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,105 @@
+//! Where the transaction coordinator keeps its records and how it reaches the partitions of a
+//! transaction: the seams that let a cluster place it (`src/cluster/txn.rs`) while a single
+//! broker keeps both in its own log.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::log::{Log, LogError};
+
+/// The transactional ids' records (`TxnMetadata::encode`), durable before any answer.
+#[async_trait]
+pub trait TxnStore: Send + Sync {
+    /// The records of the ids placed in `slot` (every id when `None`).
+    async fn load(&self, slot: Option<u32>) -> Result<Vec<(String, Vec<u8>)>, LogError>;
+    /// Stores each record (`None`: the id is forgotten), all or none. NOT_COORDINATOR when
+    /// another broker coordinates one of the ids now.
+    async fn write(&self, writes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), LogError>;
+    /// Whether this broker coordinates `id` now (a single broker coordinates every id).
+    fn owns(&self, _id: &str) -> bool {
+        true
+    }
+}
+
+/// A single broker's records, in its log's store.
+pub struct LocalTxnStore(pub Log);
+
+#[async_trait]
+impl TxnStore for LocalTxnStore {
+    async fn load(&self, _slot: Option<u32>) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+        self.0.load_transactions().await
+    }
+
+    async fn write(&self, writes: Vec<(String, Option<Vec<u8>>)>) -> Result<(), LogError> {
+        self.0.write_transactions(writes).await
+    }
+}
+
+/// A commit or abort marker for one producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkerSpec {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+/// Writes markers into the partitions of a transaction, wherever they are led.
+#[async_trait]
+pub trait MarkerWriter: Send + Sync {
+    /// A marker in each of `partitions`, durable when this returns; each partition's result, in
+    /// order. A partition deleted since is `UnknownTopicOrPartition`.
+    async fn write(
+        &self,
+        marker: MarkerSpec,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<(), LogError>>, LogError>;
+    /// Whether every transaction that can be open on this broker's partitions is this
+    /// coordinator's: then a transaction it does not know of is hanging and may be aborted.
+    fn sees_every_transaction(&self) -> bool {
+        true
+    }
+}
+
+/// A single broker's markers: every partition is its own.
+pub struct LocalMarkers(pub Log);
+
+#[async_trait]
+impl MarkerWriter for LocalMarkers {
+    async fn write(
+        &self,
+        marker: MarkerSpec,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<(), LogError>>, LogError> {
+        write_local(&self.0, marker, partitions).await
+    }
+}
+
+/// Writes the markers of the partitions this broker's log holds in one group commit.
+pub async fn write_local(
+    log: &Log,
+    marker: MarkerSpec,
+    partitions: &[(String, i32)],
+) -> Result<Vec<Result<(), LogError>>, LogError> {
+    let found: Vec<Option<Arc<crate::log::Partition>>> =
+        partitions.iter().map(|(topic, index)| log.topic(topic).and_then(|t| t.partition(*index).cloned())).collect();
+    let present: Vec<_> = found.iter().flatten().cloned().collect();
+    let mut written = match present.is_empty() {
+        true => Vec::new(),
+        false => log
+            .write_markers(present, marker.producer_id, marker.producer_epoch, marker.commit, marker.coordinator_epoch)
+            .await?
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect(),
+    }
+    .into_iter();
+    Ok(found
+        .iter()
+        .map(|partition| match partition {
+            Some(_) => written.next().unwrap_or(Err(LogError::Unavailable)),
+            None => Err(LogError::UnknownTopicOrPartition),
+        })
+        .collect())
+}
