@@ -43,6 +43,10 @@ pub struct ClusterNode {
     broker_epoch: i64,
     /// Wakes the loop for an immediate metadata refresh.
     refresh: Arc<Notify>,
+    /// The last epoch of each partition (and group slot) this broker handed over: a round whose
+    /// snapshot was read before the hand-over still names this broker at that epoch, and must
+    /// not take it over again.
+    handed_over: parking_lot::Mutex<HashMap<(Uuid, i32), i32>>,
 }
 
 impl std::fmt::Debug for ClusterNode {
@@ -94,7 +98,15 @@ impl ClusterNode {
         let cache = ClusterCache::new(node_id);
         cache.lease_renewed(sent, session);
         tracing::info!(node_id, broker_epoch, coordinator = %settings.coordinator_shown(), "joined the cluster");
-        Ok(ClusterNode { store, cache, settings, node_id, broker_epoch, refresh: Arc::new(Notify::new()) })
+        Ok(ClusterNode {
+            store,
+            cache,
+            settings,
+            node_id,
+            broker_epoch,
+            refresh: Arc::new(Notify::new()),
+            handed_over: parking_lot::Mutex::new(HashMap::new()),
+        })
     }
 
     /// Wraps the log's local metadata store: topics, producer ids, configs and the segment index
@@ -313,7 +325,9 @@ impl ClusterNode {
                 }
                 continue;
             }
-            if duties.busy.contains(&key) {
+            // A row older than what this broker knows of the partition is from a stale snapshot.
+            let stale = partition.leader_epoch() > row.leader_epoch || self.handed_over_at(key, row.leader_epoch);
+            if duties.busy.contains(&key) || stale {
                 continue;
             }
             let ready = partition.is_leading() && partition.leader_epoch() == row.leader_epoch;
@@ -332,7 +346,7 @@ impl ClusterNode {
         let transactions = duties.transactions.clone();
         let slot = row.partition as u32;
         let key = (row.topic_id, row.partition);
-        if duties.busy.contains(&key) {
+        if duties.busy.contains(&key) || self.handed_over_at(key, row.leader_epoch) {
             return;
         }
         let slots = self.cache.slots.clone();
@@ -351,10 +365,10 @@ impl ClusterNode {
                 slots.release(slot);
                 transactions.iter().for_each(|t| t.unload_slot(slot));
                 coordinator.unload_slot(slot, GROUP_SLOTS).await;
-                if let Err(error) =
-                    node.store.move_partition(row.topic_id, row.partition, row.leader_epoch, target, None).await
-                {
-                    tracing::warn!(%error, slot, "cannot hand a group slot over yet");
+                match node.store.move_partition(row.topic_id, row.partition, row.leader_epoch, target, None).await {
+                    Ok(true) => node.handed(key, row.leader_epoch),
+                    Ok(false) => {}
+                    Err(error) => tracing::warn!(%error, slot, "cannot hand a group slot over yet"),
                 }
                 node.refresh.notify_one();
             });
@@ -446,6 +460,17 @@ impl ClusterNode {
         self.refresh.notify_one();
     }
 
+    fn handed(&self, key: (Uuid, i32), epoch: i32) {
+        let mut handed = self.handed_over.lock();
+        let last = handed.entry(key).or_insert(epoch);
+        *last = (*last).max(epoch);
+    }
+
+    /// Whether this broker handed the partition over at `epoch` or later.
+    fn handed_over_at(&self, key: (Uuid, i32), epoch: i32) -> bool {
+        self.handed_over.lock().get(&key).is_some_and(|last| *last >= epoch)
+    }
+
     /// Stops appending, waits until everything appended is durable, then moves the partition
     /// with where its epoch ended.
     async fn hand_over(self: Arc<Self>, unified: UnifiedLog, row: PartitionRow, target: i32) {
@@ -461,8 +486,11 @@ impl ClusterNode {
         }
         let end = partition.high_watermark();
         match self.store.move_partition(row.topic_id, row.partition, row.leader_epoch, target, Some(end)).await {
-            Ok(true) => tracing::info!(topic_id = %row.topic_id, partition = row.partition, to = target, end,
-                "partition handed over"),
+            Ok(true) => {
+                self.handed((row.topic_id, row.partition), row.leader_epoch);
+                tracing::info!(topic_id = %row.topic_id, partition = row.partition, to = target, end,
+                    "partition handed over");
+            }
             Ok(false) => {}
             Err(error) => {
                 tracing::warn!(%error, "cannot hand a partition over yet");

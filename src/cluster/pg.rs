@@ -662,7 +662,7 @@ impl ClusterStore {
     }
 
     /// Records that `node_id`, registered at `broker_epoch`, serves the partition at `epoch`
-    /// (before it does).
+    /// (before it does). False unless the partition is at `epoch` with `node_id` its leader.
     pub async fn start_epoch(
         &self,
         topic_id: Uuid,
@@ -671,6 +671,24 @@ impl ClusterStore {
         node_id: i32,
         broker_epoch: i64,
     ) -> Result<bool, PgError> {
+        let mut tx = self.pool.begin().await?;
+        // Only while the partition is still at that epoch with this leader (the row locked
+        // against a move until the end): a takeover that finished after the partition moved on,
+        // or one started from a round's snapshot older than this broker's own hand-over, must
+        // not make this broker lead it again at an epoch that is over.
+        let current = sqlx::query(
+            "SELECT 1 FROM zombi_partitions WHERE topic_id = $1 AND partition = $2 AND leader_epoch = $3
+             AND leader = $4 FOR SHARE",
+        )
+        .bind(topic_id.to_string())
+        .bind(partition)
+        .bind(epoch)
+        .bind(node_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if current.is_none() {
+            return Ok(false);
+        }
         let done = sqlx::query(
             "UPDATE zombi_partition_epochs SET broker_epoch = $5
              WHERE topic_id = $1 AND partition = $2 AND leader_epoch = $3 AND leader = $4",
@@ -680,8 +698,9 @@ impl ClusterStore {
         .bind(epoch)
         .bind(node_id)
         .bind(broker_epoch)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

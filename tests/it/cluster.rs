@@ -910,3 +910,22 @@ async fn a_request_to_a_broker_that_does_not_lead_names_the_leader() {
     let response = raw.call(11, &produce_request(&topic, 0, batch(&[b"to the leader"], None)));
     assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
 }
+
+/// A takeover that finishes after its epoch is over (the partition handed over or moved
+/// meanwhile, or a round acting on a snapshot read before this broker's own hand-over) is
+/// refused by PostgreSQL: a broker never leads again at an epoch that ended, where it would
+/// acknowledge records at offsets its successor also gives out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epoch_that_is_over_is_never_started_again() {
+    use zombi::cluster::pg::ClusterStore;
+    let pg = Postgres::start();
+    let store = ClusterStore::connect(&pg.url(), Duration::from_secs(10)).await.expect("connect");
+    store.cluster_id("epochs").await.expect("cluster id");
+    let id = uuid::Uuid::new_v4();
+    store.create_topic(id, "epochs", 1, &BTreeMap::new(), &[1]).await.expect("create").expect("created");
+    assert!(store.start_epoch(id, 0, 0, 1, 1).await.expect("start"), "the current epoch starts");
+    assert!(store.move_partition(id, 0, 0, 2, Some(10)).await.expect("move"), "handed over to broker 2");
+    assert!(!store.start_epoch(id, 0, 0, 1, 1).await.expect("start"), "the ended epoch does not start again");
+    assert!(!store.start_epoch(id, 0, 1, 1, 1).await.expect("start"), "nor another broker's epoch");
+    assert!(store.start_epoch(id, 0, 1, 2, 1).await.expect("start"), "the new leader's epoch starts");
+}
