@@ -4,10 +4,17 @@
 //! (against read_uncommitted over the same log). 1 KiB records, acks=all, 4 partitions.
 //!
 //! `cargo bench --bench txn -- [--records N] [--rounds R] [--bootstrap HOST:PORT]
-//!  [--durability fsync|periodic]`; `ZOMBI_BIN=PATH` starts that broker binary instead. Each round
-//! uses fresh topics; the summary gives the median and the range over the rounds.
+//!  [--durability fsync|periodic] [--cluster N]`; `ZOMBI_BIN=PATH` starts that broker binary
+//! instead. `--cluster N` starts N brokers in cluster mode (a private PostgreSQL, a shared
+//! directory as object store and write-ahead log): the transaction coordinator is one of them and
+//! markers go to the other leaders over the inter-broker listener. Each round uses fresh topics;
+//! the summary gives the median and the range over the rounds.
 
 mod support;
+
+#[path = "../tests/it/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,10 +36,11 @@ struct Args {
     rounds: usize,
     bootstrap: Option<String>,
     durability: String,
+    cluster: usize,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { records: 200_000, rounds: 3, bootstrap: None, durability: "fsync".into() };
+    let mut args = Args { records: 200_000, rounds: 3, bootstrap: None, durability: "fsync".into(), cluster: 0 };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
         let mut value = || iter.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -41,6 +49,7 @@ fn parse_args() -> Args {
             "--rounds" => args.rounds = value().parse().expect("--rounds R"),
             "--bootstrap" => args.bootstrap = Some(value()),
             "--durability" => args.durability = value(),
+            "--cluster" => args.cluster = value().parse().expect("--cluster N"),
             _ => {}
         }
     }
@@ -196,10 +205,21 @@ fn summary(values: &mut [f64]) -> String {
 
 fn main() {
     let args = parse_args();
-    let broker = Broker::start(args.bootstrap.as_deref(), &["--durability", &args.durability]);
+    let durability = ["--durability", args.durability.as_str()];
+    let cluster = (args.cluster > 0).then(|| Cluster::start(args.cluster, &durability));
+    let broker = match &cluster {
+        Some(cluster) => Broker::start(Some(&cluster.bootstrap()), &[]),
+        None => Broker::start(args.bootstrap.as_deref(), &durability),
+    };
     println!(
-        "zombi transactions bench: {} records of {RECORD_BYTES} bytes, {PARTITIONS} partitions, acks=all, durability={}, {} rounds",
-        args.records, args.durability, args.rounds
+        "zombi transactions bench: {} records of {RECORD_BYTES} bytes, {PARTITIONS} partitions, acks=all, durability={}, {} rounds, {}",
+        args.records,
+        args.durability,
+        args.rounds,
+        match args.cluster {
+            0 => "one broker".to_string(),
+            n => format!("a cluster of {n} brokers"),
+        }
     );
     let mut figures: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for round in 0..args.rounds {
@@ -245,5 +265,36 @@ fn main() {
     println!("\n| figure | median (min–max) over {} rounds |\n|---|---:|", args.rounds);
     for (label, values) in &mut figures {
         println!("| {label} | {} |", summary(values));
+    }
+}
+
+/// Brokers in cluster mode on a private PostgreSQL and a shared directory.
+struct Cluster {
+    brokers: Vec<Broker>,
+    _pg: postgres::Postgres,
+    _shared: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(count: usize, extra: &[&str]) -> Cluster {
+        let pg = postgres::Postgres::start();
+        let shared = tempfile::tempdir().expect("temp dir");
+        let (bucket, wal) = (shared.path().join("bucket"), shared.path().join("wal"));
+        let brokers = (1..=count)
+            .map(|node| {
+                let node = node.to_string();
+                let url = pg.url();
+                let (bucket, wal) = (format!("file://{}", bucket.display()), format!("file://{}", wal.display()));
+                let mut flags = vec!["--node-id", &node, "--coordinator", &url, "--object-store", &bucket];
+                flags.extend(["--wal-store", &wal]);
+                flags.extend(extra);
+                Broker::start(None, &flags)
+            })
+            .collect();
+        Cluster { brokers, _pg: pg, _shared: shared }
+    }
+
+    fn bootstrap(&self) -> String {
+        self.brokers.iter().map(|b| b.bootstrap.clone()).collect::<Vec<_>>().join(",")
     }
 }

@@ -82,16 +82,23 @@ impl MarkerWriter for ClusterMarkers {
             commit: marker.commit,
             coordinator_epoch: marker.coordinator_epoch,
         };
-        for (leader, ats) in by_leader {
+        // Every leader at once: each makes its markers durable on its own write-ahead log
+        // schedule, so the slowest one bounds the wait, not their sum.
+        let writes = by_leader.into_iter().map(|(leader, ats)| {
             let chosen: Vec<(String, i32)> = ats.iter().map(|&at| partitions[at].clone()).collect();
-            let answered = if leader == this {
-                write_local(&self.log, marker, &chosen).await
-            } else {
-                match self.cache.broker_on(leader, self.forwarder.listener()) {
-                    Some(info) => self.forwarder.write_markers(&info, &spec, &chosen).await,
-                    None => Err(LogError::NotLeaderOrFollower),
-                }
-            };
+            async move {
+                let answered = if leader == this {
+                    write_local(&self.log, marker, &chosen).await
+                } else {
+                    match self.cache.broker_on(leader, self.forwarder.listener()) {
+                        Some(info) => self.forwarder.write_markers(&info, &spec, &chosen).await,
+                        None => Err(LogError::NotLeaderOrFollower),
+                    }
+                };
+                (leader, ats, answered)
+            }
+        });
+        for (leader, ats, answered) in futures::future::join_all(writes).await {
             match answered {
                 Ok(each) => {
                     for (&at, result) in ats.iter().zip(each) {
