@@ -108,6 +108,15 @@ impl MetadataStore for PgMetadata {
         true
     }
 
+    async fn set_log_start(&self, partition: &Arc<Partition>, log_start: i64) -> Result<(), LogError> {
+        // Only the partition's current leader moves it.
+        match self.store.set_log_start(partition.topic_id, partition.index, partition.leader_epoch(), log_start).await?
+        {
+            true => Ok(()),
+            false => Err(LogError::NotLeaderOrFollower),
+        }
+    }
+
     async fn delete_segment(&self, partition: &Arc<Partition>, base_offset: i64) -> Result<(), LogError> {
         self.store.delete_segment(partition.topic_id, partition.index, base_offset).await?;
         self.local.delete_segment(partition, base_offset).await

@@ -114,7 +114,9 @@ impl Takeover<'_> {
             if end <= next {
                 continue;
             }
-            if base != next {
+            // The first batch may hold `start` past its base: a log start moved inside it
+            // (DeleteRecords). Past it, batches follow each other exactly.
+            if base > next || (base < next && next != start) {
                 let epochs: Vec<String> =
                     epochs.iter().map(|e| format!("{}@{}..{:?}", e.leader_epoch, e.leader, e.end_offset)).collect();
                 return Err(LogError::Remote(format!(

@@ -55,6 +55,12 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     fn keeps_producer_snapshots(&self) -> bool {
         false
     }
+    /// Makes a partition's new log start (DeleteRecords, retention) durable where a takeover
+    /// reads it, before the partition's local log moves. The local store keeps its own with the
+    /// log (the writer's truncate), so it has nothing to do here.
+    async fn set_log_start(&self, _partition: &Arc<Partition>, _log_start: i64) -> Result<(), LogError> {
+        Ok(())
+    }
 }
 
 /// The metadata of one broker, in its own store.

@@ -1201,6 +1201,9 @@ impl Log {
     }
 
     async fn truncate(&self, partition: &Arc<Partition>, log_start: i64) -> Result<i64, LogError> {
+        // Where a takeover reads it first (a cluster's PostgreSQL): a new leader never serves
+        // records below a log start this one answered.
+        self.inner.metadata.set_log_start(partition, log_start).await?;
         self.call(|reply| Command::Truncate { partition: partition.clone(), log_start, reply }).await
     }
 

@@ -1018,9 +1018,13 @@ impl Writer {
             }
             state.producers.insert(producer_id, entry);
         }
-        for bytes in batches {
+        for (at, bytes) in batches.into_iter().enumerate() {
             let header = super::batch::BatchHeader::parse(&bytes)?;
-            if header.base_offset != state.next_offset {
+            // The first batch may hold the partition's start past its base (a log start that
+            // DeleteRecords moved inside it), as a truncated log keeps that batch whole.
+            let holds_start =
+                at == 0 && header.base_offset < state.next_offset && header.last_offset() >= state.next_offset;
+            if header.base_offset != state.next_offset && !holds_start {
                 return Err(LogError::Storage(StoreError::corrupt(format!(
                     "restoring {key:?}: batch at {} where {} was due",
                     header.base_offset, state.next_offset

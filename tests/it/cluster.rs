@@ -929,3 +929,41 @@ async fn an_epoch_that_is_over_is_never_started_again() {
     assert!(!store.start_epoch(id, 0, 1, 1, 1).await.expect("start"), "nor another broker's epoch");
     assert!(store.start_epoch(id, 0, 1, 2, 1).await.expect("start"), "the new leader's epoch starts");
 }
+
+/// DeleteRecords survives its partition's leader: the new log start is in PostgreSQL before
+/// the answer, so the broker that takes the partition over after a kill -9 starts there, even
+/// inside a batch (the one batch of ten records here, cut after its sixth).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_records_stay_deleted_after_a_failover() {
+    use crate::bad_input::{batch, produce};
+    use crate::raw::Raw;
+    let mut cluster = Cluster::start(2);
+    let topic = unique_topic("delete-records");
+    cluster.create_topic(&topic, 1).await;
+    let leader = cluster.leaders(&topic, 1)[&0];
+    let index = cluster.broker_index(leader);
+    let mut raw = Raw::connect(&cluster.brokers[index].bootstrap);
+    let values: Vec<Vec<u8>> = (0..10).map(|i| format!("v{i}").into_bytes()).collect();
+    let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    assert_eq!(produce(&mut raw, &topic, batch(&values, None)), (0, 0), "one batch at offset 0");
+    let admin: AdminClient<DefaultClientContext> = cluster.client_config().create().expect("admin");
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(&topic, 0, Offset::Offset(6)).expect("offset");
+    let deleted = admin.delete_records(&offsets, &AdminOptions::new()).await.expect("delete records");
+    let low = deleted.find_partition(&topic, 0).map(|p| p.offset());
+    assert_eq!(low, Some(Offset::Offset(6)), "the new low watermark");
+    cluster.brokers[index].kill9();
+    cluster.wait_until_none_led_by(&topic, 1, leader);
+    let survivor = &cluster.brokers[1 - index];
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", &survivor.bootstrap).create().expect("consumer");
+    let deadline = Instant::now() + WAIT_MAX;
+    let watermarks = loop {
+        match consumer.fetch_watermarks(&topic, 0, Duration::from_secs(5)) {
+            Ok(watermarks) => break watermarks,
+            Err(error) => assert!(Instant::now() < deadline, "no watermarks from the new leader: {error}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(watermarks, (6, 10), "the new leader starts where DeleteRecords left the partition");
+}
