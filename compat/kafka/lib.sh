@@ -84,7 +84,14 @@ share.coordinator.state.topic.min.isr=1
 PROPS
         for p in "$@"; do echo "$p"; done      # later lines win in java.util.Properties
     } >"$KAFKA_WORK/server.properties"
-    cluster_id=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
+    # As Kafka's Uuid.randomUuid: never one starting with '-', which the tool's argument parser
+    # takes for an option (about one id in 64 did, and formatting failed).
+    cluster_id=$(python3 -c 'import base64, os
+while True:
+    id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    if not id.startswith("-"):
+        print(id)
+        break')
     t0=$(date +%s.%N)
     if ! kafka_java kafka.tools.StorageTool format -t "$cluster_id" \
             -c "$KAFKA_WORK/server.properties" >"$KAFKA_WORK/format.log" 2>&1; then
