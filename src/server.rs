@@ -137,14 +137,14 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
                     cache: cache.clone(),
                     forwarder: crate::handler::inter_broker_forwarder(&config),
                 });
-            Some(TransactionCoordinator::in_cluster(
+            Some(TransactionCoordinator::with_seams(
                 log.clone(),
                 producer_ids.clone(),
                 coordinator.clone(),
                 txn_settings,
                 node.txn_store(),
                 markers,
-                crate::cluster::cache::GROUP_SLOTS,
+                Some(crate::cluster::cache::GROUP_SLOTS),
             ))
         }
         _ => Some(

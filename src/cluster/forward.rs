@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::BrokerInfo;
+use crate::coordinator::txn::MarkerSpec;
 use crate::log::{AppendInfo, LogError, ReadResult};
 
 /// How a broker opens TLS to another broker's SSL listener, as itself (`security::tls`).
@@ -74,18 +75,9 @@ pub trait Forwarder: Send + Sync + std::fmt::Debug {
     async fn write_markers(
         &self,
         leader: &BrokerInfo,
-        marker: &Marker,
+        marker: &MarkerSpec,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<(), LogError>>, LogError>;
-}
-
-/// A transaction marker to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Marker {
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub commit: bool,
-    pub coordinator_epoch: i32,
 }
 
 /// Forwards over the Kafka protocol, on the inter-broker listener.
@@ -336,7 +328,7 @@ impl Forwarder for KafkaForwarder {
     async fn write_markers(
         &self,
         leader: &BrokerInfo,
-        marker: &Marker,
+        marker: &MarkerSpec,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<(), LogError>>, LogError> {
         let mut topics: Vec<write_txn_markers_request::WritableTxnMarkerTopic> = Vec::new();

@@ -38,6 +38,17 @@ impl Slots {
     pub fn held(&self) -> Vec<(u32, i32)> {
         self.held.read().iter().map(|(s, e)| (*s, *e)).collect()
     }
+
+    /// Adds `slot` at the epoch this broker holds it at to `fences` (once): the writes of one
+    /// PostgreSQL transaction are fenced by every slot they touch. NOT_COORDINATOR when this
+    /// broker does not hold it.
+    pub fn fence(&self, slot: u32, fences: &mut Vec<(u32, i32)>) -> Result<(), LogError> {
+        let epoch = self.epoch(slot).ok_or(LogError::NotCoordinator)?;
+        if !fences.contains(&(slot, epoch)) {
+            fences.push((slot, epoch));
+        }
+        Ok(())
+    }
 }
 
 /// Group records and offsets in PostgreSQL.
@@ -66,10 +77,7 @@ impl GroupStore for PgGroupStore {
         let mut placed = Vec::with_capacity(writes.len());
         for write in writes {
             let slot = group_slot(group_of(&write), GROUP_SLOTS);
-            let epoch = self.slots.epoch(slot).ok_or(LogError::NotCoordinator)?;
-            if !fences.contains(&(slot, epoch)) {
-                fences.push((slot, epoch));
-            }
+            self.slots.fence(slot, &mut fences)?;
             placed.push((slot, write));
         }
         if self.store.write_groups(self.node_id, &fences, &placed).await? {

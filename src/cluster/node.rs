@@ -381,14 +381,15 @@ impl ClusterNode {
                 slots.hold(slot, epoch);
                 transactions.iter().for_each(|t| t.unload_slot(slot));
                 coordinator.unload_slot(slot, GROUP_SLOTS).await;
-                let loaded = match coordinator.load_slot(slot).await {
-                    Ok(groups) => match &transactions {
-                        Some(transactions) => transactions.load_slot(slot).await.map(|ids| (groups, ids)),
-                        None => Ok((groups, 0)),
-                    },
-                    Err(error) => Err(error),
+                let loaded = async {
+                    let groups = coordinator.load_slot(slot).await?;
+                    let ids = match &transactions {
+                        Some(transactions) => transactions.load_slot(slot).await?,
+                        None => 0,
+                    };
+                    Ok::<_, LogError>((groups, ids))
                 };
-                match loaded {
+                match loaded.await {
                     Ok((groups, ids)) => {
                         tracing::debug!(slot, epoch, groups, transactional_ids = ids, "group slot loaded")
                     }

@@ -672,21 +672,11 @@ impl ClusterStore {
         broker_epoch: i64,
     ) -> Result<bool, PgError> {
         let mut tx = self.pool.begin().await?;
-        // Only while the partition is still at that epoch with this leader (the row locked
-        // against a move until the end): a takeover that finished after the partition moved on,
-        // or one started from a round's snapshot older than this broker's own hand-over, must
-        // not make this broker lead it again at an epoch that is over.
-        let current = sqlx::query(
-            "SELECT 1 FROM zombi_partitions WHERE topic_id = $1 AND partition = $2 AND leader_epoch = $3
-             AND leader = $4 FOR SHARE",
-        )
-        .bind(topic_id.to_string())
-        .bind(partition)
-        .bind(epoch)
-        .bind(node_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if current.is_none() {
+        // Only while the partition is still at that epoch with this leader: a takeover that
+        // finished after the partition moved on, or one started from a round's snapshot older
+        // than this broker's own hand-over, must not make this broker lead it again at an epoch
+        // that is over.
+        if !Self::leads(&mut tx, topic_id, partition, node_id, epoch).await? {
             return Ok(false);
         }
         let done = sqlx::query(
@@ -867,21 +857,33 @@ impl ClusterStore {
         fences: &[(u32, i32)],
     ) -> Result<bool, PgError> {
         for &(slot, epoch) in fences {
-            let held = sqlx::query(
-                "SELECT 1 FROM zombi_partitions WHERE topic_id = $1 AND partition = $2 AND leader = $3
-                 AND leader_epoch = $4 FOR SHARE",
-            )
-            .bind(GROUPS_TOPIC_ID.to_string())
-            .bind(slot as i32)
-            .bind(node_id)
-            .bind(epoch)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if held.is_none() {
+            if !Self::leads(tx, GROUPS_TOPIC_ID, slot as i32, node_id, epoch).await? {
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// Whether `node_id` leads the partition (or group slot) at `epoch`, locking its row against
+    /// a move until `tx` ends.
+    async fn leads(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        topic_id: Uuid,
+        partition: i32,
+        node_id: i32,
+        epoch: i32,
+    ) -> Result<bool, PgError> {
+        let held = sqlx::query(
+            "SELECT 1 FROM zombi_partitions WHERE topic_id = $1 AND partition = $2 AND leader = $3
+             AND leader_epoch = $4 FOR SHARE",
+        )
+        .bind(topic_id.to_string())
+        .bind(partition)
+        .bind(node_id)
+        .bind(epoch)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(held.is_some())
     }
 
     /// Makes group changes durable in one transaction, only while `node_id` coordinates each

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::MetadataCache;
 use super::cache::GROUP_SLOTS;
-use super::forward::{Forwarder, Marker};
+use super::forward::Forwarder;
 use super::groups::Slots;
 use super::pg::ClusterStore;
 use crate::coordinator::group_slot;
@@ -35,10 +35,7 @@ impl TxnStore for PgTxnStore {
         let mut placed = Vec::with_capacity(writes.len());
         for (id, record) in writes {
             let slot = group_slot(&id, GROUP_SLOTS);
-            let epoch = self.slots.epoch(slot).ok_or(LogError::NotCoordinator)?;
-            if !fences.contains(&(slot, epoch)) {
-                fences.push((slot, epoch));
-            }
+            self.slots.fence(slot, &mut fences)?;
             placed.push((slot, id, record));
         }
         match self.store.write_transactions(self.node_id, &fences, &placed).await? {
@@ -76,12 +73,6 @@ impl MarkerWriter for ClusterMarkers {
                 None => results[at] = Some(Err(LogError::UnknownTopicOrPartition)),
             }
         }
-        let spec = Marker {
-            producer_id: marker.producer_id,
-            producer_epoch: marker.producer_epoch,
-            commit: marker.commit,
-            coordinator_epoch: marker.coordinator_epoch,
-        };
         // Every leader at once: each makes its markers durable on its own write-ahead log
         // schedule, so the slowest one bounds the wait, not their sum.
         let writes = by_leader.into_iter().map(|(leader, ats)| {
@@ -91,7 +82,7 @@ impl MarkerWriter for ClusterMarkers {
                     write_local(&self.log, marker, &chosen).await
                 } else {
                     match self.cache.broker_on(leader, self.forwarder.listener()) {
-                        Some(info) => self.forwarder.write_markers(&info, &spec, &chosen).await,
+                        Some(info) => self.forwarder.write_markers(&info, &marker, &chosen).await,
                         None => Err(LogError::NotLeaderOrFollower),
                     }
                 };

@@ -80,8 +80,8 @@ struct State {
     /// Transactions open on a partition that no transaction in progress accounts for, seen by
     /// the last timer pass: aborted if the next pass still finds them.
     hanging: BTreeSet<(String, i32, i64, i64)>,
-    /// In a cluster, the slots whose ids are loaded (`None`: a single broker, every id).
-    loaded: Option<HashSet<u32>>,
+    /// In a cluster, the slots whose ids are loaded (a single broker serves every id).
+    loaded: HashSet<u32>,
 }
 
 struct Inner {
@@ -90,8 +90,8 @@ struct Inner {
     groups: GroupCoordinator,
     store: Arc<dyn TxnStore>,
     markers: Arc<dyn MarkerWriter>,
-    /// In a cluster, how many slots ids are placed in (`group_slot`).
-    slots: u32,
+    /// In a cluster, how many slots ids are placed in (`group_slot`); `None`: a single broker.
+    slots: Option<u32>,
     state: Mutex<State>,
     settings: TxnSettings,
     stats: TxnStats,
@@ -111,30 +111,16 @@ impl TransactionCoordinator {
     ) -> Result<TransactionCoordinator, LogError> {
         let store = Arc::new(LocalTxnStore(log.clone()));
         let markers = Arc::new(LocalMarkers(log.clone()));
-        let coordinator = Self::build(log, producer_ids, groups, settings, store, markers, None);
+        let coordinator = Self::with_seams(log, producer_ids, groups, settings, store, markers, None);
         let (loaded, finished) = coordinator.load(None).await?;
         tracing::info!(transactional_ids = loaded, finished, "transaction coordinator loaded");
-        coordinator.spawn_timer();
         Ok(coordinator)
     }
 
-    /// A cluster's coordinator: it serves the ids of the slots (of `slots`) it is given
-    /// (`load_slot`), none until then.
-    pub fn in_cluster(
-        log: Log,
-        producer_ids: Arc<ProducerIdManager>,
-        groups: GroupCoordinator,
-        settings: TxnSettings,
-        store: Arc<dyn TxnStore>,
-        markers: Arc<dyn MarkerWriter>,
-        slots: u32,
-    ) -> TransactionCoordinator {
-        let coordinator = Self::build(log, producer_ids, groups, settings, store, markers, Some(slots));
-        coordinator.spawn_timer();
-        coordinator
-    }
-
-    fn build(
+    /// A coordinator over `store` and `markers`, its timer started. With `slots` (a cluster's:
+    /// ids placed by `group_slot` over that many slots) it serves the ids of the slots it is
+    /// given (`load_slot`), none until then; without, every id.
+    pub fn with_seams(
         log: Log,
         producer_ids: Arc<ProducerIdManager>,
         groups: GroupCoordinator,
@@ -143,20 +129,21 @@ impl TransactionCoordinator {
         markers: Arc<dyn MarkerWriter>,
         slots: Option<u32>,
     ) -> TransactionCoordinator {
-        let state = State { loaded: slots.map(|_| HashSet::new()), ..State::default() };
-        TransactionCoordinator {
+        let coordinator = TransactionCoordinator {
             inner: Arc::new(Inner {
                 log,
                 producer_ids,
                 groups,
                 store,
                 markers,
-                slots: slots.unwrap_or(1),
-                state: Mutex::new(state),
+                slots,
+                state: Mutex::new(State::default()),
                 settings,
                 stats: TxnStats::default(),
             }),
-        }
+        };
+        coordinator.spawn_timer();
+        coordinator
     }
 
     /// Loads the ids of `slot` (every id when `None`) and finishes the transactions whose
@@ -178,8 +165,8 @@ impl TransactionCoordinator {
                 state.by_producer.insert(txn.producer_id, id.clone());
                 state.txns.insert(id, txn);
             }
-            if let (Some(slot), Some(slots)) = (slot, state.loaded.as_mut()) {
-                slots.insert(slot);
+            if let Some(slot) = slot {
+                state.loaded.insert(slot);
             }
         }
         for id in &preparing {
@@ -200,11 +187,9 @@ impl TransactionCoordinator {
 
     /// In a cluster: stops serving the ids of `slot`, which moved away (or is about to).
     pub fn unload_slot(&self, slot: u32) {
-        let slots = self.inner.slots;
+        let Some(slots) = self.inner.slots else { return };
         let mut state = self.inner.state.lock();
-        if let Some(loaded) = state.loaded.as_mut() {
-            loaded.remove(&slot);
-        }
+        state.loaded.remove(&slot);
         let gone: Vec<(String, i64)> = state
             .txns
             .iter()
@@ -226,18 +211,12 @@ impl TransactionCoordinator {
         if !self.inner.store.owns(id) {
             return Err(ResponseError::NotCoordinator);
         }
-        let state = self.inner.state.lock();
-        match &state.loaded {
-            Some(loaded) if !loaded.contains(&super::group_slot(id, self.inner.slots)) => {
+        match self.inner.slots {
+            Some(slots) if !self.inner.state.lock().loaded.contains(&super::group_slot(id, slots)) => {
                 Err(ResponseError::CoordinatorLoadInProgress)
             }
             _ => Ok(()),
         }
-    }
-
-    /// Whether this is a cluster's coordinator, which serves some ids only.
-    fn in_a_cluster(&self) -> bool {
-        self.inner.state.lock().loaded.is_some()
     }
 
     pub fn stats(&self) -> &TxnStats {
@@ -364,8 +343,8 @@ impl TransactionCoordinator {
         let written = self.inner.markers.write(marker, &partitions).await?;
         for result in written {
             match result {
-                // Deleted meanwhile (it needs no marker), or a later epoch of the producer already wrote there (its
-                // transaction there was ended by that epoch's marker).
+                // Deleted meanwhile (it needs no marker), or a later epoch of the producer already
+                // wrote there (its transaction there was ended by that epoch's marker).
                 Ok(_) | Err(LogError::UnknownTopicOrPartition | LogError::InvalidProducerEpoch) => {}
                 Err(error) => return Err(error),
             }
@@ -583,9 +562,9 @@ impl TransactionCoordinator {
     /// and the transaction's on one broker: a cluster refuses them for now (INVALID_REQUEST),
     /// so that a producer fails at once rather than commits offsets that never arrive.
     fn offsets_here(&self) -> Result<(), ResponseError> {
-        match self.in_a_cluster() {
-            true => Err(ResponseError::InvalidRequest),
-            false => Ok(()),
+        match self.inner.slots {
+            Some(_) => Err(ResponseError::InvalidRequest),
+            None => Ok(()),
         }
     }
 
