@@ -134,6 +134,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             let markers: Arc<dyn crate::coordinator::txn::MarkerWriter> =
                 Arc::new(crate::cluster::txn::ClusterMarkers {
                     log: log.clone(),
+                    groups: coordinator.clone(),
                     cache: cache.clone(),
                     forwarder: crate::handler::inter_broker_forwarder(&config),
                 });

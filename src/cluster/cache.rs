@@ -13,8 +13,7 @@ use super::pg::{GROUPS_TOPIC_ID, Snapshot};
 use super::{BrokerInfo, Leadership, ListenerAddress, MetadataCache};
 use crate::log::Partition;
 
-/// How many virtual slots groups are spread over (Kafka's `offsets.topic.num.partitions`).
-pub const GROUP_SLOTS: u32 = 50;
+pub use crate::coordinator::group::GROUP_SLOTS;
 
 #[derive(Debug, Default)]
 struct State {
@@ -141,7 +140,10 @@ impl MetadataCache for ClusterCache {
 
     /// The leader of the group's slot coordinates it.
     fn coordinator_for(&self, key: &str) -> i32 {
-        let slot = crate::coordinator::group_slot(key, GROUP_SLOTS);
+        self.slot_coordinator(crate::coordinator::group_slot(key, GROUP_SLOTS))
+    }
+
+    fn slot_coordinator(&self, slot: u32) -> i32 {
         self.leader_of(GROUPS_TOPIC_ID, slot as i32).map_or(-1, |(leader, _)| leader)
     }
 

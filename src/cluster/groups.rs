@@ -63,7 +63,8 @@ fn group_of(write: &GroupWrite) -> &str {
         GroupWrite::Group { group, .. }
         | GroupWrite::DeleteGroup { group }
         | GroupWrite::Offset { group, .. }
-        | GroupWrite::DeleteOffset { group, .. } => group,
+        | GroupWrite::DeleteOffset { group, .. }
+        | GroupWrite::PendingOffsets { group, .. } => group,
     }
 }
 

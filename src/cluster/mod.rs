@@ -105,6 +105,10 @@ pub trait MetadataCache: Send + Sync + std::fmt::Debug {
     fn leadership(&self, partition: &Partition) -> Leadership;
     /// The broker that coordinates the group `key`.
     fn coordinator_for(&self, key: &str) -> i32;
+    /// The broker that coordinates the groups of `slot` (-1: none now).
+    fn slot_coordinator(&self, _slot: u32) -> i32 {
+        self.this_broker()
+    }
 
     /// Whether this broker coordinates the group `key` now: NOT_COORDINATOR when another broker
     /// does, COORDINATOR_LOAD_IN_PROGRESS while this one is still loading it.

@@ -96,6 +96,14 @@ const MIGRATIONS: &[&str] = &[
     // Each transactional id's state (the transaction coordinator's record), in the group slot
     // that places its coordinator.
     "CREATE TABLE zombi_transactions (transactional_id text PRIMARY KEY, slot int NOT NULL, record bytea NOT NULL)",
+    // The offsets a producer's transaction in progress commits for a group (TxnOffsetCommit),
+    // kept by the group's coordinator until the transaction's marker reaches it.
+    "CREATE TABLE zombi_pending_offsets (
+        group_id text NOT NULL,
+        producer_id bigint NOT NULL,
+        slot int NOT NULL,
+        record bytea NOT NULL,
+        PRIMARY KEY (group_id, producer_id))",
 ];
 
 /// The pseudo-topic whose partitions are the group coordinator slots (Kafka's
@@ -797,7 +805,16 @@ impl ClusterStore {
         .into_iter()
         .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
         .collect();
-        Ok((groups, offsets))
+        let pending = sqlx::query(
+            "SELECT group_id, producer_id, record FROM zombi_pending_offsets WHERE $1::int IS NULL OR slot = $1",
+        )
+        .bind(slot)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+        Ok(crate::log::GroupRecords { groups, offsets, pending })
     }
 
     /// The transactional ids' records of `slot` (every slot when `None`).
@@ -940,6 +957,25 @@ impl ClusterStore {
                         .bind(group)
                         .bind(topic)
                         .bind(partition)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                GroupWrite::PendingOffsets { group, producer_id, record: Some(record) } => {
+                    sqlx::query(
+                        "INSERT INTO zombi_pending_offsets (group_id, producer_id, slot, record) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (group_id, producer_id) DO UPDATE SET record = $4",
+                    )
+                    .bind(group)
+                    .bind(producer_id)
+                    .bind(slot)
+                    .bind(record)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                GroupWrite::PendingOffsets { group, producer_id, record: None } => {
+                    sqlx::query("DELETE FROM zombi_pending_offsets WHERE group_id = $1 AND producer_id = $2")
+                        .bind(group)
+                        .bind(producer_id)
                         .execute(&mut *tx)
                         .await?;
                 }

@@ -13,6 +13,7 @@ use super::cache::GROUP_SLOTS;
 use super::forward::Forwarder;
 use super::groups::Slots;
 use super::pg::ClusterStore;
+use crate::coordinator::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::coordinator::group_slot;
 use crate::coordinator::txn::store::{MarkerSpec, MarkerWriter, TxnStore, write_local};
 use crate::log::{Log, LogError};
@@ -50,9 +51,11 @@ impl TxnStore for PgTxnStore {
 }
 
 /// Markers to each partition's leader: this broker's log for its own partitions, WriteTxnMarkers
-/// to the others'.
+/// to the others'; and to each group slot's coordinator (`OFFSETS_TOPIC`), which ends the
+/// producer's transactional offsets there.
 pub struct ClusterMarkers {
     pub log: Log,
+    pub groups: GroupCoordinator,
     pub cache: Arc<dyn MetadataCache>,
     pub forwarder: Arc<dyn Forwarder>,
 }
@@ -68,6 +71,11 @@ impl MarkerWriter for ClusterMarkers {
         let mut results: Vec<Option<Result<(), LogError>>> = partitions.iter().map(|_| None).collect();
         let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         for (at, (topic, index)) in partitions.iter().enumerate() {
+            if topic == OFFSETS_TOPIC {
+                let leader = u32::try_from(*index).map_or(-1, |slot| self.cache.slot_coordinator(slot));
+                by_leader.entry(leader).or_default().push(at);
+                continue;
+            }
             match self.log.topic(topic).and_then(|t| t.partition(*index).cloned()) {
                 Some(partition) => by_leader.entry(self.cache.leadership(&partition).leader).or_default().push(at),
                 None => results[at] = Some(Err(LogError::UnknownTopicOrPartition)),
@@ -79,7 +87,7 @@ impl MarkerWriter for ClusterMarkers {
             let chosen: Vec<(String, i32)> = ats.iter().map(|&at| partitions[at].clone()).collect();
             async move {
                 let answered = if leader == this {
-                    write_local(&self.log, marker, &chosen).await
+                    write_local(&self.log, &self.groups, marker, &chosen).await
                 } else {
                     match self.cache.broker_on(leader, self.forwarder.listener()) {
                         Some(info) => self.forwarder.write_markers(&info, &marker, &chosen).await,

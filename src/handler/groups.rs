@@ -60,7 +60,7 @@ pub(super) async fn handle(
 
 /// Why this broker cannot answer for the group (another broker coordinates it, or it is still
 /// being loaded here), as the Kafka error a client expects; `None` when it can.
-fn not_coordinating(broker: &Broker, group_id: &str) -> Option<ResponseError> {
+pub(super) fn not_coordinating(broker: &Broker, group_id: &str) -> Option<ResponseError> {
     match broker.cluster.coordinator_ready(group_id) {
         Ok(()) => None,
         Err(crate::log::LogError::CoordinatorLoadInProgress) => Some(ResponseError::CoordinatorLoadInProgress),
@@ -517,9 +517,9 @@ pub(super) fn offset_fetch(
 /// With `require_stable` (KIP-447), the partitions whose offsets a transaction in progress
 /// commits: they answer UNSTABLE_OFFSET_COMMIT until it ends, and the consumer retries.
 fn unstable_offsets(broker: &Broker, group: &str, require_stable: bool) -> std::collections::BTreeSet<(String, i32)> {
-    match (&broker.transactions, require_stable) {
-        (Some(transactions), true) => transactions.pending_offsets(group),
-        _ => Default::default(),
+    match require_stable {
+        true => broker.coordinator.unstable_offsets(group),
+        false => Default::default(),
     }
 }
 

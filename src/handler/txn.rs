@@ -24,8 +24,8 @@ use kafka_protocol::messages::{
 };
 
 use super::{Broker, Handled, misrouted, str_bytes, topic_name};
-use crate::coordinator::group::OFFSET_METADATA_BYTES_MAX;
-use crate::coordinator::txn::{PendingOffset, TransactionCoordinator, TxnState};
+use crate::coordinator::group::{CommitRequest, OFFSET_METADATA_BYTES_MAX, OFFSETS_TOPIC};
+use crate::coordinator::txn::{TransactionCoordinator, TxnState};
 use crate::protocol::apis::Family;
 use crate::protocol::{CountErrors, ErrorCounts};
 use crate::service::authorizer::{Operation, Resource};
@@ -245,8 +245,7 @@ async fn txn_offset_commit(
                 continue;
             }
             codes.push((name.clone(), partition.partition_index, 0));
-            offsets.push(PendingOffset {
-                group: group.clone(),
+            offsets.push(CommitRequest {
                 topic: name,
                 partition: partition.partition_index,
                 offset: partition.committed_offset,
@@ -255,29 +254,40 @@ async fn txn_offset_commit(
             });
         }
     }
-    let member = broker.coordinator.check_transactional_member(
-        &group,
-        request.member_id.as_str(),
-        request.group_instance_id.as_ref().map(|id| id.as_str()),
-        request.generation_id,
-    );
-    let result = match (coordinator(broker), member) {
-        _ if authorized.is_err() => Ok(()),
-        (Err(error), _) | (_, Err(error)) => Err(error),
-        (Ok(transactions), Ok(())) => {
-            transactions
-                .commit_offsets(
-                    request.transactional_id.as_str(),
-                    request.producer_id.0,
-                    request.producer_epoch,
-                    offsets,
-                )
-                .await
+    // Sent to the group's coordinator, which keeps the offsets until the transaction's marker
+    // reaches it; the transaction's coordinator checks the producer where it is this broker.
+    let id = request.transactional_id.as_str();
+    let checked = match super::groups::not_coordinating(broker, &group) {
+        Some(error) => Err(error),
+        None => coordinator(broker).and_then(|t| t.check_offsets(id, request.producer_id.0, request.producer_epoch)),
+    };
+    let member = checked.and_then(|()| {
+        broker.coordinator.check_transactional_member(
+            &group,
+            request.member_id.as_str(),
+            request.group_instance_id.as_ref().map(|id| id.as_str()),
+            request.generation_id,
+        )
+    });
+    let result = match member {
+        _ if authorized.is_err() => Ok(Vec::new()),
+        Err(error) => Err(error),
+        Ok(()) => {
+            broker.coordinator.commit_pending(&group, request.producer_id.0, request.producer_epoch, offsets).await
         }
     };
-    if let Err(error) = result {
-        let code = fenced_for(version, 2, error);
-        codes.iter_mut().filter(|(_, _, c)| *c == 0).for_each(|(_, _, c)| *c = code);
+    match result {
+        Err(error) => {
+            let code = fenced_for(version, 2, error);
+            codes.iter_mut().filter(|(_, _, c)| *c == 0).for_each(|(_, _, c)| *c = code);
+        }
+        // One code per offset sent, in order, for those not refused before.
+        Ok(sent) => {
+            let mut sent = sent.into_iter();
+            for code in codes.iter_mut().filter(|(_, _, c)| *c == 0) {
+                code.2 = sent.next().unwrap_or(0);
+            }
+        }
     }
     let mut response = TxnOffsetCommitResponse::default();
     for (topic, index, code) in codes {
@@ -443,12 +453,34 @@ impl CountErrors for DescribeProducersResponse {
 /// INVALID_PRODUCER_EPOCH.
 async fn write_markers(broker: &Broker, request: WriteTxnMarkersRequest, session: &Session) -> WriteTxnMarkersResponse {
     let allowed = broker.service.allowed(session, Operation::ClusterAction, Resource::Cluster);
+    // A partition whose marker is still to be written.
+    const PENDING: i16 = i16::MIN;
     let mut response = WriteTxnMarkersResponse::default();
     for marker in request.markers {
         let mut codes: Vec<(kafka_protocol::messages::TopicName, i32, i16)> = Vec::new();
         let mut writable = Vec::new();
         for topic in &marker.topics {
             for &index in &topic.partition_indexes {
+                // A group slot: the producer's transactional offsets there end (Kafka's marker
+                // in a partition of `__consumer_offsets`).
+                if topic.name.as_str() == OFFSETS_TOPIC {
+                    let code = match u32::try_from(index) {
+                        _ if !allowed => ResponseError::ClusterAuthorizationFailed.code(),
+                        Err(_) => ResponseError::UnknownTopicOrPartition.code(),
+                        Ok(slot) => broker
+                            .coordinator
+                            .end_transaction(
+                                slot,
+                                marker.producer_id.0,
+                                marker.producer_epoch,
+                                marker.transaction_result,
+                            )
+                            .await
+                            .map_or_else(|e| e.code(), |()| 0),
+                    };
+                    codes.push((topic.name.clone(), index, code));
+                    continue;
+                }
                 let found = broker.service.log().topic(topic.name.as_str()).and_then(|t| t.partition(index).cloned());
                 let checked = match found {
                     _ if !allowed => Err(ResponseError::ClusterAuthorizationFailed.code()),
@@ -461,7 +493,7 @@ async fn write_markers(broker: &Broker, request: WriteTxnMarkersRequest, session
                 match checked {
                     Ok(partition) => {
                         writable.push(partition);
-                        codes.push((topic.name.clone(), index, -1));
+                        codes.push((topic.name.clone(), index, PENDING));
                     }
                     Err(code) => codes.push((topic.name.clone(), index, code)),
                 }
@@ -474,10 +506,10 @@ async fn write_markers(broker: &Broker, request: WriteTxnMarkersRequest, session
                 log.write_markers(writable, producer_id, epoch, marker.transaction_result, marker.coordinator_epoch);
             let mut results = match written.await {
                 Ok(results) => results.into_iter().map(|r| r.map_or_else(|e| e.code(), |_| 0)).collect(),
-                Err(error) => vec![error.code(); codes.iter().filter(|c| c.2 == -1).count()],
+                Err(error) => vec![error.code(); codes.iter().filter(|c| c.2 == PENDING).count()],
             }
             .into_iter();
-            for code in codes.iter_mut().filter(|c| c.2 == -1) {
+            for code in codes.iter_mut().filter(|c| c.2 == PENDING) {
                 code.2 = results.next().unwrap_or(ResponseError::UnknownServerError.code());
             }
         }

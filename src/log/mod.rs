@@ -474,11 +474,25 @@ pub enum GroupWrite {
         topic: String,
         partition: i32,
     },
+    /// The offsets a producer's transaction in progress commits for the group (TxnOffsetCommit,
+    /// JSON), replacing the previous ones; `None` once its transaction ended.
+    PendingOffsets {
+        group: String,
+        producer_id: i64,
+        record: Option<Vec<u8>>,
+    },
 }
 
-/// What the store holds for the group coordinator: `(group, record)` and
-/// `(group, topic, partition, offset record)`.
-pub type GroupRecords = (Vec<(String, Vec<u8>)>, Vec<(String, String, i32, Vec<u8>)>);
+/// What the store holds for the group coordinator.
+#[derive(Debug, Default)]
+pub struct GroupRecords {
+    /// `(group, record)`.
+    pub groups: Vec<(String, Vec<u8>)>,
+    /// `(group, topic, partition, offset record)`.
+    pub offsets: Vec<(String, String, i32, Vec<u8>)>,
+    /// `(group, producer id, pending offsets record)`.
+    pub pending: Vec<(String, i64, Vec<u8>)>,
+}
 
 /// Resolves when an append is durable (or failed).
 pub type AppendReceiver = oneshot::Receiver<Result<AppendInfo, LogError>>;

@@ -137,6 +137,13 @@ fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
     key
 }
 
+fn pending_key(group: &str, producer_id: i64) -> Vec<u8> {
+    let mut key = vec![b'p'];
+    push_prefixed(&mut key, group);
+    key.extend_from_slice(&producer_id.to_be_bytes());
+    key
+}
+
 fn utf8(bytes: &[u8]) -> Result<String, StoreError> {
     String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::corrupt("key is not UTF-8"))
 }
@@ -678,24 +685,38 @@ impl Store {
         write.batch.delete_cf(self.cf(CF_GROUPS), offset_key(group, topic, partition));
     }
 
-    /// Every group record and every committed offset, for the coordinator's recovery.
-    #[allow(clippy::type_complexity)]
-    pub fn scan_groups(&self) -> Result<(Vec<(String, Vec<u8>)>, Vec<(String, String, i32, Vec<u8>)>), StoreError> {
-        let (mut groups, mut offsets) = (Vec::new(), Vec::new());
+    /// The offsets a producer's transaction in progress commits for the group (`None`: none).
+    pub fn put_pending_offsets(&self, write: &mut StoreWrite, group: &str, producer_id: i64, record: Option<&[u8]>) {
+        let key = pending_key(group, producer_id);
+        match record {
+            Some(record) => write.batch.put_cf(self.cf(CF_GROUPS), key, record),
+            None => write.batch.delete_cf(self.cf(CF_GROUPS), key),
+        }
+    }
+
+    /// Every group record, committed offset and pending transactional offset, for the
+    /// coordinator's recovery.
+    pub fn scan_groups(&self) -> Result<crate::log::GroupRecords, StoreError> {
+        let mut records = crate::log::GroupRecords::default();
         for item in self.db.iterator_cf(self.cf(CF_GROUPS), IteratorMode::Start) {
             let (key, value) = item?;
             match key.first() {
-                Some(b'g') => groups.push((utf8(&key[1..])?, value.to_vec())),
+                Some(b'g') => records.groups.push((utf8(&key[1..])?, value.to_vec())),
                 Some(b'o') => {
                     let (group, rest) = split_prefixed(&key[1..])?;
                     let (topic, rest) = split_prefixed(rest)?;
                     let partition: [u8; 4] = rest.try_into().map_err(|_| StoreError::corrupt("offset key"))?;
-                    offsets.push((group, topic, i32::from_be_bytes(partition), value.to_vec()));
+                    records.offsets.push((group, topic, i32::from_be_bytes(partition), value.to_vec()));
+                }
+                Some(b'p') => {
+                    let (group, rest) = split_prefixed(&key[1..])?;
+                    let producer: [u8; 8] = rest.try_into().map_err(|_| StoreError::corrupt("pending offsets key"))?;
+                    records.pending.push((group, i64::from_be_bytes(producer), value.to_vec()));
                 }
                 _ => return Err(StoreError::corrupt("unknown key in the groups family")),
             }
         }
-        Ok((groups, offsets))
+        Ok(records)
     }
 
     /// Header of the partition's last batch.

@@ -756,6 +756,9 @@ impl Writer {
                             GroupWrite::DeleteOffset { group, topic, partition } => {
                                 store.delete_offset(write, group, topic, *partition)
                             }
+                            GroupWrite::PendingOffsets { group, producer_id, record } => {
+                                store.put_pending_offsets(write, group, *producer_id, record.as_deref())
+                            }
                         }
                     }
                     Ok(())

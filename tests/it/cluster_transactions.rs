@@ -37,6 +37,11 @@ fn consumer(cluster: &Cluster, isolation: &str) -> BaseConsumer {
 /// The broker FindCoordinator names for the transactional id, asking every broker but `dead`,
 /// once one names a broker other than `dead`.
 fn coordinator_of(cluster: &Cluster, id: &str, dead: Option<i32>) -> i32 {
+    find_coordinator(cluster, id, 1, dead)
+}
+
+/// The broker FindCoordinator names for `key` of `key_type` (0: group, 1: transactional id).
+fn find_coordinator(cluster: &Cluster, key: &str, key_type: i8, dead: Option<i32>) -> i32 {
     let deadline = Instant::now() + WAIT_MAX;
     loop {
         for (at, broker) in cluster.brokers.iter().enumerate() {
@@ -44,15 +49,16 @@ fn coordinator_of(cluster: &Cluster, id: &str, dead: Option<i32>) -> i32 {
                 continue;
             }
             let mut raw = Raw::connect(&broker.bootstrap);
-            let request =
-                FindCoordinatorRequest::default().with_key(StrBytes::from_string(id.to_string())).with_key_type(1);
+            let request = FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(key.to_string()))
+                .with_key_type(key_type);
             let answer = raw.call(3, &request);
             let node = answer.node_id.0;
             if answer.error_code == 0 && node >= 1 && node <= cluster.brokers.len() as i32 && Some(node) != dead {
                 return node;
             }
         }
-        assert!(Instant::now() < deadline, "no live broker coordinates {id}");
+        assert!(Instant::now() < deadline, "no live broker coordinates {key}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -200,4 +206,152 @@ async fn a_killed_coordinator_is_replaced_and_still_fences() {
     let read = read_to(&read_committed, &topic, &ends);
     let got = sorted(read.iter().map(|(p, _, v)| (*p, v.clone())).collect());
     assert_eq!(got, sorted(committed), "exactly the two instances' committed records");
+}
+
+/// The group's committed offset of partition 0 of `topic`, as OffsetFetch answers it through
+/// the brokers in `bootstrap` (None: none committed).
+fn committed_offset(cluster: &Cluster, bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let checker: BaseConsumer = cluster
+        .client_config()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, 0);
+    let committed = checker.committed_offsets(list, TIMEOUT).ok()?;
+    match committed.find_partition(topic, 0)?.offset() {
+        Offset::Offset(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+/// OffsetFetch v7 with `require_stable` of partition 0 of `topic`, asked of broker `node`: its
+/// error code (UNSTABLE_OFFSET_COMMIT while a transaction's offsets for it are pending).
+fn stable_offset_code(cluster: &Cluster, node: i32, group: &str, topic: &str) -> i16 {
+    use kafka_protocol::messages::OffsetFetchRequest;
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let request = OffsetFetchRequest::default()
+        .with_group_id(StrBytes::from_string(group.to_string()).into())
+        .with_topics(Some(vec![
+            OffsetFetchRequestTopic::default()
+                .with_name(StrBytes::from_string(topic.to_string()).into())
+                .with_partition_indexes(vec![0]),
+        ]))
+        .with_require_stable(true);
+    let answer = Raw::connect(&cluster.brokers[cluster.broker_index(node)].bootstrap).call(7, &request);
+    assert_eq!(answer.error_code, 0, "OffsetFetch of {group}");
+    answer.topics[0].partitions[0].error_code
+}
+
+/// Consume-transform-produce in a cluster whose group is coordinated by another broker than the
+/// transactional id: the offsets the producer sends with a transaction (TxnOffsetCommit, to the
+/// group's coordinator) are pending there, so OffsetFetch with require_stable answers
+/// UNSTABLE_OFFSET_COMMIT, until the transaction's marker reaches it; then they are the group's
+/// committed offsets, or dropped on abort. Pending offsets are durable: with the group's
+/// coordinator killed with -9 while holding them, the commit still lands, at its successor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_sent_with_a_transaction_reach_the_groups_coordinator() {
+    use rdkafka::{Offset, TopicPartitionList};
+    let mut cluster = Cluster::start(3);
+    let (input, output) = (unique_topic("cluster-etl-in"), unique_topic("cluster-etl-out"));
+    cluster.create_topic(&input, 1).await;
+    cluster.create_topic(&output, 1).await;
+    cluster.leaders(&input, 1);
+    cluster.leaders(&output, 1);
+    let id = "cluster-txn-offsets";
+    let producer = producer(&cluster, id);
+    let txn_coordinator = coordinator_of(&cluster, id, None);
+    let group = loop {
+        let group = unique_topic("cluster-etl-group");
+        if find_coordinator(&cluster, &group, 0, None) != txn_coordinator {
+            break group;
+        }
+    };
+    let group_coordinator = find_coordinator(&cluster, &group, 0, None);
+    let member = crate::common::Member::new(
+        cluster
+            .client_config()
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create::<BaseConsumer>()
+            .expect("consumer"),
+    );
+    member.subscribe(&[&input]).expect("subscribe");
+    let deadline = Instant::now() + WAIT_MAX;
+    while member.assignment().expect("assignment").count() == 0 {
+        assert!(Instant::now() < deadline, "the consumer never joined its group");
+        let _ = member.poll(Duration::from_millis(100));
+    }
+    let all = cluster.bootstrap();
+    let mut committed = Vec::new();
+    let mut last_committed = None;
+    // A member of the group's current generation sends the offsets: its coordinator checks it.
+    for (round, (offset, commit)) in [(10, true), (20, false), (30, true)].into_iter().enumerate() {
+        producer.begin_transaction().expect("begin");
+        let value = format!("round-{round}");
+        send(&producer, &output, 0, &value);
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(&input, 0, Offset::Offset(offset)).expect("offset");
+        let metadata = member.group_metadata().expect("group metadata");
+        producer.send_offsets_to_transaction(&offsets, &metadata, TIMEOUT).expect("send offsets");
+        assert_eq!(
+            stable_offset_code(&cluster, group_coordinator, &group, &input),
+            88,
+            "round {round}: UNSTABLE_OFFSET_COMMIT while the transaction is open"
+        );
+        if commit {
+            producer.commit_transaction(TIMEOUT).expect("commit");
+            committed.push(value);
+            last_committed = Some(offset);
+        } else {
+            producer.abort_transaction(TIMEOUT).expect("abort");
+        }
+        assert_eq!(stable_offset_code(&cluster, group_coordinator, &group, &input), 0, "round {round}: stable again");
+        assert_eq!(committed_offset(&cluster, &all, &group, &input), last_committed, "round {round}");
+    }
+    drop(member);
+    // The group's coordinator dies holding offsets of an open transaction; the transaction
+    // commits (its coordinator is another broker) and its marker reaches the successor, which
+    // loaded the pending offsets from PostgreSQL. A producer outside the group sends them
+    // (generation -1), as one with a standalone consumer does.
+    let outsider: BaseConsumer =
+        cluster.client_config().set("group.id", &group).set("enable.auto.commit", "false").create().expect("consumer");
+    producer.begin_transaction().expect("begin");
+    send(&producer, &output, 0, "round-3");
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(&input, 0, Offset::Offset(40)).expect("offset");
+    let metadata = outsider.group_metadata().expect("group metadata");
+    producer.send_offsets_to_transaction(&offsets, &metadata, TIMEOUT).expect("send offsets");
+    let index = cluster.broker_index(group_coordinator);
+    cluster.brokers[index].kill9();
+    producer.commit_transaction(TIMEOUT).expect("commit with the group's coordinator dead");
+    committed.push("round-3".to_string());
+    let live: Vec<String> =
+        cluster.brokers.iter().enumerate().filter(|(at, _)| *at != index).map(|(_, b)| b.bootstrap.clone()).collect();
+    let live = live.join(",");
+    let deadline = Instant::now() + WAIT_MAX;
+    while committed_offset(&cluster, &live, &group, &input) != Some(40) {
+        assert!(Instant::now() < deadline, "the committed transaction's offset never reached the group");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let successor = find_coordinator(&cluster, &group, 0, Some(group_coordinator));
+    assert_ne!(successor, group_coordinator);
+    assert_eq!(stable_offset_code(&cluster, successor, &group, &input), 0, "nothing pending at the successor");
+    // The output holds exactly the committed rounds for a read_committed reader.
+    let reader: BaseConsumer = cluster
+        .client_config()
+        .set("bootstrap.servers", &live)
+        .set("group.id", unique_topic("cluster-etl-readers"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    cluster.wait_until_none_led_by(&output, 1, group_coordinator);
+    let (_, end) = reader.fetch_watermarks(&output, 0, TIMEOUT).expect("watermarks");
+    let read = read_to(&reader, &output, &BTreeMap::from([(0, end)]));
+    let values: Vec<String> = read.into_iter().map(|(_, _, value)| value).collect();
+    assert_eq!(values, committed, "the committed rounds' records, in order");
 }

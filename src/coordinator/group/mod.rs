@@ -17,7 +17,7 @@ pub mod offsets;
 pub mod records;
 mod timers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -31,8 +31,16 @@ use crate::log::{GroupRecords, GroupWrite, Log, LogError};
 use classic::{ClassicGroup, GroupState};
 pub use classic::{GroupLimits, JoinRequest, JoinResult, SyncResult};
 use offsets::OffsetMetadataManager;
-pub use offsets::{CommitRequest, OFFSET_METADATA_BYTES_MAX, PartitionLag};
+pub use offsets::{CommitRequest, OFFSET_METADATA_BYTES_MAX, PartitionLag, PendingOffsets};
 pub use records::{CommittedOffset, GroupStore, LocalGroupStore, group_slot};
+
+/// How many slots groups (and transactional ids) are placed in: Kafka's partitions of
+/// `__consumer_offsets`, its `offsets.topic.num.partitions` default.
+pub const GROUP_SLOTS: u32 = 50;
+
+/// The topic a transaction marker names to reach a group slot's coordinator (with the slot as
+/// its partition), as Kafka's coordinators address `__consumer_offsets`.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// One group as DescribeGroups shows it.
 #[derive(Debug, Clone)]
@@ -70,6 +78,8 @@ struct State {
     offsets: OffsetMetadataManager,
     /// The deadline the timer task sleeps towards (None: it sleeps until woken).
     timer_deadline_ms: Option<u64>,
+    /// In a cluster, the slots whose groups are loaded here (`None`: a single broker's, all).
+    loaded: Option<HashSet<u32>>,
 }
 
 /// The group coordinator: cheap to clone, every clone the same coordinator.
@@ -96,6 +106,7 @@ impl GroupCoordinator {
     /// group).
     pub async fn open(log: Log, limits: GroupLimits, offsets_retention_ms: i64) -> Result<GroupCoordinator, LogError> {
         let coordinator = Self::with_store(Arc::new(LocalGroupStore(log)), limits, offsets_retention_ms);
+        coordinator.with_state(|state| state.loaded = None);
         let records = coordinator.inner.store.load(None).await?;
         let loaded = coordinator.restore(records)?;
         tracing::info!(groups = loaded, "group coordinator loaded");
@@ -108,7 +119,7 @@ impl GroupCoordinator {
         GroupCoordinator {
             inner: Arc::new(Inner {
                 store,
-                state: Mutex::new(State::default()),
+                state: Mutex::new(State { loaded: Some(HashSet::new()), ..State::default() }),
                 writes: tokio::sync::Mutex::new(()),
                 limits,
                 offsets_retention_ms,
@@ -122,7 +133,9 @@ impl GroupCoordinator {
     pub async fn load_slot(&self, slot: u32) -> Result<usize, LogError> {
         let _writes = self.inner.writes.lock().await;
         let records = self.inner.store.load(Some(slot)).await?;
-        self.restore(records)
+        let loaded = self.restore(records)?;
+        self.with_state(|state| state.loaded.iter_mut().for_each(|slots| _ = slots.insert(slot)));
+        Ok(loaded)
     }
 
     /// Forgets the groups of `slot` (another broker coordinates them now); members waiting on
@@ -130,14 +143,19 @@ impl GroupCoordinator {
     pub async fn unload_slot(&self, slot: u32, slots: u32) {
         let _writes = self.inner.writes.lock().await;
         self.with_state(|state| {
+            state.loaded.iter_mut().for_each(|loaded| _ = loaded.remove(&slot));
             state.groups.retain(|id, _| group_slot(id, slots) != slot);
             state.offsets.retain_groups(|id| group_slot(id, slots) != slot);
         });
     }
 
     /// Takes stored groups and offsets into memory; returns how many groups.
-    fn restore(&self, (groups, offsets): GroupRecords) -> Result<usize, LogError> {
+    fn restore(&self, GroupRecords { groups, offsets, pending }: GroupRecords) -> Result<usize, LogError> {
         let now = self.now_ms();
+        let pending = pending
+            .into_iter()
+            .map(|(group, producer_id, bytes)| Ok((group, producer_id, records::restore_pending(&bytes)?)))
+            .collect::<Result<Vec<_>, LogError>>()?;
         let mut restored = HashMap::new();
         for (id, bytes) in groups {
             let group = records::restore_group(&id, &bytes, now)?;
@@ -151,6 +169,7 @@ impl GroupCoordinator {
         self.with_state(|current| {
             current.groups.extend(restored);
             current.offsets.restore(committed);
+            current.offsets.restore_pending(pending);
         });
         Ok(loaded)
     }
@@ -347,9 +366,9 @@ impl GroupCoordinator {
         })
     }
 
-    /// The offsets of a committed transaction (TxnOffsetCommit): checked when the producer sent
-    /// them, they become the group's committed offsets now, as Kafka's commit marker makes them
-    /// visible. No membership check: the group may have moved on meanwhile, as in Kafka.
+    /// The offsets of a transaction committed by a coordinator of an earlier version, which kept
+    /// them with the transaction: they become the group's committed offsets now. No membership
+    /// check: the group may have moved on meanwhile, as in Kafka.
     pub async fn commit_transactional(&self, group_id: &str, offsets: Vec<CommitRequest>) -> Result<(), LogError> {
         let _writes = self.inner.writes.lock().await;
         let commit = OffsetMetadataManager::commit(group_id, offsets, crate::log::now_ms());
@@ -359,6 +378,66 @@ impl GroupCoordinator {
             state.offsets.replay(group_id, commit.accepted)
         });
         Ok(())
+    }
+
+    /// TxnOffsetCommit: offsets that become the group's committed offsets when the producer's
+    /// transaction commits (its marker reaches this coordinator, `end_transaction`), kept
+    /// durably until then. A code per offset, or one for all (PRODUCER_FENCED when a later epoch
+    /// of the producer has offsets pending here).
+    pub async fn commit_pending(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        offsets: Vec<CommitRequest>,
+    ) -> Result<Vec<i16>, ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let _writes = self.inner.writes.lock().await;
+        let (codes, write, pending) = self.with_state(|state| {
+            state.offsets.commit_pending(group_id, producer_id, producer_epoch, offsets, crate::log::now_ms())
+        })?;
+        if let Err(error) = self.write(vec![write]).await {
+            tracing::warn!(%error, group = group_id, "cannot store transactional offsets");
+            return Err(match error {
+                LogError::NotCoordinator => ResponseError::NotCoordinator,
+                _ => ResponseError::CoordinatorNotAvailable,
+            });
+        }
+        self.with_state(|state| {
+            state.groups.entry(group_id.to_string()).or_insert_with(|| ClassicGroup::new(group_id));
+            state.offsets.replay_pending(group_id, producer_id, pending)
+        });
+        Ok(codes)
+    }
+
+    /// A transaction marker of `producer_id` for the groups of `slot` (Kafka's marker in a
+    /// partition of `__consumer_offsets`): a commit makes the offsets its transaction sent with
+    /// TxnOffsetCommit the groups' committed offsets, an abort drops them. NOT_COORDINATOR when
+    /// the slot's groups are not loaded here; safe to repeat.
+    pub async fn end_transaction(&self, slot: u32, producer_id: i64, epoch: i16, commit: bool) -> Result<(), LogError> {
+        let _writes = self.inner.writes.lock().await;
+        let effects = self.with_state(|state| {
+            if state.loaded.as_ref().is_some_and(|loaded| !loaded.contains(&slot)) {
+                return Err(LogError::NotCoordinator);
+            }
+            Ok(state
+                .offsets
+                .end_transaction(producer_id, epoch, commit, |group| group_slot(group, GROUP_SLOTS) == slot))
+        })?;
+        if effects.writes.is_empty() {
+            return Ok(());
+        }
+        self.write(effects.writes.clone()).await?;
+        self.with_state(|state| state.offsets.replay_marker(effects));
+        Ok(())
+    }
+
+    /// The group's partitions whose offsets a transaction in progress commits: OffsetFetch with
+    /// `require_stable` answers UNSTABLE_OFFSET_COMMIT for them until it ends (KIP-447).
+    pub fn unstable_offsets(&self, group_id: &str) -> BTreeSet<(String, i32)> {
+        self.with_state(|state| state.offsets.unstable(group_id))
     }
 
     /// Committed offsets of a group: all of them, or those of the given partitions (None: none).

@@ -2,11 +2,12 @@
 //! records to store (`GroupWrite`s) without touching the state, and applied once the store holds
 //! them, so an answer never reports an offset that a crash could lose.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kafka_protocol::ResponseError;
+use serde::{Deserialize, Serialize};
 
-use super::records::{CommittedOffset, offset_record};
+use super::records::{CommittedOffset, offset_record, pending_record};
 use crate::log::GroupWrite;
 
 /// Kafka's `offset.metadata.max.bytes`.
@@ -37,13 +38,47 @@ pub struct PartitionLag {
 pub struct Commit {
     pub codes: Vec<i16>,
     pub writes: Vec<GroupWrite>,
-    pub accepted: Vec<((String, i32), CommittedOffset)>,
+    pub accepted: Accepted,
 }
 
-/// Every group's committed offsets by topic and partition.
+/// The offsets one producer's transaction in progress commits for a group (TxnOffsetCommit):
+/// they become the group's committed offsets when the transaction's commit marker reaches the
+/// group's coordinator, and are dropped at its abort marker (Kafka's pending transactional
+/// offsets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingOffsets {
+    pub producer_epoch: i16,
+    pub offsets: Vec<PendingPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: CommittedOffset,
+}
+
+/// Offsets by topic and partition, as a commit applies them.
+pub type Accepted = Vec<((String, i32), CommittedOffset)>;
+
+/// What a transaction marker does to the groups' offsets: the writes, then what to apply once
+/// they are durable.
+#[derive(Default)]
+pub struct MarkerEffects {
+    pub writes: Vec<GroupWrite>,
+    /// Offsets that become committed, by group.
+    pub committed: Vec<(String, Accepted)>,
+    /// The `(group, producer id)` pending entries that end.
+    pub ended: Vec<(String, i64)>,
+}
+
+/// Every group's committed offsets by topic and partition, and the offsets transactions in
+/// progress commit.
 #[derive(Default)]
 pub struct OffsetMetadataManager {
     offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>,
+    /// Group → producer id → the offsets its transaction in progress commits.
+    pending: HashMap<String, BTreeMap<i64, PendingOffsets>>,
 }
 
 impl OffsetMetadataManager {
@@ -77,6 +112,110 @@ impl OffsetMetadataManager {
     /// Takes in groups' offsets loaded from the store, each group's replacing what was held.
     pub fn restore(&mut self, offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>>) {
         self.offsets.extend(offsets);
+    }
+
+    /// Takes in pending transactional offsets loaded from the store.
+    pub fn restore_pending(&mut self, pending: Vec<(String, i64, PendingOffsets)>) {
+        for (group, producer_id, offsets) in pending {
+            self.pending.entry(group).or_default().insert(producer_id, offsets);
+        }
+    }
+
+    /// TxnOffsetCommit of `requests` by `producer_id` at `producer_epoch`: a code per request,
+    /// the producer's pending offsets for the group with them added, and the write that stores
+    /// those. PRODUCER_FENCED when a later epoch of the producer has offsets pending here; the
+    /// offsets of an earlier epoch (whose transaction ended) are replaced.
+    pub fn commit_pending(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        requests: Vec<CommitRequest>,
+        timestamp_ms: i64,
+    ) -> Result<(Vec<i16>, GroupWrite, PendingOffsets), ResponseError> {
+        let mut pending = match self.pending.get(group_id).and_then(|p| p.get(&producer_id)) {
+            Some(held) if held.producer_epoch > producer_epoch => return Err(ResponseError::ProducerFenced),
+            Some(held) if held.producer_epoch == producer_epoch => held.clone(),
+            _ => PendingOffsets { producer_epoch, offsets: Vec::new() },
+        };
+        let commit = Self::commit(group_id, requests, timestamp_ms);
+        for ((topic, partition), committed) in commit.accepted {
+            pending.offsets.retain(|p| (p.topic.as_str(), p.partition) != (topic.as_str(), partition));
+            pending.offsets.push(PendingPartition { topic, partition, committed });
+        }
+        let write = GroupWrite::PendingOffsets {
+            group: group_id.to_string(),
+            producer_id,
+            record: Some(pending_record(&pending)),
+        };
+        Ok((commit.codes, write, pending))
+    }
+
+    /// Applies a TxnOffsetCommit once the store holds it.
+    pub fn replay_pending(&mut self, group_id: &str, producer_id: i64, pending: PendingOffsets) {
+        self.pending.entry(group_id.to_string()).or_default().insert(producer_id, pending);
+    }
+
+    /// A transaction marker of `producer_id` at `marker_epoch` for the groups `included` says
+    /// yes to: a commit makes the offsets pending at that epoch the groups' committed offsets;
+    /// a commit or an abort drops every entry up to that epoch (an earlier epoch's are a fenced
+    /// instance's, whose transaction ended). A later epoch's entries belong to a transaction
+    /// still to come and stay.
+    pub fn end_transaction(
+        &self,
+        producer_id: i64,
+        marker_epoch: i16,
+        commit: bool,
+        included: impl Fn(&str) -> bool,
+    ) -> MarkerEffects {
+        let mut effects = MarkerEffects::default();
+        for (group, producers) in self.pending.iter().filter(|(group, _)| included(group)) {
+            let Some(pending) = producers.get(&producer_id).filter(|p| p.producer_epoch <= marker_epoch) else {
+                continue;
+            };
+            if commit && pending.producer_epoch == marker_epoch {
+                let mut accepted = Vec::with_capacity(pending.offsets.len());
+                for p in &pending.offsets {
+                    effects.writes.push(GroupWrite::Offset {
+                        group: group.clone(),
+                        topic: p.topic.clone(),
+                        partition: p.partition,
+                        record: offset_record(&p.committed),
+                    });
+                    accepted.push(((p.topic.clone(), p.partition), p.committed.clone()));
+                }
+                effects.committed.push((group.clone(), accepted));
+            }
+            effects.writes.push(GroupWrite::PendingOffsets { group: group.clone(), producer_id, record: None });
+            effects.ended.push((group.clone(), producer_id));
+        }
+        effects
+    }
+
+    /// Applies a transaction marker's effects once the store holds them.
+    pub fn replay_marker(&mut self, effects: MarkerEffects) {
+        for (group, producer_id) in effects.ended {
+            if let Some(producers) = self.pending.get_mut(&group) {
+                producers.remove(&producer_id);
+                if producers.is_empty() {
+                    self.pending.remove(&group);
+                }
+            }
+        }
+        for (group, accepted) in effects.committed {
+            self.replay(&group, accepted);
+        }
+    }
+
+    /// The group's partitions with offsets pending in a transaction in progress: OffsetFetch
+    /// with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them (KIP-447).
+    pub fn unstable(&self, group_id: &str) -> BTreeSet<(String, i32)> {
+        self.pending
+            .get(group_id)
+            .into_iter()
+            .flat_map(|producers| producers.values())
+            .flat_map(|pending| pending.offsets.iter().map(|p| (p.topic.clone(), p.partition)))
+            .collect()
     }
 
     /// Applies a commit once the store holds it.
@@ -123,6 +262,7 @@ impl OffsetMetadataManager {
     /// Keeps the groups `keep` says yes to (a slot given up keeps none of its groups).
     pub fn retain_groups(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.offsets.retain(|id, _| keep(id));
+        self.pending.retain(|id, _| keep(id));
     }
 
     /// OffsetDelete: a code per partition (refused for topics in `subscribed`) and the writes.

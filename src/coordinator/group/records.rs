@@ -99,6 +99,14 @@ pub fn restore_offset(bytes: &[u8]) -> Result<CommittedOffset, LogError> {
     Ok(serde_json::from_slice(bytes).map_err(|e| StoreError::corrupt(format!("offset record: {e}")))?)
 }
 
+pub fn pending_record(pending: &super::offsets::PendingOffsets) -> Vec<u8> {
+    serde_json::to_vec(pending).unwrap_or_default()
+}
+
+pub fn restore_pending(bytes: &[u8]) -> Result<super::offsets::PendingOffsets, LogError> {
+    Ok(serde_json::from_slice(bytes).map_err(|e| StoreError::corrupt(format!("pending offsets record: {e}")))?)
+}
+
 /// Where group records and committed offsets are made durable (Kafka keeps them in
 /// `__consumer_offsets`): the local log's store on a single broker, a cluster's PostgreSQL.
 #[async_trait::async_trait]

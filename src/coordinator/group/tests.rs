@@ -298,3 +298,47 @@ async fn a_join_phase_ends_at_its_exact_rebalance_deadline() {
         ResponseError::UnknownMemberId.code()
     );
 }
+
+/// Offsets sent with a transaction stay pending (durably: a reopened coordinator has them) until
+/// the producer's marker for the group's slot: a commit at the epoch they were sent at makes them
+/// committed; an abort drops them; an earlier epoch's are a fenced instance's and never commit,
+/// and an earlier epoch than the one pending is PRODUCER_FENCED.
+#[tokio::test(start_paused = true)]
+async fn transactional_offsets_wait_for_their_marker() {
+    use super::{GROUP_SLOTS, group_slot};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
+    let coordinator = GroupCoordinator::open(log.clone(), LIMITS, 60_000).await.expect("coordinator");
+    let slot = group_slot("g", GROUP_SLOTS);
+    let at = |offset| vec![CommitRequest { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: None }];
+    let committed = |coordinator: &GroupCoordinator| coordinator.committed("g", None).first().and_then(|c| c.2.clone());
+    assert_eq!(coordinator.commit_pending("g", 7, 0, at(5)).await, Ok(vec![0]));
+    assert_eq!(coordinator.unstable_offsets("g").into_iter().collect::<Vec<_>>(), vec![("t".to_string(), 0)]);
+    assert_eq!(committed(&coordinator), None, "pending offsets are not committed offsets");
+    // Another slot's marker, or another producer's, leaves them alone.
+    coordinator.end_transaction((slot + 1) % GROUP_SLOTS, 7, 0, true).await.expect("marker");
+    coordinator.end_transaction(slot, 8, 0, true).await.expect("marker");
+    assert_eq!(coordinator.unstable_offsets("g").len(), 1);
+    // Still pending after the coordinator is opened again from its store.
+    drop(coordinator);
+    let coordinator = GroupCoordinator::open(log.clone(), LIMITS, 60_000).await.expect("coordinator");
+    assert_eq!(coordinator.unstable_offsets("g").len(), 1, "pending offsets are durable");
+    coordinator.end_transaction(slot, 7, 0, true).await.expect("commit marker");
+    assert_eq!(committed(&coordinator).map(|c| c.offset), Some(5));
+    assert!(coordinator.unstable_offsets("g").is_empty());
+    // An aborted transaction's offsets are dropped.
+    assert_eq!(coordinator.commit_pending("g", 7, 0, at(9)).await, Ok(vec![0]));
+    coordinator.end_transaction(slot, 7, 0, false).await.expect("abort marker");
+    assert_eq!(committed(&coordinator).map(|c| c.offset), Some(5));
+    // A new epoch fences the old one: its offsets are refused, and the new epoch's commit marker
+    // does not commit offsets an older epoch left pending.
+    assert_eq!(coordinator.commit_pending("g", 7, 2, at(11)).await, Ok(vec![0]));
+    assert_eq!(coordinator.commit_pending("g", 7, 1, at(99)).await, Err(ResponseError::ProducerFenced));
+    coordinator.end_transaction(slot, 7, 3, true).await.expect("commit marker");
+    assert_eq!(committed(&coordinator).map(|c| c.offset), Some(5), "epoch 2's offsets are not epoch 3's");
+    assert!(coordinator.unstable_offsets("g").is_empty(), "and they are dropped");
+    drop(coordinator);
+    let coordinator = GroupCoordinator::open(log, LIMITS, 60_000).await.expect("coordinator");
+    assert!(coordinator.unstable_offsets("g").is_empty(), "ended offsets stay ended");
+    assert_eq!(committed(&coordinator).map(|c| c.offset), Some(5));
+}

@@ -28,7 +28,7 @@ use std::time::Duration;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 
-use super::group::{CommitRequest, GroupCoordinator};
+use super::group::{CommitRequest, GROUP_SLOTS, GroupCoordinator, OFFSETS_TOPIC, group_slot};
 use super::producer_ids::{InitProducerIdResult, ProducerIdManager};
 use crate::config::GroupConfig;
 use crate::log::{Log, LogError, now_ms};
@@ -110,7 +110,7 @@ impl TransactionCoordinator {
         settings: TxnSettings,
     ) -> Result<TransactionCoordinator, LogError> {
         let store = Arc::new(LocalTxnStore(log.clone()));
-        let markers = Arc::new(LocalMarkers(log.clone()));
+        let markers = Arc::new(LocalMarkers { log: log.clone(), groups: groups.clone() });
         let coordinator = Self::with_seams(log, producer_ids, groups, settings, store, markers, None);
         let (loaded, finished) = coordinator.load(None).await?;
         tracing::info!(transactional_ids = loaded, finished, "transaction coordinator loaded");
@@ -333,7 +333,15 @@ impl TransactionCoordinator {
             return Ok(());
         }
         let commit = txn.state == TxnState::PrepareCommit;
-        let partitions: Vec<(String, i32)> = txn.partitions.iter().cloned().collect();
+        // The groups' offsets end with a marker to each group slot's coordinator, as Kafka's
+        // coordinators write one in each partition of `__consumer_offsets` concerned.
+        let slots: BTreeSet<i32> = txn.groups.iter().map(|group| group_slot(group, GROUP_SLOTS) as i32).collect();
+        let partitions: Vec<(String, i32)> = txn
+            .partitions
+            .iter()
+            .cloned()
+            .chain(slots.into_iter().map(|slot| (OFFSETS_TOPIC.to_string(), slot)))
+            .collect();
         let marker = MarkerSpec {
             producer_id: txn.producer_id,
             producer_epoch: txn.producer_epoch,
@@ -350,6 +358,7 @@ impl TransactionCoordinator {
             }
         }
         crate::failpoint::hit("txn-after-markers");
+        // Offsets kept with the transaction by a coordinator of an earlier version.
         if commit {
             let mut by_group: BTreeMap<String, Vec<CommitRequest>> = BTreeMap::new();
             for pending in &txn.pending_offsets {
@@ -415,7 +424,6 @@ impl TransactionCoordinator {
         group: &str,
     ) -> Result<(), ResponseError> {
         self.serves(id)?;
-        self.offsets_here()?;
         let _lock = self.lock(id).await;
         let mut txn = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         txn.check_producer(producer_id, producer_epoch)?;
@@ -427,31 +435,19 @@ impl TransactionCoordinator {
         self.store(id, txn).await.map_err(unavailable)
     }
 
-    /// TxnOffsetCommit: offsets that become the group's committed offsets when the transaction
-    /// commits, and are dropped if it aborts.
-    pub async fn commit_offsets(
-        &self,
-        id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        offsets: Vec<PendingOffset>,
-    ) -> Result<(), ResponseError> {
-        self.offsets_here()?;
-        self.serves(id)?;
-        let _lock = self.lock(id).await;
-        let mut txn = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+    /// TxnOffsetCommit's check, where this broker coordinates the id too (always on a single
+    /// broker): the producer's transaction is in progress at this epoch. The offsets themselves
+    /// go to the group's coordinator, which keeps them until the transaction's marker reaches it.
+    pub fn check_offsets(&self, id: &str, producer_id: i64, producer_epoch: i16) -> Result<(), ResponseError> {
+        if self.serves(id).is_err() {
+            return Ok(());
+        }
+        let txn = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         txn.check_producer(producer_id, producer_epoch)?;
-        if txn.state != TxnState::Ongoing {
-            return Err(ResponseError::InvalidTxnState);
+        match txn.state {
+            TxnState::Ongoing => Ok(()),
+            _ => Err(ResponseError::InvalidTxnState),
         }
-        for offset in offsets {
-            txn.pending_offsets
-                .retain(|o| (&o.group, &o.topic, o.partition) != (&offset.group, &offset.topic, offset.partition));
-            txn.groups.insert(offset.group.clone());
-            txn.pending_offsets.push(offset);
-        }
-        txn.last_update_ms = now_ms();
-        self.store(id, txn).await.map_err(unavailable)
     }
 
     /// EndTxn: commits or aborts the transaction in progress. Answered once the decision is
@@ -530,20 +526,6 @@ impl TransactionCoordinator {
         Ok(())
     }
 
-    /// The partitions of `group` with offsets in a transaction not completed yet: OffsetFetch
-    /// with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them (KIP-447).
-    pub fn pending_offsets(&self, group: &str) -> BTreeSet<(String, i32)> {
-        let state = self.inner.state.lock();
-        state
-            .txns
-            .values()
-            .filter(|txn| matches!(txn.state, TxnState::Ongoing | TxnState::PrepareCommit))
-            .flat_map(|txn| txn.pending_offsets.iter())
-            .filter(|offset| offset.group == group)
-            .map(|offset| (offset.topic.clone(), offset.partition))
-            .collect()
-    }
-
     /// Every transactional id with its state (DescribeTransactions, ListTransactions, the views).
     pub fn list(&self) -> Vec<(String, TxnMetadata)> {
         let state = self.inner.state.lock();
@@ -556,16 +538,6 @@ impl TransactionCoordinator {
     pub fn describe(&self, id: &str) -> Result<Option<TxnMetadata>, ResponseError> {
         self.serves(id)?;
         Ok(self.get(id))
-    }
-
-    /// Offsets in transactions (AddOffsetsToTxn, TxnOffsetCommit) need the group's coordinator
-    /// and the transaction's on one broker: a cluster refuses them for now (INVALID_REQUEST),
-    /// so that a producer fails at once rather than commits offsets that never arrive.
-    fn offsets_here(&self) -> Result<(), ResponseError> {
-        match self.inner.slots {
-            Some(_) => Err(ResponseError::InvalidRequest),
-            None => Ok(()),
-        }
     }
 
     /// Transactions in progress now.

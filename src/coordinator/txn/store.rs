@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::coordinator::group::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::log::{Log, LogError};
 
 /// The transactional ids' records (`TxnMetadata::encode`), durable before any answer.
@@ -62,8 +63,11 @@ pub trait MarkerWriter: Send + Sync {
     }
 }
 
-/// A single broker's markers: every partition is its own.
-pub struct LocalMarkers(pub Log);
+/// A single broker's markers: every partition and every group is its own.
+pub struct LocalMarkers {
+    pub log: Log,
+    pub groups: GroupCoordinator,
+}
 
 #[async_trait]
 impl MarkerWriter for LocalMarkers {
@@ -72,18 +76,35 @@ impl MarkerWriter for LocalMarkers {
         marker: MarkerSpec,
         partitions: &[(String, i32)],
     ) -> Result<Vec<Result<(), LogError>>, LogError> {
-        write_local(&self.0, marker, partitions).await
+        write_local(&self.log, &self.groups, marker, partitions).await
     }
 }
 
-/// Writes the markers of the partitions this broker's log holds in one group commit.
+/// Writes the markers of the partitions this broker's log holds in one group commit, and ends
+/// the producer's offsets in the group slots (`OFFSETS_TOPIC`) this broker coordinates.
 pub async fn write_local(
     log: &Log,
+    groups: &GroupCoordinator,
     marker: MarkerSpec,
     partitions: &[(String, i32)],
 ) -> Result<Vec<Result<(), LogError>>, LogError> {
-    let found: Vec<Option<Arc<crate::log::Partition>>> =
-        partitions.iter().map(|(topic, index)| log.topic(topic).and_then(|t| t.partition(*index).cloned())).collect();
+    let mut ended = Vec::new();
+    for (topic, index) in partitions.iter().filter(|(topic, _)| topic == OFFSETS_TOPIC) {
+        let slot = u32::try_from(*index).map_err(|_| LogError::UnknownTopicOrPartition);
+        let result = match slot {
+            Ok(slot) => groups.end_transaction(slot, marker.producer_id, marker.producer_epoch, marker.commit).await,
+            Err(error) => Err(error),
+        };
+        ended.push(((topic.clone(), *index), result));
+    }
+    let mut ended = ended.into_iter();
+    let found: Vec<Option<Arc<crate::log::Partition>>> = partitions
+        .iter()
+        .map(|(topic, index)| match topic == OFFSETS_TOPIC {
+            true => None,
+            false => log.topic(topic).and_then(|t| t.partition(*index).cloned()),
+        })
+        .collect();
     let present: Vec<_> = found.iter().flatten().cloned().collect();
     let mut written = match present.is_empty() {
         true => Vec::new(),
@@ -95,9 +116,11 @@ pub async fn write_local(
             .collect(),
     }
     .into_iter();
-    Ok(found
+    Ok(partitions
         .iter()
-        .map(|partition| match partition {
+        .zip(&found)
+        .map(|((topic, _), partition)| match partition {
+            _ if topic == OFFSETS_TOPIC => ended.next().map_or(Err(LogError::Unavailable), |(_, result)| result),
             Some(_) => written.next().unwrap_or(Err(LogError::Unavailable)),
             None => Err(LogError::UnknownTopicOrPartition),
         })
