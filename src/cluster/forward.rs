@@ -1,6 +1,9 @@
 //! Forwarding to a partition's leader over the Kafka protocol, for the HTTP door: an HTTP client
 //! may ask any broker, and the broker it asked produces to or reads from the leader for it, as a
-//! Kafka client would (Produce v9 with acks=all, Fetch v12).
+//! Kafka client would (Produce v9 with acks=all, Fetch v12). The transaction coordinator's calls
+//! to other brokers go the same way: markers to a partition's leader (WriteTxnMarkers v1), and a
+//! leader's verification of a transactional write with the id's coordinator (AddPartitionsToTxn
+//! v4, verify only).
 //!
 //! One short connection per call, to the leader's address on the inter-broker listener (over
 //! TLS with this broker's certificate when that listener is SSL, after a SASL authentication as
@@ -16,8 +19,9 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
-    WriteTxnMarkersRequest, WriteTxnMarkersResponse, write_txn_markers_request,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, FetchRequest, FetchResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    write_txn_markers_request,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -69,6 +73,18 @@ pub trait Forwarder: Send + Sync + std::fmt::Debug {
         offset: i64,
         max_bytes: usize,
     ) -> Result<ReadResult, LogError>;
+    /// Asks `coordinator`, which coordinates `id`, whether the producer's transaction is in
+    /// progress at this epoch and holds the partition (AddPartitionsToTxn v4, verify only, as
+    /// Kafka's partition leaders ask since KIP-890): the partition's error code.
+    async fn verify_txn(
+        &self,
+        coordinator: &BrokerInfo,
+        id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<i16, LogError>;
     /// Writes a commit or abort marker for the producer in each of `partitions`, which the
     /// leader leads (WriteTxnMarkers, as Kafka's transaction coordinators send it). Each
     /// partition's result, in order.
@@ -111,6 +127,7 @@ struct Connection<'a> {
 const PRODUCE_VERSION: i16 = 9;
 const FETCH_VERSION: i16 = 12;
 const WRITE_TXN_MARKERS_VERSION: i16 = 1;
+const ADD_PARTITIONS_TO_TXN_VERSION: i16 = 4;
 /// How long a forwarded request may take, the leader's own wait included.
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest answer a forwarded request may bring back.
@@ -323,6 +340,47 @@ impl Forwarder for KafkaForwarder {
                 })
                 .collect(),
         })
+    }
+
+    async fn verify_txn(
+        &self,
+        coordinator: &BrokerInfo,
+        id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<i16, LogError> {
+        use kafka_protocol::messages::add_partitions_to_txn_request::{
+            AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+        };
+        let transaction = AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(StrBytes::from_string(id.to_string()).into())
+            .with_producer_id(producer_id.into())
+            .with_producer_epoch(producer_epoch)
+            .with_verify_only(true)
+            .with_topics(vec![
+                AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(vec![partition]),
+            ]);
+        let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
+        let response: AddPartitionsToTxnResponse =
+            call(coordinator, self.connection(), ApiKey::AddPartitionsToTxn, ADD_PARTITIONS_TO_TXN_VERSION, &request)
+                .await?;
+        if response.error_code != 0 {
+            return Ok(response.error_code);
+        }
+        response
+            .results_by_transaction
+            .iter()
+            .filter(|t| t.transactional_id.as_str() == id)
+            .flat_map(|t| &t.topic_results)
+            .filter(|t| t.name.as_str() == topic)
+            .flat_map(|t| &t.results_by_partition)
+            .find(|p| p.partition_index == partition)
+            .map(|p| p.partition_error_code)
+            .ok_or_else(|| unavailable("no answer for the partition"))
     }
 
     async fn write_markers(

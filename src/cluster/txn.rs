@@ -121,4 +121,40 @@ impl MarkerWriter for ClusterMarkers {
     fn sees_every_transaction(&self) -> bool {
         false
     }
+
+    async fn verify(
+        &self,
+        id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), LogError> {
+        let coordinator = self.cache.coordinator_for(id);
+        let info = match coordinator == self.cache.this_broker() {
+            // Its slot is moving here: not loaded yet.
+            true => None,
+            false => self.cache.broker_on(coordinator, self.forwarder.listener()),
+        };
+        let Some(info) = info else { return Err(LogError::NotEnoughReplicas) };
+        let code = match self.forwarder.verify_txn(&info, id, producer_id, producer_epoch, topic, partition).await {
+            Ok(code) => code,
+            Err(error) => {
+                tracing::debug!(%error, transactional_id = id, "cannot verify a transactional write yet");
+                return Err(LogError::NotEnoughReplicas);
+            }
+        };
+        // As Kafka's leaders answer a producer whose write failed the verification: its state
+        // errors as they are, the coordinator's own trouble as retriable.
+        match kafka_protocol::ResponseError::try_from_code(code) {
+            None => Ok(()),
+            Some(kafka_protocol::ResponseError::InvalidTxnState) => Err(LogError::InvalidTxnState),
+            Some(
+                kafka_protocol::ResponseError::InvalidProducerEpoch
+                | kafka_protocol::ResponseError::ProducerFenced
+                | kafka_protocol::ResponseError::InvalidProducerIdMapping,
+            ) => Err(LogError::InvalidProducerEpoch),
+            Some(_) => Err(LogError::NotEnoughReplicas),
+        }
+    }
 }

@@ -27,16 +27,16 @@ enum Outcome {
 
 /// A transactional write must name its transactional id in the request (Kafka authorizes its
 /// WRITE on it: without one, TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and belong to a transaction
-/// in progress that holds the partition (KIP-890's verification); a broker without a
-/// transaction coordinator refuses it. `id_authorized`: whether the session may WRITE the
-/// request's transactional id, decided once per request.
-fn check_transaction(
+/// in progress that holds the partition (KIP-890's verification, asked of the id's coordinator
+/// when that is another broker); a broker without a transaction coordinator refuses it.
+/// `id_authorized`: whether the session may WRITE the request's transactional id, decided once
+/// per request.
+async fn check_transaction(
     broker: &Broker,
     validated: &crate::service::Validated,
     transactional_id: Option<&str>,
     id_authorized: bool,
     topic: &str,
-    index: i32,
 ) -> Result<(), LogError> {
     if let Some(id) = transactional_id
         && !id_authorized
@@ -48,7 +48,9 @@ fn check_transaction(
         return Err(LogError::TransactionalIdAuthorizationFailed("null".into()));
     };
     match &broker.transactions {
-        Some(transactions) => transactions.check_write(id, producer_id, producer_epoch, topic, index),
+        Some(transactions) => {
+            transactions.verify_write(id, producer_id, producer_epoch, topic, validated.partition()).await
+        }
         None => Err(LogError::TransactionsUnsupported),
     }
 }
@@ -84,14 +86,8 @@ pub(super) async fn handle(
                 Err(error) => Outcome::Done(Err(same_error(error))),
                 Ok(topic) => match service.validate(topic, data.index, &data.records.unwrap_or_default(), acks) {
                     Ok(validated) => {
-                        match check_transaction(
-                            broker,
-                            &validated,
-                            transactional_id,
-                            id_authorized,
-                            &topic.name,
-                            data.index,
-                        ) {
+                        match check_transaction(broker, &validated, transactional_id, id_authorized, &topic.name).await
+                        {
                             Ok(()) => {
                                 ready.push(validated);
                                 Outcome::Queued

@@ -87,6 +87,9 @@ async fn add_partitions(
     version: i16,
     session: &Session,
 ) -> AddPartitionsToTxnResponse {
+    if version >= 4 {
+        return verify_partitions(broker, request, session);
+    }
     let partitions: Vec<(String, i32)> = request
         .v3_and_below_topics
         .iter()
@@ -145,12 +148,64 @@ async fn add_partitions(
     response
 }
 
+/// AddPartitionsToTxn v4+, the brokers' batched form (KIP-890): a partition's leader asks
+/// whether each producer's transaction is in progress at its epoch and holds the partitions
+/// (`verify_only`). CLUSTER_ACTION on the cluster, as in Kafka. Adding partitions this way
+/// (transaction version 2's implicit add) is not offered: INVALID_REQUEST.
+fn verify_partitions(
+    broker: &Broker,
+    request: AddPartitionsToTxnRequest,
+    session: &Session,
+) -> AddPartitionsToTxnResponse {
+    use kafka_protocol::messages::add_partitions_to_txn_response::AddPartitionsToTxnResult;
+    if !broker.service.allowed(session, Operation::ClusterAction, Resource::Cluster) {
+        return AddPartitionsToTxnResponse::default().with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
+    let mut response = AddPartitionsToTxnResponse::default();
+    for transaction in request.transactions {
+        let id = transaction.transactional_id.as_str();
+        let partitions: Vec<(String, i32)> = transaction
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.name.as_str().to_string(), *p)))
+            .collect();
+        let codes = match coordinator(broker) {
+            _ if !transaction.verify_only => Err(ResponseError::InvalidRequest),
+            Ok(transactions) => {
+                transactions.verify(id, transaction.producer_id.0, transaction.producer_epoch, &partitions)
+            }
+            Err(error) => Err(error),
+        };
+        let codes = match codes {
+            Ok(codes) => codes,
+            Err(error) => vec![error.code(); partitions.len()],
+        };
+        let mut result = AddPartitionsToTxnResult::default().with_transactional_id(transaction.transactional_id);
+        for ((topic, index), code) in partitions.into_iter().zip(codes) {
+            let answer = AddPartitionsToTxnPartitionResult::default()
+                .with_partition_index(index)
+                .with_partition_error_code(code);
+            match result.topic_results.iter_mut().find(|t| t.name.as_str() == topic) {
+                Some(entry) => entry.results_by_partition.push(answer),
+                None => result.topic_results.push(
+                    AddPartitionsToTxnTopicResult::default()
+                        .with_name(topic_name(&topic))
+                        .with_results_by_partition(vec![answer]),
+                ),
+            }
+        }
+        response.results_by_transaction.push(result);
+    }
+    response
+}
+
 impl CountErrors for AddPartitionsToTxnResponse {
     fn count_errors(&self, counts: &mut ErrorCounts) {
         counts.add(self.error_code);
         counts.add_all(
             self.results_by_topic_v3_and_below
                 .iter()
+                .chain(self.results_by_transaction.iter().flat_map(|t| &t.topic_results))
                 .flat_map(|t| &t.results_by_partition)
                 .map(|p| p.partition_error_code),
         );

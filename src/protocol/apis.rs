@@ -76,7 +76,7 @@ pub static APIS: [Api; 49] = [
     row(ApiKey::DeleteRecords,                    0,   2, Family::Admin,    false),
     row(ApiKey::InitProducerId,                   0,   5, Family::Admin,    false),
     row(ApiKey::OffsetForLeaderEpoch,             2,   4, Family::Fetch,    false),
-    row(ApiKey::AddPartitionsToTxn,               0,   3, Family::Txn,      false),
+    row(ApiKey::AddPartitionsToTxn,               0,   4, Family::Txn,      false),
     row(ApiKey::AddOffsetsToTxn,                  0,   3, Family::Txn,      false),
     row(ApiKey::EndTxn,                           0,   4, Family::Txn,      false),
     row(ApiKey::WriteTxnMarkers,                  1,   1, Family::Txn,      false),

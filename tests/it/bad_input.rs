@@ -32,12 +32,21 @@ pub fn batch(values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Bytes {
 
 /// As [`batch`], every record with `key`.
 pub fn batch_with_key(key: Option<&[u8]>, values: &[&[u8]], producer: Option<(i64, i16, i32)>) -> Bytes {
+    encode_batch(key, values, producer, false)
+}
+
+/// A transactional batch of `producer` (id, epoch, first sequence).
+pub fn transactional_batch(values: &[&[u8]], producer: (i64, i16, i32)) -> Bytes {
+    encode_batch(None, values, Some(producer), true)
+}
+
+fn encode_batch(key: Option<&[u8]>, values: &[&[u8]], producer: Option<(i64, i16, i32)>, transactional: bool) -> Bytes {
     let (producer_id, producer_epoch, sequence) = producer.unwrap_or((-1, -1, -1));
     let records: Vec<Record> = values
         .iter()
         .enumerate()
         .map(|(i, value)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: 0,

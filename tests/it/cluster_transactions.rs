@@ -355,3 +355,65 @@ async fn offsets_sent_with_a_transaction_reach_the_groups_coordinator() {
     let values: Vec<String> = read.into_iter().map(|(_, _, value)| value).collect();
     assert_eq!(values, committed, "the committed rounds' records, in order");
 }
+
+/// KIP-890 across brokers: a transactional write that would begin a transaction on a partition
+/// led by a broker that does not coordinate the id is checked with the id's coordinator
+/// (AddPartitionsToTxn v4, verify only). A late write of the producer after its transaction
+/// committed (a zombie's, or a retry) is refused with INVALID_TXN_STATE, so it cannot hold the
+/// partition's last stable offset back for ever; the producer's own transactions write there as
+/// before, each checked the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_transactional_write_to_another_brokers_partition_is_refused() {
+    use kafka_protocol::messages::DescribeProducersRequest;
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    let cluster = Cluster::start(3);
+    let topic = unique_topic("cluster-txn-verify");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    let leaders = cluster.leaders(&topic, partitions);
+    let id = "cluster-txn-verify";
+    let producer = producer(&cluster, id);
+    let coordinator = coordinator_of(&cluster, id, None);
+    let (partition, leader) =
+        leaders.iter().map(|(p, l)| (*p, *l)).find(|(_, l)| *l != coordinator).expect("a partition led elsewhere");
+    let one = |tag: &str| -> Vec<(i32, String)> {
+        producer.begin_transaction().expect("begin");
+        let value = format!("{tag}-p{partition}");
+        send(&producer, &topic, partition, &value);
+        producer.commit_transaction(TIMEOUT).expect("commit");
+        vec![(partition, value)]
+    };
+    let mut committed = one("first");
+    // The producer's state at the partition's leader: id, epoch and last sequence.
+    let request = DescribeProducersRequest::default().with_topics(vec![
+        TopicRequest::default()
+            .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(topic.clone())))
+            .with_partition_indexes(vec![partition]),
+    ]);
+    let mut raw = Raw::connect(&cluster.brokers[cluster.broker_index(leader)].bootstrap);
+    let described = raw.call(0, &request);
+    let state = &described.topics[0].partitions[0];
+    assert_eq!(state.error_code, 0, "DescribeProducers at the leader");
+    let active = state.active_producers.first().expect("the producer's state");
+    // The late write: the next sequence of the producer at its epoch, as a retry would carry.
+    let batch = crate::bad_input::transactional_batch(
+        &[b"late"],
+        (active.producer_id.0, active.producer_epoch as i16, active.last_sequence + 1),
+    );
+    let mut late = crate::bad_input::produce_request(&topic, partition, batch);
+    late.transactional_id = Some(StrBytes::from_string(id.to_string()).into());
+    let answer = raw.call(9, &late);
+    let code = answer.responses[0].partition_responses[0].error_code;
+    assert_eq!(code, 48, "INVALID_TXN_STATE for a transactional write outside its transaction");
+    // Nothing is left open: the last stable offset is the high watermark.
+    let reader = consumer(&cluster, "read_committed");
+    let (_, stable) = reader.fetch_watermarks(&topic, partition, TIMEOUT).expect("watermarks");
+    let (_, end) = consumer(&cluster, "read_uncommitted").fetch_watermarks(&topic, partition, TIMEOUT).expect("end");
+    assert_eq!((stable, end), (2, 2), "one record and its marker, no open transaction");
+    // The producer's next transactions there pass the same check.
+    committed.extend(one("second"));
+    committed.extend(one("third"));
+    let read = read_to(&reader, &topic, &BTreeMap::from([(partition, 6)]));
+    let got: Vec<(i32, String)> = read.into_iter().map(|(p, _, v)| (p, v)).collect();
+    assert_eq!(got, committed, "exactly the committed records");
+}

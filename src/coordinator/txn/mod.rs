@@ -495,20 +495,60 @@ impl TransactionCoordinator {
     /// (a zombie, or a late retry after the transaction ended) would hold the partition's last
     /// stable offset back for ever.
     ///
-    /// In a cluster a partition's leader checks only the ids it coordinates itself; the others'
-    /// writes are checked by the partition's producer state alone, as Kafka's leaders did before
-    /// KIP-890.
-    pub fn check_write(
+    /// In a cluster, a leader that does not coordinate the id asks its coordinator
+    /// (AddPartitionsToTxn v4, verify only, as Kafka's leaders do) when the write would begin a
+    /// transaction on the partition; a write that continues one open there at this epoch was
+    /// checked when it began it.
+    pub async fn verify_write(
         &self,
         id: &str,
         producer_id: i64,
         producer_epoch: i16,
         topic: &str,
-        partition: i32,
+        partition: &crate::log::Partition,
     ) -> Result<(), LogError> {
-        if self.serves(id).is_err() {
+        match self.serves(id) {
+            Ok(()) => return self.check_write(producer_id, producer_epoch, topic, partition.index),
+            // Retriable: the client sends the batch again, as Kafka's leaders answer a
+            // verification that could not be made.
+            Err(ResponseError::CoordinatorLoadInProgress) => return Err(LogError::NotEnoughReplicas),
+            Err(_) => {}
+        }
+        let continues = partition
+            .open_transactions()
+            .iter()
+            .any(|open| open.producer_id == producer_id && open.producer_epoch == producer_epoch);
+        if continues {
             return Ok(());
         }
+        self.inner.markers.verify(id, producer_id, producer_epoch, topic, partition.index).await
+    }
+
+    /// AddPartitionsToTxn's verify-only form (v4, what a partition's leader sends the id's
+    /// coordinator): each partition's `check_write` answer, or one error for all.
+    pub fn verify(
+        &self,
+        id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<i16>, ResponseError> {
+        self.serves(id)?;
+        let txn = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+        if txn.producer_id != producer_id {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        Ok(partitions
+            .iter()
+            .map(|(topic, index)| match self.check_write(producer_id, producer_epoch, topic, *index) {
+                Ok(()) => 0,
+                Err(error) => error.code(),
+            })
+            .collect())
+    }
+
+    /// `verify_write` for an id this broker coordinates.
+    fn check_write(&self, producer_id: i64, producer_epoch: i16, topic: &str, partition: i32) -> Result<(), LogError> {
         let state = self.inner.state.lock();
         let txn = state.by_producer.get(&producer_id).and_then(|id| state.txns.get(id));
         let Some(txn) = txn.filter(|txn| txn.producer_id == producer_id) else {

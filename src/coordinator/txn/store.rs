@@ -61,6 +61,20 @@ pub trait MarkerWriter: Send + Sync {
     fn sees_every_transaction(&self) -> bool {
         true
     }
+    /// Asks the coordinator of `id`, another broker, whether the producer's transaction is in
+    /// progress at this epoch and holds the partition (KIP-890's verification, for a write of
+    /// a leader that does not coordinate the id). A single broker coordinates every id and is
+    /// never asked.
+    async fn verify(
+        &self,
+        _id: &str,
+        _producer_id: i64,
+        _producer_epoch: i16,
+        _topic: &str,
+        _partition: i32,
+    ) -> Result<(), LogError> {
+        Err(LogError::NotEnoughReplicas)
+    }
 }
 
 /// A single broker's markers: every partition and every group is its own.
