@@ -132,20 +132,25 @@ async fn add_partitions(
             partitions.into_iter().map(|(topic, index)| (topic, index, code)).collect()
         }
     };
-    let mut response = AddPartitionsToTxnResponse::default();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topic_results(codes))
+}
+
+/// Per-partition codes, grouped by topic in the order they come.
+fn topic_results(codes: impl IntoIterator<Item = (String, i32, i16)>) -> Vec<AddPartitionsToTxnTopicResult> {
+    let mut topics: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
     for (topic, index, code) in codes {
         let result =
             AddPartitionsToTxnPartitionResult::default().with_partition_index(index).with_partition_error_code(code);
-        match response.results_by_topic_v3_and_below.iter_mut().find(|t| t.name.as_str() == topic) {
+        match topics.iter_mut().find(|t| t.name.as_str() == topic) {
             Some(entry) => entry.results_by_partition.push(result),
-            None => response.results_by_topic_v3_and_below.push(
+            None => topics.push(
                 AddPartitionsToTxnTopicResult::default()
                     .with_name(topic_name(&topic))
                     .with_results_by_partition(vec![result]),
             ),
         }
     }
-    response
+    topics
 }
 
 /// AddPartitionsToTxn v4+, the brokers' batched form (KIP-890): a partition's leader asks
@@ -180,21 +185,12 @@ fn verify_partitions(
             Ok(codes) => codes,
             Err(error) => vec![error.code(); partitions.len()],
         };
-        let mut result = AddPartitionsToTxnResult::default().with_transactional_id(transaction.transactional_id);
-        for ((topic, index), code) in partitions.into_iter().zip(codes) {
-            let answer = AddPartitionsToTxnPartitionResult::default()
-                .with_partition_index(index)
-                .with_partition_error_code(code);
-            match result.topic_results.iter_mut().find(|t| t.name.as_str() == topic) {
-                Some(entry) => entry.results_by_partition.push(answer),
-                None => result.topic_results.push(
-                    AddPartitionsToTxnTopicResult::default()
-                        .with_name(topic_name(&topic))
-                        .with_results_by_partition(vec![answer]),
-                ),
-            }
-        }
-        response.results_by_transaction.push(result);
+        let codes = partitions.into_iter().zip(codes).map(|((topic, index), code)| (topic, index, code));
+        response.results_by_transaction.push(
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(transaction.transactional_id)
+                .with_topic_results(topic_results(codes)),
+        );
     }
     response
 }
