@@ -306,11 +306,14 @@ async fn txn_offset_commit(
         }
     }
     // Sent to the group's coordinator, which keeps the offsets until the transaction's marker
-    // reaches it; the transaction's coordinator checks the producer where it is this broker.
+    // reaches it, once the transaction's coordinator (here or on another broker) vouches for
+    // the producer.
     let id = request.transactional_id.as_str();
-    let checked = match super::groups::not_coordinating(broker, &group) {
-        Some(error) => Err(error),
-        None => coordinator(broker).and_then(|t| t.check_offsets(id, request.producer_id.0, request.producer_epoch)),
+    let checked = match (super::groups::not_coordinating(broker, &group), coordinator(broker)) {
+        (Some(error), _) | (None, Err(error)) => Err(error),
+        (None, Ok(transactions)) => {
+            transactions.verify_offsets(id, request.producer_id.0, request.producer_epoch, &group).await
+        }
     };
     let member = checked.and_then(|()| {
         broker.coordinator.check_transactional_member(

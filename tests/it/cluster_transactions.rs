@@ -246,6 +246,53 @@ fn stable_offset_code(cluster: &Cluster, node: i32, group: &str, topic: &str) ->
     answer.topics[0].partitions[0].error_code
 }
 
+/// The producer id and epoch of `id`, as its coordinator `node` describes it.
+fn producer_of(cluster: &Cluster, node: i32, id: &str) -> (i64, i16) {
+    use kafka_protocol::messages::DescribeTransactionsRequest;
+    let request = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![StrBytes::from_string(id.to_string()).into()]);
+    let answer = Raw::connect(&cluster.brokers[cluster.broker_index(node)].bootstrap).call(0, &request);
+    let state = &answer.transaction_states[0];
+    assert_eq!(state.error_code, 0, "DescribeTransactions of {id}");
+    (state.producer_id.0, state.producer_epoch)
+}
+
+/// TxnOffsetCommit v3 of offset 99 for partition 0 of `topic`, sent to broker `node` by the
+/// producer outside any group generation: its error code.
+fn late_offsets_code(
+    cluster: &Cluster,
+    node: i32,
+    id: &str,
+    group: &str,
+    topic: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> i16 {
+    use kafka_protocol::messages::TxnOffsetCommitRequest;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let request = TxnOffsetCommitRequest::default()
+        .with_transactional_id(StrBytes::from_string(id.to_string()).into())
+        .with_group_id(StrBytes::from_string(group.to_string()).into())
+        .with_producer_id(producer_id.into())
+        .with_producer_epoch(producer_epoch)
+        .with_generation_id(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_topics(vec![
+            TxnOffsetCommitRequestTopic::default()
+                .with_name(StrBytes::from_string(topic.to_string()).into())
+                .with_partitions(vec![
+                    TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(99)
+                        .with_committed_leader_epoch(-1),
+                ]),
+        ]);
+    let answer = Raw::connect(&cluster.brokers[cluster.broker_index(node)].bootstrap).call(3, &request);
+    answer.topics[0].partitions[0].error_code
+}
+
 /// Consume-transform-produce in a cluster whose group is coordinated by another broker than the
 /// transactional id: the offsets the producer sends with a transaction (TxnOffsetCommit, to the
 /// group's coordinator) are pending there, so OffsetFetch with require_stable answers
@@ -313,6 +360,15 @@ async fn offsets_sent_with_a_transaction_reach_the_groups_coordinator() {
         assert_eq!(committed_offset(&cluster, &all, &group, &input), last_committed, "round {round}");
     }
     drop(member);
+    // A late TxnOffsetCommit of the producer, its transaction over: the group's coordinator asks
+    // the transaction's, and refuses it; nothing is left pending.
+    let (producer_id, producer_epoch) = producer_of(&cluster, txn_coordinator, id);
+    assert_eq!(
+        late_offsets_code(&cluster, group_coordinator, id, &group, &input, producer_id, producer_epoch),
+        48,
+        "INVALID_TXN_STATE for offsets outside a transaction"
+    );
+    assert_eq!(stable_offset_code(&cluster, group_coordinator, &group, &input), 0, "nothing pending");
     // The group's coordinator dies holding offsets of an open transaction; the transaction
     // commits (its coordinator is another broker) and its marker reaches the successor, which
     // loaded the pending offsets from PostgreSQL. A producer outside the group sends them

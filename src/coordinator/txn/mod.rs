@@ -435,13 +435,34 @@ impl TransactionCoordinator {
         self.store(id, txn).await.map_err(unavailable)
     }
 
-    /// TxnOffsetCommit's check, where this broker coordinates the id too (always on a single
-    /// broker): the producer's transaction is in progress at this epoch. The offsets themselves
-    /// go to the group's coordinator, which keeps them until the transaction's marker reaches it.
-    pub fn check_offsets(&self, id: &str, producer_id: i64, producer_epoch: i16) -> Result<(), ResponseError> {
-        if self.serves(id).is_err() {
-            return Ok(());
+    /// TxnOffsetCommit's check, made by the group's coordinator before it keeps the offsets
+    /// (until the transaction's marker reaches it): the producer's transaction is in progress
+    /// at this epoch. Where another broker coordinates the id, it is asked whether the
+    /// transaction holds the group's slot (AddOffsetsToTxn added it), as Kafka's group
+    /// coordinators verify TxnOffsetCommit since KIP-890.
+    pub async fn verify_offsets(
+        &self,
+        id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        group: &str,
+    ) -> Result<(), ResponseError> {
+        match self.serves(id) {
+            Ok(()) => return self.check_offsets(id, producer_id, producer_epoch),
+            Err(ResponseError::CoordinatorLoadInProgress) => return Err(ResponseError::CoordinatorLoadInProgress),
+            Err(_) => {}
         }
+        let slot = group_slot(group, GROUP_SLOTS) as i32;
+        match self.inner.markers.verify(id, producer_id, producer_epoch, OFFSETS_TOPIC, slot).await {
+            Ok(()) => Ok(()),
+            Err(LogError::InvalidTxnState) => Err(ResponseError::InvalidTxnState),
+            Err(LogError::InvalidProducerEpoch) => Err(ResponseError::ProducerFenced),
+            // Retriable: the coordinator could not be asked yet.
+            Err(_) => Err(ResponseError::CoordinatorLoadInProgress),
+        }
+    }
+
+    fn check_offsets(&self, id: &str, producer_id: i64, producer_epoch: i16) -> Result<(), ResponseError> {
         let txn = self.get(id).ok_or(ResponseError::InvalidProducerIdMapping)?;
         txn.check_producer(producer_id, producer_epoch)?;
         match txn.state {
@@ -557,10 +578,12 @@ impl TransactionCoordinator {
         if producer_epoch < txn.producer_epoch {
             return Err(LogError::InvalidProducerEpoch);
         }
-        if producer_epoch != txn.producer_epoch
-            || txn.state != TxnState::Ongoing
-            || !txn.partitions.contains(&(topic.to_string(), partition))
-        {
+        // A group slot is held through the groups whose offsets the transaction sends.
+        let holds = match topic == OFFSETS_TOPIC {
+            true => txn.groups.iter().any(|group| group_slot(group, GROUP_SLOTS) as i32 == partition),
+            false => txn.partitions.contains(&(topic.to_string(), partition)),
+        };
+        if producer_epoch != txn.producer_epoch || txn.state != TxnState::Ongoing || !holds {
             return Err(LogError::InvalidTxnState);
         }
         Ok(())
