@@ -62,6 +62,8 @@ pub(super) async fn handle(
 /// being loaded here), as the Kafka error a client expects; `None` when it can.
 pub(super) fn not_coordinating(broker: &Broker, group_id: &str) -> Option<ResponseError> {
     match broker.cluster.coordinator_ready(group_id) {
+        // Given the slot, but its groups and offsets are still being read from the store.
+        Ok(()) if !broker.coordinator.is_loaded(group_id) => Some(ResponseError::CoordinatorLoadInProgress),
         Ok(()) => None,
         Err(crate::log::LogError::CoordinatorLoadInProgress) => Some(ResponseError::CoordinatorLoadInProgress),
         Err(_) => Some(ResponseError::NotCoordinator),

@@ -138,6 +138,15 @@ impl GroupCoordinator {
         Ok(loaded)
     }
 
+    /// Whether the group's slot is loaded here (always on a single broker): until it is, a
+    /// cluster's coordinator answers COORDINATOR_LOAD_IN_PROGRESS rather than from a state
+    /// without the slot's stored groups and offsets.
+    pub fn is_loaded(&self, group_id: &str) -> bool {
+        self.with_state(|state| {
+            state.loaded.as_ref().is_none_or(|loaded| loaded.contains(&group_slot(group_id, GROUP_SLOTS)))
+        })
+    }
+
     /// Forgets the groups of `slot` (another broker coordinates them now); members waiting on
     /// a join or sync hear NOT_COORDINATOR when their requests are dropped.
     pub async fn unload_slot(&self, slot: u32, slots: u32) {

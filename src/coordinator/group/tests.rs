@@ -1,6 +1,7 @@
 //! GroupCoordinator tests with tokio's paused clock: rebalances, fencing, session expiry and offsets,
 //! driven through the same calls the handlers make.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -341,4 +342,28 @@ async fn transactional_offsets_wait_for_their_marker() {
     let coordinator = GroupCoordinator::open(log, LIMITS, 60_000).await.expect("coordinator");
     assert!(coordinator.unstable_offsets("g").is_empty(), "ended offsets stay ended");
     assert_eq!(committed(&coordinator).map(|c| c.offset), Some(5));
+}
+
+/// A cluster's coordinator serves a group only once its slot is loaded, and not after the slot
+/// is given up: in between it would answer from a state without the slot's stored offsets
+/// (a consumer would then reset its position).
+#[tokio::test(start_paused = true)]
+async fn a_slot_is_served_only_while_loaded() {
+    use super::{GROUP_SLOTS, LocalGroupStore, group_slot};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
+    let single = GroupCoordinator::open(log.clone(), LIMITS, 60_000).await.expect("coordinator");
+    assert!(single.is_loaded("g"), "a single broker serves every group");
+    let commit = CommitRequest { topic: "t".into(), partition: 0, offset: 3, leader_epoch: -1, metadata: None };
+    assert_eq!(single.commit("g", -1, "", None, vec![commit]).await, Ok(vec![0]));
+    let placed = GroupCoordinator::with_store(Arc::new(LocalGroupStore(log)), LIMITS, 60_000);
+    let slot = group_slot("g", GROUP_SLOTS);
+    assert!(!placed.is_loaded("g"), "not before its slot is loaded");
+    placed.load_slot((slot + 1) % GROUP_SLOTS).await.expect("another slot");
+    assert!(!placed.is_loaded("g"), "another slot's load does not serve it");
+    placed.load_slot(slot).await.expect("its slot");
+    assert!(placed.is_loaded("g"));
+    assert_eq!(placed.committed("g", None).first().and_then(|c| c.2.clone()).map(|c| c.offset), Some(3));
+    placed.unload_slot(slot, GROUP_SLOTS).await;
+    assert!(!placed.is_loaded("g"), "not after its slot is given up");
 }
