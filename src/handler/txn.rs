@@ -380,8 +380,8 @@ fn describe(broker: &Broker, request: DescribeTransactionsRequest, session: &Ses
                 state.producer_epoch = txn.producer_epoch;
                 let mut topics: Vec<describe_transactions_response::TopicData> = Vec::new();
                 // Only the topics the session may describe are named.
-                let described = txn
-                    .partitions
+                let held = txn.held_partitions();
+                let described = held
                     .iter()
                     .filter(|(topic, _)| broker.service.allowed(session, Operation::Describe, Resource::Topic(topic)));
                 for (topic, index) in described {

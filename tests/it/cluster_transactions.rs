@@ -246,14 +246,24 @@ fn stable_offset_code(cluster: &Cluster, node: i32, group: &str, topic: &str) ->
     answer.topics[0].partitions[0].error_code
 }
 
-/// The producer id and epoch of `id`, as its coordinator `node` describes it.
-fn producer_of(cluster: &Cluster, node: i32, id: &str) -> (i64, i16) {
+/// The state of `id` as its coordinator `node` describes it (DescribeTransactions v0).
+fn describe_transaction(
+    cluster: &Cluster,
+    node: i32,
+    id: &str,
+) -> kafka_protocol::messages::describe_transactions_response::TransactionState {
     use kafka_protocol::messages::DescribeTransactionsRequest;
     let request = DescribeTransactionsRequest::default()
         .with_transactional_ids(vec![StrBytes::from_string(id.to_string()).into()]);
-    let answer = Raw::connect(&cluster.brokers[cluster.broker_index(node)].bootstrap).call(0, &request);
-    let state = &answer.transaction_states[0];
+    let mut answer = Raw::connect(&cluster.brokers[cluster.broker_index(node)].bootstrap).call(0, &request);
+    let state = answer.transaction_states.remove(0);
     assert_eq!(state.error_code, 0, "DescribeTransactions of {id}");
+    state
+}
+
+/// The producer id and epoch of `id`, as its coordinator `node` describes it.
+fn producer_of(cluster: &Cluster, node: i32, id: &str) -> (i64, i16) {
+    let state = describe_transaction(cluster, node, id);
     (state.producer_id.0, state.producer_epoch)
 }
 
@@ -349,6 +359,14 @@ async fn offsets_sent_with_a_transaction_reach_the_groups_coordinator() {
             88,
             "round {round}: UNSTABLE_OFFSET_COMMIT while the transaction is open"
         );
+        // The transaction holds the output's partition and the group's slot, as Kafka lists it.
+        let held: Vec<(String, i32)> = describe_transaction(&cluster, txn_coordinator, id)
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.topic.as_str().to_string(), *p)))
+            .collect();
+        assert!(held.contains(&(output.clone(), 0)), "round {round}: {held:?}");
+        assert_eq!(held.iter().filter(|(t, _)| t == "__consumer_offsets").count(), 1, "round {round}: {held:?}");
         if commit {
             producer.commit_transaction(TIMEOUT).expect("commit");
             committed.push(value);

@@ -102,6 +102,15 @@ impl TxnMetadata {
         Ok(())
     }
 
+    /// Every partition the transaction holds: its topics' partitions, and for the groups whose
+    /// offsets it sends, their slots as partitions of `__consumer_offsets`, as Kafka lists them
+    /// (and writes a marker to each).
+    pub fn held_partitions(&self) -> Vec<(String, i32)> {
+        use crate::coordinator::group::{GROUP_SLOTS, OFFSETS_TOPIC, group_slot};
+        let slots: BTreeSet<i32> = self.groups.iter().map(|group| group_slot(group, GROUP_SLOTS) as i32).collect();
+        self.partitions.iter().cloned().chain(slots.into_iter().map(|slot| (OFFSETS_TOPIC.to_string(), slot))).collect()
+    }
+
     /// Begins a transaction if none is in progress (adding partitions or offsets does).
     pub fn begin(&mut self, now_ms: i64) {
         if self.state != TxnState::Ongoing {

@@ -335,13 +335,7 @@ impl TransactionCoordinator {
         let commit = txn.state == TxnState::PrepareCommit;
         // The groups' offsets end with a marker to each group slot's coordinator, as Kafka's
         // coordinators write one in each partition of `__consumer_offsets` concerned.
-        let slots: BTreeSet<i32> = txn.groups.iter().map(|group| group_slot(group, GROUP_SLOTS) as i32).collect();
-        let partitions: Vec<(String, i32)> = txn
-            .partitions
-            .iter()
-            .cloned()
-            .chain(slots.into_iter().map(|slot| (OFFSETS_TOPIC.to_string(), slot)))
-            .collect();
+        let partitions = txn.held_partitions();
         let marker = MarkerSpec {
             producer_id: txn.producer_id,
             producer_epoch: txn.producer_epoch,
