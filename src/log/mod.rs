@@ -70,6 +70,9 @@ pub struct Partition {
     aborted: RwLock<AbortedIndex>,
     /// The transactions open on the partition, as the last durable write left them.
     open_txns: RwLock<Vec<OpenTxn>>,
+    /// Producers with a transaction marker on its way to the partition (submitted, not yet
+    /// durable): their open transaction there is ending, though `open_txns` still shows it.
+    markers_in_flight: parking_lot::Mutex<HashMap<i64, u32>>,
     log_start: AtomicI64,
     local_start: AtomicI64,
     /// The epoch of this partition's leader: stamped into every batch it appends, checked against
@@ -165,6 +168,7 @@ impl Partition {
                 index
             }),
             open_txns: RwLock::new(recovered.open_txns),
+            markers_in_flight: Default::default(),
             log_start: AtomicI64::new(recovered.log_start),
             local_start: AtomicI64::new(recovered.local_start),
             leader_epoch: AtomicI32::new(0),
@@ -355,6 +359,32 @@ impl Partition {
         self.open_txns.read().clone()
     }
 
+    /// Whether the producer's transaction is open on the partition at `producer_epoch`, with no
+    /// marker on its way to end it: a write of that epoch then continues a transaction already
+    /// checked when it began.
+    pub fn transaction_continues(&self, producer_id: i64, producer_epoch: i16) -> bool {
+        !self.markers_in_flight.lock().contains_key(&producer_id)
+            && self
+                .open_txns
+                .read()
+                .iter()
+                .any(|open| open.producer_id == producer_id && open.producer_epoch == producer_epoch)
+    }
+
+    fn marker_submitted(&self, producer_id: i64) {
+        *self.markers_in_flight.lock().entry(producer_id).or_default() += 1;
+    }
+
+    fn marker_settled(&self, producer_id: i64) {
+        let mut in_flight = self.markers_in_flight.lock();
+        if let Some(count) = in_flight.get_mut(&producer_id) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&producer_id);
+            }
+        }
+    }
+
     /// Publishes what a durable write made stable (the writer, with the high watermark).
     fn publish_transactions(&self, last_stable: i64, aborted: Vec<AbortedTxn>, open: Vec<OpenTxn>) {
         if !aborted.is_empty() {
@@ -448,6 +478,25 @@ impl Topic {
 struct Catalog {
     by_name: HashMap<String, Arc<Topic>>,
     by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+/// Markers of one producer on their way to partitions, for `Partition::transaction_continues`.
+struct MarkersInFlight {
+    partitions: Vec<Arc<Partition>>,
+    producer_id: i64,
+}
+
+impl MarkersInFlight {
+    fn new(partitions: &[Arc<Partition>], producer_id: i64) -> MarkersInFlight {
+        partitions.iter().for_each(|p| p.marker_submitted(producer_id));
+        MarkersInFlight { partitions: partitions.to_vec(), producer_id }
+    }
+}
+
+impl Drop for MarkersInFlight {
+    fn drop(&mut self) {
+        self.partitions.iter().for_each(|p| p.marker_settled(self.producer_id));
+    }
 }
 
 /// One durable change of the group coordinator's state (see `coordinator`).
@@ -1455,6 +1504,9 @@ impl Log {
         coordinator_epoch: i32,
     ) -> Result<Vec<Result<AppendInfo, LogError>>, LogError> {
         let now = now_ms();
+        // Marked before the marker is queued, cleared once it is durable (open_txns then shows
+        // the transaction ended) or failed, whichever way this call ends.
+        let in_flight = MarkersInFlight::new(&partitions, producer_id);
         let appends = partitions
             .into_iter()
             .map(|partition| {
@@ -1467,6 +1519,7 @@ impl Log {
         for receiver in receivers {
             results.push(receiver.await.map_err(|_| LogError::Unavailable).and_then(|result| result));
         }
+        drop(in_flight);
         Ok(results)
     }
 

@@ -512,8 +512,8 @@ impl TransactionCoordinator {
     ///
     /// In a cluster, a leader that does not coordinate the id asks its coordinator
     /// (AddPartitionsToTxn v4, verify only, as Kafka's leaders do) when the write would begin a
-    /// transaction on the partition; a write that continues one open there at this epoch was
-    /// checked when it began it.
+    /// transaction on the partition; a write that continues one open there at this epoch, with
+    /// no marker on its way to end it, was checked when it began it.
     pub async fn verify_write(
         &self,
         id: &str,
@@ -529,11 +529,7 @@ impl TransactionCoordinator {
             Err(ResponseError::CoordinatorLoadInProgress) => return Err(LogError::NotEnoughReplicas),
             Err(_) => {}
         }
-        let continues = partition
-            .open_transactions()
-            .iter()
-            .any(|open| open.producer_id == producer_id && open.producer_epoch == producer_epoch);
-        if continues {
+        if partition.transaction_continues(producer_id, producer_epoch) {
             return Ok(());
         }
         self.inner.markers.verify(id, producer_id, producer_epoch, topic, partition.index).await

@@ -61,3 +61,29 @@ async fn a_hanging_transaction_is_aborted_on_its_partition() {
     assert_eq!(coordinator.stats().hanging_aborted.load(std::sync::atomic::Ordering::Relaxed), 1);
     assert!(partition.open_transactions().is_empty());
 }
+
+/// A leader that does not coordinate a producer's id lets a write continue a transaction open on
+/// the partition at its epoch without asking the coordinator, but not once a marker ending that
+/// transaction is on its way, nor after it is durable.
+#[tokio::test]
+async fn a_write_continues_a_transaction_only_until_its_marker_is_sent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = open_for_tests(dir.path(), Durability::Periodic).await.expect("log");
+    let topic = log.create_topic("continues", 1, BTreeMap::new(), false).await.expect("topic");
+    let partition = topic.partitions[0].clone();
+    assert!(!partition.transaction_continues(77, 0), "no transaction open yet");
+    let valid = batch::validate(&transactional_batch(77, 0, 2), 1 << 20).expect("valid");
+    log.submit_append(&topic, &partition, valid).await.expect("queued").await.expect("reply").expect("appended");
+    assert!(partition.transaction_continues(77, 0));
+    assert!(!partition.transaction_continues(77, 1), "another epoch does not continue it");
+    assert!(!partition.transaction_continues(78, 0), "nor another producer");
+    // The marker is queued but not yet durable while this future is pending.
+    let markers = log.write_markers(vec![partition.clone()], 77, 0, true, 0);
+    tokio::pin!(markers);
+    // The first poll queues it; its durability is the writer thread's to report, later.
+    assert!(futures::poll!(markers.as_mut()).is_pending(), "the marker is not durable at once");
+    assert!(!partition.transaction_continues(77, 0), "a marker on its way ends it");
+    let written = markers.await;
+    assert!(written.expect("markers").into_iter().all(|r| r.is_ok()));
+    assert!(!partition.transaction_continues(77, 0), "ended by the durable marker");
+}
