@@ -350,6 +350,8 @@ async fn offsets_sent_with_a_transaction_reach_the_groups_coordinator() {
         producer.begin_transaction().expect("begin");
         let value = format!("round-{round}");
         send(&producer, &output, 0, &value);
+        // Delivered: the producer has added the output's partition to the transaction.
+        producer.flush(TIMEOUT).expect("flush");
         let mut offsets = TopicPartitionList::new();
         offsets.add_partition_offset(&input, 0, Offset::Offset(offset)).expect("offset");
         let metadata = member.group_metadata().expect("group metadata");
@@ -374,7 +376,13 @@ async fn offsets_sent_with_a_transaction_reach_the_groups_coordinator() {
         } else {
             producer.abort_transaction(TIMEOUT).expect("abort");
         }
-        assert_eq!(stable_offset_code(&cluster, group_coordinator, &group, &input), 0, "round {round}: stable again");
+        // Stable again once the marker reached the group's coordinator (EndTxn may be answered
+        // before, when a marker has to be retried); a require_stable consumer waits the same way.
+        let deadline = Instant::now() + WAIT_MAX;
+        while stable_offset_code(&cluster, group_coordinator, &group, &input) != 0 {
+            assert!(Instant::now() < deadline, "round {round}: the offsets never became stable");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert_eq!(committed_offset(&cluster, &all, &group, &input), last_committed, "round {round}");
     }
     drop(member);
