@@ -427,7 +427,7 @@ impl GroupCoordinator {
     /// the slot's groups are not loaded here; safe to repeat.
     pub async fn end_transaction(&self, slot: u32, producer_id: i64, epoch: i16, commit: bool) -> Result<(), LogError> {
         let _writes = self.inner.writes.lock().await;
-        let effects = self.with_state(|state| {
+        let mut effects = self.with_state(|state| {
             if state.loaded.as_ref().is_some_and(|loaded| !loaded.contains(&slot)) {
                 return Err(LogError::NotCoordinator);
             }
@@ -438,7 +438,8 @@ impl GroupCoordinator {
         if effects.writes.is_empty() {
             return Ok(());
         }
-        self.write(effects.writes.clone()).await?;
+        // The writes go to the store; what they apply stays for the replay.
+        self.write(std::mem::take(&mut effects.writes)).await?;
         self.with_state(|state| state.offsets.replay_marker(effects));
         Ok(())
     }
