@@ -177,6 +177,7 @@ impl Takeover<'_> {
         let streams = stream::list(&**self.wal, &format::node_prefix(node)).await?;
         for (stream_id, listed) in streams {
             let cut = stream::cut(&**self.wal, stream_id, &listed).await?.map(|c| c.slot);
+            let cut = stream::acknowledged_end(&**self.wal, stream_id, &listed, cut).await?;
             let (mut first, mut last, mut seen_epochs) = (i64::MAX, i64::MIN, std::collections::BTreeSet::new());
             for slot in listed.slots.iter().copied().filter(|&s| cut.is_none_or(|cut| s < cut)) {
                 if listed.seal_candidates.binary_search(&slot).is_ok() {

@@ -253,7 +253,7 @@ pub fn batches(entry: &Entry) -> impl Iterator<Item = (BatchHeader, Bytes)> + '_
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A valid batch of `count` records at `offset` (the base offset is outside the CRC).
@@ -263,7 +263,7 @@ mod tests {
         bytes.freeze()
     }
 
-    fn entry(partition: i32, first: i64, counts: &[i32]) -> Entry {
+    pub(crate) fn entry(partition: i32, first: i64, counts: &[i32]) -> Entry {
         let mut bytes = BytesMut::new();
         let mut offset = first;
         for &count in counts {

@@ -182,9 +182,15 @@ impl Wal {
                 // A successor raced the writer's own seal: its fill seals and the cut stay.
                 self.retired_seals.lock().remove(&old);
             }
+            // Objects past a fill seal, below the cut, were never acknowledged either.
+            let end = stream::acknowledged_end(&*self.store, old, &listed, Some(cut)).await?.unwrap_or(cut);
+            if end < cut {
+                tracing::info!(stream = ?old, end, cut, "write-ahead log objects past a fill seal were never acknowledged");
+            }
             for &slot in &listed.slots {
-                if slot >= cut {
-                    // Created after the cut, so never acknowledged: only seals stay.
+                if slot >= end {
+                    // Created after the cut, or after a fill seal, so never acknowledged: only
+                    // seals stay.
                     if listed.seal_candidates.binary_search(&slot).is_err() {
                         self.store.delete(&old.key(slot)).await.map_err(|e| LogError::Remote(e.to_string()))?;
                     }
@@ -307,4 +313,42 @@ fn base_offset(batch: &Bytes) -> i64 {
 fn next_offset(batch: &Bytes) -> Option<i64> {
     let header = crate::log::batch::BatchHeader::parse(batch).ok()?;
     Some(header.last_offset() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tier::object_store::{LocalStore, Put, RequestCounts};
+    use format::tests::entry;
+
+    /// A broker killed with slot 2 on its way and slot 3 already created: its successor fills 2
+    /// and replays slot 1 only, since 3 was never acknowledged (the writer acknowledges a slot
+    /// once every slot before it is done), and deletes 3. Replaying 3 would leave a gap.
+    #[tokio::test]
+    async fn a_successor_replays_nothing_past_a_fill_seal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(dir.path()).expect("store"));
+        let old = StreamId { node_id: 0, broker_epoch: 1 };
+        let objects = [(0, Vec::new()), (1, vec![entry(0, 0, &[10])]), (3, vec![entry(0, 20, &[10])])];
+        for (slot, entries) in objects {
+            let bytes = format::encode(old, slot, 1, &Body::Data(entries));
+            assert_eq!(store.put_if_absent(&old.key(slot), bytes).await.expect("put"), Put::Created);
+        }
+        let settings = WalSettings {
+            interval_ms: 5,
+            bytes_max: 1 << 20,
+            in_flight_max: IN_FLIGHT_MAX,
+            queue_max: 16,
+            roll_ms: 3_600_000,
+        };
+        let wal = Wal::open(store.clone(), Arc::new(RequestCounts::default()), 0, settings).await.expect("open");
+        let mut replayed = Vec::new();
+        wal.read_sealed(|entries| replayed.extend(entries.iter().map(|e| (e.first_offset, e.next_offset))))
+            .await
+            .expect("read");
+        assert_eq!(replayed, vec![(0, 10)]);
+        assert_eq!(stream::read(&*store, old, 2).await.expect("read").map(|o| o.body), Some(Body::FillSeal));
+        assert!(stream::read(&*store, old, 3).await.expect("read").is_none(), "an unacknowledged object stays");
+        assert!(wal.objects.lock().keys().all(|(_, slot)| *slot < 2));
+    }
 }

@@ -74,6 +74,27 @@ pub async fn cut(store: &dyn ObjectStore, stream: StreamId, listed: &Listed) -> 
     Ok(None)
 }
 
+/// Where the objects that may hold acknowledged records end, in a stream sealed at `cut` (or
+/// still being written, `None`): at its lowest fill seal below the cut, if any. A fill seal
+/// takes a slot whose create had not landed, and a writer acknowledges a slot only once every
+/// slot before it holds its own object, so an object after a fill seal (a create that was
+/// already on its way, step 1 above) holds nothing that was acknowledged.
+pub async fn acknowledged_end(
+    store: &dyn ObjectStore,
+    stream: StreamId,
+    listed: &Listed,
+    cut: Option<u64>,
+) -> Result<Option<u64>, StreamError> {
+    for &slot in listed.seal_candidates.iter().take_while(|&&slot| cut.is_none_or(|cut| slot < cut)) {
+        if let Some(object) = read(store, stream, slot).await?
+            && object.body == Body::FillSeal
+        {
+            return Ok(Some(slot));
+        }
+    }
+    Ok(cut)
+}
+
 /// Where a sealed stream ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cut {
@@ -195,6 +216,17 @@ mod tests {
         let listed = list(&*store, &stream.prefix()).await.expect("list").remove(&stream).expect("listed");
         assert_eq!(listed.slots, (0..=8).collect::<Vec<_>>());
         assert_eq!(listed.seal_candidates, vec![6, 8]);
+        // 7 landed while 6 was on its way, so 7 was never acknowledged: the acknowledged
+        // objects end at the fill seal, not at the cut.
+        assert_eq!(acknowledged_end(&*store, stream, &listed, Some(8)).await.expect("read"), Some(6));
+        assert_eq!(acknowledged_end(&*store, stream, &listed, Some(6)).await.expect("read"), Some(6));
+        let whole = StreamId { node_id: 1, broker_epoch: 5 };
+        for slot in 0..=3 {
+            store.put_if_absent(&whole.key(slot), data(whole, slot)).await.expect("put");
+        }
+        assert_eq!(seal(&*store, whole, 2, 1).await.expect("sealed").slot, 4);
+        let listed = list(&*store, &whole.prefix()).await.expect("list").remove(&whole).expect("listed");
+        assert_eq!(acknowledged_end(&*store, whole, &listed, Some(4)).await.expect("read"), Some(4));
     }
 
     /// An empty stream (claimed, never written) is sealed at slot 0 or after its claim.
