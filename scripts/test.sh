@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then runs every check: formatting, clippy, unit, property and
 # integration tests (real zombi binary, rdkafka over TCP; the web console in headless chromium; the
-# Iceberg sink on private PostgreSQL clusters and a moto S3 server), the kcat / confluent-kafka
+# Iceberg sink on private PostgreSQL clusters, a moto S3 server and SeaweedFS's REST catalog), the kcat / confluent-kafka
 # scripts, the differential conformance run against Apache Kafka (compat/differential), and the
 # packaging checks (hadolint, docker-compose config).
 set -euo pipefail

@@ -636,10 +636,10 @@ pub const DEFINITIONS: &[Definition] = &[
     ),
     // Iceberg.
     setting("iceberg-catalog").doc(
-        "Iceberg catalog: `sqlite://PATH` (default `sqlite://<data-dir>/iceberg/catalog.db`) or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`). REST catalogs are not built yet",
+        "Iceberg catalog: `sqlite://PATH` (default `sqlite://<data-dir>/iceberg/catalog.db`), `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (also `postgresql://`), or an Iceberg REST catalog `http(s)://HOST:PORT[/PATH][?warehouse=…&scope=…&header.NAME=…]` (its secrets from ZOMBI_ICEBERG_CATALOG_CREDENTIAL, `ID:SECRET`, or ZOMBI_ICEBERG_CATALOG_TOKEN; see docs/iceberg.md)",
     ),
     setting("iceberg-warehouse").doc(
-        "Where tables' data and metadata files go: `file:///DIR` or `s3://BUCKET/PATH` (default `s3://BUCKET/PREFIX/iceberg/warehouse` when `--object-store` is S3, else `file://<data-dir>/iceberg/warehouse`). S3 uses `--s3-endpoint` and `--s3-region`",
+        "Where tables' data and metadata files go: `file:///DIR` or `s3://BUCKET/PATH` (default `s3://BUCKET/PREFIX/iceberg/warehouse` when `--object-store` is S3, else `file://<data-dir>/iceberg/warehouse`). S3 uses `--s3-endpoint` and `--s3-region`. With a REST catalog: the catalog's `warehouse` property, as that catalog names warehouses",
     ),
     setting("iceberg-partition-by").default("day").doc(
         "Partition spec of newly created tables: `day` (day(timestamp)), `hour`, `month`, `partition` (identity on the Kafka partition) or `none`. Existing tables keep theirs",

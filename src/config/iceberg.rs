@@ -4,15 +4,31 @@ use std::path::{Path, PathBuf};
 
 use super::storage::{Location, S3Options};
 
-/// Where the catalog lives: a SQLite file, or a PostgreSQL database (the same tables as
-/// pyiceberg's SqlCatalog and Iceberg's JDBC catalog). REST catalogs are refused by name.
+/// Where the catalog lives: a SQLite file, a PostgreSQL database (the same tables as
+/// pyiceberg's SqlCatalog and Iceberg's JDBC catalog), or an Iceberg REST catalog.
 #[derive(Clone, PartialEq, Eq)]
 pub enum CatalogLocation {
     Sqlite(PathBuf),
     /// `postgres://user:password@host:port/database?options` as given (sqlx's URL); shown with
     /// the password replaced (see `Display`).
     Postgres(String),
+    /// An Iceberg REST catalog: `uri` is the base before `/v1` (`http(s)://HOST:PORT[/PATH]`),
+    /// `properties` the catalog's usual properties from the URL's query (`warehouse`,
+    /// `credential`, `token`, `oauth2-server-uri`, `scope`, `header.NAME`, …) and from the
+    /// environment (`ZOMBI_ICEBERG_CATALOG_CREDENTIAL`, `ZOMBI_ICEBERG_CATALOG_TOKEN`), so that
+    /// secrets need not be on the command line. `credential` and `token` are never shown.
+    Rest {
+        uri: String,
+        properties: std::collections::BTreeMap<String, String>,
+    },
 }
+
+/// Properties of a REST catalog that are secrets: never shown.
+const REST_SECRET_PROPERTIES: [&str; 2] = ["credential", "token"];
+
+/// Environment variables that set a REST catalog's secret properties (they win over the URL).
+pub const REST_CREDENTIAL_ENV: &str = "ZOMBI_ICEBERG_CATALOG_CREDENTIAL";
+pub const REST_TOKEN_ENV: &str = "ZOMBI_ICEBERG_CATALOG_TOKEN";
 
 impl CatalogLocation {
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -31,29 +47,80 @@ impl CatalogLocation {
             return Ok(CatalogLocation::Postgres(text.to_string()));
         }
         if text.starts_with("http://") || text.starts_with("https://") {
-            return Err("Iceberg REST catalogs are not built yet; use sqlite://PATH or postgres://...".to_string());
+            return Self::parse_rest(text);
         }
         Err(format!(
-            "unknown catalog {}: expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+            "unknown catalog {}: expected sqlite://PATH, postgres://USER:PASSWORD@HOST:PORT/DATABASE or http(s)://HOST:PORT[/PATH] (an Iceberg REST catalog)",
             redact(text)
         ))
     }
 
-    /// Whether SQL statements take `$1`-style placeholders (Postgres) rather than `?`.
-    pub fn dollar_placeholders(&self) -> bool {
+    /// `http(s)://HOST:PORT[/PATH][?NAME=VALUE&…]`: the query holds the catalog's properties,
+    /// percent-encoded.
+    fn parse_rest(text: &str) -> Result<Self, String> {
+        let (base, query) = text.split_once('?').unwrap_or((text, ""));
+        let url = url::Url::parse(base).map_err(|e| format!("{}: {e}", redact_rest(text)))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("{}: expected http(s)://HOST:PORT[/PATH]", redact_rest(text)));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("a REST catalog takes its credential as `credential=ID:SECRET` (OAuth2 client credentials) or `token=`, or from ZOMBI_ICEBERG_CATALOG_CREDENTIAL / ZOMBI_ICEBERG_CATALOG_TOKEN, not in the URL's user info".to_string());
+        }
+        let mut properties = std::collections::BTreeMap::new();
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            if name.is_empty() {
+                continue;
+            }
+            if name == "uri" {
+                return Err("`uri` is the catalog URL itself, not a property".to_string());
+            }
+            properties.insert(name.into_owned(), value.into_owned());
+        }
+        Ok(CatalogLocation::Rest { uri: base.trim_end_matches('/').to_string(), properties })
+    }
+
+    /// With the REST catalog's secrets from the environment, which win over the URL's.
+    pub fn with_rest_secrets(self, credential: Option<String>, token: Option<String>) -> Self {
         match self {
-            CatalogLocation::Sqlite(_) => false,
-            CatalogLocation::Postgres(_) => true,
+            CatalogLocation::Rest { uri, mut properties } => {
+                for (name, value) in [("credential", credential), ("token", token)] {
+                    if let Some(value) = value.filter(|v| !v.is_empty()) {
+                        properties.insert(name.to_string(), value);
+                    }
+                }
+                CatalogLocation::Rest { uri, properties }
+            }
+            other => other,
         }
     }
 
-    /// The sqlx connection string (SQLite: the file is created if missing). Holds the password.
+    /// Whether SQL statements take `$1`-style placeholders (Postgres) rather than `?`.
+    pub fn dollar_placeholders(&self) -> bool {
+        matches!(self, CatalogLocation::Postgres(_))
+    }
+
+    /// The sqlx connection string (SQLite: the file is created if missing), or the REST
+    /// catalog's base URI. Holds the password.
     pub fn uri(&self) -> String {
         match self {
             CatalogLocation::Sqlite(path) => format!("sqlite://{}?mode=rwc", path.display()),
             CatalogLocation::Postgres(url) => url.clone(),
+            CatalogLocation::Rest { uri, .. } => uri.clone(),
         }
     }
+}
+
+/// A REST catalog URL as given, with its secret query parameters replaced by `***`.
+fn redact_rest(text: &str) -> String {
+    let Some((base, query)) = text.split_once('?') else { return text.to_string() };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if REST_SECRET_PROPERTIES.contains(&name) => format!("{name}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 /// A database URL with its password (in the user info or a `password=` query parameter)
@@ -97,6 +164,14 @@ impl std::fmt::Display for CatalogLocation {
         match self {
             CatalogLocation::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
             CatalogLocation::Postgres(url) => f.write_str(&redact(url)),
+            CatalogLocation::Rest { uri, properties } => {
+                f.write_str(uri)?;
+                for (at, (name, value)) in properties.iter().enumerate() {
+                    let shown = if REST_SECRET_PROPERTIES.contains(&name.as_str()) { "***" } else { value };
+                    write!(f, "{}{name}={shown}", if at == 0 { '?' } else { '&' })?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -221,12 +296,38 @@ impl IcebergSettings {
             }
             _ => None,
         };
+        let flag_warehouse = flags.warehouse.clone();
         let warehouse = flags.warehouse.or(shared_warehouse);
         let catalog = match flags.catalog.or(coordinator.map(str::to_string)) {
-            Some(text) => CatalogLocation::parse(&text).map_err(|e| ("iceberg-catalog", e))?,
+            Some(text) => CatalogLocation::parse(&text)
+                .map_err(|e| ("iceberg-catalog", e))?
+                .with_rest_secrets(std::env::var(REST_CREDENTIAL_ENV).ok(), std::env::var(REST_TOKEN_ENV).ok()),
             None => CatalogLocation::Sqlite(data_dir.join("iceberg").join("catalog.db")),
         };
+        // A REST catalog decides where its tables go; `warehouse` is its property (a name or a
+        // location, as the catalog understands it), from the URL or `--iceberg-warehouse`.
+        let (catalog, warehouse) = match catalog {
+            CatalogLocation::Rest { uri, mut properties } => {
+                let from_url = properties.get("warehouse").cloned();
+                let warehouse = match (from_url, flag_warehouse) {
+                    (Some(url), Some(flag)) if url != flag => {
+                        return Err((
+                            "iceberg-warehouse",
+                            format!("{flag:?} differs from the catalog URL's warehouse={url:?}; give one"),
+                        ));
+                    }
+                    (Some(text), _) | (None, Some(text)) => text,
+                    (None, None) => String::new(),
+                };
+                if !warehouse.is_empty() {
+                    properties.insert("warehouse".to_string(), warehouse.clone());
+                }
+                (CatalogLocation::Rest { uri, properties }, Some(warehouse))
+            }
+            other => (other, warehouse),
+        };
         let warehouse = match (warehouse, object_store) {
+            (Some(text), _) if matches!(catalog, CatalogLocation::Rest { .. }) => text,
             (Some(text), _) if text.starts_with("file:///") => text.trim_end_matches('/').to_string(),
             (Some(text), _) if text.starts_with("s3://") => match text["s3://".len()..].split('/').next() {
                 Some(bucket) if !bucket.is_empty() => text.trim_end_matches('/').to_string(),

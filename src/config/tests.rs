@@ -341,19 +341,49 @@ fn values_are_checked_by_their_rows() {
 }
 
 #[test]
-fn iceberg_defaults_live_in_the_data_dir_and_rest_catalogs_are_refused() {
+fn iceberg_defaults_live_in_the_data_dir_and_bad_catalogs_are_refused() {
     use super::iceberg::{CatalogLocation, PartitionBy};
     let config = parse(&["--data-dir", "/d"]).expect("valid");
     assert_eq!(config.iceberg.catalog, CatalogLocation::Sqlite(PathBuf::from("/d/iceberg/catalog.db")));
     assert_eq!(config.iceberg.warehouse, "file:///d/iceberg/warehouse");
     assert_eq!((config.iceberg.namespace.as_str(), config.iceberg.commit_interval_ms), ("zombi", 60_000));
     assert_eq!(config.iceberg.partition_by, PartitionBy::Day);
-    for catalog in ["https://rest", "mysql://x", "postgres://", "postgres:///db"] {
+    for catalog in ["mysql://x", "postgres://", "postgres:///db", "http://", "https://u:p@rest/", "http://h?uri=x"] {
         assert!(parse(&["--iceberg-catalog", catalog]).is_err(), "{catalog}");
     }
     for warehouse in ["s3://", "http://x/w", "/relative/without/scheme", "file://relative"] {
         assert!(parse(&["--iceberg-warehouse", warehouse]).is_err(), "{warehouse}");
     }
+}
+
+/// A REST catalog: the URL before `?` is the catalog's base URI, the query its properties;
+/// `--iceberg-warehouse` is its `warehouse` property; secrets come from the environment too,
+/// and are never shown.
+#[test]
+fn rest_catalogs_take_their_properties_from_the_url() {
+    use super::iceberg::CatalogLocation;
+    let url = "https://catalog.example:8181/api/catalog/?scope=PRINCIPAL_ROLE%3AALL&header.X-Iceberg-Access-Delegation=vended-credentials&credential=id%3As3cr3t";
+    let config = parse(&["--iceberg-catalog", url, "--iceberg-warehouse", "lake"]).expect("valid");
+    let CatalogLocation::Rest { uri, properties } = &config.iceberg.catalog else { panic!("a REST catalog") };
+    assert_eq!(uri, "https://catalog.example:8181/api/catalog");
+    let expected = [
+        ("credential", "id:s3cr3t"),
+        ("header.X-Iceberg-Access-Delegation", "vended-credentials"),
+        ("scope", "PRINCIPAL_ROLE:ALL"),
+        ("warehouse", "lake"),
+    ];
+    assert_eq!(properties, &expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    assert_eq!(config.iceberg.warehouse, "lake");
+    for text in [config.iceberg.catalog.to_string(), format!("{:?}", config.iceberg)] {
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(text.contains("credential=***"), "{text}");
+    }
+    assert!(parse(&["--iceberg-catalog", "http://h:1?warehouse=a", "--iceberg-warehouse", "b"]).is_err());
+    let plain = parse(&["--iceberg-catalog", "http://h:1?warehouse=s3%3A%2F%2Fw"]).expect("valid");
+    assert_eq!(plain.iceberg.warehouse, "s3://w");
+    let from_env = CatalogLocation::parse("http://h:1").unwrap().with_rest_secrets(Some("a:b".into()), None);
+    let CatalogLocation::Rest { properties, .. } = from_env else { panic!("a REST catalog") };
+    assert_eq!(properties.get("credential").map(String::as_str), Some("a:b"));
 }
 
 #[test]

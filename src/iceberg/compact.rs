@@ -46,7 +46,6 @@ use ::iceberg::table::Table;
 use ::iceberg::transaction::{ApplyTransactionAction, Transaction};
 use ::iceberg::{Catalog, TableRequirement, TableUpdate};
 use arrow_array::RecordBatch;
-use iceberg_catalog_sql::SqlCatalog;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use uuid::Uuid;
 
@@ -103,7 +102,7 @@ pub struct Outcome {
 
 /// What a pass needs beside the table.
 pub struct Maintainer<'a> {
-    pub catalog: &'a SqlCatalog,
+    pub catalog: &'a dyn Catalog,
     pub committer: &'a Committer,
     pub files: &'a TableFiles,
     pub settings: &'a MaintenanceSettings,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use iceberg_catalog_rest::{ListNamespaceResponse, ListTablesResponse, LoadTableResult, NamespaceResponse};
-use iceberg_catalog_sql::SqlCatalog;
 use tokio::sync::OnceCell;
 
 use super::IcebergSink;
@@ -62,7 +61,7 @@ impl Page {
 #[derive(Debug)]
 pub struct ReaderCatalog {
     sink: Arc<IcebergSink>,
-    catalog: OnceCell<Arc<SqlCatalog>>,
+    catalog: OnceCell<Arc<dyn Catalog>>,
 }
 
 fn namespace_ident(path: &str) -> Result<NamespaceIdent, RestCatalogError> {
@@ -75,7 +74,7 @@ impl ReaderCatalog {
         ReaderCatalog { sink, catalog: OnceCell::new() }
     }
 
-    async fn catalog(&self) -> Result<Arc<SqlCatalog>, RestCatalogError> {
+    async fn catalog(&self) -> Result<Arc<dyn Catalog>, RestCatalogError> {
         self.catalog
             .get_or_try_init(|| super::open_reader_catalog(&self.sink))
             .await
@@ -113,7 +112,10 @@ impl ReaderCatalog {
         Ok(ListNamespaceResponse { namespaces, next_page_token })
     }
 
-    async fn existing_namespace(&self, namespace: &str) -> Result<(Arc<SqlCatalog>, NamespaceIdent), RestCatalogError> {
+    async fn existing_namespace(
+        &self,
+        namespace: &str,
+    ) -> Result<(Arc<dyn Catalog>, NamespaceIdent), RestCatalogError> {
         let catalog = self.catalog().await?;
         let ident = namespace_ident(namespace)?;
         if !catalog.namespace_exists(&ident).await? {
@@ -150,7 +152,7 @@ impl ReaderCatalog {
         &self,
         namespace: &str,
         table: &str,
-    ) -> Result<(Arc<SqlCatalog>, TableIdent), RestCatalogError> {
+    ) -> Result<(Arc<dyn Catalog>, TableIdent), RestCatalogError> {
         let catalog = self.catalog().await?;
         let ident = TableIdent::new(namespace_ident(namespace)?, table.to_string());
         if !catalog.table_exists(&ident).await? {

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use ::iceberg::table::Table;
 use ::iceberg::transaction::{ApplyTransactionAction, Transaction};
 use ::iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
-use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use tokio::sync::{oneshot, watch};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -104,7 +105,7 @@ struct Backoff {
 
 async fn sink_loop(sink: Arc<IcebergSink>, log: UnifiedLog, mut stopped: watch::Receiver<bool>) {
     let settings = sink.settings.clone();
-    let mut catalog: Option<Arc<SqlCatalog>> = None;
+    let mut catalog: Option<Arc<dyn Catalog>> = None;
     let mut committer: Option<Arc<Committer>> = None;
     let mut files: Option<Arc<TableFiles>> = None;
     let mut catalog_backoff = Backoff::default();
@@ -135,10 +136,16 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: UnifiedLog, mut stopped: watch::
                 }
             }
         }
-        let (Some(catalog), Some(committer), Some(files)) = (catalog.clone(), committer.clone(), files.clone()) else {
+        let (Some(open_catalog), Some(open_committer), Some(open_files)) =
+            (catalog.clone(), committer.clone(), files.clone())
+        else {
             continue;
         };
+        // A REST catalog is opened again after a failed round: `iceberg-catalog-rest` never
+        // renews its OAuth2 token, which expires (or is refused by a restarted catalog).
+        let mut reopen = false;
         for topic in log.log().topics() {
+            let (catalog, committer, files) = (open_catalog.as_ref(), &open_committer, &open_files);
             if *stopped.borrow() {
                 return;
             }
@@ -151,9 +158,10 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: UnifiedLog, mut stopped: watch::
             let backoff = backoffs.entry(topic.name.clone()).or_default();
             if ready(backoff) && !sink.caught_up(&topic) {
                 let span = tracing::info_span!("table", topic = %topic.name);
-                match sync_topic(&sink, &catalog, &committer, &log, &topic, &stopped).instrument(span).await {
+                match sync_topic(&sink, catalog, committer, &log, &topic, &stopped).instrument(span).await {
                     Ok(()) => *backoff = Backoff::default(),
                     Err(error) => {
+                        reopen = true;
                         tracing::warn!(topic = %topic.name, %error, "iceberg commit failed; retrying");
                         let message = error.to_string();
                         sink.update(&topic.name, |state| {
@@ -173,12 +181,15 @@ async fn sink_loop(sink: Arc<IcebergSink>, log: UnifiedLog, mut stopped: watch::
                 let span = tracing::info_span!("maintenance", topic = %topic.name);
                 let sweep_every = Duration::from_millis(settings.maintenance.orphan_min_age_ms / 4);
                 let sweep = last_sweep.get(&topic.name).is_none_or(|at| at.elapsed() >= sweep_every);
-                if maintain_topic(&sink, &catalog, &committer, &files, &topic, sweep).instrument(span).await && sweep {
+                if maintain_topic(&sink, catalog, committer, files, &topic, sweep).instrument(span).await && sweep {
                     last_sweep.insert(topic.name.clone(), Instant::now());
                 }
                 let next = Instant::now() + Duration::from_millis(settings.maintenance.interval_ms);
                 maintenance_due.insert(topic.name.clone(), next);
             }
+        }
+        if reopen && matches!(settings.catalog, super::CatalogLocation::Rest { .. }) {
+            (catalog, committer, files) = (None, None, None);
         }
         maintenance_due.retain(|name, _| log.log().topic(name).is_some());
         last_sweep.retain(|name, _| log.log().topic(name).is_some());
@@ -200,12 +211,9 @@ fn fail(backoff: &mut Backoff, wait_ms_max: u64) {
 /// The catalog, maintenance's commit connection, and the warehouse lister; one S3 client (made
 /// here, on the sink's runtime, so that its connections and requests stay on the sink's thread)
 /// serves both the tables' file I/O and the lister.
-async fn open_all(sink: &IcebergSink) -> Result<(Arc<SqlCatalog>, Arc<Committer>, Arc<TableFiles>), String> {
+async fn open_all(sink: &IcebergSink) -> Result<(Arc<dyn Catalog>, Arc<Committer>, Arc<TableFiles>), String> {
     let settings = &sink.settings;
-    let s3 = match S3Path::parse(&settings.warehouse) {
-        Some(_) => Some(S3Files::connect(&settings.s3).await.map_err(|e| e.to_string())?),
-        None => None,
-    };
+    let s3 = warehouse_s3(settings).await?;
     let catalog = open_catalog(sink, s3.clone()).await.map_err(|e| e.to_string())?;
     let committer = Committer::connect(&settings.catalog)
         .await
@@ -213,11 +221,51 @@ async fn open_all(sink: &IcebergSink) -> Result<(Arc<SqlCatalog>, Arc<Committer>
     Ok((catalog, Arc::new(committer), Arc::new(TableFiles::new(s3))))
 }
 
+/// The S3 client of the warehouse, if it is on S3: a REST catalog's tables are where the
+/// catalog puts them, most likely on S3, reached through `--s3-endpoint` and `--s3-region`
+/// (and the usual AWS credentials).
+async fn warehouse_s3(settings: &super::IcebergSettings) -> Result<Option<S3Files>, String> {
+    let on_s3 =
+        matches!(settings.catalog, super::CatalogLocation::Rest { .. }) || S3Path::parse(&settings.warehouse).is_some();
+    if !on_s3 {
+        return Ok(None);
+    }
+    Ok(Some(S3Files::connect(&settings.s3).await.map_err(|e| e.to_string())?))
+}
+
 /// Connections each of the sink's and the REST readers' catalogs opens at most.
 pub const CATALOG_CONNECTIONS_MAX: u32 = 4;
 
-async fn open_catalog(sink: &IcebergSink, s3: Option<S3Files>) -> Result<Arc<SqlCatalog>, SinkError> {
+async fn open_catalog(sink: &IcebergSink, s3: Option<S3Files>) -> Result<Arc<dyn Catalog>, SinkError> {
     let settings = &sink.settings;
+    let storage = Arc::new(WarehouseStorageFactory::new(s3));
+    let catalog: Arc<dyn Catalog> = match &settings.catalog {
+        super::CatalogLocation::Rest { uri, properties } => {
+            let mut properties: HashMap<String, String> =
+                properties.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            properties.insert("uri".to_string(), uri.clone());
+            Arc::new(
+                RestCatalogBuilder::default()
+                    .with_storage_factory(storage)
+                    .load(CATALOG_NAME, properties)
+                    .await
+                    .map_err(|e| SinkError::Catalog(e.to_string()))?,
+            )
+        }
+        _ => Arc::new(open_sql_catalog(settings, storage).await?),
+    };
+    let namespace = NamespaceIdent::new(settings.namespace.clone());
+    if !catalog.namespace_exists(&namespace).await? {
+        catalog.create_namespace(&namespace, HashMap::new()).await?;
+    }
+    tracing::info!(catalog = %settings.catalog, warehouse = %settings.warehouse, "iceberg catalog opened");
+    Ok(catalog)
+}
+
+async fn open_sql_catalog(
+    settings: &super::IcebergSettings,
+    storage: Arc<WarehouseStorageFactory>,
+) -> Result<iceberg_catalog_sql::SqlCatalog, SinkError> {
     let bind_style = match &settings.catalog {
         super::CatalogLocation::Sqlite(path) => {
             if let Some(dir) = path.parent() {
@@ -226,33 +274,25 @@ async fn open_catalog(sink: &IcebergSink, s3: Option<S3Files>) -> Result<Arc<Sql
             }
             SqlBindStyle::QMark
         }
-        super::CatalogLocation::Postgres(_) => SqlBindStyle::DollarNumeric,
+        _ => SqlBindStyle::DollarNumeric,
     };
     let catalog = SqlCatalogBuilder::default()
         .uri(settings.catalog.uri())
         .warehouse_location(settings.warehouse.clone())
         .sql_bind_style(bind_style)
-        .with_storage_factory(Arc::new(WarehouseStorageFactory::new(s3)))
+        .with_storage_factory(storage)
         // The sink commits one table at a time per task; sqlx's default of 10 connections per
         // pool, times the brokers of a cluster, would exhaust a PostgreSQL's `max_connections`.
         .load(CATALOG_NAME, HashMap::from([("pool.max-connections".to_string(), CATALOG_CONNECTIONS_MAX.to_string())]))
         .await
         .map_err(|e| SinkError::Catalog(redact_catalog_error(&settings.catalog, &e.to_string())))?;
-    let namespace = NamespaceIdent::new(settings.namespace.clone());
-    if !catalog.namespace_exists(&namespace).await? {
-        catalog.create_namespace(&namespace, HashMap::new()).await?;
-    }
-    tracing::info!(catalog = %settings.catalog, warehouse = %settings.warehouse, "iceberg catalog opened");
-    Ok(Arc::new(catalog))
+    Ok(catalog)
 }
 
 /// The catalog for readers (the REST catalog the HTTP listener serves): its own connections, on
 /// the caller's runtime, so that serving readers never waits behind the sink's commits.
-pub async fn open_reader_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, String> {
-    let s3 = match S3Path::parse(&sink.settings.warehouse) {
-        Some(_) => Some(S3Files::connect(&sink.settings.s3).await.map_err(|e| e.to_string())?),
-        None => None,
-    };
+pub async fn open_reader_catalog(sink: &IcebergSink) -> Result<Arc<dyn Catalog>, String> {
+    let s3 = warehouse_s3(&sink.settings).await?;
     open_catalog(sink, s3).await.map_err(|e| e.to_string())
 }
 
@@ -261,7 +301,7 @@ pub async fn open_reader_catalog(sink: &IcebergSink) -> Result<Arc<SqlCatalog>, 
 fn redact_catalog_error(catalog: &super::CatalogLocation, text: &str) -> String {
     match catalog {
         super::CatalogLocation::Postgres(url) => text.replace(url.as_str(), &catalog.to_string()),
-        super::CatalogLocation::Sqlite(_) => text.to_string(),
+        _ => text.to_string(),
     }
 }
 
@@ -269,7 +309,7 @@ fn redact_catalog_error(catalog: &super::CatalogLocation, text: &str) -> String 
 /// and the next pass is at the next interval. Returns whether the pass ran through on a table.
 async fn maintain_topic(
     sink: &IcebergSink,
-    catalog: &SqlCatalog,
+    catalog: &dyn Catalog,
     committer: &Committer,
     files: &TableFiles,
     topic: &Topic,
@@ -338,7 +378,7 @@ async fn maintain_topic(
 /// broker stops: a backlog is left between rounds, never in the middle of one.
 async fn sync_topic(
     sink: &IcebergSink,
-    catalog: &SqlCatalog,
+    catalog: &dyn Catalog,
     committer: &Committer,
     log: &UnifiedLog,
     topic: &Topic,
@@ -370,7 +410,7 @@ async fn sync_topic(
     Ok(())
 }
 
-async fn load_or_create(sink: &IcebergSink, catalog: &SqlCatalog, topic: &Topic) -> Result<Table, SinkError> {
+async fn load_or_create(sink: &IcebergSink, catalog: &dyn Catalog, topic: &Topic) -> Result<Table, SinkError> {
     let ident = TableIdent::new(NamespaceIdent::new(sink.settings.namespace.clone()), topic.name.clone());
     if catalog.table_exists(&ident).await? {
         return Ok(catalog.load_table(&ident).await?);
@@ -406,7 +446,7 @@ const ARCHIVED_TABLE_SEPARATOR: &str = "__";
 /// The table holds the rows of an earlier topic of the same name (deleted, then created again):
 /// it is kept whole under `<topic>__<old topic id, no hyphens>` for queries, and the new topic
 /// gets a table of its own on the next round, rather than mixing two topics' offsets in one.
-async fn archive(catalog: &SqlCatalog, table: &Table, old_topic_id: &str) -> Result<(), SinkError> {
+async fn archive(catalog: &dyn Catalog, table: &Table, old_topic_id: &str) -> Result<(), SinkError> {
     let from = table.identifier();
     let name = format!("{}{ARCHIVED_TABLE_SEPARATOR}{}", from.name(), old_topic_id.replace('-', ""));
     let to = TableIdent::new(from.namespace().clone(), name);
@@ -463,7 +503,7 @@ struct Intake {
 /// One commit; returns whether more is waiting (the round stopped at its byte budget).
 async fn commit_round(
     sink: &IcebergSink,
-    catalog: &SqlCatalog,
+    catalog: &dyn Catalog,
     committer: &Committer,
     log: &UnifiedLog,
     topic: &Topic,
@@ -650,7 +690,7 @@ mod tests {
     }
 
     /// An empty fast-append snapshot with the given summary properties.
-    async fn commit(catalog: &SqlCatalog, table: &Table, properties: &[(&str, String)]) -> Table {
+    async fn commit(catalog: &dyn Catalog, table: &Table, properties: &[(&str, String)]) -> Table {
         let properties = properties.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let transaction = Transaction::new(table);
         let action = transaction.fast_append().set_snapshot_properties(properties);
@@ -668,23 +708,24 @@ mod tests {
             crate::config::Config::try_parse_from(flags.into_iter().chain(["--iceberg-target-file-bytes", "1048576"]));
         let sink = IcebergSink::new(config.unwrap().iceberg);
         let catalog = open_catalog(&sink, None).await.unwrap();
+        let catalog = &*catalog;
         let ours = topic("orders.v1-eu");
-        let table = load_or_create(&sink, &catalog, &ours).await.unwrap();
+        let table = load_or_create(&sink, catalog, &ours).await.unwrap();
         assert_eq!(committed_offsets(&table, &ours).unwrap(), BTreeMap::new());
 
         let id = ours.id.to_string();
         let next = |p: i32| format!("{NEXT_OFFSET_PROPERTY_PREFIX}{p}");
         let table =
-            commit(&catalog, &table, &[(&next(0), "5".into()), (&next(1), "7".into()), (TOPIC_ID_PROPERTY, id)]).await;
-        let table = commit(&catalog, &table, &[("written-by", "spark".into())]).await;
+            commit(catalog, &table, &[(&next(0), "5".into()), (&next(1), "7".into()), (TOPIC_ID_PROPERTY, id)]).await;
+        let table = commit(catalog, &table, &[("written-by", "spark".into())]).await;
         assert_eq!(committed_offsets(&table, &ours).unwrap(), BTreeMap::from([(0, 5), (1, 7)]));
 
         let other = Topic { id: Uuid::new_v4(), ..topic("orders.v1-eu") };
         assert!(matches!(committed_offsets(&table, &other), Err(SinkError::OtherTopic { .. })));
 
         let foreign = topic("foreign");
-        let table = load_or_create(&sink, &catalog, &foreign).await.unwrap();
-        let table = commit(&catalog, &table, &[("written-by", "spark".into())]).await;
+        let table = load_or_create(&sink, catalog, &foreign).await.unwrap();
+        let table = commit(catalog, &table, &[("written-by", "spark".into())]).await;
         assert!(matches!(committed_offsets(&table, &foreign), Err(SinkError::NoOffsets { .. })));
     }
 
@@ -698,6 +739,7 @@ mod tests {
         let flags = ["zombi", "--data-dir", dir.path().to_str().unwrap()];
         let sink = IcebergSink::new(crate::config::Config::try_parse_from(flags).unwrap().iceberg);
         let catalog = open_catalog(&sink, None).await.unwrap();
+        let catalog = &*catalog;
         let committer = Committer::connect(&sink.settings.catalog).await.unwrap();
         let ours = topic("moved");
         let id = ours.id.to_string();
@@ -713,7 +755,7 @@ mod tests {
             let action = transaction.fast_append().set_snapshot_properties(snapshot(offsets));
             action.apply(transaction).unwrap()
         };
-        let base = load_or_create(&sink, &catalog, &ours).await.unwrap();
+        let base = load_or_create(&sink, catalog, &ours).await.unwrap();
         let first = committer.commit_transaction(&base, append(&base, &[(0, 5), (1, 0)])).await.unwrap();
         assert_eq!(committed_offsets(&first, &ours).unwrap(), BTreeMap::from([(0, 5), (1, 0)]));
 

@@ -17,6 +17,7 @@ mod http_consumers;
 mod http_limits;
 mod iceberg;
 mod iceberg_catalogs;
+mod iceberg_external;
 mod oauthbearer;
 mod postgres;
 mod produce_consume;
