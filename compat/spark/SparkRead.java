@@ -41,7 +41,7 @@ public class SparkRead {
                     .config(c + "s3.access-key-id", System.getenv("AWS_ACCESS_KEY_ID"))
                     .config(c + "s3.secret-access-key", System.getenv("AWS_SECRET_ACCESS_KEY"));
         }
-        SparkSession spark = builder.master("local[1]").appName("zombi-iceberg-read")
+        builder = builder.master("local[1]").appName("zombi-iceberg-read")
                 .config("spark.ui.enabled", "false")
                 .config("spark.driver.host", "127.0.0.1")
                 .config("spark.driver.bindAddress", "127.0.0.1")
@@ -49,11 +49,16 @@ public class SparkRead {
                 .config("spark.sql.session.timeZone", "UTC")
                 .config("spark.sql.extensions", "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions")
                 .config("spark.sql.catalog.zombi", "org.apache.iceberg.spark.SparkCatalog")
-                .config("spark.sql.catalog.zombi.catalog-impl", "org.apache.iceberg.jdbc.JdbcCatalog")
-                .config("spark.sql.catalog.zombi.uri", uri)
-                .config("spark.sql.catalog.zombi.jdbc.schema-version", "V1")
-                .config("spark.sql.catalog.zombi.warehouse", warehouse)
-                .getOrCreate();
+                .config("spark.sql.catalog.zombi.uri", uri);
+        if (uri.startsWith("http://") || uri.startsWith("https://")) {
+            // zombi's own Iceberg REST catalog (http://HOST:PORT/iceberg)
+            builder = builder.config("spark.sql.catalog.zombi.type", "rest");
+        } else {
+            builder = builder.config("spark.sql.catalog.zombi.catalog-impl", "org.apache.iceberg.jdbc.JdbcCatalog")
+                    .config("spark.sql.catalog.zombi.jdbc.schema-version", "V1")
+                    .config("spark.sql.catalog.zombi.warehouse", warehouse);
+        }
+        SparkSession spark = builder.getOrCreate();
         String suffix = System.getProperty("check.suffix", args.length > 4 ? "_s3" : "_local");
         int passed = 0, failed = 0;
         try {

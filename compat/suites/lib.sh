@@ -107,6 +107,7 @@ zombi_start() {
     fi
     ZOMBI_BOOTSTRAP=$(sed -E 's/^zombi listening kafka=([^ ]+).*/\1/' <<<"$line")
     ZOMBI_PORT=${ZOMBI_BOOTSTRAP##*:}
+    ZOMBI_HTTP=$(sed -E 's/.* http=([^ ]+).*/\1/' <<<"$line")
     log "zombi $ZOMBI_PID listening on $ZOMBI_BOOTSTRAP (log $ZOMBI_LOG)"
 }
 

@@ -107,9 +107,10 @@ impl SeaweedFs {
         Reader { catalog: self.catalog(), s3_endpoint: Some(self.s3()) }
     }
 
-    /// The broker's flags and environment for this catalog, with `extra` flags.
-    fn broker(&self, extra: &[&str]) -> (Vec<String>, Vec<(&'static str, &'static str)>) {
-        let mut args: Vec<String> = broker_args("2").iter().map(|s| s.to_string()).collect();
+    /// The broker's flags and environment for this catalog: topics of `partitions` partitions,
+    /// commits every 200 ms, and `extra` flags.
+    fn broker(&self, partitions: &'static str, extra: &[&str]) -> (Vec<String>, Vec<(&'static str, &'static str)>) {
+        let mut args: Vec<String> = broker_args(partitions).iter().map(|s| s.to_string()).collect();
         args.extend(["--iceberg-catalog".into(), format!("{}?warehouse=s3://warehouse", self.catalog())]);
         args.extend(["--s3-endpoint".into(), self.s3(), "--s3-region".into(), "us-east-1".into()]);
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -141,7 +142,7 @@ fn sink_errors(broker: &TestBroker, topic: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sink_commits_exactly_once_through_an_external_rest_catalog() {
     let mut seaweed = SeaweedFs::start();
-    let (args, env) = seaweed.broker(&[]);
+    let (args, env) = seaweed.broker("2", &[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut broker = TestBroker::start_with_env(&args, &env);
     let reader = seaweed.reader();
@@ -191,14 +192,17 @@ async fn the_sink_commits_exactly_once_through_an_external_rest_catalog() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_commits_through_an_external_rest_catalog() {
     let seaweed = SeaweedFs::start();
-    let (args, env) = seaweed.broker(&[
-        "--iceberg-compaction-interval-ms",
-        "300",
-        "--iceberg-compaction-min-files",
+    let (args, env) = seaweed.broker(
         "2",
-        "--iceberg-snapshot-max-age-ms",
-        "0",
-    ]);
+        &[
+            "--iceberg-compaction-interval-ms",
+            "300",
+            "--iceberg-compaction-min-files",
+            "2",
+            "--iceberg-snapshot-max-age-ms",
+            "0",
+        ],
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let broker = TestBroker::start_with_env(&args, &env);
     let reader = seaweed.reader();
@@ -222,4 +226,30 @@ async fn compaction_commits_through_an_external_rest_catalog() {
     assert_exact(&seen, &expected);
     assert_eq!(seen["pyiceberg"]["summary"]["operation"], "replace");
     assert_eq!(next_offsets(&seen), BTreeMap::from([(0, 80), (1, 80)]), "offsets carried through compaction");
+}
+
+/// Three brokers commit the partitions they lead to one table through the external catalog:
+/// their commits race, and each lost race is the catalog's 409 on the `main` snapshot the
+/// commit asserted, after which the loser merges its offsets into the new table and commits
+/// again. Every record is in the table exactly once, and every partition's offset is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_of_a_cluster_commit_to_one_table_through_an_external_rest_catalog() {
+    let seaweed = SeaweedFs::start();
+    let (args, env) = seaweed.broker("6", &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cluster = crate::cluster::Cluster::start_with_env(3, &args, &env);
+    let topic = unique_topic("ice-rest-ext-cluster");
+    let partitions = 6;
+    cluster.create_topic(&topic, partitions).await;
+    let leaders = cluster.leaders(&topic, partitions);
+    assert!(leaders.values().collect::<std::collections::BTreeSet<_>>().len() > 1, "partitions led by one broker");
+    let reader = seaweed.reader();
+    let mut expected = Vec::new();
+    for (round, codec) in ["zstd", "lz4", "none"].into_iter().enumerate() {
+        let range = round * 120..(round + 1) * 120;
+        expected.extend(produce(&cluster.brokers[round], &topic, partitions as usize, range, codec).await);
+    }
+    let seen = wait_for_rows_from(&reader, &topic, expected.len());
+    assert_exact(&seen, &expected);
+    assert_eq!(next_offsets(&seen), (0..partitions as i64).map(|p| (p, 60)).collect());
 }
