@@ -4,11 +4,15 @@
 //! (against read_uncommitted over the same log). 1 KiB records, acks=all, 4 partitions.
 //!
 //! `cargo bench --bench txn -- [--records N] [--rounds R] [--bootstrap HOST:PORT]
-//!  [--durability fsync|periodic] [--cluster N]`; `ZOMBI_BIN=PATH` starts that broker binary
-//! instead. `--cluster N` starts N brokers in cluster mode (a private PostgreSQL, a shared
-//! directory as object store and write-ahead log): the transaction coordinator is one of them and
-//! markers go to the other leaders over the inter-broker listener. Each round uses fresh topics;
-//! the summary gives the median and the range over the rounds.
+//!  [--durability fsync|periodic] [--cluster N] [--security plaintext|sasl_ssl]`; `ZOMBI_BIN=PATH`
+//! starts that broker binary instead. `--cluster N` starts N brokers in cluster mode (a private
+//! PostgreSQL, a shared directory as object store and write-ahead log): the transaction
+//! coordinator is one of them, markers go to the other leaders over the inter-broker listener,
+//! and leaders verify transactional writes with the coordinator the same way. `--security
+//! sasl_ssl` makes every listener SASL_SSL with SCRAM-SHA-512 and ACLs on (support/security.rs),
+//! the inter-broker one included (the brokers authenticate as the bootstrap admin), and the
+//! clients connect the same way. Each round uses fresh topics; the summary gives the median and
+//! the range over the rounds.
 
 mod support;
 
@@ -20,7 +24,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -37,10 +40,18 @@ struct Args {
     bootstrap: Option<String>,
     durability: String,
     cluster: usize,
+    security: String,
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { records: 200_000, rounds: 3, bootstrap: None, durability: "fsync".into(), cluster: 0 };
+    let mut args = Args {
+        records: 200_000,
+        rounds: 3,
+        bootstrap: None,
+        durability: "fsync".into(),
+        cluster: 0,
+        security: "plaintext".into(),
+    };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
         let mut value = || iter.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -50,6 +61,7 @@ fn parse_args() -> Args {
             "--bootstrap" => args.bootstrap = Some(value()),
             "--durability" => args.durability = value(),
             "--cluster" => args.cluster = value().parse().expect("--cluster N"),
+            "--security" => args.security = value(),
             _ => {}
         }
     }
@@ -57,8 +69,8 @@ fn parse_args() -> Args {
 }
 
 fn producer(bootstrap: &str, transactional_id: Option<&str>) -> BaseProducer {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap).set("linger.ms", "5").set("enable.idempotence", "true");
+    let mut config = support::client(bootstrap);
+    config.set("linger.ms", "5").set("enable.idempotence", "true");
     if let Some(id) = transactional_id {
         config.set("transactional.id", id);
     }
@@ -156,8 +168,7 @@ fn idempotent(bootstrap: &str, topic: &str, records: u64) -> f64 {
 
 /// Reads every partition to its end with the given isolation level: MB/s of records delivered.
 fn consume(bootstrap: &str, topic: &str, isolation: &str) -> (f64, u64) {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer = support::client(bootstrap)
         .set("group.id", "zombi-txn-bench")
         .set("enable.auto.commit", "false")
         .set("isolation.level", isolation)
@@ -205,16 +216,30 @@ fn summary(values: &mut [f64]) -> String {
 
 fn main() {
     let args = parse_args();
-    let durability = ["--durability", args.durability.as_str()];
-    let cluster = (args.cluster > 0).then(|| Cluster::start(args.cluster, &durability));
+    let certificates = tempfile::tempdir().expect("temp dir");
+    let mode = support::security::mode(&args.security, certificates.path());
+    support::set_client_settings(mode.client.clone());
+    let mut flags: Vec<String> = ["--durability", args.durability.as_str()].map(str::to_string).to_vec();
+    flags.extend(mode.flags.iter().cloned());
+    let mut env = mode.env.clone();
+    if args.security == "sasl_ssl" && args.cluster > 0 {
+        // Brokers verify each other's certificates with the CA, and authenticate as the admin.
+        let ca = certificates.path().join("ca.crt").display().to_string();
+        flags.extend(["--ssl-ca-file".to_string(), ca]);
+        flags.extend(["--inter-broker-sasl-username".to_string(), support::security::USER.to_string()]);
+        env.push(("ZOMBI_INTER_BROKER_SASL_PASSWORD".to_string(), support::security::PASSWORD.to_string()));
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = (args.cluster > 0).then(|| Cluster::start(args.cluster, &flags, &env));
     let broker = match &cluster {
         Some(cluster) => Broker::start(Some(&cluster.bootstrap()), &[]),
-        None => Broker::start(args.bootstrap.as_deref(), &durability),
+        None => Broker::start_with_env(args.bootstrap.as_deref(), &flags, &env),
     };
     println!(
-        "zombi transactions bench: {} records of {RECORD_BYTES} bytes, {PARTITIONS} partitions, acks=all, durability={}, {} rounds, {}",
+        "zombi transactions bench: {} records of {RECORD_BYTES} bytes, {PARTITIONS} partitions, acks=all, durability={}, security={}, {} rounds, {}",
         args.records,
         args.durability,
+        args.security,
         args.rounds,
         match args.cluster {
             0 => "one broker".to_string(),
@@ -276,7 +301,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(count: usize, extra: &[&str]) -> Cluster {
+    fn start(count: usize, extra: &[&str], env: &[(String, String)]) -> Cluster {
         let pg = postgres::Postgres::start();
         let shared = tempfile::tempdir().expect("temp dir");
         let (bucket, wal) = (shared.path().join("bucket"), shared.path().join("wal"));
@@ -288,7 +313,7 @@ impl Cluster {
                 let mut flags = vec!["--node-id", &node, "--coordinator", &url, "--object-store", &bucket];
                 flags.extend(["--wal-store", &wal]);
                 flags.extend(extra);
-                Broker::start(None, &flags)
+                Broker::start_with_env(None, &flags, env)
             })
             .collect();
         Cluster { brokers, _pg: pg, _shared: shared }

@@ -129,6 +129,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     // A single broker coordinates every transaction from its own store; in a cluster, the ids of
     // the group slots this broker is given, from PostgreSQL, with markers to each leader.
     let txn_settings = TxnSettings::from(&config.groups);
+    // One caller of the other brokers (its kept connections shared by the HTTP door's forwarding
+    // and the transaction coordinator's markers and verifications).
+    let forwarder = cache.as_ref().map(|_| crate::handler::inter_broker_forwarder(&config));
     let transactions = match (&cluster_node, &cache) {
         (Some(node), Some(cache)) => {
             let markers: Arc<dyn crate::coordinator::txn::MarkerWriter> =
@@ -136,7 +139,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
                     log: log.clone(),
                     groups: coordinator.clone(),
                     cache: cache.clone(),
-                    forwarder: crate::handler::inter_broker_forwarder(&config),
+                    forwarder: forwarder.clone().unwrap_or_else(|| crate::handler::inter_broker_forwarder(&config)),
                 });
             Some(TransactionCoordinator::with_seams(
                 log.clone(),
@@ -158,6 +161,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         config.clone(),
         sink.clone(),
         cache,
+        forwarder.clone(),
         producer_ids,
         transactions.clone(),
     ));
@@ -191,6 +195,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     broker
         .metrics
         .register_collector(crate::iceberg::metrics::IcebergCollector { sink: sink.clone(), log: log.clone() });
+    if let Some(forwarder) = forwarder {
+        broker.metrics.register_collector(crate::cluster::forward::ForwarderCollector { forwarder });
+    }
     let (stop, stopped) = watch::channel(false);
     if let Some(wal) = unified.wal() {
         // Another process claimed this node's write-ahead log, or a successor took its

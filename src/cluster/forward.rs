@@ -5,13 +5,19 @@
 //! leader's verification of a transactional write with the id's coordinator (AddPartitionsToTxn
 //! v4, verify only).
 //!
-//! One short connection per call, to the leader's address on the inter-broker listener (over
-//! TLS with this broker's certificate when that listener is SSL, after a SASL authentication as
-//! `--inter-broker-sasl-username` when it is SASL): the HTTP door is not the hot path, and a
-//! connection that is never pooled can never be stale after a leader moves.
+//! Calls go to the other broker's address on the inter-broker listener (over TLS with this
+//! broker's certificate when that listener is SSL, after a SASL authentication as
+//! `--inter-broker-sasl-username` when it is SASL), on connections kept for the next call: a
+//! TLS handshake and a SCRAM exchange per call cost more than the call (docs/cluster.md). A
+//! kept connection is used for one call at a time, and dropped after any error, when the peer
+//! closed it (checked before each use), after `IDLE_MAX` unused, or before its SASL session
+//! ends (KIP-368: the peer would close it). A call that fails on a kept connection is tried once
+//! more on a new one only when sending it twice is harmless (Fetch, verification); a Produce or
+//! a marker whose answer was lost is reported, as a client would see it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -64,6 +70,10 @@ pub trait Forwarder: Send + Sync + std::fmt::Debug {
     ) -> Result<AppendInfo, LogError>;
     /// The listener whose addresses it connects to.
     fn listener(&self) -> &str;
+    /// Connections opened to other brokers since start, and calls sent on a kept one.
+    fn connections(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// Reads from `offset` up to `max_bytes` (the first batch whole).
     async fn read(
         &self,
@@ -104,24 +114,128 @@ pub struct KafkaForwarder {
     tls: Option<Arc<dyn BrokerTls>>,
     /// On a SASL listener: how to authenticate, as this broker.
     sasl: Option<Arc<dyn BrokerSasl>>,
+    pool: Pool,
 }
 
 impl KafkaForwarder {
     /// Forwards on `listener`, over TLS with `tls`, authenticating with `sasl`.
     pub fn new(listener: &str, tls: Option<Arc<dyn BrokerTls>>, sasl: Option<Arc<dyn BrokerSasl>>) -> KafkaForwarder {
-        KafkaForwarder { listener: listener.to_string(), tls, sasl }
+        KafkaForwarder { listener: listener.to_string(), tls, sasl, pool: Pool::default() }
     }
 
     fn connection(&self) -> Connection<'_> {
-        Connection { tls: self.tls.as_deref(), sasl: self.sasl.as_deref() }
+        Connection { tls: self.tls.as_deref(), sasl: self.sasl.as_deref(), pool: &self.pool }
     }
 }
 
-/// How to open a connection to another broker on the inter-broker listener.
+/// The inter-broker connections' series, read when `/metrics` is scraped.
+pub struct ForwarderCollector {
+    pub forwarder: Arc<dyn Forwarder>,
+}
+
+impl crate::metrics::ScrapeCollector for ForwarderCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::counter::Counter;
+        let (opened, reused) = self.forwarder.connections();
+        for (name, help, value) in [
+            (
+                "zombi_inter_broker_connections_opened",
+                "Connections opened to other brokers (a TCP connect, and a TLS handshake and a SASL exchange when the inter-broker listener has them)",
+                opened,
+            ),
+            ("zombi_inter_broker_connections_reused", "Calls to other brokers sent on a kept connection", reused),
+        ] {
+            let counter = Counter::<u64>::default();
+            counter.inc_by(value);
+            crate::metrics::encode_metric(&mut encoder, name, help, &counter)?;
+        }
+        Ok(())
+    }
+}
+
+/// How to open a connection to another broker on the inter-broker listener, and where the
+/// kept ones wait.
 #[derive(Clone, Copy)]
 struct Connection<'a> {
     tls: Option<&'a dyn BrokerTls>,
     sasl: Option<&'a dyn BrokerSasl>,
+    pool: &'a Pool,
+}
+
+/// A connection to another broker: TCP, or TLS over TCP.
+trait BrokerStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> BrokerStream for S {}
+
+/// A connection between calls.
+struct Kept {
+    stream: Box<dyn BrokerStream>,
+    /// When it went back to the pool.
+    since: Instant,
+    /// Before this instant it may still be used (its SASL session's end, less a margin).
+    usable_until: Option<Instant>,
+}
+
+/// Kept connections by the other broker's address.
+#[derive(Default)]
+struct Pool {
+    idle: parking_lot::Mutex<PoolState>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    kept: HashMap<(String, u16), Vec<Kept>>,
+    opened: u64,
+    reused: u64,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.idle.lock();
+        f.debug_struct("Pool").field("opened", &state.opened).field("reused", &state.reused).finish_non_exhaustive()
+    }
+}
+
+/// A kept connection unused this long is closed (well below the idle limits brokers apply).
+const IDLE_MAX: Duration = Duration::from_secs(60);
+/// Connections kept per other broker at most (calls beyond run on connections of their own).
+const KEPT_PER_BROKER_MAX: usize = 8;
+/// A connection is not used in the last stretch of its SASL session.
+const SESSION_MARGIN: Duration = Duration::from_secs(5);
+
+impl Pool {
+    /// A kept connection to `address` that is still open, if any.
+    fn take(&self, address: &(String, u16)) -> Option<Kept> {
+        let now = Instant::now();
+        loop {
+            let mut kept = {
+                let mut state = self.idle.lock();
+                let kept = state.kept.get_mut(address)?.pop()?;
+                if now.duration_since(kept.since) >= IDLE_MAX || kept.usable_until.is_some_and(|until| now >= until) {
+                    continue;
+                }
+                state.reused += 1;
+                kept
+            };
+            // Between calls the peer sends nothing: a readable connection was closed (or broke
+            // the protocol), and goes.
+            let mut byte = [0u8; 1];
+            if futures::FutureExt::now_or_never(kept.stream.read(&mut byte)).is_none() {
+                return Some(kept);
+            }
+            self.idle.lock().reused -= 1;
+        }
+    }
+
+    fn give_back(&self, address: (String, u16), mut kept: Kept) {
+        kept.since = Instant::now();
+        let mut state = self.idle.lock();
+        let now = kept.since;
+        let list = state.kept.entry(address).or_default();
+        list.retain(|k| now.duration_since(k.since) < IDLE_MAX);
+        if list.len() < KEPT_PER_BROKER_MAX {
+            list.push(kept);
+        }
+    }
 }
 
 const PRODUCE_VERSION: i16 = 9;
@@ -148,76 +262,105 @@ fn code_error(code: i16) -> LogError {
     }
 }
 
+/// Whether a call may be sent again after its connection failed without an answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// It only reads (Fetch, verification): sending it twice is harmless.
+    Harmless,
+    /// It writes (Produce, markers): the first may have been done.
+    Never,
+}
+
 /// Sends one request to `leader` (over TLS and after SASL, as `connection` says) and reads its
-/// answer.
+/// answer, on a kept connection when there is one.
 async fn call<Req, Resp>(
     leader: &BrokerInfo,
     connection: Connection<'_>,
     key: ApiKey,
     version: i16,
     request: &Req,
+    resend: Resend,
 ) -> Result<Resp, LogError>
 where
     Req: Encodable + HeaderVersion,
     Resp: Decodable + HeaderVersion,
 {
-    let exchange = async {
-        let stream = TcpStream::connect((leader.host.as_str(), leader.port as u16)).await.map_err(unavailable)?;
-        match connection.tls {
-            None => authenticated(stream, connection.sasl, key, version, request).await,
-            Some(tls) => {
-                let name = rustls::pki_types::ServerName::try_from(leader.host.clone()).map_err(unavailable)?;
-                let stream = tls.connector().map_err(unavailable)?.connect(name, stream).await.map_err(unavailable)?;
-                authenticated(stream, connection.sasl, key, version, request).await
+    let address = (leader.host.clone(), leader.port as u16);
+    let attempt = async {
+        if let Some(mut kept) = connection.pool.take(&address) {
+            match exchange(&mut kept.stream, key, version, request).await {
+                Ok(response) => {
+                    connection.pool.give_back(address.clone(), kept);
+                    return Ok(response);
+                }
+                Err(error) if resend == Resend::Never => return Err(error),
+                Err(error) => tracing::debug!(%error, "a kept connection to another broker failed; opening a new one"),
             }
         }
+        let mut kept = open(leader, connection).await?;
+        let response = exchange(&mut kept.stream, key, version, request).await?;
+        connection.pool.give_back(address.clone(), kept);
+        Ok(response)
     };
-    tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| unavailable("timed out"))?
+    tokio::time::timeout(TIMEOUT, attempt).await.map_err(|_| unavailable("timed out"))?
 }
 
-/// SaslHandshake v1 and SaslAuthenticate v2 until the exchange is complete (with `sasl`), then
-/// the request.
-async fn authenticated<S, Req, Resp>(
-    mut stream: S,
-    sasl: Option<&dyn BrokerSasl>,
-    key: ApiKey,
-    version: i16,
-    request: &Req,
-) -> Result<Resp, LogError>
+/// A new connection to `leader`: TCP, TLS if the listener has it, then SASL.
+async fn open(leader: &BrokerInfo, connection: Connection<'_>) -> Result<Kept, LogError> {
+    let stream = TcpStream::connect((leader.host.as_str(), leader.port as u16)).await.map_err(unavailable)?;
+    let _ = stream.set_nodelay(true);
+    let mut stream: Box<dyn BrokerStream> = match connection.tls {
+        None => Box::new(stream),
+        Some(tls) => {
+            let name = rustls::pki_types::ServerName::try_from(leader.host.clone()).map_err(unavailable)?;
+            Box::new(tls.connector().map_err(unavailable)?.connect(name, stream).await.map_err(unavailable)?)
+        }
+    };
+    connection.pool.idle.lock().opened += 1;
+    let opened = Instant::now();
+    let lifetime = match connection.sasl {
+        Some(sasl) => authenticate(&mut stream, sasl).await?,
+        None => None,
+    };
+    let usable_until = lifetime.map(|lifetime| opened + lifetime.saturating_sub(SESSION_MARGIN));
+    Ok(Kept { stream, since: opened, usable_until })
+}
+
+/// SaslHandshake v1 and SaslAuthenticate v2 until the exchange is complete; returns the
+/// session's lifetime, if the peer limits it (KIP-368).
+async fn authenticate<S>(stream: &mut S, sasl: &dyn BrokerSasl) -> Result<Option<Duration>, LogError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
-    Req: Encodable + HeaderVersion,
-    Resp: Decodable + HeaderVersion,
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
 {
     use kafka_protocol::messages::{
         SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
     };
-    if let Some(sasl) = sasl {
-        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(sasl.mechanism().into()));
-        let answer: SaslHandshakeResponse = exchange(&mut stream, ApiKey::SaslHandshake, 1, &handshake).await?;
+    let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(sasl.mechanism().into()));
+    let answer: SaslHandshakeResponse = exchange(stream, ApiKey::SaslHandshake, 1, &handshake).await?;
+    if answer.error_code != 0 {
+        return Err(unavailable(format!("SASL handshake for {}: error {}", sasl.mechanism(), answer.error_code)));
+    }
+    let (mut client, mut token) = sasl.start();
+    loop {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(token);
+        let answer: SaslAuthenticateResponse = exchange(stream, ApiKey::SaslAuthenticate, 2, &request).await?;
         if answer.error_code != 0 {
-            return Err(unavailable(format!("SASL handshake for {}: error {}", sasl.mechanism(), answer.error_code)));
+            let message = answer.error_message.map(|m| m.to_string()).unwrap_or_default();
+            return Err(unavailable(format!("SASL authentication: error {}: {message}", answer.error_code)));
         }
-        let (mut client, mut token) = sasl.start();
-        loop {
-            let request = SaslAuthenticateRequest::default().with_auth_bytes(token);
-            let answer: SaslAuthenticateResponse = exchange(&mut stream, ApiKey::SaslAuthenticate, 2, &request).await?;
-            if answer.error_code != 0 {
-                let message = answer.error_message.map(|m| m.to_string()).unwrap_or_default();
-                return Err(unavailable(format!("SASL authentication: error {}: {message}", answer.error_code)));
-            }
-            match client.next(&answer.auth_bytes).map_err(unavailable)? {
-                Some(next) => token = next,
-                None => break,
+        match client.next(&answer.auth_bytes).map_err(unavailable)? {
+            Some(next) => token = next,
+            None => {
+                let lifetime = u64::try_from(answer.session_lifetime_ms).ok().filter(|ms| *ms > 0);
+                return Ok(lifetime.map(Duration::from_millis));
             }
         }
     }
-    exchange(&mut stream, key, version, request).await
 }
 
 async fn exchange<S, Req, Resp>(stream: &mut S, key: ApiKey, version: i16, request: &Req) -> Result<Resp, LogError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + ?Sized,
     Req: Encodable + HeaderVersion,
     Resp: Decodable + HeaderVersion,
 {
@@ -225,7 +368,11 @@ where
         let mut header = RequestHeader::default();
         header.request_api_key = key as i16;
         header.request_api_version = version;
-        header.correlation_id = 1;
+        // Distinct per call, so that an answer to another request on a kept connection (the
+        // stream out of step) is refused rather than taken for this one's.
+        static CORRELATION: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(1);
+        let correlation_id = CORRELATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        header.correlation_id = correlation_id;
         header.client_id = Some(StrBytes::from_static_str("zombi-forward"));
         let mut body = BytesMut::new();
         header.encode(&mut body, Req::header_version(version)).map_err(unavailable)?;
@@ -240,7 +387,13 @@ where
         let mut answer = vec![0u8; size];
         stream.read_exact(&mut answer).await.map_err(unavailable)?;
         let mut answer = Bytes::from(answer);
-        ResponseHeader::decode(&mut answer, Resp::header_version(version)).map_err(unavailable)?;
+        let header = ResponseHeader::decode(&mut answer, Resp::header_version(version)).map_err(unavailable)?;
+        if header.correlation_id != correlation_id {
+            return Err(unavailable(format!(
+                "an answer to request {} where {correlation_id} was due",
+                header.correlation_id
+            )));
+        }
         let response = Resp::decode(&mut answer, version).map_err(unavailable)?;
         if answer.has_remaining() {
             return Err(unavailable("trailing bytes"));
@@ -253,6 +406,11 @@ where
 impl Forwarder for KafkaForwarder {
     fn listener(&self) -> &str {
         &self.listener
+    }
+
+    fn connections(&self) -> (u64, u64) {
+        let state = self.pool.idle.lock();
+        (state.opened, state.reused)
     }
 
     async fn produce(
@@ -271,7 +429,7 @@ impl Forwarder for KafkaForwarder {
             .with_timeout_ms(TIMEOUT.as_millis() as i32)
             .with_topic_data(vec![topic_data]);
         let response: ProduceResponse =
-            call(leader, self.connection(), ApiKey::Produce, PRODUCE_VERSION, &request).await?;
+            call(leader, self.connection(), ApiKey::Produce, PRODUCE_VERSION, &request, Resend::Never).await?;
         let answer = response
             .responses
             .first()
@@ -312,7 +470,8 @@ impl Forwarder for KafkaForwarder {
             .with_max_bytes(max_bytes)
             .with_session_epoch(-1)
             .with_topics(vec![fetch_topic]);
-        let response: FetchResponse = call(leader, self.connection(), ApiKey::Fetch, FETCH_VERSION, &request).await?;
+        let response: FetchResponse =
+            call(leader, self.connection(), ApiKey::Fetch, FETCH_VERSION, &request, Resend::Harmless).await?;
         if response.error_code != 0 {
             return Err(code_error(response.error_code));
         }
@@ -365,9 +524,15 @@ impl Forwarder for KafkaForwarder {
                     .with_partitions(vec![partition]),
             ]);
         let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
-        let response: AddPartitionsToTxnResponse =
-            call(coordinator, self.connection(), ApiKey::AddPartitionsToTxn, ADD_PARTITIONS_TO_TXN_VERSION, &request)
-                .await?;
+        let response: AddPartitionsToTxnResponse = call(
+            coordinator,
+            self.connection(),
+            ApiKey::AddPartitionsToTxn,
+            ADD_PARTITIONS_TO_TXN_VERSION,
+            &request,
+            Resend::Harmless,
+        )
+        .await?;
         if response.error_code != 0 {
             return Ok(response.error_code);
         }
@@ -408,8 +573,15 @@ impl Forwarder for KafkaForwarder {
                 .with_coordinator_epoch(marker.coordinator_epoch)
                 .with_topics(topics),
         ]);
-        let response: WriteTxnMarkersResponse =
-            call(leader, self.connection(), ApiKey::WriteTxnMarkers, WRITE_TXN_MARKERS_VERSION, &request).await?;
+        let response: WriteTxnMarkersResponse = call(
+            leader,
+            self.connection(),
+            ApiKey::WriteTxnMarkers,
+            WRITE_TXN_MARKERS_VERSION,
+            &request,
+            Resend::Never,
+        )
+        .await?;
         let answered = response.markers.first().ok_or_else(|| unavailable("an empty answer"))?;
         Ok(partitions
             .iter()

@@ -209,7 +209,7 @@ async fn a_secured_cluster_serves_every_listener_and_forwards_as_its_brokers() {
 /// Brokers reach each other on a SASL_PLAINTEXT inter-broker listener, authenticating with
 /// SCRAM-SHA-512 as `--inter-broker-sasl-username` (the bootstrap admin, a super user): records
 /// posted over HTTP to one broker reach the partitions the others lead (the listener closes any
-/// connection that does not authenticate). A broker without the password, or whose user is no
+/// connection that does not authenticate), over one connection kept between the calls. A broker without the password, or whose user is no
 /// super user, refuses to start and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn brokers_authenticate_to_each_other_on_a_sasl_listener() {
@@ -265,14 +265,31 @@ async fn brokers_authenticate_to_each_other_on_a_sasl_listener() {
         let body = serde_json::json!([{ "value": value, "partition": partition }]).to_string();
         crate::http_client::request_with(http, "POST", &format!("/events/{topic}"), &headers, body.as_bytes())
     };
-    for partition in 0..PARTITIONS {
-        let answer = post(&first.http, partition, &format!("http-{partition}"));
-        assert_eq!(answer.status, 200, "partition {partition}: {}", answer.text());
-        assert_eq!(answer.json()["offsets"][0]["offset"], 0, "partition {partition}");
+    let rounds = 3;
+    for round in 0..rounds {
+        for partition in 0..PARTITIONS {
+            let answer = post(&first.http, partition, &format!("http-{round}-{partition}"));
+            assert_eq!(answer.status, 200, "partition {partition}: {}", answer.text());
+            assert_eq!(answer.json()["offsets"][0]["offset"], round, "partition {partition}");
+        }
     }
 
-    let read = read_every_partition(&as_admin, &topic, 1);
+    let read = read_every_partition(&as_admin, &topic, rounds as usize);
     for partition in 0..PARTITIONS {
-        assert_eq!(read[&partition], vec![(0, format!("http-{partition}"))], "partition {partition}");
+        let expected: Vec<(i64, String)> = (0..rounds).map(|r| (r, format!("http-{r}-{partition}"))).collect();
+        assert_eq!(read[&partition], expected, "partition {partition}");
     }
+    // The forwarded posts went over one authenticated connection, kept between calls: one SCRAM
+    // exchange, not one per post.
+    let forwarded = rounds as u64 * led.values().filter(|l| **l == 2).count() as u64;
+    let metrics = crate::http_client::get(&first.http, "/metrics").text();
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    let opened = counter("zombi_inter_broker_connections_opened_total");
+    let reused = counter("zombi_inter_broker_connections_reused_total");
+    assert_eq!((opened, reused), (1, forwarded - 1), "{forwarded} forwarded posts");
 }
