@@ -4,7 +4,7 @@
 //! (against read_uncommitted over the same log). 1 KiB records, acks=all, 4 partitions.
 //!
 //! `cargo bench --bench txn -- [--records N] [--rounds R] [--bootstrap HOST:PORT]
-//!  [--durability fsync|periodic] [--cluster N] [--security plaintext|sasl_ssl]`; `ZOMBI_BIN=PATH`
+//!  [--durability fsync|periodic] [--cluster N [--wal-interval-ms MS]] [--security plaintext|sasl_ssl]`; `ZOMBI_BIN=PATH`
 //! starts that broker binary instead. `--cluster N` starts N brokers in cluster mode (a private
 //! PostgreSQL, a shared directory as object store and write-ahead log): the transaction
 //! coordinator is one of them, markers go to the other leaders over the inter-broker listener,
@@ -41,6 +41,8 @@ struct Args {
     durability: String,
     cluster: usize,
     security: String,
+    /// `--wal-interval-ms` of the cluster's brokers (their default when not given).
+    wal_interval_ms: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -51,6 +53,7 @@ fn parse_args() -> Args {
         durability: "fsync".into(),
         cluster: 0,
         security: "plaintext".into(),
+        wal_interval_ms: None,
     };
     let mut iter = std::env::args().skip(1);
     while let Some(flag) = iter.next() {
@@ -62,6 +65,7 @@ fn parse_args() -> Args {
             "--durability" => args.durability = value(),
             "--cluster" => args.cluster = value().parse().expect("--cluster N"),
             "--security" => args.security = value(),
+            "--wal-interval-ms" => args.wal_interval_ms = Some(value()),
             _ => {}
         }
     }
@@ -229,8 +233,13 @@ fn main() {
         flags.extend(["--inter-broker-sasl-username".to_string(), support::security::USER.to_string()]);
         env.push(("ZOMBI_INTER_BROKER_SASL_PASSWORD".to_string(), support::security::PASSWORD.to_string()));
     }
+    let mut cluster_flags = flags.clone();
+    if let Some(interval) = &args.wal_interval_ms {
+        cluster_flags.extend(["--wal-interval-ms".to_string(), interval.clone()]);
+    }
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let cluster = (args.cluster > 0).then(|| Cluster::start(args.cluster, &flags, &env));
+    let cluster_flags: Vec<&str> = cluster_flags.iter().map(String::as_str).collect();
+    let cluster = (args.cluster > 0).then(|| Cluster::start(args.cluster, &cluster_flags, &env));
     let broker = match &cluster {
         Some(cluster) => Broker::start(Some(&cluster.bootstrap()), &[]),
         None => Broker::start_with_env(args.bootstrap.as_deref(), &flags, &env),
@@ -243,7 +252,10 @@ fn main() {
         args.rounds,
         match args.cluster {
             0 => "one broker".to_string(),
-            n => format!("a cluster of {n} brokers"),
+            n => format!(
+                "a cluster of {n} brokers, wal-interval-ms {}",
+                args.wal_interval_ms.as_deref().unwrap_or("250 (default)")
+            ),
         }
     );
     let mut figures: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
