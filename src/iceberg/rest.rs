@@ -5,10 +5,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use iceberg_catalog_rest::{ListNamespaceResponse, ListTablesResponse, LoadTableResult, NamespaceResponse};
-use tokio::sync::OnceCell;
 
 use super::IcebergSink;
 
@@ -61,8 +61,13 @@ impl Page {
 #[derive(Debug)]
 pub struct ReaderCatalog {
     sink: Arc<IcebergSink>,
-    catalog: OnceCell<Arc<dyn Catalog>>,
+    /// The catalog, and when it was opened.
+    catalog: parking_lot::Mutex<Option<(Arc<dyn Catalog>, Instant)>>,
 }
+
+/// Over an external REST catalog the reader catalog is opened again this often:
+/// iceberg-catalog-rest never renews the OAuth2 token it got (an hour is usual).
+const REST_REOPEN: Duration = Duration::from_secs(15 * 60);
 
 fn namespace_ident(path: &str) -> Result<NamespaceIdent, RestCatalogError> {
     let levels: Vec<String> = path.split(NAMESPACE_SEPARATOR).map(str::to_string).collect();
@@ -71,15 +76,21 @@ fn namespace_ident(path: &str) -> Result<NamespaceIdent, RestCatalogError> {
 
 impl ReaderCatalog {
     pub fn new(sink: Arc<IcebergSink>) -> ReaderCatalog {
-        ReaderCatalog { sink, catalog: OnceCell::new() }
+        ReaderCatalog { sink, catalog: parking_lot::Mutex::new(None) }
     }
 
     async fn catalog(&self) -> Result<Arc<dyn Catalog>, RestCatalogError> {
-        self.catalog
-            .get_or_try_init(|| super::open_reader_catalog(&self.sink))
-            .await
-            .cloned()
-            .map_err(RestCatalogError::Unavailable)
+        let rest = matches!(self.sink.settings.catalog, super::CatalogLocation::Rest { .. });
+        if let Some((catalog, opened)) = self.catalog.lock().clone()
+            && (!rest || opened.elapsed() < REST_REOPEN)
+        {
+            return Ok(catalog);
+        }
+        // Opened without the lock held: requests racing here may each open one, and the last
+        // one stays.
+        let catalog = super::open_reader_catalog(&self.sink).await.map_err(RestCatalogError::Unavailable)?;
+        *self.catalog.lock() = Some((catalog.clone(), Instant::now()));
+        Ok(catalog)
     }
 
     /// What a reader needs to open the warehouse's files: for S3, the endpoint, region and
