@@ -146,6 +146,11 @@ fn read_table(broker: &TestBroker, topic: &str) -> Option<Value> {
 
 /// Both readers' view of the table through `reader`, or `None` while the table does not exist.
 pub(crate) fn read_table_from(reader: &Reader, topic: &str) -> Option<Value> {
+    try_read_table_from(reader, topic).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// As [`read_table_from`], with the reader's failure as an error.
+pub(crate) fn try_read_table_from(reader: &Reader, topic: &str) -> Result<Option<Value>, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/iceberg_read.py");
     let output = Command::new(python())
         .arg(script)
@@ -155,10 +160,12 @@ pub(crate) fn read_table_from(reader: &Reader, topic: &str) -> Option<Value> {
         .output()
         .expect("python with pyiceberg and duckdb (compat/setup.sh installs them)");
     if output.status.code() == Some(3) {
-        return None;
+        return Ok(None);
     }
-    assert!(output.status.success(), "iceberg_read.py failed: {}", String::from_utf8_lossy(&output.stderr));
-    Some(serde_json::from_slice(&output.stdout).expect("json"))
+    if !output.status.success() {
+        return Err(format!("iceberg_read.py failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    Ok(Some(serde_json::from_slice(&output.stdout).expect("json")))
 }
 
 /// Rows of one reader, in (partition, offset) order.
