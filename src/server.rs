@@ -132,14 +132,14 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     // One caller of the other brokers (its kept connections shared by the HTTP door's forwarding
     // and the transaction coordinator's markers and verifications).
     let forwarder = cache.as_ref().map(|_| crate::handler::inter_broker_forwarder(&config));
-    let transactions = match (&cluster_node, &cache) {
-        (Some(node), Some(cache)) => {
+    let transactions = match (&cluster_node, &cache, &forwarder) {
+        (Some(node), Some(cache), Some(forwarder)) => {
             let markers: Arc<dyn crate::coordinator::txn::MarkerWriter> =
                 Arc::new(crate::cluster::txn::ClusterMarkers {
                     log: log.clone(),
                     groups: coordinator.clone(),
                     cache: cache.clone(),
-                    forwarder: forwarder.clone().unwrap_or_else(|| crate::handler::inter_broker_forwarder(&config)),
+                    forwarder: forwarder.clone(),
                 });
             Some(TransactionCoordinator::with_seams(
                 log.clone(),

@@ -207,22 +207,17 @@ impl Pool {
     fn take(&self, address: &(String, u16)) -> Option<Kept> {
         let now = Instant::now();
         loop {
-            let mut kept = {
-                let mut state = self.idle.lock();
-                let kept = state.kept.get_mut(address)?.pop()?;
-                if now.duration_since(kept.since) >= IDLE_MAX || kept.usable_until.is_some_and(|until| now >= until) {
-                    continue;
-                }
-                state.reused += 1;
-                kept
-            };
+            let mut kept = self.idle.lock().kept.get_mut(address)?.pop()?;
+            if now.duration_since(kept.since) >= IDLE_MAX || kept.usable_until.is_some_and(|until| now >= until) {
+                continue;
+            }
             // Between calls the peer sends nothing: a readable connection was closed (or broke
             // the protocol), and goes.
             let mut byte = [0u8; 1];
             if futures::FutureExt::now_or_never(kept.stream.read(&mut byte)).is_none() {
+                self.idle.lock().reused += 1;
                 return Some(kept);
             }
-            self.idle.lock().reused -= 1;
         }
     }
 

@@ -59,9 +59,9 @@ impl CatalogLocation {
     /// percent-encoded.
     fn parse_rest(text: &str) -> Result<Self, String> {
         let (base, query) = text.split_once('?').unwrap_or((text, ""));
-        let url = url::Url::parse(base).map_err(|e| format!("{}: {e}", redact_rest(text)))?;
+        let url = url::Url::parse(base).map_err(|e| format!("{}: {e}", redact(base)))?;
         if url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("{}: expected http(s)://HOST:PORT[/PATH]", redact_rest(text)));
+            return Err(format!("{}: expected http(s)://HOST:PORT[/PATH]", redact(base)));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err("a REST catalog takes its credential as `credential=ID:SECRET` (OAuth2 client credentials) or `token=`, or from ZOMBI_ICEBERG_CATALOG_CREDENTIAL / ZOMBI_ICEBERG_CATALOG_TOKEN, not in the URL's user info".to_string());
@@ -110,21 +110,8 @@ impl CatalogLocation {
     }
 }
 
-/// A REST catalog URL as given, with its secret query parameters replaced by `***`.
-fn redact_rest(text: &str) -> String {
-    let Some((base, query)) = text.split_once('?') else { return text.to_string() };
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if REST_SECRET_PROPERTIES.contains(&name) => format!("{name}=***"),
-            _ => pair.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", pairs.join("&"))
-}
-
-/// A database URL with its password (in the user info or a `password=` query parameter)
-/// replaced by `***`, for logs, errors and the admin view.
+/// A URL with its password (in the user info or a `password=` query parameter) replaced by
+/// `***`, for logs, errors and the admin view.
 fn redact(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     // The user info ends at the last '@' before the query, even if an unencoded '/' or '@' in the

@@ -129,14 +129,13 @@ impl Broker {
         config: Arc<Config>,
         iceberg: Arc<crate::iceberg::IcebergSink>,
         cluster: Option<Arc<dyn MetadataCache>>,
+        // In a cluster, the HTTP door forwards to the leaders of partitions led elsewhere.
         forwarder: Option<Arc<dyn crate::cluster::forward::Forwarder>>,
         producer_ids: Arc<ProducerIdManager>,
         transactions: Option<TransactionCoordinator>,
     ) -> Broker {
         let budget_kib = (config.network.queued_request_bytes_max / 1024).max(1);
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        // In a cluster, the HTTP door forwards to the leaders of partitions led elsewhere.
-        let forwarder = forwarder.filter(|_| cluster.is_some());
         let cluster: Arc<dyn MetadataCache> = cluster.unwrap_or_else(|| SingleNode::new(&config));
         let settings = ServiceSettings {
             auto_create_topics: config.log.auto_create_topics,

@@ -100,50 +100,48 @@ async fn commit_sql(
     requirements: &[TableRequirement],
     updates: Vec<TableUpdate>,
 ) -> Result<Table, CommitError> {
-    {
-        for requirement in requirements {
-            requirement.check(Some(table.metadata()))?;
-        }
-        let current = table.metadata_location_result()?;
-        let mut builder = table.metadata().clone().into_builder(Some(current.to_string()));
-        for update in updates {
-            builder = update.apply(builder)?;
-        }
-        let metadata = builder.build()?.metadata;
-        let location = MetadataLocation::from_str(current)?.with_next_version().with_new_metadata(&metadata);
-        metadata.write_to(table.file_io(), &location).await?;
-        crate::failpoint::hit("iceberg-commit-before-swap");
-        let location = location.to_string();
-        let mut sql = "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
-                       WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
-                       AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?"
-            .to_string();
-        if dollar_placeholders {
-            sql = numbered_placeholders(&sql);
-        }
-        let ident = table.identifier();
-        let namespace = ident.namespace().join(".");
-        let updated = sqlx::query(&sql)
-            .bind(location.as_str())
-            .bind(current)
-            .bind(CATALOG_NAME)
-            .bind(namespace.as_str())
-            .bind(ident.name())
-            .bind(current)
-            .execute(pool)
-            .await?;
-        if updated.rows_affected() == 0 {
-            let _ = table.file_io().delete(&location).await;
-            return Err(CommitError::Conflict);
-        }
-        Ok(Table::builder()
-            .identifier(ident.clone())
-            .metadata(metadata)
-            .metadata_location(location)
-            .file_io(table.file_io().clone())
-            .runtime(::iceberg::Runtime::try_current()?)
-            .build()?)
+    for requirement in requirements {
+        requirement.check(Some(table.metadata()))?;
     }
+    let current = table.metadata_location_result()?;
+    let mut builder = table.metadata().clone().into_builder(Some(current.to_string()));
+    for update in updates {
+        builder = update.apply(builder)?;
+    }
+    let metadata = builder.build()?.metadata;
+    let location = MetadataLocation::from_str(current)?.with_next_version().with_new_metadata(&metadata);
+    metadata.write_to(table.file_io(), &location).await?;
+    crate::failpoint::hit("iceberg-commit-before-swap");
+    let location = location.to_string();
+    let mut sql = "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+                   WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
+                   AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = ?"
+        .to_string();
+    if dollar_placeholders {
+        sql = numbered_placeholders(&sql);
+    }
+    let ident = table.identifier();
+    let namespace = ident.namespace().join(".");
+    let updated = sqlx::query(&sql)
+        .bind(location.as_str())
+        .bind(current)
+        .bind(CATALOG_NAME)
+        .bind(namespace.as_str())
+        .bind(ident.name())
+        .bind(current)
+        .execute(pool)
+        .await?;
+    if updated.rows_affected() == 0 {
+        let _ = table.file_io().delete(&location).await;
+        return Err(CommitError::Conflict);
+    }
+    Ok(Table::builder()
+        .identifier(ident.clone())
+        .metadata(metadata)
+        .metadata_location(location)
+        .file_io(table.file_io().clone())
+        .runtime(::iceberg::Runtime::try_current()?)
+        .build()?)
 }
 
 /// Commits to an Iceberg REST catalog (`POST …/namespaces/{ns}/tables/{table}`), the one call

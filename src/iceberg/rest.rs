@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use iceberg::{Catalog, NamespaceIdent, TableIdent};
 use iceberg_catalog_rest::{ListNamespaceResponse, ListTablesResponse, LoadTableResult, NamespaceResponse};
+use tokio::sync::OnceCell;
 
 use super::IcebergSink;
 
@@ -61,8 +62,10 @@ impl Page {
 #[derive(Debug)]
 pub struct ReaderCatalog {
     sink: Arc<IcebergSink>,
-    /// The catalog, and when it was opened.
-    catalog: parking_lot::Mutex<Option<(Arc<dyn Catalog>, Instant)>>,
+    /// The catalog as first opened (once, however many requests wait for it), and when.
+    first: OnceCell<(Arc<dyn Catalog>, Instant)>,
+    /// Over an external REST catalog: the one opened since, and when.
+    reopened: parking_lot::Mutex<Option<(Arc<dyn Catalog>, Instant)>>,
 }
 
 /// Over an external REST catalog the reader catalog is opened again this often:
@@ -76,21 +79,24 @@ fn namespace_ident(path: &str) -> Result<NamespaceIdent, RestCatalogError> {
 
 impl ReaderCatalog {
     pub fn new(sink: Arc<IcebergSink>) -> ReaderCatalog {
-        ReaderCatalog { sink, catalog: parking_lot::Mutex::new(None) }
+        ReaderCatalog { sink, first: OnceCell::new(), reopened: parking_lot::Mutex::new(None) }
     }
 
     async fn catalog(&self) -> Result<Arc<dyn Catalog>, RestCatalogError> {
-        let rest = matches!(self.sink.settings.catalog, super::CatalogLocation::Rest { .. });
-        if let Some((catalog, opened)) = self.catalog.lock().clone()
-            && (!rest || opened.elapsed() < REST_REOPEN)
-        {
+        let open = || async { super::open_reader_catalog(&self.sink).await.map(|catalog| (catalog, Instant::now())) };
+        let first = self.first.get_or_try_init(open).await.cloned().map_err(RestCatalogError::Unavailable)?;
+        if !matches!(self.sink.settings.catalog, super::CatalogLocation::Rest { .. }) {
+            return Ok(first.0);
+        }
+        let (catalog, opened) = self.reopened.lock().clone().unwrap_or(first);
+        if opened.elapsed() < REST_REOPEN {
             return Ok(catalog);
         }
         // Opened without the lock held: requests racing here may each open one, and the last
         // one stays.
-        let catalog = super::open_reader_catalog(&self.sink).await.map_err(RestCatalogError::Unavailable)?;
-        *self.catalog.lock() = Some((catalog.clone(), Instant::now()));
-        Ok(catalog)
+        let reopened = open().await.map_err(RestCatalogError::Unavailable)?;
+        *self.reopened.lock() = Some(reopened.clone());
+        Ok(reopened.0)
     }
 
     /// What a reader needs to open the warehouse's files: for S3, the endpoint, region and

@@ -200,14 +200,25 @@ fn wait_for_rows(broker: &TestBroker, topic: &str, count: usize) -> Value {
 
 /// As [`wait_for_rows`], through `reader`.
 pub(crate) fn wait_for_rows_from(reader: &Reader, topic: &str, count: usize) -> Value {
+    wait_for_rows_retrying(reader, topic, count, false)
+}
+
+/// As [`wait_for_rows_from`]; with `retry_reader_errors`, a reader that fails (a storage
+/// server still starting) is asked again until the deadline, and its last failure is the
+/// test's then.
+pub(crate) fn wait_for_rows_retrying(reader: &Reader, topic: &str, count: usize, retry_reader_errors: bool) -> Value {
     let deadline = Instant::now() + WAIT_MAX;
     loop {
-        if let Some(seen) = read_table_from(reader, topic) {
-            let rows = seen["pyiceberg"]["rows"].as_array().map_or(0, Vec::len);
-            assert!(rows <= count, "the table holds {rows} rows, more than the {count} produced");
-            if rows == count {
-                return seen;
+        match try_read_table_from(reader, topic) {
+            Ok(Some(seen)) => {
+                let rows = seen["pyiceberg"]["rows"].as_array().map_or(0, Vec::len);
+                assert!(rows <= count, "the table holds {rows} rows, more than the {count} produced");
+                if rows == count {
+                    return seen;
+                }
             }
+            Ok(None) => {}
+            Err(error) => assert!(retry_reader_errors && Instant::now() < deadline, "{error}"),
         }
         assert!(Instant::now() < deadline, "the table did not reach {count} rows of {topic}");
         std::thread::sleep(Duration::from_millis(200));

@@ -17,7 +17,7 @@ use crate::common::{TestBroker, WAIT_MAX, unique_topic};
 use crate::http_client::get;
 use crate::iceberg::{
     Reader, assert_exact, broker_args, files_per_day, next_offsets, produce, read_table_from, spread,
-    try_read_table_from, wait_for_rows_from,
+    wait_for_rows_from, wait_for_rows_retrying,
 };
 
 /// The access key pair: SeaweedFS's S3 credentials and its catalog's OAuth2 client credentials
@@ -126,27 +126,11 @@ impl Drop for SeaweedFs {
     }
 }
 
-/// Waits for the table to hold `count` rows, as `wait_for_rows_from` does, but through a
-/// SeaweedFS just restarted: its S3 gateway answers 500 for a moment while its volume server
-/// registers, which fails the reader, not the broker. A reader failure is retried until the
-/// deadline, and the last one is the failure then.
+/// Waits for the table to hold `count` rows through a SeaweedFS just restarted: its S3 gateway
+/// answers 500 for a moment while its volume server registers, which fails the reader, not the
+/// broker, so reader failures are retried until the deadline.
 fn wait_for_rows_after_restart(reader: &Reader, topic: &str, count: usize) -> Value {
-    let deadline = Instant::now() + WAIT_MAX;
-    loop {
-        match try_read_table_from(reader, topic) {
-            Ok(Some(seen)) => {
-                let rows = seen["pyiceberg"]["rows"].as_array().map_or(0, Vec::len);
-                assert!(rows <= count, "the table holds {rows} rows, more than the {count} produced");
-                if rows == count {
-                    return seen;
-                }
-            }
-            Ok(None) => {}
-            Err(error) => assert!(Instant::now() < deadline, "{error}"),
-        }
-        assert!(Instant::now() < deadline, "the table did not reach {count} rows of {topic}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_rows_retrying(reader, topic, count, true)
 }
 
 /// The sink's failed rounds of `topic`, as `/admin/iceberg` counts them.
