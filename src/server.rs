@@ -39,6 +39,8 @@ pub enum ServerError {
     InterBrokerPassword(&'static str),
     #[error("--oauthbearer-jwks-file: {0}")]
     Jwks(#[from] crate::security::jwt::JwtError),
+    #[error("--oauthbearer-token-endpoint-url: this broker's token in {path}: {reason}")]
+    InterBrokerToken { path: String, reason: String },
     #[error(
         "with --authorizer in a cluster, brokers reach each other on {listener} as {principal}, which must be one of --super-users"
     )]
@@ -47,10 +49,16 @@ pub enum ServerError {
 
 /// Brokers forward to each other as the principal they have on the inter-broker listener; with
 /// ACLs, the other brokers must let it do anything (as Kafka's brokers are super users).
-fn check_inter_broker_principal(security: &crate::config::SecurityConfig) -> Result<(), ServerError> {
+/// `token_principal`: the principal of this broker's OAUTHBEARER token, when it has one.
+fn check_inter_broker_principal(
+    security: &crate::config::SecurityConfig,
+    token_principal: Option<String>,
+) -> Result<(), ServerError> {
+    use crate::config::security::InterBrokerSasl;
     let listener = security.inter_broker();
     let principal = match (&security.inter_broker_sasl, listener.protocol.sasl(), listener.protocol.tls()) {
-        (Some(sasl), true, _) => sasl.username.clone(),
+        (Some(InterBrokerSasl::Password { username, .. }), true, _) => username.clone(),
+        (Some(InterBrokerSasl::TokenFile(_)), true, _) => token_principal.unwrap_or_default(),
         (_, _, true) => crate::security::tls::own_principal(security)?,
         _ => "ANONYMOUS".to_string(),
     };
@@ -59,6 +67,20 @@ fn check_inter_broker_principal(security: &crate::config::SecurityConfig) -> Res
         return Ok(());
     }
     Err(ServerError::InterBrokerPrincipal { listener: listener.name.clone(), principal })
+}
+
+/// The principal of this broker's OAUTHBEARER token for the other brokers, checked by this
+/// broker's own validator (the others share its settings): a broker whose token they would refuse
+/// does not start.
+async fn own_token_principal(
+    path: &std::path::Path,
+    validator: Option<&crate::security::jwt::JwtValidator>,
+) -> Result<String, ServerError> {
+    let refused = |reason: String| ServerError::InterBrokerToken { path: path.display().to_string(), reason };
+    let token = tokio::fs::read_to_string(path).await.map_err(|e| refused(e.to_string()))?;
+    let validator = validator.ok_or_else(|| refused("OAUTHBEARER is not one of --sasl-enabled-mechanisms".into()))?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    validator.validate_fetching(token.trim(), now).await.map_err(|e| refused(e.to_string()))
 }
 
 /// How long a client gets to finish its TLS handshake.
@@ -70,17 +92,24 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Opens the log, serves Kafka and HTTP until `shutdown` resolves, then drains connections.
 pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
     let tls = Tls::from_config(&config.security, config.http.tls)?;
-    if let Some(settings) = &config.security.oauthbearer {
-        crate::security::jwt::JwtValidator::new(settings.clone())?;
-    }
+    let validator = match &config.security.oauthbearer {
+        Some(settings) => Some(crate::security::jwt::JwtValidator::new(settings.clone())?),
+        None => None,
+    };
+    let mut token_principal = None;
     if config.coordinator.is_some() && config.security.inter_broker().protocol.sasl() {
-        let env = crate::config::security::INTER_BROKER_SASL_PASSWORD_ENV;
-        if config.security.inter_broker_sasl.as_ref().is_none_or(|sasl| sasl.password.is_none()) {
-            return Err(ServerError::InterBrokerPassword(env));
+        use crate::config::security::InterBrokerSasl;
+        match &config.security.inter_broker_sasl {
+            Some(InterBrokerSasl::Password { password: Some(_), .. }) => {}
+            // The other brokers check this broker's token as this one would: check it now.
+            Some(InterBrokerSasl::TokenFile(path)) => {
+                token_principal = Some(own_token_principal(path, validator.as_ref()).await?);
+            }
+            _ => return Err(ServerError::InterBrokerPassword(crate::config::security::INTER_BROKER_SASL_PASSWORD_ENV)),
         }
     }
     if config.coordinator.is_some() && config.security.acls {
-        check_inter_broker_principal(&config.security)?;
+        check_inter_broker_principal(&config.security, token_principal)?;
     }
     let mut kafka = Vec::new();
     for spec in config.security.listeners.iter_mut() {

@@ -349,14 +349,14 @@ pub const DEFINITIONS: &[Definition] = &[
         .kafka("inter.broker.listener.name")
         .kafka_or_flag_in_file()
         .value(|c| c.security.inter_broker_listener.clone())
-        .doc("The listener the brokers of a cluster reach each other on (Kafka's `inter.broker.listener.name`); by default PLAINTEXT if there is one, else SSL. A SASL listener needs `--inter-broker-sasl-username`"),
+        .doc("The listener the brokers of a cluster reach each other on (Kafka's `inter.broker.listener.name`); by default PLAINTEXT if there is one, else SSL. A SASL listener needs `--inter-broker-sasl-username`, or `--oauthbearer-token-endpoint-url` for OAUTHBEARER"),
     setting("sasl-mechanism-inter-broker-protocol")
         .kafka("sasl.mechanism.inter.broker.protocol")
         .kafka_or_flag_in_file()
         .one_of(super::security::INTER_BROKER_SASL_MECHANISMS)
         .default("SCRAM-SHA-512")
         .value(|c| c.security.inter_broker_sasl_mechanism.clone())
-        .doc("The SASL mechanism brokers authenticate to each other with on a SASL inter-broker listener (Kafka's `sasl.mechanism.inter.broker.protocol`): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, one of `--sasl-enabled-mechanisms`"),
+        .doc("The SASL mechanism brokers authenticate to each other with on a SASL inter-broker listener (Kafka's `sasl.mechanism.inter.broker.protocol`): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (as `--inter-broker-sasl-username`), or OAUTHBEARER (with the token of `--oauthbearer-token-endpoint-url`); one of `--sasl-enabled-mechanisms`"),
     setting("inter-broker-sasl-username").doc(
         "On a SASL inter-broker listener, the SCRAM user the brokers authenticate to each other as (the bootstrap admin will do), with its password in ZOMBI_INTER_BROKER_SASL_PASSWORD; with `--authorizer standard` it must be one of `--super-users`",
     ),
@@ -756,6 +756,10 @@ pub const DEFINITIONS: &[Definition] = &[
         .kafka_or_flag_in_file()
         .default("sub")
         .doc("The token claim that names the principal (Kafka's `sasl.oauthbearer.sub.claim.name`)"),
+    setting("oauthbearer-token-endpoint-url")
+        .kafka("sasl.oauthbearer.token.endpoint.url")
+        .kafka_or_flag_in_file()
+        .doc("With `--sasl-mechanism-inter-broker-protocol OAUTHBEARER`, where a broker gets the token it authenticates to the others with (Kafka's `sasl.oauthbearer.token.endpoint.url`): `file:///PATH`, a file holding the JWT, read again when it changes (renew it before it expires). Its principal must be one of `--super-users` with `--authorizer standard`. An identity provider's http(s) token endpoint is not supported"),
     // Cluster mode.
     setting("coordinator").doc(
         "Cluster mode: the PostgreSQL that coordinates the brokers sharing `--object-store` (`postgres://USER:PASSWORD@HOST:PORT/DB`). Needs `--wal-store`",

@@ -225,6 +225,13 @@ impl Config {
         if coordinator.is_some() {
             let inter_broker = security.inter_broker();
             if inter_broker.protocol.sasl() && security.inter_broker_sasl.is_none() {
+                if security.inter_broker_sasl_mechanism == "OAUTHBEARER" {
+                    let reason = format!(
+                        "brokers reach each other on {} with OAUTHBEARER: give them a token with --oauthbearer-token-endpoint-url file:///PATH",
+                        inter_broker.name
+                    );
+                    return Err(ConfigError::Invalid { name: "oauthbearer-token-endpoint-url", reason });
+                }
                 let reason = format!(
                     "brokers reach each other on {}, a SASL listener: give them a user with --inter-broker-sasl-username (and its password in {}), or name a PLAINTEXT or SSL listener with --inter-broker-listener-name",
                     inter_broker.name,

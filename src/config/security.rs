@@ -61,6 +61,8 @@ pub struct SecurityFlags {
     pub oauthbearer_audience: Option<String>,
     #[arg(long = "oauthbearer-sub-claim-name", env = "ZOMBI_OAUTHBEARER_SUB_CLAIM_NAME")]
     pub oauthbearer_sub_claim_name: String,
+    #[arg(long = "oauthbearer-token-endpoint-url", env = "ZOMBI_OAUTHBEARER_TOKEN_ENDPOINT_URL")]
+    pub oauthbearer_token_endpoint_url: Option<String>,
 }
 
 /// Kafka's security protocols, one per listener.
@@ -126,8 +128,9 @@ pub enum ClientAuth {
 pub const BOOTSTRAP_ADMIN_PASSWORD_ENV: &str = "ZOMBI_BOOTSTRAP_ADMIN_PASSWORD";
 /// Where the password of `--inter-broker-sasl-username` comes from.
 pub const INTER_BROKER_SASL_PASSWORD_ENV: &str = "ZOMBI_INTER_BROKER_SASL_PASSWORD";
-/// The mechanisms a broker can authenticate to another with (it holds no token to offer).
-pub const INTER_BROKER_SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+/// The mechanisms a broker can authenticate to another with (OAUTHBEARER with the token of
+/// `--oauthbearer-token-endpoint-url`).
+pub const INTER_BROKER_SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
 
 /// The SASL mechanisms zombi implements.
 pub const SASL_MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
@@ -285,18 +288,26 @@ impl std::fmt::Debug for SecurityConfig {
     }
 }
 
-/// A broker's SASL credentials towards the other brokers: `--inter-broker-sasl-username` and the
-/// password from `ZOMBI_INTER_BROKER_SASL_PASSWORD`.
+/// A broker's SASL credentials towards the other brokers.
 #[derive(Clone, PartialEq, Eq)]
-pub struct InterBrokerSasl {
-    pub username: String,
-    pub password: Option<String>,
+pub enum InterBrokerSasl {
+    /// PLAIN or SCRAM: `--inter-broker-sasl-username` and the password from
+    /// `ZOMBI_INTER_BROKER_SASL_PASSWORD`.
+    Password { username: String, password: Option<String> },
+    /// OAUTHBEARER: the token (a JWT) in the file `--oauthbearer-token-endpoint-url file://…`
+    /// names, read again as it changes; its principal is the token's.
+    TokenFile(PathBuf),
 }
 
 impl std::fmt::Debug for InterBrokerSasl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the password.
-        f.debug_struct("InterBrokerSasl").field("username", &self.username).finish()
+        match self {
+            InterBrokerSasl::Password { username, .. } => {
+                f.debug_struct("InterBrokerSasl::Password").field("username", username).finish()
+            }
+            InterBrokerSasl::TokenFile(path) => f.debug_tuple("InterBrokerSasl::TokenFile").field(path).finish(),
+        }
     }
 }
 
@@ -380,21 +391,43 @@ impl SecurityFlags {
             let reason = format!("{mechanism} is not one of {}", INTER_BROKER_SASL_MECHANISMS.join(", "));
             return Err(invalid("sasl-mechanism-inter-broker-protocol", reason));
         }
-        let inter_broker_sasl = match self.inter_broker_sasl_username {
-            Some(username) if username.is_empty() => {
-                return Err(invalid("inter-broker-sasl-username", "must not be empty"));
-            }
-            Some(username) => {
-                // Checked at start, where a missing password stops the broker with its own error.
-                let password = std::env::var(INTER_BROKER_SASL_PASSWORD_ENV).ok().filter(|p| !p.is_empty());
-                if !sasl_mechanisms.contains(&mechanism) {
-                    let reason = format!("{mechanism} is not one of --sasl-enabled-mechanisms");
-                    return Err(invalid("sasl-mechanism-inter-broker-protocol", reason));
+        let token_file = match self.oauthbearer_token_endpoint_url {
+            Some(url) => match url.strip_prefix("file://") {
+                Some(path) if path.starts_with('/') => Some(PathBuf::from(path)),
+                _ => {
+                    let reason = format!(
+                        "{url:?}: only a file:///PATH URL, of a file holding this broker's token (a JWT), is supported; a broker does not fetch tokens from an identity provider"
+                    );
+                    return Err(invalid("oauthbearer-token-endpoint-url", reason));
                 }
-                Some(InterBrokerSasl { username, password })
-            }
+            },
             None => None,
         };
+        let oauthbearer = mechanism == "OAUTHBEARER";
+        let inter_broker_sasl = match (self.inter_broker_sasl_username, token_file) {
+            (Some(username), _) if username.is_empty() => {
+                return Err(invalid("inter-broker-sasl-username", "must not be empty"));
+            }
+            (Some(username), None) if !oauthbearer => {
+                // Checked at start, where a missing password stops the broker with its own error.
+                let password = std::env::var(INTER_BROKER_SASL_PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+                Some(InterBrokerSasl::Password { username, password })
+            }
+            (None, Some(file)) if oauthbearer => Some(InterBrokerSasl::TokenFile(file)),
+            (None, None) => None,
+            (Some(_), _) if oauthbearer => {
+                let reason = "with OAUTHBEARER between brokers their principal is their token's: give --oauthbearer-token-endpoint-url instead";
+                return Err(invalid("inter-broker-sasl-username", reason));
+            }
+            _ => {
+                let reason = "is the brokers' token for --sasl-mechanism-inter-broker-protocol OAUTHBEARER";
+                return Err(invalid("oauthbearer-token-endpoint-url", reason));
+            }
+        };
+        if inter_broker_sasl.is_some() && !sasl_mechanisms.contains(&mechanism) {
+            let reason = format!("{mechanism} is not one of --sasl-enabled-mechanisms");
+            return Err(invalid("sasl-mechanism-inter-broker-protocol", reason));
+        }
         let jwks = match (self.oauthbearer_jwks_file, self.oauthbearer_jwks_endpoint_url) {
             (Some(_), Some(_)) => {
                 let reason = "give --oauthbearer-jwks-file or --oauthbearer-jwks-endpoint-url, not both";

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 
 use super::definitions::{self, DEFINITIONS, Scope};
+use super::security::InterBrokerSasl;
 use super::*;
 
 fn parse(args: &[&str]) -> Result<Config, ConfigError> {
@@ -107,10 +108,28 @@ fn sample(flag: &str) -> String {
         "oauthbearer-jwks-endpoint-url" => "https://idp.example/realms/zombi/protocol/openid-connect/certs",
         "oauthbearer-issuer" => "https://idp.example",
         "oauthbearer-audience" => "zombi",
+        "oauthbearer-token-endpoint-url" => "file:///etc/zombi/broker.jwt",
         "http-auth" => "basic",
         _ => definitions::setting_of(flag).and_then(|definition| definition.default).expect("a default"),
     };
     given.to_string()
+}
+
+/// The flags a flag's sample value needs beside it to resolve.
+fn companions(flag: &str) -> &'static [&'static str] {
+    match flag {
+        "coordinator" => &["--wal-store", "file:///var/tmp/wal"],
+        "advertised-listeners" => &["--listeners", "PLAINTEXT://127.0.0.1:9092"],
+        "oauthbearer-token-endpoint-url" => &[
+            "--sasl-mechanism-inter-broker-protocol",
+            "OAUTHBEARER",
+            "--sasl-enabled-mechanisms",
+            "OAUTHBEARER",
+            "--oauthbearer-jwks-file",
+            "/etc/zombi/jwks.json",
+        ],
+        _ => &[],
+    }
 }
 
 /// Every flag README lists (the cluster flags too) is a flag that parses and resolves, read from
@@ -118,17 +137,12 @@ fn sample(flag: &str) -> String {
 #[test]
 fn every_readme_flag_parses() {
     let flags = readme_flags();
-    assert_eq!(flags.len(), 87, "README lists every flag but --config");
+    assert_eq!(flags.len(), 88, "README lists every flag but --config");
     for (flag, _) in flags {
         let value = sample(&flag);
         let given = format!("--{flag}={value}");
         let mut args = vec![given.as_str()];
-        if flag == "coordinator" {
-            args.extend(["--wal-store", "file:///var/tmp/wal"]);
-        }
-        if flag == "advertised-listeners" {
-            args.extend(["--listeners", "PLAINTEXT://127.0.0.1:9092"]);
-        }
+        args.extend(companions(&flag));
         parse(&args).unwrap_or_else(|error| panic!("--{flag}: {error}"));
         assert_eq!(source_of(&args, &flag), (Some(ValueSource::CommandLine), Some(value)), "--{flag}");
     }
@@ -233,6 +247,8 @@ const FILE_KEYS: &[&str] = &[
     "oauthbearer-audience",
     "oauthbearer-sub-claim-name",
     "sasl.oauthbearer.sub.claim.name",
+    "oauthbearer-token-endpoint-url",
+    "sasl.oauthbearer.token.endpoint.url",
     "http-auth",
     "http-metrics-auth",
     "http-tls",
@@ -258,12 +274,7 @@ fn every_file_key_sets_its_setting() {
         let toml = file(&format!("\"{key}\" = {literal}\n"));
         let path = toml.path().to_str().unwrap();
         let mut args = vec!["--config", path];
-        if flag == "coordinator" {
-            args.extend(["--wal-store", "file:///var/tmp/wal"]);
-        }
-        if flag == "advertised-listeners" {
-            args.extend(["--listeners", "PLAINTEXT://127.0.0.1:9092"]);
-        }
+        args.extend(companions(flag));
         parse(&args).unwrap_or_else(|error| panic!("{key}: {error}"));
         assert_eq!(source_of(&args, flag), (Some(ValueSource::DefaultValue), Some(value)), "{key}");
     }
@@ -735,7 +746,7 @@ fn bad_listener_settings_are_refused() {
     );
     let cluster = ["--coordinator", "postgres://z:z@127.0.0.1:5432/z", "--wal-store", "file:///var/tmp/wal"];
     refused(&[&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9093"]].concat(), "inter-broker-sasl-username");
-    refused(&["--sasl-mechanism-inter-broker-protocol", "OAUTHBEARER"], "sasl-mechanism-inter-broker-protocol");
+    refused(&["--sasl-mechanism-inter-broker-protocol", "GSSAPI"], "sasl-mechanism-inter-broker-protocol");
     let plain_only = ["--sasl-enabled-mechanisms", "PLAIN", "--inter-broker-sasl-username", "broker"];
     refused(&plain_only, "sasl-mechanism-inter-broker-protocol");
     let tls = ["--listeners", "SSL://:9093", "--ssl-cert-file", "/c.pem", "--ssl-key-file", "/k.pem"];
@@ -768,9 +779,39 @@ fn the_inter_broker_listener_is_plaintext_or_ssl() {
     assert!(config.security.acls);
     let sasl = [&cluster[..], &["--listeners", "SASL_PLAINTEXT://:9094", "--inter-broker-sasl-username", "broker"]];
     let config = parse(&sasl.concat()).expect("a SASL inter-broker listener with a user parses");
-    let inter_broker = config.security.inter_broker_sasl.expect("inter-broker SASL");
+    let Some(InterBrokerSasl::Password { username, .. }) = config.security.inter_broker_sasl else {
+        panic!("inter-broker SASL with a password")
+    };
     let mechanism = config.security.inter_broker_sasl_mechanism.as_str();
-    assert_eq!((mechanism, inter_broker.username.as_str()), ("SCRAM-SHA-512", "broker"));
+    assert_eq!((mechanism, username.as_str()), ("SCRAM-SHA-512", "broker"));
+
+    // OAUTHBEARER between brokers: the token comes from a file, and the principal with it.
+    let oauth = [
+        "--listeners",
+        "SASL_PLAINTEXT://:9094",
+        "--sasl-enabled-mechanisms",
+        "SCRAM-SHA-512,OAUTHBEARER",
+        "--oauthbearer-jwks-file",
+        "/etc/zombi/jwks.json",
+        "--sasl-mechanism-inter-broker-protocol",
+        "OAUTHBEARER",
+    ];
+    let token = ["--oauthbearer-token-endpoint-url", "file:///etc/zombi/broker.jwt"];
+    let config = parse(&[&cluster[..], &oauth[..], &token[..]].concat()).expect("OAUTHBEARER between brokers parses");
+    assert_eq!(config.security.inter_broker_sasl, Some(InterBrokerSasl::TokenFile("/etc/zombi/broker.jwt".into())));
+    let refused = |args: &[&str]| match parse(args) {
+        Err(ConfigError::Invalid { name, reason }) => format!("{name}: {reason}"),
+        other => panic!("{args:?} parsed: {other:?}"),
+    };
+    let https = ["--oauthbearer-token-endpoint-url", "https://idp.example/token"];
+    let reason = refused(&[&cluster[..], &oauth[..], &https[..]].concat());
+    assert!(reason.starts_with("oauthbearer-token-endpoint-url") && reason.contains("file:///PATH"), "{reason}");
+    let with_user = [&cluster[..], &oauth[..], &token[..], &["--inter-broker-sasl-username", "broker"]].concat();
+    assert!(refused(&with_user).starts_with("inter-broker-sasl-username"));
+    let not_oauth = [&sasl.concat()[..], &token[..]].concat();
+    assert!(refused(&not_oauth).starts_with("oauthbearer-token-endpoint-url"));
+    let without_token = [&cluster[..], &oauth[..]].concat();
+    assert!(refused(&without_token).contains("--oauthbearer-token-endpoint-url"));
 }
 
 /// ACL settings: super users as Kafka writes them, with the bootstrap admin added; HTTP basic

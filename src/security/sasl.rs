@@ -269,24 +269,88 @@ fn refused(error: ResponseError, message: &str) -> Step {
     Step { response: response.into(), close: true, principal: None, expires: None }
 }
 
-/// This broker's side of SASL towards the other brokers (`--inter-broker-sasl-username`): PLAIN
-/// or SCRAM (`--sasl-mechanism-inter-broker-protocol`), with the password from
-/// `ZOMBI_INTER_BROKER_SASL_PASSWORD`.
+/// This broker's side of SASL towards the other brokers: PLAIN or SCRAM as
+/// `--inter-broker-sasl-username` with the password from `ZOMBI_INTER_BROKER_SASL_PASSWORD`, or
+/// OAUTHBEARER with the token of `--oauthbearer-token-endpoint-url`
+/// (`--sasl-mechanism-inter-broker-protocol`).
 #[derive(Debug)]
 pub struct InterBrokerClient {
     mechanism: String,
-    sasl: crate::config::security::InterBrokerSasl,
+    credential: Credential,
+}
+
+enum Credential {
+    Password { username: String, password: String },
+    Token(TokenFile),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password or the token.
+        match self {
+            Credential::Password { username, .. } => f.debug_struct("Password").field("username", username).finish(),
+            Credential::Token(file) => f.debug_tuple("Token").field(&file.path).finish(),
+        }
+    }
 }
 
 impl InterBrokerClient {
-    /// `None` without a user or its password (the server refuses to start then).
+    /// `None` without a user and its password, or a token file (the server refuses to start then).
     pub fn from_config(security: &crate::config::SecurityConfig) -> Option<InterBrokerClient> {
-        let sasl = security.inter_broker_sasl.as_ref().filter(|sasl| sasl.password.is_some())?;
-        Some(InterBrokerClient { mechanism: security.inter_broker_sasl_mechanism.clone(), sasl: sasl.clone() })
+        use crate::config::security::InterBrokerSasl;
+        let credential = match security.inter_broker_sasl.as_ref()? {
+            InterBrokerSasl::Password { username, password } => {
+                Credential::Password { username: username.clone(), password: password.clone()? }
+            }
+            InterBrokerSasl::TokenFile(path) => Credential::Token(TokenFile::new(path.clone())),
+        };
+        Some(InterBrokerClient { mechanism: security.inter_broker_sasl_mechanism.clone(), credential })
+    }
+}
+
+/// How often a token file is looked at again for a renewed token.
+const TOKEN_FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The file a broker's OAUTHBEARER token is in. It is read when a connection to another broker
+/// authenticates, at most once a second and only when its modification time changed (a small
+/// file: the read stays on the calling thread, as the TLS certificates' does). A file that cannot
+/// be read keeps the token last read.
+struct TokenFile {
+    path: std::path::PathBuf,
+    held: parking_lot::Mutex<HeldToken>,
+}
+
+#[derive(Default)]
+struct HeldToken {
+    checked: Option<std::time::Instant>,
+    modified: Option<std::time::SystemTime>,
+    token: String,
+}
+
+impl TokenFile {
+    fn new(path: std::path::PathBuf) -> TokenFile {
+        TokenFile { path, held: parking_lot::Mutex::new(HeldToken::default()) }
     }
 
-    fn password(&self) -> &str {
-        self.sasl.password.as_deref().unwrap_or_default()
+    fn token(&self) -> String {
+        let mut held = self.held.lock();
+        if held.checked.is_some_and(|at| at.elapsed() < TOKEN_FILE_CHECK_INTERVAL) {
+            return held.token.clone();
+        }
+        held.checked = Some(std::time::Instant::now());
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified());
+        match modified {
+            Ok(modified) if held.modified == Some(modified) => {}
+            Ok(modified) => match std::fs::read_to_string(&self.path) {
+                Ok(text) => {
+                    held.token = text.trim().to_string();
+                    held.modified = Some(modified);
+                }
+                Err(error) => tracing::warn!(path = %self.path.display(), %error, "cannot read this broker's token"),
+            },
+            Err(error) => tracing::warn!(path = %self.path.display(), %error, "cannot read this broker's token"),
+        }
+        held.token.clone()
     }
 }
 
@@ -296,16 +360,34 @@ impl crate::cluster::forward::BrokerSasl for InterBrokerClient {
     }
 
     fn start(&self) -> (Box<dyn crate::cluster::forward::SaslClientExchange>, Bytes) {
-        match Mechanism::from_name(&self.mechanism) {
-            Some(mechanism) => {
-                let exchange = scram::ClientExchange::start(mechanism, &self.sasl.username, self.password());
+        match (&self.credential, Mechanism::from_name(&self.mechanism)) {
+            (Credential::Token(file), _) => {
+                // RFC 7628's initial client response; the principal is the token's.
+                let response = format!("n,,\u{1}auth=Bearer {}\u{1}\u{1}", file.token());
+                (Box::new(OAuthBearerClient), Bytes::from(response))
+            }
+            (Credential::Password { username, password }, Some(mechanism)) => {
+                let exchange = scram::ClientExchange::start(mechanism, username, password);
                 let first = Bytes::from(exchange.client_first());
                 (Box::new(ScramClient { exchange, last: None }), first)
             }
-            None => {
-                let token = format!("\0{}\0{}", self.sasl.username, self.password());
+            (Credential::Password { username, password }, None) => {
+                let token = format!("\0{username}\0{password}");
                 (Box::new(PlainClient), Bytes::from(token))
             }
+        }
+    }
+}
+
+/// OAUTHBEARER: the token went out; an empty answer ends it. A server that refuses the token
+/// either fails the request (zombi) or answers with its error document (RFC 7628 section 3.2.2).
+struct OAuthBearerClient;
+
+impl crate::cluster::forward::SaslClientExchange for OAuthBearerClient {
+    fn next(&mut self, answer: &[u8]) -> Result<Option<Bytes>, String> {
+        match answer.is_empty() {
+            true => Ok(None),
+            false => Err(format!("OAUTHBEARER refused: {}", String::from_utf8_lossy(answer))),
         }
     }
 }

@@ -250,7 +250,15 @@ async fn brokers_authenticate_to_each_other_on_a_sasl_listener() {
     let stderr = refused(&args, &env);
     assert!(stderr.contains(&format!("User:{ADMIN}")) && stderr.contains("--super-users"), "{stderr}");
 
-    let topic = unique_topic("sasl-inter-broker");
+    posts_reach_every_leader_over_one_kept_connection(&cluster, "sasl-inter-broker");
+}
+
+/// Records posted over HTTP to broker 1 (as the bootstrap admin, whose SCRAM-SHA-512 client
+/// also reads them back) for every partition reach the partitions broker 2 leads: forwarded
+/// over the inter-broker listener, whose clients must authenticate, on one connection kept
+/// between the calls.
+fn posts_reach_every_leader_over_one_kept_connection(cluster: &Cluster, prefix: &str) {
+    let topic = unique_topic(prefix);
     let first = &cluster.brokers[0];
     let mut admin = crate::acls::authenticated(&first.listener("SASL_PLAINTEXT"), ADMIN, ADMIN_PASSWORD);
     assert_eq!(crate::bad_input::create_topic_partitions(&mut admin, &topic, PARTITIONS, &[]), 0);
@@ -292,4 +300,72 @@ async fn brokers_authenticate_to_each_other_on_a_sasl_listener() {
     let opened = counter("zombi_inter_broker_connections_opened_total");
     let reused = counter("zombi_inter_broker_connections_reused_total");
     assert_eq!((opened, reused), (1, forwarded - 1), "{forwarded} forwarded posts");
+}
+
+/// OAUTHBEARER between brokers (`--sasl-mechanism-inter-broker-protocol OAUTHBEARER`): each
+/// broker presents the token in the file of `--oauthbearer-token-endpoint-url`, which the others
+/// check against the JWKS as they check clients' tokens, and forwards as its subject (a super
+/// user). A broker whose token the others would refuse (another issuer), or whose subject is no
+/// super user, refuses to start and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_authenticate_to_each_other_with_oauthbearer_tokens() {
+    use crate::oauthbearer::{ISSUER, Idp};
+    let idp = Idp::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, idp.jwks().to_string()).expect("jwks");
+    let token_file = |name: &str, subject: &str, issuer: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{}\n", idp.token(subject, issuer).0)).expect("token");
+        format!("file://{}", path.display())
+    };
+    let token = token_file("broker.jwt", "broker", ISSUER);
+    let jwks = jwks.to_str().expect("path");
+    let flags = [
+        "--listeners",
+        "SASL_PLAINTEXT://127.0.0.1:0",
+        "--sasl-enabled-mechanisms",
+        "PLAIN,SCRAM-SHA-512,OAUTHBEARER",
+        "--oauthbearer-jwks-file",
+        jwks,
+        "--oauthbearer-issuer",
+        ISSUER,
+        "--authorizer",
+        "standard",
+        "--bootstrap-admin",
+        ADMIN,
+        "--super-users",
+        "User:broker",
+        "--sasl-mechanism-inter-broker-protocol",
+        "OAUTHBEARER",
+        "--oauthbearer-token-endpoint-url",
+        &token,
+    ];
+    let env = [("ZOMBI_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)];
+    let cluster = Cluster::start_with_env(2, &flags, &env);
+
+    let refused = |token: &str, super_user: &str| {
+        let mut args = cluster.args(3);
+        let at = args.iter().position(|a| a.starts_with("file://") && a.ends_with(".jwt")).expect("token flag");
+        args[at] = token.to_string();
+        let at = args.iter().position(|a| a == "User:broker").expect("super users");
+        args[at] = super_user.to_string();
+        let data = tempfile::tempdir().expect("temp dir");
+        let output = Command::new(crate::common::zombi_bin())
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--http-listen", "127.0.0.1:0"])
+            .args(&args)
+            .envs(env)
+            .output()
+            .expect("run zombi");
+        assert!(!output.status.success(), "the broker started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = refused(&token_file("other.jwt", "broker", "https://other.test"), "User:broker");
+    assert!(stderr.contains("this broker's token") && stderr.contains("issuer"), "{stderr}");
+    let stderr = refused(&token, "User:someone-else");
+    assert!(stderr.contains("User:broker") && stderr.contains("--super-users"), "{stderr}");
+
+    posts_reach_every_leader_over_one_kept_connection(&cluster, "oauth-inter-broker");
 }

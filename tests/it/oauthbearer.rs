@@ -21,20 +21,20 @@ use crate::common::{TestBroker, unique_topic};
 use crate::http_client::request_with;
 use crate::security::{ADMIN, ADMIN_PASSWORD};
 
-const ISSUER: &str = "https://idp.test";
+pub(crate) const ISSUER: &str = "https://idp.test";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// An identity provider: a P-256 key whose public half is in the broker's JWKS file.
-struct Idp {
+pub(crate) struct Idp {
     key: EcdsaKeyPair,
     kid: String,
 }
 
 impl Idp {
-    fn new() -> Idp {
+    pub(crate) fn new() -> Idp {
         Idp::with_kid("test-key")
     }
 
@@ -45,14 +45,14 @@ impl Idp {
         Idp { key, kid: kid.to_string() }
     }
 
-    fn jwks(&self) -> serde_json::Value {
+    pub(crate) fn jwks(&self) -> serde_json::Value {
         let public = self.key.public_key().as_ref();
         json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": self.kid, "use": "sig",
             "x": b64(&public[1..33]), "y": b64(&public[33..65])}]})
     }
 
     /// A token for `subject` from `issuer`, valid for a minute.
-    fn token(&self, subject: &str, issuer: &str) -> (String, i64) {
+    pub(crate) fn token(&self, subject: &str, issuer: &str) -> (String, i64) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
         let header = b64(json!({"alg": "ES256", "typ": "JWT", "kid": self.kid}).to_string().as_bytes());
         let claims = json!({"sub": subject, "iss": issuer, "aud": "zombi", "iat": now, "exp": now + 60});
