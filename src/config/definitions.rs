@@ -718,6 +718,7 @@ pub const DEFINITIONS: &[Definition] = &[
         .kafka_or_flag_in_file()
         .of(Type::Long)
         .default("0")
+        .value(|c| c.security.connections_max_reauth_ms.to_string())
         .doc("How long a SASL authentication lasts before the client must re-authenticate on its connection (KIP-368; an OAUTHBEARER token's expiry shortens it); a connection past it that has not is closed. 0: for the connection's life (Kafka's `connections.max.reauth.ms`)"),
     setting("bootstrap-admin").doc(
         "A SCRAM user created at start when missing, with its password in ZOMBI_BOOTSTRAP_ADMIN_PASSWORD, so that a fresh secured broker can be administered",

@@ -225,6 +225,8 @@ async fn broker_configs_describe_the_settings_the_broker_runs_with() {
     for (name, value) in expected {
         assert_eq!(broker_entry(&described, name), (Some(value), false, &StaticBroker), "{name}");
     }
+    // Read by librdkafka (0142) to learn whether the brokers ask for re-authentication.
+    assert_eq!(broker_entry(&described, "connections.max.reauth.ms"), (Some("0"), true, &StaticBroker));
     drop(defaults);
 
     let flags = [
@@ -233,6 +235,7 @@ async fn broker_configs_describe_the_settings_the_broker_runs_with() {
         ["--log-local-retention-ms", "2000"],
         ["--durability", "periodic"],
         ["--fsync-interval-ms", "20"],
+        ["--connections-max-reauth-ms", "60000"],
     ];
     let broker = TestBroker::start(&flags.concat());
     let admin = admin(&broker);
@@ -247,6 +250,7 @@ async fn broker_configs_describe_the_settings_the_broker_runs_with() {
     for (name, value) in expected {
         assert_eq!(broker_entry(&described, name), (Some(value), false, &StaticBroker), "{name}");
     }
+    assert_eq!(broker_entry(&described, "connections.max.reauth.ms"), (Some("60000"), true, &StaticBroker));
 
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let alter = AlterConfig::new(ResourceSpecifier::Broker(0))
