@@ -29,6 +29,8 @@
       Writes compat/results/<suite>.json:
         {"suite", "version", "duration_s", "generated", "totals": {pass, fail, skip},
          "meta": {...}, "tests": {name: {"status", "reason", "duration_s", "log"}}}
+      With RESULTS_MERGE=1 the tests of JSONL replace theirs in the existing OUT_JSON, whose
+      other tests, duration, time and settings stay, and meta.rerun records the rerun.
 """
 import json
 import os
@@ -347,11 +349,30 @@ def cmd_finish(args):
                 if line:
                     rec = json.loads(line)
                     tests[rec["test"]] = {k: rec[k] for k in ("status", "reason", "duration_s", "log")}
+    generated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if os.environ.get("RESULTS_MERGE") == "1" and os.path.exists(out_json):
+        # A rerun of some tests: they replace their entries in the last full run's file, whose
+        # duration, time and settings stay; meta.rerun says what was rerun, when and how.
+        with open(out_json) as f:
+            base = json.load(f)
+        rerun = ", ".join(sorted(tests)) or "nothing"
+        settings = " ".join("%s=%s" % kv for kv in sorted(meta.items()))
+        base_meta = base.get("meta", {})
+        note = "%s rerun at %s (%s); every other test is from the run at %s" % (
+            rerun, generated, settings, base.get("generated"))
+        if base_meta.get("rerun"):
+            note = base_meta["rerun"] + "; then " + note
+        merged = dict(base.get("tests", {}))
+        merged.update(tests)
+        tests = merged
+        meta = dict(base_meta, rerun=note)
+        seconds = base.get("duration_s", seconds)
+        generated = base.get("generated", generated)
     totals = {"pass": 0, "fail": 0, "skip": 0}
     for t in tests.values():
         totals[t["status"]] = totals.get(t["status"], 0) + 1
     doc = {"suite": suite, "version": version, "duration_s": round(float(seconds), 1),
-           "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "generated": generated,
            "totals": totals, "meta": meta, "tests": dict(sorted(tests.items()))}
     with open(out_json + ".tmp", "w") as f:
         json.dump(doc, f, indent=1, sort_keys=False)

@@ -14,8 +14,10 @@
 # LIBRDKAFKA_LOCAL=1) under `timeout` (LIBRDKAFKA_TEST_TIMEOUT s per broker sub-test, default
 # 120), with tests/test.conf holding bootstrap.servers=zombi and KAFKA_PATH=compat/suites/librdkafka
 # (its bin/kafka-topics.sh stands in for Kafka's tool, on confluent-kafka from compat/setup.sh;
+# its bin/kafka-acls.sh is Kafka's own AclCommand, from compat/kafka/install.sh's jars;
 # BROKERS=zombi). Zombi runs with --num-partitions 4 --group-initial-rebalance-delay-ms 3000 (the
-# suite's default scenario) and is restarted if it died.
+# suite's default scenario) and --authorizer standard --allow-everyone-if-no-acl-found true, and
+# is restarted if it died.
 # The tests of the "noautocreate" scenario then run against a second zombi started with
 # --auto-create-topics false. Writes compat/results/librdkafka.json (one entry per sub-test,
 # e.g. 0045_subscribe_update_mock); SMOKE=1 does not write the JSON.
@@ -32,7 +34,12 @@
 #      made here with openssl, a bootstrap SCRAM admin), and tests/test.conf gives the suite
 #      security.protocol=SASL_SSL, SCRAM-SHA-512 and the CA: every test then runs over TLS and
 #      SASL, as a secured deployment's clients do (logs under logs/librdkafka-secured[-smoke]).
-#      Tests that call kafka-topics.sh (0045, 0052, 0077) are not secured-ready.
+#      Tests that call kafka-topics.sh or kafka-acls.sh (0045, 0052, 0077, 0109, 0115, 0119) are
+#      not secured-ready.
+#      LIBRDKAFKA_ZOMBI_ARGS: more zombi flags, space-separated (e.g. --connections-max-reauth-ms
+#      10000 for 0142 under ZOMBI_SECURED=1).
+#      RESULTS_MERGE=1 (with test numbers): their results replace theirs in the existing
+#      compat/results/librdkafka.json instead of writing a file of only these tests.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -155,7 +162,12 @@ EOF
 }
 
 SELECTED=("$@")
-Z_DEFAULT=(--num-partitions 4 --group-initial-rebalance-delay-ms "$GROUP_DELAY_MS" "${Z_SECURITY[@]}")
+# The suite's own brokers run an authorizer that allows what no ACL names (0109, 0115 and 0119
+# add ACLs with kafka-acls.sh and expect them enforced; 0081 creates and deletes ACLs).
+Z_DEFAULT=(--num-partitions 4 --group-initial-rebalance-delay-ms "$GROUP_DELAY_MS"
+    --authorizer standard --allow-everyone-if-no-acl-found true "${Z_SECURITY[@]}")
+# shellcheck disable=SC2206 # extra flags, split on spaces as given
+Z_DEFAULT+=(${LIBRDKAFKA_ZOMBI_ARGS:-})
 Z_NOAUTO=("${Z_DEFAULT[@]}" --auto-create-topics false)
 R="$SUITES_HERE/results.py"
 run_pass default "$QUICK" "python3 '$R' lrk-list '$TESTC' default" "${Z_DEFAULT[@]}"
