@@ -541,6 +541,7 @@ fn broker_configs_are_described_with_kafkas_types() {
             "num.io.threads",
             "num.network.threads",
             "producer.id.expiration.ms",
+            "connections.max.reauth.ms",
         ]
     );
     let value = |name: &str| described.iter().find(|entry| entry.name == name).map(|entry| entry.value.as_str());
@@ -570,6 +571,7 @@ fn broker_configs_are_described_with_kafkas_types() {
         ("sasl.kerberos.ticket.renew.jitter", 6),
         ("max.connections", 3),
         ("producer.id.expiration.ms", 3),
+        ("connections.max.reauth.ms", 5),
     ];
     for (name, ty) in types {
         assert_eq!(definitions::described_type(Scope::Broker, name), ty, "{name}");
