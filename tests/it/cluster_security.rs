@@ -118,17 +118,7 @@ async fn a_secured_cluster_serves_every_listener_and_forwards_as_its_brokers() {
     let mut args = cluster.args(4);
     let at = args.iter().position(|a| a == "--super-users").expect("flag") + 1;
     args[at] = "User:CN=someone-else".to_string();
-    let data = tempfile::tempdir().expect("temp dir");
-    let refused = Command::new(crate::common::zombi_bin())
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--http-listen", "127.0.0.1:0"])
-        .args(&args)
-        .envs(env)
-        .output()
-        .expect("run zombi");
-    assert!(!refused.status.success(), "a broker whose principal is no super user started");
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = refused_start(&args, &env);
     assert!(stderr.contains("User:CN=localhost") && stderr.contains("--super-users"), "{stderr}");
 
     let topic = unique_topic("secured-cluster");
@@ -227,30 +217,33 @@ async fn brokers_authenticate_to_each_other_on_a_sasl_listener() {
         [("ZOMBI_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD), ("ZOMBI_INTER_BROKER_SASL_PASSWORD", ADMIN_PASSWORD)];
     let cluster = Cluster::start_with_env(2, &flags, &env);
 
-    let refused = |args: &[String], env: &[(&str, &str)]| {
-        let data = tempfile::tempdir().expect("temp dir");
-        let output = Command::new(crate::common::zombi_bin())
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(["--http-listen", "127.0.0.1:0"])
-            .args(args)
-            .env_remove("ZOMBI_INTER_BROKER_SASL_PASSWORD")
-            .envs(env.iter().copied())
-            .output()
-            .expect("run zombi");
-        assert!(!output.status.success(), "the broker started");
-        String::from_utf8_lossy(&output.stderr).into_owned()
-    };
-    let stderr = refused(&cluster.args(3), &env[..1]);
+    let stderr = refused_start(&cluster.args(3), &env[..1]);
     assert!(stderr.contains("ZOMBI_INTER_BROKER_SASL_PASSWORD"), "{stderr}");
     let mut args = cluster.args(3);
     args.extend(["--super-users".to_string(), "User:someone-else".to_string()]);
     let at = args.iter().position(|a| a == "--bootstrap-admin").expect("flag");
     args.drain(at..at + 2);
-    let stderr = refused(&args, &env);
+    let stderr = refused_start(&args, &env);
     assert!(stderr.contains(&format!("User:{ADMIN}")) && stderr.contains("--super-users"), "{stderr}");
 
     posts_reach_every_leader_over_one_kept_connection(&cluster, "sasl-inter-broker");
+}
+
+/// Runs a broker with `args` and `env` (and no inherited inter-broker password) that must refuse
+/// to start; returns what it printed on stderr.
+fn refused_start(args: &[String], env: &[(&str, &str)]) -> String {
+    let data = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(crate::common::zombi_bin())
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--http-listen", "127.0.0.1:0"])
+        .args(args)
+        .env_remove("ZOMBI_INTER_BROKER_SASL_PASSWORD")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run zombi");
+    assert!(!output.status.success(), "the broker started: {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Records posted over HTTP to broker 1 (as the bootstrap admin, whose SCRAM-SHA-512 client
@@ -350,17 +343,7 @@ async fn brokers_authenticate_to_each_other_with_oauthbearer_tokens() {
         args[at] = token.to_string();
         let at = args.iter().position(|a| a == "User:broker").expect("super users");
         args[at] = super_user.to_string();
-        let data = tempfile::tempdir().expect("temp dir");
-        let output = Command::new(crate::common::zombi_bin())
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(["--http-listen", "127.0.0.1:0"])
-            .args(&args)
-            .envs(env)
-            .output()
-            .expect("run zombi");
-        assert!(!output.status.success(), "the broker started");
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        refused_start(&args, &env)
     };
     let stderr = refused(&token_file("other.jwt", "broker", "https://other.test"), "User:broker");
     assert!(stderr.contains("this broker's token") && stderr.contains("issuer"), "{stderr}");
