@@ -352,3 +352,103 @@ async fn brokers_authenticate_to_each_other_with_oauthbearer_tokens() {
 
     posts_reach_every_leader_over_one_kept_connection(&cluster, "oauth-inter-broker");
 }
+
+/// A broker's OAUTHBEARER token is renewed by rewriting its file: after the identity provider
+/// rotates its key (the JWKS file now holds only the new key, so the old token is refused), the
+/// brokers forward again once their token files hold tokens signed with the new key, without a
+/// restart. `--connections-max-reauth-ms 3000` keeps sessions shorter than the pool's margin, so
+/// every forward authenticates anew with the file as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_token_file_is_used_without_a_restart() {
+    use crate::oauthbearer::{ISSUER, Idp};
+    let (old, new) = (Idp::with_kid("2026-11"), Idp::with_kid("2026-12"));
+    let dir = tempfile::tempdir().expect("dir");
+    let jwks = dir.path().join("jwks.json");
+    let both = serde_json::json!({"keys": [old.jwks()["keys"][0], new.jwks()["keys"][0]]});
+    std::fs::write(&jwks, both.to_string()).expect("jwks");
+    let token = dir.path().join("broker.jwt");
+    std::fs::write(&token, old.token("broker", ISSUER).0).expect("token");
+    let (jwks_path, token_url) = (jwks.to_str().expect("path"), format!("file://{}", token.display()));
+    let flags = [
+        "--listeners",
+        "SASL_PLAINTEXT://127.0.0.1:0",
+        "--sasl-enabled-mechanisms",
+        "PLAIN,SCRAM-SHA-512,OAUTHBEARER",
+        "--oauthbearer-jwks-file",
+        jwks_path,
+        "--authorizer",
+        "standard",
+        "--bootstrap-admin",
+        ADMIN,
+        "--super-users",
+        "User:broker",
+        "--sasl-mechanism-inter-broker-protocol",
+        "OAUTHBEARER",
+        "--oauthbearer-token-endpoint-url",
+        &token_url,
+        "--connections-max-reauth-ms",
+        "3000",
+    ];
+    let cluster = Cluster::start_with_env(2, &flags, &[("ZOMBI_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let topic = unique_topic("oauth-renewal");
+    let first = &cluster.brokers[0];
+    let mut admin = crate::acls::authenticated(&first.listener("SASL_PLAINTEXT"), ADMIN, ADMIN_PASSWORD);
+    assert_eq!(crate::bad_input::create_topic_partitions(&mut admin, &topic, PARTITIONS, &[]), 0);
+    let as_admin = sasl(&first.listener("SASL_PLAINTEXT"), "SASL_PLAINTEXT", "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
+    let (led, _) = leaders(&as_admin, &topic);
+    let elsewhere = *led.iter().find(|(_, leader)| **leader == 2).expect("broker 2 leads a partition").0;
+    let basic =
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN}:{ADMIN_PASSWORD}")));
+    let post = |value: &str| {
+        let headers = [("Content-Type", "application/json"), ("Authorization", basic.as_str())];
+        let body = serde_json::json!([{ "value": value, "partition": elsewhere }]).to_string();
+        crate::http_client::request_with(&first.http, "POST", &format!("/events/{topic}"), &headers, body.as_bytes())
+    };
+    let mut acknowledged = Vec::new();
+    let answer = post("before");
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    acknowledged.push("before".to_string());
+
+    // The old key is withdrawn: the brokers' old tokens are refused from now on (once the JWKS
+    // file is read again; posts acknowledged until then are kept).
+    std::fs::write(&jwks, new.jwks().to_string()).expect("jwks");
+    let refused_at = Instant::now() + WAIT_MAX;
+    for attempt in 0.. {
+        let value = format!("old-key-{attempt}");
+        if post(&value).status != 200 {
+            break;
+        }
+        acknowledged.push(value);
+        assert!(Instant::now() < refused_at, "a token signed with a withdrawn key is still taken");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The renewed token: forwarding works again, with the same brokers.
+    std::fs::write(&token, new.token("broker", ISSUER).0).expect("token");
+    let renewed_at = Instant::now() + WAIT_MAX;
+    loop {
+        let answer = post("after");
+        if answer.status == 200 {
+            acknowledged.push("after".to_string());
+            break;
+        }
+        assert!(Instant::now() < renewed_at, "the renewed token is not used: {}", answer.text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Exactly the acknowledged posts, in order, on the partition broker 2 leads.
+    let consumer: BaseConsumer =
+        as_admin.clone().set("group.id", READER_GROUP).set("enable.auto.commit", "false").create().expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(&topic, elsewhere, Offset::Beginning).expect("offset");
+    consumer.assign(&list).expect("assign");
+    let mut read = Vec::new();
+    let deadline = Instant::now() + WAIT_MAX;
+    while read.len() < acknowledged.len() {
+        assert!(Instant::now() < deadline, "read only {read:?} of {acknowledged:?}");
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.expect("a record");
+            read.push(String::from_utf8(message.payload().unwrap_or_default().to_vec()).expect("utf-8"));
+        }
+    }
+    assert_eq!(read, acknowledged);
+}

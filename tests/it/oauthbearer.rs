@@ -38,7 +38,7 @@ impl Idp {
         Idp::with_kid("test-key")
     }
 
-    fn with_kid(kid: &str) -> Idp {
+    pub(crate) fn with_kid(kid: &str) -> Idp {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).expect("pair");
