@@ -21,6 +21,63 @@ use crate::config::SecurityConfig;
 use crate::log::{Log, LogError};
 use scram::{Credential, Mechanism};
 
+/// How often the files of a [`Reloading`] value are looked at.
+const RELOAD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A value built from files (the TLS acceptor and connector, this broker's OAUTHBEARER token),
+/// rebuilt when one of them changes: their modification times are looked at most once a
+/// [`RELOAD_CHECK_INTERVAL`], on the calling thread (small files), and a new file that does not
+/// build is logged and the previous value kept.
+pub(crate) struct Reloading<T> {
+    /// What the value is, for the logs.
+    what: &'static str,
+    paths: Vec<std::path::PathBuf>,
+    current: Mutex<Built<T>>,
+}
+
+struct Built<T> {
+    value: T,
+    modified: Vec<Option<std::time::SystemTime>>,
+    checked: std::time::Instant,
+}
+
+impl<T: Clone> Reloading<T> {
+    /// Builds the value a first time: an error here is the caller's.
+    pub(crate) fn build<E>(
+        what: &'static str,
+        paths: Vec<std::path::PathBuf>,
+        build: impl Fn() -> Result<T, E>,
+    ) -> Result<Self, E> {
+        let modified = modified(&paths);
+        let built = Built { value: build()?, modified, checked: std::time::Instant::now() };
+        Ok(Reloading { what, paths, current: Mutex::new(built) })
+    }
+
+    /// The value, rebuilt by `build` first if a file changed.
+    pub(crate) fn get<E: std::fmt::Display>(&self, build: impl Fn() -> Result<T, E>) -> T {
+        let mut built = self.current.lock();
+        if built.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
+            built.checked = std::time::Instant::now();
+            let now = modified(&self.paths);
+            if now != built.modified {
+                built.modified = now;
+                match build() {
+                    Ok(value) => {
+                        tracing::info!(file = %self.paths[0].display(), "{} reloaded", self.what);
+                        built.value = value;
+                    }
+                    Err(error) => tracing::error!(%error, "cannot reload {}; keeping the previous one", self.what),
+                }
+            }
+        }
+        built.value.clone()
+    }
+}
+
+fn modified(paths: &[std::path::PathBuf]) -> Vec<Option<std::time::SystemTime>> {
+    paths.iter().map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok()).collect()
+}
+
 /// A value derived from the log's dynamic configs (the ACL index, the quota index), rebuilt only
 /// when they have changed since it was built, so that a check per request is a lookup.
 #[derive(Debug)]

@@ -280,8 +280,15 @@ pub struct InterBrokerClient {
 }
 
 enum Credential {
-    Password { username: String, password: String },
-    Token(TokenFile),
+    Password {
+        username: String,
+        password: String,
+    },
+    /// The token in the file of `--oauthbearer-token-endpoint-url`, read again when it changes.
+    Token {
+        path: std::path::PathBuf,
+        token: super::Reloading<String>,
+    },
 }
 
 impl std::fmt::Debug for Credential {
@@ -289,69 +296,39 @@ impl std::fmt::Debug for Credential {
         // Never the password or the token.
         match self {
             Credential::Password { username, .. } => f.debug_struct("Password").field("username", username).finish(),
-            Credential::Token(file) => f.debug_tuple("Token").field(&file.path).finish(),
+            Credential::Token { path, .. } => f.debug_struct("Token").field("path", path).finish(),
         }
     }
 }
 
+/// What this broker's token's reloads are logged as.
+const TOKEN: &str = "this broker's OAUTHBEARER token";
+
 impl InterBrokerClient {
-    /// `None` without a user and its password, or a token file (the server refuses to start then).
+    /// `None` without a user and its password, or a readable token file (a cluster's broker
+    /// refuses to start then).
     pub fn from_config(security: &crate::config::SecurityConfig) -> Option<InterBrokerClient> {
         use crate::config::security::InterBrokerSasl;
         let credential = match security.inter_broker_sasl.as_ref()? {
             InterBrokerSasl::Password { username, password } => {
                 Credential::Password { username: username.clone(), password: password.clone()? }
             }
-            InterBrokerSasl::TokenFile(path) => Credential::Token(TokenFile::new(path.clone())),
+            InterBrokerSasl::TokenFile(path) => {
+                match super::Reloading::build(TOKEN, vec![path.clone()], || read_token(path)) {
+                    Ok(token) => Credential::Token { path: path.clone(), token },
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "cannot read this broker's token");
+                        return None;
+                    }
+                }
+            }
         };
         Some(InterBrokerClient { mechanism: security.inter_broker_sasl_mechanism.clone(), credential })
     }
 }
 
-/// How often a token file is looked at again for a renewed token.
-const TOKEN_FILE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The file a broker's OAUTHBEARER token is in. It is read when a connection to another broker
-/// authenticates, at most once a second and only when its modification time changed (a small
-/// file: the read stays on the calling thread, as the TLS certificates' does). A file that cannot
-/// be read keeps the token last read.
-struct TokenFile {
-    path: std::path::PathBuf,
-    held: parking_lot::Mutex<HeldToken>,
-}
-
-#[derive(Default)]
-struct HeldToken {
-    checked: Option<std::time::Instant>,
-    modified: Option<std::time::SystemTime>,
-    token: String,
-}
-
-impl TokenFile {
-    fn new(path: std::path::PathBuf) -> TokenFile {
-        TokenFile { path, held: parking_lot::Mutex::new(HeldToken::default()) }
-    }
-
-    fn token(&self) -> String {
-        let mut held = self.held.lock();
-        if held.checked.is_some_and(|at| at.elapsed() < TOKEN_FILE_CHECK_INTERVAL) {
-            return held.token.clone();
-        }
-        held.checked = Some(std::time::Instant::now());
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified());
-        match modified {
-            Ok(modified) if held.modified == Some(modified) => {}
-            Ok(modified) => match std::fs::read_to_string(&self.path) {
-                Ok(text) => {
-                    held.token = text.trim().to_string();
-                    held.modified = Some(modified);
-                }
-                Err(error) => tracing::warn!(path = %self.path.display(), %error, "cannot read this broker's token"),
-            },
-            Err(error) => tracing::warn!(path = %self.path.display(), %error, "cannot read this broker's token"),
-        }
-        held.token.clone()
-    }
+fn read_token(path: &std::path::Path) -> Result<String, std::io::Error> {
+    std::fs::read_to_string(path).map(|text| text.trim().to_string())
 }
 
 impl crate::cluster::forward::BrokerSasl for InterBrokerClient {
@@ -361,9 +338,9 @@ impl crate::cluster::forward::BrokerSasl for InterBrokerClient {
 
     fn start(&self) -> (Box<dyn crate::cluster::forward::SaslClientExchange>, Bytes) {
         match (&self.credential, Mechanism::from_name(&self.mechanism)) {
-            (Credential::Token(file), _) => {
+            (Credential::Token { path, token }, _) => {
                 // RFC 7628's initial client response; the principal is the token's.
-                let response = format!("n,,\u{1}auth=Bearer {}\u{1}\u{1}", file.token());
+                let response = format!("n,,\u{1}auth=Bearer {}\u{1}\u{1}", token.get(|| read_token(path)));
                 (Box::new(OAuthBearerClient), Bytes::from(response))
             }
             (Credential::Password { username, password }, Some(mechanism)) => {

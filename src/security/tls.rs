@@ -5,14 +5,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
 
-use parking_lot::Mutex;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use tokio_rustls::TlsAcceptor;
 
+use super::Reloading;
 use crate::config::{Case, ClientAuth, PrincipalRule, SecurityConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +32,9 @@ struct Files {
     client_auth: ClientAuth,
 }
 
+/// What the TLS files' reloads are logged as.
+const CERTIFICATE: &str = "the TLS certificate";
+
 /// The TLS versions every listener and client of this broker speaks.
 const VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
@@ -42,54 +44,6 @@ fn add_authorities(roots: &mut rustls::RootCertStore, ca: &Path) -> Result<(), T
         roots.add(certificate).map_err(|e| file_error(ca, e))?;
     }
     Ok(())
-}
-
-/// How often the files' modification times are looked at.
-const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
-/// A value built from files (an acceptor, a connector), rebuilt when one of them changes:
-/// their modification times are looked at most once a [`RELOAD_CHECK_INTERVAL`], and a
-/// broken new file is logged and the previous value kept.
-struct Reloading<T> {
-    paths: Vec<PathBuf>,
-    current: Mutex<Built<T>>,
-}
-
-struct Built<T> {
-    value: T,
-    modified: Vec<Option<SystemTime>>,
-    checked: Instant,
-}
-
-impl<T: Clone> Reloading<T> {
-    /// Builds the value a first time: an error here is the caller's.
-    fn build(paths: Vec<PathBuf>, build: impl Fn() -> Result<T, TlsError>) -> Result<Self, TlsError> {
-        let modified = modified(&paths);
-        let built = Built { value: build()?, modified, checked: Instant::now() };
-        Ok(Reloading { paths, current: Mutex::new(built) })
-    }
-
-    /// The value, rebuilt by `build` first if a file changed.
-    fn get(&self, build: impl Fn() -> Result<T, TlsError>) -> T {
-        let mut built = self.current.lock();
-        if built.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
-            built.checked = Instant::now();
-            let now = modified(&self.paths);
-            if now != built.modified {
-                built.modified = now;
-                match build() {
-                    Ok(value) => {
-                        tracing::info!(file = %self.paths[0].display(), "TLS certificate reloaded");
-                        built.value = value;
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot reload the TLS certificate; keeping the previous one")
-                    }
-                }
-            }
-        }
-        built.value.clone()
-    }
 }
 
 /// The acceptor of the TLS listeners, rebuilt when the files change.
@@ -119,7 +73,7 @@ impl Tls {
         };
         let paths = [Some(&files.cert), Some(&files.key), files.ca.as_ref()].into_iter().flatten().cloned().collect();
         // Built now, so that bad files stop the start.
-        let acceptor = Reloading::build(paths, || build(&files))?;
+        let acceptor = Reloading::build(CERTIFICATE, paths, || build(&files))?;
         Ok(Some(Arc::new(Tls { files, acceptor })))
     }
 
@@ -127,10 +81,6 @@ impl Tls {
     pub fn acceptor(&self) -> TlsAcceptor {
         self.acceptor.get(|| build(&self.files))
     }
-}
-
-fn modified(paths: &[PathBuf]) -> Vec<Option<SystemTime>> {
-    paths.iter().map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok()).collect()
 }
 
 fn file_error(path: &Path, reason: impl ToString) -> TlsError {
@@ -214,7 +164,7 @@ impl crate::cluster::forward::BrokerTls for ClientTls {
             return Ok(connector.get(build));
         }
         let paths = vec![self.cert.clone(), self.key.clone(), self.ca.clone()];
-        let reloading = Reloading::build(paths, build).map_err(|e| e.to_string())?;
+        let reloading = Reloading::build(CERTIFICATE, paths, build).map_err(|e| e.to_string())?;
         // Two first connections at once both build; one keeps its connector.
         Ok(self.connector.get_or_init(|| reloading).get(build))
     }
