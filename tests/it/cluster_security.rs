@@ -57,16 +57,26 @@ async fn send(producer: &FutureProducer, topic: &str, partition: i32, value: &st
 
 /// Every partition's records from offset 0, `count` each.
 fn read_every_partition(config: &ClientConfig, topic: &str, count: usize) -> BTreeMap<i32, Vec<(i64, String)>> {
+    read_partitions(config, topic, &(0..PARTITIONS).collect::<Vec<_>>(), count)
+}
+
+/// `count` records from each of `partitions`, from the beginning: (offset, value) per partition.
+fn read_partitions(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: &[i32],
+    count: usize,
+) -> BTreeMap<i32, Vec<(i64, String)>> {
     let consumer: BaseConsumer =
         config.clone().set("group.id", READER_GROUP).set("enable.auto.commit", "false").create().expect("consumer");
     let mut list = TopicPartitionList::new();
-    for partition in 0..PARTITIONS {
-        list.add_partition_offset(topic, partition, Offset::Beginning).expect("offset");
+    for partition in partitions {
+        list.add_partition_offset(topic, *partition, Offset::Beginning).expect("offset");
     }
     consumer.assign(&list).expect("assign");
     let mut read: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
     let deadline = Instant::now() + WAIT_MAX;
-    while read.values().map(Vec::len).sum::<usize>() < count * PARTITIONS as usize {
+    while read.values().map(Vec::len).sum::<usize>() < count * partitions.len() {
         assert!(Instant::now() < deadline, "read only {read:?}");
         if let Some(message) = consumer.poll(Duration::from_millis(200)) {
             let message = message.expect("a record");
@@ -246,36 +256,56 @@ fn refused_start(args: &[String], env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// A topic of `PARTITIONS` on a cluster whose first listener is SASL_PLAINTEXT, created by the
+/// bootstrap admin: the admin's SCRAM-SHA-512 client config, each partition's leader, and posts
+/// to it through a broker's HTTP door as the admin (basic auth).
+struct AdminTopic {
+    topic: String,
+    as_admin: ClientConfig,
+    led: BTreeMap<i32, i32>,
+    basic: String,
+}
+
+impl AdminTopic {
+    fn create(cluster: &Cluster, prefix: &str) -> AdminTopic {
+        let topic = unique_topic(prefix);
+        let listener = cluster.brokers[0].listener("SASL_PLAINTEXT");
+        let mut admin = crate::acls::authenticated(&listener, ADMIN, ADMIN_PASSWORD);
+        assert_eq!(crate::bad_input::create_topic_partitions(&mut admin, &topic, PARTITIONS, &[]), 0);
+        let as_admin = sasl(&listener, "SASL_PLAINTEXT", "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
+        let (led, _) = leaders(&as_admin, &topic);
+        let basic =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN}:{ADMIN_PASSWORD}")));
+        AdminTopic { topic, as_admin, led, basic }
+    }
+
+    /// Posts `value` to `partition` through the HTTP door at `http`.
+    fn post(&self, http: &str, partition: i32, value: &str) -> crate::http_client::HttpResponse {
+        let headers = [("Content-Type", "application/json"), ("Authorization", self.basic.as_str())];
+        let body = serde_json::json!([{ "value": value, "partition": partition }]).to_string();
+        crate::http_client::request_with(http, "POST", &format!("/events/{}", self.topic), &headers, body.as_bytes())
+    }
+}
+
 /// Records posted over HTTP to broker 1 (as the bootstrap admin, whose SCRAM-SHA-512 client
 /// also reads them back) for every partition reach the partitions broker 2 leads: forwarded
 /// over the inter-broker listener, whose clients must authenticate, on one connection kept
 /// between the calls.
 fn posts_reach_every_leader_over_one_kept_connection(cluster: &Cluster, prefix: &str) {
-    let topic = unique_topic(prefix);
-    let first = &cluster.brokers[0];
-    let mut admin = crate::acls::authenticated(&first.listener("SASL_PLAINTEXT"), ADMIN, ADMIN_PASSWORD);
-    assert_eq!(crate::bad_input::create_topic_partitions(&mut admin, &topic, PARTITIONS, &[]), 0);
-    let as_admin = sasl(&first.listener("SASL_PLAINTEXT"), "SASL_PLAINTEXT", "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
-    let (led, _) = leaders(&as_admin, &topic);
+    let posts = AdminTopic::create(cluster, prefix);
+    let (as_admin, led) = (&posts.as_admin, &posts.led);
     assert!(led.values().any(|l| *l == 2), "broker 2 leads some partitions: {led:?}");
-
-    let basic =
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN}:{ADMIN_PASSWORD}")));
-    let headers = [("Content-Type", "application/json"), ("Authorization", basic.as_str())];
-    let post = |http: &str, partition: i32, value: &str| {
-        let body = serde_json::json!([{ "value": value, "partition": partition }]).to_string();
-        crate::http_client::request_with(http, "POST", &format!("/events/{topic}"), &headers, body.as_bytes())
-    };
+    let first = &cluster.brokers[0];
     let rounds = 3;
     for round in 0..rounds {
         for partition in 0..PARTITIONS {
-            let answer = post(&first.http, partition, &format!("http-{round}-{partition}"));
+            let answer = posts.post(&first.http, partition, &format!("http-{round}-{partition}"));
             assert_eq!(answer.status, 200, "partition {partition}: {}", answer.text());
             assert_eq!(answer.json()["offsets"][0]["offset"], round, "partition {partition}");
         }
     }
 
-    let read = read_every_partition(&as_admin, &topic, rounds as usize);
+    let read = read_every_partition(as_admin, &posts.topic, rounds as usize);
     for partition in 0..PARTITIONS {
         let expected: Vec<(i64, String)> = (0..rounds).map(|r| (r, format!("http-{r}-{partition}"))).collect();
         assert_eq!(read[&partition], expected, "partition {partition}");
@@ -293,6 +323,35 @@ fn posts_reach_every_leader_over_one_kept_connection(cluster: &Cluster, prefix: 
     let opened = counter("zombi_inter_broker_connections_opened_total");
     let reused = counter("zombi_inter_broker_connections_reused_total");
     assert_eq!((opened, reused), (1, forwarded - 1), "{forwarded} forwarded posts");
+}
+
+/// A cluster on one SASL_PLAINTEXT listener whose brokers authenticate to each other with the
+/// OAUTHBEARER token of `token_url` (subject `broker`, a super user), checked against `jwks` and
+/// the test identity provider's issuer; the bootstrap admin uses SCRAM.
+fn oauthbearer_cluster_flags(jwks: &std::path::Path, token_url: &str) -> Vec<String> {
+    let jwks = jwks.to_str().expect("path");
+    [
+        "--listeners",
+        "SASL_PLAINTEXT://127.0.0.1:0",
+        "--sasl-enabled-mechanisms",
+        "PLAIN,SCRAM-SHA-512,OAUTHBEARER",
+        "--oauthbearer-jwks-file",
+        jwks,
+        "--oauthbearer-issuer",
+        crate::oauthbearer::ISSUER,
+        "--authorizer",
+        "standard",
+        "--bootstrap-admin",
+        ADMIN,
+        "--super-users",
+        "User:broker",
+        "--sasl-mechanism-inter-broker-protocol",
+        "OAUTHBEARER",
+        "--oauthbearer-token-endpoint-url",
+        token_url,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// OAUTHBEARER between brokers (`--sasl-mechanism-inter-broker-protocol OAUTHBEARER`): each
@@ -313,27 +372,8 @@ async fn brokers_authenticate_to_each_other_with_oauthbearer_tokens() {
         format!("file://{}", path.display())
     };
     let token = token_file("broker.jwt", "broker", ISSUER);
-    let jwks = jwks.to_str().expect("path");
-    let flags = [
-        "--listeners",
-        "SASL_PLAINTEXT://127.0.0.1:0",
-        "--sasl-enabled-mechanisms",
-        "PLAIN,SCRAM-SHA-512,OAUTHBEARER",
-        "--oauthbearer-jwks-file",
-        jwks,
-        "--oauthbearer-issuer",
-        ISSUER,
-        "--authorizer",
-        "standard",
-        "--bootstrap-admin",
-        ADMIN,
-        "--super-users",
-        "User:broker",
-        "--sasl-mechanism-inter-broker-protocol",
-        "OAUTHBEARER",
-        "--oauthbearer-token-endpoint-url",
-        &token,
-    ];
+    let flags = oauthbearer_cluster_flags(&jwks, &token);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let env = [("ZOMBI_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)];
     let cluster = Cluster::start_with_env(2, &flags, &env);
 
@@ -368,42 +408,13 @@ async fn a_renewed_token_file_is_used_without_a_restart() {
     std::fs::write(&jwks, both.to_string()).expect("jwks");
     let token = dir.path().join("broker.jwt");
     std::fs::write(&token, old.token("broker", ISSUER).0).expect("token");
-    let (jwks_path, token_url) = (jwks.to_str().expect("path"), format!("file://{}", token.display()));
-    let flags = [
-        "--listeners",
-        "SASL_PLAINTEXT://127.0.0.1:0",
-        "--sasl-enabled-mechanisms",
-        "PLAIN,SCRAM-SHA-512,OAUTHBEARER",
-        "--oauthbearer-jwks-file",
-        jwks_path,
-        "--authorizer",
-        "standard",
-        "--bootstrap-admin",
-        ADMIN,
-        "--super-users",
-        "User:broker",
-        "--sasl-mechanism-inter-broker-protocol",
-        "OAUTHBEARER",
-        "--oauthbearer-token-endpoint-url",
-        &token_url,
-        "--connections-max-reauth-ms",
-        "3000",
-    ];
+    let mut flags = oauthbearer_cluster_flags(&jwks, &format!("file://{}", token.display()));
+    flags.extend(["--connections-max-reauth-ms".to_string(), "3000".to_string()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let cluster = Cluster::start_with_env(2, &flags, &[("ZOMBI_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)]);
-    let topic = unique_topic("oauth-renewal");
-    let first = &cluster.brokers[0];
-    let mut admin = crate::acls::authenticated(&first.listener("SASL_PLAINTEXT"), ADMIN, ADMIN_PASSWORD);
-    assert_eq!(crate::bad_input::create_topic_partitions(&mut admin, &topic, PARTITIONS, &[]), 0);
-    let as_admin = sasl(&first.listener("SASL_PLAINTEXT"), "SASL_PLAINTEXT", "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
-    let (led, _) = leaders(&as_admin, &topic);
-    let elsewhere = *led.iter().find(|(_, leader)| **leader == 2).expect("broker 2 leads a partition").0;
-    let basic =
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN}:{ADMIN_PASSWORD}")));
-    let post = |value: &str| {
-        let headers = [("Content-Type", "application/json"), ("Authorization", basic.as_str())];
-        let body = serde_json::json!([{ "value": value, "partition": elsewhere }]).to_string();
-        crate::http_client::request_with(&first.http, "POST", &format!("/events/{topic}"), &headers, body.as_bytes())
-    };
+    let posts = AdminTopic::create(&cluster, "oauth-renewal");
+    let elsewhere = *posts.led.iter().find(|(_, leader)| **leader == 2).expect("broker 2 leads a partition").0;
+    let post = |value: &str| posts.post(&cluster.brokers[0].http, elsewhere, value);
     let mut acknowledged = Vec::new();
     let answer = post("before");
     assert_eq!(answer.status, 200, "{}", answer.text());
@@ -436,19 +447,7 @@ async fn a_renewed_token_file_is_used_without_a_restart() {
     }
 
     // Exactly the acknowledged posts, in order, on the partition broker 2 leads.
-    let consumer: BaseConsumer =
-        as_admin.clone().set("group.id", READER_GROUP).set("enable.auto.commit", "false").create().expect("consumer");
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(&topic, elsewhere, Offset::Beginning).expect("offset");
-    consumer.assign(&list).expect("assign");
-    let mut read = Vec::new();
-    let deadline = Instant::now() + WAIT_MAX;
-    while read.len() < acknowledged.len() {
-        assert!(Instant::now() < deadline, "read only {read:?} of {acknowledged:?}");
-        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
-            let message = message.expect("a record");
-            read.push(String::from_utf8(message.payload().unwrap_or_default().to_vec()).expect("utf-8"));
-        }
-    }
-    assert_eq!(read, acknowledged);
+    let read = read_partitions(&posts.as_admin, &posts.topic, &[elsewhere], acknowledged.len());
+    let values: Vec<&String> = read[&elsewhere].iter().map(|(_, value)| value).collect();
+    assert_eq!(values, acknowledged.iter().collect::<Vec<_>>());
 }
