@@ -257,8 +257,8 @@ fn refused_start(args: &[String], env: &[(&str, &str)]) -> String {
 }
 
 /// A topic of `PARTITIONS` on a cluster whose first listener is SASL_PLAINTEXT, created by the
-/// bootstrap admin: the admin's SCRAM-SHA-512 client config, each partition's leader, and posts
-/// to it through a broker's HTTP door as the admin (basic auth).
+/// bootstrap admin: the admin's SCRAM-SHA-512 client config, each partition's leader once broker 2
+/// leads some, and posts to it through a broker's HTTP door as the admin (basic auth).
 struct AdminTopic {
     topic: String,
     as_admin: ClientConfig,
@@ -273,7 +273,16 @@ impl AdminTopic {
         let mut admin = crate::acls::authenticated(&listener, ADMIN, ADMIN_PASSWORD);
         assert_eq!(crate::bad_input::create_topic_partitions(&mut admin, &topic, PARTITIONS, &[]), 0);
         let as_admin = sasl(&listener, "SASL_PLAINTEXT", "SCRAM-SHA-512", ADMIN, ADMIN_PASSWORD);
-        let (led, _) = leaders(&as_admin, &topic);
+        // Broker 2 gets its share by hand-over if it joined as the topic was created.
+        let deadline = Instant::now() + WAIT_MAX;
+        let led = loop {
+            let (led, _) = leaders(&as_admin, &topic);
+            if led.values().any(|leader| *leader == 2) {
+                break led;
+            }
+            assert!(Instant::now() < deadline, "broker 2 never leads a partition of {topic}: {led:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
         let basic =
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{ADMIN}:{ADMIN_PASSWORD}")));
         AdminTopic { topic, as_admin, led, basic }
